@@ -1,0 +1,34 @@
+# Every target sets up what it needs: a fresh clone needs only python3 (>=3.11).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the demo procedure room in-process on the embedded default config (no broker, no hardware).
+demo: $(STAMP)
+	$(BIN)/roommon demo --speed 20 --minutes 10
+
+## Run the whole test suite (needs the `mosquitto` binary on PATH; .ci/run installs it).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check roommon simulators tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/ecg_accuracy.py
+	$(BIN)/python bench/checks.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m roommon`` entry point."""
+
+from roommon.cli import main
+
+raise SystemExit(main())

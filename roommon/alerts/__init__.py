@@ -1,0 +1,1 @@
+"""Alarm layer: conditions reported by checks become alarms with a lifecycle."""

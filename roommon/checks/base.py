@@ -1,0 +1,148 @@
+"""What every check is: declared needs, a window, typed settings, declared conditions.
+
+A check sees only samples (chunks and readings from its room's feeds) and the
+clock's ticks; it writes results into a :class:`CheckContext`: condition
+reports for the alarm engine, measurements for the room state (heart rate,
+SpO2...), and room events (``cement.injection_ended``...). It never talks to a
+transport or to the alarm engine.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from roommon.alerts.conditions import ConditionReport, ConditionSpec
+from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.ringbuffer import RingBuffer
+
+
+class CheckSettings(BaseModel):
+    """Base for every check's settings model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedView:
+    """What a check may know about one of its room's feeds."""
+
+    name: str
+    kind: SignalKind
+    fs: float  # expected sample rate (0 for numeric feeds)
+    unit: str
+    buffer: RingBuffer | None  # None for numeric feeds
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Measurement:
+    """A derived value for the room state, e.g. heart rate from the EKG."""
+
+    name: str  # "heart_rate"
+    value: float
+    unit: str
+    t: float
+    feed: str
+    reliable: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomEvent:
+    """A detected event other components react to (e.g. ``cement.injection_ended``)."""
+
+    name: str
+    t: float
+    feed: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    origin: DataOrigin = DataOrigin.LIVE
+
+
+class CheckContext:
+    """Collects what a check reports during one call; the pipeline drains it."""
+
+    __slots__ = ("_check", "_room", "conditions", "events", "measurements")
+
+    def __init__(self, *, room: str, check: str) -> None:
+        self._room = room
+        self._check = check
+        self.conditions: list[ConditionReport] = []
+        self.measurements: list[Measurement] = []
+        self.events: list[RoomEvent] = []
+
+    def condition(
+        self,
+        spec: ConditionSpec,
+        active: bool,
+        *,
+        t: float,
+        feed: str,
+        value: float | None = None,
+        limit: float | None = None,
+        message: str = "",
+        origin: DataOrigin = DataOrigin.LIVE,
+    ) -> None:
+        self.conditions.append(
+            ConditionReport(
+                room=self._room,
+                feed=feed,
+                check=self._check,
+                spec=spec,
+                active=active,
+                t=t,
+                value=value,
+                limit=limit,
+                message=message,
+                origin=origin,
+            )
+        )
+
+    def measure(self, m: Measurement) -> None:
+        self.measurements.append(m)
+
+    def event(self, e: RoomEvent) -> None:
+        self.events.append(e)
+
+    def drain(self) -> tuple[list[ConditionReport], list[Measurement], list[RoomEvent]]:
+        out = (self.conditions, self.measurements, self.events)
+        self.conditions, self.measurements, self.events = [], [], []
+        return out
+
+
+class Check(abc.ABC):
+    """Base class of every check.
+
+    Subclasses set the class attributes and implement whichever hooks they
+    need. ``feeds`` holds the room's feeds of the kinds in ``needs`` and
+    ``optional``; the pipeline routes only those feeds' samples to the check.
+    """
+
+    name: ClassVar[str]
+    needs: ClassVar[frozenset[SignalKind]]
+    optional: ClassVar[frozenset[SignalKind]] = frozenset()
+    window_s: ClassVar[float] = 0.0
+    settings_model: ClassVar[type[CheckSettings]]
+    conditions: ClassVar[tuple[ConditionSpec, ...]]
+
+    def __init__(self, *, room: str, settings: CheckSettings, feeds: Mapping[str, FeedView]) -> None:
+        self.room = room
+        self.settings = settings
+        self.feeds = dict(feeds)
+
+    def on_chunk(self, chunk: WaveformChunk, ctx: CheckContext) -> None:  # noqa: B027 - optional hook
+        """New samples of a waveform feed (already in the ring buffer)."""
+
+    def on_reading(self, reading: NumericReading, ctx: CheckContext) -> None:  # noqa: B027
+        """A new numeric reading."""
+
+    def on_tick(self, now: float, ctx: CheckContext) -> None:  # noqa: B027
+        """Called about once a second with the clock's UTC time."""
+
+    def on_event(self, event: RoomEvent, ctx: CheckContext) -> None:  # noqa: B027
+        """A room event (from another check or an operator command)."""
+
+    def on_measurement(self, m: Measurement, ctx: CheckContext) -> None:  # noqa: B027
+        """A measurement made by another check of the room (e.g. EKG heart rate)."""
