@@ -1,0 +1,561 @@
+"""Cement-injection pressure check: injection phases, pressure limits, working time.
+
+Data flow: the room pipeline writes each cement-pressure chunk (kPa) into the
+feed's ring buffer and calls :meth:`CementCheck.on_chunk`. Over-pressure is
+tested on every chunk (one vectorised max, exact crossing times); the rest is
+analysed in fixed blocks of ``analysis_block_s`` (see
+:mod:`roommon.signal.blocks`), averaged into ``segment_s`` segments:
+
+- phase: ``idle`` -> ``injecting`` <-> ``paused`` -> ``ended`` (no injection for
+  ``end_after_s``), then a new injection starts again from ``ended``;
+- a sudden drop during injection (possible leak along a path of least resistance);
+- a rising trend that will reach the maximum within ``rising_horizon_s``;
+- injection past the cement's working time, counted from the room event
+  ``cement.mixed`` (an operator command or a configured feed).
+
+Events published: ``cement.injection_started``, ``cement.phase`` (every
+change), and ``cement.injection_ended`` once per injection: the recovery timer
+starts from it.
+
+Design figures (PMMA vertebroplasty/kyphoplasty): peak injection pressures in
+patients averaged about 1.7 MPa, maximum about 3.2 MPa; pressure rises as the
+cement cures; the injectable window is roughly 4 to 15 minutes after mixing
+depending on product and temperature. Every limit is a per-product setting.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import structlog
+from pydantic import Field, model_validator
+
+from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.checks.base import (
+    Check,
+    CheckContext,
+    CheckSettings,
+    FeedView,
+    Measurement,
+    RoomEvent,
+)
+from roommon.model import FloatArray, SignalKind, WaveformChunk
+from roommon.signal.blocks import BlockAssembler, BlockSink
+from roommon.signal.thresholds import hysteresis_state, transitions
+
+log = structlog.get_logger(__name__)
+
+
+class CementSettings(CheckSettings):
+    """Per-room (per cement product) settings of the cement-injection check."""
+
+    max_pressure_kpa: float = Field(
+        3200.0,
+        gt=0,
+        description="Over-pressure limit. Default: published maximum injection pressure "
+        "in patients, about 3.2 MPa (mean peak about 1.7 MPa).",
+    )
+    over_pressure_clear_kpa: float = Field(
+        100.0,
+        ge=0,
+        description="Over-pressure clears only this far below the limit (hysteresis "
+        "against chatter; about 3 % of the default limit).",
+    )
+    inject_on_kpa: float = Field(
+        200.0,
+        gt=0,
+        description="Segment mean above this starts 'injecting'. Well above transducer "
+        "zero drift, well below the ~1.7 MPa typical injection pressure.",
+    )
+    inject_off_kpa: float = Field(
+        100.0,
+        ge=0,
+        description="Segment mean below this stops 'injecting' (half of inject_on_kpa, "
+        "hysteresis).",
+    )
+    end_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="No injection for this long after the last one: injection ended "
+        "(the recovery timer starts). Longer than a typical pause to reload a cannula.",
+    )
+    drop_fraction: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="Sudden drop: pressure falls by more than this fraction of its "
+        "recent maximum within drop_window_s while the injection goes on. A 30 % "
+        "fall in a second is far outside the slow rise of curing cement.",
+    )
+    drop_window_s: float = Field(
+        1.0, gt=0, description="Time within which the fall must happen (see drop_fraction)."
+    )
+    drop_confirm_s: float = Field(
+        1.0,
+        gt=0,
+        description="The lower level must hold this long (not falling by drop_fraction "
+        "again, not back to rest): an operator's stop relaxes to rest, a leak holds a "
+        "lower pressure. Adds this much latency to the drop alarm.",
+    )
+    drop_min_reference_kpa: float = Field(
+        500.0,
+        gt=0,
+        description="Falls are judged only from a recent maximum at least this high: "
+        "fluctuation at low pressure is not a leak signature.",
+    )
+    drop_hold_s: float = Field(
+        5.0,
+        gt=0,
+        description="How long a detected drop is reported present (the alarm latches).",
+    )
+    trend_window_s: float = Field(
+        5.0, gt=0, description="Window of the least-squares pressure slope for the rising trend."
+    )
+    rising_horizon_s: float = Field(
+        10.0,
+        gt=0,
+        description="Rising trend alarm when the slope would reach max_pressure_kpa "
+        "within this time: a warning a few pushes ahead.",
+    )
+    rising_min_fraction: float = Field(
+        0.6,
+        gt=0,
+        lt=1,
+        description="The rising trend is only judged above this fraction of "
+        "max_pressure_kpa (early ramps are steep and harmless).",
+    )
+    working_time_s: float = Field(
+        900.0,
+        gt=0,
+        description="Injection after this many seconds from 'cement mixed' is past the "
+        "working time. Default: 15 min, the upper end of the published 4-15 min "
+        "injectable window; set per cement product and room temperature.",
+    )
+    min_dough_time_s: float = Field(
+        240.0,
+        ge=0,
+        description="Injection earlier than this after mixing uses low-viscosity cement, "
+        "which leaks more. Default: 4 min, the lower end of the published window.",
+    )
+    segment_s: float = Field(
+        0.25,
+        gt=0,
+        description="Averaging segment for phase, drop and trend: smooths the "
+        "hand-screw ripple while resolving a one-second drop.",
+    )
+    analysis_block_s: float = Field(
+        2.0,
+        gt=0,
+        description="Block length of the segment analysis: the latency of phase, drop "
+        "and trend detection versus per-call overhead. Over-pressure is not delayed.",
+    )
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> CementSettings:
+        if self.inject_off_kpa > self.inject_on_kpa:
+            raise ValueError("inject_off_kpa must not exceed inject_on_kpa")
+        if self.over_pressure_clear_kpa >= self.max_pressure_kpa:
+            raise ValueError("over_pressure_clear_kpa must be below max_pressure_kpa")
+        return self
+
+
+class Phase(enum.StrEnum):
+    IDLE = "idle"
+    INJECTING = "injecting"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
+OVER_PRESSURE = ConditionSpec(
+    code="cement.over_pressure",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="Cement injection pressure above the configured maximum",
+)
+SUDDEN_DROP = ConditionSpec(
+    code="cement.sudden_drop",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="Sudden pressure drop during injection: possible cement leakage",
+    latching=True,
+)
+RISING_TO_MAX = ConditionSpec(
+    code="cement.rising_to_max",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="Injection pressure rising towards the configured maximum",
+)
+PAST_WORKING_TIME = ConditionSpec(
+    code="cement.past_working_time",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="Injection continuing past the cement's working time",
+)
+EARLY_INJECTION = ConditionSpec(
+    code="cement.early_injection",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.LOW,
+    description="Injection before the cement's minimum dough time (low viscosity leaks more)",
+)
+NO_MIX_TIME = ConditionSpec(
+    code="cement.no_mix_time",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="Injection without a 'cement mixed' time: working time cannot be checked",
+)
+
+
+class _FeedState:
+    """Carried state of one cement-pressure feed."""
+
+    __slots__ = (
+        "asm",
+        "drop_until",
+        "feed",
+        "hist",
+        "injecting",
+        "injection",
+        "last_inject_t",
+        "over",
+        "peak",
+        "phase",
+        "sink",
+        "started_t",
+    )
+
+    def __init__(self, *, feed: str, asm: BlockAssembler, sink: BlockSink) -> None:
+        self.feed = feed
+        self.asm = asm
+        self.sink = sink
+        self.phase = Phase.IDLE
+        self.injecting = False  # hysteresis state of the segment means
+        self.over = False
+        self.hist: FloatArray = np.empty(0, dtype=np.float64)  # recent segment means
+        self.injection = 0  # number of the current/last injection
+        self.started_t = math.nan
+        self.last_inject_t = math.nan  # end of the last injecting segment
+        self.peak = 0.0
+        self.drop_until = -math.inf
+
+
+class CementCheck(Check):
+    """Injection phases, over-pressure, sudden drop, rising trend and working time."""
+
+    name = "cement"
+    needs = frozenset({SignalKind.CEMENT_PRESSURE})
+    window_s = 10.0
+    settings_model = CementSettings
+    conditions = (
+        OVER_PRESSURE,
+        SUDDEN_DROP,
+        RISING_TO_MAX,
+        PAST_WORKING_TIME,
+        EARLY_INJECTION,
+        NO_MIX_TIME,
+    )
+
+    def __init__(
+        self, *, room: str, settings: CheckSettings, feeds: Mapping[str, FeedView]
+    ) -> None:
+        super().__init__(room=room, settings=settings, feeds=feeds)
+        assert isinstance(settings, CementSettings)
+        self.cfg = settings
+        self.mixed_t: float | None = None
+        self._states: dict[str, _FeedState] = {}
+        self._active: dict[tuple[str, str], bool] = {}
+        self._ctx: CheckContext | None = None
+
+    # -- hooks ---------------------------------------------------------------
+
+    def on_chunk(self, chunk: WaveformChunk, ctx: CheckContext) -> None:
+        st = self._states.get(chunk.feed)
+        if st is None:
+            st = self._new_state(chunk)
+        x = chunk.samples
+        if len(x) == 0:
+            return
+        if st.over or x.max() > self.cfg.max_pressure_kpa:
+            self._over_pressure(st, x, chunk.t0, chunk.fs, ctx)
+        self._ctx = ctx
+        st.asm.push(x, chunk.t0, st.sink)
+
+    def on_event(self, event: RoomEvent, ctx: CheckContext) -> None:
+        if event.name == "cement.mixed":
+            self.mixed_t = event.t
+            log.info("cement_mixed", room=self.room, t=event.t)
+
+    def on_tick(self, now: float, ctx: CheckContext) -> None:
+        # A feed that fell silent after an injection sends no more blocks; the
+        # clock ends the injection then. The grace keeps it from racing samples
+        # still in flight, which end it themselves on sample time.
+        grace = self.cfg.analysis_block_s + 5.0
+        for st in self._states.values():
+            if st.phase is Phase.PAUSED and now - st.last_inject_t >= self.cfg.end_after_s + grace:
+                self._end_injection(st, st.last_inject_t + self.cfg.end_after_s, ctx)
+
+    # -- internals -----------------------------------------------------------
+
+    def _new_state(self, chunk: WaveformChunk) -> _FeedState:
+        cfg = self.cfg
+        seg_n = max(1, round(cfg.segment_s * chunk.fs))
+        segs = max(1, round(cfg.analysis_block_s / (seg_n / chunk.fs)))
+        feed = chunk.feed
+
+        def sink(block: FloatArray, t_first: float, restarted: bool) -> None:
+            self._analyse(self._states[feed], block, t_first, restarted)
+
+        st = _FeedState(feed=feed, asm=BlockAssembler(block_n=seg_n * segs, fs=chunk.fs), sink=sink)
+        self._states[feed] = st
+        return st
+
+    def _report(
+        self,
+        ctx: CheckContext,
+        spec: ConditionSpec,
+        feed: str,
+        active: bool,
+        t: float,
+        value: float | None = None,
+        limit: float | None = None,
+    ) -> None:
+        key = (feed, spec.code)
+        if self._active.get(key, False) == active:
+            return
+        self._active[key] = active
+        ctx.condition(spec, active, t=t, feed=feed, value=value, limit=limit)
+
+    def _over_pressure(
+        self, st: _FeedState, x: FloatArray, t0: float, fs: float, ctx: CheckContext
+    ) -> None:
+        limit = self.cfg.max_pressure_kpa
+        state = hysteresis_state(
+            x, on_above=limit, off_below=limit - self.cfg.over_pressure_clear_kpa, state=st.over
+        )
+        idx, new = transitions(state, before=st.over)
+        for i, on in zip(idx.tolist(), new.tolist(), strict=True):
+            self._report(
+                ctx, OVER_PRESSURE, st.feed, on, t0 + i / fs, value=float(x[i]), limit=limit
+            )
+        st.over = bool(state[-1])
+
+    def _analyse(self, st: _FeedState, block: FloatArray, t_first: float, restarted: bool) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        cfg = self.cfg
+        fs = st.asm.fs
+        seg_n = max(1, round(cfg.segment_s * fs))
+        seg = block.reshape(-1, seg_n).mean(axis=1)
+        seg_dt = seg_n / fs
+        t_end = t_first + len(block) / fs
+        if restarted:
+            st.hist = np.empty(0, dtype=np.float64)
+        if not st.injecting and seg.max() <= cfg.inject_on_kpa:
+            # Nothing injecting in this block: the cheap path for most of a procedure.
+            if st.phase is Phase.PAUSED and t_end - st.last_inject_t >= cfg.end_after_s:
+                self._end_injection(st, st.last_inject_t + cfg.end_after_s, ctx)
+            st.hist = seg[-self._hist_len(seg_dt) :]
+            return
+        state = hysteresis_state(
+            seg, on_above=cfg.inject_on_kpa, off_below=cfg.inject_off_kpa, state=st.injecting
+        )
+        idx, new = transitions(state, before=st.injecting)
+        seg_t0: FloatArray = t_first + np.arange(len(seg), dtype=np.float64) * seg_dt
+        for i, on in zip(idx.tolist(), new.tolist(), strict=True):
+            t = float(seg_t0[i])
+            if on:
+                self._start_or_resume(st, t, ctx)
+            else:
+                st.last_inject_t = t
+                self._set_phase(st, Phase.PAUSED, t, ctx)
+                self._working_time(st, t, ctx, injecting=False)
+                self._report(ctx, RISING_TO_MAX, st.feed, False, t)
+        st.injecting = bool(state[-1])
+        if st.injecting:
+            st.last_inject_t = t_end
+            st.peak = max(st.peak, float(block.max()))
+            ctx.measure(
+                Measurement(
+                    name="cement_peak_pressure", value=st.peak, unit="kPa", t=t_end, feed=st.feed
+                )
+            )
+        elif st.phase is Phase.PAUSED and t_end - st.last_inject_t >= cfg.end_after_s:
+            self._end_injection(st, st.last_inject_t + cfg.end_after_s, ctx)
+        ctx.measure(
+            Measurement(
+                name="cement_pressure", value=float(seg[-1]), unit="kPa", t=t_end, feed=st.feed
+            )
+        )
+        hist = np.concatenate((st.hist, seg))
+        self._sudden_drop(st, hist, t_end, seg_dt, t_end, ctx)
+        self._rising(st, hist, seg_dt, t_end, ctx)
+        if st.injecting:
+            self._working_time(st, t_end, ctx, injecting=True)
+        st.hist = hist[-self._hist_len(seg_dt) :]
+
+    def _hist_len(self, seg_dt: float) -> int:
+        cfg = self.cfg
+        drop = cfg.drop_window_s + cfg.drop_confirm_s
+        return math.ceil(max(drop, cfg.trend_window_s) / seg_dt) + 2
+
+    def _start_or_resume(self, st: _FeedState, t: float, ctx: CheckContext) -> None:
+        cfg = self.cfg
+        if st.phase is Phase.PAUSED and t - st.last_inject_t >= cfg.end_after_s:
+            self._end_injection(st, st.last_inject_t + cfg.end_after_s, ctx)
+        if st.phase in (Phase.IDLE, Phase.ENDED):
+            st.injection += 1
+            st.started_t = t
+            st.peak = 0.0
+            ctx.event(
+                RoomEvent(
+                    name="cement.injection_started",
+                    t=t,
+                    feed=st.feed,
+                    data={"injection": st.injection},
+                )
+            )
+            log.info("cement_injection_started", room=self.room, feed=st.feed, n=st.injection)
+        self._set_phase(st, Phase.INJECTING, t, ctx)
+
+    def _end_injection(self, st: _FeedState, t: float, ctx: CheckContext) -> None:
+        self._set_phase(st, Phase.ENDED, t, ctx)
+        ctx.event(
+            RoomEvent(
+                name="cement.injection_ended",
+                t=t,
+                feed=st.feed,
+                data={
+                    "injection": st.injection,
+                    "started_t": st.started_t,
+                    "last_injecting_t": st.last_inject_t,
+                    "peak_kpa": st.peak,
+                },
+            )
+        )
+        log.info(
+            "cement_injection_ended", room=self.room, feed=st.feed, n=st.injection, peak=st.peak
+        )
+
+    def _set_phase(self, st: _FeedState, phase: Phase, t: float, ctx: CheckContext) -> None:
+        if st.phase is phase:
+            return
+        previous = st.phase
+        st.phase = phase
+        ctx.event(
+            RoomEvent(
+                name="cement.phase",
+                t=t,
+                feed=st.feed,
+                data={"phase": phase.value, "previous": previous.value, "injection": st.injection},
+            )
+        )
+
+    def _sudden_drop(
+        self,
+        st: _FeedState,
+        hist: FloatArray,
+        seg_end: float,
+        seg_dt: float,
+        t_end: float,
+        ctx: CheckContext,
+    ) -> None:
+        """Falls judged ``drop_confirm_s`` late, once the lower level has held.
+
+        ``hist`` ends with this block's segments; ``seg_end`` is the end time of
+        its last one. A stop relaxes towards rest and keeps falling, a leak holds
+        a lower level: the confirmation window tells them apart.
+        """
+        cfg = self.cfg
+        k = round(cfg.analysis_block_s / seg_dt)
+        w = max(1, round(cfg.drop_window_s / seg_dt))
+        c = max(1, round(cfg.drop_confirm_s / seg_dt))
+        n = len(hist)
+        first = max(n - k - c, w)
+        if first < n - c:
+            view = np.lib.stride_tricks.sliding_window_view
+            pos = np.arange(first, n - c)
+            ref = view(hist, w)[pos - w].max(axis=1)  # max of the w segments before
+            after = view(hist, c + 1)[pos].min(axis=1)  # lowest level while confirming
+            level = hist[pos]
+            keep = 1.0 - cfg.drop_fraction
+            hit = (
+                (ref >= cfg.drop_min_reference_kpa)
+                & (level < keep * ref)
+                & (after >= keep * level)
+                & (after >= cfg.inject_on_kpa)
+            )
+            if hit.any():
+                i = int(np.argmax(hit))
+                j = int(len(hit) - 1 - np.argmax(hit[::-1]))
+                t_hit = seg_end - (n - 1 - int(pos[i])) * seg_dt
+                if not self._active.get((st.feed, SUDDEN_DROP.code), False):
+                    log.warning(
+                        "cement_sudden_drop",
+                        room=self.room,
+                        feed=st.feed,
+                        from_kpa=float(ref[i]),
+                        to_kpa=float(level[i]),
+                    )
+                self._report(
+                    ctx,
+                    SUDDEN_DROP,
+                    st.feed,
+                    True,
+                    t_hit,
+                    value=float(level[i]),
+                    limit=float(keep * ref[i]),
+                )
+                st.drop_until = seg_end - (n - 1 - int(pos[j])) * seg_dt + cfg.drop_hold_s
+        if t_end >= st.drop_until:
+            self._report(ctx, SUDDEN_DROP, st.feed, False, t_end)
+
+    def _rising(
+        self, st: _FeedState, hist: FloatArray, seg_dt: float, t_end: float, ctx: CheckContext
+    ) -> None:
+        cfg = self.cfg
+        n = max(2, round(cfg.trend_window_s / seg_dt))
+        if not st.injecting or len(hist) < n:
+            self._report(ctx, RISING_TO_MAX, st.feed, False, t_end)
+            return
+        y = hist[-n:]
+        x = (np.arange(n) - (n - 1) / 2.0) * seg_dt
+        slope = float(np.dot(x, y) / np.dot(x, x))  # kPa/s, least squares
+        now = float(y[-1])
+        limit = cfg.max_pressure_kpa
+        rising = (
+            slope > 0.0
+            and now >= cfg.rising_min_fraction * limit
+            and now + slope * cfg.rising_horizon_s >= limit
+        )
+        self._report(ctx, RISING_TO_MAX, st.feed, rising, t_end, value=now, limit=limit)
+
+    def _working_time(
+        self, st: _FeedState, t: float, ctx: CheckContext, *, injecting: bool
+    ) -> None:
+        cfg = self.cfg
+        mixed = self.mixed_t
+        if mixed is None:
+            self._report(ctx, NO_MIX_TIME, st.feed, injecting, t)
+            return
+        self._report(ctx, NO_MIX_TIME, st.feed, False, t)
+        elapsed = t - mixed
+        self._report(
+            ctx,
+            PAST_WORKING_TIME,
+            st.feed,
+            injecting and elapsed > cfg.working_time_s,
+            t,
+            value=elapsed,
+            limit=cfg.working_time_s,
+        )
+        self._report(
+            ctx,
+            EARLY_INJECTION,
+            st.feed,
+            injecting and elapsed < cfg.min_dough_time_s,
+            t,
+            value=elapsed,
+            limit=cfg.min_dough_time_s,
+        )
