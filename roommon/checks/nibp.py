@@ -1,0 +1,178 @@
+"""NIBP check: limit alarms on cuff readings, and "NIBP overdue".
+
+Data flow: the room pipeline passes each decoded NIBP reading (systolic,
+diastolic, mean in mmHg; a field the cuff could not measure is NaN) to
+:meth:`NibpCheck.on_reading`, and calls :meth:`NibpCheck.on_tick` about once a
+second with the clock's time. A reading is a discrete event, so each one sets
+the limit conditions directly; a NaN field leaves its conditions as they were
+(an unmeasured value is never compared to a limit). "Overdue" is judged on the
+clock: no reading within the configured cycle plus a margin, counted from the
+last reading (or from the first tick, if none came yet).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import structlog
+from pydantic import Field, model_validator
+
+from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.checks.base import Check, CheckContext, CheckSettings, FeedView, Measurement
+from roommon.model import NumericReading, SignalKind
+
+log = structlog.get_logger(__name__)
+
+
+class NibpSettings(CheckSettings):
+    """Per-room NIBP limits and cycle."""
+
+    systolic_low_mmhg: float = Field(
+        90.0,
+        gt=0,
+        description="Hypotension below this systolic. Default: the usual adult "
+        "hypotension definition and common monitor default (e.g. Philips IntelliVue "
+        "NBPs low limit 90).",
+    )
+    systolic_high_mmhg: float = Field(
+        160.0,
+        gt=0,
+        description="Hypertension above this systolic. Default: common adult monitor "
+        "default (e.g. Philips IntelliVue NBPs high limit 160).",
+    )
+    mean_low_mmhg: float = Field(
+        65.0,
+        gt=0,
+        description="Mean arterial pressure below this is alarmed. Default: 65 mmHg, the "
+        "threshold below which perioperative organ injury becomes more likely.",
+    )
+    mean_high_mmhg: float = Field(
+        110.0,
+        gt=0,
+        description="Mean arterial pressure above this is alarmed. Default: common adult "
+        "monitor default (e.g. Philips IntelliVue NBPm high limit 110).",
+    )
+    cycle_s: float = Field(
+        300.0,
+        gt=0,
+        description="Automatic cuff cycle. Default: 5 min, the usual intraoperative "
+        "interval (ASA standard: at least every 5 minutes).",
+    )
+    overdue_margin_s: float = Field(
+        60.0,
+        ge=0,
+        description="Grace after a cycle before 'NIBP overdue': a measurement itself "
+        "takes 30-60 s and may be repeated by the cuff.",
+    )
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> NibpSettings:
+        if self.systolic_low_mmhg >= self.systolic_high_mmhg:
+            raise ValueError("systolic_low_mmhg must be below systolic_high_mmhg")
+        if self.mean_low_mmhg >= self.mean_high_mmhg:
+            raise ValueError("mean_low_mmhg must be below mean_high_mmhg")
+        return self
+
+
+HYPOTENSION = ConditionSpec(
+    code="nibp.hypotension",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="NIBP systolic below the low limit",
+)
+HYPERTENSION = ConditionSpec(
+    code="nibp.hypertension",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="NIBP systolic above the high limit",
+)
+MAP_LOW = ConditionSpec(
+    code="nibp.map_low",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="NIBP mean arterial pressure below the low limit",
+)
+MAP_HIGH = ConditionSpec(
+    code="nibp.map_high",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.LOW,
+    description="NIBP mean arterial pressure above the high limit",
+)
+OVERDUE = ConditionSpec(
+    code="nibp.overdue",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="No NIBP reading within the configured cycle plus margin",
+)
+
+_FIELDS = ("systolic", "diastolic", "mean")
+
+
+class NibpCheck(Check):
+    """Cuff blood-pressure limits and a missing-reading watchdog."""
+
+    name = "nibp"
+    needs = frozenset({SignalKind.NIBP})
+    settings_model = NibpSettings
+    conditions = (HYPOTENSION, HYPERTENSION, MAP_LOW, MAP_HIGH, OVERDUE)
+
+    def __init__(
+        self, *, room: str, settings: CheckSettings, feeds: Mapping[str, FeedView]
+    ) -> None:
+        super().__init__(room=room, settings=settings, feeds=feeds)
+        assert isinstance(settings, NibpSettings)
+        self.cfg = settings
+        nibp_feeds = [f.name for f in self.feeds.values() if f.kind is SignalKind.NIBP]
+        self._last_t: dict[str, float] = dict.fromkeys(nibp_feeds, math.nan)
+        self._active: dict[tuple[str, str], bool] = {}
+
+    def _report(
+        self,
+        ctx: CheckContext,
+        spec: ConditionSpec,
+        feed: str,
+        active: bool,
+        t: float,
+        value: float | None = None,
+        limit: float | None = None,
+    ) -> None:
+        key = (feed, spec.code)
+        if self._active.get(key, False) == active:
+            return
+        self._active[key] = active
+        ctx.condition(spec, active, t=t, feed=feed, value=value, limit=limit)
+
+    def on_reading(self, reading: NumericReading, ctx: CheckContext) -> None:
+        if reading.kind is not SignalKind.NIBP:
+            return
+        cfg = self.cfg
+        feed, t = reading.feed, reading.t
+        self._last_t[feed] = t
+        self._report(ctx, OVERDUE, feed, False, t)
+        sys_ = reading.get("systolic")
+        mean = reading.get("mean")
+        # NaN (not measured) must not clear or raise anything: isfinite guards both.
+        if math.isfinite(sys_):
+            low, high = cfg.systolic_low_mmhg, cfg.systolic_high_mmhg
+            self._report(ctx, HYPOTENSION, feed, sys_ < low, t, value=sys_, limit=low)
+            self._report(ctx, HYPERTENSION, feed, sys_ > high, t, value=sys_, limit=high)
+        if math.isfinite(mean):
+            low, high = cfg.mean_low_mmhg, cfg.mean_high_mmhg
+            self._report(ctx, MAP_LOW, feed, mean < low, t, value=mean, limit=low)
+            self._report(ctx, MAP_HIGH, feed, mean > high, t, value=mean, limit=high)
+        for name in _FIELDS:
+            v = reading.get(name)
+            if math.isfinite(v):
+                ctx.measure(Measurement(name=f"nibp_{name}", value=v, unit="mmHg", t=t, feed=feed))
+
+    def on_tick(self, now: float, ctx: CheckContext) -> None:
+        due = self.cfg.cycle_s + self.cfg.overdue_margin_s
+        for feed, last in self._last_t.items():
+            if math.isnan(last):
+                # Nothing received yet: the watchdog starts at the first tick.
+                self._last_t[feed] = last = now
+            late = now - last
+            if late > due and not self._active.get((feed, OVERDUE.code), False):
+                log.warning("nibp_overdue", room=self.room, feed=feed, seconds=late)
+            self._report(ctx, OVERDUE, feed, late > due, now, value=late, limit=due)
