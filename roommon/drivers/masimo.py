@@ -37,7 +37,10 @@ from roommon.drivers.base import DriverSample, LineDriver
 from roommon.errors import ProtocolError
 from roommon.model import NumericReading, SignalKind
 
-_START: Final = re.compile(rb"\d\d/\d\d/\d\d \d\d:\d\d:\d\d")
+# A lookahead, so that overlapping candidates are all found: a cut-off time stamp
+# glued to the next line ("...14:30:0" + "07/15/25 ...") must not hide the real one.
+_START: Final = re.compile(rb"(?=\d\d/\d\d/\d\d \d\d:\d\d:\d\d)")
+_STAMP_LEN: Final = 17
 _PRINTABLE: Final = re.compile(rb"[\x20-\x7e\t]*")
 _DECIMAL: Final = re.compile(r"\+?\d{1,4}(?:\.\d{1,3})?")
 _UNAVAILABLE: Final = re.compile(r"[+-]?[-.]+")
@@ -106,7 +109,7 @@ class MasimoAsciiDriver(LineDriver):
     def _decode_line(self, line: bytes) -> list[DriverSample]:
         if _PRINTABLE.fullmatch(line) is None:
             raise ProtocolError("bad_format", f"non-printable bytes in {line[:60]!r}")
-        tokens = line.decode("ascii").split()[2:]  # after date and time
+        tokens = line[_STAMP_LEN:].decode("ascii").split()
         values = dict.fromkeys(VALUE_FIELDS.values(), math.nan)
         flags: set[str] = set()
         seen_vital = False
