@@ -17,7 +17,13 @@ import asyncio
 import heapq
 import itertools
 import time
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
+
+
+def iso(t: float) -> str:
+    """UTC epoch seconds as ISO 8601 with milliseconds."""
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds")
 
 
 @runtime_checkable

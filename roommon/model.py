@@ -130,8 +130,7 @@ class NumericReading:
     flags: frozenset[str] = field(default_factory=frozenset)
 
     def get(self, name: str) -> float:
-        v = self.values.get(name, math.nan)
-        return v
+        return self.values.get(name, math.nan)
 
 
 Sample = WaveformChunk | NumericReading

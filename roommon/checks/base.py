@@ -127,10 +127,16 @@ class Check(abc.ABC):
     settings_model: ClassVar[type[CheckSettings]]
     conditions: ClassVar[tuple[ConditionSpec, ...]]
 
-    def __init__(self, *, room: str, settings: CheckSettings, feeds: Mapping[str, FeedView]) -> None:
+    def __init__(
+        self, *, room: str, settings: CheckSettings, feeds: Mapping[str, FeedView]
+    ) -> None:
         self.room = room
         self.settings = settings
         self.feeds = dict(feeds)
+
+    def condition_specs(self) -> tuple[ConditionSpec, ...]:
+        """Conditions this instance can report (rule-driven checks extend the class list)."""
+        return self.conditions
 
     def on_chunk(self, chunk: WaveformChunk, ctx: CheckContext) -> None:  # noqa: B027 - optional hook
         """New samples of a waveform feed (already in the ring buffer)."""

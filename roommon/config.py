@@ -1,0 +1,333 @@
+"""Typed, validated configuration loaded from a TOML file.
+
+One pydantic model per section; every field is documented. A bad file fails
+at load with :class:`~roommon.errors.ConfigError` carrying one
+``(field path, message)`` per problem. Check settings are validated against
+the settings model of the check named by the table key (see
+:data:`roommon.checks.CHECKS`). Broker credentials never come from the file:
+the file names the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from roommon.alerts.conditions import Priority
+from roommon.errors import ConfigError
+from roommon.model import CANONICAL_UNITS, SignalKind
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def validate_identifier(value: str) -> str:
+    """Site, room, feed and recipient ids become MQTT topic levels.
+
+    Only letters, digits, ``-`` and ``_`` are allowed, so no id can contain a
+    topic separator or a wildcard and reach another room's topics.
+    """
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > 64:
+        raise ValueError("must be at most 64 characters")
+    bad = sorted(set(value) - _ID_CHARS)
+    if bad:
+        raise ValueError(
+            f"{value!r} contains {''.join(bad)!r}; only letters, digits, '-' and '_' are allowed"
+        )
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(validate_identifier)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(_Section):
+    id: Identifier = Field(description="Site identifier; first topic level after roommon/v1.")
+    name: str = Field(default="", description="Human-readable site name.")
+
+
+class BrokerConfig(_Section):
+    host: str = Field(default="127.0.0.1", description="MQTT broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker TCP port.")
+    tls: bool = Field(default=False, description="Use TLS to the broker.")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle for TLS; system CAs if unset."
+    )
+    username_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the MQTT user name."
+    )
+    password_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the MQTT password."
+    )
+    keepalive_s: int = Field(default=15, ge=2, le=600, description="MQTT keep-alive interval.")
+    reconnect_initial_s: float = Field(
+        default=0.5, gt=0, description="First reconnect delay; doubles up to reconnect_max_s."
+    )
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap on the reconnect delay.")
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """Read user name and password from the named environment variables."""
+        user = os.environ.get(self.username_env) if self.username_env else None
+        password = os.environ.get(self.password_env) if self.password_env else None
+        return user, password
+
+
+class DaemonConfig(_Section):
+    instance: Identifier = Field(default="main", description="Instance id for the status topic.")
+    state_dir: Path = Field(
+        default=Path("var"), description="Folder for the SQLite outbox and alarm log."
+    )
+    tick_s: float = Field(default=1.0, gt=0, le=5, description="Period of time-based checks.")
+    heartbeat_s: float = Field(
+        default=5.0, gt=0, le=60, description="Period of the retained status/heartbeat message."
+    )
+    max_payload_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Feed payloads larger than this are rejected."
+    )
+    buffer_seconds: float = Field(
+        default=60.0, ge=5, le=3600, description="Seconds of each waveform kept in its ring buffer."
+    )
+
+
+class SerialPortConfig(_Section):
+    port: str = Field(description="Serial device path, e.g. /dev/serial/by-id/....")
+    protocol: str = Field(description="Driver name (see roommon.drivers.DRIVERS).")
+    baudrate: int = Field(default=9600, gt=0)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+
+
+#: Seconds without data before a feed is alarmed as silent, by kind. Waveforms
+#: stream continuously, so a few seconds is already abnormal; SpO2 numerics
+#: arrive once a second; NIBP readings come every few minutes and the NIBP
+#: check's "overdue" condition is the sharper alarm, so its default is long.
+DEFAULT_STALE_S: Mapping[SignalKind, float] = {
+    SignalKind.ECG: 3.0,
+    SignalKind.PLETH: 3.0,
+    SignalKind.ABP: 3.0,
+    SignalKind.CEMENT_PRESSURE: 3.0,
+    SignalKind.SPO2: 10.0,
+    SignalKind.NIBP: 900.0,
+}
+
+
+class FeedConfig(_Section):
+    kind: SignalKind = Field(description="Signal kind carried by the feed.")
+    transport: Literal["mqtt", "serial"] = Field(default="mqtt", description="How it arrives.")
+    unit: str | None = Field(
+        default=None, description="Unit of the values; defaults to the kind's canonical unit."
+    )
+    fs: float = Field(
+        default=0.0, ge=0, le=2000, description="Expected sample rate in Hz (waveforms only)."
+    )
+    stale_s: float | None = Field(
+        default=None, gt=0, description="Seconds without data before 'feed silent' is raised."
+    )
+    required: bool = Field(
+        default=True, description="A required feed that never connects is a technical alarm."
+    )
+    serial: SerialPortConfig | None = Field(default=None, description="Serial port settings.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeedConfig:
+        if self.kind.is_waveform and self.fs <= 0:
+            raise ValueError(f"fs: a {self.kind} waveform feed needs a sample rate > 0")
+        if not self.kind.is_waveform and self.fs != 0:
+            raise ValueError(f"fs: a {self.kind} numeric feed takes no sample rate")
+        canonical = CANONICAL_UNITS[self.kind]
+        if self.unit is not None and self.unit != canonical:
+            raise ValueError(f"unit: {self.kind} is carried in {canonical!r}, not {self.unit!r}")
+        if self.transport == "serial" and self.serial is None:
+            raise ValueError("serial: transport 'serial' needs a [serial] table")
+        if self.transport == "mqtt" and self.serial is not None:
+            raise ValueError("serial: only allowed with transport = 'serial'")
+        return self
+
+    @property
+    def effective_unit(self) -> str:
+        return CANONICAL_UNITS[self.kind]
+
+    @property
+    def effective_stale_s(self) -> float:
+        return self.stale_s if self.stale_s is not None else DEFAULT_STALE_S[self.kind]
+
+
+class AlarmOverride(_Section):
+    """Per-room override of a condition's alarm defaults (keyed by condition code)."""
+
+    delay_s: float | None = Field(default=None, ge=0, le=300)
+    clear_delay_s: float | None = Field(default=None, ge=0, le=300)
+    latching: bool | None = None
+    priority: Literal["low", "medium", "high"] | None = None
+    enabled: bool = True
+
+
+class EscalationStep(_Section):
+    after_s: float = Field(gt=0, description="Seconds unacknowledged before this step.")
+    to: Identifier = Field(description="Recipient id; published on roommon/v1/SITE/notify/TO.")
+
+
+class EscalationConfig(_Section):
+    """Who hears an alarm first, and who next while nobody acknowledges it."""
+
+    notify: list[Identifier] = Field(
+        default_factory=list, description="Recipients told of every new alarm of the room."
+    )
+    low: list[EscalationStep] = Field(default_factory=list)
+    medium: list[EscalationStep] = Field(
+        default_factory=list, description="e.g. [{after_s = 60, to = 'charge-nurse'}]"
+    )
+    high: list[EscalationStep] = Field(default_factory=list)
+    route_simulated: bool = Field(
+        default=False,
+        description="Route alarms from simulated or replayed data to recipients (off: never).",
+    )
+
+    def chain(self, priority: Priority) -> list[EscalationStep]:
+        steps = {Priority.LOW: self.low, Priority.MEDIUM: self.medium, Priority.HIGH: self.high}
+        return sorted(steps[priority], key=lambda s: s.after_s)
+
+
+class RoomConfig(_Section):
+    name: str = Field(default="", description="Human-readable room name.")
+    feeds: dict[Identifier, FeedConfig] = Field(description="Feeds by feed id.")
+    checks: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Check settings by check name; an empty table runs it with defaults.",
+    )
+    alarms: dict[str, AlarmOverride] = Field(
+        default_factory=dict, description="Overrides of alarm defaults by condition code."
+    )
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    audio_pause_s: float = Field(
+        default=120.0, gt=0, le=900, description="Audio pause length (IEC 60601-1-8 typical 2 min)."
+    )
+    alarm_pause_max_s: float = Field(
+        default=300.0, gt=0, le=3600, description="Longest allowed technical alarm pause."
+    )
+
+    @model_validator(mode="after")
+    def _has_feeds(self) -> RoomConfig:
+        if not self.feeds:
+            raise ValueError("feeds: a room needs at least one feed")
+        return self
+
+
+class Config(_Section):
+    site: SiteConfig
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    rooms: dict[Identifier, RoomConfig]
+
+    @model_validator(mode="after")
+    def _has_rooms(self) -> Config:
+        if not self.rooms:
+            raise ValueError("rooms: at least one room is needed")
+        return self
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _problems(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = prefix + tuple(err["loc"])
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg.removeprefix("Value error, ")
+        # A model-level validator names the field itself as "field: message".
+        head, sep, rest = msg.partition(": ")
+        if sep and head.isidentifier() and err["type"] == "value_error":
+            loc, msg = (*loc, head), rest
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        out.append((_loc(loc), msg))
+    return out
+
+
+def _check_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Validate each room's check tables against the named check's settings model.
+
+    Works on the raw mapping so these problems are reported together with the
+    rest of the file's, not only once everything else is fixed.
+    """
+    from roommon.checks import CHECKS  # noqa: PLC0415 - the registry imports check modules
+
+    problems: list[tuple[str, str]] = []
+    rooms = data.get("rooms")
+    if not isinstance(rooms, Mapping):
+        return problems
+    for room_id, room in rooms.items():
+        if not isinstance(room, Mapping) or not isinstance(room.get("checks"), Mapping):
+            continue
+        feeds = room.get("feeds") if isinstance(room.get("feeds"), Mapping) else {}
+        kinds = {f.get("kind") for f in feeds.values() if isinstance(f, Mapping)}
+        for name, raw in room["checks"].items():
+            path: tuple[int | str, ...] = ("rooms", room_id, "checks", name)
+            check = CHECKS.get(name)
+            if check is None:
+                known = ", ".join(sorted(CHECKS)) or "none"
+                problems.append((_loc(path), f"unknown check (known: {known})"))
+                continue
+            try:
+                check.settings_model.model_validate(raw)
+            except ValidationError as exc:
+                problems.extend(_problems(exc, path))
+                continue
+            if check.needs and not {k.value for k in check.needs} & kinds:
+                names = ", ".join(sorted(k.value for k in check.needs))
+                problems.append((_loc(path), f"needs a feed of kind {names}; the room has none"))
+    return problems
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
+    """Validate a parsed TOML mapping; raise ConfigError listing every problem."""
+    problems: list[tuple[str, str]] = []
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += _problems(exc)
+    problems += _check_problems(data)
+    if config is not None:
+        for room_id, room in config.rooms.items():
+            for code in room.alarms:
+                if "." not in code:
+                    path = _loc(("rooms", room_id, "alarms", code))
+                    problems.append((path, "expected a condition code like 'spo2.desat'"))
+    if problems or config is None:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    p = Path(path)
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [("(file)", f"cannot read: {exc.strerror or exc}")]) from exc
+    try:
+        data = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), [("(toml)", str(exc))]) from exc
+    return parse_config(data, source=str(p))

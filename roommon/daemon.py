@@ -1,0 +1,284 @@
+"""The daemon: transports -> per-room pipelines -> alarm engine -> outputs, in one TaskGroup.
+
+:class:`Daemon` is an async context manager. Entering it opens the SQLite
+alarm store, builds one :class:`~roommon.pipeline.RoomPipeline` per room and
+starts the long-lived tasks (MQTT link, ticker, heartbeat) as named tasks of
+one TaskGroup; leaving it says goodbye to the broker (retained status
+offline), cancels the tasks and closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+import structlog
+
+from roommon import __version__
+from roommon.alerts.commands import CommandReply, parse_command
+from roommon.alerts.engine import Outgoing
+from roommon.alerts.store import AlarmStore
+from roommon.clock import Clock, iso
+from roommon.config import Config
+from roommon.errors import CommandError, ProtocolError
+from roommon.mqtt import MqttLink
+from roommon.payloads import RoomEventMessage, RoomStateMessage, StatusMessage, decode_feed
+from roommon.pipeline import RoomOutput, RoomPipeline
+from roommon.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+
+class Dispatcher:
+    """The daemon's :class:`RoomOutput`: durable outbox for events, retained state, extras."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._d = daemon
+
+    def alarms(self, outgoing: list[Outgoing]) -> None:
+        d = self._d
+        events = [o.event for o in outgoing]
+        messages: list[tuple[str, bytes, int, bool]] = []
+        for o in outgoing:
+            messages.append(
+                (d.topics.alarm(o.event.room), o.event.model_dump_json().encode(), 1, False)
+            )
+            messages.extend(
+                (d.topics.notify(n.recipient), n.model_dump_json().encode(), 1, False)
+                for n in o.notifications
+            )
+        d.store.record(events, messages if d.link is not None else [])
+        d.wake_writer()
+        for extra in d.extra_outputs:
+            extra.alarms(outgoing)
+
+    def room_event(self, message: RoomEventMessage) -> None:
+        d = self._d
+        if d.link is not None:
+            d.store.enqueue(d.topics.event(message.room), message.model_dump_json().encode())
+            d.wake_writer()
+        for extra in d.extra_outputs:
+            extra.room_event(message)
+
+    def state(self, message: RoomStateMessage) -> None:
+        d = self._d
+        if d.link is not None:
+            d.link.publish_retained(
+                d.topics.state(message.room), message.model_dump_json().encode()
+            )
+        for extra in d.extra_outputs:
+            extra.state(message)
+
+
+class Daemon:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        clock: Clock,
+        use_broker: bool = True,
+        extra_outputs: list[RoomOutput] | None = None,
+        state_path: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.topics = Topics(config.site.id)
+        self.extra_outputs = list(extra_outputs or [])
+        self._use_broker = use_broker
+        self._state_path = state_path or config.daemon.state_dir / "roommon.sqlite3"
+        self.counters: Counter[str] = Counter()
+        self.store: AlarmStore
+        self.link: MqttLink | None = None
+        self.pipelines: dict[str, RoomPipeline] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        cfg = self.config
+        self.store = AlarmStore(self._state_path)
+        self._started = self.clock.now()
+        output = Dispatcher(self)
+        for room_id, room in cfg.rooms.items():
+            self.pipelines[room_id] = RoomPipeline(
+                site=cfg.site.id,
+                room=room_id,
+                config=room,
+                daemon=cfg.daemon,
+                clock=self.clock,
+                output=output,
+                next_seq=self.store.next_seq(room_id),
+            )
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        if self._use_broker:
+            self.link = MqttLink(
+                config=cfg.broker,
+                client_id=f"roommon-{cfg.site.id}-{cfg.daemon.instance}",
+                store=self.store,
+                clock=self.clock,
+                subscriptions=[self.topics.feed_filter(), self.topics.command_filter()],
+                on_message=self.handle_message,
+                will_topic=self.topics.status(cfg.daemon.instance),
+                will_payload=self.status_payload("offline", "connection lost"),
+                online=lambda: self.status_payload("online"),
+            )
+            await self.link.__aenter__()
+        self._tasks = [
+            self._tg.create_task(self._ticker(), name="roommon-ticker"),
+            self._tg.create_task(self._heartbeat(), name="roommon-heartbeat"),
+        ]
+        log.info("daemon_started", site=cfg.site.id, rooms=list(cfg.rooms), broker=self._use_broker)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for pipeline in self.pipelines.values():
+            pipeline.publish_state(force=True)
+        if self.link is not None:
+            await self.link.goodbye(self.status_payload("offline", "shutdown"))
+            await self.link.__aexit__(None, None, None)
+        for task in self._tasks:
+            task.cancel()
+        assert self._tg is not None
+        await self._tg.__aexit__(exc_type, exc, tb)
+        self.store.close()
+        log.info("daemon_stopped", site=self.config.site.id)
+
+    def wake_writer(self) -> None:
+        if self.link is not None:
+            self.link.outbox_changed()
+
+    # ------------------------------------------------------------------ status
+
+    def status_payload(self, status: str, reason: str = "") -> bytes:
+        now = self.clock.now()
+        msg = StatusMessage(
+            site=self.config.site.id,
+            instance=self.config.daemon.instance,
+            status=status,  # type: ignore[arg-type]
+            reason=reason,
+            version=__version__,
+            t=now,
+            time=iso(now),
+            started=self._started,
+            heartbeat_s=self.config.daemon.heartbeat_s,
+            rooms=sorted(self.config.rooms),
+            outbox_pending=self.store.pending_count(),
+            counters=dict(self.counters),
+        )
+        return msg.model_dump_json().encode()
+
+    async def _heartbeat(self) -> None:
+        topic = self.topics.status(self.config.daemon.instance)
+        while True:
+            if self.link is not None:
+                self.link.publish_retained(topic, self.status_payload("online"))
+            await self.clock.sleep(self.config.daemon.heartbeat_s)
+
+    async def _ticker(self) -> None:
+        period = self.config.daemon.tick_s
+        next_at = self.clock.monotonic()
+        while True:
+            for pipeline in self.pipelines.values():
+                pipeline.tick()
+            next_at += period
+            await self.clock.sleep_until(next_at)
+
+    # ------------------------------------------------------------------ inbound
+
+    def handle_message(self, message: aiomqtt.Message) -> None:
+        """Route one inbound MQTT message; never raises."""
+        topic = str(message.topic)
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        parsed = self.topics.parse_room_topic(topic)
+        if parsed is None:
+            self.counters["unroutable"] += 1
+            return
+        room_id, rest = parsed
+        pipeline = self.pipelines.get(room_id)
+        if pipeline is None:
+            self.counters["unknown_room"] += 1
+            log.warning("message_unknown_room", topic=topic)
+            return
+        if len(rest) == 2 and rest[0] == "feed":
+            self.ingest_payload(pipeline, rest[1], payload)
+        elif len(rest) == 2 and rest[0] == "command":
+            self.handle_command(pipeline, rest[1], payload)
+        else:
+            self.counters["unroutable"] += 1
+
+    def ingest_payload(self, pipeline: RoomPipeline, feed_name: str, payload: bytes) -> None:
+        feed = pipeline.config.feeds.get(feed_name)
+        if feed is None:
+            self.counters["unknown_feed"] += 1
+            log.warning("feed_unknown", room=pipeline.room, feed=feed_name, bytes=len(payload))
+            return
+        try:
+            sample = decode_feed(
+                payload,
+                room=pipeline.room,
+                feed=feed_name,
+                kind=feed.kind,
+                unit=feed.effective_unit,
+                fs=feed.fs,
+                max_bytes=self.config.daemon.max_payload_bytes,
+            )
+        except ProtocolError as err:
+            self.counters["feed_rejected"] += 1
+            pipeline.reject(feed_name, err)
+            return
+        self.counters["feed_accepted"] += 1
+        pipeline.ingest(sample)
+
+    def handle_command(self, pipeline: RoomPipeline, client: str, payload: bytes) -> None:
+        cmd_id: str | None = None
+        action: str | None = None
+        try:
+            raw = json.loads(payload)
+            if isinstance(raw, dict):
+                cmd_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+                action = raw.get("action") if isinstance(raw.get("action"), str) else None
+        except ValueError:
+            pass
+        try:
+            cmd = parse_command(payload, room=pipeline.room)
+            detail = pipeline.command(cmd, client=client)
+            ok, reason = True, "ok"
+        except CommandError as err:
+            ok, reason, detail = False, err.reason, err.detail
+            log.warning(
+                "command_refused",
+                room=pipeline.room,
+                client=client,
+                id=cmd_id,
+                action=action,
+                reason=reason,
+                detail=detail,
+            )
+        self.counters["commands_ok" if ok else "commands_refused"] += 1
+        reply = CommandReply(
+            id=cmd_id,
+            room=pipeline.room,
+            client=client,
+            action=action,
+            ok=ok,
+            reason=reason,
+            detail=detail,
+            t=self.clock.now(),
+        )
+        if self.link is not None:
+            topic = self.topics.reply(pipeline.room, client)
+            self.store.enqueue(topic, reply.model_dump_json().encode())
+            self.wake_writer()

@@ -1,0 +1,349 @@
+"""One room's processing: samples in, alarm events, room events and state out.
+
+Data flow: a transport hands decoded samples (or a rejection) to
+:meth:`RoomPipeline.ingest` / :meth:`RoomPipeline.reject`; bad samples are
+removed; waveforms go into their feed's ring buffer; the checks that need the
+feed run; their condition reports go to the room's alarm engine; everything
+to be published leaves through a :class:`RoomOutput`. Time-based rules run
+from :meth:`RoomPipeline.tick`, which the daemon calls about once a second.
+The pipeline is synchronous: it never awaits, so one room's work is one
+uninterrupted step and the order of events is the order of inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Protocol
+
+import structlog
+
+from roommon.alerts.commands import CommandPayload
+from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
+from roommon.checks import CHECKS
+from roommon.checks.base import Check, CheckContext, FeedView, RoomEvent
+from roommon.clock import Clock, iso
+from roommon.config import DaemonConfig, RoomConfig
+from roommon.errors import CommandError, ProtocolError
+from roommon.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
+from roommon.model import NumericReading, WaveformChunk
+from roommon.payloads import (
+    FeedStatus,
+    MeasurementValue,
+    RoomEventMessage,
+    RoomStateMessage,
+)
+from roommon.ringbuffer import RingBuffer
+
+log = structlog.get_logger(__name__)
+
+CHECK_FAILED = ConditionSpec(
+    code="check.failed",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.HIGH,
+    description="A check raised an unexpected error; its alarms cannot be trusted",
+)
+
+
+class RoomOutput(Protocol):
+    """Where a room's results go (the daemon's dispatcher, the demo's console...)."""
+
+    def alarms(self, outgoing: list[Outgoing]) -> None: ...
+
+    def room_event(self, message: RoomEventMessage) -> None: ...
+
+    def state(self, message: RoomStateMessage) -> None: ...
+
+
+class RoomPipeline:
+    def __init__(
+        self,
+        *,
+        site: str,
+        room: str,
+        config: RoomConfig,
+        daemon: DaemonConfig,
+        clock: Clock,
+        output: RoomOutput,
+        next_seq: int = 1,
+    ) -> None:
+        self.site = site
+        self.room = room
+        self.config = config
+        self._clock = clock
+        self._output = output
+        self._started = clock.monotonic()
+        self.feeds: dict[str, FeedRuntime] = {}
+        for name, fc in config.feeds.items():
+            buf = None
+            if fc.kind.is_waveform:
+                buf = RingBuffer(capacity=round(daemon.buffer_seconds * fc.fs), fs=fc.fs)
+            self.feeds[name] = FeedRuntime(room=room, name=name, config=fc, buffer=buf)
+        self.engine = RoomAlarms(site=site, room=room, config=config, next_seq=next_seq)
+        self.checks: list[Check] = []
+        self._routes: dict[str, list[Check]] = {name: [] for name in self.feeds}
+        for check_name, raw in config.checks.items():
+            cls = CHECKS[check_name]
+            settings = cls.settings_model.model_validate(raw)
+            wanted = cls.needs | cls.optional
+            views = {
+                n: FeedView(
+                    name=n,
+                    kind=f.kind,
+                    fs=f.config.fs,
+                    unit=f.config.effective_unit,
+                    buffer=f.buffer,
+                )
+                for n, f in self.feeds.items()
+                if f.kind in wanted
+            }
+            check = cls(room=room, settings=settings, feeds=views)
+            self.checks.append(check)
+            for n in views:
+                self._routes[n].append(check)
+        self.measurements: dict[str, MeasurementValue] = {}
+        self._failed: set[str] = set()
+        self._last_state: RoomStateMessage | None = None
+        self._last_state_mono = -1e18
+
+    # ------------------------------------------------------------------ inputs
+
+    def ingest(self, sample: WaveformChunk | NumericReading) -> None:
+        feed = self.feeds.get(sample.feed)
+        if feed is None or sample.kind != feed.kind:
+            self.reject(sample.feed, ProtocolError("unknown_feed", "no such feed of that kind"))
+            return
+        mono = self._clock.monotonic()
+        if feed.last_seq is not None and sample.seq != feed.last_seq + 1:
+            if sample.seq == feed.last_seq:
+                self.reject(sample.feed, ProtocolError("duplicate", f"seq {sample.seq} again"))
+                return
+            if 0 < sample.seq < feed.last_seq:
+                self.reject(
+                    sample.feed,
+                    ProtocolError("out_of_order", f"seq {sample.seq} after {feed.last_seq}"),
+                )
+                return
+            # A skip forward is lost data; a restart at 0 is a device reboot.
+            feed.gaps += 1
+            feed.note_problem(SEQ_GAP.code, mono)
+            log.warning(
+                "feed_seq_gap", room=self.room, feed=sample.feed, seq=sample.seq, last=feed.last_seq
+            )
+        feed.last_seq = sample.seq
+        feed.last_seen_mono = mono
+        feed.received += 1
+        if isinstance(sample, WaveformChunk):
+            feed.last_seen_t = sample.t_end
+            runs = feed.split_good(sample.samples)
+            if runs != [(0, len(sample.samples))]:
+                feed.note_problem(BAD_SAMPLES.code, mono)
+                log.warning(
+                    "feed_bad_samples",
+                    room=self.room,
+                    feed=sample.feed,
+                    seq=sample.seq,
+                    good_runs=len(runs),
+                    total_bad=feed.bad_samples,
+                )
+            for a, b in runs:
+                part = (
+                    sample
+                    if (a, b) == (0, len(sample.samples))
+                    else replace(sample, samples=sample.samples[a:b], t0=sample.t0 + a / sample.fs)
+                )
+                assert feed.buffer is not None
+                feed.buffer.extend(part.samples, t_end=part.t_end)
+                self._run(sample.feed, lambda c, ctx, p=part: c.on_chunk(p, ctx))
+        else:
+            feed.last_seen_t = sample.t
+            self._run(sample.feed, lambda c, ctx: c.on_reading(sample, ctx))
+        self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
+
+    def reject(self, feed_name: str, err: ProtocolError) -> None:
+        """Count and log one rejected payload or frame; the feed goes on."""
+        feed = self.feeds.get(feed_name)
+        log.warning(
+            "feed_payload_rejected",
+            room=self.room,
+            feed=feed_name,
+            reason=err.reason,
+            detail=err.detail,
+        )
+        if feed is None:
+            return
+        feed.rejected[err.reason] += 1
+        mono = self._clock.monotonic()
+        feed.note_problem(BAD_PAYLOAD.code, mono)
+        self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
+
+    def transport_state(self, feed_name: str, *, up: bool, reason: str = "") -> None:
+        """A transport that knows its connection (serial) reports it here, at once."""
+        feed = self.feeds[feed_name]
+        feed.transport_up = up
+        log.info("feed_transport", room=self.room, feed=feed_name, up=up, reason=reason)
+        self._conditions(feed.evaluate(self._clock.monotonic(), self._started, self._clock.now()))
+
+    def event(self, event: RoomEvent) -> None:
+        """A room event from outside the checks (an operator command)."""
+        self._events([event], source=None)
+
+    def tick(self) -> None:
+        now, mono = self._clock.now(), self._clock.monotonic()
+        for check in self.checks:
+            self._call(check, lambda c, ctx: c.on_tick(now, ctx))
+        for feed in self.feeds.values():
+            self._conditions(feed.evaluate(mono, self._started, now))
+        self._publish_alarms(self.engine.tick(now))
+        self.publish_state()
+
+    def command(self, cmd: CommandPayload, *, client: str) -> str:
+        """Apply a validated command; return a detail string or raise CommandError."""
+        now = self._clock.now()
+        log.info(
+            "command",
+            room=self.room,
+            client=client,
+            action=cmd.action,
+            id=cmd.id,
+            alarm_id=cmd.alarm_id,
+            reason=cmd.reason,
+        )
+        detail = ""
+        if cmd.action == "acknowledge":
+            assert cmd.alarm_id is not None
+            self._publish_alarms(self.engine.acknowledge(cmd.alarm_id, now, actor=client))
+        elif cmd.action == "reset":
+            assert cmd.alarm_id is not None
+            self._publish_alarms(self.engine.reset(cmd.alarm_id, now, actor=client))
+        elif cmd.action == "audio_pause":
+            until = self.engine.pause_audio(now, duration_s=cmd.duration_s)
+            detail = f"audio paused until {iso(until)}"
+        elif cmd.action == "alarm_pause":
+            assert cmd.duration_s is not None
+            scope = cmd.feed or WHOLE_ROOM
+            until = self.engine.pause_alarms(now, scope=scope, duration_s=cmd.duration_s)
+            detail = f"alarms of {scope} paused until {iso(until)}"
+        elif cmd.action == "cement_mixed":
+            self.event(RoomEvent(name="cement.mixed", t=now, feed="", data={"by": client}))
+            detail = "cement mixing time recorded"
+        else:  # pragma: no cover - Literal type makes this unreachable
+            raise CommandError("malformed", f"unknown action {cmd.action}")
+        self.publish_state(force=True)
+        return detail
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _call(self, check: Check, fn: _Hook) -> None:
+        ctx = CheckContext(room=self.room, check=check.name)
+        try:
+            fn(check, ctx)
+        except Exception as exc:
+            log.exception("check_failed", room=self.room, check=check.name)
+            self._failed.add(check.name)
+            self._conditions(
+                [
+                    ConditionReport(
+                        room=self.room,
+                        feed=check.name,
+                        check=check.name,
+                        spec=CHECK_FAILED,
+                        active=True,
+                        t=self._clock.now(),
+                        message=f"{type(exc).__name__}: {exc}",
+                    )
+                ]
+            )
+            return
+        conditions, measurements, events = ctx.drain()
+        self._conditions(conditions)
+        for m in measurements:
+            self.measurements[m.name] = MeasurementValue(
+                value=m.value if m.reliable else None, unit=m.unit, t=m.t, feed=m.feed
+            )
+            for other in self.checks:
+                if other is not check:
+                    self._call(other, lambda c, ctx, m=m: c.on_measurement(m, ctx))
+        self._events(events, source=check)
+
+    def _run(self, feed: str, fn: _Hook) -> None:
+        for check in self._routes[feed]:
+            self._call(check, fn)
+
+    def _events(self, events: Iterable[RoomEvent], *, source: Check | None) -> None:
+        for e in events:
+            log.info("room_event", room=self.room, feed=e.feed, event=e.name, **dict(e.data))
+            self._output.room_event(
+                RoomEventMessage(
+                    site=self.site,
+                    room=self.room,
+                    name=e.name,
+                    feed=e.feed,
+                    t=e.t,
+                    time=iso(e.t),
+                    origin=e.origin.value,  # type: ignore[arg-type]
+                    data=dict(e.data),
+                )
+            )
+            for check in self.checks:
+                if check is not source:
+                    self._call(check, lambda c, ctx, e=e: c.on_event(e, ctx))
+
+    def _conditions(self, reports: Iterable[ConditionReport]) -> None:
+        now = self._clock.now()
+        out: list[Outgoing] = []
+        for r in reports:
+            out += self.engine.report(r, now)
+        self._publish_alarms(out)
+
+    def _publish_alarms(self, out: list[Outgoing]) -> None:
+        if out:
+            self._output.alarms(out)
+            self.publish_state(force=True)
+
+    def state_message(self) -> RoomStateMessage:
+        now, mono = self._clock.now(), self._clock.monotonic()
+        alarms = self.engine.summaries(now)
+        top = max(
+            (a.priority for a in alarms if a.state != "cleared"),
+            default="none",
+            key=lambda p: ["none", "low", "medium", "high"].index(p),
+        )
+        return RoomStateMessage(
+            site=self.site,
+            room=self.room,
+            name=self.config.name,
+            t=now,
+            time=iso(now),
+            seq=self.engine.last_seq,
+            audio_paused_until=self.engine.audio_paused_until,
+            alarm_paused=dict(self.engine.alarm_paused),
+            highest_priority=top,  # type: ignore[arg-type]
+            alarms=alarms,
+            feeds={
+                n: FeedStatus(
+                    status=f.status(mono),  # type: ignore[arg-type]
+                    last_seen=f.last_seen_t,
+                    received=f.received,
+                    rejected=dict(f.rejected),
+                    bad_samples=f.bad_samples,
+                )
+                for n, f in self.feeds.items()
+            },
+            measurements=dict(self.measurements),
+        )
+
+    def publish_state(self, *, force: bool = False, every_s: float = 5.0) -> None:
+        """Publish the retained state when it changed, or at least every ``every_s``."""
+        msg = self.state_message()
+        mono = self._clock.monotonic()
+        last = self._last_state
+        same = last is not None and last.model_copy(update={"t": msg.t, "time": msg.time}) == msg
+        if force or not same or mono - self._last_state_mono >= every_s:
+            self._last_state, self._last_state_mono = msg, mono
+            self._output.state(msg)
+
+
+class _Hook(Protocol):
+    def __call__(self, check: Check, ctx: CheckContext, /) -> None: ...

@@ -1,0 +1,200 @@
+"""Fakes and rigs shipped for tests (ours and users'): a real Mosquitto broker
+on a free loopback port, an MQTT collector, and an alarm-capturing room output.
+
+Nothing here is mocked: the broker is the ``mosquitto`` binary, the collector a
+real MQTT client. Only loopback addresses are ever used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiomqtt
+
+from roommon.alerts.engine import Outgoing
+from roommon.payloads import AlarmEventMessage, RoomEventMessage, RoomStateMessage
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+class MosquittoBroker:
+    """A private mosquitto on 127.0.0.1:<free port> that tests can kill and restart."""
+
+    def __init__(self, *, port: int | None = None) -> None:
+        binary = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        )
+        if binary is None:
+            raise RuntimeError("the mosquitto binary is needed (Debian package 'mosquitto')")
+        self.binary = binary
+        self.port = port or free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="roommon-mosquitto-"))
+        self.conf = self._dir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} {LOOPBACK}\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 100000\n"
+            "log_dest stderr\n"
+            "log_type error\n"
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{LOOPBACK}:{self.port}"
+
+    def start(self, *, timeout: float = 10.0) -> None:
+        self._proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # wait for a real resource: the listening socket
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                raise RuntimeError(f"mosquitto exited at start: {err}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                (LOOPBACK, self.port), timeout=0.2
+            ):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout} s")
+
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes without a goodbye, as in a crash."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait(timeout=10)
+        self._proc = None
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@dataclass(slots=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+@dataclass(slots=True)
+class MqttCollector:
+    """Subscribes to topic filters on the test broker and keeps everything it gets."""
+
+    port: int
+    filters: list[str]
+    client_id: str = "roommon-test-collector"
+    messages: list[Received] = field(default_factory=list)
+    _client: aiomqtt.Client | None = None
+    _task: asyncio.Task[None] | None = None
+    _changed: asyncio.Condition | None = None
+
+    async def __aenter__(self) -> Self:
+        self._changed = asyncio.Condition()
+        self._client = aiomqtt.Client(
+            LOOPBACK, self.port, identifier=self.client_id, protocol=aiomqtt.ProtocolVersion.V5
+        )
+        await self._client.__aenter__()
+        for f in self.filters:
+            await self._client.subscribe(f, qos=1)
+        self._task = asyncio.create_task(self._run(), name="collector")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._task is not None
+        assert self._client is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await self._task
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self._client.__aexit__(None, None, None)
+
+    async def _run(self) -> None:
+        assert self._client is not None
+        assert self._changed is not None
+        async for m in self._client.messages:
+            payload = m.payload if isinstance(m.payload, bytes) else b""
+            self.messages.append(Received(str(m.topic), payload, bool(m.retain)))
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
+        assert self._client is not None
+        await self._client.publish(topic, payload, qos=qos)
+
+    def on(self, topic: str) -> list[Received]:
+        return [m for m in self.messages if m.topic == topic]
+
+    async def wait_for(
+        self, predicate: Callable[[list[Received]], bool], *, timeout: float = 10.0
+    ) -> list[Received]:
+        """Wait until ``predicate(messages)`` holds (the timeout is only a safety net)."""
+        assert self._changed is not None
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: predicate(self.messages))
+        return self.messages
+
+
+class CaptureOutput:
+    """A RoomOutput that keeps everything a pipeline publishes, for assertions."""
+
+    def __init__(self) -> None:
+        self.outgoing: list[Outgoing] = []
+        self.room_events: list[RoomEventMessage] = []
+        self.states: list[RoomStateMessage] = []
+
+    @property
+    def events(self) -> list[AlarmEventMessage]:
+        return [o.event for o in self.outgoing]
+
+    def alarms(self, outgoing: list[Outgoing]) -> None:
+        self.outgoing.extend(outgoing)
+
+    def room_event(self, message: RoomEventMessage) -> None:
+        self.room_events.append(message)
+
+    def state(self, message: RoomStateMessage) -> None:
+        self.states.append(message)
+
+    def transitions(self, code: str | None = None) -> list[tuple[str, str]]:
+        return [(e.code, e.transition) for e in self.events if code is None or e.code == code]

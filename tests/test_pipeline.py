@@ -1,0 +1,186 @@
+"""Room pipeline on the virtual clock: limits with delays, silent feeds, bad input."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from roommon.clock import VirtualClock
+from roommon.config import Config, parse_config
+from roommon.errors import ProtocolError
+from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.pipeline import RoomPipeline
+from roommon.testing import CaptureOutput
+
+
+def room_config(**overrides: Any) -> Config:
+    data: dict[str, Any] = {
+        "site": {"id": "site1"},
+        "rooms": {
+            "r1": {
+                "feeds": {
+                    "ekg": {"kind": "ecg", "fs": 250},
+                    "spo2": {"kind": "spo2", "stale_s": 10},
+                },
+                "checks": {
+                    "numeric_limits": {
+                        "rules": [
+                            {"kind": "spo2", "field": "spo2", "below": 90, "hysteresis": 1,
+                             "delay_s": 15},
+                        ]
+                    }
+                },
+            }
+        },
+    }
+    data["rooms"]["r1"].update(overrides)
+    return parse_config(data)
+
+
+def make(clock: VirtualClock, **overrides: Any) -> tuple[RoomPipeline, CaptureOutput]:
+    cfg = room_config(**overrides)
+    out = CaptureOutput()
+    p = RoomPipeline(
+        site="site1", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon, clock=clock, output=out
+    )
+    return p, out
+
+
+def spo2(clock: VirtualClock, seq: int, value: float) -> NumericReading:
+    return NumericReading(
+        room="r1", feed="spo2", kind=SignalKind.SPO2, t=clock.now(), values={"spo2": value}, seq=seq
+    )
+
+
+def ekg(clock: VirtualClock, seq: int, samples: np.ndarray) -> WaveformChunk:
+    return WaveformChunk(
+        room="r1", feed="ekg", kind=SignalKind.ECG, unit="mV", fs=250, t0=clock.now(),
+        samples=samples, seq=seq, origin=DataOrigin.SIMULATED,
+    )
+
+
+async def feed_seconds(
+    p: RoomPipeline, clock: VirtualClock, start_seq: int, values: list[float]
+) -> int:
+    """Feed one SpO2 reading and one EKG second per virtual second, ticking as the daemon does."""
+    seq = start_seq
+    for v in values:
+        p.ingest(spo2(clock, seq, v))
+        p.ingest(ekg(clock, seq, np.zeros(250)))
+        seq += 1
+        await clock.advance(1.0)
+        p.tick()
+    return seq
+
+
+async def test_desaturation_shorter_than_delay_raises_nothing(clock: VirtualClock) -> None:
+    p, out = make(clock)
+    await feed_seconds(p, clock, 0, [97] * 5 + [86] * 12 + [97] * 10)
+    assert out.transitions("limit.spo2_low") == []
+
+
+async def test_desaturation_longer_than_delay_raises_after_delay_and_clears(
+    clock: VirtualClock,
+) -> None:
+    p, out = make(clock)
+    start = clock.now()
+    await feed_seconds(p, clock, 0, [97] * 5 + [86] * 30 + [90.5] * 3 + [92] * 3)
+    assert out.transitions("limit.spo2_low") == [
+        ("limit.spo2_low", "raised"),
+        ("limit.spo2_low", "cleared"),
+    ]
+    raised = out.events[0]
+    # condition began at t=5 s, delay 15 s
+    assert raised.t - start == 20.0
+    assert raised.value == 86 and raised.limit == 90
+    # hysteresis: 90.5 is above the limit but not by 1 %, so the alarm stays until 92
+    assert out.events[1].t - start == 38.0
+
+
+async def test_feed_silence_is_a_technical_alarm_and_recovers(clock: VirtualClock) -> None:
+    p, out = make(clock)
+    seq = await feed_seconds(p, clock, 0, [97] * 5)
+    for _ in range(5):  # EKG stops, SpO2 continues
+        p.ingest(spo2(clock, seq, 97))
+        seq += 1
+        await clock.advance(1.0)
+        p.tick()
+    silent = [e for e in out.events if e.code == "feed.silent"]
+    assert [(e.feed, e.transition, e.kind) for e in silent] == [("ekg", "raised", "technical")]
+    assert out.states[-1].feeds["ekg"].status == "silent"
+    await feed_seconds(p, clock, seq, [97] * 2)
+    assert [e.transition for e in out.events if e.code == "feed.silent"] == ["raised", "cleared"]
+
+
+async def test_required_feed_never_seen_is_alarmed(clock: VirtualClock) -> None:
+    p, out = make(clock)
+    for _ in range(12):
+        p.ingest(ekg(clock, _, np.zeros(250)))
+        await clock.advance(1.0)
+        p.tick()
+    assert ("feed.never_seen", "raised") in out.transitions()
+    assert out.events[0].feed == "spo2"
+
+
+async def test_bad_samples_never_reach_checks_and_good_ones_do(clock: VirtualClock) -> None:
+    p, out = make(clock)
+    samples = np.linspace(0, 1, 250)
+    samples[100:110] = np.nan
+    samples[200] = 1e9  # physically impossible for an EKG in mV
+    p.ingest(ekg(clock, 0, samples))
+    buf = p.feeds["ekg"].buffer
+    assert buf is not None
+    assert p.feeds["ekg"].bad_samples == 11
+    assert buf.total == 239
+    assert np.isfinite(buf.latest(239)).all()
+    p.tick()
+    assert ("feed.bad_samples", "raised") in out.transitions()
+
+
+async def test_rejected_payloads_are_counted_and_the_feed_goes_on(clock: VirtualClock) -> None:
+    p, out = make(clock)
+    p.reject("spo2", ProtocolError("bad_json", "Expecting value"))
+    p.reject("spo2", ProtocolError("non_finite", "values.spo2 is NaN"))
+    p.ingest(spo2(clock, 0, 97))
+    assert dict(p.feeds["spo2"].rejected) == {"bad_json": 1, "non_finite": 1}
+    assert p.feeds["spo2"].received == 1
+    assert ("feed.bad_payload", "raised") in out.transitions()
+    state = p.state_message()
+    assert state.feeds["spo2"].rejected == {"bad_json": 1, "non_finite": 1}
+
+
+async def test_sequence_gap_duplicate_and_reorder(clock: VirtualClock) -> None:
+    p, out = make(clock)
+    p.ingest(spo2(clock, 0, 97))
+    p.ingest(spo2(clock, 1, 97))
+    p.ingest(spo2(clock, 1, 97))  # duplicate (QoS 1 redelivery)
+    p.ingest(spo2(clock, 5, 97))  # gap
+    p.ingest(spo2(clock, 3, 97))  # late
+    f = p.feeds["spo2"]
+    assert f.received == 3
+    assert f.gaps == 1
+    assert dict(f.rejected) == {"duplicate": 1, "out_of_order": 1}
+    assert ("feed.seq_gap", "raised") in out.transitions()
+
+
+async def test_unavailable_value_is_never_compared_to_a_limit(clock: VirtualClock) -> None:
+    p, out = make(clock)
+    await feed_seconds(p, clock, 0, [math.nan] * 30)
+    assert out.transitions("limit.spo2_low") == []
+
+
+async def test_ten_minute_scenario_runs_in_well_under_a_second(clock: VirtualClock) -> None:
+    import time  # noqa: PLC0415 - measuring the test itself, not timing logic
+
+    p, out = make(clock)
+    wall = time.perf_counter()
+    await feed_seconds(p, clock, 0, [97] * 200 + [84] * 100 + [97] * 300)
+    elapsed = time.perf_counter() - wall
+    assert clock.monotonic() == 600.0
+    assert out.transitions("limit.spo2_low") == [
+        ("limit.spo2_low", "raised"),
+        ("limit.spo2_low", "cleared"),
+    ]
+    assert elapsed < 1.0, f"10 virtual minutes took {elapsed:.2f} s of wall time"
