@@ -1,0 +1,80 @@
+"""Heart rate as a bedside monitor reports it, from detected beat times.
+
+Sits between the QRS detector and the EKG check's measurements and rate alarms.
+
+Rule (documented default, after the averaging monitors use and IEC 60601-2-27
+asks manufacturers to disclose): the rate is 60 over the mean of the most
+recent R-R intervals, taking up to ``max_intervals`` (12) of them but no more
+than fit into the last ``span_s`` (8) seconds of intervals, and never fewer than
+``min_intervals`` (4) when that many exist. So at 180 bpm twelve intervals
+(4 s) are averaged, at 60 bpm eight, at 30 bpm four (8 s): long intervals make
+the average respond in seconds rather than half a minute.
+
+While the beat stream pauses, the interval still open (from the last beat to
+``now``) counts as the newest interval as soon as it is longer than the
+current mean, so the displayed rate falls during a pause instead of freezing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class HeartRate:
+    """Rolling monitor-style heart rate; feed beat times, read :meth:`rate`."""
+
+    __slots__ = ("_beats", "_max_intervals", "_min_intervals", "_span_s")
+
+    def __init__(
+        self, *, max_intervals: int = 12, min_intervals: int = 4, span_s: float = 8.0
+    ) -> None:
+        if not 1 <= min_intervals <= max_intervals:
+            raise ValueError("need 1 <= min_intervals <= max_intervals")
+        self._max_intervals = max_intervals
+        self._min_intervals = min_intervals
+        self._span_s = span_s
+        self._beats: deque[float] = deque(maxlen=max_intervals + 1)
+
+    @property
+    def last_beat(self) -> float | None:
+        return self._beats[-1] if self._beats else None
+
+    @property
+    def beat_count(self) -> int:
+        return len(self._beats)
+
+    def add_beat(self, t: float) -> None:
+        """A beat at time ``t`` (seconds, any epoch); out-of-order beats are ignored."""
+        if self._beats and t <= self._beats[-1]:
+            return
+        self._beats.append(t)
+
+    def reset(self) -> None:
+        """Forget the history (e.g. after a gap in the signal)."""
+        self._beats.clear()
+
+    def intervals(self) -> list[float]:
+        """The R-R intervals the rate is averaged over, newest first."""
+        b = list(self._beats)
+        rr = [b[i] - b[i - 1] for i in range(len(b) - 1, 0, -1)]
+        chosen: list[float] = []
+        total = 0.0
+        for x in rr:
+            if len(chosen) >= self._min_intervals and total + x > self._span_s:
+                break
+            chosen.append(x)
+            total += x
+        return chosen
+
+    def rate(self, now: float | None = None) -> float | None:
+        """Heart rate in bpm, or None before two beats."""
+        rr = self.intervals()
+        if not rr:
+            return None
+        mean = sum(rr) / len(rr)
+        if now is not None and self._beats:
+            open_rr = now - self._beats[-1]
+            if open_rr > mean:
+                rr = [open_rr, *rr[: max(len(rr) - 1, 1)]]
+                mean = sum(rr) / len(rr)
+        return 60.0 / mean

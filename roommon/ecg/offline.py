@@ -1,0 +1,168 @@
+"""Offline validation: the streaming detector run over a recorded file.
+
+Not part of the live data flow, but it runs the same :class:`QrsDetector` code
+path chunk by chunk as the daemon does, so results on PhysioNet records speak
+for the live detector. Provides the ``roommon ecg-beats RECORD`` command
+(:func:`add_parser` / :func:`run_ecg_beats`) and the reference-annotation
+helpers the benchmark and tests score against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from dataclasses import dataclass
+from typing import Final, TextIO
+
+import numpy as np
+
+from roommon.ecg.qrs import IntArray, QrsDetector
+from roommon.model import FloatArray
+from roommon.physionet import read_channel
+
+#: wfdb's beat annotation symbols (``wfdb.io.annotation.ann_label_table`` beats).
+BEAT_SYMBOLS: Final = frozenset("NLRBAaJSVrFejnE/fQ?")
+MATCH_WINDOW_S: Final = 0.150
+
+
+def detect_samples(samples: FloatArray, *, fs: float, chunk_seconds: float = 1.0) -> IntArray:
+    """Feed ``samples`` to a fresh detector in chunks of ``chunk_seconds``; all beats."""
+    det = QrsDetector(fs=fs)
+    step = max(1, round(chunk_seconds * fs))
+    parts = [det.process(samples[i : i + step]) for i in range(0, samples.shape[0], step)]
+    parts.append(det.flush())
+    return np.concatenate(parts).astype(np.int64)
+
+
+def detect_record(
+    record_path: pathlib.Path | str, channel: int = 0, chunk_seconds: float = 1.0
+) -> IntArray:
+    """R-peak sample indices of one channel of a WFDB record, streamed chunk by chunk."""
+    sig = read_channel(record_path, channel=channel)
+    return detect_samples(sig.samples, fs=sig.fs, chunk_seconds=chunk_seconds)
+
+
+def reference_beats(record_path: pathlib.Path | str, *, annotator: str = "atr") -> IntArray:
+    """Annotated beats of a record, without those inside ventricular flutter episodes.
+
+    Flutter waves have no QRS complexes to detect; the EC57 convention excludes
+    the ``[`` ... ``]`` episodes from beat-by-beat scoring.
+    """
+    import wfdb  # optional extra
+
+    ann = wfdb.rdann(str(record_path), annotator)
+    keep: list[int] = []
+    in_flutter = False
+    for sample, symbol in zip(ann.sample.tolist(), ann.symbol, strict=True):
+        if symbol == "[":
+            in_flutter = True
+        elif symbol == "]":
+            in_flutter = False
+        elif symbol in BEAT_SYMBOLS and not in_flutter:
+            keep.append(int(sample))
+    return np.asarray(keep, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    true_pos: int
+    false_neg: int
+    false_pos: int
+
+    @property
+    def sensitivity(self) -> float:
+        total = self.true_pos + self.false_neg
+        return self.true_pos / total if total else 1.0
+
+    @property
+    def positive_predictivity(self) -> float:
+        total = self.true_pos + self.false_pos
+        return self.true_pos / total if total else 1.0
+
+    def __add__(self, other: MatchResult) -> MatchResult:
+        return MatchResult(
+            self.true_pos + other.true_pos,
+            self.false_neg + other.false_neg,
+            self.false_pos + other.false_pos,
+        )
+
+
+def match_beats(
+    reference: IntArray, detected: IntArray, *, fs: float, window_s: float = MATCH_WINDOW_S
+) -> MatchResult:
+    """One-to-one matching of detections to reference beats within ``window_s``.
+
+    Each reference beat takes the nearest unused detection within the window,
+    in time order (the usual EC57-style pairing, one loop per beat).
+    """
+    window = window_s * fs
+    det = np.sort(detected)
+    used = np.zeros(det.shape[0], dtype=bool)
+    pos = np.searchsorted(det, reference)
+    tp = 0
+    for r, p in zip(reference.tolist(), pos.tolist(), strict=True):
+        best = -1
+        best_d = window + 1.0
+        for j in (p - 1, p, p + 1):
+            if 0 <= j < det.shape[0] and not used[j]:
+                dist = abs(int(det[j]) - r)
+                if dist <= window and dist < best_d:
+                    best, best_d = j, dist
+        if best >= 0:
+            used[best] = True
+            tp += 1
+    return MatchResult(tp, reference.shape[0] - tp, det.shape[0] - tp)
+
+
+# ----------------------------------------------------------------------- CLI
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``ecg-beats`` on the main CLI's subparsers; handler in ``func``."""
+    p = subparsers.add_parser(
+        "ecg-beats",
+        help="print the detected beats of a WFDB record, one sample index per line",
+        description=(
+            "Run the streaming QRS detector over one channel of a WFDB record "
+            "(path without extension) and print each detected R peak's sample index."
+        ),
+    )
+    _add_arguments(p)
+    p.set_defaults(func=run_ecg_beats)
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("record", help="WFDB record path without extension")
+    p.add_argument("--channel", type=int, default=0, help="signal number (default 0)")
+    p.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=1.0,
+        help="feed the detector in chunks of this many seconds (default 1.0)",
+    )
+
+
+def run_ecg_beats(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
+    """Handler of ``roommon ecg-beats``; returns the process exit status."""
+    stream = out if out is not None else sys.stdout
+    if args.chunk_seconds <= 0:
+        print("ecg-beats: --chunk-seconds must be positive", file=sys.stderr)
+        return 2
+    try:
+        beats = detect_record(args.record, channel=args.channel, chunk_seconds=args.chunk_seconds)
+    except (OSError, ValueError, IndexError) as exc:
+        print(f"ecg-beats: {args.record}: {exc}", file=sys.stderr)
+        return 1
+    stream.write("".join(f"{b}\n" for b in beats.tolist()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m roommon.ecg.offline")
+    _add_arguments(parser)
+    return run_ecg_beats(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

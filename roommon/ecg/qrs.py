@@ -1,0 +1,452 @@
+"""Streaming QRS detector: ECG samples in (chunk by chunk), R-peak sample indices out.
+
+Sits inside the EKG check (:mod:`roommon.checks.ecg`) and the offline
+``ecg-beats`` command; both feed it exactly the same way, so what is validated
+offline is what runs live.
+
+Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986):
+
+1. Band-pass 5-15 Hz and a three-point derivative, one IIR filter whose state
+   (``zi``) is carried from chunk to chunk; squared; moving-window integral
+   (150 ms) from a running sum over the chunk plus a carried tail.
+2. Candidate peaks: local maxima of the integral, merged greedily so that no two
+   candidates are closer than 200 ms (the larger wins).
+3. Each candidate, in sample order, is a QRS when it is above the adaptive
+   threshold ``noise + 0.3125 * (qrs - noise)`` (medians/means of the last eight
+   QRS and noise peaks), is past the 200 ms refractory period, is not a T wave
+   (within 360 ms of the previous QRS with less than half its steepest slope),
+   and has a raw deflection of at least ``min_qrs_mv``. When no QRS has been
+   found for 1.66 mean R-R intervals, the largest candidate since the last QRS
+   above half the threshold is taken (search-back).
+4. The reported point is the R peak: the sample of largest absolute deflection
+   of the raw signal from its local baseline (median around the QRS) inside the
+   window the integral says the QRS occupied. Wide (bundle-branch block, PVC)
+   complexes widen the integral's peak, and the window covers them.
+
+Chunking independence: every decision is taken on absolute sample indices and
+only once the signal is known far enough ahead of the index it concerns (a
+fixed look-ahead of the merge distance), so any chunking of the same signal
+gives the same beats (up to float rounding in the integral, which can move a
+beat by at most one sample at an exact tie).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal
+
+from roommon.model import FloatArray
+
+IntArray = npt.NDArray[np.int64]
+
+MIN_FS: Final = 125.0
+MAX_FS: Final = 1000.0
+
+# A QRS is steep: a candidate with less than this share of the recent QRS's median
+# steepest slope is a T or P wave or baseline movement, whatever its size.
+SLOPE_FLOOR: Final = 0.4
+
+_EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
+
+
+@dataclass(slots=True)
+class _Candidate:
+    idx: int  # sample index of the integral's peak
+    value: float  # integral's value there
+    r_idx: int = -1  # R peak (largest raw deflection) belonging to this candidate
+    amplitude: float = 0.0  # |deflection| of the R peak from the local baseline
+    slope: float = 0.0  # steepest filtered slope in the QRS window
+
+
+class QrsDetector:
+    """Streaming QRS detector for one ECG channel in mV.
+
+    ``process(samples)`` returns the absolute sample indices (counted from the
+    first sample ever given) of the R peaks confirmed by that call, in
+    increasing order. A beat is confirmed at most ``latency_s`` after its R
+    peak for ordinary beats; beats found by search-back come up to 1.66 R-R
+    intervals later. ``flush()`` confirms what the end of a record leaves open.
+    """
+
+    __slots__ = (
+        "_a",
+        "_amp_hist",
+        "_b",
+        "_base",
+        "_der_hist",
+        "_fs",
+        "_hist_len",
+        "_last_mwi",
+        "_last_qrs",
+        "_last_slope",
+        "_last_x",
+        "_learn_end",
+        "_learned",
+        "_learning",
+        "_merge",
+        "_min_qrs_mv",
+        "_mwi_tail",
+        "_n",
+        "_noise_cands",
+        "_noise_peaks",
+        "_pending",
+        "_qrs_peaks",
+        "_queue",
+        "_raw_hist",
+        "_ref",
+        "_refractory",
+        "_relearn",
+        "_rr",
+        "_sb_done",
+        "_slopes",
+        "_sq_tail",
+        "_t_wave",
+        "_win",
+        "_zi",
+        "last_deriv",
+    )
+
+    def __init__(
+        self,
+        *,
+        fs: float,
+        min_qrs_mv: float = 0.15,
+        learn_s: float = 2.0,
+        relearn_s: float = 5.0,
+    ) -> None:
+        if not MIN_FS <= fs <= MAX_FS:
+            raise ValueError(f"sample rate {fs} Hz outside {MIN_FS}..{MAX_FS} Hz")
+        self._fs = float(fs)
+        self._min_qrs_mv = min_qrs_mv
+        # Band-pass 5-15 Hz (QRS energy, above P/T waves and baseline, below EMG)
+        # convolved with a centred difference: one small IIR, cheap per chunk.
+        b, a = signal.butter(2, [5.0, 15.0], btype="bandpass", fs=self._fs)
+        self._b: FloatArray = np.convolve(b, [1.0, 0.0, -1.0]) * (self._fs / 2.0)
+        self._a: FloatArray = np.asarray(a, dtype=np.float64)
+        self._zi: FloatArray = np.zeros(max(len(self._a), len(self._b)) - 1)
+        self._win = max(2, round(0.150 * self._fs))  # integration window
+        self._merge = round(0.200 * self._fs)  # candidate spacing = look-ahead
+        self._refractory = round(0.200 * self._fs)
+        self._t_wave = round(0.360 * self._fs)
+        self._learn_end = round(learn_s * self._fs)
+        self._relearn = round(relearn_s * self._fs)
+        self._sq_tail: FloatArray = np.zeros(self._win)
+        self._mwi_tail: FloatArray = np.zeros(2)  # integral at n-2, n-1
+        self._n = 0  # samples consumed
+        self._last_x = 0.0  # last finite sample, held over NaN/inf
+        # History of raw and derivative signals for R localisation (1.5 s).
+        self._hist_len = round(1.5 * self._fs)
+        self._raw_hist: FloatArray = np.zeros(0)
+        self._der_hist: FloatArray = np.zeros(0)
+        self._base = 0  # absolute index of _raw_hist[0]
+        self.last_deriv: FloatArray = np.zeros(0)  # filtered slope of the last chunk
+        self._pending: _Candidate | None = None
+        self._queue: deque[_Candidate] = deque()  # confirmed candidates awaiting decision
+        self._learning: list[_Candidate] = []
+        self._learned = False
+        self._qrs_peaks: deque[float] = deque(maxlen=8)
+        self._noise_peaks: deque[float] = deque(maxlen=8)
+        self._amp_hist: deque[float] = deque(maxlen=8)
+        self._rr: deque[int] = deque(maxlen=8)
+        self._slopes: deque[float] = deque(maxlen=8)
+        self._noise_cands: deque[_Candidate] = deque()
+        self._last_qrs: _Candidate | None = None
+        # Index search-back and re-learning count from: the last QRS, or the end
+        # of the last (re-)learning when there has been none since.
+        self._ref = self._learn_end
+        self._last_slope = 0.0
+        self._sb_done = False
+        self._last_mwi = 0.0
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def fs(self) -> float:
+        return self._fs
+
+    @property
+    def samples_seen(self) -> int:
+        return self._n
+
+    @property
+    def latency_s(self) -> float:
+        """Upper bound of the delay from an ordinary R peak to its confirmation."""
+        # R peak -> integral peak (window + filter delay, wide QRS) -> merge look-ahead.
+        return (self._win + self._merge + 2) / self._fs + 0.100
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold()
+
+    @property
+    def beat_pending(self) -> bool:
+        """A candidate above the search-back threshold is not decided yet.
+
+        Lets a caller tell "no beat yet" from "a beat is being confirmed" at the
+        end of the data, e.g. before declaring asystole.
+        """
+        half = 0.5 * self._threshold()
+        if not self._learned:
+            return False
+        if self._last_mwi > half:
+            return True
+        if self._pending is not None and self._pending.value > half:
+            return True
+        return any(c.value > half for c in self._queue)
+
+    @property
+    def qrs_amplitude_mv(self) -> float:
+        """Median R deflection (mV) of the recent beats, 0 before the first."""
+        return float(np.median(self._amp_hist)) if self._amp_hist else 0.0
+
+    @property
+    def qrs_slope(self) -> float:
+        """Median steepest filtered slope of the recent beats (mV/s), 0 before the first."""
+        return self._last_slope
+
+    def process(self, samples: npt.ArrayLike) -> IntArray:
+        """Feed consecutive samples (mV); return the R peaks this call confirmed."""
+        x = np.asarray(samples, dtype=np.float64)
+        n = x.shape[0]
+        if n == 0:
+            return _EMPTY_BEATS
+        finite = np.isfinite(x)
+        if not finite.all():
+            x = self._hold_last_finite(x, finite)
+        self._last_x = float(x[-1])
+        start = self._n
+        d, self._zi = signal.lfilter(self._b, self._a, x, zi=self._zi)
+        self.last_deriv = d
+        sq = d * d
+        ext = np.concatenate((self._sq_tail, sq))
+        csum = np.cumsum(ext)
+        w = self._win
+        mwi = (csum[w:] - csum[:-w]) * (1.0 / w)
+        if n >= w:
+            self._sq_tail = sq[-w:]
+        else:
+            self._sq_tail = ext[-w:]
+        # Local maxima: rising into i, not rising out of it; known for i <= n_total-2.
+        m = np.concatenate((self._mwi_tail, mwi))
+        mid = m[1:-1]
+        peaks = np.flatnonzero((mid > m[:-2]) & (mid >= m[2:]))
+        self._mwi_tail = m[-2:]
+        self._last_mwi = float(m[-1])
+        self._raw_hist = np.concatenate((self._raw_hist, x))
+        self._der_hist = np.concatenate((self._der_hist, d))
+        self._n += n
+        # m[k] is the integral at absolute index start - 2 + k; mid[j] = m[j+1].
+        abs_peaks = peaks + (start - 1)
+        values = np.sqrt(mid[peaks])  # amplitude scale: thresholds are ratios of slopes
+        out: list[int] = []
+        for idx, val in zip(abs_peaks.tolist(), values.tolist(), strict=True):
+            self._merge_candidate(idx, val)
+        complete = self._n - 2
+        if self._pending is not None and complete - self._pending.idx >= self._merge:
+            self._confirm(self._pending)
+            self._pending = None
+        self._trim_history()
+        self._decide(self._complete_up_to(), out)
+        if not out:
+            return _EMPTY_BEATS
+        return np.asarray(out, dtype=np.int64)
+
+    def flush(self) -> IntArray:
+        """Decide everything still open, as if the record ended here."""
+        if self._pending is not None:
+            self._confirm(self._pending)
+            self._pending = None
+        out: list[int] = []
+        self._decide(self._n - 1, out)
+        return np.asarray(out, dtype=np.int64)
+
+    # --------------------------------------------------------------- internals
+
+    def _hold_last_finite(self, x: FloatArray, finite: npt.NDArray[np.bool_]) -> FloatArray:
+        """NaN/inf would poison the filter state for good: hold the last finite value.
+
+        Callers (the EKG check) flag such samples as a technical condition; here
+        they only must not break detection of the beats around them.
+        """
+        pos = np.where(finite, np.arange(x.shape[0]), -1)
+        np.maximum.accumulate(pos, out=pos)
+        held = np.where(pos >= 0, x[np.maximum(pos, 0)], self._last_x)
+        return np.asarray(held, dtype=np.float64)
+
+    def _trim_history(self) -> None:
+        # Keep what the open candidate still needs, however large the chunk was.
+        keep_from = self._n - self._hist_len
+        if self._pending is not None:
+            keep_from = min(keep_from, self._pending.idx - self._hist_len // 2)
+        drop = keep_from - self._base
+        if drop > 0:
+            self._raw_hist = self._raw_hist[drop:]
+            self._der_hist = self._der_hist[drop:]
+            self._base += drop
+
+    def _complete_up_to(self) -> int:
+        """Every candidate at or before this index is confirmed."""
+        if self._pending is not None:
+            return self._pending.idx - 1
+        return self._n - 2
+
+    def _merge_candidate(self, idx: int, val: float) -> None:
+        p = self._pending
+        if p is None:
+            self._pending = _Candidate(idx, val)
+        elif idx - p.idx <= self._merge:
+            if val > p.value:
+                self._pending = _Candidate(idx, val)
+        else:
+            self._confirm(p)
+            self._pending = _Candidate(idx, val)
+
+    def _confirm(self, c: _Candidate) -> None:
+        """Locate the R peak and slope of a candidate while its samples are in history."""
+        fs = self._fs
+        # The integral peaks at the end of the QRS energy, delayed by the filter.
+        end = c.idx - round(0.030 * fs)
+        begin = end - self._win - round(0.060 * fs)
+        lo = max(begin - self._base, 0)
+        hi = min(end - self._base, self._raw_hist.shape[0])
+        if hi - lo < 2:
+            lo, hi = max(hi - 2, 0), max(hi, min(2, self._raw_hist.shape[0]))
+        seg = self._raw_hist[lo:hi]
+        if seg.shape[0] == 0:
+            c.r_idx, c.amplitude, c.slope = c.idx, 0.0, 0.0
+        else:
+            pad = round(0.1 * fs)
+            ctx = self._raw_hist[max(lo - pad, 0) : hi + pad]
+            dev = np.abs(seg - np.median(ctx))
+            k = int(np.argmax(dev))
+            c.r_idx = self._base + lo + k
+            c.amplitude = float(dev[k])
+            c.slope = float(np.max(np.abs(self._der_hist[lo:hi])))
+        self._queue.append(c)
+
+    def _threshold(self) -> float:
+        qrs = float(np.median(self._qrs_peaks)) if self._qrs_peaks else 0.0
+        noise = float(np.mean(self._noise_peaks)) if self._noise_peaks else 0.0
+        return noise + 0.3125 * (qrs - noise)
+
+    def _qrs_like(self, c: _Candidate) -> bool:
+        """Shape tests besides size: large enough in mV, steep enough, not a T wave."""
+        if c.amplitude < self._min_qrs_mv or c.slope < SLOPE_FLOOR * self._median_slope():
+            return False
+        last = self._last_qrs
+        # A T wave: close behind a QRS and much less steep than it.
+        return last is None or c.idx - last.idx >= self._t_wave or c.slope >= 0.5 * last.slope
+
+    def _median_slope(self) -> float:
+        return float(np.median(self._slopes)) if self._slopes else 0.0
+
+    def _rr_mean(self) -> int | None:
+        if not self._rr:
+            return None
+        return int(sum(self._rr) / len(self._rr))
+
+    def _searchback_deadline(self) -> int:
+        rr = self._rr_mean()
+        if rr is None or self._sb_done or self._last_qrs is None:
+            # No rhythm yet, or search-back already failed: only re-learning remains.
+            return self._ref + self._relearn
+        return self._ref + min(round(1.66 * rr), self._relearn)
+
+    def _decide(self, complete: int, out: list[int]) -> None:
+        if not self._learned:
+            while self._queue:
+                self._learning.append(self._queue.popleft())
+            if complete < self._learn_end:
+                return
+            self._learn()
+        while True:
+            deadline = self._searchback_deadline()
+            nxt = self._queue[0] if self._queue else None
+            if (nxt is not None and deadline < nxt.idx) or (nxt is None and deadline <= complete):
+                self._search_back(deadline, out)
+                continue
+            if nxt is None:
+                return
+            self._queue.popleft()
+            self._classify(nxt, out)
+
+    def _learn(self) -> None:
+        """Initial threshold from the first seconds: half the largest candidate."""
+        self._learned = True
+        cands = self._learning
+        self._learning = []
+        # Only candidates up to the end of learning: which later ones are already
+        # confirmed depends on the chunking.
+        early = [c.value for c in cands if c.idx <= self._learn_end]
+        if early:
+            self._qrs_peaks.append(0.5 * max(early))
+        # The learning candidates are decided like any other, in order.
+        self._queue.extendleft(reversed(cands))
+
+    def _classify(self, c: _Candidate, out: list[int]) -> None:
+        last = self._last_qrs
+        if last is not None and c.r_idx - last.r_idx < self._refractory:
+            return
+        thr = self._threshold()
+        if c.value > thr and self._qrs_like(c):
+            self._accept(c, c.value, out)
+        else:
+            self._noise_peaks.append(c.value)
+            self._noise_cands.append(c)
+            while len(self._noise_cands) > 64:
+                self._noise_cands.popleft()
+
+    def _accept(self, c: _Candidate, peak: float, out: list[int]) -> None:
+        last = self._last_qrs
+        if last is not None:
+            rr = c.idx - last.idx
+            if rr < self._relearn:
+                self._rr.append(rr)
+        self._ref = c.idx
+        self._qrs_peaks.append(peak)
+        self._amp_hist.append(c.amplitude)
+        self._last_qrs = c
+        self._last_slope = c.slope
+        self._slopes.append(c.slope)
+        self._sb_done = False
+        self._noise_cands.clear()
+        out.append(c.r_idx)
+
+    def _search_back(self, deadline: int, out: list[int]) -> None:
+        ref = self._ref
+        relearn = deadline - ref >= self._relearn
+        if relearn:
+            self._relearn_thresholds(deadline)
+        half = 0.5 * self._threshold()
+        best: _Candidate | None = None
+        for c in self._noise_cands:
+            if c.idx > deadline or (
+                self._last_qrs is not None and c.r_idx - self._last_qrs.r_idx < self._refractory
+            ):
+                continue
+            if c.value > half and self._qrs_like(c) and (best is None or c.value > best.value):
+                best = c
+        if best is None:
+            self._sb_done = True
+            if relearn:
+                # The next re-learning is a full period later; old R-R are stale.
+                self._ref = deadline
+                self._rr.clear()
+            return
+        # Search-back peaks count less towards the QRS level (Pan-Tompkins).
+        qrs = float(np.median(self._qrs_peaks)) if self._qrs_peaks else best.value
+        self._noise_cands = deque(c for c in self._noise_cands if c.idx > best.idx)
+        self._accept(best, 0.25 * best.value + 0.75 * qrs, out)
+
+    def _relearn_thresholds(self, deadline: int) -> None:
+        """No QRS for a long time (amplitude change, lead swap): start the levels over."""
+        recent = [c.value for c in self._noise_cands if c.idx > deadline - self._learn_end]
+        self._qrs_peaks.clear()
+        self._noise_peaks.clear()
+        if recent:
+            self._qrs_peaks.append(0.5 * max(recent))

@@ -1,0 +1,171 @@
+"""Streaming QRS detector: accuracy on annotated PhysioNet records, synthetic rhythms,
+chunking independence and robustness to bad samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from roommon.ecg.offline import detect_record, detect_samples, match_beats, reference_beats
+from roommon.ecg.qrs import QrsDetector
+from roommon.physionet import read_channel
+from simulators.ecg import EcgSimulator
+from tests.physionet_fixtures import physionet_record
+
+
+def _truth(sim: EcgSimulator) -> np.ndarray:
+    return np.asarray(sim.beats, dtype=np.int64)
+
+
+@pytest.mark.physionet
+@pytest.mark.parametrize(("db", "record"), [("mitdb", "100"), ("svdb", "800")])
+def test_accuracy_floor_on_annotated_records(db: str, record: str) -> None:
+    path = physionet_record(db, record)
+    fs = read_channel(path).fs
+    result = match_beats(reference_beats(path), detect_record(path), fs=fs)
+    assert result.sensitivity >= 0.995
+    assert result.positive_predictivity >= 0.995
+
+
+@pytest.mark.physionet
+def test_r_peak_is_the_annotated_peak_not_a_filter_point() -> None:
+    # mitdb annotations sit on the R peak; the detector's point must be within a few ms.
+    path = physionet_record("mitdb", "100")
+    ref = reference_beats(path)
+    det = detect_record(path)
+    pos = np.clip(np.searchsorted(det, ref), 1, det.shape[0] - 1)
+    err = np.minimum(np.abs(det[pos] - ref), np.abs(det[pos - 1] - ref))
+    assert np.median(err) <= 2  # samples at 360 Hz: 5.6 ms
+
+
+@pytest.mark.parametrize("fs", [125.0, 250.0, 360.0, 500.0, 720.0, 1000.0])
+@pytest.mark.parametrize("rhythm", ["sinus", "wide_qrs", "pvc_every_3", "tachy_200", "brady_30"])
+def test_synthetic_rhythms_at_every_sample_rate(fs: float, rhythm: str) -> None:
+    sim = EcgSimulator(fs=fs, seed=3)
+    if rhythm == "wide_qrs":
+        sim.wide_qrs(True)
+    elif rhythm == "pvc_every_3":
+        sim.set_pvc_every(3)
+    elif rhythm == "tachy_200":
+        sim.set_rate(200)
+    elif rhythm == "brady_30":
+        sim.set_rate(30)
+    x = sim.generate(40.0)
+    det = detect_samples(x, fs=fs, chunk_seconds=0.25)
+    truth = _truth(sim)
+    truth = truth[truth >= round(2.0 * fs)]  # the learning period may miss the first beat
+    det = det[det >= round(2.0 * fs) - round(0.15 * fs)]
+    result = match_beats(truth, det, fs=fs)
+    assert result.false_neg == 0
+    assert result.false_pos == 0
+    # The reported point is the R peak of the simulated beat (largest deflection).
+    pos = np.clip(np.searchsorted(det, truth), 1, det.shape[0] - 1)
+    err = np.minimum(np.abs(det[pos] - truth), np.abs(det[pos - 1] - truth))
+    assert err.max() <= max(2, round(0.012 * fs))
+
+
+def test_beats_are_confirmed_with_bounded_latency() -> None:
+    fs = 250.0
+    sim = EcgSimulator(fs=fs, seed=4)
+    det = QrsDetector(fs=fs)
+    step = 5  # 20 ms chunks: the confirmation time is known to 20 ms
+    lags = []
+    for _ in range(int(30 * fs / step)):
+        x = sim.next_chunk(step)
+        for b in det.process(x).tolist():
+            if b > 3 * fs:  # beats of the learning period are decided at its end
+                lags.append((det.samples_seen - b) / fs)
+    assert len(lags) >= 30
+    assert max(lags) <= 0.5
+    assert max(lags) <= det.latency_s + step / fs
+
+
+_SIGNAL_FS = 250.0
+
+
+def _noisy_signal() -> np.ndarray:
+    sim = EcgSimulator(fs=_SIGNAL_FS, seed=11, noise_mv=0.03)
+    sim.set_pvc_every(5)
+    parts = [sim.generate(8.0)]
+    sim.set_rate(150)
+    parts.append(sim.generate(6.0))
+    sim.noise(True)
+    parts.append(sim.generate(1.5))
+    sim.noise(False)
+    sim.asystole(True)
+    parts.append(sim.generate(5.0))
+    sim.asystole(False)
+    parts.append(sim.generate(5.0))
+    return np.concatenate(parts)
+
+
+_SIGNAL = _noisy_signal()
+_WHOLE = detect_samples(_SIGNAL, fs=_SIGNAL_FS, chunk_seconds=1000.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=1500), min_size=1, max_size=12))
+def test_any_chunking_gives_the_same_beats(sizes: list[int]) -> None:
+    det = QrsDetector(fs=_SIGNAL_FS)
+    parts = []
+    i = k = 0
+    while i < _SIGNAL.shape[0]:
+        n = sizes[k % len(sizes)]
+        parts.append(det.process(_SIGNAL[i : i + n]))
+        i += n
+        k += 1
+    parts.append(det.flush())
+    beats = np.concatenate(parts)
+    assert beats.shape == _WHOLE.shape
+    assert np.abs(beats - _WHOLE).max(initial=0) <= 1
+    assert np.all(np.diff(beats) > 0)
+
+
+@pytest.mark.physionet
+@pytest.mark.parametrize("chunk_seconds", [0.1, 0.37, 2.0])
+def test_chunking_independence_on_a_real_record(chunk_seconds: float) -> None:
+    sig = read_channel(physionet_record("mitdb", "100"))
+    x = sig.samples[: round(120 * sig.fs)]
+    whole = detect_samples(x, fs=sig.fs, chunk_seconds=200.0)
+    chunked = detect_samples(x, fs=sig.fs, chunk_seconds=chunk_seconds)
+    assert chunked.shape == whole.shape
+    assert np.abs(chunked - whole).max() <= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2999), st.sampled_from([np.nan, np.inf, -np.inf])),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_non_finite_samples_never_break_detection(bad: list[tuple[int, float]]) -> None:
+    sim = EcgSimulator(fs=250.0, seed=5)
+    x = sim.generate(12.0)
+    for i, v in bad:
+        x[i] = v
+    beats = detect_samples(x, fs=250.0, chunk_seconds=0.2)
+    truth = _truth(sim)
+    late = truth[truth > 3000 + 250]  # well after the last damaged sample
+    assert match_beats(late, beats[beats > 3000 + 200], fs=250.0).sensitivity == 1.0
+
+
+def test_flat_and_tiny_signals_give_no_beats() -> None:
+    det = QrsDetector(fs=360.0)
+    beats = np.concatenate([det.process(np.zeros(360)) for _ in range(20)])
+    rng = np.random.default_rng(0)
+    det2 = QrsDetector(fs=360.0)
+    tiny = rng.normal(0.0, 0.01, 360 * 20)  # 10 µV noise: below any QRS
+    beats2 = detect_samples(tiny, fs=360.0)
+    assert beats.size == 0
+    assert beats2.size == 0
+    assert det2.samples_seen == 0
+
+
+@pytest.mark.parametrize("fs", [100.0, 2000.0])
+def test_sample_rate_outside_range_is_refused(fs: float) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        QrsDetector(fs=fs)
