@@ -1,0 +1,473 @@
+"""SpO2 check: desaturation alarms held while the pleth is unreliable, and pleth quality.
+
+Data flow: SpO2 numerics (``spo2``, ``pulse_rate``, ``perfusion_index`` and the
+oximeter's technical flags) arrive through :meth:`SpO2Check.on_reading`; the
+pleth waveform, when the room has one, through :meth:`SpO2Check.on_chunk`,
+analysed in fixed blocks (:mod:`roommon.signal.blocks`) by the beat detector of
+:mod:`roommon.signal.pulses`. The EKG check's heart rate comes in through
+:meth:`SpO2Check.on_measurement`.
+
+- Desaturation and critical desaturation are judged on each SpO2 reading; the
+  alarm engine applies the condition delays declared here.
+- The signal is *unreliable* while the probe is off (device flag, flat or
+  saturated pleth), no pulse is found, motion artefact is present, or
+  perfusion is low. Desaturation conditions are then held (neither raised nor
+  cleared) and ``spo2.unreliable_sustained`` is reported; its delay makes a
+  long unreliable stretch an alarm of its own.
+- Pulse rate from the pleth is published and compared with the EKG heart rate;
+  a disagreement is a technical condition (likely artefact), never a rate alarm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import structlog
+from pydantic import Field, model_validator
+
+from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.checks.base import (
+    Check,
+    CheckContext,
+    CheckSettings,
+    FeedView,
+    Measurement,
+)
+from roommon.model import FloatArray, NumericReading, SignalKind, WaveformChunk
+from roommon.signal.blocks import BlockAssembler, BlockSink
+from roommon.signal.pulses import Beats, PulseDetector
+
+log = structlog.get_logger(__name__)
+
+#: Oximeter flags (Masimo, Nonin drivers) meaning "no usable sensor signal".
+PROBE_OFF_FLAGS = frozenset({"sensor_off", "no_sensor", "no_cable", "sensor_defective"})
+#: Flags meaning "the signal is there but corrupted".
+ARTEFACT_FLAGS = frozenset({"artifact", "interference", "low_signal_iq", "out_of_track"})
+LOW_PERFUSION_FLAGS = frozenset({"low_perfusion"})
+SEARCHING_FLAGS = frozenset({"searching"})
+
+
+class SpO2Settings(CheckSettings):
+    """Per-room SpO2 limits and pleth-quality thresholds."""
+
+    desat_pct: float = Field(
+        90.0,
+        gt=0,
+        le=100,
+        description="Desaturation below this SpO2. Default: common monitor low limit "
+        "(e.g. Philips IntelliVue SpO2 low default 90 %).",
+    )
+    critical_pct: float = Field(
+        85.0,
+        gt=0,
+        le=100,
+        description="Critical desaturation (high priority, shorter delay) below this. "
+        "Monitors default their 'desat' limit between 80 and 85 %; 85 % errs early.",
+    )
+    low_perfusion_index_pct: float = Field(
+        0.3,
+        ge=0,
+        description="Perfusion index below this is low perfusion. Default: ~0.3 %, "
+        "below which oximeter accuracy is reported to degrade.",
+    )
+    pr_ecg_tolerance_bpm: float = Field(
+        10.0,
+        gt=0,
+        description="Pleth pulse rate and EKG heart rate disagree beyond this "
+        "(or beyond pr_ecg_tolerance_fraction, whichever is larger). Monitors "
+        "specify pulse-rate accuracy of about ±3 bpm; 10 bpm is clearly not noise.",
+    )
+    pr_ecg_tolerance_fraction: float = Field(
+        0.1,
+        ge=0,
+        description="Relative tolerance of the pulse-rate cross-check (10 % of the EKG rate).",
+    )
+    rate_max_age_s: float = Field(
+        10.0,
+        gt=0,
+        description="Rates older than this are not compared (a stale EKG rate is not "
+        "evidence of a pleth artefact).",
+    )
+    no_pulse_s: float = Field(
+        10.0,
+        gt=0,
+        description="No pleth pulse for this long (trace not flat) is 'no pulse': "
+        "longer than the longest plausible beat-to-beat gap at low rates.",
+    )
+    flat_ptp_au: float = Field(
+        1e-3,
+        ge=0,
+        description="Pleth peak-to-peak below this (normalised units, a good pulse "
+        "~1) over a block is a flat trace, i.e. probe off.",
+    )
+    flat_fraction: float = Field(
+        0.02,
+        ge=0,
+        description="Or below this fraction of the recent median pulse amplitude "
+        "(for devices whose pleth is not normalised).",
+    )
+    saturated_fraction: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="A block with at least this fraction of samples pinned at its "
+        "extreme value is a saturated trace (probe off / ambient light).",
+    )
+    motion_amplitude_cv: float = Field(
+        0.45,
+        gt=0,
+        description="Motion artefact: coefficient of variation of pulse amplitudes "
+        "over the recent beats above this (respiration modulates amplitude by ~10-20 %).",
+    )
+    motion_interval_cv: float = Field(
+        0.4,
+        gt=0,
+        description="Motion artefact: coefficient of variation of beat intervals above "
+        "this (atrial fibrillation reaches ~0.2-0.3).",
+    )
+    motion_ptp_ratio: float = Field(
+        3.0,
+        gt=1,
+        description="Motion artefact: block peak-to-peak above this multiple of the "
+        "median pulse amplitude (excursions no pulse produces).",
+    )
+    max_roughness: float = Field(
+        0.5,
+        gt=0,
+        description="Mean absolute sample-to-sample step above this fraction of the "
+        "block's standard deviation means noise, not a pulse (a smooth pulse gives "
+        "0.05-0.3, white noise ~1.1).",
+    )
+    recent_beats: int = Field(
+        10,
+        ge=3,
+        description="Beats kept for pulse rate (median interval) and quality statistics.",
+    )
+    analysis_block_s: float = Field(
+        4.0,
+        gt=0,
+        description="Pleth analysis block: latency of pleth conditions versus per-call "
+        "overhead. Beats are also final only 2 s after their peak.",
+    )
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> SpO2Settings:
+        if self.critical_pct >= self.desat_pct:
+            raise ValueError("critical_pct must be below desat_pct")
+        return self
+
+
+DESAT = ConditionSpec(
+    code="spo2.desat",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="SpO2 below the low limit",
+    # monitors offer 0-30 s; about 15 s is a common default
+    delay_s=15.0,
+    clear_delay_s=2.0,
+)
+DESAT_CRITICAL = ConditionSpec(
+    code="spo2.desat_critical",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="SpO2 below the critical limit",
+    delay_s=5.0,
+    clear_delay_s=2.0,
+)
+PROBE_OFF = ConditionSpec(
+    code="spo2.probe_off",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.MEDIUM,
+    description="SpO2 probe off or no signal (flat or saturated pleth)",
+    delay_s=3.0,
+)
+NO_PULSE = ConditionSpec(
+    code="spo2.no_pulse",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.MEDIUM,
+    description="No pulsatile pleth signal",
+)
+LOW_PERFUSION = ConditionSpec(
+    code="spo2.low_perfusion",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="Low perfusion: SpO2 accuracy reduced",
+    delay_s=10.0,
+)
+MOTION_ARTIFACT = ConditionSpec(
+    code="spo2.motion_artifact",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="Motion artefact on the pleth",
+    delay_s=5.0,
+)
+UNRELIABLE_SUSTAINED = ConditionSpec(
+    code="spo2.unreliable_sustained",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.MEDIUM,
+    description="SpO2 unreliable for a sustained time: desaturation alarms are held",
+    delay_s=30.0,
+)
+PR_ECG_MISMATCH = ConditionSpec(
+    code="spo2.pr_ecg_mismatch",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="Pleth pulse rate disagrees with EKG heart rate (likely artefact)",
+    delay_s=10.0,
+)
+
+
+class _PlethState:
+    __slots__ = (
+        "amp",
+        "asm",
+        "det",
+        "ibi",
+        "last_beat_t",
+        "pr",
+        "pr_t",
+        "sink",
+    )
+
+    def __init__(self, *, asm: BlockAssembler, det: PulseDetector, sink: BlockSink) -> None:
+        self.asm = asm
+        self.det = det
+        self.sink = sink
+        self.amp: FloatArray = np.empty(0, dtype=np.float64)  # recent beat amplitudes
+        self.ibi: FloatArray = np.empty(0, dtype=np.float64)
+        self.last_beat_t = math.nan
+        self.pr = math.nan
+        self.pr_t = math.nan
+
+
+class SpO2Check(Check):
+    """Desaturation with held alarms, pleth quality, pulse rate and its EKG cross-check."""
+
+    name = "spo2"
+    needs = frozenset({SignalKind.SPO2})
+    optional = frozenset({SignalKind.PLETH})
+    window_s = 10.0
+    settings_model = SpO2Settings
+    conditions = (
+        DESAT,
+        DESAT_CRITICAL,
+        PROBE_OFF,
+        NO_PULSE,
+        LOW_PERFUSION,
+        MOTION_ARTIFACT,
+        UNRELIABLE_SUSTAINED,
+        PR_ECG_MISMATCH,
+    )
+
+    def __init__(
+        self, *, room: str, settings: CheckSettings, feeds: Mapping[str, FeedView]
+    ) -> None:
+        super().__init__(room=room, settings=settings, feeds=feeds)
+        assert isinstance(settings, SpO2Settings)
+        self.cfg = settings
+        self._pleth: dict[str, _PlethState] = {}
+        self._active: dict[str, bool] = {}
+        # The room has one oximeter: conditions are keyed on the SpO2 numerics feed.
+        spo2_feeds = [f.name for f in self.feeds.values() if f.kind is SignalKind.SPO2]
+        self._feed = spo2_feeds[0] if spo2_feeds else "spo2"
+        # Sources of unreliability; the union holds desaturation alarms.
+        self._device_probe_off = False
+        self._device_artefact = False
+        self._device_low_perf = False
+        self._pleth_probe_off = False
+        self._pleth_no_pulse = False
+        self._pleth_motion = False
+        self._hr = math.nan
+        self._hr_t = math.nan
+        self._ctx: CheckContext | None = None
+
+    # -- reporting ------------------------------------------------------------
+
+    def _report(
+        self,
+        ctx: CheckContext,
+        spec: ConditionSpec,
+        active: bool,
+        t: float,
+        value: float | None = None,
+        limit: float | None = None,
+    ) -> None:
+        if self._active.get(spec.code, False) == active:
+            return
+        self._active[spec.code] = active
+        ctx.condition(spec, active, t=t, feed=self._feed, value=value, limit=limit)
+
+    @property
+    def unreliable(self) -> bool:
+        return (
+            self._device_probe_off
+            or self._device_artefact
+            or self._device_low_perf
+            or self._pleth_probe_off
+            or self._pleth_no_pulse
+            or self._pleth_motion
+        )
+
+    def _quality(self, ctx: CheckContext, t: float) -> None:
+        self._report(ctx, PROBE_OFF, self._device_probe_off or self._pleth_probe_off, t)
+        # no pulse on a flat trace is the probe being off, not a second alarm
+        no_pulse = self._pleth_no_pulse and not self._pleth_probe_off
+        self._report(ctx, NO_PULSE, no_pulse and not self._device_probe_off, t)
+        self._report(ctx, MOTION_ARTIFACT, self._device_artefact or self._pleth_motion, t)
+        self._report(ctx, UNRELIABLE_SUSTAINED, self.unreliable, t)
+
+    # -- numerics -------------------------------------------------------------
+
+    def on_reading(self, reading: NumericReading, ctx: CheckContext) -> None:
+        if reading.kind is not SignalKind.SPO2:
+            return
+        cfg = self.cfg
+        t = reading.t
+        flags = reading.flags
+        self._device_probe_off = not PROBE_OFF_FLAGS.isdisjoint(flags)
+        self._device_artefact = not ARTEFACT_FLAGS.isdisjoint(flags)
+        pi = reading.get("perfusion_index")
+        low_perf = not LOW_PERFUSION_FLAGS.isdisjoint(flags) or (
+            math.isfinite(pi) and pi < cfg.low_perfusion_index_pct
+        )
+        self._device_low_perf = low_perf
+        self._report(
+            ctx,
+            LOW_PERFUSION,
+            low_perf,
+            t,
+            value=pi if math.isfinite(pi) else None,
+            limit=cfg.low_perfusion_index_pct,
+        )
+        self._quality(ctx, t)
+        spo2 = reading.get("spo2")
+        reliable = not self.unreliable and math.isfinite(spo2)
+        if math.isfinite(spo2):
+            ctx.measure(
+                Measurement(
+                    name="spo2", value=spo2, unit="%", t=t, feed=reading.feed, reliable=reliable
+                )
+            )
+        if not reliable:
+            return  # held: an unreliable value neither raises nor clears a desaturation
+        self._report(ctx, DESAT, spo2 < cfg.desat_pct, t, value=spo2, limit=cfg.desat_pct)
+        self._report(
+            ctx, DESAT_CRITICAL, spo2 < cfg.critical_pct, t, value=spo2, limit=cfg.critical_pct
+        )
+
+    def on_measurement(self, m: Measurement, ctx: CheckContext) -> None:
+        if m.name == "heart_rate" and m.reliable and math.isfinite(m.value):
+            self._hr, self._hr_t = m.value, m.t
+            self._cross_check(ctx, m.t)
+
+    def _cross_check(self, ctx: CheckContext, t: float) -> None:
+        cfg = self.cfg
+        pr, pr_t = math.nan, math.nan
+        for st in self._pleth.values():
+            pr, pr_t = st.pr, st.pr_t
+        fresh = (
+            math.isfinite(pr)
+            and math.isfinite(self._hr)
+            and abs(t - pr_t) <= cfg.rate_max_age_s
+            and abs(t - self._hr_t) <= cfg.rate_max_age_s
+        )
+        if not fresh:
+            self._report(ctx, PR_ECG_MISMATCH, False, t)
+            return
+        tol = max(cfg.pr_ecg_tolerance_bpm, cfg.pr_ecg_tolerance_fraction * self._hr)
+        diff = abs(pr - self._hr)
+        self._report(ctx, PR_ECG_MISMATCH, diff > tol, t, value=pr, limit=self._hr)
+
+    # -- pleth ----------------------------------------------------------------
+
+    def on_chunk(self, chunk: WaveformChunk, ctx: CheckContext) -> None:
+        st = self._pleth.get(chunk.feed)
+        if st is None:
+            st = self._new_pleth(chunk)
+        self._ctx = ctx
+        st.asm.push(chunk.samples, chunk.t0, st.sink)
+
+    def _new_pleth(self, chunk: WaveformChunk) -> _PlethState:
+        feed = chunk.feed
+        fs = chunk.fs
+
+        def sink(block: FloatArray, t_first: float, restarted: bool) -> None:
+            self._analyse(self._pleth[feed], feed, block, t_first, restarted)
+
+        st = _PlethState(
+            asm=BlockAssembler(block_n=max(1, round(self.cfg.analysis_block_s * fs)), fs=fs),
+            det=PulseDetector(fs=fs),
+            sink=sink,
+        )
+        self._pleth[feed] = st
+        return st
+
+    def _analyse(
+        self, st: _PlethState, feed: str, block: FloatArray, t_first: float, restarted: bool
+    ) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        cfg = self.cfg
+        fs = st.det.fs
+        t_end = t_first + len(block) / fs
+        if restarted:
+            st.amp = st.ibi = np.empty(0, dtype=np.float64)
+            st.last_beat_t = t_first
+        beats = st.det.process(block, t_first, restarted)
+        hi = float(block.max())
+        lo = float(block.min())
+        ptp = hi - lo
+        std = float(block.std())
+        # A pulse is a smooth wave: sample-to-sample steps are small next to its
+        # spread (ratio ~0.05-0.3 at 75-250 Hz); for white noise the ratio is ~1.4.
+        rough = float(np.abs(np.diff(block)).mean()) > cfg.max_roughness * std
+        # NaN before any clean beat: the relative tests below are then False
+        ref_amp = float(np.median(st.amp)) if len(st.amp) else math.nan
+        n = len(block)
+        pinned = max(int(np.count_nonzero(block == hi)), int(np.count_nonzero(block == lo)))
+        flat = ptp <= cfg.flat_ptp_au or ptp <= cfg.flat_fraction * ref_amp
+        saturated = ptp > 0 and pinned >= cfg.saturated_fraction * n
+        self._pleth_probe_off = probe_off = flat or saturated
+        motion = False
+        if not probe_off and not rough:
+            motion = ptp > cfg.motion_ptp_ratio * ref_amp
+            if not motion and len(beats) >= 3:
+                amp, ibi = beats.amplitude, beats.ibi
+                motion = float(amp.std()) > cfg.motion_amplitude_cv * float(amp.mean()) or float(
+                    ibi.std()
+                ) > cfg.motion_interval_cv * float(ibi.mean())
+        if motion != self._pleth_motion:
+            log.info("spo2_pleth_motion", room=self.room, feed=feed, active=motion)
+        self._pleth_motion = motion
+        # Only clean beats count: they set the reference amplitude and the rate.
+        clean = len(beats) > 0 and not (probe_off or rough or motion)
+        if clean:
+            self._take_beats(st, beats)
+        # beats are final max_ibi after their peak: allow for that lag
+        decided_until = t_end - st.det.lookahead_n / fs
+        self._pleth_no_pulse = decided_until - st.last_beat_t > cfg.no_pulse_s
+        self._quality(ctx, t_end)
+        if clean:
+            st.pr = 60.0 / float(np.median(st.ibi))
+            st.pr_t = float(beats.t[-1])
+            ctx.measure(
+                Measurement(
+                    name="pulse_rate",
+                    value=st.pr,
+                    unit="bpm",
+                    t=st.pr_t,
+                    feed=feed,
+                    reliable=not self.unreliable,
+                )
+            )
+        elif self._pleth_no_pulse or probe_off:
+            st.pr = math.nan
+        self._cross_check(ctx, t_end)
+
+    def _take_beats(self, st: _PlethState, beats: Beats) -> None:
+        keep = self.cfg.recent_beats
+        st.amp = np.concatenate((st.amp, beats.amplitude))[-keep:]
+        st.ibi = np.concatenate((st.ibi, beats.ibi))[-keep:]
+        st.last_beat_t = float(beats.t[-1])
