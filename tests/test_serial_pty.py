@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from roommon.clock import RealClock
+from roommon.clock import RealClock, VirtualClock
 from roommon.drivers import (
     DRIVERS,
     Driver,
@@ -231,3 +231,23 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert len(set(delays[4:])) > 1  # jitter: capped retries do not line up
     with pytest.raises(ValueError, match="initial_s"):
         Backoff(initial_s=5, cap_s=1)
+
+
+async def test_retry_waits_on_the_clock(tmp_path: Path, ptys: list[Pty]) -> None:
+    """Backoff sleeps go through the injected clock: no retry until it moves."""
+    clock = VirtualClock()
+    link = tmp_path / "ttyROOM"
+    states: asyncio.Queue[LinkState] = asyncio.Queue()
+    backoff = Backoff(initial_s=30.0, cap_s=60.0, jitter=0.0)
+    async with SerialFeed(port=str(link), driver=make_driver("roommon_line"),
+                          sink=lambda s: None, clock=clock, backoff=backoff,
+                          on_state=states.put_nowait):
+        assert not (await next_state(states)).connected
+        new_pty(ptys, link)
+        await clock.advance(29.0)
+        assert states.empty()  # still waiting out the 30 s backoff
+        assert clock.pending == 1
+        await clock.advance(1.0)
+        up = await next_state(states)
+        assert up.connected
+        assert up.t == clock.now()
