@@ -85,7 +85,7 @@ class EcgSimulator:
         amplitude_mv: float = 1.0,
         noise_mv: float = 0.01,
         wander_mv: float = 0.05,
-        noise_burst_mv: float = 0.5,
+        noise_burst_mv: float = 0.6,
         rail_mv: float = 5.0,
     ) -> None:
         self.fs = float(fs)
@@ -135,7 +135,7 @@ class EcgSimulator:
         self._lead_off = on
 
     def noise(self, on: bool) -> None:
-        """Muscle and motion artefact burst of ``noise_burst_mv`` (RMS) on top of the ECG."""
+        """Motion/muscle artefact of ``noise_burst_mv`` RMS in the QRS band on top of the ECG."""
         self._noise = on
 
     def saturate(self, on: bool) -> None:
@@ -224,8 +224,17 @@ class EcgSimulator:
         return self._amplitude * y
 
     def _burst(self, n: int) -> FloatArray:
-        white = self._rng.normal(0.0, self._noise_burst_mv, n)
-        # Motion artefact: a random walk, large and slow, next to the muscle noise.
-        walk = np.cumsum(self._rng.normal(0.0, self._noise_burst_mv * 0.2, n))
-        walk -= walk.mean()
-        return np.asarray(white + walk, dtype=np.float64)
+        """Electrode-motion and muscle artefact: noise in the QRS band (about 3-30 Hz).
+
+        Band-limited on purpose: white noise mostly falls outside the band a QRS
+        detector listens to, whereas real motion artefact sits right in it.
+        """
+        fast = max(1, round(self.fs / 30.0))
+        slow = max(fast + 1, round(self.fs / 3.0))
+        pad = slow
+        white = self._rng.normal(0.0, 1.0, n + 2 * pad)
+        low = np.convolve(white, np.ones(fast) / fast, mode="same")
+        band = low - np.convolve(low, np.ones(slow) / slow, mode="same")
+        band = band[pad : pad + n]
+        rms = float(np.sqrt(np.mean(band**2))) or 1.0
+        return np.asarray(band * (self._noise_burst_mv / rms), dtype=np.float64)

@@ -1,0 +1,407 @@
+"""EKG check: heart rate, asystole, brady/tachycardia, and the EKG's technical conditions.
+
+Data flow: the room pipeline passes each ECG chunk (mV) to :meth:`EcgCheck.on_chunk`
+and calls :meth:`EcgCheck.on_tick` about once a second. Per feed the check runs
+a streaming :class:`~roommon.ecg.qrs.QrsDetector` and a monitor-style
+:class:`~roommon.ecg.heart_rate.HeartRate`, judges the signal (flat, at the
+rails, noisy, interrupted) and reports *raw* condition presence on change; the
+alarm engine applies each :class:`ConditionSpec`'s delay.
+
+Rules:
+
+- While the signal is unreliable (leads off / flat, saturated, noisy, just
+  interrupted or carrying NaN/inf) the rate alarms are held back (reported
+  inactive), the heart rate is not published, and a technical condition says
+  why. The beat history is dropped: beats found in noise are not beats.
+- Asystole needs a readable signal: a flat line is "leads off", never asystole.
+  The asystole clock counts from the last beat or from the moment the signal
+  became readable again, whichever is later.
+- Time to alarm (defaults): asystole is reported once ``asystole_s`` (4 s) of
+  signal past the last beat has arrived with no beat pending, so within one
+  chunk of 4 s (delay 0). An 80 -> 180 bpm step lifts the 12-beat average over
+  140 bpm after about ten fast beats (~3.5 s) plus the detector's ~0.4 s; with
+  the 2 s delay of ``ecg.tachy`` the alarm sounds about 6 s after the step (< 8 s).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import structlog
+from pydantic import Field, model_validator
+
+from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.checks.base import Check, CheckContext, CheckSettings, FeedView, Measurement
+from roommon.ecg.heart_rate import HeartRate
+from roommon.ecg.qrs import QrsDetector
+from roommon.model import FloatArray, SignalKind, WaveformChunk
+
+log = structlog.get_logger(__name__)
+
+
+class EcgSettings(CheckSettings):
+    """Per-room EKG alarm limits and signal-quality thresholds."""
+
+    asystole_s: float = Field(
+        4.0, gt=0, description="No QRS for this long is asystole (IEC 60601-2-27 style default)."
+    )
+    brady_bpm: float = Field(40.0, gt=0, description="Bradycardia below this rate (medium).")
+    tachy_bpm: float = Field(140.0, gt=0, description="Tachycardia above this rate (medium).")
+    brady_extreme_bpm: float = Field(
+        20.0, gt=0, description="Extreme bradycardia below this rate (high priority)."
+    )
+    tachy_extreme_bpm: float = Field(
+        160.0, gt=0, description="Extreme tachycardia above this rate (high priority)."
+    )
+    flat_mv: float = Field(
+        0.02,
+        gt=0,
+        description="Peak-to-peak below this over the last second is a flat line (leads "
+        "off). Even asystole shows more baseline movement than 20 µV.",
+    )
+    rail_mv: float = Field(
+        5.0,
+        gt=0,
+        description="Front-end rail: |sample| at 98 % of this or more is saturation. "
+        "Default: the ±5 mV input range IEC 60601-2-27 asks of monitors.",
+    )
+    saturated_fraction: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Share of the last second at the rail (or stuck at its extreme "
+        "value) that makes the signal saturated.",
+    )
+    noise_index: float = Field(
+        0.12,
+        gt=0,
+        description="Noise when the 20th percentile of the filtered slope over 2 s "
+        "exceeds this share of the clean QRS slope: a clean ECG is quiet between QRS "
+        "complexes (the shared PhysioNet records stay below 0.095).",
+    )
+    recovery_s: float = Field(
+        3.0,
+        ge=0,
+        description="After a gap or bad samples, the rate stays unreliable this long "
+        "(the detector re-learns its thresholds).",
+    )
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> EcgSettings:
+        if not self.brady_extreme_bpm < self.brady_bpm < self.tachy_bpm < self.tachy_extreme_bpm:
+            raise ValueError("need brady_extreme_bpm < brady_bpm < tachy_bpm < tachy_extreme_bpm")
+        return self
+
+
+ASYSTOLE = ConditionSpec(
+    code="ecg.asystole",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="No QRS complex for the asystole interval",
+)
+BRADY = ConditionSpec(
+    code="ecg.brady",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="Heart rate below the bradycardia limit",
+    delay_s=2.0,
+)
+TACHY = ConditionSpec(
+    code="ecg.tachy",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="Heart rate above the tachycardia limit",
+    delay_s=2.0,
+)
+BRADY_EXTREME = ConditionSpec(
+    code="ecg.brady_extreme",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="Heart rate below the extreme bradycardia limit",
+    delay_s=1.0,
+)
+TACHY_EXTREME = ConditionSpec(
+    code="ecg.tachy_extreme",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="Heart rate above the extreme tachycardia limit",
+    delay_s=1.0,
+)
+LEADS_OFF = ConditionSpec(
+    code="ecg.leads_off",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.MEDIUM,
+    description="EKG flat line: leads off or cable disconnected",
+)
+SATURATED = ConditionSpec(
+    code="ecg.saturated",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.MEDIUM,
+    description="EKG signal at the amplifier's rails",
+)
+NOISY = ConditionSpec(
+    code="ecg.noisy",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="EKG too noisy: heart rate unreliable, rate alarms held back",
+    clear_delay_s=2.0,
+)
+GAP = ConditionSpec(
+    code="ecg.gap",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="EKG signal interrupted: analysis restarting",
+)
+BAD_SAMPLES = ConditionSpec(
+    code="ecg.bad_samples",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="EKG samples NaN or infinite reached the analysis",
+)
+
+_RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
+
+
+@dataclass(slots=True)
+class _FeedState:
+    """Everything the check knows about one ECG feed."""
+
+    fs: float
+    detector: QrsDetector
+    hr: HeartRate = field(default_factory=HeartRate)
+    t_base: float = math.nan  # time of the detector's sample 0
+    t_end: float = math.nan  # time just after the newest sample
+    last_seq: int | None = None
+    recent: FloatArray = field(default_factory=lambda: np.zeros(0))
+    deriv: FloatArray = field(default_factory=lambda: np.zeros(0))
+    ref_slope: float = 0.0  # QRS slope seen on clean signal
+    readable_since: float = math.nan  # start of the current readable stretch
+    last_beat: float = math.nan
+    trouble_until: float = -math.inf  # recovery after a gap / bad samples
+    gap_until: float = -math.inf
+    bad_until: float = -math.inf
+    noisy: bool = False
+    active: dict[str, bool] = field(default_factory=dict)
+
+
+class EcgCheck(Check):
+    """Heart rate and rhythm alarms from one or more EKG leads."""
+
+    name = "ecg"
+    needs = frozenset({SignalKind.ECG})
+    settings_model = EcgSettings
+    conditions = (
+        ASYSTOLE,
+        BRADY,
+        TACHY,
+        BRADY_EXTREME,
+        TACHY_EXTREME,
+        LEADS_OFF,
+        SATURATED,
+        NOISY,
+        GAP,
+        BAD_SAMPLES,
+    )
+
+    def __init__(
+        self, *, room: str, settings: CheckSettings, feeds: Mapping[str, FeedView]
+    ) -> None:
+        super().__init__(room=room, settings=settings, feeds=feeds)
+        assert isinstance(settings, EcgSettings)
+        self.cfg = settings
+        self._state: dict[str, _FeedState] = {}
+
+    # ------------------------------------------------------------------ hooks
+
+    def on_chunk(self, chunk: WaveformChunk, ctx: CheckContext) -> None:
+        if chunk.kind is not SignalKind.ECG or chunk.samples.shape[0] == 0:
+            return
+        st = self._state.get(chunk.feed)
+        if st is None or st.fs != chunk.fs:
+            st = self._new_state(chunk)
+        elif self._interrupted(st, chunk):
+            self._restart(st, chunk, ctx)
+        st.last_seq = chunk.seq
+        x = chunk.samples
+        finite = np.isfinite(x)
+        if not finite.all():
+            st.bad_until = st.trouble_until = chunk.t_end + self.cfg.recovery_s
+            log.warning("ecg_bad_samples", room=self.room, feed=chunk.feed, seq=chunk.seq)
+        beats = st.detector.process(x)
+        st.t_end = chunk.t_end
+        self._keep_recent(st, np.where(finite, x, np.nan), st.detector.last_deriv)
+        readable = self._judge(st, chunk.feed, ctx)
+        if readable:
+            for b in beats.tolist():
+                t = st.t_base + b / st.fs
+                st.last_beat = t
+                st.hr.add_beat(t)
+            if beats.shape[0] and st.noisy is False:
+                st.ref_slope = st.detector.qrs_slope
+        self._evaluate(st, chunk.feed, ctx, publish=bool(beats.shape[0]))
+
+    def on_tick(self, now: float, ctx: CheckContext) -> None:
+        # Judged on the data's own time: a stalled feed is the pipeline's
+        # "feed silent", not asystole.
+        for feed, st in self._state.items():
+            if not math.isnan(st.t_end):
+                self._evaluate(st, feed, ctx, publish=True)
+
+    # -------------------------------------------------------------- internals
+
+    def _new_state(self, chunk: WaveformChunk) -> _FeedState:
+        st = _FeedState(fs=chunk.fs, detector=QrsDetector(fs=chunk.fs))
+        st.t_base = chunk.t0
+        st.readable_since = chunk.t0
+        self._state[chunk.feed] = st
+        return st
+
+    def _interrupted(self, st: _FeedState, chunk: WaveformChunk) -> bool:
+        seq_gap = st.last_seq is not None and chunk.seq not in (st.last_seq, st.last_seq + 1)
+        time_gap = abs(chunk.t0 - st.t_end) > 1.5 / st.fs
+        return seq_gap or time_gap
+
+    def _restart(self, st: _FeedState, chunk: WaveformChunk, ctx: CheckContext) -> None:
+        """Samples are missing: indices no longer map to time, so start the analysis over."""
+        log.warning(
+            "ecg_signal_gap",
+            room=self.room,
+            feed=chunk.feed,
+            seq=chunk.seq,
+            last_seq=st.last_seq,
+            missing_s=chunk.t0 - st.t_end,
+        )
+        st.detector = QrsDetector(fs=st.fs)
+        st.t_base = chunk.t0
+        st.hr.reset()
+        st.recent = np.zeros(0)
+        st.deriv = np.zeros(0)
+        st.last_beat = math.nan
+        st.gap_until = st.trouble_until = chunk.t0 + self.cfg.recovery_s
+        st.readable_since = chunk.t0
+
+    def _keep_recent(self, st: _FeedState, x: FloatArray, d: FloatArray) -> None:
+        keep = round(2.0 * st.fs)
+        st.recent = np.concatenate((st.recent, x))[-keep:]
+        st.deriv = np.concatenate((st.deriv, np.abs(d)))[-keep:]
+
+    def _judge(self, st: _FeedState, feed: str, ctx: CheckContext) -> bool:
+        """Technical conditions from the last seconds of signal; True when readable."""
+        cfg, t = self.cfg, st.t_end
+        second = st.recent[-round(st.fs) :]
+        second = second[np.isfinite(second)]
+        full = second.shape[0] >= round(0.9 * st.fs)
+        saturated = flat = False
+        if full:
+            hi, lo = float(second.max()), float(second.min())
+            at_rail = float(np.mean(np.abs(second) >= 0.98 * cfg.rail_mv))
+            stuck = 0.0
+            if hi - lo > cfg.flat_mv:
+                stuck = float(np.mean((second == hi) | (second == lo)))
+            saturated = max(at_rail, stuck) >= cfg.saturated_fraction
+            flat = not saturated and hi - lo < cfg.flat_mv
+        noisy = self._noise(st, full and not flat and not saturated)
+        self._report(ctx, st, feed, LEADS_OFF, flat, t)
+        self._report(ctx, st, feed, SATURATED, saturated, t)
+        self._report(ctx, st, feed, NOISY, noisy, t)
+        self._report(ctx, st, feed, GAP, t < st.gap_until, t)
+        self._report(ctx, st, feed, BAD_SAMPLES, t < st.bad_until, t)
+        readable = not (flat or saturated or noisy or t < st.trouble_until)
+        if not readable:
+            if not math.isnan(st.readable_since):
+                st.hr.reset()  # beats found in a bad signal are not beats
+            st.readable_since = math.nan
+        elif math.isnan(st.readable_since):
+            st.readable_since = t
+        return readable
+
+    def _noise(self, st: _FeedState, judgeable: bool) -> bool:
+        if not judgeable or st.deriv.shape[0] < round(1.5 * st.fs):
+            return st.noisy if judgeable else False
+        ref = st.ref_slope if st.ref_slope > 0 else st.detector.qrs_slope
+        if ref <= 0:
+            return st.noisy
+        index = float(np.percentile(st.deriv, 20)) / ref
+        # Hysteresis: enter above the limit, leave below two thirds of it.
+        limit = self.cfg.noise_index * (2.0 / 3.0 if st.noisy else 1.0)
+        st.noisy = index > limit
+        return st.noisy
+
+    def _evaluate(self, st: _FeedState, feed: str, ctx: CheckContext, *, publish: bool) -> None:
+        cfg, t = self.cfg, st.t_end
+        readable = not math.isnan(st.readable_since)
+        asystole = False
+        if readable:
+            since = (
+                st.readable_since
+                if math.isnan(st.last_beat)
+                else max(st.last_beat, st.readable_since)
+            )
+            quiet = t - since
+            # A beat being confirmed may postpone asystole by the detector's latency, no more.
+            asystole = quiet >= cfg.asystole_s and (
+                not st.detector.beat_pending or quiet >= cfg.asystole_s + st.detector.latency_s
+            )
+        # Beats are confirmed up to the detector's latency after the R peak: the
+        # interval still open is only known to be that much shorter.
+        settled = t - st.detector.latency_s
+        rate = st.hr.rate(settled) if readable and not asystole else None
+        if asystole:
+            rate = 0.0
+        self._report(
+            ctx,
+            st,
+            feed,
+            ASYSTOLE,
+            asystole,
+            t,
+            value=t - st.last_beat if not math.isnan(st.last_beat) else None,
+            limit=cfg.asystole_s,
+        )
+        judged = rate is not None and not asystole
+        r = rate if rate is not None else math.nan
+        self._report(ctx, st, feed, BRADY, judged and r < cfg.brady_bpm, t, r, cfg.brady_bpm)
+        self._report(ctx, st, feed, TACHY, judged and r > cfg.tachy_bpm, t, r, cfg.tachy_bpm)
+        self._report(
+            ctx,
+            st,
+            feed,
+            BRADY_EXTREME,
+            judged and r < cfg.brady_extreme_bpm,
+            t,
+            r,
+            cfg.brady_extreme_bpm,
+        )
+        self._report(
+            ctx,
+            st,
+            feed,
+            TACHY_EXTREME,
+            judged and r > cfg.tachy_extreme_bpm,
+            t,
+            r,
+            cfg.tachy_extreme_bpm,
+        )
+        if publish and rate is not None:
+            ctx.measure(Measurement(name="heart_rate", value=rate, unit="bpm", t=t, feed=feed))
+
+    def _report(
+        self,
+        ctx: CheckContext,
+        st: _FeedState,
+        feed: str,
+        spec: ConditionSpec,
+        active: bool,
+        t: float,
+        value: float | None = None,
+        limit: float | None = None,
+    ) -> None:
+        if st.active.get(spec.code, False) == active:
+            return
+        st.active[spec.code] = active
+        if value is not None and not math.isfinite(value):
+            value = None
+        ctx.condition(spec, active, t=t, feed=feed, value=value, limit=limit)
