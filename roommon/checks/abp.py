@@ -1,0 +1,307 @@
+"""Invasive arterial pressure check: beat-by-beat values, limits, line damping and disconnection.
+
+Data flow: the room pipeline passes each ABP chunk (mmHg) to
+:meth:`AbpCheck.on_chunk`; samples are analysed in fixed blocks
+(:mod:`roommon.signal.blocks`) by the beat detector of
+:mod:`roommon.signal.pulses`: systolic = beat peak, diastolic = preceding
+trough, mean = area over the cycle / its duration. Per block the check
+publishes the median of the block's beats and judges the limits on the median
+of the last ``average_beats`` beats (monitors average too: one ectopic beat is
+not hypotension).
+
+Technical conditions, during which the limit conditions are held:
+
+- ``abp.disconnected``: the trace sits near atmospheric pressure (transducer
+  open to air, line disconnected: a bleeding risk, hence high priority);
+- ``abp.damped``: the pulse pressure collapsed to a fraction of its recent
+  reference, or the trace is flat at a physiological level (air bubble, clot,
+  kinked catheter); a damped line under-reads systolic and over-reads diastolic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import structlog
+from pydantic import Field, model_validator
+
+from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.checks.base import Check, CheckContext, CheckSettings, FeedView, Measurement
+from roommon.model import FloatArray, SignalKind, WaveformChunk
+from roommon.signal.blocks import BlockAssembler, BlockSink
+from roommon.signal.pulses import Beats, PulseDetector
+
+log = structlog.get_logger(__name__)
+
+
+class AbpSettings(CheckSettings):
+    """Per-room arterial-line limits and line-quality thresholds."""
+
+    systolic_low_mmhg: float = Field(
+        90.0,
+        gt=0,
+        description="Hypotension below this systolic (same default as NIBP: usual adult "
+        "definition, Philips IntelliVue ABPs low default 90).",
+    )
+    systolic_high_mmhg: float = Field(
+        160.0,
+        gt=0,
+        description="Hypertension above this systolic (common adult monitor default 160).",
+    )
+    mean_low_mmhg: float = Field(
+        65.0,
+        gt=0,
+        description="Mean arterial pressure below this: 65 mmHg, the perioperative "
+        "threshold below which organ injury becomes more likely.",
+    )
+    mean_high_mmhg: float = Field(
+        110.0, gt=0, description="Mean above this (common adult monitor default 110)."
+    )
+    average_beats: int = Field(
+        4, ge=1, description="Limits are judged on the median of this many recent beats."
+    )
+    disconnect_mean_mmhg: float = Field(
+        10.0,
+        description="Block mean below this is a disconnected line or a transducer open "
+        "to air (reads ~0 mmHg; no living patient has a mean this low).",
+    )
+    damped_fraction: float = Field(
+        0.4,
+        gt=0,
+        lt=1,
+        description="Damped line: pulse pressure below this fraction of its reference "
+        "(median of recent good beats). Over-damping typically halves it or worse.",
+    )
+    flat_pulse_pressure_mmhg: float = Field(
+        4.0,
+        ge=0,
+        description="Pulse pressure below this at a physiological mean is a flat trace "
+        "(no pulsatility reaching the transducer), whatever the reference.",
+    )
+    reference_beats: int = Field(
+        30, ge=3, description="Good beats whose median pulse pressure is the damping reference."
+    )
+    min_prominence_mmhg: float = Field(
+        3.0,
+        gt=0,
+        description="A beat must rise at least this much above its surroundings "
+        "(rejects noise and small reflections on a flat trace).",
+    )
+    analysis_block_s: float = Field(
+        4.0,
+        gt=0,
+        description="Analysis block: latency of ABP conditions versus per-call overhead. "
+        "Beats are also final only 2 s after their peak.",
+    )
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> AbpSettings:
+        if self.systolic_low_mmhg >= self.systolic_high_mmhg:
+            raise ValueError("systolic_low_mmhg must be below systolic_high_mmhg")
+        if self.mean_low_mmhg >= self.mean_high_mmhg:
+            raise ValueError("mean_low_mmhg must be below mean_high_mmhg")
+        return self
+
+
+HYPOTENSION = ConditionSpec(
+    code="abp.hypotension",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="Arterial systolic below the low limit",
+    delay_s=5.0,
+)
+HYPERTENSION = ConditionSpec(
+    code="abp.hypertension",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="Arterial systolic above the high limit",
+    delay_s=5.0,
+)
+MAP_LOW = ConditionSpec(
+    code="abp.map_low",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="Mean arterial pressure below the low limit",
+    delay_s=5.0,
+)
+MAP_HIGH = ConditionSpec(
+    code="abp.map_high",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.LOW,
+    description="Mean arterial pressure above the high limit",
+    delay_s=5.0,
+)
+DAMPED = ConditionSpec(
+    code="abp.damped",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.MEDIUM,
+    description="Arterial line damped or flat: pressures unreliable",
+    delay_s=5.0,
+)
+DISCONNECTED = ConditionSpec(
+    code="abp.disconnected",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.HIGH,
+    description="Arterial line disconnected or open to air",
+)
+
+
+class _LineState:
+    __slots__ = ("asm", "det", "dia", "mean", "pp_ref", "sink", "sys")
+
+    def __init__(self, *, asm: BlockAssembler, det: PulseDetector, sink: BlockSink) -> None:
+        self.asm = asm
+        self.det = det
+        self.sink = sink
+        empty = np.empty(0, dtype=np.float64)
+        self.sys: FloatArray = empty  # recent beats, for the limit median
+        self.dia: FloatArray = empty
+        self.mean: FloatArray = empty
+        self.pp_ref: FloatArray = empty  # pulse pressures of recent good beats
+
+
+class AbpCheck(Check):
+    """Beat-by-beat arterial pressure with limits and line-quality conditions."""
+
+    name = "abp"
+    needs = frozenset({SignalKind.ABP})
+    window_s = 10.0
+    settings_model = AbpSettings
+    conditions = (HYPOTENSION, HYPERTENSION, MAP_LOW, MAP_HIGH, DAMPED, DISCONNECTED)
+
+    def __init__(
+        self, *, room: str, settings: CheckSettings, feeds: Mapping[str, FeedView]
+    ) -> None:
+        super().__init__(room=room, settings=settings, feeds=feeds)
+        assert isinstance(settings, AbpSettings)
+        self.cfg = settings
+        self._lines: dict[str, _LineState] = {}
+        self._active: dict[tuple[str, str], bool] = {}
+        self._ctx: CheckContext | None = None
+
+    def _report(
+        self,
+        ctx: CheckContext,
+        spec: ConditionSpec,
+        feed: str,
+        active: bool,
+        t: float,
+        value: float | None = None,
+        limit: float | None = None,
+    ) -> None:
+        key = (feed, spec.code)
+        if self._active.get(key, False) == active:
+            return
+        self._active[key] = active
+        if spec.kind is AlarmKind.TECHNICAL:
+            log.info("abp_line_condition", room=self.room, feed=feed, code=spec.code, active=active)
+        ctx.condition(spec, active, t=t, feed=feed, value=value, limit=limit)
+
+    def on_chunk(self, chunk: WaveformChunk, ctx: CheckContext) -> None:
+        st = self._lines.get(chunk.feed)
+        if st is None:
+            st = self._new_line(chunk)
+        self._ctx = ctx
+        st.asm.push(chunk.samples, chunk.t0, st.sink)
+
+    def _new_line(self, chunk: WaveformChunk) -> _LineState:
+        feed, fs = chunk.feed, chunk.fs
+
+        def sink(block: FloatArray, t_first: float, restarted: bool) -> None:
+            self._analyse(self._lines[feed], feed, block, t_first, restarted)
+
+        st = _LineState(
+            asm=BlockAssembler(block_n=max(1, round(self.cfg.analysis_block_s * fs)), fs=fs),
+            det=PulseDetector(fs=fs, min_prominence=self.cfg.min_prominence_mmhg),
+            sink=sink,
+        )
+        self._lines[feed] = st
+        return st
+
+    def _analyse(
+        self, st: _LineState, feed: str, block: FloatArray, t_first: float, restarted: bool
+    ) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        cfg = self.cfg
+        t_end = t_first + len(block) / st.det.fs
+        beats = st.det.process(block, t_first, restarted)
+        block_mean = float(block.mean())
+        disconnected = block_mean < cfg.disconnect_mean_mmhg
+        pp = float(np.median(beats.amplitude)) if len(beats) else float(block.max() - block.min())
+        ref = float(np.median(st.pp_ref)) if len(st.pp_ref) else math.nan
+        damped = not disconnected and (
+            pp < cfg.flat_pulse_pressure_mmhg or pp < cfg.damped_fraction * ref
+        )
+        self._report(
+            ctx,
+            DISCONNECTED,
+            feed,
+            disconnected,
+            t_end,
+            value=block_mean,
+            limit=cfg.disconnect_mean_mmhg,
+        )
+        self._report(
+            ctx,
+            DAMPED,
+            feed,
+            damped,
+            t_end,
+            value=pp,
+            limit=cfg.damped_fraction * ref if math.isfinite(ref) else None,
+        )
+        if disconnected or damped or len(beats) == 0:
+            return  # limits held: a damped or open line misreads every pressure
+        self._take_beats(st, beats)
+        t = float(beats.t[-1])
+        for name, v in (
+            ("abp_systolic", float(np.median(beats.peak))),
+            ("abp_diastolic", float(np.median(beats.trough))),
+            ("abp_mean", float(np.median(beats.mean))),
+        ):
+            ctx.measure(Measurement(name=name, value=v, unit="mmHg", t=t, feed=feed))
+        ctx.measure(
+            Measurement(
+                name="abp_pulse_rate",
+                value=60.0 / float(np.median(beats.ibi)),
+                unit="bpm",
+                t=t,
+                feed=feed,
+            )
+        )
+        sys_ = float(np.median(st.sys))
+        mean = float(np.median(st.mean))
+        self._report(
+            ctx,
+            HYPOTENSION,
+            feed,
+            sys_ < cfg.systolic_low_mmhg,
+            t,
+            value=sys_,
+            limit=cfg.systolic_low_mmhg,
+        )
+        self._report(
+            ctx,
+            HYPERTENSION,
+            feed,
+            sys_ > cfg.systolic_high_mmhg,
+            t,
+            value=sys_,
+            limit=cfg.systolic_high_mmhg,
+        )
+        self._report(
+            ctx, MAP_LOW, feed, mean < cfg.mean_low_mmhg, t, value=mean, limit=cfg.mean_low_mmhg
+        )
+        self._report(
+            ctx, MAP_HIGH, feed, mean > cfg.mean_high_mmhg, t, value=mean, limit=cfg.mean_high_mmhg
+        )
+
+    def _take_beats(self, st: _LineState, beats: Beats) -> None:
+        k = self.cfg.average_beats
+        st.sys = np.concatenate((st.sys, beats.peak))[-k:]
+        st.dia = np.concatenate((st.dia, beats.trough))[-k:]
+        st.mean = np.concatenate((st.mean, beats.mean))[-k:]
+        st.pp_ref = np.concatenate((st.pp_ref, beats.amplitude))[-self.cfg.reference_beats :]
