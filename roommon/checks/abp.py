@@ -32,6 +32,7 @@ from roommon.checks.base import Check, CheckContext, CheckSettings, FeedView, Me
 from roommon.model import FloatArray, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.pulses import Beats, PulseDetector
+from roommon.signal.summaries import median_of
 
 log = structlog.get_logger(__name__)
 
@@ -230,8 +231,8 @@ class AbpCheck(Check):
         beats = st.det.process(block, t_first, restarted)
         block_mean = float(block.mean())
         disconnected = block_mean < cfg.disconnect_mean_mmhg
-        pp = float(np.median(beats.amplitude)) if len(beats) else float(block.max() - block.min())
-        ref = float(np.median(st.pp_ref)) if len(st.pp_ref) else math.nan
+        pp = median_of(beats.amplitude) if len(beats) else float(block.max() - block.min())
+        ref = median_of(st.pp_ref) if len(st.pp_ref) else math.nan
         damped = not disconnected and (
             pp < cfg.flat_pulse_pressure_mmhg or pp < cfg.damped_fraction * ref
         )
@@ -258,22 +259,22 @@ class AbpCheck(Check):
         self._take_beats(st, beats)
         t = float(beats.t[-1])
         for name, v in (
-            ("abp_systolic", float(np.median(beats.peak))),
-            ("abp_diastolic", float(np.median(beats.trough))),
-            ("abp_mean", float(np.median(beats.mean))),
+            ("abp_systolic", median_of(beats.peak)),
+            ("abp_diastolic", median_of(beats.trough)),
+            ("abp_mean", median_of(beats.mean)),
         ):
             ctx.measure(Measurement(name=name, value=v, unit="mmHg", t=t, feed=feed))
         ctx.measure(
             Measurement(
                 name="abp_pulse_rate",
-                value=60.0 / float(np.median(beats.ibi)),
+                value=60.0 / median_of(beats.ibi),
                 unit="bpm",
                 t=t,
                 feed=feed,
             )
         )
-        sys_ = float(np.median(st.sys))
-        mean = float(np.median(st.mean))
+        sys_ = median_of(st.sys)
+        mean = median_of(st.mean)
         self._report(
             ctx,
             HYPOTENSION,

@@ -38,6 +38,7 @@ from roommon.checks.base import (
 from roommon.model import FloatArray, NumericReading, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.pulses import Beats, PulseDetector
+from roommon.signal.summaries import median_of, rms_step, std_of
 
 log = structlog.get_logger(__name__)
 
@@ -136,9 +137,9 @@ class SpO2Settings(CheckSettings):
     max_roughness: float = Field(
         0.5,
         gt=0,
-        description="Mean absolute sample-to-sample step above this fraction of the "
-        "block's standard deviation means noise, not a pulse (a smooth pulse gives "
-        "0.05-0.3, white noise ~1.1).",
+        description="RMS sample-to-sample step above this fraction of the block's "
+        "standard deviation means noise, not a pulse (a smooth pulse gives "
+        "0.05-0.3, white noise ~1.4).",
     )
     recent_beats: int = Field(
         10,
@@ -419,12 +420,11 @@ class SpO2Check(Check):
         hi = float(block.max())
         lo = float(block.min())
         ptp = hi - lo
-        std = float(block.std())
         # A pulse is a smooth wave: sample-to-sample steps are small next to its
         # spread (ratio ~0.05-0.3 at 75-250 Hz); for white noise the ratio is ~1.4.
-        rough = float(np.abs(np.diff(block)).mean()) > cfg.max_roughness * std
+        rough = rms_step(block) > cfg.max_roughness * std_of(block)
         # NaN before any clean beat: the relative tests below are then False
-        ref_amp = float(np.median(st.amp)) if len(st.amp) else math.nan
+        ref_amp = median_of(st.amp) if len(st.amp) else math.nan
         n = len(block)
         pinned = max(int(np.count_nonzero(block == hi)), int(np.count_nonzero(block == lo)))
         flat = ptp <= cfg.flat_ptp_au or ptp <= cfg.flat_fraction * ref_amp
@@ -435,9 +435,9 @@ class SpO2Check(Check):
             motion = ptp > cfg.motion_ptp_ratio * ref_amp
             if not motion and len(beats) >= 3:
                 amp, ibi = beats.amplitude, beats.ibi
-                motion = float(amp.std()) > cfg.motion_amplitude_cv * float(amp.mean()) or float(
-                    ibi.std()
-                ) > cfg.motion_interval_cv * float(ibi.mean())
+                amp_cv = std_of(amp) / float(amp.mean())
+                ibi_cv = std_of(ibi) / float(ibi.mean())
+                motion = amp_cv > cfg.motion_amplitude_cv or ibi_cv > cfg.motion_interval_cv
         if motion != self._pleth_motion:
             log.info("spo2_pleth_motion", room=self.room, feed=feed, active=motion)
         self._pleth_motion = motion
@@ -450,7 +450,7 @@ class SpO2Check(Check):
         self._pleth_no_pulse = decided_until - st.last_beat_t > cfg.no_pulse_s
         self._quality(ctx, t_end)
         if clean:
-            st.pr = 60.0 / float(np.median(st.ibi))
+            st.pr = 60.0 / median_of(st.ibi)
             st.pr_t = float(beats.t[-1])
             ctx.measure(
                 Measurement(

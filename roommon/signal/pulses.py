@@ -24,6 +24,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from roommon.model import FloatArray
+from roommon.signal.summaries import std_of
 
 _EMPTY = np.empty(0, dtype=np.float64)
 
@@ -115,13 +116,13 @@ class PulseDetector:
         base = self._carry_start  # index of x[0] since origin
         end = self._end + len(block)
         self._end = end
-        std = float(x.std())
+        std = std_of(x)
         self.last_std = std
         lo = self._decided - base
         hi = end - self.lookahead_n - base
         # Keep enough history for the next block: prominence window (max_ibi each
         # side), the lookahead, and the previous peak of the next beat.
-        keep = min(len(x), self.lookahead_n + 2 * self.max_ibi_n + 1)
+        keep = min(len(x), self.lookahead_n + self.max_ibi_n + 1)
         self._carry = x[-keep:].copy()
         self._carry_start = end - keep
         if hi <= lo:
