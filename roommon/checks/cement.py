@@ -277,7 +277,9 @@ class CementCheck(Check):
         x = chunk.samples
         if len(x) == 0:
             return
-        if st.over or x.max() > self.cfg.max_pressure_kpa:
+        limit = self.cfg.max_pressure_kpa
+        # Only a chunk that can cross a level needs the per-sample hysteresis.
+        if (x.min() < limit - self.cfg.over_pressure_clear_kpa) if st.over else (x.max() > limit):
             self._over_pressure(st, x, chunk.t0, chunk.fs, ctx)
         self._ctx = ctx
         st.asm.push(x, chunk.t0, st.sink)
@@ -358,10 +360,14 @@ class CementCheck(Check):
                 self._end_injection(st, st.last_inject_t + cfg.end_after_s, ctx)
             st.hist = seg[-self._hist_len(seg_dt) :]
             return
-        state = hysteresis_state(
-            seg, on_above=cfg.inject_on_kpa, off_below=cfg.inject_off_kpa, state=st.injecting
-        )
-        idx, new = transitions(state, before=st.injecting)
+        if st.injecting and seg.min() >= cfg.inject_off_kpa:  # injection simply goes on
+            state = np.ones(len(seg), dtype=np.bool_)
+            idx, new = state[:0].nonzero()[0], state[:0]
+        else:
+            state = hysteresis_state(
+                seg, on_above=cfg.inject_on_kpa, off_below=cfg.inject_off_kpa, state=st.injecting
+            )
+            idx, new = transitions(state, before=st.injecting)
         seg_t0: FloatArray = t_first + np.arange(len(seg), dtype=np.float64) * seg_dt
         for i, on in zip(idx.tolist(), new.tolist(), strict=True):
             t = float(seg_t0[i])
@@ -473,13 +479,19 @@ class CementCheck(Check):
         c = max(1, round(cfg.drop_confirm_s / seg_dt))
         n = len(hist)
         first = max(n - k - c, w)
-        if first < n - c:
-            view = np.lib.stride_tricks.sliding_window_view
-            pos = np.arange(first, n - c)
-            ref = view(hist, w)[pos - w].max(axis=1)  # max of the w segments before
-            after = view(hist, c + 1)[pos].min(axis=1)  # lowest level while confirming
-            level = hist[pos]
-            keep = 1.0 - cfg.drop_fraction
+        keep = 1.0 - cfg.drop_fraction
+        span = hist[max(first - w, 0) :]
+        # No fall of drop_fraction anywhere in the span: nothing to look at (the usual case).
+        if first < n - c and float(span.min()) < keep * float(span.max()):
+            hi = n - c
+            pos = np.arange(first, hi)
+            ref = hist[first - w : hi - w].copy()  # max of the w segments before each
+            for j in range(1, w):
+                np.maximum(ref, hist[first - w + j : hi - w + j], out=ref)
+            after = hist[first:hi].copy()  # lowest level while confirming
+            for j in range(1, c + 1):
+                np.minimum(after, hist[first + j : hi + j], out=after)
+            level = hist[first:hi]
             hit = (
                 (ref >= cfg.drop_min_reference_kpa)
                 & (level < keep * ref)
