@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["physiological", "technical"])
     p.set_defaults(func=cmd_alarms)
 
+    from roommon.ecg import offline as ecg_offline  # noqa: PLC0415 - wfdb is imported lazily
+
+    ecg_offline.add_parser(sub)
+
     return parser
 
 

@@ -79,6 +79,7 @@ class MqttLink:
         self.disconnects = 0
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     # ------------------------------------------------------------------ API
 
@@ -121,13 +122,14 @@ class MqttLink:
     ) -> None:
         assert self._tg is not None
         assert self._task is not None
+        self._closing = True
         self._task.cancel()
         await self._tg.__aexit__(exc_type, exc, tb)
 
     async def goodbye(self, payload: bytes) -> None:
         """Graceful shutdown: flush what is queued, then mark the daemon offline."""
         client = self._client
-        if client is None or not self.connected.is_set():
+        if client is None:
             return
         try:
             async with asyncio.timeout(5):
@@ -162,10 +164,12 @@ class MqttLink:
                     tls_context=self._tls(),
                     timeout=10,
                 ) as client:
+                    # Known before anything is sent, so a shutdown from here on can
+                    # still say goodbye (an "online" must never be the last word).
+                    self._client = client
                     for topic in self._subscriptions:
                         await client.subscribe(topic, qos=1)
                     await client.publish(self._will.topic, self._online(), qos=1, retain=True)
-                    self._client = client
                     self.connected.set()
                     self.connects += 1
                     attempt = 0
@@ -184,6 +188,11 @@ class MqttLink:
             finally:
                 self.connected.clear()
                 self._client = None
+            task = asyncio.current_task()
+            if self._closing or (task is not None and task.cancelling()):
+                # aiomqtt may turn the CancelledError of a shutdown into an MqttError
+                # while disconnecting; never let that swallow the shutdown.
+                raise asyncio.CancelledError
             delay = backoff_delay(
                 attempt,
                 initial=self._config.reconnect_initial_s,

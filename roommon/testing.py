@@ -86,6 +86,11 @@ class MosquittoBroker:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGKILL)
             self._proc.wait(timeout=10)
+        self._release()
+
+    def _release(self) -> None:
+        if self._proc is not None and self._proc.stderr is not None:
+            self._proc.stderr.close()
         self._proc = None
 
     def stop(self) -> None:
@@ -95,7 +100,7 @@ class MosquittoBroker:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self._proc = None
+        self._release()
 
     def close(self) -> None:
         self.stop()
