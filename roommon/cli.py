@@ -44,8 +44,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from roommon.daemon import Daemon  # noqa: PLC0415 - keep check-config light
-    from roommon.logs import configure  # noqa: PLC0415
+    from roommon.daemon import Daemon
+    from roommon.logs import configure
 
     config = _load_or_report(args.config)
     if config is None:
@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from roommon.demo import run_demo  # noqa: PLC0415
+    from roommon.demo import run_demo
 
     return run_demo(speed=args.speed, minutes=args.minutes, broker=args.broker, seed=args.seed)
 
@@ -85,7 +85,7 @@ def _parse_since(text: str) -> float:
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
-    from roommon.alerts.report import print_alarms  # noqa: PLC0415
+    from roommon.alerts.report import print_alarms
 
     if args.db is None:
         config = _load_or_report(args.config)
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["physiological", "technical"])
     p.set_defaults(func=cmd_alarms)
 
-    from roommon.ecg import offline as ecg_offline  # noqa: PLC0415 - wfdb is imported lazily
+    from roommon.ecg import offline as ecg_offline
 
     ecg_offline.add_parser(sub)
 

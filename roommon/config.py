@@ -270,7 +270,7 @@ def _check_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     Works on the raw mapping so these problems are reported together with the
     rest of the file's, not only once everything else is fixed.
     """
-    from roommon.checks import CHECKS  # noqa: PLC0415 - the registry imports check modules
+    from roommon.checks import CHECKS
 
     problems: list[tuple[str, str]] = []
     rooms = data.get("rooms")
@@ -279,7 +279,9 @@ def _check_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     for room_id, room in rooms.items():
         if not isinstance(room, Mapping) or not isinstance(room.get("checks"), Mapping):
             continue
-        feeds = room.get("feeds") if isinstance(room.get("feeds"), Mapping) else {}
+        feeds = room.get("feeds")
+        if not isinstance(feeds, Mapping):
+            feeds = {}
         kinds = {f.get("kind") for f in feeds.values() if isinstance(f, Mapping)}
         for name, raw in room["checks"].items():
             path: tuple[int | str, ...] = ("rooms", room_id, "checks", name)

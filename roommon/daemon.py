@@ -167,7 +167,7 @@ class Daemon:
         msg = StatusMessage(
             site=self.config.site.id,
             instance=self.config.daemon.instance,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             reason=reason,
             version=__version__,
             t=now,

@@ -15,7 +15,7 @@ import numpy as np
 
 from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.config import FeedConfig
-from roommon.model import PHYSICAL_RANGE, FloatArray, SignalKind
+from roommon.model import PHYSICAL_RANGE, DataOrigin, FloatArray, SignalKind
 from roommon.ringbuffer import RingBuffer
 
 SILENT = ConditionSpec(
@@ -81,6 +81,7 @@ class FeedRuntime:
     rejected: Counter[str] = field(default_factory=Counter)
     gaps: int = 0
     transport_up: bool | None = None  # None: the transport does not report connection state
+    origin: DataOrigin = DataOrigin.LIVE  # of the newest data; technical alarms inherit it
     _last_problem: dict[str, float] = field(default_factory=dict)  # code -> monotonic time
     _active: dict[str, bool] = field(default_factory=dict)
 
@@ -152,6 +153,7 @@ class FeedRuntime:
                         active=now,
                         t=t,
                         message=detail,
+                        origin=self.origin,
                     )
                 )
         return out

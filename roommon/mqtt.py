@@ -42,7 +42,7 @@ def backoff_delay(attempt: int, *, initial: float, cap: float, rng: random.Rando
     half spreads the reconnects of many daemons after a broker restart.
     """
     base = min(cap, initial * (2 ** min(attempt, 30)))
-    return base / 2 + rng.uniform(0, base / 2)
+    return float(base / 2 + rng.uniform(0, base / 2))
 
 
 class MqttLink:

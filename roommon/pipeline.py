@@ -27,7 +27,7 @@ from roommon.clock import Clock, iso
 from roommon.config import DaemonConfig, RoomConfig
 from roommon.errors import CommandError, ProtocolError
 from roommon.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
-from roommon.model import NumericReading, WaveformChunk
+from roommon.model import DataOrigin, NumericReading, WaveformChunk
 from roommon.payloads import (
     FeedStatus,
     MeasurementValue,
@@ -103,7 +103,7 @@ class RoomPipeline:
             for n in views:
                 self._routes[n].append(check)
         self.measurements: dict[str, MeasurementValue] = {}
-        self._failed: set[str] = set()
+        self._origin = DataOrigin.LIVE  # of the newest sample; for time-driven reports
         self._last_state: RoomStateMessage | None = None
         self._last_state_mono = -1e18
 
@@ -133,6 +133,7 @@ class RoomPipeline:
             )
         feed.last_seq = sample.seq
         feed.last_seen_mono = mono
+        feed.origin = self._origin = sample.origin
         feed.received += 1
         if isinstance(sample, WaveformChunk):
             feed.last_seen_t = sample.t_end
@@ -236,12 +237,11 @@ class RoomPipeline:
     # ------------------------------------------------------------------ plumbing
 
     def _call(self, check: Check, fn: _Hook) -> None:
-        ctx = CheckContext(room=self.room, check=check.name)
+        ctx = CheckContext(room=self.room, check=check.name, origin=self._origin)
         try:
             fn(check, ctx)
         except Exception as exc:
             log.exception("check_failed", room=self.room, check=check.name)
-            self._failed.add(check.name)
             self._conditions(
                 [
                     ConditionReport(
@@ -252,6 +252,7 @@ class RoomPipeline:
                         active=True,
                         t=self._clock.now(),
                         message=f"{type(exc).__name__}: {exc}",
+                        origin=self._origin,
                     )
                 ]
             )
@@ -273,7 +274,7 @@ class RoomPipeline:
 
     def _events(self, events: Iterable[RoomEvent], *, source: Check | None) -> None:
         for e in events:
-            log.info("room_event", room=self.room, feed=e.feed, event=e.name, **dict(e.data))
+            log.info("room_event", room=self.room, feed=e.feed, name=e.name, data=dict(e.data))
             self._output.room_event(
                 RoomEventMessage(
                     site=self.site,
@@ -282,7 +283,7 @@ class RoomPipeline:
                     feed=e.feed,
                     t=e.t,
                     time=iso(e.t),
-                    origin=e.origin.value,  # type: ignore[arg-type]
+                    origin=e.origin.value,
                     data=dict(e.data),
                 )
             )
@@ -319,11 +320,11 @@ class RoomPipeline:
             seq=self.engine.last_seq,
             audio_paused_until=self.engine.audio_paused_until,
             alarm_paused=dict(self.engine.alarm_paused),
-            highest_priority=top,  # type: ignore[arg-type]
+            highest_priority=top,
             alarms=alarms,
             feeds={
                 n: FeedStatus(
-                    status=f.status(mono),  # type: ignore[arg-type]
+                    status=f.status(mono),
                     last_seen=f.last_seen_t,
                     received=f.received,
                     rejected=dict(f.rejected),

@@ -171,11 +171,11 @@ class MqttCollector:
         return [m for m in self.messages if m.topic == topic]
 
     async def wait_for(
-        self, predicate: Callable[[list[Received]], bool], *, timeout: float = 10.0
+        self, predicate: Callable[[list[Received]], bool], *, within: float = 10.0
     ) -> list[Received]:
-        """Wait until ``predicate(messages)`` holds (the timeout is only a safety net)."""
+        """Wait until ``predicate(messages)`` holds (``within`` is only a safety net)."""
         assert self._changed is not None
-        async with asyncio.timeout(timeout), self._changed:
+        async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: predicate(self.messages))
         return self.messages
 

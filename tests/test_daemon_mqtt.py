@@ -89,7 +89,9 @@ def chunk(seq: int, n: int = 250, **over: Any) -> bytes:
 FEED = f"roommon/v1/{SITE}/r1/feed"
 
 
-async def test_feed_to_alarm_state_status_and_notify(broker: MosquittoBroker, daemon: Daemon) -> None:
+async def test_feed_to_alarm_state_status_and_notify(
+    broker: MosquittoBroker, daemon: Daemon
+) -> None:
     alarm_topic = f"roommon/v1/{SITE}/r1/alarm"
     async with MqttCollector(broker.port, [f"roommon/v1/{SITE}/#"]) as c:
         await c.publish(f"{FEED}/spo2", reading(1, 97))
@@ -99,7 +101,7 @@ async def test_feed_to_alarm_state_status_and_notify(broker: MosquittoBroker, da
         validate("alarm_event", event)
         assert (event["code"], event["transition"], event["priority"]) == (
             "limit.spo2_low", "raised", "medium")
-        assert event["value"] == 82 and event["limit"] == 90 and event["origin"] == "live"
+        assert (event["value"], event["limit"], event["origin"]) == (82, 90, "live")
         note = await c.wait_for(lambda ms: any(m.topic.endswith("/notify/nurse1") for m in ms))
         n = next(m for m in note if m.topic.endswith("/notify/nurse1")).json()
         validate("notify", n)
@@ -197,10 +199,10 @@ async def test_status_goes_offline_when_the_daemon_dies_or_stops(
     proc = run_daemon_process(write_config(tmp_path, broker.port))
     try:
         async with MqttCollector(broker.port, [status_topic]) as c:
-            await c.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms), timeout=30)
+            await c.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms), within=30)
             proc.send_signal(sig)
             msgs = await c.wait_for(
-                lambda ms: any(m.json()["status"] == "offline" for m in ms), timeout=30
+                lambda ms: any(m.json()["status"] == "offline" for m in ms), within=30
             )
         offline = next(m.json() for m in msgs if m.json()["status"] == "offline")
         validate("status", offline)

@@ -141,15 +141,15 @@ class RoomAlarms:
                 condition="/".join(a.key),
                 code=a.spec.code,
                 feed=a.key[1],
-                kind=a.kind.value,  # type: ignore[arg-type]
-                priority=a.priority.label,  # type: ignore[arg-type]
-                state=a.state,  # type: ignore[arg-type]
+                kind=a.kind.value,
+                priority=a.priority.label,
+                state=a.state,
                 audible=self.audible(a, now),
                 since=a.since,
                 value=a.value,
                 limit=a.limit,
                 message=a.message,
-                origin=a.origin.value,  # type: ignore[arg-type]
+                origin=a.origin.value,
                 escalation_level=a.escalation_level,
             )
             for a in self.alarms()
@@ -389,16 +389,16 @@ class RoomAlarms:
             code=alarm.spec.code,
             check=alarm.check,
             feed=alarm.key[1],
-            kind=alarm.kind.value,  # type: ignore[arg-type]
-            priority=alarm.priority.label,  # type: ignore[arg-type]
+            kind=alarm.kind.value,
+            priority=alarm.priority.label,
             transition=transition,
-            state=(state or alarm.state),  # type: ignore[arg-type]
+            state=(state or alarm.state),
             audible=False if state == "cleared" else self.audible(alarm, now),
             escalation_level=alarm.escalation_level,
             value=alarm.value,
             limit=alarm.limit,
             message=alarm.message,
-            origin=alarm.origin.value,  # type: ignore[arg-type]
+            origin=alarm.origin.value,
             t=now,
             time=iso(now),
             since=alarm.since,

@@ -156,7 +156,8 @@ class AlarmStore:
         priority: str | None = None,
         kind: str | None = None,
     ) -> list[AlarmEventMessage]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | float] = []
         for col, val in (("room", room), ("priority", priority), ("kind", kind)):
             if val is not None:
                 where.append(f"{col} = ?")

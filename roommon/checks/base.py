@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -64,11 +64,14 @@ class RoomEvent:
 class CheckContext:
     """Collects what a check reports during one call; the pipeline drains it."""
 
-    __slots__ = ("_check", "_room", "conditions", "events", "measurements")
+    __slots__ = ("_check", "_room", "conditions", "events", "measurements", "origin")
 
-    def __init__(self, *, room: str, check: str) -> None:
+    def __init__(self, *, room: str, check: str, origin: DataOrigin = DataOrigin.LIVE) -> None:
         self._room = room
         self._check = check
+        #: Origin of the data behind this call; reports inherit it unless they say otherwise,
+        #: so simulated data can never raise a "live" alarm by a check forgetting to pass it.
+        self.origin = origin
         self.conditions: list[ConditionReport] = []
         self.measurements: list[Measurement] = []
         self.events: list[RoomEvent] = []
@@ -83,7 +86,7 @@ class CheckContext:
         value: float | None = None,
         limit: float | None = None,
         message: str = "",
-        origin: DataOrigin = DataOrigin.LIVE,
+        origin: DataOrigin | None = None,
     ) -> None:
         self.conditions.append(
             ConditionReport(
@@ -96,7 +99,7 @@ class CheckContext:
                 value=value,
                 limit=limit,
                 message=message,
-                origin=origin,
+                origin=origin or self.origin,
             )
         )
 
@@ -104,6 +107,8 @@ class CheckContext:
         self.measurements.append(m)
 
     def event(self, e: RoomEvent) -> None:
+        if e.origin is not self.origin and e.origin is DataOrigin.LIVE:
+            e = replace(e, origin=self.origin)
         self.events.append(e)
 
     def drain(self) -> tuple[list[ConditionReport], list[Measurement], list[RoomEvent]]:
