@@ -2,7 +2,9 @@
 
 The pleth is normalised (a good pulse is about 1.0 peak to peak): a fast
 systolic upstroke, a slower decay with a dicrotic wave, a little respiratory
-baseline wander and noise. Controls: SpO2 level, pulse rate, probe off (flat
+baseline wander and noise; optionally the respiratory modulation of pulse
+amplitude and of the beat rate (respiratory sinus arrhythmia) that real
+plethysmograms show. Controls: SpO2 level, pulse rate, probe off (flat
 or saturated trace), low perfusion (smaller pulses, low perfusion index) and
 motion-artefact bursts. Numerics come once a second from
 :meth:`PlethSimulator.readings_until` with the device flags a real oximeter
@@ -34,7 +36,14 @@ class PlethSimulator:
         rate_bpm: float = 72.0,
         spo2: float = 98.0,
         noise: float = 0.01,
+        breathing_hz: float = 0.25,
+        baseline_wander: float = 0.1,
+        amplitude_modulation: float = 0.0,
+        rate_modulation: float = 0.0,
     ) -> None:
+        """``amplitude_modulation`` and ``rate_modulation`` are the fractions by which
+        breathing (at ``breathing_hz``) swings the pulse amplitude and the beat rate;
+        ``baseline_wander`` is the breathing's additive swing, relative to the amplitude."""
         self.fs = fs
         self.t0 = t0
         self.room = room
@@ -43,6 +52,10 @@ class PlethSimulator:
         self.rate_bpm = rate_bpm
         self.spo2 = spo2
         self.noise = noise
+        self.breathing_hz = breathing_hz
+        self.baseline_wander = baseline_wander
+        self.amplitude_modulation = amplitude_modulation
+        self.rate_modulation = rate_modulation
         self.amplitude = 1.0
         self.perfusion_index = 3.0
         self._rng = np.random.default_rng(seed)
@@ -101,13 +114,22 @@ class PlethSimulator:
             self._phase += n * self.rate_bpm / 60.0 / fs
             level = 0.0 if self._probe_off == "flat" else 4.0
             return np.full(n, level)
-        phase = self._phase + np.arange(n) * (self.rate_bpm / 60.0 / fs)
-        self._phase = float(phase[-1] + self.rate_bpm / 60.0 / fs) % 1.0
+        step = self.rate_bpm / 60.0 / fs  # cycles per sample
+        breath = np.sin(2 * math.pi * self.breathing_hz * idx / fs)
+        if self.rate_modulation:
+            inc = step * (1.0 + self.rate_modulation * breath)
+            phase = self._phase + np.cumsum(inc) - inc
+            self._phase = float(phase[-1] + inc[-1]) % 1.0
+        else:
+            phase = self._phase + np.arange(n) * step
+            self._phase = float(phase[-1] + step) % 1.0
         u = phase % 1.0
         # systolic wave at 0.2 of the cycle, dicrotic wave at 0.5
         shape = np.exp(-(((u - 0.2) / 0.09) ** 2)) + 0.35 * np.exp(-(((u - 0.5) / 0.1) ** 2))
+        if self.amplitude_modulation:
+            shape *= 1.0 + self.amplitude_modulation * breath
         x: FloatArray = self.amplitude * shape
-        x += 0.1 * self.amplitude * np.sin(2 * math.pi * 0.25 * idx / fs)  # breathing
+        x += self.baseline_wander * self.amplitude * breath  # breathing
         x += self._rng.normal(0.0, self.noise, n)
         if self._motion_until > self._index:
             m = idx < self._motion_until
