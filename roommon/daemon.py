@@ -156,6 +156,10 @@ class Daemon:
         self.store.close()
         log.info("daemon_stopped", site=self.config.site.id)
 
+    def engine_seq(self, room: str) -> int:
+        """Sequence number of the newest alarm event of a room."""
+        return self.pipelines[room].engine.last_seq
+
     def wake_writer(self) -> None:
         if self.link is not None:
             self.link.outbox_changed()

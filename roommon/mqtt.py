@@ -61,6 +61,7 @@ class MqttLink:
         will_payload: bytes,
         online: Callable[[], bytes],
         rng: random.Random | None = None,
+        redeliver_s: float = 30.0,
     ) -> None:
         self._config = config
         self._client_id = client_id
@@ -80,6 +81,9 @@ class MqttLink:
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # Monotonic time of the last unexpected disconnect not yet followed by a redelivery.
+        self._lost_at: float | None = None
+        self._redeliver_s = redeliver_s
 
     # ------------------------------------------------------------------ API
 
@@ -170,6 +174,7 @@ class MqttLink:
                     for topic in self._subscriptions:
                         await client.subscribe(topic, qos=1)
                     await client.publish(self._will.topic, self._online(), qos=1, retain=True)
+                    await self._redeliver(client)
                     self.connected.set()
                     self.connects += 1
                     attempt = 0
@@ -184,12 +189,13 @@ class MqttLink:
                         tg.create_task(self._write(client), name="mqtt-writer")
             except* aiomqtt.MqttError as eg:
                 self.disconnects += 1
+                if self._lost_at is None:
+                    self._lost_at = self._clock.monotonic()
                 log.warning("mqtt_disconnected", error="; ".join(str(e) for e in eg.exceptions))
             finally:
                 self.connected.clear()
                 self._client = None
-            task = asyncio.current_task()
-            if self._closing or (task is not None and task.cancelling()):
+            if self._closing:
                 # aiomqtt may turn the CancelledError of a shutdown into an MqttError
                 # while disconnecting; never let that swallow the shutdown.
                 raise asyncio.CancelledError
@@ -217,7 +223,23 @@ class MqttLink:
             await asyncio.gather(
                 *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
             )
-            self._store.delivered(rows[-1].id)
+            now = self._clock.monotonic()
+            self._store.acknowledged([r.id for r in rows], at=now)
+            self._store.forget_acknowledged(now - self._redeliver_s)
+
+    async def _redeliver(self, client: aiomqtt.Client) -> None:
+        """After an unexpected disconnect, resend what the broker may have lost."""
+        if self._lost_at is None:
+            return
+        rows = self._store.recently_acknowledged(self._lost_at - self._redeliver_s)
+        self._lost_at = None
+        if rows:
+            log.info("mqtt_redeliver", rows=len(rows))
+        for i in range(0, len(rows), BATCH):
+            batch = rows[i : i + BATCH]
+            await asyncio.gather(
+                *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in batch)
+            )
 
     async def _write(self, client: aiomqtt.Client) -> None:
         while True:

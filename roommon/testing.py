@@ -132,7 +132,11 @@ class MqttCollector:
     async def __aenter__(self) -> Self:
         self._changed = asyncio.Condition()
         self._client = aiomqtt.Client(
-            LOOPBACK, self.port, identifier=self.client_id, protocol=aiomqtt.ProtocolVersion.V5
+            LOOPBACK,
+            self.port,
+            identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            timeout=2,
         )
         await self._client.__aenter__()
         for f in self.filters:

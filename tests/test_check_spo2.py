@@ -415,3 +415,39 @@ def test_long_clean_pleth_raises_no_technical_condition(
     # Oximeters specify ±3 bpm; on top, the simulated rate itself swings by 5 %.
     assert max(abs(v - rate) for v in rates) <= 3.0 + 0.05 * rate
     assert abs(float(np.mean(rates)) - rate) <= 2.0
+
+
+def test_pulse_rate_is_not_published_until_the_rhythm_is_established() -> None:
+    # A monitor shows "--" rather than a rate from one or two intervals: the first
+    # rate comes once pr_establish_beats (6) consecutive clean beats agree, i.e. at
+    # least five intervals after the first beat, and it is right.
+    sim = PlethSimulator(fs=75.0, seed=2, rate_bpm=72.0)
+    check = SpO2Check(room="or1", settings=SpO2Settings(), feeds={})
+    ctx = CheckContext(room="or1", check="spo2")
+    prs: list[Measurement] = []
+
+    def run(seconds: int) -> None:
+        for _ in range(seconds):
+            check.on_chunk(sim.next_chunk(75), ctx)
+            prs.extend(m for m in ctx.drain()[1] if m.name == "pulse_rate")
+
+    interval = 60.0 / 72.0
+    run(30)
+    assert prs
+    assert prs[0].t - sim.t0 >= 5 * interval
+    assert all(abs(m.value - 72.0) <= 3.0 for m in prs)
+    # Probe off and back on: the rate is unknown again until re-established.
+    sim.probe_off(mode="flat", device_flag=False)
+    run(15)
+    prs.clear()
+    t_on = sim.t
+    sim.probe_on()
+    run(30)
+    assert prs
+    assert prs[0].t - t_on >= 5 * interval
+    assert all(abs(m.value - 72.0) <= 3.0 for m in prs)
+
+
+def test_rate_establishment_settings_are_consistent() -> None:
+    with pytest.raises(ValueError, match="pr_establish_beats"):
+        SpO2Settings(pr_establish_beats=12, recent_beats=10)

@@ -2,11 +2,16 @@
 
 Every alarm event is written to the log and, with its notifications, to the
 outbox in one transaction before anyone tries to publish it. The publisher
-deletes outbox rows only after the broker acknowledged them (QoS 1 PUBACK),
-so a broker outage or a daemon crash delays delivery but loses nothing;
-delivery is in row order, hence in order per room. A row published but not
-yet deleted when the connection dropped is sent again: subscribers dedupe on
-``event_id``.
+marks outbox rows acknowledged only after the broker's QoS 1 PUBACK, so a
+broker outage or a daemon crash delays delivery but loses nothing; delivery
+is in row order, hence in order per room.
+
+A PUBACK says the broker has the message, not that subscribers do: a broker
+that crashes right after acknowledging can take undelivered copies with it.
+So acknowledged rows are kept for a redelivery window, and after an
+unexpected disconnect the rows acknowledged within that window before it are
+sent again, first and in order. Subscribers dedupe on ``event_id``; the
+price of never losing an event is the occasional duplicate.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
-    retain INTEGER NOT NULL
+    retain INTEGER NOT NULL,
+    acked_at REAL  -- monotonic time of the PUBACK; NULL while pending
 );
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (acked_at, id);
 CREATE TABLE IF NOT EXISTS alarm_log (
     seq INTEGER NOT NULL,
     room TEXT NOT NULL,
@@ -73,6 +80,9 @@ class AlarmStore:
         # necessarily a power cut mid-checkpoint); FULL costs an fsync per event.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # Acknowledgement times are monotonic readings of the previous process: meaningless
+        # now, and the redelivery they guard against concerns a connection that is gone.
+        self._db.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL")
 
     def close(self) -> None:
         self._db.close()
@@ -130,17 +140,33 @@ class AlarmStore:
 
     # ------------------------------------------------------------------ outbox
 
-    def pending(self, limit: int = 100) -> list[OutboxRow]:
+    def pending(self, limit: int = 100, *, after_id: int = 0) -> list[OutboxRow]:
+        """Rows not yet acknowledged by the broker, oldest first."""
         rows = self._db.execute(
-            "SELECT id, topic, payload, qos, retain FROM outbox ORDER BY id LIMIT ?", (limit,)
+            "SELECT id, topic, payload, qos, retain FROM outbox"
+            " WHERE acked_at IS NULL AND id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
         ).fetchall()
         return [OutboxRow(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in rows]
 
-    def delivered(self, up_to_id: int) -> None:
-        self._db.execute("DELETE FROM outbox WHERE id <= ?", (up_to_id,))
+    def acknowledged(self, ids: list[int], *, at: float) -> None:
+        self._db.executemany("UPDATE outbox SET acked_at = ? WHERE id = ?", [(at, i) for i in ids])
+
+    def recently_acknowledged(self, since: float) -> list[OutboxRow]:
+        """Rows acknowledged at or after ``since`` (monotonic), oldest first."""
+        rows = self._db.execute(
+            "SELECT id, topic, payload, qos, retain FROM outbox"
+            " WHERE acked_at IS NOT NULL AND acked_at >= ? ORDER BY id",
+            (since,),
+        ).fetchall()
+        return [OutboxRow(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in rows]
+
+    def forget_acknowledged(self, before: float) -> None:
+        self._db.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (before,))
 
     def pending_count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()
+        return int(row[0])
 
     # ------------------------------------------------------------------ log
 

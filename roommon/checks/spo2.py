@@ -146,6 +146,24 @@ class SpO2Settings(CheckSettings):
         ge=3,
         description="Beats kept for pulse rate (median interval) and quality statistics.",
     )
+    pr_establish_beats: int = Field(
+        6,
+        ge=2,
+        description="The pleth pulse rate is published (and cross-checked) only once "
+        "this many consecutive clean beats have consistent intervals; until then the "
+        "rate is unknown ('--'), as an oximeter shows while it searches after probe-on. "
+        "Six beats are about 5 s at 72 bpm; a median of fewer intervals is one "
+        "mis-detected beat away from a wrong number.",
+    )
+    pr_interval_tolerance: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="Consistent intervals: each within this fraction of their median. "
+        "Rejects doubled (dicrotic wave counted, ~0.3-0.7 of the median) and halved "
+        "(missed beat, 2x) rhythms; admits breathing-related variation (a few %) and, "
+        "within a few windows, atrial fibrillation (coefficient of variation ~0.2-0.3).",
+    )
     analysis_block_s: float = Field(
         4.0,
         gt=0,
@@ -157,6 +175,8 @@ class SpO2Settings(CheckSettings):
     def _levels_ordered(self) -> SpO2Settings:
         if self.critical_pct >= self.desat_pct:
             raise ValueError("critical_pct must be below desat_pct")
+        if self.pr_establish_beats > self.recent_beats:
+            raise ValueError("pr_establish_beats must not exceed recent_beats")
         return self
 
 
@@ -225,10 +245,12 @@ class _PlethState:
         "amp",
         "asm",
         "det",
+        "established",
         "ibi",
         "last_beat_t",
         "pr",
         "pr_t",
+        "run",
         "sink",
     )
 
@@ -237,7 +259,9 @@ class _PlethState:
         self.det = det
         self.sink = sink
         self.amp: FloatArray = np.empty(0, dtype=np.float64)  # recent beat amplitudes
-        self.ibi: FloatArray = np.empty(0, dtype=np.float64)
+        self.ibi: FloatArray = np.empty(0, dtype=np.float64)  # of the current run
+        self.run = 0  # consecutive clean beats since the pleth was last unusable
+        self.established = False  # the run has shown a consistent rhythm: rate known
         self.last_beat_t = math.nan
         self.pr = math.nan
         self.pr_t = math.nan
@@ -414,7 +438,8 @@ class SpO2Check(Check):
         fs = st.det.fs
         t_end = t_first + len(block) / fs
         if restarted:
-            st.amp = st.ibi = np.empty(0, dtype=np.float64)
+            st.amp = np.empty(0, dtype=np.float64)
+            self._break_run(st)
             st.last_beat_t = t_first
         beats = st.det.process(block, t_first, restarted)
         hi = float(block.max())
@@ -449,7 +474,7 @@ class SpO2Check(Check):
         decided_until = t_end - st.det.lookahead_n / fs
         self._pleth_no_pulse = decided_until - st.last_beat_t > cfg.no_pulse_s
         self._quality(ctx, t_end)
-        if clean:
+        if clean and st.established:
             st.pr = 60.0 / median_of(st.ibi)
             st.pr_t = float(beats.t[-1])
             ctx.measure(
@@ -462,12 +487,28 @@ class SpO2Check(Check):
                     reliable=not self.unreliable,
                 )
             )
-        elif self._pleth_no_pulse or probe_off:
-            st.pr = math.nan
+        elif probe_off or rough or motion or self._pleth_no_pulse:
+            # The run of clean beats is broken: the rate must be established anew.
+            self._break_run(st)
         self._cross_check(ctx, t_end)
 
     def _take_beats(self, st: _PlethState, beats: Beats) -> None:
-        keep = self.cfg.recent_beats
+        cfg = self.cfg
+        keep = cfg.recent_beats
         st.amp = np.concatenate((st.amp, beats.amplitude))[-keep:]
         st.ibi = np.concatenate((st.ibi, beats.ibi))[-keep:]
         st.last_beat_t = float(beats.t[-1])
+        st.run += len(beats)
+        need = cfg.pr_establish_beats
+        if not st.established and st.run >= need:
+            # The first beat's interval reaches back before the run: not judged.
+            tail = st.ibi[-(need - 1) :]
+            med = median_of(tail)
+            st.established = bool(np.all(np.abs(tail - med) <= cfg.pr_interval_tolerance * med))
+
+    @staticmethod
+    def _break_run(st: _PlethState) -> None:
+        st.ibi = np.empty(0, dtype=np.float64)
+        st.run = 0
+        st.established = False
+        st.pr = math.nan
