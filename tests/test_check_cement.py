@@ -123,6 +123,50 @@ def test_sudden_drop_during_injection_is_reported_but_a_normal_pause_is_not() ->
     assert not run.active("cement.sudden_drop")  # raw condition ends; the engine latches
 
 
+@pytest.mark.parametrize(
+    ("fs", "seed", "spike_s"),
+    [(50.0, 1, 1.5), (50.0, 2, 0.6), (100.0, 3, 1.5), (100.0, 4, 1.8), (50.0, 5, 1.0)],
+)
+def test_spike_returning_to_the_plateau_is_not_a_drop(fs: float, seed: int, spike_s: float) -> None:
+    # The demo's injector spike: 3.6 MPa for 1.5 s during a 1.7 MPa plateau. Its
+    # return to the plateau is a fall of ~50 % within a second, but from a level
+    # held for less than drop_reference_hold_s (2 s): over-pressure, not a leak.
+    sim = CementPressureSimulator(fs=fs, seed=seed)
+    run = make_run()
+    sim.inject(level_kpa=1700.0)
+    run.feed(sim.seconds(15))
+    t_spike = sim.t
+    sim.spike(peak_kpa=3600.0, duration_s=spike_s)
+    run.feed(sim.seconds(10))
+    over = run.onsets("cement.over_pressure")
+    assert len(over) == 1
+    assert t_spike < over[0] < t_spike + spike_s
+    assert run.onsets("cement.sudden_drop") == []
+    # A real leak from the same plateau is still found within drop_window_s (1 s),
+    # give or take one 0.25 s segment.
+    t_drop = sim.t
+    sim.drop(fraction=0.5, fall_s=0.3)
+    run.feed(sim.seconds(10))
+    onsets = run.onsets("cement.sudden_drop")
+    assert len(onsets) == 1
+    assert t_drop < onsets[0] <= t_drop + 1.0 + 0.25
+
+
+def test_leak_right_after_a_spike_is_still_a_drop() -> None:
+    sim = CementPressureSimulator(fs=50.0, seed=6)
+    run = make_run()
+    sim.inject(level_kpa=1700.0)
+    run.feed(sim.seconds(15))
+    sim.spike(peak_kpa=3600.0, duration_s=1.5)
+    run.feed(sim.seconds(3))
+    t_drop = sim.t
+    sim.drop(fraction=0.5, fall_s=0.3)
+    run.feed(sim.seconds(10))
+    onsets = run.onsets("cement.sudden_drop")
+    assert len(onsets) == 1
+    assert t_drop < onsets[0] <= t_drop + 1.25
+
+
 def test_rising_trend_warns_before_the_maximum() -> None:
     sim = CementPressureSimulator(fs=FS, seed=3, cure_rate_kpa_s=120.0)
     run = make_run()

@@ -93,6 +93,16 @@ class CementSettings(CheckSettings):
     drop_window_s: float = Field(
         1.0, gt=0, description="Time within which the fall must happen (see drop_fraction)."
     )
+    drop_reference_hold_s: float = Field(
+        2.0,
+        gt=0,
+        description="A fall is measured from a level the pressure held for at least this "
+        "long (the highest such level ending within drop_window_s), so a spike shorter "
+        "than this (a blocked cannula, a hard turn of the screw: the simulator's and "
+        "demo's spikes last 0.6-1.5 s) cannot become the reference and its return to "
+        "the plateau is not a drop. A leak falls from the injection plateau, held for "
+        "seconds; 2 s of it is enough, even shortly after the ramp.",
+    )
     drop_confirm_s: float = Field(
         1.0,
         gt=0,
@@ -403,7 +413,7 @@ class CementCheck(Check):
 
     def _hist_len(self, seg_dt: float) -> int:
         cfg = self.cfg
-        drop = cfg.drop_window_s + cfg.drop_confirm_s
+        drop = cfg.drop_reference_hold_s + cfg.drop_window_s + cfg.drop_confirm_s
         return math.ceil(max(drop, cfg.trend_window_s) / seg_dt) + 2
 
     def _start_or_resume(self, st: _FeedState, t: float, ctx: CheckContext) -> None:
@@ -470,24 +480,34 @@ class CementCheck(Check):
         """Falls judged ``drop_confirm_s`` late, once the lower level has held.
 
         ``hist`` ends with this block's segments; ``seg_end`` is the end time of
-        its last one. A stop relaxes towards rest and keeps falling, a leak holds
-        a lower level: the confirmation window tells them apart.
+        its last one. The reference of segment ``p`` is the highest level held
+        for ``drop_reference_hold_s`` (a running minimum over ``h`` segments)
+        among the holds ending in the ``w`` segments before ``p``: a spike shorter
+        than the hold never is one. A stop relaxes towards rest and keeps falling,
+        a leak holds a lower level: the confirmation window tells them apart.
         """
         cfg = self.cfg
         k = round(cfg.analysis_block_s / seg_dt)
         w = max(1, round(cfg.drop_window_s / seg_dt))
         c = max(1, round(cfg.drop_confirm_s / seg_dt))
+        h = max(1, round(cfg.drop_reference_hold_s / seg_dt))
         n = len(hist)
-        first = max(n - k - c, w)
+        first = max(n - k - c, w + h - 1)
         keep = 1.0 - cfg.drop_fraction
-        span = hist[max(first - w, 0) :]
+        span = hist[max(first - w - h + 1, 0) :]
         # No fall of drop_fraction anywhere in the span: nothing to look at (the usual case).
         if first < n - c and float(span.min()) < keep * float(span.max()):
             hi = n - c
             pos = np.arange(first, hi)
-            ref = hist[first - w : hi - w].copy()  # max of the w segments before each
+            # held[i]: lowest of the h segments ending at segment first - w + i
+            count = hi - first + w - 1
+            lo_k = first - w - h + 1
+            held = hist[lo_k : lo_k + count].copy()
+            for j in range(1, h):
+                np.minimum(held, hist[lo_k + j : lo_k + j + count], out=held)
+            ref = held[: hi - first].copy()  # highest hold ending in the w segments before
             for j in range(1, w):
-                np.maximum(ref, hist[first - w + j : hi - w + j], out=ref)
+                np.maximum(ref, held[j : j + hi - first], out=ref)
             after = hist[first:hi].copy()  # lowest level while confirming
             for j in range(1, c + 1):
                 np.minimum(after, hist[first + j : hi + j], out=after)
