@@ -109,9 +109,11 @@ def _samples(p: WaveformPayload) -> np.ndarray[Any, np.dtype[np.float64]]:
             raw = base64.b64decode(p.data, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise ProtocolError("invalid", f"data: not base64 ({exc})") from exc
-        dtype = "<i2" if p.encoding == "i16le-b64" else "<f4"
+        dtype, name = ("<i2", "int16") if p.encoding == "i16le-b64" else ("<f4", "float32")
         if len(raw) % np.dtype(dtype).itemsize:
-            raise ProtocolError("sample_count", f"data: {len(raw)} bytes is not whole {dtype}")
+            raise ProtocolError(
+                "sample_count", f"data: {len(raw)} bytes is not a whole number of {name} samples"
+            )
         arr = np.frombuffer(raw, dtype=dtype).astype(np.float64) * p.gain + p.offset
     if len(arr) != p.n:
         raise ProtocolError("sample_count", f"n is {p.n} but {len(arr)} samples were sent")

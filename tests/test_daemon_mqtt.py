@@ -212,3 +212,26 @@ async def test_status_goes_offline_when_the_daemon_dies_or_stops(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_heartbeat_refreshes_the_retained_status_on_the_daemon_clock(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    from roommon.clock import VirtualClock  # noqa: PLC0415
+
+    clock = VirtualClock()
+    cfg = parse_config(config_dict(broker.port, tmp_path / "state"))
+    status_topic = f"roommon/v1/{SITE}/status/main"
+    async with Daemon(config=cfg, clock=clock) as d, MqttCollector(
+        broker.port, [status_topic]
+    ) as c:
+        assert d.link is not None
+        async with asyncio.timeout(10):
+            await d.link.connected.wait()
+        for _ in range(5):
+            await clock.advance(1.0)  # heartbeat_s = 1
+        msgs = await c.wait_for(lambda ms: len({m.json()["t"] for m in ms}) >= 5)
+    beats = sorted({m.json()["t"] for m in msgs})
+    assert all(b - a == pytest.approx(1.0) for a, b in zip(beats, beats[1:], strict=False))
+    for m in msgs:
+        validate("status", m.json())

@@ -311,4 +311,6 @@ def apply_command(
         return timer.end_early(reason=command.reason, by=by, at=now)
     if action == "recovery_cancel":
         return timer.cancel(reason=command.reason, by=by, at=now)
-    raise CommandError("malformed", f"action: unknown recovery action {action!r}")  # pragma: no cover
+    raise CommandError(
+        "malformed", f"action: unknown recovery action {action!r}"
+    )  # pragma: no cover

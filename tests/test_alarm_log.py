@@ -1,0 +1,92 @@
+"""The alarm log in SQLite and ``roommon alarms``: listing, filters and burden figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.alerts.engine import Outgoing, RoomAlarms
+from roommon.alerts.store import AlarmStore, burden
+from roommon.cli import main
+from roommon.config import parse_config
+
+T0 = 1_767_225_600.0
+DESAT = ConditionSpec(code="spo2.desat", kind=AlarmKind.PHYSIOLOGICAL, priority=Priority.MEDIUM,
+                      description="d", delay_s=15)
+PROBE = ConditionSpec(code="spo2.probe_off", kind=AlarmKind.TECHNICAL, priority=Priority.LOW,
+                      description="p")
+
+
+def record_hour(db: Path) -> None:
+    """One hour of room r1: 4 desats (2 acked after 30 s and 90 s), 2 short probe-offs."""
+    cfg = parse_config({"site": {"id": "s"}, "rooms": {"r1": {"feeds": {"spo2": {"kind": "spo2"}}}}})
+    store = AlarmStore(db)
+    e = RoomAlarms(site="s", room="r1", config=cfg.rooms["r1"], next_seq=store.next_seq("r1"))
+
+    def rep(spec: ConditionSpec, active: bool, t: float) -> list[Outgoing]:
+        r = ConditionReport(room="r1", feed="spo2", check="spo2", spec=spec, active=active, t=t)
+        return e.report(r, T0 + t) + e.tick(T0 + t)
+
+    def keep(out: list[Outgoing]) -> None:
+        store.record([o.event for o in out], [])
+
+    for i, ack_after in enumerate([30.0, 90.0, None, None]):
+        start = i * 900.0
+        keep(rep(DESAT, True, start))
+        keep(e.tick(T0 + start + 15))
+        if ack_after is not None:
+            keep(e.acknowledge(e.alarms()[0].alarm_id, T0 + start + 15 + ack_after, actor="n1"))
+        keep(rep(DESAT, False, start + 200))
+    for start in (100.0, 2000.0):
+        keep(rep(PROBE, True, start))
+        keep(rep(PROBE, False, start + 4))
+    keep(rep(PROBE, True, 3599.0))  # the hour ends with one still active
+    store.close()
+
+
+def test_burden_figures(tmp_path: Path) -> None:
+    db = tmp_path / "roommon.sqlite3"
+    record_hour(db)
+    store = AlarmStore(db)
+    events = store.events()
+    store.close()
+    (b,) = burden(events, hours=1.0)
+    assert b.alarms == 7
+    assert b.per_hour == 7.0
+    assert b.share_acknowledged == pytest.approx(2 / 7)
+    assert b.median_ack_s == 60.0
+    assert b.share_self_cleared == pytest.approx(2 / 7)  # the two 4-second probe-offs
+
+
+def test_alarms_command_lists_filters_and_summarises(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "roommon.sqlite3"
+    record_hour(db)
+    assert main(["alarms", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" raised ") == 7
+    assert "[by n1]" in out
+    assert "r1" in out.split("Alarm burden")[1]
+    assert main(["alarms", "--db", str(db), "--kind", "technical"]) == 0
+    out = capsys.readouterr().out
+    listing = out.split("Alarm burden")[0]
+    assert "spo2.probe_off" in listing
+    assert "spo2.desat" not in listing
+    assert main(["alarms", "--db", str(db), "--priority", "medium", "--since",
+                 "2026-01-01T00:30:00"]) == 0
+    listing = capsys.readouterr().out.split("Alarm burden")[0]
+    assert listing.count(" raised ") == 2  # desats 3 and 4 start at 00:30 and 00:45
+    assert main(["alarms", "--db", str(db), "--room", "nosuch"]) == 0
+    assert " raised " not in capsys.readouterr().out
+
+
+def test_sequence_numbers_continue_across_restarts(tmp_path: Path) -> None:
+    db = tmp_path / "roommon.sqlite3"
+    record_hour(db)
+    store = AlarmStore(db)
+    last = max(e.seq for e in store.events(room="r1"))
+    assert store.next_seq("r1") == last + 1
+    store.close()
