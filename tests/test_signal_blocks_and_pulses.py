@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.signal import find_peaks
 
 from roommon.model import FloatArray
 from roommon.signal.blocks import BlockAssembler
-from roommon.signal.pulses import PulseDetector
-from roommon.signal.summaries import median_of, rms_step, std_of
+from roommon.signal.pulses import PulseDetector, pulse_peaks
+from roommon.signal.summaries import cv_of, median_of, rms_step, roughness, std_of
 from roommon.signal.thresholds import hysteresis_state, transitions
 from simulators.abp import ArterialPressureSimulator
 
@@ -86,3 +87,36 @@ def test_summaries_match_numpy() -> None:
         assert abs(std_of(a) - float(a.std())) < 1e-9
     a = rng.normal(0.0, 1.0, 1000)
     assert abs(rms_step(a) - float(np.sqrt(np.mean(np.diff(a) ** 2)))) < 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=2**32 - 1),
+    st.integers(min_value=1, max_value=40),
+    st.floats(min_value=0.0, max_value=2.0),
+    st.booleans(),
+)
+def test_pulse_peaks_is_find_peaks(
+    seed: int, distance: int, prominence: float, quantised: bool
+) -> None:
+    # pulse_peaks calls find_peaks' compiled steps directly; it must agree exactly,
+    # including on plateaus (quantised device values).
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(rng.normal(0.0, 1.0, 600))
+    if quantised:
+        x = np.round(x)
+    wlen = 2 * distance + 21
+    peaks, prom = pulse_peaks(x, distance=distance, min_prominence=prominence, wlen=wlen)
+    ref, props = find_peaks(x, distance=distance, prominence=prominence, wlen=wlen)
+    assert np.array_equal(peaks, ref)
+    assert np.array_equal(prom, props["prominences"])
+
+
+def test_cv_and_roughness_match_numpy() -> None:
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 7, 10, 300):
+        a = rng.uniform(0.5, 2.0, n)
+        assert abs(cv_of(a) - float(a.std() / a.mean())) < 1e-9
+        step, spread = roughness(a)
+        assert abs(step - float(np.sqrt(np.mean(np.diff(a) ** 2)))) < 1e-9
+        assert abs(spread - float(a.std())) < 1e-9

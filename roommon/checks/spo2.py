@@ -38,7 +38,7 @@ from roommon.checks.base import (
 from roommon.model import FloatArray, NumericReading, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.pulses import Beats, PulseDetector
-from roommon.signal.summaries import median_of, rms_step, std_of
+from roommon.signal.summaries import cv_of, median_of, roughness
 
 log = structlog.get_logger(__name__)
 
@@ -447,7 +447,8 @@ class SpO2Check(Check):
         ptp = hi - lo
         # A pulse is a smooth wave: sample-to-sample steps are small next to its
         # spread (ratio ~0.05-0.3 at 75-250 Hz); for white noise the ratio is ~1.4.
-        rough = rms_step(block) > cfg.max_roughness * std_of(block)
+        step, spread = roughness(block)
+        rough = step > cfg.max_roughness * spread
         # NaN before any clean beat: the relative tests below are then False
         ref_amp = median_of(st.amp) if len(st.amp) else math.nan
         n = len(block)
@@ -459,10 +460,10 @@ class SpO2Check(Check):
         if not probe_off and not rough:
             motion = ptp > cfg.motion_ptp_ratio * ref_amp
             if not motion and len(beats) >= 3:
-                amp, ibi = beats.amplitude, beats.ibi
-                amp_cv = std_of(amp) / float(amp.mean())
-                ibi_cv = std_of(ibi) / float(ibi.mean())
-                motion = amp_cv > cfg.motion_amplitude_cv or ibi_cv > cfg.motion_interval_cv
+                motion = (
+                    cv_of(beats.amplitude) > cfg.motion_amplitude_cv
+                    or cv_of(beats.ibi) > cfg.motion_interval_cv
+                )
         if motion != self._pleth_motion:
             log.info("spo2_pleth_motion", room=self.room, feed=feed, active=motion)
         self._pleth_motion = motion
