@@ -223,17 +223,24 @@ class _FeedState:
 
     __slots__ = (
         "asm",
+        "drop_n",
         "drop_until",
         "feed",
         "hist",
+        "hist_len",
         "injecting",
         "injection",
         "last_inject_t",
         "over",
         "peak",
         "phase",
+        "seg_dt",
+        "seg_n",
         "sink",
         "started_t",
+        "trend_n",
+        "trend_x",
+        "trend_xx",
     )
 
     def __init__(self, *, feed: str, asm: BlockAssembler, sink: BlockSink) -> None:
@@ -249,6 +256,14 @@ class _FeedState:
         self.last_inject_t = math.nan  # end of the last injecting segment
         self.peak = 0.0
         self.drop_until = -math.inf
+        # Fixed per feed (its sample rate and the settings), computed once.
+        self.seg_n = 1
+        self.seg_dt = 1.0
+        self.hist_len = 0
+        self.trend_n = 2
+        self.trend_x: FloatArray = np.empty(0, dtype=np.float64)
+        self.trend_xx = 1.0
+        self.drop_n = (1, 1, 1, 1)  # segments: block, fall window, confirmation, hold
 
 
 class CementCheck(Check):
@@ -320,6 +335,20 @@ class CementCheck(Check):
             self._analyse(self._states[feed], block, t_first, restarted)
 
         st = _FeedState(feed=feed, asm=BlockAssembler(block_n=seg_n * segs, fs=chunk.fs), sink=sink)
+        st.seg_n = seg_n
+        st.seg_dt = seg_dt = seg_n / chunk.fs
+        drop = cfg.drop_reference_hold_s + cfg.drop_window_s + cfg.drop_confirm_s
+        st.hist_len = math.ceil(max(drop, cfg.trend_window_s) / seg_dt) + 2
+        # least-squares slope over the trend window: centred times and their norm
+        st.trend_n = n = max(2, round(cfg.trend_window_s / seg_dt))
+        st.trend_x = (np.arange(n) - (n - 1) / 2.0) * seg_dt
+        st.trend_xx = float(np.dot(st.trend_x, st.trend_x))
+        st.drop_n = (
+            round(cfg.analysis_block_s / seg_dt),
+            max(1, round(cfg.drop_window_s / seg_dt)),
+            max(1, round(cfg.drop_confirm_s / seg_dt)),
+            max(1, round(cfg.drop_reference_hold_s / seg_dt)),
+        )
         self._states[feed] = st
         return st
 
@@ -358,9 +387,9 @@ class CementCheck(Check):
         assert ctx is not None
         cfg = self.cfg
         fs = st.asm.fs
-        seg_n = max(1, round(cfg.segment_s * fs))
-        seg = block.reshape(-1, seg_n).mean(axis=1)
-        seg_dt = seg_n / fs
+        seg_n = st.seg_n
+        seg: FloatArray = np.add.reduce(block.reshape(-1, seg_n), axis=1) * (1.0 / seg_n)
+        seg_dt = st.seg_dt
         t_end = t_first + len(block) / fs
         if restarted:
             st.hist = np.empty(0, dtype=np.float64)
@@ -368,19 +397,20 @@ class CementCheck(Check):
             # Nothing injecting in this block: the cheap path for most of a procedure.
             if st.phase is Phase.PAUSED and t_end - st.last_inject_t >= cfg.end_after_s:
                 self._end_injection(st, st.last_inject_t + cfg.end_after_s, ctx)
-            st.hist = seg[-self._hist_len(seg_dt) :]
+            st.hist = seg[-st.hist_len :]
             return
         if st.injecting and seg.min() >= cfg.inject_off_kpa:  # injection simply goes on
-            state = np.ones(len(seg), dtype=np.bool_)
-            idx, new = state[:0].nonzero()[0], state[:0]
+            changes: list[tuple[int, bool]] = []
+            injecting = True
         else:
             state = hysteresis_state(
                 seg, on_above=cfg.inject_on_kpa, off_below=cfg.inject_off_kpa, state=st.injecting
             )
             idx, new = transitions(state, before=st.injecting)
-        seg_t0: FloatArray = t_first + np.arange(len(seg), dtype=np.float64) * seg_dt
-        for i, on in zip(idx.tolist(), new.tolist(), strict=True):
-            t = float(seg_t0[i])
+            changes = list(zip(idx.tolist(), new.tolist(), strict=True))
+            injecting = bool(state[-1])
+        for i, on in changes:
+            t = t_first + i * seg_dt
             if on:
                 self._start_or_resume(st, t, ctx)
             else:
@@ -388,8 +418,8 @@ class CementCheck(Check):
                 self._set_phase(st, Phase.PAUSED, t, ctx)
                 self._working_time(st, t, ctx, injecting=False)
                 self._report(ctx, RISING_TO_MAX, st.feed, False, t)
-        st.injecting = bool(state[-1])
-        if st.injecting:
+        st.injecting = injecting
+        if injecting:
             st.last_inject_t = t_end
             st.peak = max(st.peak, float(block.max()))
             ctx.measure(
@@ -409,12 +439,7 @@ class CementCheck(Check):
         self._rising(st, hist, seg_dt, t_end, ctx)
         if st.injecting:
             self._working_time(st, t_end, ctx, injecting=True)
-        st.hist = hist[-self._hist_len(seg_dt) :]
-
-    def _hist_len(self, seg_dt: float) -> int:
-        cfg = self.cfg
-        drop = cfg.drop_reference_hold_s + cfg.drop_window_s + cfg.drop_confirm_s
-        return math.ceil(max(drop, cfg.trend_window_s) / seg_dt) + 2
+        st.hist = hist[-st.hist_len :]
 
     def _start_or_resume(self, st: _FeedState, t: float, ctx: CheckContext) -> None:
         cfg = self.cfg
@@ -487,10 +512,7 @@ class CementCheck(Check):
         a leak holds a lower level: the confirmation window tells them apart.
         """
         cfg = self.cfg
-        k = round(cfg.analysis_block_s / seg_dt)
-        w = max(1, round(cfg.drop_window_s / seg_dt))
-        c = max(1, round(cfg.drop_confirm_s / seg_dt))
-        h = max(1, round(cfg.drop_reference_hold_s / seg_dt))
+        k, w, c, h = st.drop_n
         n = len(hist)
         first = max(n - k - c, w + h - 1)
         keep = 1.0 - cfg.drop_fraction
@@ -547,13 +569,12 @@ class CementCheck(Check):
         self, st: _FeedState, hist: FloatArray, seg_dt: float, t_end: float, ctx: CheckContext
     ) -> None:
         cfg = self.cfg
-        n = max(2, round(cfg.trend_window_s / seg_dt))
+        n = st.trend_n
         if not st.injecting or len(hist) < n:
             self._report(ctx, RISING_TO_MAX, st.feed, False, t_end)
             return
         y = hist[-n:]
-        x = (np.arange(n) - (n - 1) / 2.0) * seg_dt
-        slope = float(np.dot(x, y) / np.dot(x, x))  # kPa/s, least squares
+        slope = float(np.dot(st.trend_x, y)) / st.trend_xx  # kPa/s, least squares
         now = float(y[-1])
         limit = cfg.max_pressure_kpa
         rising = (
