@@ -341,7 +341,7 @@ class CementCheck(Check):
         st.hist_len = math.ceil(max(drop, cfg.trend_window_s) / seg_dt) + 2
         # least-squares slope over the trend window: centred times and their norm
         st.trend_n = n = max(2, round(cfg.trend_window_s / seg_dt))
-        st.trend_x = (np.arange(n) - (n - 1) / 2.0) * seg_dt
+        st.trend_x = (np.arange(n, dtype=np.float64) - (n - 1) / 2.0) * seg_dt
         st.trend_xx = float(np.dot(st.trend_x, st.trend_x))
         st.drop_n = (
             round(cfg.analysis_block_s / seg_dt),
