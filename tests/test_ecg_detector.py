@@ -3,13 +3,15 @@ chunking independence and robustness to bad samples."""
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roommon.ecg.offline import detect_record, detect_samples, match_beats, reference_beats
-from roommon.ecg.qrs import QrsDetector
+from roommon.ecg.qrs import QrsDetector, _median_of_levels, _median_of_samples
 from roommon.physionet import read_channel
 from simulators.ecg import EcgSimulator
 from tests.physionet_fixtures import physionet_record
@@ -169,3 +171,14 @@ def test_flat_and_tiny_signals_give_no_beats() -> None:
 def test_sample_rate_outside_range_is_refused(fs: float) -> None:
     with pytest.raises(ValueError, match="outside"):
         QrsDetector(fs=fs)
+
+
+def test_detector_medians_equal_numpy() -> None:
+    # The detector's cheap medians stand in for np.median on its hot path.
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 8, 49, 50, 140):
+        a = rng.normal(0.0, 1.0, n)
+        assert _median_of_samples(a) == float(np.median(a))
+        if n <= 8:
+            assert _median_of_levels(deque(a.tolist())) == float(np.median(a))
+    assert _median_of_levels(deque()) == 0.0
