@@ -754,9 +754,10 @@ def _start(
     injection: int | None,
 ) -> None:
     _finite(at, "at")
-    # Deterministic id: the same start restored or replayed gives the same id.
+    # Deterministic (a replay or a re-emission after a crash gives the same id) and
+    # unique per room even if a wall-clock jump repeats a start time: the seq is in it.
     rec = _Recovery(
-        recovery_id=f"{s.room}-{round(at * 1000)}",
+        recovery_id=f"{s.room}-{round(at * 1000)}-{s.seq + 1}",
         plan=plan,
         procedure=procedure,
         first_start_t=at,
