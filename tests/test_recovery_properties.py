@@ -58,6 +58,7 @@ def test_no_event_twice_and_only_command_errors(steps: list[tuple[str, float]]) 
     refusals: list[str] = []
     for op, x in steps:
         before = timer.to_json()
+        count = len(events)
         try:
             if op == "tick":
                 wall, mono = wall + x, mono + x
@@ -79,6 +80,9 @@ def test_no_event_twice_and_only_command_errors(steps: list[tuple[str, float]]) 
         except CommandError as err:
             refusals.append(err.reason)
             assert timer.to_json() == before  # a refusal changes nothing
+        if len(events) == count:
+            # The daemon saves only when there are events: no silent state change.
+            assert timer.to_json() == before
     assert set(refusals) <= {
         "no_recovery",
         "already_done",

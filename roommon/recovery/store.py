@@ -5,7 +5,10 @@ Sits beside the timers: after each operation on a room's
 :meth:`RecoveryStore.save` with the events it returned (and the command that
 caused them, if any). State and history are written in one transaction, so the
 saved state and the saved events always agree: an event is in the history if
-and only if the saved state counts it as emitted.
+and only if the saved state counts it as emitted. A timer's persistent state
+changes only in operations that return events (a property test holds it to
+that), so saving after every non-empty list of events is enough; refused
+commands go to :meth:`RecoveryStore.log_command`.
 
 Durability: WAL journal with ``synchronous=NORMAL``. A committed transaction
 survives the process being killed (SIGKILL, a crash): WAL frames are in the
