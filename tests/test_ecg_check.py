@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from roommon.alerts.conditions import AlarmKind, ConditionReport, Priority
 from roommon.checks.base import CheckContext, FeedView, Measurement
-from roommon.checks.ecg import EcgCheck, EcgSettings
+from roommon.checks.ecg import EcgCheck, EcgSettings, _percentile
 from roommon.model import SignalKind, WaveformChunk
 from simulators.ecg import EcgSimulator
 
@@ -296,3 +296,11 @@ def test_bad_samples_and_gaps_are_technical_never_a_crash(
         assert not run.active(code)
     assert all(abs(r - 75.0) <= 2.0 for r in run.rates(after=run.t - 2.0))
     assert all(math.isfinite(m.value) for m in run.measurements)
+
+
+def test_noise_percentile_equals_numpy() -> None:
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 5, 13, 64, 256, 500):
+        for _ in range(10):
+            a = np.abs(rng.normal(size=n))
+            assert _percentile(a, 20.0) == float(np.percentile(a, 20))

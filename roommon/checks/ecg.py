@@ -187,6 +187,24 @@ class _FeedState:
     active: dict[str, bool] = field(default_factory=dict)
 
 
+def _percentile(a: FloatArray, q: float) -> float:
+    """``np.percentile(a, q)`` (linear method) by one partial sort.
+
+    np.percentile costs ~30 µs per call in argument handling, as much as the
+    rest of a 1 s chunk's work at 128 Hz; this gives the same value.
+    """
+    n = len(a)
+    pos = (n - 1) * (q / 100.0)
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    p = np.partition(a, (lo, hi))
+    x0, x1 = float(p[lo]), float(p[hi])
+    frac = pos - lo
+    diff = x1 - x0
+    # numpy's lerp: from the nearer end, so the result is exact at the ends
+    return x1 - diff * (1.0 - frac) if frac >= 0.5 else x0 + diff * frac
+
+
 class EcgCheck(Check):
     """Heart rate and rhythm alarms from one or more EKG leads."""
 
@@ -297,10 +315,11 @@ class EcgCheck(Check):
         saturated = flat = False
         if full:
             hi, lo = float(second.max()), float(second.min())
-            at_rail = float(np.mean(np.abs(second) >= 0.98 * cfg.rail_mv))
+            n = second.shape[0]
+            at_rail = np.count_nonzero(np.abs(second) >= 0.98 * cfg.rail_mv) / n
             stuck = 0.0
             if hi - lo > cfg.flat_mv:
-                stuck = float(np.mean((second == hi) | (second == lo)))
+                stuck = np.count_nonzero((second == hi) | (second == lo)) / n
             saturated = max(at_rail, stuck) >= cfg.saturated_fraction
             flat = not saturated and hi - lo < cfg.flat_mv
         noisy = self._noise(st, full and not flat and not saturated)
@@ -324,7 +343,7 @@ class EcgCheck(Check):
         ref = st.ref_slope if st.ref_slope > 0 else st.detector.qrs_slope
         if ref <= 0:
             return st.noisy
-        index = float(np.percentile(st.deriv, 20)) / ref
+        index = _percentile(st.deriv, 20.0) / ref
         # Hysteresis: enter above the limit, leave below two thirds of it.
         limit = self.cfg.noise_index * (2.0 / 3.0 if st.noisy else 1.0)
         st.noisy = index > limit
