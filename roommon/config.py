@@ -106,12 +106,32 @@ class DaemonConfig(_Section):
 
 
 class SerialPortConfig(_Section):
-    port: str = Field(description="Serial device path, e.g. /dev/serial/by-id/....")
-    protocol: str = Field(description="Driver name (see roommon.drivers.DRIVERS).")
-    baudrate: int = Field(default=9600, gt=0)
+    """One RS-232 port. Feeds of one room that name the same port share it: a
+    pulse oximeter sends its pleth waveform and its SpO2 numerics on one cable,
+    and the driver's samples go to the room's feed of each sample's kind."""
+
+    port: str = Field(description="Serial device path; prefer /dev/serial/by-id/... names.")
+    protocol: str = Field(description="Driver name: masimo_ascii, nonin_fmt2, roommon_line.")
+    baudrate: int = Field(default=9600, gt=0, le=4_000_000)
     bytesize: Literal[7, 8] = 8
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
+    device_id: str | None = Field(
+        default=None, description="roommon_line only: accept frames of this device id only."
+    )
+    reconnect_initial_s: float = Field(
+        default=0.5, gt=0, description="First reopen delay after the port fails; doubles."
+    )
+    reconnect_max_s: float = Field(default=10.0, gt=0, description="Cap on the reopen delay.")
+
+    @model_validator(mode="after")
+    def _known_protocol(self) -> SerialPortConfig:
+        from roommon.drivers import DRIVERS  # noqa: PLC0415 - drivers import the model only
+
+        if self.protocol not in DRIVERS:
+            known = ", ".join(sorted(DRIVERS))
+            raise ValueError(f"protocol: unknown serial protocol {self.protocol!r} ({known})")
+        return self
 
 
 #: Seconds without data before a feed is alarmed as silent, by kind. Waveforms
@@ -227,6 +247,16 @@ class RoomConfig(_Section):
     def _has_feeds(self) -> RoomConfig:
         if not self.feeds:
             raise ValueError("feeds: a room needs at least one feed")
+        ports: dict[str, SerialPortConfig] = {}
+        for name, feed in self.feeds.items():
+            if feed.serial is None:
+                continue
+            first = ports.setdefault(feed.serial.port, feed.serial)
+            if first != feed.serial:
+                raise ValueError(
+                    f"feeds: feed {name!r} shares port {feed.serial.port} with another feed "
+                    "but not its settings; feeds on one port need identical [serial] tables"
+                )
         return self
 
 

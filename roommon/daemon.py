@@ -10,6 +10,7 @@ offline), cancels the tasks and closes the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -29,6 +30,7 @@ from roommon.errors import CommandError, ProtocolError
 from roommon.mqtt import MqttLink
 from roommon.payloads import RoomEventMessage, RoomStateMessage, StatusMessage, decode_feed
 from roommon.pipeline import RoomOutput, RoomPipeline
+from roommon.serial_inputs import SerialPortBinding, serial_bindings
 from roommon.topics import Topics
 
 log = structlog.get_logger(__name__)
@@ -98,6 +100,8 @@ class Daemon:
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started: float | None = None
+        self.serial: list[SerialPortBinding] = []
+        self._stack = contextlib.AsyncExitStack()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -118,6 +122,13 @@ class Daemon:
             )
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
+        self._stack = contextlib.AsyncExitStack()
+        for room_id, pipeline in self.pipelines.items():
+            for binding in serial_bindings(
+                room=room_id, config=cfg.rooms[room_id], pipeline=pipeline, clock=self.clock
+            ):
+                self.serial.append(binding)
+                await self._stack.enter_async_context(binding.feed)
         if self._use_broker:
             self.link = MqttLink(
                 config=cfg.broker,
@@ -149,6 +160,7 @@ class Daemon:
         if self.link is not None:
             await self.link.goodbye(self.status_payload("offline", "shutdown"))
             await self.link.__aexit__(None, None, None)
+        await self._stack.aclose()
         for task in self._tasks:
             task.cancel()
         assert self._tg is not None
@@ -181,6 +193,14 @@ class Daemon:
             rooms=sorted(self.config.rooms),
             outbox_pending=self.store.pending_count(),
             counters=dict(self.counters),
+            serial={
+                f"{b.pipeline.room}:{b.port.port}": {
+                    "connected": b.feed.connected,
+                    "protocol": b.port.protocol,
+                    **b.feed.counters.snapshot(),
+                }
+                for b in self.serial
+            },
         )
         return msg.model_dump_json().encode()
 
@@ -195,6 +215,8 @@ class Daemon:
         period = self.config.daemon.tick_s
         next_at = self.clock.monotonic()
         while True:
+            for binding in self.serial:
+                binding.tick()
             for pipeline in self.pipelines.values():
                 pipeline.tick()
             next_at += period

@@ -356,6 +356,11 @@ class StatusMessage(_Out):
     rooms: list[str]
     outbox_pending: int = Field(ge=0, description="Alarm events not yet delivered.")
     counters: dict[str, int] = Field(default_factory=dict)
+    serial: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per serial port: connected, protocol, bytes and frames good/bad by "
+        "reason, bytes discarded in resync, reconnects.",
+    )
 
 
 class RoomEventMessage(_Out):

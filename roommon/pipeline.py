@@ -162,8 +162,8 @@ class RoomPipeline:
             self._run(sample.feed, lambda c, ctx: c.on_reading(sample, ctx))
         self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
 
-    def reject(self, feed_name: str, err: ProtocolError) -> None:
-        """Count and log one rejected payload or frame; the feed goes on."""
+    def reject(self, feed_name: str, err: ProtocolError, *, count: int = 1) -> None:
+        """Count and log rejected payloads or frames (``count`` of one reason); the feed goes on."""
         feed = self.feeds.get(feed_name)
         log.warning(
             "feed_payload_rejected",
@@ -174,7 +174,7 @@ class RoomPipeline:
         )
         if feed is None:
             return
-        feed.rejected[err.reason] += 1
+        feed.rejected[err.reason] += count
         mono = self._clock.monotonic()
         feed.note_problem(BAD_PAYLOAD.code, mono)
         self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
@@ -185,6 +185,7 @@ class RoomPipeline:
         feed.transport_up = up
         log.info("feed_transport", room=self.room, feed=feed_name, up=up, reason=reason)
         self._conditions(feed.evaluate(self._clock.monotonic(), self._started, self._clock.now()))
+        self.publish_state(force=True)
 
     def event(self, event: RoomEvent) -> None:
         """A room event from outside the checks (an operator command)."""

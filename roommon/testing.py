@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +193,20 @@ class CaptureOutput:
         self.outgoing: list[Outgoing] = []
         self.room_events: list[RoomEventMessage] = []
         self.states: list[RoomStateMessage] = []
+        self._changed: asyncio.Event | None = None
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def wait_for(
+        self, predicate: Callable[[CaptureOutput], bool], *, within: float = 10.0
+    ) -> None:
+        """Wait until ``predicate(self)`` holds (``within`` is only a safety net)."""
+        async with asyncio.timeout(within):
+            while not predicate(self):
+                self._changed = asyncio.Event()
+                await self._changed.wait()
 
     @property
     def events(self) -> list[AlarmEventMessage]:
@@ -198,12 +214,58 @@ class CaptureOutput:
 
     def alarms(self, outgoing: list[Outgoing]) -> None:
         self.outgoing.extend(outgoing)
+        self._notify()
 
     def room_event(self, message: RoomEventMessage) -> None:
         self.room_events.append(message)
+        self._notify()
 
     def state(self, message: RoomStateMessage) -> None:
         self.states.append(message)
+        self._notify()
 
     def transitions(self, code: str | None = None) -> list[tuple[str, str]]:
         return [(e.code, e.transition) for e in self.events if code is None or e.code == code]
+
+
+class PtyDevice:
+    """A bedside device on a real pseudo-terminal, reached through a by-id style symlink.
+
+    The simulator writes to the master end; the daemon opens ``link``, which
+    points at the slave. :meth:`unplug` closes the master (reads on the slave
+    then fail with EIO, as when a USB adapter is pulled); :meth:`replug` makes
+    a new pty and swaps the link atomically, as udev does when it comes back.
+    """
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.master = self.slave = -1
+        self._old: list[int] = []
+        self.replug()
+
+    def replug(self) -> None:
+        if self.slave >= 0:
+            self._old.append(self.slave)
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        tmp = self.link.with_name(self.link.name + ".new")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(os.ttyname(self.slave))
+        tmp.replace(self.link)
+
+    def unplug(self) -> None:
+        os.close(self.master)
+        self.master = -1
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.master, view) :]
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave, *self._old):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.master = self.slave = -1
+        self._old.clear()

@@ -228,9 +228,10 @@ async def test_heartbeat_refreshes_the_retained_status_on_the_daemon_clock(
         assert d.link is not None
         async with asyncio.timeout(10):
             await d.link.connected.wait()
-        for _ in range(5):
+        for beat in range(1, 6):
             await clock.advance(1.0)  # heartbeat_s = 1
-        msgs = await c.wait_for(lambda ms: len({m.json()["t"] for m in ms}) >= 5)
+            # each beat is retained latest-wins: wait for it before making the next one
+            msgs = await c.wait_for(lambda ms, n=beat: len({m.json()["t"] for m in ms}) > n)
     beats = sorted({m.json()["t"] for m in msgs})
     assert all(b - a == pytest.approx(1.0) for a, b in zip(beats, beats[1:], strict=False))
     for m in msgs:
