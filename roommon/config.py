@@ -126,7 +126,7 @@ class SerialPortConfig(_Section):
 
     @model_validator(mode="after")
     def _known_protocol(self) -> SerialPortConfig:
-        from roommon.drivers import DRIVERS  # noqa: PLC0415 - drivers import the model only
+        from roommon.drivers import DRIVERS
 
         if self.protocol not in DRIVERS:
             known = ", ".join(sorted(DRIVERS))

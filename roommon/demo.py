@@ -102,7 +102,9 @@ class ConsoleOutput:
             e = o.event
             value = f" value {e.value:g}" if e.value is not None else ""
             limit = f" limit {e.limit:g}" if e.limit is not None else ""
-            who = f" -> {', '.join(n.recipient for n in o.notifications)}" if o.notifications else ""
+            who = (
+                f" -> {', '.join(n.recipient for n in o.notifications)}" if o.notifications else ""
+            )
             self.line(
                 f"ALARM {e.transition.upper():12} {e.priority.upper():6} {e.code:26} "
                 f"[{e.feed}]{value}{limit} {e.message}{who}",
@@ -138,18 +140,25 @@ async def _run(*, speed: float, minutes: float, broker: str | None, seed: int, o
     with tempfile.TemporaryDirectory(prefix="roommon-demo-") as tmp:
         config = demo_config(Path(tmp), broker)
         sim = RoomSimulator(
-            room="proc1", config=config.rooms["proc1"], t0=clock.now(), seed=seed,
+            room="proc1",
+            config=config.rooms["proc1"],
+            t0=clock.now(),
+            seed=seed,
             script=kyphoplasty_script(),
         )
         operator = {
             5: CommandPayload(v=1, id="mix", room="proc1", action="cement_mixed"),
         }
-        print(f"roommon demo: {minutes:g} simulated minutes at {speed:g}x "
-              f"({'broker ' + broker if broker else 'no broker'}); "
-              "simulated data: nothing is paged. Not a medical device.", file=out)
+        print(
+            f"roommon demo: {minutes:g} simulated minutes at {speed:g}x "
+            f"({'broker ' + broker if broker else 'no broker'}); "
+            "simulated data: nothing is paged. Not a medical device.",
+            file=out,
+        )
         real = RealClock()
-        async with Daemon(config=config, clock=clock, use_broker=broker is not None,
-                          extra_outputs=[console]) as daemon:
+        async with Daemon(
+            config=config, clock=clock, use_broker=broker is not None, extra_outputs=[console]
+        ) as daemon:
             pipeline = daemon.pipelines["proc1"]
             shown = 0
             for second in range(round(minutes * 60)):

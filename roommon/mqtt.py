@@ -76,6 +76,7 @@ class MqttLink:
         self._wake = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
+        self.lost = asyncio.Event()  # set while the connection is down after having been up
         self.connects = 0
         self.disconnects = 0
         self._tg: asyncio.TaskGroup | None = None
@@ -175,6 +176,7 @@ class MqttLink:
                         await client.subscribe(topic, qos=1)
                     await client.publish(self._will.topic, self._online(), qos=1, retain=True)
                     await self._redeliver(client)
+                    self.lost.clear()
                     self.connected.set()
                     self.connects += 1
                     attempt = 0
@@ -191,6 +193,8 @@ class MqttLink:
                 self.disconnects += 1
                 if self._lost_at is None:
                     self._lost_at = self._clock.monotonic()
+                if self.connected.is_set():
+                    self.lost.set()
                 log.warning("mqtt_disconnected", error="; ".join(str(e) for e in eg.exceptions))
             finally:
                 self.connected.clear()

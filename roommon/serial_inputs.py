@@ -70,7 +70,8 @@ class SerialPortBinding:
         feed = self.feeds_by_kind.get(sample.kind)
         if feed is None:
             err = ProtocolError(
-                "unrouted_kind", f"{self.port.protocol} sent {sample.kind}; no such feed on the port"
+                "unrouted_kind",
+                f"{self.port.protocol} sent {sample.kind}; no such feed on the port",
             )
             self.pipeline.reject(next(iter(self.feeds_by_kind.values())), err)
             return

@@ -76,8 +76,9 @@ class MosquittoBroker:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode() if self._proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited at start: {err}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                (LOOPBACK, self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((LOOPBACK, self.port), timeout=0.2),
             ):
                 return
             time.sleep(0.02)

@@ -67,17 +67,24 @@ class RoomSimulator:
                 spo2_feed=f.get(SignalKind.SPO2, "spo2"),
             )
         if SignalKind.NIBP in f:
-            self.nibp = NibpSimulator(cycle_s=60.0, t0=t0, seed=s + 2, room=self.room,
-                                      feed=f[SignalKind.NIBP])
+            self.nibp = NibpSimulator(
+                cycle_s=60.0, t0=t0, seed=s + 2, room=self.room, feed=f[SignalKind.NIBP]
+            )
         if SignalKind.ABP in f:
             self.abp = ArterialPressureSimulator(
-                fs=self.config.feeds[f[SignalKind.ABP]].fs, seed=s + 3, t0=t0, room=self.room,
+                fs=self.config.feeds[f[SignalKind.ABP]].fs,
+                seed=s + 3,
+                t0=t0,
+                room=self.room,
                 feed=f[SignalKind.ABP],
             )
         if SignalKind.CEMENT_PRESSURE in f:
             self.cement = CementPressureSimulator(
-                fs=self.config.feeds[f[SignalKind.CEMENT_PRESSURE]].fs, seed=s + 4, t0=t0,
-                room=self.room, feed=f[SignalKind.CEMENT_PRESSURE],
+                fs=self.config.feeds[f[SignalKind.CEMENT_PRESSURE]].fs,
+                seed=s + 4,
+                t0=t0,
+                room=self.room,
+                feed=f[SignalKind.CEMENT_PRESSURE],
             )
         self.script.sort(key=lambda a: a.at_s)
 

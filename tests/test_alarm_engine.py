@@ -14,30 +14,64 @@ from roommon.model import DataOrigin
 
 T0 = 1_767_225_600.0
 
-DESAT = ConditionSpec(code="spo2.desat", kind=AlarmKind.PHYSIOLOGICAL, priority=Priority.MEDIUM,
-                      description="desat", delay_s=15.0, clear_delay_s=5.0)
-ASYS = ConditionSpec(code="ecg.asystole", kind=AlarmKind.PHYSIOLOGICAL, priority=Priority.HIGH,
-                     description="asystole")
-LEAK = ConditionSpec(code="cement.sudden_drop", kind=AlarmKind.PHYSIOLOGICAL,
-                     priority=Priority.HIGH, description="drop", latching=True)
-PROBE = ConditionSpec(code="spo2.probe_off", kind=AlarmKind.TECHNICAL, priority=Priority.LOW,
-                      description="probe off")
+DESAT = ConditionSpec(
+    code="spo2.desat",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="desat",
+    delay_s=15.0,
+    clear_delay_s=5.0,
+)
+ASYS = ConditionSpec(
+    code="ecg.asystole",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="asystole",
+)
+LEAK = ConditionSpec(
+    code="cement.sudden_drop",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="drop",
+    latching=True,
+)
+PROBE = ConditionSpec(
+    code="spo2.probe_off", kind=AlarmKind.TECHNICAL, priority=Priority.LOW, description="probe off"
+)
 
 
 def engine(**room: Any) -> RoomAlarms:
-    data = {"site": {"id": "s"}, "rooms": {"r1": {"feeds": {"spo2": {"kind": "spo2"},
-                                                             "ekg": {"kind": "ecg", "fs": 250}},
-                                                   **room}}}
+    data = {
+        "site": {"id": "s"},
+        "rooms": {
+            "r1": {"feeds": {"spo2": {"kind": "spo2"}, "ekg": {"kind": "ecg", "fs": 250}}, **room}
+        },
+    }
     cfg = parse_config(data)
     counter = iter(range(1, 10_000))
-    return RoomAlarms(site="s", room="r1", config=cfg.rooms["r1"],
-                      new_id=lambda: f"a{next(counter)}")
+    return RoomAlarms(
+        site="s", room="r1", config=cfg.rooms["r1"], new_id=lambda: f"a{next(counter)}"
+    )
 
 
-def rep(spec: ConditionSpec, active: bool, t: float, feed: str = "spo2",
-        origin: DataOrigin = DataOrigin.LIVE, value: float | None = None) -> ConditionReport:
-    return ConditionReport(room="r1", feed=feed, check=spec.code.split(".")[0], spec=spec,
-                           active=active, t=t, value=value, origin=origin)
+def rep(
+    spec: ConditionSpec,
+    active: bool,
+    t: float,
+    feed: str = "spo2",
+    origin: DataOrigin = DataOrigin.LIVE,
+    value: float | None = None,
+) -> ConditionReport:
+    return ConditionReport(
+        room="r1",
+        feed=feed,
+        check=spec.code.split(".")[0],
+        spec=spec,
+        active=active,
+        t=t,
+        value=value,
+        origin=origin,
+    )
 
 
 def transitions(out: list[Outgoing]) -> list[tuple[str, str]]:
@@ -155,8 +189,9 @@ def test_audio_pause_expires_and_new_higher_priority_alarm_still_sounds() -> Non
     assert asys is not None
     assert e.audible(asys, T0 + 11)
     # a new alarm of the paused level does not
-    low2 = ConditionSpec(code="ecg.noisy", kind=AlarmKind.TECHNICAL, priority=Priority.LOW,
-                         description="noisy")
+    low2 = ConditionSpec(
+        code="ecg.noisy", kind=AlarmKind.TECHNICAL, priority=Priority.LOW, description="noisy"
+    )
     out = e.report(rep(low2, True, T0 + 12, feed="ekg"), T0 + 12)
     assert out[0].event.audible is False
     # the pause expires after 120 s
@@ -173,7 +208,8 @@ def test_alarm_pause_of_a_feed_holds_its_alarms_until_expiry() -> None:
     assert run(e, 59, start=1) == []
     # another feed is not paused
     assert transitions(e.report(rep(ASYS, True, T0 + 5, feed="ekg"), T0 + 5)) == [
-        ("ecg.asystole", "raised")]
+        ("ecg.asystole", "raised")
+    ]
     out = e.tick(T0 + 60)
     assert transitions(out) == [("spo2.probe_off", "raised")]
     with pytest.raises(CommandError) as err:
@@ -184,8 +220,11 @@ def test_alarm_pause_of_a_feed_holds_its_alarms_until_expiry() -> None:
     assert err.value.reason == "unknown_feed"
 
 
-ESCALATION = {"notify": ["nurse"], "medium": [{"after_s": 60, "to": "charge"}],
-              "high": [{"after_s": 20, "to": "charge"}, {"after_s": 60, "to": "anaesthetist"}]}
+ESCALATION = {
+    "notify": ["nurse"],
+    "medium": [{"after_s": 60, "to": "charge"}],
+    "high": [{"after_s": 20, "to": "charge"}, {"after_s": 60, "to": "anaesthetist"}],
+}
 
 
 def test_escalation_timing_and_deescalation_on_acknowledge() -> None:
@@ -211,7 +250,9 @@ def test_medium_escalates_after_60_s() -> None:
     e.report(rep(DESAT, True, T0), T0)
     out = run(e, 200)
     assert [(o.event.transition, o.event.t - T0) for o in out] == [
-        ("raised", 15.0), ("escalated", 75.0)]
+        ("raised", 15.0),
+        ("escalated", 75.0),
+    ]
 
 
 def test_simulated_alarm_is_not_routed_unless_allowed() -> None:
@@ -229,8 +270,12 @@ def test_simulated_alarm_is_not_routed_unless_allowed() -> None:
 
 
 def test_room_overrides_delay_priority_latching_and_disable() -> None:
-    e = engine(alarms={"spo2.desat": {"delay_s": 0, "priority": "high", "latching": True},
-                       "spo2.probe_off": {"enabled": False}})
+    e = engine(
+        alarms={
+            "spo2.desat": {"delay_s": 0, "priority": "high", "latching": True},
+            "spo2.probe_off": {"enabled": False},
+        }
+    )
     out = e.report(rep(DESAT, True, T0), T0)
     assert (out[0].event.transition, out[0].event.priority) == ("raised", "high")
     out = e.report(rep(DESAT, False, T0 + 1), T0 + 1)

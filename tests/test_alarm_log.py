@@ -13,15 +13,23 @@ from roommon.cli import main
 from roommon.config import parse_config
 
 T0 = 1_767_225_600.0
-DESAT = ConditionSpec(code="spo2.desat", kind=AlarmKind.PHYSIOLOGICAL, priority=Priority.MEDIUM,
-                      description="d", delay_s=15)
-PROBE = ConditionSpec(code="spo2.probe_off", kind=AlarmKind.TECHNICAL, priority=Priority.LOW,
-                      description="p")
+DESAT = ConditionSpec(
+    code="spo2.desat",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.MEDIUM,
+    description="d",
+    delay_s=15,
+)
+PROBE = ConditionSpec(
+    code="spo2.probe_off", kind=AlarmKind.TECHNICAL, priority=Priority.LOW, description="p"
+)
 
 
 def record_hour(db: Path) -> None:
     """One hour of room r1: 4 desats (2 acked after 30 s and 90 s), 2 short probe-offs."""
-    cfg = parse_config({"site": {"id": "s"}, "rooms": {"r1": {"feeds": {"spo2": {"kind": "spo2"}}}}})
+    cfg = parse_config(
+        {"site": {"id": "s"}, "rooms": {"r1": {"feeds": {"spo2": {"kind": "spo2"}}}}}
+    )
     store = AlarmStore(db)
     e = RoomAlarms(site="s", room="r1", config=cfg.rooms["r1"], next_seq=store.next_seq("r1"))
 
@@ -75,8 +83,10 @@ def test_alarms_command_lists_filters_and_summarises(
     listing = out.split("Alarm burden")[0]
     assert "spo2.probe_off" in listing
     assert "spo2.desat" not in listing
-    assert main(["alarms", "--db", str(db), "--priority", "medium", "--since",
-                 "2026-01-01T00:30:00"]) == 0
+    assert (
+        main(["alarms", "--db", str(db), "--priority", "medium", "--since", "2026-01-01T00:30:00"])
+        == 0
+    )
     listing = capsys.readouterr().out.split("Alarm burden")[0]
     assert listing.count(" raised ") == 2  # desats 3 and 4 start at 00:30 and 00:45
     assert main(["alarms", "--db", str(db), "--room", "nosuch"]) == 0

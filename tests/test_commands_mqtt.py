@@ -1,4 +1,4 @@
-"""Operator commands through a real broker: valid ones act, invalid ones are refused with a reason."""
+"""Operator commands through a real broker: valid ones act, invalid ones get a reason."""
 
 from __future__ import annotations
 
@@ -27,14 +27,22 @@ BASE = "roommon/v1/s"
 async def daemon(broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[Daemon]:
     room = {
         "feeds": {"spo2": {"kind": "spo2", "stale_s": 1e6}},
-        "checks": {"numeric_limits": {"rules": [
-            {"kind": "spo2", "field": "spo2", "below": 90, "priority": "medium"}]}},
+        "checks": {
+            "numeric_limits": {
+                "rules": [{"kind": "spo2", "field": "spo2", "below": 90, "priority": "medium"}]
+            }
+        },
         "escalation": {"notify": ["nurse"], "medium": [{"after_s": 600, "to": "charge"}]},
     }
     latching = {**room, "alarms": {"limit.spo2_low": {"latching": True}}}
-    cfg = parse_config({"site": {"id": "s"}, "broker": {"port": broker.port},
-                        "daemon": {"state_dir": str(tmp_path)},
-                        "rooms": {"r1": room, "r2": latching}})
+    cfg = parse_config(
+        {
+            "site": {"id": "s"},
+            "broker": {"port": broker.port},
+            "daemon": {"state_dir": str(tmp_path)},
+            "rooms": {"r1": room, "r2": latching},
+        }
+    )
     async with Daemon(config=cfg, clock=RealClock()) as d:
         assert d.link is not None
         async with asyncio.timeout(10):
@@ -44,7 +52,8 @@ async def daemon(broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[Daemo
 
 def reply_validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(
-        json.loads((SCHEMA_DIR / "command_reply.schema.json").read_text()))
+        json.loads((SCHEMA_DIR / "command_reply.schema.json").read_text())
+    )
 
 
 async def send(c: MqttCollector, room: str, client: str, body: Any) -> dict[str, Any]:
@@ -52,16 +61,21 @@ async def send(c: MqttCollector, room: str, client: str, body: Any) -> dict[str,
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
     before = len(c.on(f"{BASE}/{room}/reply/{client}"))
     await c.publish(f"{BASE}/{room}/command/{client}", payload)
-    msgs = await c.wait_for(lambda ms: len([m for m in ms if m.topic ==
-                                            f"{BASE}/{room}/reply/{client}"]) > before)
-    reply: dict[str, Any] = [m for m in msgs if m.topic == f"{BASE}/{room}/reply/{client}"][-1].json()
+    msgs = await c.wait_for(
+        lambda ms: len([m for m in ms if m.topic == f"{BASE}/{room}/reply/{client}"]) > before
+    )
+    reply: dict[str, Any] = [m for m in msgs if m.topic == f"{BASE}/{room}/reply/{client}"][
+        -1
+    ].json()
     reply_validator().validate(reply)
     return reply
 
 
 async def raise_desat(c: MqttCollector, room: str = "r1") -> dict[str, Any]:
-    await c.publish(f"{BASE}/{room}/feed/spo2", json.dumps(
-        {"v": 1, "kind": "spo2", "seq": 1, "t": T0, "values": {"spo2": 84}}).encode())
+    await c.publish(
+        f"{BASE}/{room}/feed/spo2",
+        json.dumps({"v": 1, "kind": "spo2", "seq": 1, "t": T0, "values": {"spo2": 84}}).encode(),
+    )
     msgs = await c.wait_for(lambda ms: any(m.topic == f"{BASE}/{room}/alarm" for m in ms))
     event: dict[str, Any] = next(m for m in msgs if m.topic == f"{BASE}/{room}/alarm").json()
     return event
@@ -76,18 +90,29 @@ async def test_acknowledge_and_audio_pause_succeed_and_are_attributed(
 ) -> None:
     async with MqttCollector(broker.port, [f"{BASE}/#"]) as c:
         alarm = await raise_desat(c)
-        r = await send(c, "r1", "nurse-station-1", {"v": 1, "id": "c1", "room": "r1",
-                                                    "action": "acknowledge",
-                                                    "alarm_id": alarm["alarm_id"]})
-        assert (r["ok"], r["reason"], r["id"], r["client"]) == (True, "ok", "c1",
-                                                                "nurse-station-1")
-        ms = await c.wait_for(lambda ms: any(e["transition"] == "acknowledged"
-                                             for e in events(ms)))
+        r = await send(
+            c,
+            "r1",
+            "nurse-station-1",
+            {
+                "v": 1,
+                "id": "c1",
+                "room": "r1",
+                "action": "acknowledge",
+                "alarm_id": alarm["alarm_id"],
+            },
+        )
+        assert (r["ok"], r["reason"], r["id"], r["client"]) == (True, "ok", "c1", "nurse-station-1")
+        ms = await c.wait_for(lambda ms: any(e["transition"] == "acknowledged" for e in events(ms)))
         ack = next(e for e in events(ms) if e["transition"] == "acknowledged")
-        assert (ack["actor"], ack["audible"], ack["state"]) == ("nurse-station-1", False,
-                                                                 "acknowledged")
-        r = await send(c, "r1", "nurse-station-1", {"v": 1, "id": "c2", "room": "r1",
-                                                    "action": "audio_pause"})
+        assert (ack["actor"], ack["audible"], ack["state"]) == (
+            "nurse-station-1",
+            False,
+            "acknowledged",
+        )
+        r = await send(
+            c, "r1", "nurse-station-1", {"v": 1, "id": "c2", "room": "r1", "action": "audio_pause"}
+        )
         assert r["ok"]
         assert "audio paused until" in r["detail"]
     assert daemon.pipelines["r1"].engine.audio_paused_until is not None
@@ -96,19 +121,40 @@ async def test_acknowledge_and_audio_pause_succeed_and_are_attributed(
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ({"v": 1, "id": "x1", "room": "r1", "action": "acknowledge", "alarm_id": "nope"},
-         "unknown_alarm"),
-        ({"v": 1, "id": "x2", "room": "r2", "action": "acknowledge", "alarm_id": "ALARM"},
-         "wrong_room"),
+        (
+            {"v": 1, "id": "x1", "room": "r1", "action": "acknowledge", "alarm_id": "nope"},
+            "unknown_alarm",
+        ),
+        (
+            {"v": 1, "id": "x2", "room": "r2", "action": "acknowledge", "alarm_id": "ALARM"},
+            "wrong_room",
+        ),
         (b"{this is not json", "malformed"),
         ({"v": 1, "id": "x3", "room": "r1", "action": "self_destruct"}, "malformed"),
         ({"v": 1, "id": "x4", "room": "r1", "action": "acknowledge"}, "malformed"),
-        ({"v": 1, "id": "x5", "room": "r1", "action": "reset", "alarm_id": "ALARM"},
-         "not_allowed"),
-        ({"v": 1, "id": "x6", "room": "r1", "action": "alarm_pause", "feed": "spo2",
-          "duration_s": 3600}, "not_allowed"),
-        ({"v": 1, "id": "x7", "room": "r1", "action": "alarm_pause", "feed": "bogus",
-          "duration_s": 60}, "unknown_feed"),
+        ({"v": 1, "id": "x5", "room": "r1", "action": "reset", "alarm_id": "ALARM"}, "not_allowed"),
+        (
+            {
+                "v": 1,
+                "id": "x6",
+                "room": "r1",
+                "action": "alarm_pause",
+                "feed": "spo2",
+                "duration_s": 3600,
+            },
+            "not_allowed",
+        ),
+        (
+            {
+                "v": 1,
+                "id": "x7",
+                "room": "r1",
+                "action": "alarm_pause",
+                "feed": "bogus",
+                "duration_s": 60,
+            },
+            "unknown_feed",
+        ),
     ],
 )
 async def test_invalid_commands_get_a_reason_and_change_nothing(
@@ -135,11 +181,19 @@ async def test_reset_of_a_latched_alarm_after_its_condition_ended(
 ) -> None:
     async with MqttCollector(broker.port, [f"{BASE}/#"]) as c:
         alarm = await raise_desat(c, "r2")  # r2 latches limit.spo2_low
-        await c.publish(f"{BASE}/r2/feed/spo2", json.dumps(
-            {"v": 1, "kind": "spo2", "seq": 2, "t": T0 + 1, "values": {"spo2": 97}}).encode())
+        await c.publish(
+            f"{BASE}/r2/feed/spo2",
+            json.dumps(
+                {"v": 1, "kind": "spo2", "seq": 2, "t": T0 + 1, "values": {"spo2": 97}}
+            ).encode(),
+        )
         await c.wait_for(lambda ms: any(e["transition"] == "latched" for e in events(ms, "r2")))
-        r = await send(c, "r2", "nurse-2", {"v": 1, "id": "r", "room": "r2", "action": "reset",
-                                            "alarm_id": alarm["alarm_id"]})
+        r = await send(
+            c,
+            "r2",
+            "nurse-2",
+            {"v": 1, "id": "r", "room": "r2", "action": "reset", "alarm_id": alarm["alarm_id"]},
+        )
         assert r["ok"], r
         ms = await c.wait_for(lambda ms: any(e["transition"] == "reset" for e in events(ms, "r2")))
         assert [e["transition"] for e in events(ms, "r2")] == ["raised", "latched", "reset"]
@@ -150,9 +204,19 @@ async def test_simulated_alarms_reach_the_alarm_topic_but_never_recipients(
     broker: MosquittoBroker, daemon: Daemon
 ) -> None:
     async with MqttCollector(broker.port, [f"{BASE}/#"]) as c:
-        await c.publish(f"{BASE}/r1/feed/spo2", json.dumps(
-            {"v": 1, "kind": "spo2", "seq": 1, "t": T0, "values": {"spo2": 84},
-             "origin": "simulated"}).encode())
+        await c.publish(
+            f"{BASE}/r1/feed/spo2",
+            json.dumps(
+                {
+                    "v": 1,
+                    "kind": "spo2",
+                    "seq": 1,
+                    "t": T0,
+                    "values": {"spo2": 84},
+                    "origin": "simulated",
+                }
+            ).encode(),
+        )
         ms = await c.wait_for(lambda ms: any(m.topic == f"{BASE}/r1/alarm" for m in ms))
         assert events(ms)[0]["origin"] == "simulated"
         # a live alarm in the other room is routed: once its notification is here, anything

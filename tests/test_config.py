@@ -39,21 +39,33 @@ def test_check_config_prints_one_line_summary(capsys: pytest.CaptureFixture[str]
 BROKEN = [
     ('[site]\nid = "a/b"\n[rooms.r1.feeds.ekg]\nkind="ecg"\nfs=250\n', "site.id", "'/'"),
     ('[site]\nid = "s"\n[rooms."r#1".feeds.ekg]\nkind="ecg"\nfs=250\n', "rooms.r#1.[key]", "'#'"),
-    ('[site]\nid = "s"\n[rooms.r1.feeds."e+"]\nkind="ecg"\nfs=250\n', "rooms.r1.feeds.e+.[key]",
-     "'+'"),
+    (
+        '[site]\nid = "s"\n[rooms.r1.feeds."e+"]\nkind="ecg"\nfs=250\n',
+        "rooms.r1.feeds.e+.[key]",
+        "'+'",
+    ),
     (GOOD + "[broker]\nport = 0\n", "broker.port", "greater than or equal to 1"),
     (GOOD + '[broker]\npassword = "hunter2"\n', "broker.password", "unknown field"),
     (GOOD.replace("fs = 250", "fs = 0"), "rooms.r1.feeds.ekg.fs", "sample rate > 0"),
     (GOOD.replace('kind = "ecg"', 'kind = "eeg"'), "rooms.r1.feeds.ekg.kind", "Input should be"),
     (GOOD + 'unit = "uV"\n', "rooms.r1.feeds.ekg.unit", "carried in 'mV'"),
-    (GOOD + '[rooms.r1.checks.nosuch]\n', "rooms.r1.checks.nosuch", "unknown check"),
-    (GOOD + '[rooms.r1.checks.ecg]\nasystole_s = -1\n', "rooms.r1.checks.ecg.asystole_s",
-     "greater than"),
-    (GOOD + '[rooms.r1.checks.spo2]\n', "rooms.r1.checks.spo2", "needs a feed of kind spo2"),
-    (GOOD + '[rooms.r1.alarms."ecg.tachy"]\ndelay_s = "soon"\n',
-     "rooms.r1.alarms.ecg.tachy.delay_s", "valid number"),
-    (GOOD + '[rooms.r1.escalation]\nhigh = [{after_s = 20, to = "a/b"}]\n',
-     "rooms.r1.escalation.high.0.to", "'/'"),
+    (GOOD + "[rooms.r1.checks.nosuch]\n", "rooms.r1.checks.nosuch", "unknown check"),
+    (
+        GOOD + "[rooms.r1.checks.ecg]\nasystole_s = -1\n",
+        "rooms.r1.checks.ecg.asystole_s",
+        "greater than",
+    ),
+    (GOOD + "[rooms.r1.checks.spo2]\n", "rooms.r1.checks.spo2", "needs a feed of kind spo2"),
+    (
+        GOOD + '[rooms.r1.alarms."ecg.tachy"]\ndelay_s = "soon"\n',
+        "rooms.r1.alarms.ecg.tachy.delay_s",
+        "valid number",
+    ),
+    (
+        GOOD + '[rooms.r1.escalation]\nhigh = [{after_s = 20, to = "a/b"}]\n',
+        "rooms.r1.escalation.high.0.to",
+        "'/'",
+    ),
     ('[site]\nid = "s"\n', "rooms", "Field required"),
     ('[site]\nid = "s"\n[rooms.r1]\n', "rooms.r1.feeds", "Field required"),
     ("[site\n", "(toml)", "Expected ']'"),
@@ -75,8 +87,10 @@ def test_all_problems_of_a_file_are_reported_at_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     f = tmp_path / "room.toml"
-    f.write_text('[site]\nid = "a b"\n[broker]\nport = 99999\n[rooms.r1.feeds.ekg]\nkind = "ecg"\n'
-                 "[rooms.r1.checks.nosuch]\n")
+    f.write_text(
+        '[site]\nid = "a b"\n[broker]\nport = 99999\n[rooms.r1.feeds.ekg]\nkind = "ecg"\n'
+        "[rooms.r1.checks.nosuch]\n"
+    )
     assert main(["check-config", str(f)]) == 2
     err = capsys.readouterr().err
     for path in ("site.id", "broker.port", "rooms.r1.feeds.ekg.fs", "rooms.r1.checks.nosuch"):
@@ -88,7 +102,10 @@ def test_run_refuses_a_bad_config_the_same_way(tmp_path: Path) -> None:
     f.write_text('[site]\nid = "a/b"\n')
     proc = subprocess.run(
         [sys.executable, "-m", "roommon", "run", "--config", str(f)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert f"{f}: site.id: " in proc.stderr
@@ -99,8 +116,9 @@ def test_missing_file_is_a_config_error(capsys: pytest.CaptureFixture[str]) -> N
     assert "/nonexistent/roommon.toml: (file): cannot read" in capsys.readouterr().err
 
 
-def test_credentials_come_from_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                               tmp_path: Path) -> None:
+def test_credentials_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     f = tmp_path / "room.toml"
     f.write_text(GOOD + '[broker]\nusername_env = "RM_USER"\npassword_env = "RM_PASS"\n')
     monkeypatch.setenv("RM_USER", "roommon")

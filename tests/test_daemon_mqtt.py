@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -38,8 +39,12 @@ def validate(name: str, payload: Any) -> None:
 def config_dict(port: int, state_dir: Path) -> dict[str, Any]:
     return {
         "site": {"id": SITE},
-        "broker": {"host": "127.0.0.1", "port": port, "reconnect_initial_s": 0.05,
-                   "reconnect_max_s": 0.5},
+        "broker": {
+            "host": "127.0.0.1",
+            "port": port,
+            "reconnect_initial_s": 0.05,
+            "reconnect_max_s": 0.5,
+        },
         "daemon": {"state_dir": str(state_dir), "heartbeat_s": 1.0},
         "rooms": {
             "r1": {
@@ -48,9 +53,7 @@ def config_dict(port: int, state_dir: Path) -> dict[str, Any]:
                     "spo2": {"kind": "spo2"},
                 },
                 "checks": {
-                    "numeric_limits": {
-                        "rules": [{"kind": "spo2", "field": "spo2", "below": 90}]
-                    }
+                    "numeric_limits": {"rules": [{"kind": "spo2", "field": "spo2", "below": 90}]}
                 },
                 "escalation": {"notify": ["nurse1"]},
             }
@@ -74,14 +77,28 @@ async def daemon(config: Config) -> AsyncIterator[Daemon]:
 
 def reading(seq: int, spo2: float, origin: str = "live") -> bytes:
     return json.dumps(
-        {"v": 1, "kind": "spo2", "seq": seq, "t": T0 + seq, "values": {"spo2": spo2},
-         "origin": origin}
+        {
+            "v": 1,
+            "kind": "spo2",
+            "seq": seq,
+            "t": T0 + seq,
+            "values": {"spo2": spo2},
+            "origin": origin,
+        }
     ).encode()
 
 
 def chunk(seq: int, n: int = 250, **over: Any) -> bytes:
-    body: dict[str, Any] = {"v": 1, "kind": "ecg", "seq": seq, "t0": T0 + seq, "fs": 250,
-                            "unit": "mV", "n": n, "samples": [0.01 * (i % 50) for i in range(n)]}
+    body: dict[str, Any] = {
+        "v": 1,
+        "kind": "ecg",
+        "seq": seq,
+        "t0": T0 + seq,
+        "fs": 250,
+        "unit": "mV",
+        "n": n,
+        "samples": [0.01 * (i % 50) for i in range(n)],
+    }
     body.update(over)
     return json.dumps(body).encode()
 
@@ -100,7 +117,10 @@ async def test_feed_to_alarm_state_status_and_notify(
         event = next(m for m in msgs if m.topic == alarm_topic).json()
         validate("alarm_event", event)
         assert (event["code"], event["transition"], event["priority"]) == (
-            "limit.spo2_low", "raised", "medium")
+            "limit.spo2_low",
+            "raised",
+            "medium",
+        )
         assert (event["value"], event["limit"], event["origin"]) == (82, 90, "live")
         note = await c.wait_for(lambda ms: any(m.topic.endswith("/notify/nurse1") for m in ms))
         n = next(m for m in note if m.topic.endswith("/notify/nurse1")).json()
@@ -108,9 +128,11 @@ async def test_feed_to_alarm_state_status_and_notify(
         assert n["event"]["event_id"] == event["event_id"]
 
     # A display connecting later gets the retained state and status.
-    async with MqttCollector(broker.port, [f"roommon/v1/{SITE}/r1/state",
-                                           f"roommon/v1/{SITE}/status/+"],
-                             client_id="late-display") as late:
+    async with MqttCollector(
+        broker.port,
+        [f"roommon/v1/{SITE}/r1/state", f"roommon/v1/{SITE}/status/+"],
+        client_id="late-display",
+    ) as late:
         msgs = await late.wait_for(lambda ms: len({m.topic for m in ms if m.retain}) == 2)
         state = next(m for m in msgs if m.topic.endswith("/state")).json()
         validate("room_state", state)
@@ -133,9 +155,13 @@ async def test_bad_payloads_are_rejected_counted_and_the_feed_goes_on(
         (f"{FEED}/ekg", chunk(4, fs=500), "wrong_rate"),
         (f"{FEED}/ekg", chunk(5, colour="red"), "unknown_field"),
         (f"{FEED}/ekg", chunk(6, n=60000, samples=[0.0] * 60000), "oversized"),
-        (f"{FEED}/spo2", json.dumps({"v": 1, "kind": "spo2", "seq": 1, "t": T0,
-                                     "values": {"spo2": 97, "glucose": 5}}).encode(),
-         "unknown_field"),
+        (
+            f"{FEED}/spo2",
+            json.dumps(
+                {"v": 1, "kind": "spo2", "seq": 1, "t": T0, "values": {"spo2": 97, "glucose": 5}}
+            ).encode(),
+            "unknown_field",
+        ),
         (f"{FEED}/spo2", reading(2, 140), "out_of_range"),
     ]
     state_topic = f"roommon/v1/{SITE}/r1/state"
@@ -148,8 +174,11 @@ async def test_bad_payloads_are_rejected_counted_and_the_feed_goes_on(
 
         def settled(ms: list[Received]) -> bool:
             states = [m.json() for m in ms if m.topic == state_topic]
-            return bool(states) and states[-1]["feeds"]["ekg"]["received"] == 1 and (
-                states[-1]["feeds"]["spo2"]["received"] == 1)
+            return (
+                bool(states)
+                and states[-1]["feeds"]["ekg"]["received"] == 1
+                and (states[-1]["feeds"]["spo2"]["received"] == 1)
+            )
 
         msgs = await c.wait_for(settled)
     state = [m.json() for m in msgs if m.topic == state_topic][-1]
@@ -190,8 +219,9 @@ def write_config(tmp_path: Path, port: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGKILL, "connection lost"),
-                                             (signal.SIGTERM, "shutdown")])
+@pytest.mark.parametrize(
+    ("sig", "reason"), [(signal.SIGKILL, "connection lost"), (signal.SIGTERM, "shutdown")]
+)
 async def test_status_goes_offline_when_the_daemon_dies_or_stops(
     broker: MosquittoBroker, tmp_path: Path, sig: signal.Signals, reason: str
 ) -> None:
@@ -217,14 +247,15 @@ async def test_status_goes_offline_when_the_daemon_dies_or_stops(
 async def test_heartbeat_refreshes_the_retained_status_on_the_daemon_clock(
     broker: MosquittoBroker, tmp_path: Path
 ) -> None:
-    from roommon.clock import VirtualClock  # noqa: PLC0415
+    from roommon.clock import VirtualClock
 
     clock = VirtualClock()
     cfg = parse_config(config_dict(broker.port, tmp_path / "state"))
     status_topic = f"roommon/v1/{SITE}/status/main"
-    async with Daemon(config=cfg, clock=clock) as d, MqttCollector(
-        broker.port, [status_topic]
-    ) as c:
+    async with (
+        Daemon(config=cfg, clock=clock) as d,
+        MqttCollector(broker.port, [status_topic]) as c,
+    ):
         assert d.link is not None
         async with asyncio.timeout(10):
             await d.link.connected.wait()
@@ -233,6 +264,6 @@ async def test_heartbeat_refreshes_the_retained_status_on_the_daemon_clock(
             # each beat is retained latest-wins: wait for it before making the next one
             msgs = await c.wait_for(lambda ms, n=beat: len({m.json()["t"] for m in ms}) > n)
     beats = sorted({m.json()["t"] for m in msgs})
-    assert all(b - a == pytest.approx(1.0) for a, b in zip(beats, beats[1:], strict=False))
+    assert all(b - a == pytest.approx(1.0) for a, b in itertools.pairwise(beats))
     for m in msgs:
         validate("status", m.json())

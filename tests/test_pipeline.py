@@ -27,8 +27,13 @@ def room_config(**overrides: Any) -> Config:
                 "checks": {
                     "numeric_limits": {
                         "rules": [
-                            {"kind": "spo2", "field": "spo2", "below": 90, "hysteresis": 1,
-                             "delay_s": 15},
+                            {
+                                "kind": "spo2",
+                                "field": "spo2",
+                                "below": 90,
+                                "hysteresis": 1,
+                                "delay_s": 15,
+                            },
                         ]
                     }
                 },
@@ -56,8 +61,15 @@ def spo2(clock: VirtualClock, seq: int, value: float) -> NumericReading:
 
 def ekg(clock: VirtualClock, seq: int, samples: np.ndarray) -> WaveformChunk:
     return WaveformChunk(
-        room="r1", feed="ekg", kind=SignalKind.ECG, unit="mV", fs=250, t0=clock.now(),
-        samples=samples, seq=seq, origin=DataOrigin.SIMULATED,
+        room="r1",
+        feed="ekg",
+        kind=SignalKind.ECG,
+        unit="mV",
+        fs=250,
+        t0=clock.now(),
+        samples=samples,
+        seq=seq,
+        origin=DataOrigin.SIMULATED,
     )
 
 

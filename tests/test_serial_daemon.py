@@ -34,21 +34,40 @@ def transitions(out: CaptureOutput, code: str) -> list[str]:
 async def test_masimo_over_pty_to_alarms_with_garbage_unplug_and_replug(
     device: PtyDevice, tmp_path: Path
 ) -> None:
-    serial = {"port": str(device.link), "protocol": "masimo_ascii", "baudrate": 9600,
-              "reconnect_initial_s": 0.02, "reconnect_max_s": 0.1}
-    cfg = parse_config({
-        "site": {"id": "s"},
-        "daemon": {"state_dir": str(tmp_path / "state")},
-        "rooms": {"r1": {
-            "feeds": {"spo2": {"kind": "spo2", "transport": "serial", "serial": serial,
-                               "stale_s": 5}},
-            "checks": {"numeric_limits": {"rules": [{"kind": "spo2", "field": "spo2",
-                                                     "below": 90}]}},
-        }},
-    })
+    serial = {
+        "port": str(device.link),
+        "protocol": "masimo_ascii",
+        "baudrate": 9600,
+        "reconnect_initial_s": 0.02,
+        "reconnect_max_s": 0.1,
+    }
+    cfg = parse_config(
+        {
+            "site": {"id": "s"},
+            "daemon": {"state_dir": str(tmp_path / "state")},
+            "rooms": {
+                "r1": {
+                    "feeds": {
+                        "spo2": {
+                            "kind": "spo2",
+                            "transport": "serial",
+                            "serial": serial,
+                            "stale_s": 5,
+                        }
+                    },
+                    "checks": {
+                        "numeric_limits": {
+                            "rules": [{"kind": "spo2", "field": "spo2", "below": 90}]
+                        }
+                    },
+                }
+            },
+        }
+    )
     out = CaptureOutput()
-    async with Daemon(config=cfg, clock=RealClock(), use_broker=False,
-                      extra_outputs=[out]) as daemon:
+    async with Daemon(
+        config=cfg, clock=RealClock(), use_broker=False, extra_outputs=[out]
+    ) as daemon:
         pipeline = daemon.pipelines["r1"]
         (binding,) = daemon.serial
         await out.wait_for(lambda o: binding.feed.connected)

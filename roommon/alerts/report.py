@@ -24,8 +24,10 @@ def print_alarms(
         events = store.events(room=room, since=since, priority=priority, kind=kind)
     finally:
         store.close()
-    print(f"{'time (UTC)':24} {'room':10} {'seq':>5} {'transition':12} {'prio':6} "
-          f"{'kind':13} {'code':24} {'feed':10} {'origin':9} message")
+    print(
+        f"{'time (UTC)':24} {'room':10} {'seq':>5} {'transition':12} {'prio':6} "
+        f"{'kind':13} {'code':24} {'feed':10} {'origin':9} message"
+    )
     for e in events:
         print(
             f"{iso(e.t):24} {e.room:10} {e.seq:>5} {e.transition:12} {e.priority:6} {e.kind:13} "
@@ -33,10 +35,14 @@ def print_alarms(
             + (f" [by {e.actor}]" if e.actor else "")
         )
     print()
-    print("Alarm burden (each alarm counted once; self-cleared = cleared unacknowledged "
-          "within 10 s of being raised, i.e. condition delay + 10 s):")
-    print(f"{'room':10} {'alarms':>7} {'hours':>7} {'per hour':>9} {'acked':>7} "
-          f"{'median ack':>11} {'self-cleared':>13}")
+    print(
+        "Alarm burden (each alarm counted once; self-cleared = cleared unacknowledged "
+        "within 10 s of being raised, i.e. condition delay + 10 s):"
+    )
+    print(
+        f"{'room':10} {'alarms':>7} {'hours':>7} {'per hour':>9} {'acked':>7} "
+        f"{'median ack':>11} {'self-cleared':>13}"
+    )
     for b in burden(events):
         med = f"{b.median_ack_s:.1f} s" if b.median_ack_s is not None else "-"
         print(

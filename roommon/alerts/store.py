@@ -162,7 +162,9 @@ class AlarmStore:
         return [OutboxRow(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in rows]
 
     def forget_acknowledged(self, before: float) -> None:
-        self._db.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (before,))
+        self._db.execute(
+            "DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (before,)
+        )
 
     def pending_count(self) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()
