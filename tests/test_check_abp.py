@@ -146,7 +146,9 @@ def _scenario() -> np.ndarray:
 SCENARIO = _scenario()
 
 
-def _run(sizes: list[int], x: np.ndarray = SCENARIO, fs: float = FS) -> tuple[list, list]:
+def _run(
+    sizes: list[int], x: np.ndarray = SCENARIO, fs: float = FS
+) -> tuple[list[tuple[str, bool, float]], list[tuple[str, float, float]]]:
     check = AbpCheck(room="or1", settings=AbpSettings(), feeds={})
     ctx = CheckContext(room="or1", check="abp")
     i = k = 0
