@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ecg_offline.add_parser(sub)
 
+    from roommon.recovery import view as recovery_view
+
+    recovery_view.add_parser(sub)
+
     return parser
 
 

@@ -14,10 +14,9 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,30 +26,10 @@ from pydantic import (
 
 from roommon.alerts.conditions import Priority
 from roommon.errors import ConfigError
+from roommon.ids import Identifier
 from roommon.model import CANONICAL_UNITS, SignalKind
-
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
-
-
-def validate_identifier(value: str) -> str:
-    """Site, room, feed and recipient ids become MQTT topic levels.
-
-    Only letters, digits, ``-`` and ``_`` are allowed, so no id can contain a
-    topic separator or a wildcard and reach another room's topics.
-    """
-    if not value:
-        raise ValueError("must not be empty")
-    if len(value) > 64:
-        raise ValueError("must be at most 64 characters")
-    bad = sorted(set(value) - _ID_CHARS)
-    if bad:
-        raise ValueError(
-            f"{value!r} contains {''.join(bad)!r}; only letters, digits, '-' and '_' are allowed"
-        )
-    return value
-
-
-Identifier = Annotated[str, AfterValidator(validate_identifier)]
+from roommon.recovery.plan import RecoveryConfig
+from roommon.workflow import Phase
 
 
 class _Section(BaseModel):
@@ -241,6 +220,17 @@ class RoomConfig(_Section):
     )
     alarm_pause_max_s: float = Field(
         default=300.0, gt=0, le=3600, description="Longest allowed technical alarm pause."
+    )
+    profiles: dict[Phase, dict[str, AlarmOverride]] = Field(
+        default_factory=dict,
+        description="Alarm overrides per procedure phase, by condition code or 'prefix.*'; "
+        "they take precedence over [alarms] while the room is in that phase.",
+    )
+    recovery: RecoveryConfig = Field(
+        default_factory=RecoveryConfig, description="Bed-rest timer after the last injection."
+    )
+    procedure: str | None = Field(
+        default=None, description="Procedure type selecting a recovery plan (default if unset)."
     )
 
     @model_validator(mode="after")

@@ -30,6 +30,13 @@ from roommon.errors import CommandError, ProtocolError
 from roommon.mqtt import MqttLink
 from roommon.payloads import RoomEventMessage, RoomStateMessage, StatusMessage, decode_feed
 from roommon.pipeline import RoomOutput, RoomPipeline
+from roommon.recovery.messages import (
+    RECOVERY_ACTIONS,
+    TimerEventMessage,
+    TimerMessage,
+    parse_nurse_command,
+)
+from roommon.recovery.store import RecoveryStore
 from roommon.serial_inputs import SerialPortBinding, serial_bindings
 from roommon.topics import Topics
 
@@ -66,6 +73,23 @@ class Dispatcher:
             d.wake_writer()
         for extra in d.extra_outputs:
             extra.room_event(message)
+
+    def timer_events(self, messages: list[TimerEventMessage]) -> None:
+        d = self._d
+        if d.link is not None:
+            for m in messages:
+                d.store.enqueue(d.topics.timer_event(m.room), m.model_dump_json().encode())
+            d.wake_writer()
+        for extra in d.extra_outputs:
+            extra.timer_events(messages)
+
+    def timer(self, message: TimerMessage) -> None:
+        d = self._d
+        if d.link is not None:
+            payload = message.model_dump_json().encode()
+            d.link.publish_retained(d.topics.timer(message.room), payload)
+        for extra in d.extra_outputs:
+            extra.timer(message)
 
     def state(self, message: RoomStateMessage) -> None:
         d = self._d
@@ -108,6 +132,7 @@ class Daemon:
     async def __aenter__(self) -> Self:
         cfg = self.config
         self.store = AlarmStore(self._state_path)
+        self.recovery_store = RecoveryStore.in_state_dir(self._state_path.parent)
         self._started = self.clock.now()
         output = Dispatcher(self)
         for room_id, room in cfg.rooms.items():
@@ -119,6 +144,7 @@ class Daemon:
                 clock=self.clock,
                 output=output,
                 next_seq=self.store.next_seq(room_id),
+                recovery_store=self.recovery_store,
             )
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
@@ -166,6 +192,7 @@ class Daemon:
         assert self._tg is not None
         await self._tg.__aexit__(exc_type, exc, tb)
         self.store.close()
+        self.recovery_store.close()
         log.info("daemon_stopped", site=self.config.site.id)
 
     def engine_seq(self, room: str) -> int:
@@ -279,8 +306,12 @@ class Daemon:
         except ValueError:
             pass
         try:
-            cmd = parse_command(payload, room=pipeline.room)
-            detail = pipeline.command(cmd, client=client)
+            if action in RECOVERY_ACTIONS:
+                nurse = parse_nurse_command(payload, room=pipeline.room)
+                detail = pipeline.recovery_command(nurse, client=client)
+            else:
+                cmd = parse_command(payload, room=pipeline.room)
+                detail = pipeline.command(cmd, client=client)
             ok, reason = True, "ok"
         except CommandError as err:
             ok, reason, detail = False, err.reason, err.detail

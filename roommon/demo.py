@@ -26,6 +26,7 @@ from roommon.daemon import Daemon
 from roommon.errors import CommandError
 from roommon.logs import configure
 from roommon.payloads import RoomEventMessage, RoomStateMessage
+from roommon.recovery.messages import TimerEventMessage, TimerMessage
 from simulators.room import RoomSimulator, kyphoplasty_script
 
 DEMO_CONFIG = """
@@ -118,6 +119,15 @@ class ConsoleOutput:
 
     def state(self, message: RoomStateMessage) -> None:
         del message  # vitals are printed on a timer, not on every state change
+
+    def timer_events(self, messages: list[TimerEventMessage]) -> None:
+        for m in messages:
+            check = f" {m.check_no}" if m.check_no else ""
+            late = " (late)" if m.late else ""
+            self.line(f"TIMER {m.event}{check}{late} {m.reason}".rstrip())
+
+    def timer(self, message: TimerMessage) -> None:
+        del message  # the timer's state is shown with the vitals
 
 
 def _vitals(state: RoomStateMessage) -> str:

@@ -325,6 +325,15 @@ class RoomStateMessage(_Out):
     t: float
     time: str
     seq: int = Field(ge=0, description="Last alarm event seq of this room.")
+    phase: Literal[
+        "idle",
+        "patient_connected",
+        "procedure",
+        "cement_injection",
+        "recovery",
+        "ready_for_discharge",
+    ] = Field(description="Procedure phase; selects the alarm profile.")
+    phase_since: float = Field(description="UTC epoch seconds when the phase began.")
     audio_paused_until: float | None
     alarm_paused: dict[str, float] = Field(
         description="Feed (or '*' for the room) -> UTC epoch when the pause ends."
@@ -392,19 +401,25 @@ INBOUND_MODELS: dict[str, type[BaseModel]] = {
 
 def all_models() -> dict[str, type[BaseModel]]:
     from roommon.alerts.commands import CommandPayload, CommandReply
+    from roommon.recovery.messages import NurseCommand, TimerEventMessage, TimerMessage
 
     return {
         **INBOUND_MODELS,
         **OUTBOUND_MODELS,
+        "timer": TimerMessage,
+        "timer_event": TimerEventMessage,
         "command": CommandPayload,
+        "recovery_command": NurseCommand,
         "command_reply": CommandReply,
     }
 
 
 def schema_text(model: type[BaseModel]) -> str:
-    schema = model.model_json_schema(
-        mode="serialization" if model in OUTBOUND_MODELS.values() else "validation"
-    )
+    inbound = model in INBOUND_MODELS.values() or model.__name__ in {
+        "CommandPayload",
+        "NurseCommand",
+    }
+    schema = model.model_json_schema(mode="validation" if inbound else "serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 

@@ -12,6 +12,7 @@ uninterrupted step and the order of events is the order of inputs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Protocol
@@ -27,14 +28,19 @@ from roommon.clock import Clock, iso
 from roommon.config import DaemonConfig, RoomConfig
 from roommon.errors import CommandError, ProtocolError
 from roommon.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
-from roommon.model import DataOrigin, NumericReading, WaveformChunk
+from roommon.model import NUMERIC_FIELDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.payloads import (
     FeedStatus,
     MeasurementValue,
     RoomEventMessage,
     RoomStateMessage,
 )
+from roommon.recovery.messages import NurseCommand, TimerEventMessage, TimerMessage
+from roommon.recovery.service import RoomRecovery
+from roommon.recovery.store import RecoveryStore
+from roommon.recovery.timer import TimerEvent
 from roommon.ringbuffer import RingBuffer
+from roommon.workflow import Phase, RoomWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +61,10 @@ class RoomOutput(Protocol):
 
     def state(self, message: RoomStateMessage) -> None: ...
 
+    def timer_events(self, messages: list[TimerEventMessage]) -> None: ...
+
+    def timer(self, message: TimerMessage) -> None: ...
+
 
 class RoomPipeline:
     def __init__(
@@ -67,6 +77,7 @@ class RoomPipeline:
         clock: Clock,
         output: RoomOutput,
         next_seq: int = 1,
+        recovery_store: RecoveryStore | None = None,
     ) -> None:
         self.site = site
         self.room = room
@@ -81,6 +92,17 @@ class RoomPipeline:
                 buf = RingBuffer(capacity=round(daemon.buffer_seconds * fc.fs), fs=fc.fs)
             self.feeds[name] = FeedRuntime(room=room, name=name, config=fc, buffer=buf)
         self.engine = RoomAlarms(site=site, room=room, config=config, next_seq=next_seq)
+        self.workflow = RoomWorkflow(room=room, since=clock.now())
+        self.recovery = RoomRecovery(
+            site=site,
+            room=room,
+            config=config.recovery,
+            store=recovery_store or RecoveryStore(":memory:"),
+            procedure=config.procedure,
+        )
+        if self.recovery.timer.running:  # restored mid-recovery after a restart
+            self.workflow.phase = self.engine.phase = Phase.RECOVERY
+        self._last_timer_mono = -1e18
         self.checks: list[Check] = []
         self._routes: dict[str, list[Check]] = {name: [] for name in self.feeds}
         for check_name, raw in config.checks.items():
@@ -134,6 +156,7 @@ class RoomPipeline:
         feed.last_seq = sample.seq
         feed.last_seen_mono = mono
         feed.origin = self._origin = sample.origin
+        self._phase(self.workflow.on_data(self._clock.now()))
         feed.received += 1
         if isinstance(sample, WaveformChunk):
             feed.last_seen_t = sample.t_end
@@ -159,8 +182,21 @@ class RoomPipeline:
                 self._run(sample.feed, lambda c, ctx, p=part: c.on_chunk(p, ctx))
         else:
             feed.last_seen_t = sample.t
+            self._record_reading(sample)
             self._run(sample.feed, lambda c, ctx: c.on_reading(sample, ctx))
         self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
+
+    def _record_reading(self, r: NumericReading) -> None:
+        """A device's own numbers are measurements too (a check may refine them after)."""
+        fields = NUMERIC_FIELDS[r.kind]
+        prefix = "" if r.kind == SignalKind.SPO2 else f"{r.kind.value}_"
+        for name, value in r.values.items():
+            self.measurements[prefix + name] = MeasurementValue(
+                value=None if math.isnan(value) else value,
+                unit=fields[name][0],
+                t=r.t,
+                feed=r.feed,
+            )
 
     def reject(self, feed_name: str, err: ProtocolError, *, count: int = 1) -> None:
         """Count and log rejected payloads or frames (``count`` of one reason); the feed goes on."""
@@ -198,7 +234,57 @@ class RoomPipeline:
         for feed in self.feeds.values():
             self._conditions(feed.evaluate(mono, self._started, now))
         self._publish_alarms(self.engine.tick(now))
+        self.recovery.note_alarms(self.engine.summaries(now))
+        self._timer(self.recovery.tick(now, mono))
         self.publish_state()
+
+    def recovery_command(self, cmd: NurseCommand, *, client: str) -> str:
+        """Apply a validated nurse command to the recovery timer, or raise CommandError."""
+        now = self._clock.now()
+        log.info(
+            "command",
+            room=self.room,
+            client=client,
+            action=cmd.action,
+            id=cmd.id,
+            reason=cmd.reason,
+        )
+        vitals = {k: m.value for k, m in self.measurements.items()}
+        events = self.recovery.command(cmd, now=now, by=client, vitals=vitals)
+        self._timer(events, force=True)
+        return ", ".join(f"{e.kind}" + (f" {e.check_no}" if e.check_no else "") for e in events)
+
+    def _timer(self, events: list[TimerEvent], *, force: bool = False) -> None:
+        """Publish timer events (durably, first), persist, then the alarms and the snapshot."""
+        now, mono = self._clock.now(), self._clock.monotonic()
+        if events:
+            self._output.timer_events(self.recovery.messages(events))
+        self.recovery.commit(events, now)
+        for e in events:
+            self._phase(self.workflow.on_timer(e.kind, e.reason, e.t))
+        self._conditions(self.recovery.conditions(events, now=now, origin=self._origin))
+        if events or force or mono - self._last_timer_mono >= 10.0:
+            self._last_timer_mono = mono
+            self._output.timer(self.recovery.snapshot(now))
+
+    def _phase(self, change: tuple[Phase, Phase] | None) -> None:
+        if change is None:
+            return
+        before, after = change
+        self.engine.phase = after
+        self._events(
+            [
+                RoomEvent(
+                    name="phase.changed",
+                    t=self.workflow.since,
+                    feed="",
+                    data={"from": before.value, "to": after.value},
+                    origin=self._origin,
+                )
+            ],
+            source=None,
+        )
+        self.publish_state(force=True)
 
     def command(self, cmd: CommandPayload, *, client: str) -> str:
         """Apply a validated command; return a detail string or raise CommandError."""
@@ -230,6 +316,10 @@ class RoomPipeline:
         elif cmd.action == "cement_mixed":
             self.event(RoomEvent(name="cement.mixed", t=now, feed="", data={"by": client}))
             detail = "cement mixing time recorded"
+        elif cmd.action == "phase_set":
+            assert cmd.phase is not None
+            self._phase(self.workflow.set(Phase(cmd.phase), now, client))
+            detail = f"phase is {self.workflow.phase.value}"
         else:  # pragma: no cover - Literal type makes this unreachable
             raise CommandError("malformed", f"unknown action {cmd.action}")
         self.publish_state(force=True)
@@ -275,6 +365,9 @@ class RoomPipeline:
 
     def _events(self, events: Iterable[RoomEvent], *, source: Check | None) -> None:
         for e in events:
+            if e.name.startswith("cement."):
+                self._phase(self.workflow.on_room_event(e.name, e.t))
+                self._timer(self.recovery.on_room_event(e, self._clock.now()))
             log.info("room_event", room=self.room, feed=e.feed, name=e.name, data=dict(e.data))
             self._output.room_event(
                 RoomEventMessage(
@@ -321,6 +414,8 @@ class RoomPipeline:
             seq=self.engine.last_seq,
             audio_paused_until=self.engine.audio_paused_until,
             alarm_paused=dict(self.engine.alarm_paused),
+            phase=self.workflow.phase.value,
+            phase_since=self.workflow.since,
             highest_priority=top,
             alarms=alarms,
             feeds={

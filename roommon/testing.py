@@ -28,6 +28,7 @@ import aiomqtt
 
 from roommon.alerts.engine import Outgoing
 from roommon.payloads import AlarmEventMessage, RoomEventMessage, RoomStateMessage
+from roommon.recovery.messages import TimerEventMessage, TimerMessage
 
 LOOPBACK = "127.0.0.1"
 
@@ -194,6 +195,8 @@ class CaptureOutput:
         self.outgoing: list[Outgoing] = []
         self.room_events: list[RoomEventMessage] = []
         self.states: list[RoomStateMessage] = []
+        self.timer_messages: list[TimerEventMessage] = []
+        self.timers: list[TimerMessage] = []
         self._changed: asyncio.Event | None = None
 
     def _notify(self) -> None:
@@ -223,6 +226,14 @@ class CaptureOutput:
 
     def state(self, message: RoomStateMessage) -> None:
         self.states.append(message)
+        self._notify()
+
+    def timer_events(self, messages: list[TimerEventMessage]) -> None:
+        self.timer_messages.extend(messages)
+        self._notify()
+
+    def timer(self, message: TimerMessage) -> None:
+        self.timers.append(message)
         self._notify()
 
     def transitions(self, code: str | None = None) -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
 """The MQTT topic layout (documented in docs/topics.md).
 
 Every identifier that becomes a topic level has been validated by
-:func:`roommon.config.validate_identifier`, so none can contain ``/``, ``+``
+:func:`roommon.ids.validate_identifier`, so none can contain ``/``, ``+``
 or ``#``. Version ``v1`` is the first level after the prefix so a future
 payload contract can live beside this one.
 """
@@ -41,6 +41,12 @@ class Topics:
 
     def reply(self, room: str, client: str) -> str:
         return f"{PREFIX}/{self.site}/{room}/reply/{client}"
+
+    def timer(self, room: str) -> str:
+        return f"{PREFIX}/{self.site}/{room}/timer"
+
+    def timer_event(self, room: str) -> str:
+        return f"{PREFIX}/{self.site}/{room}/timer/event"
 
     def notify(self, recipient: str) -> str:
         return f"{PREFIX}/{self.site}/notify/{recipient}"

@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roommon.errors import CommandError
 
-Action = Literal["acknowledge", "reset", "audio_pause", "alarm_pause", "cement_mixed"]
+Action = Literal["acknowledge", "reset", "audio_pause", "alarm_pause", "cement_mixed", "phase_set"]
+Phase = Literal[
+    "idle", "patient_connected", "procedure", "cement_injection", "recovery", "ready_for_discharge"
+]
 
 
 class CommandPayload(BaseModel):
@@ -36,6 +39,7 @@ class CommandPayload(BaseModel):
         description="For audio_pause (default: room's) and alarm_pause.",
     )
     reason: str = Field(default="", max_length=200, description="Free text, logged.")
+    phase: Phase | None = Field(default=None, description="For phase_set: the phase to enter.")
 
 
 class CommandReply(BaseModel):
@@ -70,4 +74,6 @@ def parse_command(payload: bytes, *, room: str) -> CommandPayload:
         raise CommandError("malformed", f"alarm_id: required for {cmd.action}")
     if cmd.action == "alarm_pause" and cmd.duration_s is None:
         raise CommandError("malformed", "duration_s: required for alarm_pause")
+    if cmd.action == "phase_set" and cmd.phase is None:
+        raise CommandError("malformed", "phase: required for phase_set")
     return cmd

@@ -24,10 +24,11 @@ import structlog
 
 from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.clock import iso
-from roommon.config import EscalationConfig, RoomConfig
+from roommon.config import AlarmOverride, EscalationConfig, RoomConfig
 from roommon.errors import CommandError
 from roommon.model import DataOrigin
 from roommon.payloads import AlarmEventMessage, AlarmSummary, NotifyMessage, Transition
+from roommon.workflow import Phase
 
 log = structlog.get_logger(__name__)
 
@@ -111,6 +112,7 @@ class RoomAlarms:
         self.audio_paused_until: float | None = None
         self._audio_pause_level = Priority.LOW
         self.alarm_paused: dict[str, float] = {}  # feed or WHOLE_ROOM -> until
+        self.phase = Phase.IDLE  # selects the alarm profile; set by the room pipeline
 
     # ------------------------------------------------------------------ queries
 
@@ -159,9 +161,18 @@ class RoomAlarms:
 
     # ------------------------------------------------------------------ inputs
 
+    def _override(self, code: str) -> AlarmOverride | None:
+        """The phase profile's override (exact code, then ``prefix.*``), else the room's."""
+        prefix = code.split(".", 1)[0] + ".*"
+        for table in (self._config.profiles.get(self.phase, {}), self._config.alarms):
+            o = table.get(code) or table.get(prefix)
+            if o is not None:
+                return o
+        return None
+
     def effective_spec(self, spec: ConditionSpec) -> ConditionSpec | None:
-        """The spec with this room's overrides applied; None when disabled."""
-        o = self._config.alarms.get(spec.code)
+        """The spec with the current phase's and the room's overrides; None when disabled."""
+        o = self._override(spec.code)
         if o is None:
             return spec
         if not o.enabled:
@@ -179,20 +190,21 @@ class RoomAlarms:
     def report(self, r: ConditionReport, now: float) -> list[Outgoing]:
         """Take one condition report; return the events it causes."""
         spec = self.effective_spec(r.spec)
-        if spec is None:
-            return []
         tr = self._tracked.get(r.key)
+        if spec is None and (tr is None or r.active):
+            # Disabled (in this phase): no new alarm; one already running may still end.
+            return []
         if tr is None:
-            if not r.active:
+            if not r.active or spec is None:
                 return []
             tr = self._tracked[r.key] = _Tracked(spec=spec, check=r.check)
         tr.value, tr.limit, tr.message, tr.origin = r.value, r.limit, r.message, r.origin
         if r.active and not tr.present:
             tr.present, tr.present_since = True, now
-            log.debug("condition_present", room=self.room, feed=r.feed, code=spec.code)
+            log.debug("condition_present", room=self.room, feed=r.feed, code=r.spec.code)
         elif not r.active and tr.present:
             tr.present, tr.absent_since = False, now
-            log.debug("condition_absent", room=self.room, feed=r.feed, code=spec.code)
+            log.debug("condition_absent", room=self.room, feed=r.feed, code=r.spec.code)
         if tr.alarm is not None and r.active:
             tr.alarm.value, tr.alarm.limit, tr.alarm.message = r.value, r.limit, r.message
         return self._evaluate(r.key, tr, now)

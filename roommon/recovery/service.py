@@ -1,0 +1,144 @@
+r"""One room's recovery timer inside the daemon: events in, timer messages and alarms out.
+
+Glue between the room pipeline and the pure :class:`RecoveryTimer`: it picks
+the plan, turns timer events into outbound messages, overdue checks and
+clock jumps into alarm conditions, and nurse commands into timer operations
+(refusals are logged in the recovery history too).
+
+Order matters for "nothing lost": the pipeline queues a change's event
+messages in the durable outbox *first* and only then :meth:`commit`\ s the
+new timer state. A crash in between re-emits the same events (same stable
+ids) after the restart; the opposite order could lose them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from roommon.alerts.conditions import ConditionReport
+from roommon.checks.base import RoomEvent
+from roommon.errors import CommandError
+from roommon.model import DataOrigin
+from roommon.payloads import AlarmSummary
+from roommon.recovery.messages import (
+    NurseCommand,
+    TimerAlarm,
+    TimerEventMessage,
+    TimerMessage,
+    apply_command,
+    event_message,
+)
+from roommon.recovery.plan import RecoveryConfig
+from roommon.recovery.store import CommandRecord, RecoveryStore
+from roommon.recovery.timer import (
+    CHECK_NAME,
+    RECOVERY_CLOCK_JUMP,
+    OverdueEscalation,
+    RecoveryTimer,
+    TimerEvent,
+)
+
+
+class RoomRecovery:
+    def __init__(
+        self,
+        *,
+        site: str,
+        room: str,
+        config: RecoveryConfig,
+        store: RecoveryStore,
+        procedure: str | None = None,
+    ) -> None:
+        self.site = site
+        self.room = room
+        self._config = config
+        self._store = store
+        self.procedure = procedure
+        self.timer = store.load(room) or RecoveryTimer(room=room)
+        self._escalation = OverdueEscalation(room=room)
+        self._pending_command: CommandRecord | None = None
+
+    # ------------------------------------------------------------------ inputs
+
+    def on_room_event(self, event: RoomEvent, now: float) -> list[TimerEvent]:
+        return self.timer.on_room_event(event, plan=self._config.plan_for(self.procedure), now=now)
+
+    def tick(self, now: float, monotonic: float) -> list[TimerEvent]:
+        return self.timer.advance(now, monotonic)
+
+    def command(
+        self,
+        cmd: NurseCommand,
+        *,
+        now: float,
+        by: str,
+        vitals: Mapping[str, float | None],
+    ) -> list[TimerEvent]:
+        fields = cmd.model_dump(exclude={"v", "room", "action"}, exclude_defaults=True)
+        try:
+            events = apply_command(self.timer, cmd, now=now, by=by, vitals=vitals)
+        except CommandError as err:
+            self._store.log_command(
+                CommandRecord(
+                    room=self.room,
+                    t=now,
+                    by=by,
+                    action=cmd.action,
+                    fields=fields,
+                    outcome=err.reason,
+                    detail=err.detail,
+                    recovery_id=self.timer.recovery_id,
+                )
+            )
+            raise
+        self._pending_command = CommandRecord(
+            room=self.room,
+            t=now,
+            by=by,
+            action=cmd.action,
+            fields=fields,
+            recovery_id=self.timer.recovery_id,
+        )
+        return events
+
+    def commit(self, events: list[TimerEvent], now: float) -> None:
+        """Persist the timer state after ``events`` (and the command behind them)."""
+        command, self._pending_command = self._pending_command, None
+        if events or command is not None:
+            self._store.save(self.timer, events, at=now, command=command)
+
+    def note_alarms(self, summaries: Iterable[AlarmSummary]) -> None:
+        self.timer.note_alarms(
+            TimerAlarm.from_summary(s) for s in summaries if s.code.split(".")[0] != CHECK_NAME
+        )
+
+    # ------------------------------------------------------------------ outputs
+
+    def conditions(
+        self, events: list[TimerEvent], *, now: float, origin: DataOrigin
+    ) -> list[ConditionReport]:
+        """Overdue checks (on change) and clock jumps (a latching instant) as conditions."""
+        out = self._escalation.reports(self.timer, t=now, origin=origin)
+        for e in events:
+            if e.kind == "clock_jump":
+                for active in (True, False):
+                    out.append(
+                        ConditionReport(
+                            room=self.room,
+                            feed="clock",
+                            check=CHECK_NAME,
+                            spec=RECOVERY_CLOCK_JUMP,
+                            active=active,
+                            t=now,
+                            value=float(e.data.get("jump_s", 0.0)),
+                            message=f"wall clock jumped during recovery ({e.reason})",
+                            origin=origin,
+                        )
+                    )
+        return out
+
+    def messages(self, events: list[TimerEvent]) -> list[TimerEventMessage]:
+        return [event_message(self.site, self.room, e) for e in events]
+
+    def snapshot(self, now: float) -> TimerMessage:
+        return self.timer.snapshot(site=self.site, now=now)
