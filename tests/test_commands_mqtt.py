@@ -225,3 +225,53 @@ async def test_simulated_alarms_reach_the_alarm_topic_but_never_recipients(
         ms = await c.wait_for(lambda ms: any(m.topic == f"{BASE}/notify/nurse" for m in ms))
     notes = [m.json() for m in ms if "/notify/" in m.topic]
     assert [n["event"]["room"] for n in notes] == ["r2"]
+
+
+async def test_recovery_commands_through_the_broker(broker: MosquittoBroker, daemon: Daemon) -> None:
+    from roommon.checks.base import RoomEvent
+
+    pipeline = daemon.pipelines["r1"]
+    now = daemon.clock.now()
+
+    def cmd(i: int, action: str, **fields: Any) -> dict[str, Any]:
+        return {"v": 1, "id": f"n{i}", "room": "r1", "action": action, **fields}
+
+    async with MqttCollector(broker.port, [f"{BASE}/#"]) as c:
+        r = await send(c, "r1", "ward-1", cmd(1, "check_done", check_no=1))
+        assert (r["ok"], r["reason"]) == (False, "no_recovery")
+        pipeline.event(RoomEvent(name="cement.injection_ended", t=now, feed="cement",
+                                 data={"injection": 1, "last_injecting_t": now - 5}))
+        ms = await c.wait_for(lambda ms: any(m.topic == f"{BASE}/r1/timer"
+                                             and m.json()["state"] != "idle" for m in ms))
+        timer = [m.json() for m in ms if m.topic == f"{BASE}/r1/timer"][-1]
+        assert timer["state"] == "unconfirmed"
+        assert timer["min_deadline"] == pytest.approx(now - 5 + 7200)
+        refusals = [
+            (cmd(2, "check_done", check_no=99), "unknown_check"),
+            (cmd(3, "recovery_extend", seconds=-60, reason="x"), "bad_value"),
+            (cmd(4, "recovery_extend", seconds=600), "bad_value"),
+            (cmd(5, "recovery_end"), "bad_value"),
+            (cmd(6, "recovery_confirm", room="r2"), "wrong_room"),
+        ]
+        state_before = pipeline.recovery.timer.to_json()
+        for body, reason in refusals:
+            r = await send(c, "r1", "ward-1", body)
+            assert (r["ok"], r["reason"]) == (False, reason), (body, r)
+        assert pipeline.recovery.timer.to_json() == state_before
+        r = await send(c, "r1", "ward-1", cmd(7, "recovery_confirm"))
+        assert r["ok"], r
+        r = await send(c, "r1", "ward-1", cmd(8, "recovery_extend", seconds=1800,
+                                                reason="pain on moving"))
+        assert r["ok"], r
+        ms = await c.wait_for(lambda ms: any(m.topic == f"{BASE}/r1/timer/event"
+                                             and m.json()["event"] == "extended" for m in ms))
+    events = [m.json() for m in ms if m.topic == f"{BASE}/r1/timer/event"]
+    assert [e["event"] for e in events] == ["started", "confirmed", "extended"]
+    assert events[-1]["actor"] == "ward-1"
+    history = pipeline.recovery._store.history(room="r1", entry="command")
+    # the recovery history records every command that reached the timer; payloads refused
+    # before that (negative seconds, wrong room) are in the daemon's command log only
+    assert [(h.kind, h.outcome) for h in history] == [
+        ("check_done", "no_recovery"), ("check_done", "unknown_check"),
+        ("recovery_extend", "bad_value"), ("recovery_end", "bad_value"),
+        ("recovery_confirm", "ok"), ("recovery_extend", "ok")]

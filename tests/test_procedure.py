@@ -179,3 +179,43 @@ async def test_phase_profile_disables_cement_alarms_outside_injection() -> None:
     assert p.engine.effective_spec(spec) is None
     assert [e.data for e in out.room_events if e.name == "phase.changed"][-1] == {
         "from": "idle", "to": "recovery"}
+
+
+async def test_wall_clock_jumps_during_recovery() -> None:
+    """What the daemon does: deadlines stay absolute; a forward jump makes what is now past
+    fall due at once (each once), a backward jump re-fires nothing; either way a latching
+    technical alarm says bed-rest times may be off by the jump."""
+    from roommon.checks.base import RoomEvent
+
+    clock = VirtualClock()
+    cfg = room()
+    out = CaptureOutput()
+    p = RoomPipeline(site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon,
+                     clock=clock, output=out)
+    start = clock.now()
+    p.event(RoomEvent(name="cement.injection_ended", t=start, feed="cement",
+                      data={"injection": 1, "last_injecting_t": start}))
+    deadlines = p.recovery.timer.deadlines()
+    for _ in range(3):
+        await clock.advance(5)
+        p.tick()
+    assert [m.event for m in out.timer_messages] == ["started"]
+
+    clock.jump_wall(40 * 60)  # NTP step forward by 40 minutes
+    await clock.advance(5)
+    p.tick()
+    kinds = [(m.event, m.check_no) for m in out.timer_messages]
+    assert ("clock_jump", None) in kinds
+    assert [n for k, n in kinds if k == "check_due"] == [1, 2]  # 15 and 30 min, now past
+    assert p.recovery.timer.deadlines() == deadlines
+    jump = [e.transition for e in out.events if e.code == "recovery.clock_jump"]
+    assert jump == ["raised", "latched"]
+
+    clock.jump_wall(-40 * 60)  # and back
+    for _ in range(3):
+        await clock.advance(5)
+        p.tick()
+    kinds = [(m.event, m.check_no) for m in out.timer_messages]
+    assert kinds.count(("clock_jump", None)) == 2
+    assert [n for k, n in kinds if k == "check_due"] == [1, 2]  # nothing fired twice
+    assert p.recovery.timer.deadlines() == deadlines
