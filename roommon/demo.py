@@ -26,7 +26,7 @@ from roommon.daemon import Daemon
 from roommon.errors import CommandError
 from roommon.logs import configure
 from roommon.payloads import RoomEventMessage, RoomStateMessage
-from roommon.recovery.messages import TimerEventMessage, TimerMessage
+from roommon.recovery.messages import NurseCommand, TimerEventMessage, TimerMessage
 from simulators.room import RoomSimulator, kyphoplasty_script
 
 DEMO_CONFIG = """
@@ -91,6 +91,7 @@ class ConsoleOutput:
         self._clock = clock
         self._out = out
         self._colour = out.isatty()
+        self.checks_due: list[tuple[float, int]] = []  # (due time, check number)
 
     def line(self, text: str, priority: str | None = None) -> None:
         t = iso(self._clock.now())[11:19]
@@ -122,6 +123,8 @@ class ConsoleOutput:
 
     def timer_events(self, messages: list[TimerEventMessage]) -> None:
         for m in messages:
+            if m.event == "check_due" and m.check_no is not None:
+                self.checks_due.append((m.t, m.check_no))
             check = f" {m.check_no}" if m.check_no else ""
             late = " (late)" if m.late else ""
             self.line(f"TIMER {m.event}{check}{late} {m.reason}".rstrip())
@@ -140,7 +143,7 @@ def _vitals(state: RoomStateMessage) -> str:
     return (
         f"VITALS HR {v('heart_rate')}  SpO2 {v('spo2')}%  PR {v('pulse_rate')}  "
         f"NIBP {v('nibp_systolic')}/{v('nibp_diastolic')} ({v('nibp_mean')})  "
-        f"cement {v('cement_pressure')} kPa  alarms {len(state.alarms)}"
+        f"cement {v('cement_pressure')} kPa  alarms {len(state.alarms)}  phase {state.phase}"
     )
 
 
@@ -183,6 +186,17 @@ async def _run(*, speed: float, minutes: float, broker: str | None, seed: int, o
                 shown = len(sim.events)
                 for sample in samples:
                     pipeline.ingest(sample)
+                # the ward nurse does each recovery check a minute and a half after it is due
+                while console.checks_due and clock.now() - console.checks_due[0][0] >= 90:
+                    _, n = console.checks_due.pop(0)
+                    try:
+                        pipeline.recovery_command(
+                            NurseCommand(v=1, id=f"check{n}", room="proc1", action="check_done",
+                                         check_no=n, vitals=True),
+                            client="demo-nurse",
+                        )
+                    except CommandError as err:
+                        console.line(f"COMMAND refused: {err}")
                 await clock.advance(1.0)
                 if second % 30 == 29:
                     console.line(_vitals(pipeline.state_message()))

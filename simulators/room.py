@@ -86,6 +86,8 @@ class RoomSimulator:
                 room=self.room,
                 feed=f[SignalKind.CEMENT_PRESSURE],
             )
+        if self.ecg is not None and self.pleth is not None:
+            self.pleth.set_rate(self.ecg.rate_bpm)  # one heart: pulse and EKG rate agree
         self.script.sort(key=lambda a: a.at_s)
 
     def step(self, seconds: float = 1.0) -> list[Sample]:

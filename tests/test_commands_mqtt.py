@@ -227,7 +227,9 @@ async def test_simulated_alarms_reach_the_alarm_topic_but_never_recipients(
     assert [n["event"]["room"] for n in notes] == ["r2"]
 
 
-async def test_recovery_commands_through_the_broker(broker: MosquittoBroker, daemon: Daemon) -> None:
+async def test_recovery_commands_through_the_broker(
+    broker: MosquittoBroker, daemon: Daemon
+) -> None:
     from roommon.checks.base import RoomEvent
 
     pipeline = daemon.pipelines["r1"]

@@ -90,7 +90,8 @@ async def test_whole_procedure_from_injections_to_discharge() -> None:
     timer = out.timers[-1]
     assert timer.state in {"running", "unconfirmed"}
     assert timer.restarts == 1
-    assert timer.started is not None and first_start is not None
+    assert timer.started is not None
+    assert first_start is not None
     assert timer.started > first_start + 200
     start = timer.started
     assert timer.min_deadline == start + 7200
