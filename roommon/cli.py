@@ -99,6 +99,14 @@ def cmd_alarms(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_checks(args: argparse.Namespace) -> int:
+    from roommon.checks.catalogue import describe
+
+    del args
+    print(describe())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roommon",
@@ -122,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", default=None, help="also publish to mqtt://HOST:PORT")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("checks", help="list every check: feeds, alarms, settings and defaults")
+    p.set_defaults(func=cmd_checks)
 
     p = sub.add_parser("alarms", help="list logged alarm events and alarm-burden figures")
     src = p.add_mutually_exclusive_group(required=True)

@@ -124,3 +124,19 @@ def test_credentials_come_from_the_environment(
     monkeypatch.setenv("RM_USER", "roommon")
     monkeypatch.setenv("RM_PASS", "s3cret")
     assert load_config(f).broker.credentials() == ("roommon", "s3cret")
+
+
+def test_checks_command_lists_every_check_with_its_alarms_and_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from roommon.checks import CHECKS
+
+    assert main(["checks"]) == 0
+    out = capsys.readouterr().out
+    for name, cls in CHECKS.items():
+        assert f"[{name}]" in out
+        for spec in cls.conditions:
+            assert spec.code in out
+        for field in cls.settings_model.model_fields:
+            assert f"    {field} = " in out
+    assert "feed.silent" in out
