@@ -27,6 +27,7 @@ from typing import Any, Self
 import aiomqtt
 
 from roommon.alerts.engine import Outgoing
+from roommon.clock import RealClock
 from roommon.payloads import AlarmEventMessage, RoomEventMessage, RoomStateMessage
 from roommon.recovery.messages import TimerEventMessage, TimerMessage
 
@@ -72,8 +73,9 @@ class MosquittoBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # wait for a real resource: the listening socket
+        clock = RealClock()
+        deadline = clock.monotonic() + timeout
+        while clock.monotonic() < deadline:  # wait for a real resource: the listening socket
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode() if self._proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited at start: {err}")

@@ -17,14 +17,13 @@ price of never losing an event is the occasional duplicate.
 from __future__ import annotations
 
 import json
-import sqlite3
 import statistics
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from roommon.payloads import AlarmEventMessage
+from roommon.sqlite import connect, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -72,30 +71,13 @@ class AlarmStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a committed event survives a process crash (not
-        # necessarily a power cut mid-checkpoint); FULL costs an fsync per event.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(path, _SCHEMA)
         # Acknowledgement times are monotonic readings of the previous process: meaningless
         # now, and the redelivery they guard against concerns a connection that is gone.
         self._db.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL")
 
     def close(self) -> None:
         self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # ------------------------------------------------------------------ writing
 
@@ -105,7 +87,7 @@ class AlarmStore:
         messages: Iterable[tuple[str, bytes, int, bool]],
     ) -> None:
         """Log ``events`` and queue ``messages`` (topic, payload, qos, retain) atomically."""
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.executemany(
                 "INSERT INTO alarm_log (seq, room, event_id, alarm_id, code, feed, kind, priority,"
                 " transition, origin, t, since, actor, payload)"

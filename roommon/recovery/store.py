@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +40,7 @@ from typing import Any, Literal, Self
 import structlog
 
 from roommon.recovery.timer import RecoveryTimer, TimerEvent
+from roommon.sqlite import connect, transaction
 
 log = structlog.get_logger(__name__)
 
@@ -116,13 +116,7 @@ class RecoveryStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: committed saves survive a process kill; see the module doc.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(path, _SCHEMA)
 
     @classmethod
     def in_state_dir(cls, state_dir: Path | str) -> RecoveryStore:
@@ -142,16 +136,6 @@ class RecoveryStore:
     ) -> None:
         self.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
     # ------------------------------------------------------------------ writing
 
     def save(
@@ -167,7 +151,7 @@ class RecoveryStore:
         ``at`` is the time of the operation (kept with the state for a quick
         look). Saving the same events twice keeps one copy (unique room+seq).
         """
-        with self._tx() as db:
+        with transaction(self._db) as db:
             db.execute(
                 "INSERT INTO timers (room, state, seq, recovery_id, timer_state, saved_t)"
                 " VALUES (?,?,?,?,?,?) ON CONFLICT (room) DO UPDATE SET state = excluded.state,"
@@ -201,7 +185,7 @@ class RecoveryStore:
 
     def log_command(self, command: CommandRecord) -> None:
         """Append a command that changed nothing (refused) to the history."""
-        with self._tx() as db:
+        with transaction(self._db) as db:
             _insert_command(db, command)
 
     # ------------------------------------------------------------------ reading
