@@ -23,20 +23,50 @@ def test_demo_plays_the_scripted_room_and_prints_its_alarms(
     assert "Alarm burden of this run" in out
 
 
-@pytest.mark.broker
-async def test_demo_also_publishes_to_a_broker(broker: MosquittoBroker) -> None:
-    import asyncio
+def schema_for(topic: str) -> str:
+    parts = topic.split("/")
+    if parts[3] == "notify":
+        return "notify"
+    if parts[3] == "status":
+        return "status"
+    tail = "/".join(parts[4:])
+    return {"alarm": "alarm_event", "state": "room_state", "event": "room_event",
+            "timer": "timer", "timer/event": "timer_event"}[tail]
 
-    code = await asyncio.to_thread(
-        main, ["demo", "--speed", "0", "--minutes", "2", "--broker", broker.url]
-    )
-    assert code == 0
+
+@pytest.mark.broker
+async def test_demo_also_publishes_to_a_broker_and_every_payload_validates(
+    broker: MosquittoBroker,
+) -> None:
+    import asyncio
+    import json
+
+    import jsonschema
+
+    from roommon.payloads import SCHEMA_DIR
+
+    validators = {
+        p.name.removesuffix(".schema.json"): jsonschema.Draft202012Validator(
+            json.loads(p.read_text())
+        )
+        for p in SCHEMA_DIR.glob("*.schema.json")
+    }
     async with MqttCollector(broker.port, ["roommon/v1/demo/#"]) as c:
-        msgs = await c.wait_for(lambda ms: {"roommon/v1/demo/proc1/state",
-                                            "roommon/v1/demo/status/demo"}
-                                <= {m.topic for m in ms})
-    state = next(m.json() for m in msgs if m.topic.endswith("/state"))
+        code = await asyncio.to_thread(
+            main, ["demo", "--speed", "0", "--minutes", "12", "--broker", broker.url]
+        )
+        assert code == 0
+        msgs = await c.wait_for(
+            lambda ms: any(m.topic.endswith("/status/demo") and m.json()["status"] == "offline"
+                           for m in ms))
+    topics = {schema_for(m.topic) for m in msgs}
+    assert {"alarm_event", "room_state", "room_event", "timer", "timer_event", "status"} <= topics
+    for m in msgs:
+        validators[schema_for(m.topic)].validate(m.json())
+    state = [m.json() for m in msgs if m.topic.endswith("/state")][-1]
     assert state["feeds"]["ekg"]["received"] > 100
-    assert state["measurements"]["heart_rate"]["value"] == pytest.approx(75, abs=3)
-    status = next(m.json() for m in msgs if m.topic.endswith("/status/demo"))
+    assert state["measurements"]["heart_rate"]["value"] == pytest.approx(78, abs=3)
+    status = [m.json() for m in msgs if m.topic.endswith("/status/demo")][-1]
     assert (status["status"], status["reason"]) == ("offline", "shutdown")
+    # simulated data: the alarms are on the room's topic, never on a recipient's
+    assert not any("/notify/" in m.topic for m in msgs)
