@@ -1,0 +1,445 @@
+"""``roommon simulate`` against real parts: a Mosquitto broker, a daemon, pseudo-terminals.
+
+MQTT mode publishes to a private broker and a collector checks every payload
+with the daemon's own decoder; an in-process daemon on the same broker must
+take every simulated feed without a reject. Serial mode runs as a real
+process (``python -m roommon.simulate --pty``), and the printed pty is read
+with the transport and driver the daemon uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import itertools
+import os
+import sys
+import tomllib
+import tty
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from roommon.clock import RealClock, VirtualClock
+from roommon.config import Config, parse_config
+from roommon.daemon import Daemon
+from roommon.drivers import DRIVERS, DriverSample
+from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.payloads import decode_feed
+from roommon.simulate import Pacer, build_parser, main, simulate
+from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector, free_port
+from roommon.transports import Backoff, LinkState, SerialFeed
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = "simsite"
+FEEDS = f"roommon/v1/{SITE}/r1/feed"
+TIMEOUT = 10.0  # safety net only; every wait ends on an event well before it
+
+MQTT_FEEDS: dict[str, dict[str, Any]] = {
+    "ekg": {"kind": "ecg", "fs": 250.0},
+    "pleth": {"kind": "pleth", "fs": 75.0},
+    "spo2": {"kind": "spo2"},
+    "nibp": {"kind": "nibp"},
+    "art": {"kind": "abp", "fs": 125.0},
+    "cement": {"kind": "cement_pressure", "fs": 50.0, "required": False},
+}
+
+
+def write_config(
+    tmp_path: Path, port: int, *, serial_feed: bool = True, extra: str = ""
+) -> Path:
+    feeds = "".join(
+        f"[rooms.r1.feeds.{name}]\n"
+        + "".join(
+            f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}\n"
+            for k, v in spec.items()
+        )
+        for name, spec in MQTT_FEEDS.items()
+    )
+    if serial_feed:  # same kind as an MQTT feed: must not take its data
+        feeds += (
+            "[rooms.r1.feeds.ekg_serial]\nkind = 'ecg'\nfs = 250.0\ntransport = 'serial'\n"
+            "serial = { port = '/dev/roommon-no-such-port', protocol = 'roommon_line' }\n"
+        )
+    path = tmp_path / "room.toml"
+    path.write_text(
+        f"[site]\nid = '{SITE}'\n"
+        f"[broker]\nhost = '127.0.0.1'\nport = {port}\n"
+        "reconnect_initial_s = 0.05\nreconnect_max_s = 0.3\n"
+        f"[daemon]\nstate_dir = '{tmp_path / 'state'}'\ntick_s = 0.1\n"
+        f"{feeds}{extra}"
+    )
+    return path
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+async def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = await simulate(parse(*argv), clock=RealClock(), out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def decode_all(
+    messages: list[Any], config: Config
+) -> dict[str, list[WaveformChunk | NumericReading]]:
+    room = config.rooms["r1"]
+    got: dict[str, list[WaveformChunk | NumericReading]] = defaultdict(list)
+    for m in messages:
+        feed = m.topic.rsplit("/", 1)[1]
+        fc = room.feeds[feed]
+        got[feed].append(
+            decode_feed(
+                m.payload,
+                room="r1",
+                feed=feed,
+                kind=fc.kind,
+                unit=fc.effective_unit,
+                fs=fc.fs,
+                max_bytes=config.daemon.max_payload_bytes,
+            )
+        )
+    return got
+
+
+def expected_counts(seconds: int) -> dict[str, int]:
+    """Chunks are one second long; SpO2 comes once a second from t0 + 1; NIBP once a minute."""
+    counts = dict.fromkeys(MQTT_FEEDS, seconds)
+    counts["nibp"] = 1 + (seconds - 1) // 60
+    return counts
+
+
+def assert_streams(got: dict[str, list[WaveformChunk | NumericReading]]) -> None:
+    for feed, samples in got.items():
+        seqs = [s.seq for s in samples]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), feed
+        assert all(s.origin is DataOrigin.SIMULATED for s in samples)
+        chunks = [s for s in samples if isinstance(s, WaveformChunk)]
+        for a, b in itertools.pairwise(chunks):
+            assert b.t0 == pytest.approx(a.t0 + len(a.samples) / a.fs, abs=1e-6), feed
+
+
+# --------------------------------------------------------------------------- MQTT mode
+
+@pytest.mark.broker
+async def test_mqtt_every_feed_decodes_in_order(broker: MosquittoBroker, tmp_path: Path) -> None:
+    path = write_config(tmp_path, broker.port)
+    config = parse_config(tomllib.loads(path.read_text()))
+    want = expected_counts(5)
+    async with MqttCollector(broker.port, [f"{FEEDS}/#"]) as c:
+        t_start = RealClock().now()
+        status, out, err = await run(
+            "--config", str(path), "--room", "r1", "--speed", "0", "--seconds", "5"
+        )
+        assert (status, err) == (0, "")
+        msgs = await c.wait_for(lambda ms: len(ms) >= sum(want.values()), within=TIMEOUT)
+    got = decode_all(msgs, config)
+    assert {f: len(s) for f, s in got.items()} == want  # nothing on the serial feed
+    assert_streams(got)
+    ekg = [s for s in got["ekg"] if isinstance(s, WaveformChunk)]
+    assert all(len(s.samples) == 250 for s in ekg)
+    assert ekg[0].t0 == pytest.approx(t_start, abs=2.0)  # simulated time starts at "now"
+    spo2 = [r for r in got["spo2"] if isinstance(r, NumericReading)]
+    assert [r.t for r in spo2] == [ekg[0].t0 + k for k in range(1, 6)]
+    assert "5 simulated s: 20 chunks, 6 readings" in out
+
+
+@pytest.mark.broker
+async def test_daemon_takes_every_simulated_feed(broker: MosquittoBroker, tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        broker.port,
+        serial_feed=False,
+        extra="[rooms.r1.checks.ecg]\n[rooms.r1.checks.spo2]\n[rooms.r1.checks.cement]\n",
+    )
+    config = parse_config(tomllib.loads(path.read_text()))
+    capture = CaptureOutput()
+    seconds = 4
+    want = expected_counts(seconds)
+    async with Daemon(config=config, clock=RealClock(), extra_outputs=[capture]) as daemon:
+        assert daemon.link is not None
+        async with asyncio.timeout(TIMEOUT):
+            await daemon.link.connected.wait()
+        status, _, err = await run(
+            "--config", str(path), "--speed", "0", "--seconds", str(seconds), "--script", "none"
+        )
+        assert (status, err) == (0, "")
+        feeds = daemon.pipelines["r1"].feeds
+        await capture.wait_for(
+            lambda _: all(feeds[f].received == n for f, n in want.items()), within=TIMEOUT
+        )
+        assert {f: dict(feeds[f].rejected) for f in want} == {f: {} for f in want}
+        assert {f: feeds[f].gaps for f in want} == dict.fromkeys(want, 0)
+        assert daemon.counters["feed_rejected"] == 0
+        assert daemon.counters["feed_accepted"] == sum(want.values())
+
+
+@pytest.mark.broker
+async def test_mqtt_survives_a_broker_restart(broker: MosquittoBroker, tmp_path: Path) -> None:
+    path = write_config(tmp_path, broker.port)
+    argv = ("--config", str(path), "--speed", "40", "--seconds", "30", "--script", "none")
+    async with MqttCollector(broker.port, [f"{FEEDS}/ekg"], client_id="before") as c:
+        task = asyncio.create_task(run(*argv))
+        await c.wait_for(lambda ms: len(ms) >= 2, within=TIMEOUT)
+    broker.kill()
+    broker.start()
+    async with MqttCollector(broker.port, [f"{FEEDS}/ekg"], client_id="after") as c:
+        msgs = await c.wait_for(
+            lambda ms: any(m.json()["seq"] == 30 for m in ms), within=TIMEOUT
+        )
+        status, out, err = await asyncio.wait_for(task, TIMEOUT)
+    assert status == 0
+    assert "lost" in err
+    assert "reconnected" in err
+    seqs = [m.json()["seq"] for m in msgs]
+    # Held during the outage and resent in order; a copy whose PUBACK died with the
+    # broker may repeat, nothing is skipped.
+    assert sorted(set(seqs)) == list(range(seqs[0], 31))
+    assert "1 broker outage(s)" in out
+
+
+@pytest.mark.broker
+async def test_broker_refusing_is_exit_1(broker: MosquittoBroker, tmp_path: Path) -> None:
+    broker.stop()
+    conf = broker.conf.read_text()
+    broker.conf.write_text(conf.replace("allow_anonymous true", "allow_anonymous false"))
+    broker.start()
+    path = write_config(tmp_path, broker.port)
+    status, _, err = await run("--config", str(path), "--seconds", "1")
+    assert status == 1
+    assert "refused the connection" in err
+    assert "authori" in err.lower()
+
+
+async def test_no_broker_is_exit_1(tmp_path: Path) -> None:
+    path = write_config(tmp_path, free_port())
+    status, _, err = await run("--config", str(path), "--seconds", "1")
+    assert status == 1
+    assert "cannot be reached" in err
+
+
+async def test_bad_config_prints_problems_and_exits_2(tmp_path: Path) -> None:
+    path = write_config(tmp_path, 1883, extra="[rooms.r1.feeds.bad]\nkind = 'ecg'\n")
+    status, out, err = await run("--config", str(path), "--seconds", "1")
+    assert status == 2
+    assert f"{path}: rooms.r1.feeds.bad.fs: a ecg waveform feed needs a sample rate > 0" in err
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--config", "{cfg}", "--room", "nope"], "no room 'nope' (rooms: r1)"),
+        (["--config", "{cfg}", "--broker", "http://x:1"], "--broker: expected mqtt://"),
+        (["--config", "{cfg}", "--pty"], "give --config FILE"),
+        (["--config", "{cfg}", "--protocol", "nonin_fmt2", "--pty"], "either --config"),
+        (["--seconds", "3"], "give --config FILE"),
+        (["--protocol", "nonin_fmt2"], "exactly one of --port PATH and --pty"),
+        (["--protocol", "masimo_ascii", "--pty", "--kind", "ecg"], "--kind is for"),
+        (["--protocol", "roommon_line", "--pty", "--kind", "spo2"], "'spo2' is not one of"),
+        (["--protocol", "roommon_line", "--pty", "--kind", "nibp:100"], "take no sample rate"),
+        (["--protocol", "roommon_line", "--pty", "--kind", "ecg", "--kind", "ecg"], "twice"),
+        (["--protocol", "roommon_line", "--pty", "--device-id", "a,b"], "--device-id"),
+    ],
+)
+async def test_usage_errors_exit_2(tmp_path: Path, argv: list[str], message: str) -> None:
+    cfg = str(write_config(tmp_path, 1883))
+    status, out, err = await run(*(a.replace("{cfg}", cfg) for a in argv))
+    assert status == 2
+    assert message in err
+    assert "pty:" not in out  # nothing was opened
+
+
+def test_argparse_rejects_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--speed", "-1"], ["--seconds", "0"], ["--protocol", "modbus"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert "must be >= 0" in capsys.readouterr().err
+
+
+async def test_pacer_holds_speed_and_restarts_after_a_stall() -> None:
+    clock = VirtualClock()
+    pacer = Pacer(clock=clock, speed=4.0, step_s=1.0, catch_up=False)
+    steps = 0
+
+    async def run_steps(n: int) -> None:
+        nonlocal steps
+        for _ in range(n):
+            await pacer.wait()
+            steps += 1
+
+    task = asyncio.create_task(run_steps(100))
+    await clock.advance(1.0)  # 4 simulated seconds per real second
+    assert steps == 4
+    await clock.advance(0.1)
+    assert steps == 4
+    task.cancel()
+    # A stall of 3 s: without catch-up the step due comes now, the next one an
+    # interval later (no burst of the missed steps).
+    await clock.advance(3.0)
+    task = asyncio.create_task(run_steps(100))
+    await clock.settle()
+    assert steps == 5
+    await clock.advance(0.24)
+    assert steps == 5
+    await clock.advance(0.02)
+    assert steps == 6
+    task.cancel()
+
+    catching = Pacer(clock=clock, speed=4.0, step_s=1.0, catch_up=True)
+    await clock.advance(1.0)
+    woke = 0
+    for _ in range(4):  # a whole real second behind: four steps at once
+        await catching.wait()
+        woke += 1
+    assert woke == 4
+
+
+# --------------------------------------------------------------------------- serial mode
+
+
+class Reader:
+    """The daemon's serial input: SerialFeed + the protocol's driver, samples kept."""
+
+    def __init__(self, protocol: str) -> None:
+        self.driver = DRIVERS[protocol](
+            room="r1", feed="dev", origin=DataOrigin.LIVE, clock=RealClock()
+        )
+        self.samples: list[DriverSample] = []
+        self.states: list[LinkState] = []
+        self.changed = asyncio.Event()
+
+    def sink(self, sample: DriverSample) -> None:
+        self.samples.append(sample)
+        self.changed.set()
+
+    def on_state(self, state: LinkState) -> None:
+        self.states.append(state)
+        self.changed.set()
+
+    async def until(self, predicate: Any) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "extra", "kinds", "spo2_readings"),
+    [
+        ("masimo_ascii", [], {SignalKind.SPO2}, 3),  # one line a second
+        ("nonin_fmt2", [], {SignalKind.PLETH, SignalKind.SPO2}, 9),  # one per 1/3 s packet
+        (
+            "roommon_line",
+            [f"--kind={k}" for k in ("ecg", "cement_pressure", "nibp", "abp:125", "pleth")],
+            {
+                SignalKind.ECG,
+                SignalKind.CEMENT_PRESSURE,
+                SignalKind.NIBP,
+                SignalKind.ABP,
+                SignalKind.PLETH,
+            },
+            0,
+        ),
+    ],
+)
+async def test_pty_frames_decode_without_rejects(
+    protocol: str, extra: list[str], kinds: set[SignalKind], spo2_readings: int
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "roommon.simulate", "--protocol", protocol, "--pty",
+        "--speed", "0", "--seconds", "3", *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            first = (await proc.stdout.readline()).decode()
+        assert first.startswith("pty: /dev/pts/"), first
+        reader = Reader(protocol)
+        feed = SerialFeed(
+            port=first.removeprefix("pty: ").strip(),
+            driver=reader.driver,
+            sink=reader.sink,
+            clock=RealClock(),
+            backoff=Backoff(initial_s=0.02, cap_s=0.1),
+            on_state=reader.on_state,
+        )
+        async with feed:
+            async with asyncio.timeout(TIMEOUT):
+                rest = (await proc.stdout.read()).decode()
+                err = (await proc.stderr.read()).decode()
+                status = await proc.wait()
+            assert (status, err) == (0, "")
+            total = rest.strip().splitlines()[-1]
+            frames = int(total.split(" frames,")[0].rsplit(" ", 1)[1])
+            await reader.until(lambda: reader.driver.counters.frames_good >= frames)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    c = reader.driver.counters
+    assert c.frames_good == frames > 0
+    assert (dict(c.frames_bad), dict(c.fields_bad), c.bytes_discarded) == ({}, {}, 0)
+    assert {s.kind for s in reader.samples} == kinds
+    readings = [s for s in reader.samples if isinstance(s, NumericReading)]
+    spo2 = [r.values["spo2"] for r in readings if r.kind == SignalKind.SPO2]
+    assert len(spo2) == spo2_readings
+    assert all(90 <= v <= 100 for v in spo2)  # the simulated patient's 98 %, read back
+
+
+@pytest.fixture
+def host_pty() -> Iterator[list[int]]:
+    """[master, slave] of a pty whose slave plays a real serial device path."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    fds = [master, slave]
+    yield fds
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
+
+
+async def test_port_unplugged_is_exit_1(host_pty: list[int]) -> None:
+    master, slave = host_pty
+    path = os.ttyname(slave)
+    task = asyncio.create_task(run("--protocol", "roommon_line", "--port", path, "--speed", "0"))
+    loop = asyncio.get_running_loop()
+    got = bytearray()
+    enough = asyncio.Event()
+
+    def readable() -> None:
+        got.extend(os.read(master, 4096))
+        if got.count(b"\r\n") >= 5:
+            enough.set()
+
+    loop.add_reader(master, readable)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await enough.wait()
+    finally:
+        loop.remove_reader(master)
+    assert got.startswith(b"$RM1,ROOMMON-SIM,0,W,ecg,mV,250,")
+    os.close(master)  # the cable is pulled
+    host_pty[0] = -1
+    status, _, err = await asyncio.wait_for(task, TIMEOUT)
+    assert status == 1
+    assert f"serial port {path} closed or unplugged" in err
+
+
+async def test_missing_port_is_exit_1(tmp_path: Path) -> None:
+    status, _, err = await run(
+        "--protocol", "masimo_ascii", "--port", str(tmp_path / "ttyUSB9"), "--seconds", "1"
+    )
+    assert status == 1
+    assert "cannot open serial port" in err
