@@ -105,12 +105,13 @@ class Pacer:
     """Deadlines for consecutive simulated steps at ``speed`` x real time on ``clock``.
 
     Deadlines are absolute (``start + k * step / speed``) so the pace does not
-    drift. ``catch_up`` decides what a stall (a broker outage, a full pty with
-    nobody reading) means: with it, the missed steps are then produced as fast
-    as possible, keeping simulated time locked to the clock (right when the data
-    carries its own time stamps, as MQTT payloads do); without it, the pace
-    restarts from now (right when the receiver stamps data on arrival, as
-    serial hosts do, where a burst would squeeze time).
+    drift. ``catch_up`` decides what a stall (a broker outage, a receiver
+    reading slower than the device writes) means: with it, the missed steps
+    are then produced as fast as possible, keeping simulated time locked to
+    the clock (right when the data carries its own time stamps, as MQTT
+    payloads do); without it, the pace restarts from now (right when the
+    receiver stamps data on arrival, as serial hosts do, where a burst would
+    squeeze time).
     """
 
     __slots__ = ("_catch_up", "_clock", "_next", "_step", "speed")
@@ -785,15 +786,38 @@ class DeviceLine:
         await clock.sleep(READER_SETTLE_S)
 
     async def write(self, data: bytes) -> bool:
-        """Write every byte; False when no reader had a pty open (the bytes are lost)."""
-        if not self.reader_attached():
-            return False
+        """Write every byte; False when a pty had no reader (the rest of ``data`` is lost)."""
         try:
-            await write_all(self.fd, data)
+            if self._port is not None:
+                await write_all(self.fd, data)
+                return True
+            return await self._write_pty(data)
         except OSError as exc:
             raise SimulateError(
                 f"serial port {self.name} closed or unplugged ({exc.strerror or exc})"
             ) from exc
+
+    async def _write_pty(self, data: bytes) -> bool:
+        # Not write_all: a reader that leaves while the queue is full leaves the
+        # master hung up but never writable, and epoll reports the hang-up as
+        # "writable" over and over; each wake-up must look at the reader first.
+        os.set_blocking(self.fd, False)
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
+        while view:
+            if not self.reader_attached():
+                return False
+            try:
+                view = view[os.write(self.fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(self.fd, _set_done, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_writer(self.fd)
         return True
 
     async def drain(self, *, clock: Clock, linger_s: float = 5.0) -> int:
@@ -830,6 +854,11 @@ class DeviceLine:
         else:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _unread(fd: int) -> int:
@@ -894,6 +923,12 @@ async def _write_device(
     attached = True
     try:
         while ticks is None or k < ticks:
+            if args.speed == 0 and not line.reader_attached():
+                # "As fast as the reader takes it" with no reader: wait for one
+                # rather than race through simulated time into the void.
+                print(f"{PROG}: reader of {line.name} gone; waiting for one", file=err, flush=True)
+                await line.wait_for_reader(clock)
+                print(f"{PROG}: reader of {line.name} back; writing", file=err, flush=True)
             await pacer.wait()
             k += 1
             elapsed = k * tick
@@ -906,7 +941,7 @@ async def _write_device(
                     minute.nbytes += len(data)
                 else:
                     minute.dropped += len(frames)
-                if written != attached:
+                if written != attached and args.speed > 0:
                     attached = written
                     state = "back; writing" if written else "gone; frames are lost until it returns"
                     print(f"{PROG}: reader of {line.name} {state}", file=err, flush=True)

@@ -14,6 +14,7 @@ import asyncio
 import io
 import itertools
 import os
+import signal
 import sys
 import tomllib
 import tty
@@ -331,6 +332,20 @@ class Reader:
                 await self.changed.wait()
 
 
+async def start_pty_simulator(*argv: str) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "roommon.simulate", "--pty", *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(TIMEOUT):
+        first = (await proc.stdout.readline()).decode()
+    assert first.startswith("pty: /dev/pts/"), first
+    return proc, first.removeprefix("pty: ").strip()
+
+
 @pytest.mark.parametrize(
     ("protocol", "extra", "kinds", "spo2_readings"),
     [
@@ -353,22 +368,15 @@ class Reader:
 async def test_pty_frames_decode_without_rejects(
     protocol: str, extra: list[str], kinds: set[SignalKind], spo2_readings: int
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "roommon.simulate", "--protocol", protocol, "--pty",
-        "--speed", "0", "--seconds", "3", *extra,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
+    proc, path = await start_pty_simulator(
+        "--protocol", protocol, "--speed", "0", "--seconds", "3", *extra
     )
     assert proc.stdout is not None
     assert proc.stderr is not None
     try:
-        async with asyncio.timeout(TIMEOUT):
-            first = (await proc.stdout.readline()).decode()
-        assert first.startswith("pty: /dev/pts/"), first
         reader = Reader(protocol)
         feed = SerialFeed(
-            port=first.removeprefix("pty: ").strip(),
+            port=path,
             driver=reader.driver,
             sink=reader.sink,
             clock=RealClock(),
@@ -443,3 +451,86 @@ async def test_missing_port_is_exit_1(tmp_path: Path) -> None:
     )
     assert status == 1
     assert "cannot open serial port" in err
+
+
+async def test_daemon_reads_the_simulated_serial_device(tmp_path: Path) -> None:
+    """What `roommon run` does with `serial.port = "/dev/pts/N"`: every frame taken."""
+    proc, path = await start_pty_simulator(
+        "--protocol", "roommon_line", "--kind", "ecg", "--kind", "nibp",
+        "--speed", "0", "--seconds", "2",
+    )
+    try:
+        port = {"port": path, "protocol": "roommon_line", "baudrate": 115200}
+        config = parse_config(
+            {
+                "site": {"id": SITE},
+                "daemon": {"state_dir": str(tmp_path / "state"), "tick_s": 0.1},
+                "rooms": {
+                    "r1": {
+                        "feeds": {
+                            "ekg": {"kind": "ecg", "fs": 250, "transport": "serial",
+                                    "serial": port},
+                            "nibp": {"kind": "nibp", "transport": "serial", "serial": port},
+                        }
+                    }
+                },
+            }
+        )
+        capture = CaptureOutput()
+        async with Daemon(
+            config=config, clock=RealClock(), use_broker=False, extra_outputs=[capture]
+        ) as daemon:
+            feeds = daemon.pipelines["r1"].feeds
+            await capture.wait_for(
+                lambda _: (feeds["ekg"].received, feeds["nibp"].received) == (20, 1),
+                within=TIMEOUT,
+            )
+            async with asyncio.timeout(TIMEOUT):
+                assert await proc.wait() == 0
+            counters = daemon.serial[0].feed.counters
+            assert counters.frames_good == 21
+            assert (dict(counters.frames_bad), counters.bytes_discarded) == ({}, 0)
+            assert (dict(feeds["ekg"].rejected), dict(feeds["nibp"].rejected)) == ({}, {})
+            assert feeds["ekg"].gaps == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("speed", "gone"), [("0", "gone; waiting"), ("50", "gone; frames are lost")]
+)
+async def test_pty_reader_may_leave_and_come_back(speed: str, gone: str) -> None:
+    """A daemon restart: the device goes on (or, at speed 0, waits) and the new reader
+    decodes clean frames."""
+    proc, path = await start_pty_simulator("--protocol", "roommon_line", "--speed", speed)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    try:
+        for visit in range(2):
+            reader = Reader("roommon_line")
+            async with SerialFeed(
+                port=path, driver=reader.driver, sink=reader.sink, clock=RealClock()
+            ):
+                await reader.until(lambda r=reader: r.driver.counters.frames_good >= 10)
+                # Before leaving: leaving itself cuts the frame in flight ("truncated").
+                bad = dict(reader.driver.counters.frames_bad)
+            assert (bad, reader.samples[0].kind) == ({}, SignalKind.ECG)
+            async with asyncio.timeout(TIMEOUT):
+                if visit == 1:
+                    back = (await proc.stderr.readline()).decode()
+                    assert back.endswith("back; writing\n")
+                line = (await proc.stderr.readline()).decode()
+            assert gone in line
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT):
+            out = (await proc.stdout.read()).decode()
+            assert await proc.wait() == 0
+        if speed != "0":
+            lost = int(out.rsplit(" frames lost", 1)[0].rsplit(" ", 1)[1])
+            assert lost > 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
