@@ -52,6 +52,8 @@ import serial
 
 from roommon.clock import Clock, RealClock
 from roommon.config import Config, load_config
+from roommon.drivers.masimo import EXCEPTION_BITS as MASIMO_EXC
+from roommon.drivers.nonin import FRAME_LEN, FRAMES_PER_PACKET, FS_HZ, STATUS_SNSD
 from roommon.errors import ConfigError, RoommonError
 from roommon.model import CANONICAL_UNITS, FloatArray, NumericReading, SignalKind, WaveformChunk
 from roommon.payloads import encode_reading, encode_waveform
@@ -600,6 +602,9 @@ class InjectionProfile:
             self._done += 1
 
 
+MASIMO_SENSOR_OFF: Final = next(b for b, name in MASIMO_EXC.items() if name == "sensor_off")
+
+
 @dataclass(slots=True, kw_only=True)
 class MasimoStream:
     """A Radical-7's ASCII 1 output: one line per second of the oximeter's numerics."""
@@ -618,16 +623,12 @@ class MasimoStream:
                 spo2=r.values["spo2"],
                 pulse_rate=r.values["pulse_rate"],
                 perfusion_index=r.values["perfusion_index"],
-                exceptions=0x000020 if "sensor_off" in r.flags else 0,
+                exceptions=MASIMO_SENSOR_OFF if "sensor_off" in r.flags else 0,
             )
             for r in self.pleth.readings_until(self.t0 + elapsed_s + _EPS)
         ]
 
 
-NONIN_PACKET: Final = 25  # frames per packet, 75 frames/s
-NONIN_FRAME: Final = 5  # bytes per frame
-NONIN_FS: Final = 75.0
-NONIN_SENSOR_DISCONNECT: Final = 0x40
 
 
 @dataclass(slots=True, kw_only=True)
@@ -644,13 +645,13 @@ class NoninStream:
 
     @property
     def period_s(self) -> float:
-        return NONIN_PACKET / NONIN_FS
+        return FRAMES_PER_PACKET / FS_HZ
 
     def frames_until(self, elapsed_s: float) -> list[bytes]:
         out: list[bytes] = []
         while (self.packets + 1) * self.period_s <= elapsed_s + _EPS:
             t_end = self.t0 + (self.packets + 1) * self.period_s
-            wave = self.pleth.next_samples(NONIN_PACKET)
+            wave = self.pleth.next_samples(FRAMES_PER_PACKET)
             for r in self.pleth.readings_until(t_end):
                 self.latest = r
             # The normalised pleth (about 0..1 per pulse) on the device's 8-bit scale.
@@ -661,9 +662,9 @@ class NoninStream:
                 off = "sensor_off" in self.latest.flags
                 spo2 = self.latest.values["spo2"]
                 rate = self.latest.values["pulse_rate"]
-                status = NONIN_SENSOR_DISCONNECT if off else 0
+                status = STATUS_SNSD if off else 0
             packet = encode_nonin_packet(pleth=raw, spo2=spo2, pulse_rate=rate, status=status)
-            out.extend(packet[i : i + NONIN_FRAME] for i in range(0, len(packet), NONIN_FRAME))
+            out.extend(packet[i : i + FRAME_LEN] for i in range(0, len(packet), FRAME_LEN))
             self.packets += 1
         return out
 
@@ -692,9 +693,9 @@ def device_streams(
 ) -> list[DeviceStream]:
     """The output streams of the simulated device speaking ``protocol``."""
     if protocol == "masimo_ascii":
-        return [MasimoStream(pleth=PlethSimulator(fs=NONIN_FS, seed=seed, t0=t0), t0=t0)]
+        return [MasimoStream(pleth=PlethSimulator(seed=seed, t0=t0), t0=t0)]
     if protocol == "nonin_fmt2":
-        return [NoninStream(pleth=PlethSimulator(fs=NONIN_FS, seed=seed, t0=t0), t0=t0)]
+        return [NoninStream(pleth=PlethSimulator(fs=FS_HZ, seed=seed, t0=t0), t0=t0)]
     streams: list[DeviceStream] = []
     seen: set[SignalKind] = set()
     for i, text in enumerate(kinds or ["ecg"]):
@@ -779,8 +780,6 @@ class DeviceLine:
         return not any(ev & select.POLLHUP for _, ev in self._poll.poll(0))
 
     async def wait_for_reader(self, clock: Clock) -> None:
-        if self.reader_attached():
-            return
         while not self.reader_attached():
             await clock.sleep(READER_POLL_S)
         await clock.sleep(READER_SETTLE_S)
@@ -899,7 +898,7 @@ async def simulate_serial(
         )
         if not line.reader_attached():
             print(f"{PROG}: waiting for a reader to open {line.name}", file=out, flush=True)
-            await line.wait_for_reader(clock)
+        await line.wait_for_reader(clock)
         return await _write_device(args, line=line, clock=clock, out=out, err=err)
     finally:
         line.close()

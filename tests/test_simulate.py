@@ -23,15 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from roommon.clock import RealClock, VirtualClock
 from roommon.config import Config, parse_config
 from roommon.daemon import Daemon
 from roommon.drivers import DRIVERS, DriverSample
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.model import DataOrigin, FloatArray, NumericReading, SignalKind, WaveformChunk
 from roommon.payloads import decode_feed
-from roommon.simulate import Pacer, build_parser, main, simulate
+from roommon.simulate import Pacer, build_parser, device_streams, main, simulate
 from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector, free_port
 from roommon.transports import Backoff, LinkState, SerialFeed
 
@@ -110,9 +111,10 @@ def decode_all(
 
 
 def expected_counts(seconds: int) -> dict[str, int]:
-    """Chunks are one second long; SpO2 comes once a second from t0 + 1; NIBP once a minute."""
+    """Chunks are one second long; SpO2 comes once a second from t0 + 1; NIBP from t0 on,
+    once a minute."""
     counts = dict.fromkeys(MQTT_FEEDS, seconds)
-    counts["nibp"] = 1 + (seconds - 1) // 60
+    counts["nibp"] = 1 + seconds // 60
     return counts
 
 
@@ -534,3 +536,50 @@ async def test_pty_reader_may_leave_and_come_back(speed: str, gone: str) -> None
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+def test_cement_stream_plays_repeating_injections() -> None:
+    """roommon_line cement frames follow the injection profile: rest, inject, pause, resume."""
+    (stream,) = device_streams(
+        protocol="roommon_line", kinds=["cement_pressure"], device_id="CEM1", seed=3, t0=0.0
+    )
+    driver = DRIVERS["roommon_line"](
+        room="r1", feed="cement", origin=DataOrigin.LIVE, clock=VirtualClock()
+    )
+    chunks = [
+        s for s in driver.feed(b"".join(stream.frames_until(250.0)))
+        if isinstance(s, WaveformChunk)
+    ]
+    assert driver.counters.frames_good == len(chunks) == 2500  # 0.1 s frames at 50 Hz
+    level = np.array([float(np.median(c.samples)) for c in chunks])
+
+    def at(t0: float, t1: float) -> FloatArray:
+        return level[round(t0 * 10) : round(t1 * 10)]
+
+    for cycle in (0.0, 120.0):
+        assert np.all(np.abs(at(cycle, cycle + 10)) < 100)  # at rest
+        assert np.all(at(cycle + 15, cycle + 40) > 1400)  # plateau near 1.7 MPa
+        assert np.all(np.abs(at(cycle + 44, cycle + 50)) < 100)  # paused
+        assert np.all(at(cycle + 55, cycle + 80) > 1400)  # resumed
+        assert np.all(np.abs(at(cycle + 85, cycle + 120)) < 100)  # done
+
+
+@pytest.mark.broker
+async def test_mqtt_minute_summaries_and_script(broker: MosquittoBroker, tmp_path: Path) -> None:
+    path = write_config(tmp_path, broker.port)
+    async with MqttCollector(broker.port, [f"{FEEDS}/spo2"]) as c:
+        status, out, _ = await run(
+            "--config", str(path), "--speed", "0", "--seconds", "125", "--script", "kyphoplasty"
+        )
+        msgs = await c.wait_for(lambda ms: len(ms) >= 125, within=TIMEOUT)
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1] == "[00:01:00 simulated] sent 240 chunks, 62 readings; script: -"
+    assert lines[2] == (
+        "[00:02:00 simulated] sent 240 chunks, 61 readings; script: patient desaturates to 86 %"
+    )
+    assert lines[3].endswith("125 simulated s: 500 chunks, 128 readings, 1 script actions; "
+                             "0 broker outage(s)")
+    spo2 = [m.json()["values"]["spo2"] for m in msgs]
+    assert min(spo2[:99]) >= 96
+    assert max(spo2[-10:]) <= 88  # the scripted desaturation reached the wire
