@@ -21,6 +21,7 @@ Technical conditions, during which the limit conditions are held:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,6 +36,11 @@ from roommon.signal.pulses import Beats, PulseDetector
 from roommon.signal.summaries import median_of
 
 log = structlog.get_logger(__name__)
+
+# The ufuncs ndarray.sum/max/min end in, without their Python wrappers.
+_add_reduce = np.add.reduce
+_max = np.maximum.reduce
+_min = np.minimum.reduce
 
 
 class AbpSettings(CheckSettings):
@@ -152,15 +158,24 @@ DISCONNECTED = ConditionSpec(
 class _LineState:
     __slots__ = ("asm", "det", "dia", "mean", "pp_ref", "sink", "sys")
 
-    def __init__(self, *, asm: BlockAssembler, det: PulseDetector, sink: BlockSink) -> None:
+    def __init__(
+        self,
+        *,
+        asm: BlockAssembler,
+        det: PulseDetector,
+        sink: BlockSink,
+        average_beats: int,
+        reference_beats: int,
+    ) -> None:
         self.asm = asm
         self.det = det
         self.sink = sink
-        empty = np.empty(0, dtype=np.float64)
-        self.sys: FloatArray = empty  # recent beats, for the limit median
-        self.dia: FloatArray = empty
-        self.mean: FloatArray = empty
-        self.pp_ref: FloatArray = empty  # pulse pressures of recent good beats
+        # recent beats, for the limit median
+        self.sys: deque[float] = deque(maxlen=average_beats)
+        self.dia: deque[float] = deque(maxlen=average_beats)
+        self.mean: deque[float] = deque(maxlen=average_beats)
+        # pulse pressures of recent good beats
+        self.pp_ref: deque[float] = deque(maxlen=reference_beats)
 
 
 class AbpCheck(Check):
@@ -217,6 +232,8 @@ class AbpCheck(Check):
             asm=BlockAssembler(block_n=max(1, round(self.cfg.analysis_block_s * fs)), fs=fs),
             det=PulseDetector(fs=fs, min_prominence=self.cfg.min_prominence_mmhg),
             sink=sink,
+            average_beats=self.cfg.average_beats,
+            reference_beats=self.cfg.reference_beats,
         )
         self._lines[feed] = st
         return st
@@ -229,10 +246,11 @@ class AbpCheck(Check):
         cfg = self.cfg
         t_end = t_first + len(block) / st.det.fs
         beats = st.det.process(block, t_first, restarted)
-        block_mean = float(block.mean())
+        block_mean = float(_add_reduce(block)) / len(block)  # block.mean(), unwrapped
         disconnected = block_mean < cfg.disconnect_mean_mmhg
-        pp = median_of(beats.amplitude) if len(beats) else float(block.max() - block.min())
-        ref = median_of(st.pp_ref) if len(st.pp_ref) else math.nan
+        amplitude = beats.amplitude
+        pp = median_of(amplitude) if amplitude else float(_max(block) - _min(block))
+        ref = median_of(st.pp_ref) if st.pp_ref else math.nan
         damped = not disconnected and (
             pp < cfg.flat_pulse_pressure_mmhg or pp < cfg.damped_fraction * ref
         )
@@ -256,8 +274,8 @@ class AbpCheck(Check):
         )
         if disconnected or damped or len(beats) == 0:
             return  # limits held: a damped or open line misreads every pressure
-        self._take_beats(st, beats)
-        t = float(beats.t[-1])
+        self._take_beats(st, beats, amplitude)
+        t = beats.t[-1]
         for name, v in (
             ("abp_systolic", median_of(beats.peak)),
             ("abp_diastolic", median_of(beats.trough)),
@@ -300,9 +318,10 @@ class AbpCheck(Check):
             ctx, MAP_HIGH, feed, mean > cfg.mean_high_mmhg, t, value=mean, limit=cfg.mean_high_mmhg
         )
 
-    def _take_beats(self, st: _LineState, beats: Beats) -> None:
-        k = self.cfg.average_beats
-        st.sys = np.concatenate((st.sys, beats.peak))[-k:]
-        st.dia = np.concatenate((st.dia, beats.trough))[-k:]
-        st.mean = np.concatenate((st.mean, beats.mean))[-k:]
-        st.pp_ref = np.concatenate((st.pp_ref, beats.amplitude))[-self.cfg.reference_beats :]
+    @staticmethod
+    def _take_beats(st: _LineState, beats: Beats, amplitude: list[float]) -> None:
+        # bounded deques: the newest average_beats / reference_beats are kept
+        st.sys.extend(beats.peak)
+        st.dia.extend(beats.trough)
+        st.mean.extend(beats.mean)
+        st.pp_ref.extend(amplitude)

@@ -21,6 +21,7 @@ analysed in fixed blocks (:mod:`roommon.signal.blocks`) by the beat detector of
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
@@ -41,6 +42,8 @@ from roommon.signal.pulses import Beats, PulseDetector
 from roommon.signal.summaries import cv_of, median_of, roughness
 
 log = structlog.get_logger(__name__)
+
+_count_nonzero = np.count_nonzero
 
 #: Oximeter flags (Masimo, Nonin drivers) meaning "no usable sensor signal".
 PROBE_OFF_FLAGS = frozenset({"sensor_off", "no_sensor", "no_cable", "sensor_defective"})
@@ -254,12 +257,14 @@ class _PlethState:
         "sink",
     )
 
-    def __init__(self, *, asm: BlockAssembler, det: PulseDetector, sink: BlockSink) -> None:
+    def __init__(
+        self, *, asm: BlockAssembler, det: PulseDetector, sink: BlockSink, recent_beats: int
+    ) -> None:
         self.asm = asm
         self.det = det
         self.sink = sink
-        self.amp: FloatArray = np.empty(0, dtype=np.float64)  # recent beat amplitudes
-        self.ibi: FloatArray = np.empty(0, dtype=np.float64)  # of the current run
+        self.amp: deque[float] = deque(maxlen=recent_beats)  # recent beat amplitudes
+        self.ibi: deque[float] = deque(maxlen=recent_beats)  # of the current run
         self.run = 0  # consecutive clean beats since the pleth was last unusable
         self.established = False  # the run has shown a consistent rhythm: rate known
         self.last_beat_t = math.nan
@@ -307,6 +312,10 @@ class SpO2Check(Check):
         self._hr = math.nan
         self._hr_t = math.nan
         self._ctx: CheckContext | None = None
+        # The source flags _quality last reported from (it reports only on change),
+        # and their union as of then: every flag change is followed by _quality.
+        self._quality_key: tuple[bool, ...] = ()
+        self._unreliable = False
 
     # -- reporting ------------------------------------------------------------
 
@@ -336,6 +345,21 @@ class SpO2Check(Check):
         )
 
     def _quality(self, ctx: CheckContext, t: float) -> None:
+        # The four conditions are functions of the six source flags alone, and
+        # reported only on change: when the flags have not changed since the
+        # last call there is nothing to report (the common case, every reading).
+        key = (
+            self._device_probe_off,
+            self._device_artefact,
+            self._device_low_perf,
+            self._pleth_probe_off,
+            self._pleth_no_pulse,
+            self._pleth_motion,
+        )
+        if key == self._quality_key:
+            return
+        self._quality_key = key
+        self._unreliable = self.unreliable
         self._report(ctx, PROBE_OFF, self._device_probe_off or self._pleth_probe_off, t)
         # no pulse on a flat trace is the probe being off, not a second alarm
         no_pulse = self._pleth_no_pulse and not self._pleth_probe_off
@@ -346,41 +370,57 @@ class SpO2Check(Check):
     # -- numerics -------------------------------------------------------------
 
     def on_reading(self, reading: NumericReading, ctx: CheckContext) -> None:
+        # Once a second: kept to plain attribute and dict work, since at 75 Hz the
+        # readings cost as much as a quarter of the pleth analysis.
         if reading.kind is not SignalKind.SPO2:
             return
         cfg = self.cfg
         t = reading.t
         flags = reading.flags
-        self._device_probe_off = not PROBE_OFF_FLAGS.isdisjoint(flags)
-        self._device_artefact = not ARTEFACT_FLAGS.isdisjoint(flags)
-        pi = reading.get("perfusion_index")
-        low_perf = not LOW_PERFUSION_FLAGS.isdisjoint(flags) or (
-            math.isfinite(pi) and pi < cfg.low_perfusion_index_pct
-        )
-        self._device_low_perf = low_perf
-        self._report(
-            ctx,
-            LOW_PERFUSION,
-            low_perf,
-            t,
-            value=pi if math.isfinite(pi) else None,
-            limit=cfg.low_perfusion_index_pct,
-        )
-        self._quality(ctx, t)
-        spo2 = reading.get("spo2")
-        reliable = not self.unreliable and math.isfinite(spo2)
-        if math.isfinite(spo2):
-            ctx.measure(
-                Measurement(
-                    name="spo2", value=spo2, unit="%", t=t, feed=reading.feed, reliable=reliable
-                )
+        values = reading.values
+        pi = values.get("perfusion_index", math.nan)
+        low_perf = pi < cfg.low_perfusion_index_pct and math.isfinite(pi)
+        probe_off = artefact = False
+        if flags:
+            probe_off = not PROBE_OFF_FLAGS.isdisjoint(flags)
+            artefact = not ARTEFACT_FLAGS.isdisjoint(flags)
+            low_perf = low_perf or not LOW_PERFUSION_FLAGS.isdisjoint(flags)
+        if low_perf is not self._device_low_perf:  # LOW_PERFUSION is present iff it is set
+            self._report(
+                ctx,
+                LOW_PERFUSION,
+                low_perf,
+                t,
+                value=pi if math.isfinite(pi) else None,
+                limit=cfg.low_perfusion_index_pct,
             )
+        if (
+            probe_off is not self._device_probe_off
+            or artefact is not self._device_artefact
+            or low_perf is not self._device_low_perf
+        ):
+            self._device_probe_off = probe_off
+            self._device_artefact = artefact
+            self._device_low_perf = low_perf
+            self._quality(ctx, t)
+        spo2 = values.get("spo2", math.nan)
+        if not math.isfinite(spo2):
+            return
+        reliable = not self._unreliable
+        ctx.measure(
+            Measurement(
+                name="spo2", value=spo2, unit="%", t=t, feed=reading.feed, reliable=reliable
+            )
+        )
         if not reliable:
             return  # held: an unreliable value neither raises nor clears a desaturation
-        self._report(ctx, DESAT, spo2 < cfg.desat_pct, t, value=spo2, limit=cfg.desat_pct)
-        self._report(
-            ctx, DESAT_CRITICAL, spo2 < cfg.critical_pct, t, value=spo2, limit=cfg.critical_pct
-        )
+        active = self._active
+        desat = spo2 < cfg.desat_pct
+        if desat is not active.get(DESAT.code, False):
+            self._report(ctx, DESAT, desat, t, value=spo2, limit=cfg.desat_pct)
+        critical = spo2 < cfg.critical_pct
+        if critical is not active.get(DESAT_CRITICAL.code, False):
+            self._report(ctx, DESAT_CRITICAL, critical, t, value=spo2, limit=cfg.critical_pct)
 
     def on_measurement(self, m: Measurement, ctx: CheckContext) -> None:
         if m.name == "heart_rate" and m.reliable and math.isfinite(m.value):
@@ -425,6 +465,7 @@ class SpO2Check(Check):
             asm=BlockAssembler(block_n=max(1, round(self.cfg.analysis_block_s * fs)), fs=fs),
             det=PulseDetector(fs=fs),
             sink=sink,
+            recent_beats=self.cfg.recent_beats,
         )
         self._pleth[feed] = st
         return st
@@ -435,33 +476,39 @@ class SpO2Check(Check):
         ctx = self._ctx
         assert ctx is not None
         cfg = self.cfg
-        fs = st.det.fs
-        t_end = t_first + len(block) / fs
+        det = st.det
+        n = len(block)
+        t_end = t_first + n / det.fs
         if restarted:
-            st.amp = np.empty(0, dtype=np.float64)
+            st.amp.clear()
             self._break_run(st)
             st.last_beat_t = t_first
-        beats = st.det.process(block, t_first, restarted)
-        hi = float(block.max())
-        lo = float(block.min())
+        beats = det.process(block, t_first, restarted)
+        # argmax + item: ndarray.max's value without its ~1 µs reduction wrapper
+        hi: float = block.item(block.argmax())
+        lo: float = block.item(block.argmin())
         ptp = hi - lo
         # A pulse is a smooth wave: sample-to-sample steps are small next to its
         # spread (ratio ~0.05-0.3 at 75-250 Hz); for white noise the ratio is ~1.4.
-        step, spread = roughness(block)
+        step, spread = roughness(block, det.block_steps)
         rough = step > cfg.max_roughness * spread
         # NaN before any clean beat: the relative tests below are then False
-        ref_amp = median_of(st.amp) if len(st.amp) else math.nan
-        n = len(block)
-        pinned = max(int(np.count_nonzero(block == hi)), int(np.count_nonzero(block == lo)))
+        ref_amp = median_of(st.amp) if st.amp else math.nan
         flat = ptp <= cfg.flat_ptp_au or ptp <= cfg.flat_fraction * ref_amp
-        saturated = ptp > 0 and pinned >= cfg.saturated_fraction * n
+        saturated = False
+        if ptp > 0:
+            pinned = max(int(_count_nonzero(block == hi)), int(_count_nonzero(block == lo)))
+            saturated = pinned >= cfg.saturated_fraction * n
         self._pleth_probe_off = probe_off = flat or saturated
         motion = False
+        amplitude: list[float] = []
+        if len(beats):
+            amplitude = beats.amplitude
         if not probe_off and not rough:
             motion = ptp > cfg.motion_ptp_ratio * ref_amp
             if not motion and len(beats) >= 3:
                 motion = (
-                    cv_of(beats.amplitude) > cfg.motion_amplitude_cv
+                    cv_of(amplitude) > cfg.motion_amplitude_cv
                     or cv_of(beats.ibi) > cfg.motion_interval_cv
                 )
         if motion != self._pleth_motion:
@@ -470,14 +517,14 @@ class SpO2Check(Check):
         # Only clean beats count: they set the reference amplitude and the rate.
         clean = len(beats) > 0 and not (probe_off or rough or motion)
         if clean:
-            self._take_beats(st, beats)
+            self._take_beats(st, beats, amplitude)
         # beats are final max_ibi after their peak: allow for that lag
-        decided_until = t_end - st.det.lookahead_n / fs
+        decided_until = t_end - det.lookahead_n / det.fs
         self._pleth_no_pulse = decided_until - st.last_beat_t > cfg.no_pulse_s
         self._quality(ctx, t_end)
         if clean and st.established:
             st.pr = 60.0 / median_of(st.ibi)
-            st.pr_t = float(beats.t[-1])
+            st.pr_t = beats.t[-1]
             ctx.measure(
                 Measurement(
                     name="pulse_rate",
@@ -485,7 +532,7 @@ class SpO2Check(Check):
                     unit="bpm",
                     t=st.pr_t,
                     feed=feed,
-                    reliable=not self.unreliable,
+                    reliable=not self._unreliable,
                 )
             )
         elif probe_off or rough or motion or self._pleth_no_pulse:
@@ -493,23 +540,23 @@ class SpO2Check(Check):
             self._break_run(st)
         self._cross_check(ctx, t_end)
 
-    def _take_beats(self, st: _PlethState, beats: Beats) -> None:
+    def _take_beats(self, st: _PlethState, beats: Beats, amplitude: list[float]) -> None:
         cfg = self.cfg
-        keep = cfg.recent_beats
-        st.amp = np.concatenate((st.amp, beats.amplitude))[-keep:]
-        st.ibi = np.concatenate((st.ibi, beats.ibi))[-keep:]
-        st.last_beat_t = float(beats.t[-1])
+        st.amp.extend(amplitude)  # deques of recent_beats: the newest are kept
+        st.ibi.extend(beats.ibi)
+        st.last_beat_t = beats.t[-1]
         st.run += len(beats)
         need = cfg.pr_establish_beats
         if not st.established and st.run >= need:
             # The first beat's interval reaches back before the run: not judged.
-            tail = st.ibi[-(need - 1) :]
+            tail = list(st.ibi)[-(need - 1) :]
             med = median_of(tail)
-            st.established = bool(np.all(np.abs(tail - med) <= cfg.pr_interval_tolerance * med))
+            tol = cfg.pr_interval_tolerance * med
+            st.established = all(abs(v - med) <= tol for v in tail)
 
     @staticmethod
     def _break_run(st: _PlethState) -> None:
-        st.ibi = np.empty(0, dtype=np.float64)
+        st.ibi.clear()
         st.run = 0
         st.established = False
         st.pr = math.nan

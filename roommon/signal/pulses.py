@@ -18,6 +18,8 @@ Everything per sample is numpy; Python only runs per block.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +27,7 @@ import numpy.typing as npt
 from scipy.signal import find_peaks
 
 from roommon.model import FloatArray
-from roommon.signal.summaries import std_of
+from roommon.signal.summaries import sum_of
 
 try:
     # find_peaks' own compiled steps. find_peaks spends ~10 µs per call validating
@@ -44,47 +46,90 @@ IntArray = npt.NDArray[np.intp]
 _EMPTY = np.empty(0, dtype=np.float64)
 
 
+_min_reduceat = np.minimum.reduceat
+_add_reduceat = np.add.reduceat
+_count_nonzero = np.count_nonzero
+
+
+def local_maxima(x: FloatArray, steps: FloatArray) -> IntArray:
+    """Indices of the local maxima of ``x`` exactly as ``find_peaks`` finds them.
+
+    ``steps`` is ``x[1:] - x[:-1]`` and ``x`` must be finite. Without two equal
+    neighbours (the usual case for a real-valued signal) a maximum is where a
+    rise is followed by a fall: three numpy calls, half the fixed cost of the
+    compiled step, which handles flat tops (their middle sample, as find_peaks).
+    """
+    if _count_nonzero(steps) == len(steps):
+        up = steps > 0
+        found: IntArray = (up[:-1] > up[1:]).nonzero()[0]
+        found += 1
+        return found
+    if _local_maxima_1d is None:  # pragma: no cover
+        return find_peaks(x)[0]  # type: ignore[no-any-return]
+    return _local_maxima_1d(x)[0]  # type: ignore[no-any-return]
+
+
+def _spaced_peaks(
+    x: FloatArray, distance: int, wlen: np.intp, steps: FloatArray | None = None
+) -> tuple[IntArray, FloatArray]:
+    """Local maxima of ``x`` kept by find_peaks' ``distance`` rule, and their prominences.
+
+    ``steps`` (``x[1:] - x[:-1]``), when given, says ``x`` is finite and lets
+    :func:`local_maxima` find the maxima without the compiled step.
+    """
+    if _local_maxima_1d is None:  # pragma: no cover
+        found, props = find_peaks(x, distance=distance, prominence=0.0, wlen=wlen)
+        return found, props["prominences"]
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    peaks: IntArray = _local_maxima_1d(x)[0] if steps is None else local_maxima(x, steps)
+    if len(peaks) > 1:
+        peaks = peaks[_select_by_peak_distance(peaks, x[peaks], distance)]
+    prom: FloatArray = _peak_prominences(x, peaks, wlen)[0]
+    return peaks, prom
+
+
 def pulse_peaks(
     x: FloatArray, *, distance: int, min_prominence: float, wlen: int
 ) -> tuple[IntArray, FloatArray]:
     """``find_peaks(x, distance=, prominence=min_prominence, wlen=)``: peaks, prominences."""
-    if _local_maxima_1d is None:  # pragma: no cover
-        found, props = find_peaks(x, distance=distance, prominence=min_prominence, wlen=wlen)
-        return found, props["prominences"]
     x = np.ascontiguousarray(x, dtype=np.float64)
-    peaks: IntArray = _local_maxima_1d(x)[0]
-    if len(peaks) > 1:
-        peaks = peaks[_select_by_peak_distance(peaks, x[peaks], distance)]
-    prom: FloatArray = _peak_prominences(x, peaks, np.intp(wlen))[0]
+    steps = x[1:] - x[:-1] if np.isfinite(x).all() else None
+    peaks, prom = _spaced_peaks(x, distance, np.intp(wlen), steps)
     keep = prom >= min_prominence
     return peaks[keep], prom[keep]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Beats:
-    """Beats closed in one block, as parallel arrays (oldest first)."""
+    """Beats closed in one block, as parallel lists (oldest first); treat as read-only.
 
-    t: FloatArray  # time of each beat's peak
-    peak: FloatArray
-    trough: FloatArray
-    mean: FloatArray
-    ibi: FloatArray  # seconds since the previous beat's peak
+    Lists, not arrays: a 4 s block closes a handful of beats, and every consumer
+    reduces them with Python-level summaries (:mod:`roommon.signal.summaries`)
+    or keeps them in short rolling histories, where small numpy arrays cost more
+    in per-call overhead than the arithmetic they hold.
+    """
+
+    t: Sequence[float]  # time of each beat's peak
+    peak: Sequence[float]
+    trough: Sequence[float]
+    mean: Sequence[float]
+    ibi: Sequence[float]  # seconds since the previous beat's peak
 
     def __len__(self) -> int:
         return len(self.t)
 
     @property
-    def amplitude(self) -> FloatArray:
+    def amplitude(self) -> list[float]:
         """Peak minus preceding trough (pulse pressure for ABP)."""
-        return self.peak - self.trough
+        return [p - t for p, t in zip(self.peak, self.trough, strict=True)]
 
     @property
-    def rate(self) -> FloatArray:
+    def rate(self) -> list[float]:
         """Instantaneous rate per beat, in beats per minute."""
-        return 60.0 / self.ibi
+        return [60.0 / i for i in self.ibi]
 
 
-NO_BEATS = Beats(t=_EMPTY, peak=_EMPTY, trough=_EMPTY, mean=_EMPTY, ibi=_EMPTY)
+NO_BEATS = Beats(t=(), peak=(), trough=(), mean=(), ibi=())
 
 
 class PulseDetector:
@@ -108,12 +153,17 @@ class PulseDetector:
     """
 
     __slots__ = (
-        "_carry",
+        "_buf",
+        "_carry_len",
+        "_carry_n",
         "_carry_start",
         "_decided",
         "_end",
         "_last_peak",
+        "_shift",
         "_t_origin",
+        "_wlen",
+        "block_steps",
         "fs",
         "last_std",
         "lookahead_n",
@@ -142,32 +192,63 @@ class PulseDetector:
         self.min_prominence = min_prominence
         self.relative_prominence = relative_prominence
         self.last_std = 0.0
+        self._carry_n = self.lookahead_n + self.max_ibi_n + 1
+        self._wlen = np.intp(2 * self.max_ibi_n + 1)  # prominence window: max_ibi each side
+        #: ``block[1:] - block[:-1]`` of the last block processed (for the caller's own
+        #: block statistics: computed here anyway for the local maxima).
+        self.block_steps: FloatArray = _EMPTY
+        self._buf: FloatArray = _EMPTY
         self.reset(t_origin=0.0)
 
     def reset(self, *, t_origin: float) -> None:
         """Forget everything (a gap in the feed): the next block starts a new chain."""
         self._t_origin = t_origin
-        self._carry = _EMPTY
+        self._carry_len = 0
+        self._shift = 0
         self._carry_start = 0
         self._end = 0  # index (since origin) just after the last sample seen
         self._decided = 0  # peaks before this index are already decided
         self._last_peak = -1  # index of the last decided peak, -1 if none
 
     def process(self, block: FloatArray, t_first: float, restarted: bool) -> Beats:
+        # Runs once per block: at 75 Hz the fixed cost of each numpy call, not the
+        # arithmetic on 600 samples, is what counts, so the steps after the peak
+        # search are Python arithmetic on a few dozen peaks and a handful of beats.
         if restarted:
             self.reset(t_origin=t_first)
-        x = np.concatenate((self._carry, block)) if len(self._carry) else block
+        if self._shift:  # move the carry left by the last block's length
+            shift = self._shift
+            self._buf[: self._carry_len] = self._buf[shift : shift + self._carry_len]
+            self._shift = 0
+        # x: the carried tail of earlier samples, then the block, in one buffer
+        # reused from block to block (no concatenation, no copy of the carry).
+        nc = self._carry_len
+        nb = len(block)
+        n = nc + nb
+        buf = self._buf
+        if n > len(buf):
+            buf = np.empty(2 * n)
+            buf[:nc] = self._buf[:nc]
+            self._buf = buf
+        x = buf[:n]
+        x[nc:] = block
+        steps = x[1:] - x[:-1]
+        self.block_steps = steps[nc:]
         base = self._carry_start  # index of x[0] since origin
-        end = self._end + len(block)
+        end = self._end + nb
         self._end = end
-        std = std_of(x)
-        self.last_std = std
+        # std_of(x), keeping the sum of squares: a NaN or inf in x shows in it
+        squares = float(x.dot(x))
+        m = sum_of(x) / n
+        self.last_std = std = math.sqrt(max(squares / n - m * m, 0.0))
         lo = self._decided - base
         hi = end - self.lookahead_n - base
         # Keep enough history for the next block: prominence window (max_ibi each
-        # side), the lookahead, and the previous peak of the next beat.
-        keep = min(len(x), self.lookahead_n + self.max_ibi_n + 1)
-        self._carry = x[-keep:].copy()
+        # side), the lookahead, and the previous peak of the next beat. The move
+        # happens at the start of the next block: x stays valid until then.
+        keep = min(n, self._carry_n)
+        self._shift = n - keep
+        self._carry_len = keep
         self._carry_start = end - keep
         if hi <= lo:
             return NO_BEATS
@@ -175,46 +256,62 @@ class PulseDetector:
         threshold = max(self.min_prominence, self.prominence_std * std)
         if threshold <= 0.0:  # flat window: no pulses
             return NO_BEATS
-        peaks, prom = pulse_peaks(
-            x, distance=self.min_ibi_n, min_prominence=threshold, wlen=2 * self.max_ibi_n + 1
+        found, prom = _spaced_peaks(
+            x, self.min_ibi_n, self._wlen, steps if math.isfinite(squares) else None
         )
-        m = len(prom)
-        if m > 1:
+        # pulse_peaks' prominence filter, then the typical-prominence rule
+        peaks: list[int] = found.tolist()
+        proms: list[float] = prom.tolist()
+        cand = [(p, q) for p, q in zip(peaks, proms, strict=True) if q >= threshold]
+        c = len(cand)
+        if c > 1:
             # median of the upper half of the prominences
-            s = np.sort(prom)
-            h = m // 2
-            u = m - h  # upper half: s[h:]
+            s = sorted([q for _, q in cand])
+            h = c // 2
+            u = c - h  # upper half: s[h:]
             mid = h + u // 2
-            typical = float(s[mid]) if u % 2 else 0.5 * (float(s[mid - 1]) + float(s[mid]))
+            typical = s[mid] if u % 2 else 0.5 * (s[mid - 1] + s[mid])
             threshold = max(threshold, self.relative_prominence * typical)
-            peaks = peaks[prom >= threshold]
-        peaks = peaks[(peaks >= lo) & (peaks < hi)]
-        if len(peaks) == 0:
+        kept = [p for p, q in cand if q >= threshold and lo <= p < hi]
+        if not kept:
             return NO_BEATS
         last = self._last_peak - base
-        self._last_peak = int(peaks[-1]) + base
+        self._last_peak = kept[-1] + base
         if last >= 0:
-            if peaks[0] - last < self.min_ibi_n:
-                peaks = peaks[1:]
-                if len(peaks) == 0:
+            if kept[0] - last < self.min_ibi_n:
+                del kept[0]
+                if not kept:
                     self._last_peak = last + base
                     return NO_BEATS
-            idx = np.concatenate(((last,), peaks))
-        else:
-            idx = peaks
-        if len(idx) < 2:
+            kept.insert(0, last)
+        if len(kept) < 2:
             return NO_BEATS
+        return self._beats(x, kept, base)
+
+    def _beats(self, x: FloatArray, idx: list[int], base: int) -> Beats:
+        """The beats closed by consecutive peaks ``idx`` (indices into ``x``)."""
         starts = idx[:-1]
         span = x[: idx[-1]]
-        n = idx[1:] - starts
-        ok = n <= self.max_ibi_n
-        trough = np.minimum.reduceat(span, starts)
-        mean = np.add.reduceat(span, starts) / n
-        ends = idx[1:]
+        troughs: list[float] = _min_reduceat(span, starts).tolist()
+        sums: list[float] = _add_reduceat(span, starts).tolist()
+        value = x.item
         fs = self.fs
-        t = self._t_origin + (ends + base) / fs
-        if not ok.all():
-            return Beats(
-                t=t[ok], peak=x[ends[ok]], trough=trough[ok], mean=mean[ok], ibi=n[ok] / fs
-            )
-        return Beats(t=t, peak=x[ends], trough=trough, mean=mean, ibi=n / fs)
+        t0 = self._t_origin
+        max_n = self.max_ibi_n
+        t: list[float] = []
+        peak: list[float] = []
+        trough: list[float] = []
+        mean: list[float] = []
+        ibi: list[float] = []
+        a = idx[0]
+        for k in range(len(starts)):
+            e = idx[k + 1]
+            d = e - a
+            if d <= max_n:  # longer is not one beat: no beat closes here
+                t.append(t0 + (e + base) / fs)
+                peak.append(value(e))
+                trough.append(troughs[k])
+                mean.append(sums[k] / d)
+                ibi.append(d / fs)
+            a = e
+        return Beats(t=t, peak=peak, trough=trough, mean=mean, ibi=ibi)

@@ -9,15 +9,33 @@ throughput target. (A Python loop per beat is fine; per sample it is not.)
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from roommon.model import FloatArray
 
+_ones: FloatArray = np.ones(1024)
 
-def median_of(a: FloatArray) -> float:
-    """Median of a short array (NaN if empty)."""
-    s: list[float] = sorted(a.tolist())
+
+def sum_of(a: FloatArray) -> float:
+    """Sum of a 1-D float64 array as one BLAS dot product with ones.
+
+    ``ndarray.sum`` (and ``np.add.reduce``) cost ~1.3-1.6 µs per call in fixed
+    overhead; a dot product ~0.45 µs. The rounding differs from numpy's pairwise
+    sum only in the last bits (both accumulate in blocks), far below any
+    threshold a check compares a mean or a spread with.
+    """
+    global _ones
+    n = len(a)
+    if n > len(_ones):
+        _ones = np.ones(2 * n)
+    return float(a.dot(_ones[:n]))
+
+
+def median_of(a: FloatArray | Iterable[float]) -> float:
+    """Median of a short array or sequence (NaN if empty)."""
+    s: list[float] = sorted(a.tolist() if isinstance(a, np.ndarray) else a)
     n = len(s)
     if n == 0:
         return math.nan
@@ -27,9 +45,9 @@ def median_of(a: FloatArray) -> float:
     return 0.5 * (s[h - 1] + s[h])
 
 
-def cv_of(a: FloatArray) -> float:
-    """Coefficient of variation (population std / mean) of a short positive array."""
-    v: list[float] = a.tolist()
+def cv_of(a: FloatArray | Sequence[float]) -> float:
+    """Coefficient of variation (population std / mean) of a short positive array or sequence."""
+    v: Sequence[float] = a.tolist() if isinstance(a, np.ndarray) else a
     n = len(v)
     if n == 0:
         return math.nan
@@ -41,26 +59,30 @@ def cv_of(a: FloatArray) -> float:
 def std_of(a: FloatArray) -> float:
     """Population standard deviation via one sum and one dot product.
 
-    ``ndarray.std`` spends ~10 µs in Python-level bookkeeping; this is ~2 µs.
+    ``ndarray.std`` spends ~10 µs in Python-level bookkeeping; this is ~1 µs
+    (:func:`sum_of`; ``math.sqrt`` without making a numpy scalar).
     The one-pass formula loses precision only when the mean dwarfs the spread
     by ~1e7, far beyond any signal here (ABP: mean ~80, spread ~15 mmHg).
     """
     n = len(a)
     if n == 0:
-        return float("nan")
-    m = float(a.sum()) / n
-    return float(np.sqrt(max(float(np.dot(a, a)) / n - m * m, 0.0)))
+        return math.nan
+    m = sum_of(a) / n
+    return math.sqrt(max(float(a.dot(a)) / n - m * m, 0.0))
 
 
-def roughness(a: FloatArray) -> tuple[float, float]:
-    """RMS sample-to-sample step and standard deviation of ``a`` (zeros if < 2 samples)."""
+def roughness(a: FloatArray, steps: FloatArray | None = None) -> tuple[float, float]:
+    """RMS sample-to-sample step and standard deviation of ``a`` (zeros if < 2 samples).
+
+    ``steps``, when the caller has them already, is ``a[1:] - a[:-1]``.
+    """
     n = len(a)
     if n < 2:
         return 0.0, 0.0
-    d = a[1:] - a[:-1]
-    m = float(a.sum()) / n
-    std = math.sqrt(max(float(np.dot(a, a)) / n - m * m, 0.0))
-    return math.sqrt(float(np.dot(d, d)) / (n - 1)), std
+    d = a[1:] - a[:-1] if steps is None else steps
+    m = sum_of(a) / n
+    std = math.sqrt(max(float(a.dot(a)) / n - m * m, 0.0))
+    return math.sqrt(float(d.dot(d)) / (n - 1)), std
 
 
 def rms_step(a: FloatArray) -> float:
