@@ -965,12 +965,20 @@ async def _write_device(
 # --------------------------------------------------------------------------- CLI
 
 
+DESCRIPTION: Final = (
+    "Drive simulated device feeds into a running roommon daemon, the way real devices "
+    "would: a room's MQTT feeds from its config (--config, --room), or one serial "
+    "device's bytes to a port or a new pseudo-terminal (--protocol, --port | --pty). "
+    "Data is marked simulated. Exit 0 done, 1 runtime failure, 2 bad usage or config."
+)
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``simulate`` on the main CLI's subparsers; handler in ``func``."""
     p = subparsers.add_parser(
         "simulate",
         help="drive simulated device feeds into a running daemon (MQTT or serial)",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description=DESCRIPTION,
     )
     _add_arguments(p)
     p.set_defaults(func=run_simulate)
@@ -999,7 +1007,7 @@ def _speed(text: str) -> float:
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     common = p.add_argument_group("both modes")
     common.add_argument(
-        "--speed", type=_speed, default=1.0, help="N x real time (default 1; 0: at once)"
+        "--speed", type=_speed, default=1.0, help="N x real time (default 1; 0: no waiting)"
     )
     common.add_argument(
         "--seconds", type=_positive, default=None, help="simulated seconds (default: until stopped)"
@@ -1010,7 +1018,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     mqtt.add_argument("--config", "-c", help="roommon config file (TOML)")
     mqtt.add_argument("--room", help="room id (default: the config's only room)")
     mqtt.add_argument("--broker", help="mqtt://HOST:PORT (default: the config's broker)")
-    mqtt.add_argument("--script", choices=sorted(SCRIPTS), default="kyphoplasty")
+    mqtt.add_argument(
+        "--script", choices=sorted(SCRIPTS), default="kyphoplasty", help="scripted events"
+    )
     mqtt.add_argument("--qos", type=int, choices=(0, 1), default=1, help="feed QoS (default 1)")
 
     ser = p.add_argument_group("serial mode: one device's bytes to a serial line")
@@ -1078,7 +1088,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m roommon.simulate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m roommon.simulate", description=DESCRIPTION)
     _add_arguments(parser)
     return parser
 
