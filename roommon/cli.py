@@ -1,4 +1,4 @@
-"""Command line: ``roommon run | check-config | demo | alarms | ecg-beats``.
+"""Command line: ``roommon run | check-config | demo | checks | alarms | timers | simulate | ecg-beats``.
 
 Exit codes: 0 success, 2 bad configuration or usage, 1 runtime failure.
 """
@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     from roommon.recovery import view as recovery_view
 
     recovery_view.add_parser(sub)
+
+    from roommon import simulate
+
+    simulate.add_parser(sub)
 
     return parser
 
