@@ -1,4 +1,6 @@
-"""Command line: ``roommon run | check-config | demo | checks | alarms | timers | simulate | ecg-beats``.
+"""Command line of roommon.
+
+Commands: run, check-config, demo, checks, alarms, timers, simulate, ecg-beats.
 
 Exit codes: 0 success, 2 bad configuration or usage, 1 runtime failure.
 """
