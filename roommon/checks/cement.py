@@ -49,6 +49,16 @@ from roommon.signal.thresholds import hysteresis_state, transitions
 log = structlog.get_logger(__name__)
 
 
+def _max(a: FloatArray) -> float:
+    """``float(a.max())`` (NaN included) without the ~1.3 µs of its reduction wrapper."""
+    return a.item(a.argmax())
+
+
+def _min(a: FloatArray) -> float:
+    """``float(a.min())`` (NaN included) without the ~1.3 µs of its reduction wrapper."""
+    return a.item(a.argmin())
+
+
 class CementSettings(CheckSettings):
     """Per-room (per cement product) settings of the cement-injection check."""
 
@@ -304,7 +314,7 @@ class CementCheck(Check):
             return
         limit = self.cfg.max_pressure_kpa
         # Only a chunk that can cross a level needs the per-sample hysteresis.
-        if (x.min() < limit - self.cfg.over_pressure_clear_kpa) if st.over else (x.max() > limit):
+        if (_min(x) < limit - self.cfg.over_pressure_clear_kpa) if st.over else (_max(x) > limit):
             self._over_pressure(st, x, chunk.t0, chunk.fs, ctx)
         self._ctx = ctx
         st.asm.push(x, chunk.t0, st.sink)
@@ -393,13 +403,13 @@ class CementCheck(Check):
         t_end = t_first + len(block) / fs
         if restarted:
             st.hist = np.empty(0, dtype=np.float64)
-        if not st.injecting and seg.max() <= cfg.inject_on_kpa:
+        if not st.injecting and _max(seg) <= cfg.inject_on_kpa:
             # Nothing injecting in this block: the cheap path for most of a procedure.
             if st.phase is Phase.PAUSED and t_end - st.last_inject_t >= cfg.end_after_s:
                 self._end_injection(st, st.last_inject_t + cfg.end_after_s, ctx)
             st.hist = seg[-st.hist_len :]
             return
-        if st.injecting and seg.min() >= cfg.inject_off_kpa:  # injection simply goes on
+        if st.injecting and _min(seg) >= cfg.inject_off_kpa:  # injection simply goes on
             changes: list[tuple[int, bool]] = []
             injecting = True
         else:
@@ -421,7 +431,7 @@ class CementCheck(Check):
         st.injecting = injecting
         if injecting:
             st.last_inject_t = t_end
-            st.peak = max(st.peak, float(block.max()))
+            st.peak = max(st.peak, _max(block))
             ctx.measure(
                 Measurement(
                     name="cement_peak_pressure", value=st.peak, unit="kPa", t=t_end, feed=st.feed
@@ -518,7 +528,7 @@ class CementCheck(Check):
         keep = 1.0 - cfg.drop_fraction
         span = hist[max(first - w - h + 1, 0) :]
         # No fall of drop_fraction anywhere in the span: nothing to look at (the usual case).
-        if first < n - c and float(span.min()) < keep * float(span.max()):
+        if first < n - c and _min(span) < keep * _max(span):
             hi = n - c
             pos = np.arange(first, hi)
             # held[i]: lowest of the h segments ending at segment first - w + i
