@@ -21,7 +21,6 @@ from typing import Self
 
 import aiomqtt
 import structlog
-from paho.mqtt.properties import Properties
 
 from roommon.alerts.store import AlarmStore
 from roommon.clock import Clock
@@ -96,20 +95,6 @@ class MqttLink:
     def outbox_changed(self) -> None:
         """Tell the writer that the outbox has new rows."""
         self._wake.set()
-
-    async def publish_now(
-        self, topic: str, payload: bytes, *, properties: Properties | None = None
-    ) -> bool:
-        """Best-effort QoS 1 publish (command replies); False if not connected."""
-        client = self._client
-        if client is None or not self.connected.is_set():
-            return False
-        try:
-            await client.publish(topic, payload, qos=1, properties=properties)
-        except aiomqtt.MqttError as exc:
-            log.warning("mqtt_publish_failed", topic=topic, error=str(exc))
-            return False
-        return True
 
     # ------------------------------------------------------------------ lifecycle
 

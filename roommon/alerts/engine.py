@@ -17,7 +17,7 @@ makes every rule testable on a virtual clock.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -429,6 +429,3 @@ class RoomAlarms:
         )
         return Outgoing(event)
 
-
-def events_of(outgoing: Iterable[Outgoing]) -> list[AlarmEventMessage]:
-    return [o.event for o in outgoing]

@@ -16,7 +16,6 @@ price of never losing an event is the occasional duplicate.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -235,6 +234,3 @@ def burden(events: Iterable[AlarmEventMessage], *, hours: float | None = None) -
         )
     return out
 
-
-def dumps(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
