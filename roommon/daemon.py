@@ -61,14 +61,14 @@ class Dispatcher:
                 (d.topics.notify(n.recipient), n.model_dump_json().encode(), 1, False)
                 for n in o.notifications
             )
-        d.store.record(events, messages if d.link is not None else [])
+        d.store.record(events, messages if d.use_broker else [])
         d.wake_writer()
         for extra in d.extra_outputs:
             extra.alarms(outgoing)
 
     def room_event(self, message: RoomEventMessage) -> None:
         d = self._d
-        if d.link is not None:
+        if d.use_broker:
             d.store.enqueue(d.topics.event(message.room), message.model_dump_json().encode())
             d.wake_writer()
         for extra in d.extra_outputs:
@@ -76,7 +76,7 @@ class Dispatcher:
 
     def timer_events(self, messages: list[TimerEventMessage]) -> None:
         d = self._d
-        if d.link is not None:
+        if d.use_broker:
             for m in messages:
                 d.store.enqueue(d.topics.timer_event(m.room), m.model_dump_json().encode())
             d.wake_writer()
@@ -115,7 +115,7 @@ class Daemon:
         self.clock = clock
         self.topics = Topics(config.site.id)
         self.extra_outputs = list(extra_outputs or [])
-        self._use_broker = use_broker
+        self.use_broker = use_broker
         self._state_path = state_path or config.daemon.state_dir / "roommon.sqlite3"
         self.counters: Counter[str] = Counter()
         self.store: AlarmStore
@@ -146,6 +146,10 @@ class Daemon:
                 next_seq=self.store.next_seq(room_id),
                 recovery_store=self.recovery_store,
             )
+        for room_id, pipeline in self.pipelines.items():
+            stale = self.store.open_alarms(room_id)
+            if stale:
+                output.alarms(pipeline.engine.close_stale(stale, self.clock.now()))
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._stack = contextlib.AsyncExitStack()
@@ -155,7 +159,7 @@ class Daemon:
             ):
                 self.serial.append(binding)
                 await self._stack.enter_async_context(binding.feed)
-        if self._use_broker:
+        if self.use_broker:
             self.link = MqttLink(
                 config=cfg.broker,
                 client_id=f"roommon-{cfg.site.id}-{cfg.daemon.instance}",
@@ -172,7 +176,7 @@ class Daemon:
             self._tg.create_task(self._ticker(), name="roommon-ticker"),
             self._tg.create_task(self._heartbeat(), name="roommon-heartbeat"),
         ]
-        log.info("daemon_started", site=cfg.site.id, rooms=list(cfg.rooms), broker=self._use_broker)
+        log.info("daemon_started", site=cfg.site.id, rooms=list(cfg.rooms), broker=self.use_broker)
         return self
 
     async def __aexit__(

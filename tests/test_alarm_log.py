@@ -100,3 +100,43 @@ def test_sequence_numbers_continue_across_restarts(tmp_path: Path) -> None:
     last = max(e.seq for e in store.events(room="r1"))
     assert store.next_seq("r1") == last + 1
     store.close()
+
+
+async def test_alarms_left_open_by_a_previous_run_are_closed_at_start(tmp_path: Path) -> None:
+    from roommon.clock import VirtualClock
+    from roommon.daemon import Daemon
+    from roommon.model import NumericReading, SignalKind
+    from roommon.testing import CaptureOutput
+
+    cfg = parse_config({
+        "site": {"id": "s"},
+        "daemon": {"state_dir": str(tmp_path)},
+        "rooms": {"r1": {
+            "feeds": {"spo2": {"kind": "spo2"}},
+            "checks": {"numeric_limits": {"rules": [
+                {"kind": "spo2", "field": "spo2", "below": 90}]}},
+        }},
+    })
+    clock = VirtualClock()
+
+    def low(seq: int) -> NumericReading:
+        return NumericReading(room="r1", feed="spo2", kind=SignalKind.SPO2, t=clock.now(),
+                              values={"spo2": 82.0}, seq=seq)
+
+    first = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[first]) as d:
+        d.pipelines["r1"].ingest(low(1))
+    (old,) = first.events
+    assert old.transition == "raised"
+
+    await clock.advance(60)
+    second = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[second]) as d:
+        d.pipelines["r1"].ingest(low(1))
+        logged = d.store.events(room="r1")
+    closed, again = second.events
+    assert (closed.alarm_id, closed.transition, closed.seq) == (old.alarm_id, "cleared", 2)
+    assert "daemon restart" in closed.message
+    assert (again.transition, again.seq) == ("raised", 3)
+    assert again.alarm_id != old.alarm_id
+    assert [e.seq for e in logged] == [1, 2, 3]

@@ -273,6 +273,42 @@ class RoomAlarms:
         log.info("alarm_paused", room=self.room, scope=scope, until=until)
         return until
 
+    def close_stale(self, open_events: list[AlarmEventMessage], now: float) -> list[Outgoing]:
+        """Close the alarms a previous run left open (it crashed or was killed).
+
+        Their conditions are re-evaluated from fresh data: still present, they
+        are raised again as new alarms after their delay. Closing the old ones
+        keeps the log's alarm burden honest and tells subscribers tracking
+        alarm ids that those ids are finished.
+        """
+        out = []
+        for last in open_events:
+            seq, self._seq = self._seq, self._seq + 1
+            event = last.model_copy(
+                update={
+                    "event_id": uuid.uuid4().hex,
+                    "seq": seq,
+                    "transition": "cleared",
+                    "state": "cleared",
+                    "audible": False,
+                    "escalation_level": 0,
+                    "message": "closed at daemon restart; raised again if the condition persists",
+                    "t": now,
+                    "time": iso(now),
+                    "actor": None,
+                }
+            )
+            log.warning(
+                "alarm_closed_at_restart",
+                room=self.room,
+                feed=last.feed,
+                alarm_id=last.alarm_id,
+                code=last.code,
+                seq=seq,
+            )
+            out.append(Outgoing(event))
+        return out
+
     # ------------------------------------------------------------------ rules
 
     def _require(self, alarm_id: str) -> Alarm:
@@ -428,4 +464,3 @@ class RoomAlarms:
             actor=actor,
         )
         return Outgoing(event)
-

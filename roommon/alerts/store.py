@@ -157,6 +157,16 @@ class AlarmStore:
         row = self._db.execute("SELECT MAX(seq) FROM alarm_log WHERE room = ?", (room,)).fetchone()
         return int(row[0] or 0) + 1
 
+    def open_alarms(self, room: str) -> list[AlarmEventMessage]:
+        """The last event of each alarm of ``room`` that was never cleared or reset."""
+        rows = self._db.execute(
+            "SELECT payload FROM alarm_log AS a WHERE room = ? AND seq = (SELECT MAX(seq)"
+            " FROM alarm_log AS b WHERE b.room = a.room AND b.alarm_id = a.alarm_id)"
+            " AND transition NOT IN ('cleared', 'reset') ORDER BY seq",
+            (room,),
+        ).fetchall()
+        return [AlarmEventMessage.model_validate_json(p) for (p,) in rows]
+
     def events(
         self,
         *,
@@ -233,4 +243,3 @@ def burden(events: Iterable[AlarmEventMessage], *, hours: float | None = None) -
             )
         )
     return out
-
