@@ -185,6 +185,15 @@ class _FeedState:
     bad_until: float = -math.inf
     noisy: bool = False
     active: dict[str, bool] = field(default_factory=dict)
+    # per sample rate, computed once
+    second_n: int = 0  # samples in one second
+    full_n: int = 0  # a second is judged when at least this many are finite
+    keep_n: int = 0  # samples of signal and slope kept (2 s)
+    noise_n: int = 0  # the noise index needs this many (1.5 s)
+    latency_s: float = 0.0  # the detector's (it depends on the sample rate only)
+    # last conditions reported by _judge and _evaluate (they report on change only)
+    judged: tuple[bool, ...] = ()
+    rated: tuple[bool, ...] = ()
 
 
 def _percentile(a: FloatArray, q: float) -> float:
@@ -197,8 +206,10 @@ def _percentile(a: FloatArray, q: float) -> float:
     pos = (n - 1) * (q / 100.0)
     lo = math.floor(pos)
     hi = min(lo + 1, n - 1)
-    p = np.partition(a, (lo, hi))
-    x0, x1 = float(p[lo]), float(p[hi])
+    p = a.copy()  # np.partition is this copy and the in-place partition, plus ~1 µs
+    p.partition((lo, hi))
+    x0: float = p.item(lo)
+    x1: float = p.item(hi)
     frac = pos - lo
     diff = x1 - x0
     # numpy's lerp: from the nearer end, so the result is exact at the ends
@@ -245,12 +256,16 @@ class EcgCheck(Check):
         st.last_seq = chunk.seq
         x = chunk.samples
         finite = np.isfinite(x)
-        if not finite.all():
-            st.bad_until = st.trouble_until = chunk.t_end + self.cfg.recovery_s
+        t_end = chunk.t_end
+        if np.count_nonzero(finite) != x.shape[0]:
+            st.bad_until = st.trouble_until = t_end + self.cfg.recovery_s
             log.warning("ecg_bad_samples", room=self.room, feed=chunk.feed, seq=chunk.seq)
+            x_kept = np.where(finite, x, np.nan)
+        else:
+            x_kept = x
         beats = st.detector.process(x)
-        st.t_end = chunk.t_end
-        self._keep_recent(st, np.where(finite, x, np.nan), st.detector.last_deriv)
+        st.t_end = t_end
+        self._keep_recent(st, x_kept, st.detector.last_deriv)
         readable = self._judge(st, chunk.feed, ctx)
         if readable:
             for b in beats.tolist():
@@ -271,7 +286,13 @@ class EcgCheck(Check):
     # -------------------------------------------------------------- internals
 
     def _new_state(self, chunk: WaveformChunk) -> _FeedState:
-        st = _FeedState(fs=chunk.fs, detector=QrsDetector(fs=chunk.fs))
+        fs = chunk.fs
+        st = _FeedState(fs=fs, detector=QrsDetector(fs=fs))
+        st.second_n = round(fs)
+        st.full_n = round(0.9 * fs)
+        st.keep_n = round(2.0 * fs)
+        st.noise_n = round(1.5 * fs)
+        st.latency_s = st.detector.latency_s
         st.t_base = chunk.t0
         st.readable_since = chunk.t0
         self._state[chunk.feed] = st
@@ -302,32 +323,45 @@ class EcgCheck(Check):
         st.readable_since = chunk.t0
 
     def _keep_recent(self, st: _FeedState, x: FloatArray, d: FloatArray) -> None:
-        keep = round(2.0 * st.fs)
+        keep = st.keep_n
         st.recent = np.concatenate((st.recent, x))[-keep:]
         st.deriv = np.concatenate((st.deriv, np.abs(d)))[-keep:]
 
     def _judge(self, st: _FeedState, feed: str, ctx: CheckContext) -> bool:
         """Technical conditions from the last seconds of signal; True when readable."""
         cfg, t = self.cfg, st.t_end
-        second = st.recent[-round(st.fs) :]
-        second = second[np.isfinite(second)]
-        full = second.shape[0] >= round(0.9 * st.fs)
+        second = st.recent[-st.second_n :]
+        # argmax finds a NaN first if there is one: only then filter them out
+        # (ndarray.max/min and the filter cost ~1 µs each, per chunk).
+        hi: float = second.item(second.argmax())
+        if math.isnan(hi):
+            second = second[np.isfinite(second)]
+            if second.shape[0]:
+                hi = second.item(second.argmax())
+        full = second.shape[0] >= st.full_n
         saturated = flat = False
         if full:
-            hi, lo = float(second.max()), float(second.min())
+            lo: float = second.item(second.argmin())
             n = second.shape[0]
-            at_rail = np.count_nonzero(np.abs(second) >= 0.98 * cfg.rail_mv) / n
+            rail = 0.98 * cfg.rail_mv
+            at_rail = 0.0
+            if hi >= rail or lo <= -rail:  # else no sample can be at the rail
+                at_rail = np.count_nonzero(np.abs(second) >= rail) / n
             stuck = 0.0
             if hi - lo > cfg.flat_mv:
                 stuck = np.count_nonzero((second == hi) | (second == lo)) / n
             saturated = max(at_rail, stuck) >= cfg.saturated_fraction
             flat = not saturated and hi - lo < cfg.flat_mv
         noisy = self._noise(st, full and not flat and not saturated)
-        self._report(ctx, st, feed, LEADS_OFF, flat, t)
-        self._report(ctx, st, feed, SATURATED, saturated, t)
-        self._report(ctx, st, feed, NOISY, noisy, t)
-        self._report(ctx, st, feed, GAP, t < st.gap_until, t)
-        self._report(ctx, st, feed, BAD_SAMPLES, t < st.bad_until, t)
+        # These five are reported here only, and only on change: skip when none changed.
+        judged = (flat, saturated, noisy, t < st.gap_until, t < st.bad_until)
+        if judged != st.judged:
+            st.judged = judged
+            self._report(ctx, st, feed, LEADS_OFF, flat, t)
+            self._report(ctx, st, feed, SATURATED, saturated, t)
+            self._report(ctx, st, feed, NOISY, noisy, t)
+            self._report(ctx, st, feed, GAP, judged[3], t)
+            self._report(ctx, st, feed, BAD_SAMPLES, judged[4], t)
         readable = not (flat or saturated or noisy or t < st.trouble_until)
         if not readable:
             if not math.isnan(st.readable_since):
@@ -338,7 +372,7 @@ class EcgCheck(Check):
         return readable
 
     def _noise(self, st: _FeedState, judgeable: bool) -> bool:
-        if not judgeable or st.deriv.shape[0] < round(1.5 * st.fs):
+        if not judgeable or st.deriv.shape[0] < st.noise_n:
             return st.noisy if judgeable else False
         ref = st.ref_slope if st.ref_slope > 0 else st.detector.qrs_slope
         if ref <= 0:
@@ -362,48 +396,40 @@ class EcgCheck(Check):
             quiet = t - since
             # A beat being confirmed may postpone asystole by the detector's latency, no more.
             asystole = quiet >= cfg.asystole_s and (
-                not st.detector.beat_pending or quiet >= cfg.asystole_s + st.detector.latency_s
+                not st.detector.beat_pending or quiet >= cfg.asystole_s + st.latency_s
             )
         # Beats are confirmed up to the detector's latency after the R peak: the
         # interval still open is only known to be that much shorter.
-        settled = t - st.detector.latency_s
-        rate = st.hr.rate(settled) if readable and not asystole else None
+        rate = st.hr.rate(t - st.latency_s) if readable and not asystole else None
         if asystole:
             rate = 0.0
-        self._report(
-            ctx,
-            st,
-            feed,
-            ASYSTOLE,
-            asystole,
-            t,
-            value=t - st.last_beat if not math.isnan(st.last_beat) else None,
-            limit=cfg.asystole_s,
-        )
         judged = rate is not None and not asystole
         r = rate if rate is not None else math.nan
-        self._report(ctx, st, feed, BRADY, judged and r < cfg.brady_bpm, t, r, cfg.brady_bpm)
-        self._report(ctx, st, feed, TACHY, judged and r > cfg.tachy_bpm, t, r, cfg.tachy_bpm)
-        self._report(
-            ctx,
-            st,
-            feed,
-            BRADY_EXTREME,
+        # These five are reported here only, and only on change: skip when none changed
+        # (the values and limits below go with a change).
+        rated = (
+            asystole,
+            judged and r < cfg.brady_bpm,
+            judged and r > cfg.tachy_bpm,
             judged and r < cfg.brady_extreme_bpm,
-            t,
-            r,
-            cfg.brady_extreme_bpm,
-        )
-        self._report(
-            ctx,
-            st,
-            feed,
-            TACHY_EXTREME,
             judged and r > cfg.tachy_extreme_bpm,
-            t,
-            r,
-            cfg.tachy_extreme_bpm,
         )
+        if rated != st.rated:
+            st.rated = rated
+            self._report(
+                ctx,
+                st,
+                feed,
+                ASYSTOLE,
+                asystole,
+                t,
+                value=t - st.last_beat if not math.isnan(st.last_beat) else None,
+                limit=cfg.asystole_s,
+            )
+            self._report(ctx, st, feed, BRADY, rated[1], t, r, cfg.brady_bpm)
+            self._report(ctx, st, feed, TACHY, rated[2], t, r, cfg.tachy_bpm)
+            self._report(ctx, st, feed, BRADY_EXTREME, rated[3], t, r, cfg.brady_extreme_bpm)
+            self._report(ctx, st, feed, TACHY_EXTREME, rated[4], t, r, cfg.tachy_extreme_bpm)
         if publish and rate is not None:
             ctx.measure(Measurement(name="heart_rate", value=rate, unit="bpm", t=t, feed=feed))
 

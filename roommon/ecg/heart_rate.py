@@ -23,7 +23,7 @@ from collections import deque
 class HeartRate:
     """Rolling monitor-style heart rate; feed beat times, read :meth:`rate`."""
 
-    __slots__ = ("_beats", "_max_intervals", "_min_intervals", "_span_s")
+    __slots__ = ("_beats", "_chosen", "_max_intervals", "_mean", "_min_intervals", "_span_s")
 
     def __init__(
         self, *, max_intervals: int = 12, min_intervals: int = 4, span_s: float = 8.0
@@ -34,6 +34,10 @@ class HeartRate:
         self._min_intervals = min_intervals
         self._span_s = span_s
         self._beats: deque[float] = deque(maxlen=max_intervals + 1)
+        # intervals() and their mean, kept from one beat to the next: the rate is
+        # read at least once a second per feed, beats come about as often.
+        self._chosen: list[float] | None = None
+        self._mean = 0.0
 
     @property
     def last_beat(self) -> float | None:
@@ -48,13 +52,26 @@ class HeartRate:
         if self._beats and t <= self._beats[-1]:
             return
         self._beats.append(t)
+        self._chosen = None
 
     def reset(self) -> None:
         """Forget the history (e.g. after a gap in the signal)."""
         self._beats.clear()
+        self._chosen = None
 
     def intervals(self) -> list[float]:
         """The R-R intervals the rate is averaged over, newest first."""
+        return list(self._intervals())
+
+    def _intervals(self) -> list[float]:
+        if self._chosen is None:
+            chosen = self._choose()
+            self._chosen = chosen
+            if chosen:
+                self._mean = sum(chosen) / len(chosen)
+        return self._chosen
+
+    def _choose(self) -> list[float]:
         b = list(self._beats)
         rr = [b[i] - b[i - 1] for i in range(len(b) - 1, 0, -1)]
         chosen: list[float] = []
@@ -68,10 +85,10 @@ class HeartRate:
 
     def rate(self, now: float | None = None) -> float | None:
         """Heart rate in bpm, or None before two beats."""
-        rr = self.intervals()
+        rr = self._intervals()
         if not rr:
             return None
-        mean = sum(rr) / len(rr)
+        mean = self._mean
         if now is not None and self._beats:
             open_rr = now - self._beats[-1]
             if open_rr > mean:
