@@ -92,7 +92,15 @@ class Run:
         return any(r.spec.code == code and r.active for r in self.reports)
 
     def rates(self, after: float, before: float = math.inf) -> list[float]:
-        return [m.value for m in self.measurements if after <= m.t < before]
+        """Heart rates published as values (not the "rate unknown" markers)."""
+        return [m.value for m in self.measurements if m.reliable and after <= m.t < before]
+
+    def shown_rate(self, at: float) -> float | None:
+        """What the room state shows at time ``at``: the last heart_rate, None if unknown."""
+        last = [m for m in self.measurements if m.name == "heart_rate" and m.t <= at]
+        if not last or not last[-1].reliable:
+            return None
+        return last[-1].value
 
     def spec_delay(self, code: str) -> float:
         return next(s.delay_s for s in EcgCheck.conditions if s.code == code)
@@ -295,7 +303,7 @@ def test_bad_samples_and_gaps_are_technical_never_a_crash(
     for code in ("ecg.gap", "ecg.bad_samples", "ecg.noisy", "ecg.leads_off"):
         assert not run.active(code)
     assert all(abs(r - 75.0) <= 2.0 for r in run.rates(after=run.t - 2.0))
-    assert all(math.isfinite(m.value) for m in run.measurements)
+    assert all(math.isfinite(m.value) for m in run.measurements if m.reliable)
 
 
 def test_noise_percentile_equals_numpy() -> None:
@@ -304,3 +312,36 @@ def test_noise_percentile_equals_numpy() -> None:
         for _ in range(10):
             a = np.abs(rng.normal(size=n))
             assert _percentile(a, 20.0) == float(np.percentile(a, 20))
+
+
+@pytest.mark.parametrize("cause", ["lead_off", "noise", "saturate", "nan"])
+def test_rate_unknown_while_the_signal_is_unreliable(cause: str) -> None:
+    # The room state keeps the last measurement of each name: when the rate becomes
+    # unknown the check must say so at once (one reliable=False measurement), never
+    # leave the last rate standing, and publish a value again once re-established.
+    run = Run(chunk_s=0.25)
+    run.run(12.0)
+    assert run.shown_rate(run.t) == pytest.approx(75.0, abs=2.0)
+    start = run.t
+    if cause == "nan":
+        x = run.sim.next_chunk(round(run.chunk_s * run.fs))
+        x[5] = np.nan
+        run.feed(x)
+    else:
+        getattr(run.sim, cause)(True)
+    run.run(6.0)
+    unknown = [m for m in run.measurements if m.t >= start and not m.reliable]
+    assert unknown, "no 'rate unknown' published"
+    assert unknown[0].name == "heart_rate"
+    assert math.isnan(unknown[0].value)
+    assert unknown[0].t - start <= 3.0  # as soon as the technical condition is found
+    assert len(unknown) == 1  # once, not every tick
+    assert run.shown_rate(unknown[0].t) is None
+    if cause != "nan":  # still unreliable (bad samples only hold the rate for recovery_s)
+        assert run.shown_rate(run.t) is None
+    if cause != "nan":
+        getattr(run.sim, cause)(False)
+    back = run.t
+    run.run(15.0)
+    assert run.shown_rate(run.t) == pytest.approx(75.0, abs=2.0)
+    assert run.rates(after=back)

@@ -12,7 +12,10 @@ Rules:
 - While the signal is unreliable (leads off / flat, saturated, noisy, just
   interrupted or carrying NaN/inf) the rate alarms are held back (reported
   inactive), the heart rate is not published, and a technical condition says
-  why. The beat history is dropped: beats found in noise are not beats.
+  why. The beat history is dropped: beats found in noise are not beats. The
+  moment the rate becomes unknown, one ``heart_rate`` measurement with
+  ``reliable=False`` (value NaN) says so, and the room state stops showing
+  the last rate; the next rate published replaces it.
 - Asystole needs a readable signal: a flat line is "leads off", never asystole.
   The asystole clock counts from the last beat or from the moment the signal
   became readable again, whichever is later.
@@ -194,6 +197,7 @@ class _FeedState:
     # last conditions reported by _judge and _evaluate (they report on change only)
     judged: tuple[bool, ...] = ()
     rated: tuple[bool, ...] = ()
+    rate_shown: bool = False  # the last heart_rate published was a value
 
 
 def _percentile(a: FloatArray, q: float) -> float:
@@ -430,8 +434,19 @@ class EcgCheck(Check):
             self._report(ctx, st, feed, TACHY, rated[2], t, r, cfg.tachy_bpm)
             self._report(ctx, st, feed, BRADY_EXTREME, rated[3], t, r, cfg.brady_extreme_bpm)
             self._report(ctx, st, feed, TACHY_EXTREME, rated[4], t, r, cfg.tachy_extreme_bpm)
-        if publish and rate is not None:
-            ctx.measure(Measurement(name="heart_rate", value=rate, unit="bpm", t=t, feed=feed))
+        if rate is not None:
+            if publish:
+                ctx.measure(Measurement(name="heart_rate", value=rate, unit="bpm", t=t, feed=feed))
+                st.rate_shown = True
+        elif st.rate_shown:
+            # The rate just became unknown: say so at once, so the room state stops
+            # showing the last value (it shows "--" until a rate is published again).
+            ctx.measure(
+                Measurement(
+                    name="heart_rate", value=math.nan, unit="bpm", t=t, feed=feed, reliable=False
+                )
+            )
+            st.rate_shown = False
 
     def _report(
         self,
