@@ -414,7 +414,7 @@ class FeedRecorder:
         self._client = client
         self.connects += 1
         self.connected = True
-        self._on_link("connected", f"{t.url} subscribed to {' '.join(self._filters)}")
+        self._on_link("connected", f"subscribed to {' '.join(self._filters)}")
         await self._changed_now()
 
     async def _disconnect(self) -> None:

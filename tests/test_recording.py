@@ -22,6 +22,7 @@ from roommon.checks.ecg import EcgSettings
 from roommon.checks.spo2 import DESAT, DESAT_CRITICAL
 from roommon.clock import RealClock, VirtualClock
 from roommon.config import Config, load_config
+from roommon.daemon import Daemon
 from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.payloads import encode_reading, encode_waveform
 from roommon.recording import (
@@ -451,3 +452,51 @@ async def test_an_unfinished_recording_replays_up_to_its_last_flush(
     assert code == 0
     assert "unfinished" in out
     assert "ecg.asystole" in {e.code for e in capture.events}
+
+
+async def test_replay_raises_what_the_live_daemon_raised_when_and_as_it_did(
+    tmp_path: Path, two_minutes: tuple[Path, float]
+) -> None:
+    """The live daemon takes the payloads at their arrival times while they are recorded
+    with those times; the replay of that file must give the same alarm transitions at the
+    same instants, differing only in origin."""
+    config = _config(tmp_path)
+    src = list(open_recording(two_minutes[0]).messages())
+    clock = VirtualClock(start=src[0].log_ns / 1e9)
+    live = CaptureOutput()
+    path = tmp_path / "live.mcap"
+    with McapRecording(path=path, site=SITE, config=config, info={"site": SITE}) as rec:
+        async with Daemon(
+            config=config, clock=clock, use_broker=False, extra_outputs=[live],
+            state_path=tmp_path / "live-state" / "roommon.sqlite3",
+        ) as daemon:
+            for m in src:
+                await clock.advance(m.log_ns / 1e9 - clock.now())
+                rec.write(m.topic, m.data, received=clock.now())
+                feed = m.topic.rsplit("/", 1)[1]
+                daemon.ingest_payload(daemon.pipelines[ROOM], feed, m.data)
+            await clock.advance(0)
+    replayed = CaptureOutput()
+    code, _, _ = await run_replay([str(path), "--config", str(write_config(tmp_path))],
+                                  outputs=[replayed])
+    assert code == 0
+
+    routing = {"escalated", "deescalated"}
+
+    def seen(c: CaptureOutput) -> list[tuple[str, str, float, str]]:
+        return [
+            (e.code, e.transition, round(e.t, 6), e.priority)
+            for e in c.events
+            if e.transition not in routing
+        ]
+
+    assert seen(replayed) == seen(live)
+    # Escalation is routing: the live high-priority alarm escalated, the replayed one not.
+    assert any(e.transition == "escalated" for e in live.events)
+    assert not any(e.transition in routing for e in replayed.events)
+    assert len(seen(live)) >= 6
+    assert {e.origin for e in live.events} == {"live"}
+    assert {e.origin for e in replayed.events} == {"replayed"}
+    # Live alarms went to the nurse; the same alarms replayed page nobody.
+    assert any(o.notifications for o in live.outgoing)
+    assert not any(o.notifications for o in replayed.outgoing)
