@@ -93,7 +93,7 @@ def test_healthy_patient_raises_nothing_and_reports_pulse_rate() -> None:
     room.heart_rate = 72.0
     room.run(120)
     assert [r for r in room.reports if r.active] == []
-    prs = [m.value for m in room.measurements if m.name == "pulse_rate"]
+    prs = [m.value for m in room.measurements if m.name == "pulse_rate"]  # all values
     assert len(prs) > 20
     assert all(abs(v - 72.0) < 2.0 for v in prs)
     assert all(m.reliable for m in room.measurements)
@@ -233,7 +233,9 @@ PLETH = _pleth_scenario()
 T0 = 1_767_225_600.0
 
 
-def _run_pleth(sizes: list[int]) -> tuple[list[tuple[str, bool, float]], list[tuple[float, float]]]:
+def _run_pleth(
+    sizes: list[int],
+) -> tuple[list[tuple[str, bool, float]], list[tuple[float, float | None]]]:
     check = SpO2Check(room="or1", settings=SpO2Settings(), feeds={})
     ctx = CheckContext(room="or1", check="spo2")
     i = k = 0
@@ -254,7 +256,11 @@ def _run_pleth(sizes: list[int]) -> tuple[list[tuple[str, bool, float]], list[tu
     cond, meas, _ = ctx.drain()
     return (
         [(r.spec.code, r.active, round(r.t, 6)) for r in cond],
-        [(round(m.t, 6), round(m.value, 9)) for m in meas if m.name == "pulse_rate"],
+        [
+            (round(m.t, 6), round(m.value, 9) if m.reliable else None)
+            for m in meas
+            if m.name == "pulse_rate"
+        ],
     )
 
 
@@ -265,6 +271,7 @@ def test_reference_scenario_exercises_the_conditions() -> None:
     codes = {c for c, active, _ in PLETH_REFERENCE[0] if active}
     assert {"spo2.probe_off", "spo2.motion_artifact"} <= codes
     assert len(PLETH_REFERENCE[1]) >= 8  # one per clean 4 s block
+    assert None in [v for _, v in PLETH_REFERENCE[1]]  # the rate became unknown
 
 
 @settings(max_examples=50, deadline=None)
@@ -330,7 +337,9 @@ def test_a103l_pleth_rate_matches_its_ekg() -> None:
     # of the cross-check for most of the record.
     x, fs = _load_pleth("a103l")
     meas, _ = _stream_pleth(x, fs)
-    prs = np.array([m.value for m in meas if m.name == "pulse_rate" and m.t < T0 + 290.0])
+    prs = np.array(
+        [m.value for m in meas if m.name == "pulse_rate" and m.reliable and m.t < T0 + 290.0]
+    )
     assert len(prs) >= 40  # of 72 blocks of 4 s; the record has artefact stretches
     assert np.mean(np.abs(prs - 125.0) <= 10.0) > 0.9
     assert 115.0 <= float(np.median(prs)) <= 135.0
@@ -345,7 +354,7 @@ def test_v102s_pleth_yields_physiological_rates() -> None:
     # range a pulse oximeter specifies, and most of the record yields a rate.
     x, fs = _load_pleth("v102s")
     meas, _ = _stream_pleth(x, fs)
-    prs = np.array([m.value for m in meas if m.name == "pulse_rate"])
+    prs = np.array([m.value for m in meas if m.name == "pulse_rate" and m.reliable])
     assert len(prs) > 40
     assert np.mean((prs >= 40.0) & (prs <= 200.0)) > 0.95
     assert math.isfinite(float(np.median(prs)))
@@ -376,7 +385,7 @@ def _stream_clean(sim: PlethSimulator, seconds: int) -> tuple[list[ConditionRepo
             check.on_reading(r, ctx)
         cond, meas, _ = ctx.drain()
         reports += cond
-        rates += [m.value for m in meas if m.name == "pulse_rate"]
+        rates += [m.value for m in meas if m.name == "pulse_rate" and m.reliable]
     return reports, rates
 
 
@@ -429,7 +438,7 @@ def test_pulse_rate_is_not_published_until_the_rhythm_is_established() -> None:
     def run(seconds: int) -> None:
         for _ in range(seconds):
             check.on_chunk(sim.next_chunk(75), ctx)
-            prs.extend(m for m in ctx.drain()[1] if m.name == "pulse_rate")
+            prs.extend(m for m in ctx.drain()[1] if m.name == "pulse_rate" and m.reliable)
 
     interval = 60.0 / 72.0
     run(30)
@@ -451,3 +460,60 @@ def test_pulse_rate_is_not_published_until_the_rhythm_is_established() -> None:
 def test_rate_establishment_settings_are_consistent() -> None:
     with pytest.raises(ValueError, match="pr_establish_beats"):
         SpO2Settings(pr_establish_beats=12, recent_beats=10)
+
+
+def _shown(meas: list[Measurement], name: str) -> float | None:
+    """What the room state shows: the last measurement of ``name``, None if unknown."""
+    last = [m for m in meas if m.name == name]
+    if not last or not last[-1].reliable:
+        return None
+    return last[-1].value
+
+
+@pytest.mark.parametrize("cause", ["probe_off_flat", "probe_off_saturated", "motion", "no_pulse"])
+def test_pulse_rate_becomes_unknown_at_once_and_comes_back(cause: str) -> None:
+    # The room state keeps the last measurement of each name: when the pleth pulse
+    # rate becomes unknown the check must say so (reliable=False) in the block that
+    # finds the cause, not leave the last rate standing; once the rhythm is
+    # re-established the rate is shown again.
+    room = make_room(seed=3)
+    room.run(30)
+    assert _shown(room.measurements, "pulse_rate") == pytest.approx(72.0, abs=3.0)
+    start = room.sim.t
+    if cause.startswith("probe_off"):
+        room.sim.probe_off(mode=cause.rsplit("_", 1)[1], device_flag=False)
+    elif cause == "motion":
+        room.sim.motion(seconds=20.0, amplitude=4.0)
+    else:
+        room.sim.low_perfusion(amplitude=0.0, perfusion_index=1.0)  # noise only
+    room.run(20)
+    after = [m for m in room.measurements if m.name == "pulse_rate" and m.t >= start]
+    assert after
+    assert not after[0].reliable
+    assert math.isnan(after[0].value)
+    # found within the analysis block (4 s) plus, for no pulse, the no-pulse time
+    limit = 4.0 + (SpO2Settings().no_pulse_s + 4.0 if cause == "no_pulse" else 4.0)
+    assert after[0].t - start <= limit
+    assert _shown(room.measurements, "pulse_rate") is None
+    assert sum(not m.reliable for m in after) == 1  # said once, not every block
+    if cause.startswith("probe_off"):
+        room.sim.probe_on()
+    elif cause == "no_pulse":
+        room.sim.normal_perfusion()
+    room.run(30)
+    assert _shown(room.measurements, "pulse_rate") == pytest.approx(72.0, abs=3.0)
+
+
+def test_spo2_becomes_unknown_when_the_oximeter_has_no_value() -> None:
+    room = make_room()
+    room.run(10)
+    assert _shown(room.measurements, "spo2") == pytest.approx(98.0, abs=2.0)
+    room.sim.probe_off(mode="flat", device_flag=True)  # the device sends "--" (NaN)
+    room.run(10)
+    unknown = [m for m in room.measurements if m.name == "spo2" and not m.reliable]
+    assert len(unknown) >= 1
+    assert _shown(room.measurements, "spo2") is None
+    assert sum(math.isnan(m.value) for m in unknown) == 1  # the "no value" said once
+    room.sim.probe_on()
+    room.run(30)
+    assert _shown(room.measurements, "spo2") == pytest.approx(98.0, abs=2.0)

@@ -16,6 +16,10 @@ analysed in fixed blocks (:mod:`roommon.signal.blocks`) by the beat detector of
   long unreliable stretch an alarm of its own.
 - Pulse rate from the pleth is published and compared with the EKG heart rate;
   a disagreement is a technical condition (likely artefact), never a rate alarm.
+- When a value shown in the room state becomes unknown (the pulse rate after
+  probe off, motion, no pulse or any unreliability; SpO2 when the oximeter
+  stops giving one) one measurement with ``reliable=False`` (value NaN) says
+  so at once; the next reliable value replaces it.
 """
 
 from __future__ import annotations
@@ -252,6 +256,7 @@ class _PlethState:
         "ibi",
         "last_beat_t",
         "pr",
+        "pr_shown",
         "pr_t",
         "run",
         "sink",
@@ -270,6 +275,7 @@ class _PlethState:
         self.last_beat_t = math.nan
         self.pr = math.nan
         self.pr_t = math.nan
+        self.pr_shown = False  # the last pulse_rate published was a reliable value
 
 
 class SpO2Check(Check):
@@ -316,6 +322,7 @@ class SpO2Check(Check):
         # and their union as of then: every flag change is followed by _quality.
         self._quality_key: tuple[bool, ...] = ()
         self._unreliable = False
+        self._spo2_shown = False  # the last spo2 published was a reliable value
 
     # -- reporting ------------------------------------------------------------
 
@@ -359,7 +366,10 @@ class SpO2Check(Check):
         if key == self._quality_key:
             return
         self._quality_key = key
-        self._unreliable = self.unreliable
+        self._unreliable = unreliable = self.unreliable
+        if unreliable:  # a pulse rate from an unreliable pleth is not shown
+            for feed, st in self._pleth.items():
+                self._pr_unknown(st, feed, t, ctx)
         self._report(ctx, PROBE_OFF, self._device_probe_off or self._pleth_probe_off, t)
         # no pulse on a flat trace is the probe being off, not a second alarm
         no_pulse = self._pleth_no_pulse and not self._pleth_probe_off
@@ -405,8 +415,21 @@ class SpO2Check(Check):
             self._quality(ctx, t)
         spo2 = values.get("spo2", math.nan)
         if not math.isfinite(spo2):
+            if self._spo2_shown:  # the oximeter no longer has a value: neither do we
+                self._spo2_shown = False
+                ctx.measure(
+                    Measurement(
+                        name="spo2",
+                        value=math.nan,
+                        unit="%",
+                        t=t,
+                        feed=reading.feed,
+                        reliable=False,
+                    )
+                )
             return
         reliable = not self._unreliable
+        self._spo2_shown = reliable
         ctx.measure(
             Measurement(
                 name="spo2", value=spo2, unit="%", t=t, feed=reading.feed, reliable=reliable
@@ -481,7 +504,7 @@ class SpO2Check(Check):
         t_end = t_first + n / det.fs
         if restarted:
             st.amp.clear()
-            self._break_run(st)
+            self._break_run(st, feed, t_first, ctx)
             st.last_beat_t = t_first
         beats = det.process(block, t_first, restarted)
         # argmax + item: ndarray.max's value without its ~1 µs reduction wrapper
@@ -525,6 +548,7 @@ class SpO2Check(Check):
         if clean and st.established:
             st.pr = 60.0 / median_of(st.ibi)
             st.pr_t = beats.t[-1]
+            reliable = not self._unreliable
             ctx.measure(
                 Measurement(
                     name="pulse_rate",
@@ -532,12 +556,13 @@ class SpO2Check(Check):
                     unit="bpm",
                     t=st.pr_t,
                     feed=feed,
-                    reliable=not self._unreliable,
+                    reliable=reliable,
                 )
             )
+            st.pr_shown = reliable
         elif probe_off or rough or motion or self._pleth_no_pulse:
             # The run of clean beats is broken: the rate must be established anew.
-            self._break_run(st)
+            self._break_run(st, feed, t_end, ctx)
         self._cross_check(ctx, t_end)
 
     def _take_beats(self, st: _PlethState, beats: Beats, amplitude: list[float]) -> None:
@@ -554,9 +579,20 @@ class SpO2Check(Check):
             tol = cfg.pr_interval_tolerance * med
             st.established = all(abs(v - med) <= tol for v in tail)
 
-    @staticmethod
-    def _break_run(st: _PlethState) -> None:
+    def _break_run(self, st: _PlethState, feed: str, t: float, ctx: CheckContext) -> None:
         st.ibi.clear()
         st.run = 0
         st.established = False
         st.pr = math.nan
+        self._pr_unknown(st, feed, t, ctx)
+
+    @staticmethod
+    def _pr_unknown(st: _PlethState, feed: str, t: float, ctx: CheckContext) -> None:
+        """The pulse rate shown in the room state is no longer known: say so once."""
+        if st.pr_shown:
+            st.pr_shown = False
+            ctx.measure(
+                Measurement(
+                    name="pulse_rate", value=math.nan, unit="bpm", t=t, feed=feed, reliable=False
+                )
+            )
