@@ -7,6 +7,9 @@ import asyncio
 import io
 import json
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +39,7 @@ from roommon.recording import (
     replay,
     topic_schema,
 )
-from roommon.testing import LOOPBACK, CaptureOutput, MosquittoBroker
+from roommon.testing import LOOPBACK, CaptureOutput, MosquittoBroker, MqttCollector
 from simulators.ecg import EcgSimulator
 
 SITE = "hosp"
@@ -500,3 +503,51 @@ async def test_replay_raises_what_the_live_daemon_raised_when_and_as_it_did(
     # Live alarms went to the nurse; the same alarms replayed page nobody.
     assert any(o.notifications for o in live.outgoing)
     assert not any(o.notifications for o in replayed.outgoing)
+
+
+@pytest.mark.broker
+async def test_replay_to_a_broker_publishes_under_its_own_site_and_pages_nobody(
+    tmp_path: Path, broker: MosquittoBroker, two_minutes: tuple[Path, float]
+) -> None:
+    config = write_config(tmp_path, port=broker.port)
+    argv = ["replay", str(two_minutes[0]), "--config", str(config), "--broker", broker.url]
+    async with MqttCollector(broker.port, ["roommon/v1/#"]) as c:
+        assert await asyncio.to_thread(main, argv) == 0
+        await c.wait_for(
+            lambda ms: any(m.topic.endswith("/status/main") and m.json()["status"] == "offline"
+                           for m in ms)
+        )
+    topics = {m.topic for m in c.messages}
+    assert all(t.startswith(f"roommon/v1/{SITE}-replay/") for t in topics)
+    assert not any("/notify/" in t for t in topics)
+    alarms = [m.json() for m in c.messages if m.topic.endswith(f"/{ROOM}/alarm")]
+    assert {a["code"] for a in alarms if a["transition"] == "raised"} >= {
+        "ecg.asystole", "spo2.desat_critical"}
+    assert {a["origin"] for a in alarms} == {"replayed"}
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_finishes_the_file(
+    tmp_path: Path, broker: MosquittoBroker, sig: signal.Signals
+) -> None:
+    out_path = tmp_path / "signalled.mcap"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roommon.recording", "record", "--config",
+         str(write_config(tmp_path, port=broker.port)), "--out", str(out_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("roommon record: ")  # subscribed
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "0 messages on 0 topics" in out
+    rec = open_recording(out_path)
+    assert rec.complete
+    assert rec.metadata["roommon.recording.end"]["messages"] == "0"
