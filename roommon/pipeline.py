@@ -331,7 +331,7 @@ class RoomPipeline:
         ctx = CheckContext(room=self.room, check=check.name, origin=self._origin)
         try:
             fn(check, ctx)
-        except Exception as exc:  # noqa: BLE001 - supervisor: a check's bug becomes an alarm
+        except Exception as exc:  # supervisor (STYLE rule 6): a check's bug becomes an alarm
             log.exception("check_failed", room=self.room, check=check.name)
             self._conditions(
                 [
