@@ -36,10 +36,11 @@ import os
 import random
 import signal
 import ssl
+import struct
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Self, TextIO
@@ -232,6 +233,11 @@ class McapRecording:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def discard(self) -> None:
+        """Close and delete the file (a run that recorded nothing)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
 
     @property
     def messages(self) -> int:
@@ -650,16 +656,21 @@ async def _record_into(
                     timer.cancel()
     finally:
         took = clock.monotonic() - started
-        rec.note("stopped", received=clock.now(), broker=target.url, detail="")
-        rec.close(
-            end={
-                "ended": iso(clock.now()),
-                "messages": str(rec.messages),
-                "outages": str(recorder.outages),
-                "seconds": f"{took:.3f}",
-            }
-        )
-        _print_record_summary(rec, recorder=recorder, took=took, out=out)
+        if recorder.connects == 0:
+            # Never connected, nothing recorded: leave no file that would block the
+            # next attempt with the same --out (recordings are never overwritten).
+            rec.discard()
+        else:
+            rec.note("stopped", received=clock.now(), broker=target.url, detail="")
+            rec.close(
+                end={
+                    "ended": iso(clock.now()),
+                    "messages": str(rec.messages),
+                    "outages": str(recorder.outages),
+                    "seconds": f"{took:.3f}",
+                }
+            )
+            _print_record_summary(rec, recorder=recorder, took=took, out=out)
     return EXIT_OK
 
 
@@ -724,7 +735,7 @@ class RecordingFile:
 
     def messages(
         self, *, start_ns: int | None = None, end_ns: int | None = None
-    ) -> Iterator[RecordedMessage]:
+    ) -> Generator[RecordedMessage, None, None]:
         """Messages in log-time order (file order among equal log times), ``[start, end)``."""
         if self._messages is not None:
             yield from (
@@ -743,7 +754,7 @@ class RecordingFile:
                     yield RecordedMessage(
                         channel.topic, message.log_time, message.publish_time, message.data
                     )
-            except (McapError, ValueError, EOFError) as exc:
+            except (McapError, ValueError, EOFError, struct.error) as exc:
                 raise RecordingError(f"{self.path}: damaged MCAP data ({exc})") from exc
 
 
@@ -755,7 +766,7 @@ def open_recording(path: str | Path) -> RecordingFile:
             return _read_indexed(p, f)
     except OSError as exc:
         raise RecordingError(f"cannot read {p}: {exc.strerror or exc}") from exc
-    except (McapError, ValueError, EOFError, KeyError, IndexError) as exc:
+    except (McapError, ValueError, EOFError, KeyError, IndexError, struct.error) as exc:
         first = _read_magic(p)
         if not first:
             raise RecordingError(f"{p} is not an MCAP file (no MCAP magic at its start)") from exc
@@ -796,7 +807,7 @@ def _read_linear(p: Path) -> RecordingFile:
                     metadata[record.name] = dict(record.metadata)
                 elif isinstance(record, Schema):
                     pass
-        except (McapError, ValueError, EOFError) as exc:
+        except (McapError, ValueError, EOFError, struct.error) as exc:
             # The unfinished tail (a chunk cut by the kill) is the expected end.
             log.info("recording_truncated", path=str(p), messages=len(messages), at=str(exc))
     messages.sort(key=lambda m: m.log_ns)  # stable: file order among equal times
@@ -1028,7 +1039,8 @@ async def replay(
             raise UsageError(f"{rec.path}: the recording holds no messages")
         start_ns = rec.start_ns + (_ns(args.from_s) if args.from_s is not None else 0)
         end_ns = rec.start_ns + _ns(args.to_s) if args.to_s is not None else None
-        first = next(rec.messages(start_ns=start_ns, end_ns=end_ns), None)
+        with contextlib.closing(rec.messages(start_ns=start_ns, end_ns=end_ns)) as window:
+            first = next(window, None)
         if first is None:
             raise UsageError(f"{rec.path}: no messages between --from and --to")
         with contextlib.ExitStack() as stack:

@@ -39,7 +39,13 @@ from roommon.recording import (
     replay,
     topic_schema,
 )
-from roommon.testing import LOOPBACK, CaptureOutput, MosquittoBroker, MqttCollector
+from roommon.testing import (
+    LOOPBACK,
+    CaptureOutput,
+    MosquittoBroker,
+    MqttCollector,
+    free_port,
+)
 from simulators.ecg import EcgSimulator
 
 SITE = "hosp"
@@ -551,3 +557,14 @@ def test_a_signal_finishes_the_file(
     rec = open_recording(out_path)
     assert rec.complete
     assert rec.metadata["roommon.recording.end"]["messages"] == "0"
+
+
+def test_record_from_a_broker_that_is_not_there_fails_and_leaves_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_path = tmp_path / "nothing.mcap"
+    port = free_port()  # nothing listens there
+    argv = ["record", "--config", str(write_config(tmp_path, port=port)), "--out", str(out_path)]
+    assert main(argv) == 1
+    assert "cannot be reached" in capsys.readouterr().err
+    assert not out_path.exists()
