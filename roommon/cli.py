@@ -1,6 +1,7 @@
 """Command line of roommon.
 
-Commands: run, check-config, demo, checks, alarms, timers, simulate, ecg-beats.
+Commands: run, check-config, demo, checks, alarms, timers, simulate, record, replay,
+ecg-beats.
 
 Exit codes: 0 success, 2 bad configuration or usage, 1 runtime failure.
 """
@@ -154,9 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     recovery_view.add_parser(sub)
 
-    from roommon import simulate
+    from roommon import recording, simulate
 
     simulate.add_parser(sub)
+    recording.add_parser(sub)
 
     return parser
 

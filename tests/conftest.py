@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from roommon.clock import VirtualClock
 from roommon.testing import MosquittoBroker
@@ -27,3 +28,11 @@ def broker() -> Iterator[MosquittoBroker]:
 @pytest.fixture
 def clock() -> VirtualClock:
     return VirtualClock()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """CLI entry points configure structlog for the process, bound to the stderr of the
+    moment (under pytest, one test's capture); later tests must not inherit that."""
+    yield
+    structlog.reset_defaults()

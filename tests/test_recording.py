@@ -11,13 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
 import numpy as np
 import pytest
-import structlog
 from mcap.reader import make_reader
 from mcap.writer import Writer
 
@@ -111,14 +109,6 @@ def spo2_reading(k: int, spo2: float, *, t0: float = T0) -> NumericReading:
 
 def spo2_at(k: int) -> float:
     return 84.0 if DESAT_AT <= k < DESAT_AT + DESAT_S else 97.0
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    """The CLI handlers configure structlog for the process, bound to the stream that
-    was sys.stderr then (pytest's capture of one test); later tests must not log there."""
-    yield
-    structlog.reset_defaults()
 
 
 # --------------------------------------------------------------------------- replay
