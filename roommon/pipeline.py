@@ -125,6 +125,7 @@ class RoomPipeline:
             for n in views:
                 self._routes[n].append(check)
         self.measurements: dict[str, MeasurementValue] = {}
+        self._checked: set[str] = set()  # measurement names some check publishes
         self._origin = DataOrigin.LIVE  # of the newest sample; for time-driven reports
         self._last_state: RoomStateMessage | None = None
         self._last_state_mono = -1e18
@@ -187,10 +188,14 @@ class RoomPipeline:
         self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
 
     def _record_reading(self, r: NumericReading) -> None:
-        """A device's own numbers are measurements too (a check may refine them after)."""
+        """A device's own numbers are measurements too, unless a check of the room publishes
+        that measurement: its judged value (``null`` while the signal is unreliable) must
+        not be overwritten by the raw one a second later."""
         fields = NUMERIC_FIELDS[r.kind]
         prefix = "" if r.kind == SignalKind.SPO2 else f"{r.kind.value}_"
         for name, value in r.values.items():
+            if prefix + name in self._checked:
+                continue
             self.measurements[prefix + name] = MeasurementValue(
                 value=None if math.isnan(value) else value,
                 unit=fields[name][0],
@@ -351,6 +356,7 @@ class RoomPipeline:
         conditions, measurements, events = ctx.drain()
         self._conditions(conditions)
         for m in measurements:
+            self._checked.add(m.name)
             self.measurements[m.name] = MeasurementValue(
                 value=m.value if m.reliable else None, unit=m.unit, t=m.t, feed=m.feed
             )

@@ -177,6 +177,13 @@ class SpO2Settings(CheckSettings):
         description="Pleth analysis block: latency of pleth conditions versus per-call "
         "overhead. Beats are also final only 2 s after their peak.",
     )
+    analysis_block_min_samples: int = Field(
+        400,
+        ge=1,
+        description="A block is at least this many samples: the analysis has a fixed cost per "
+        "block, so low-rate plethysmograms (75 Hz: 5.3 s blocks) keep the same throughput per "
+        "sample as faster ones; at 100 Hz and above the block is analysis_block_s.",
+    )
 
     @model_validator(mode="after")
     def _levels_ordered(self) -> SpO2Settings:
@@ -323,6 +330,8 @@ class SpO2Check(Check):
         self._quality_key: tuple[bool, ...] = ()
         self._unreliable = False
         self._spo2_shown = False  # the last spo2 published was a reliable value
+        self._spo2_sent = math.nan  # value and reliability last published: publish on change
+        self._spo2_sent_reliable = False
 
     # -- reporting ------------------------------------------------------------
 
@@ -417,6 +426,7 @@ class SpO2Check(Check):
         if not math.isfinite(spo2):
             if self._spo2_shown:  # the oximeter no longer has a value: neither do we
                 self._spo2_shown = False
+                self._spo2_sent = math.nan
                 ctx.measure(
                     Measurement(
                         name="spo2",
@@ -430,11 +440,14 @@ class SpO2Check(Check):
             return
         reliable = not self._unreliable
         self._spo2_shown = reliable
-        ctx.measure(
-            Measurement(
-                name="spo2", value=spo2, unit="%", t=t, feed=reading.feed, reliable=reliable
+        if spo2 != self._spo2_sent or reliable is not self._spo2_sent_reliable:
+            # on change only: the room state keeps the last value until it changes
+            self._spo2_sent, self._spo2_sent_reliable = spo2, reliable
+            ctx.measure(
+                Measurement(
+                    name="spo2", value=spo2, unit="%", t=t, feed=reading.feed, reliable=reliable
+                )
             )
-        )
         if not reliable:
             return  # held: an unreliable value neither raises nor clears a desaturation
         active = self._active
@@ -485,7 +498,12 @@ class SpO2Check(Check):
             self._analyse(self._pleth[feed], feed, block, t_first, restarted)
 
         st = _PlethState(
-            asm=BlockAssembler(block_n=max(1, round(self.cfg.analysis_block_s * fs)), fs=fs),
+            asm=BlockAssembler(
+                block_n=max(
+                    round(self.cfg.analysis_block_s * fs), self.cfg.analysis_block_min_samples
+                ),
+                fs=fs,
+            ),
             det=PulseDetector(fs=fs),
             sink=sink,
             recent_beats=self.cfg.recent_beats,
