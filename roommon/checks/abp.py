@@ -29,7 +29,14 @@ import structlog
 from pydantic import Field, model_validator
 
 from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
-from roommon.checks.base import Check, CheckContext, CheckSettings, FeedView, Measurement
+from roommon.checks.base import (
+    Check,
+    CheckContext,
+    CheckSettings,
+    ConditionMemory,
+    FeedView,
+    Measurement,
+)
 from roommon.model import FloatArray, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.pulses import Beats, PulseDetector
@@ -194,7 +201,7 @@ class AbpCheck(Check):
         assert isinstance(settings, AbpSettings)
         self.cfg = settings
         self._lines: dict[str, _LineState] = {}
-        self._active: dict[tuple[str, str], bool] = {}
+        self._conditions = ConditionMemory()
         self._ctx: CheckContext | None = None
 
     def _report(
@@ -207,13 +214,11 @@ class AbpCheck(Check):
         value: float | None = None,
         limit: float | None = None,
     ) -> None:
-        key = (feed, spec.code)
-        if self._active.get(key, False) == active:
-            return
-        self._active[key] = active
-        if spec.kind is AlarmKind.TECHNICAL:
+        changed = self._conditions.report(
+            ctx, spec, feed=feed, active=active, t=t, value=value, limit=limit
+        )
+        if changed and spec.kind is AlarmKind.TECHNICAL:
             log.info("abp_line_condition", room=self.room, feed=feed, code=spec.code, active=active)
-        ctx.condition(spec, active, t=t, feed=feed, value=value, limit=limit)
 
     def on_chunk(self, chunk: WaveformChunk, ctx: CheckContext) -> None:
         st = self._lines.get(chunk.feed)

@@ -10,6 +10,7 @@ transport or to the alarm engine.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -115,6 +116,43 @@ class CheckContext:
         out = (self.conditions, self.measurements, self.events)
         self.conditions, self.measurements, self.events = [], [], []
         return out
+
+
+class ConditionMemory:
+    """What a check last reported per (feed, condition code); it reports only changes.
+
+    Checks evaluate their conditions on every block; the engine needs a report
+    only when presence changes (repeats are harmless but cost a call each).
+    """
+
+    __slots__ = ("_active",)
+
+    def __init__(self) -> None:
+        self._active: dict[tuple[str, str], bool] = {}
+
+    def is_active(self, feed: str, code: str) -> bool:
+        return self._active.get((feed, code), False)
+
+    def report(
+        self,
+        ctx: CheckContext,
+        spec: ConditionSpec,
+        *,
+        feed: str,
+        active: bool,
+        t: float,
+        value: float | None = None,
+        limit: float | None = None,
+    ) -> bool:
+        """Report ``spec`` on ``feed`` if its presence changed; True when it did."""
+        key = (feed, spec.code)
+        if self._active.get(key, False) == active:
+            return False
+        self._active[key] = active
+        if value is not None and not math.isfinite(value):
+            value = None  # a NaN is "no value", not a number to show next to an alarm
+        ctx.condition(spec, active, t=t, feed=feed, value=value, limit=limit)
+        return True
 
 
 class Check(abc.ABC):

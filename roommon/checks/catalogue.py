@@ -16,7 +16,8 @@ def describe_check(cls: type[Check]) -> list[str]:
     kinds = ", ".join(sorted(k.value for k in cls.needs)) or "-"
     optional = ", ".join(sorted(k.value for k in cls.optional))
     lines = [
-        f"[{cls.name}]  needs: {kinds}" + (f"; optional: {optional}" if optional else "")
+        f"[{cls.name}]  needs: {kinds}"
+        + (f"; optional: {optional}" if optional else "")
         + (f"; window {cls.window_s:g} s" if cls.window_s else ""),
         "  alarms:",
     ]

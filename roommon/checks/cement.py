@@ -38,6 +38,7 @@ from roommon.checks.base import (
     Check,
     CheckContext,
     CheckSettings,
+    ConditionMemory,
     FeedView,
     Measurement,
     RoomEvent,
@@ -300,7 +301,7 @@ class CementCheck(Check):
         self.cfg = settings
         self.mixed_t: float | None = None
         self._states: dict[str, _FeedState] = {}
-        self._active: dict[tuple[str, str], bool] = {}
+        self._conditions = ConditionMemory()
         self._ctx: CheckContext | None = None
 
     # -- hooks ---------------------------------------------------------------
@@ -372,11 +373,7 @@ class CementCheck(Check):
         value: float | None = None,
         limit: float | None = None,
     ) -> None:
-        key = (feed, spec.code)
-        if self._active.get(key, False) == active:
-            return
-        self._active[key] = active
-        ctx.condition(spec, active, t=t, feed=feed, value=value, limit=limit)
+        self._conditions.report(ctx, spec, feed=feed, active=active, t=t, value=value, limit=limit)
 
     def _over_pressure(
         self, st: _FeedState, x: FloatArray, t0: float, fs: float, ctx: CheckContext
@@ -554,7 +551,7 @@ class CementCheck(Check):
                 i = int(np.argmax(hit))
                 j = int(len(hit) - 1 - np.argmax(hit[::-1]))
                 t_hit = seg_end - (n - 1 - int(pos[i])) * seg_dt
-                if not self._active.get((st.feed, SUDDEN_DROP.code), False):
+                if not self._conditions.is_active(st.feed, SUDDEN_DROP.code):
                     log.warning(
                         "cement_sudden_drop",
                         room=self.room,

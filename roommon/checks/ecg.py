@@ -37,7 +37,14 @@ import structlog
 from pydantic import Field, model_validator
 
 from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
-from roommon.checks.base import Check, CheckContext, CheckSettings, FeedView, Measurement
+from roommon.checks.base import (
+    Check,
+    CheckContext,
+    CheckSettings,
+    ConditionMemory,
+    FeedView,
+    Measurement,
+)
 from roommon.ecg.heart_rate import HeartRate
 from roommon.ecg.qrs import QrsDetector
 from roommon.model import FloatArray, SignalKind, WaveformChunk
@@ -187,7 +194,7 @@ class _FeedState:
     gap_until: float = -math.inf
     bad_until: float = -math.inf
     noisy: bool = False
-    active: dict[str, bool] = field(default_factory=dict)
+    conditions: ConditionMemory = field(default_factory=ConditionMemory)
     # per sample rate, computed once
     second_n: int = 0  # samples in one second
     full_n: int = 0  # a second is judged when at least this many are finite
@@ -459,9 +466,4 @@ class EcgCheck(Check):
         value: float | None = None,
         limit: float | None = None,
     ) -> None:
-        if st.active.get(spec.code, False) == active:
-            return
-        st.active[spec.code] = active
-        if value is not None and not math.isfinite(value):
-            value = None
-        ctx.condition(spec, active, t=t, feed=feed, value=value, limit=limit)
+        st.conditions.report(ctx, spec, feed=feed, active=active, t=t, value=value, limit=limit)

@@ -19,7 +19,14 @@ import structlog
 from pydantic import Field, model_validator
 
 from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
-from roommon.checks.base import Check, CheckContext, CheckSettings, FeedView, Measurement
+from roommon.checks.base import (
+    Check,
+    CheckContext,
+    CheckSettings,
+    ConditionMemory,
+    FeedView,
+    Measurement,
+)
 from roommon.model import NumericReading, SignalKind
 
 log = structlog.get_logger(__name__)
@@ -125,7 +132,7 @@ class NibpCheck(Check):
         self.cfg = settings
         nibp_feeds = [f.name for f in self.feeds.values() if f.kind is SignalKind.NIBP]
         self._last_t: dict[str, float] = dict.fromkeys(nibp_feeds, math.nan)
-        self._active: dict[tuple[str, str], bool] = {}
+        self._conditions = ConditionMemory()
 
     def _report(
         self,
@@ -137,11 +144,7 @@ class NibpCheck(Check):
         value: float | None = None,
         limit: float | None = None,
     ) -> None:
-        key = (feed, spec.code)
-        if self._active.get(key, False) == active:
-            return
-        self._active[key] = active
-        ctx.condition(spec, active, t=t, feed=feed, value=value, limit=limit)
+        self._conditions.report(ctx, spec, feed=feed, active=active, t=t, value=value, limit=limit)
 
     def on_reading(self, reading: NumericReading, ctx: CheckContext) -> None:
         if reading.kind is not SignalKind.NIBP:
@@ -173,6 +176,6 @@ class NibpCheck(Check):
                 # Nothing received yet: the watchdog starts at the first tick.
                 self._last_t[feed] = last = now
             late = now - last
-            if late > due and not self._active.get((feed, OVERDUE.code), False):
+            if late > due and not self._conditions.is_active(feed, OVERDUE.code):
                 log.warning("nibp_overdue", room=self.room, feed=feed, seconds=late)
             self._report(ctx, OVERDUE, feed, late > due, now, value=late, limit=due)

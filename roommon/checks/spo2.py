@@ -37,6 +37,7 @@ from roommon.checks.base import (
     Check,
     CheckContext,
     CheckSettings,
+    ConditionMemory,
     FeedView,
     Measurement,
 )
@@ -311,7 +312,7 @@ class SpO2Check(Check):
         assert isinstance(settings, SpO2Settings)
         self.cfg = settings
         self._pleth: dict[str, _PlethState] = {}
-        self._active: dict[str, bool] = {}
+        self._conditions = ConditionMemory()
         # The room has one oximeter: conditions are keyed on the SpO2 numerics feed.
         spo2_feeds = [f.name for f in self.feeds.values() if f.kind is SignalKind.SPO2]
         self._feed = spo2_feeds[0] if spo2_feeds else "spo2"
@@ -344,10 +345,9 @@ class SpO2Check(Check):
         value: float | None = None,
         limit: float | None = None,
     ) -> None:
-        if self._active.get(spec.code, False) == active:
-            return
-        self._active[spec.code] = active
-        ctx.condition(spec, active, t=t, feed=self._feed, value=value, limit=limit)
+        self._conditions.report(
+            ctx, spec, feed=self._feed, active=active, t=t, value=value, limit=limit
+        )
 
     @property
     def unreliable(self) -> bool:
@@ -450,12 +450,12 @@ class SpO2Check(Check):
             )
         if not reliable:
             return  # held: an unreliable value neither raises nor clears a desaturation
-        active = self._active
+        is_active = self._conditions.is_active
         desat = spo2 < cfg.desat_pct
-        if desat is not active.get(DESAT.code, False):
+        if desat is not is_active(self._feed, DESAT.code):
             self._report(ctx, DESAT, desat, t, value=spo2, limit=cfg.desat_pct)
         critical = spo2 < cfg.critical_pct
-        if critical is not active.get(DESAT_CRITICAL.code, False):
+        if critical is not is_active(self._feed, DESAT_CRITICAL.code):
             self._report(ctx, DESAT_CRITICAL, critical, t, value=spo2, limit=cfg.critical_pct)
 
     def on_measurement(self, m: Measurement, ctx: CheckContext) -> None:
