@@ -229,6 +229,12 @@ class RoomConfig(_Section):
     recovery: RecoveryConfig = Field(
         default_factory=RecoveryConfig, description="Bed-rest timer after the last injection."
     )
+    idle_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Every feed silent this long after a patient was connected (or after "
+        "recovery ended): the room returns to the idle phase.",
+    )
     procedure: str | None = Field(
         default=None, description="Procedure type selecting a recovery plan (default if unset)."
     )

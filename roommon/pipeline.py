@@ -239,6 +239,10 @@ class RoomPipeline:
         for feed in self.feeds.values():
             self._conditions(feed.evaluate(mono, self._started, now))
         self._publish_alarms(self.engine.tick(now))
+        seen = [f.last_seen_mono for f in self.feeds.values() if f.last_seen_mono is not None]
+        last_data = max(seen, default=-math.inf)
+        if mono - last_data > self.config.idle_after_s:
+            self._phase(self.workflow.on_feeds_gone(now))
         self.recovery.note_alarms(self.engine.summaries(now))
         self._timer(self.recovery.tick(now, mono))
         self.publish_state()

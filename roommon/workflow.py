@@ -4,8 +4,8 @@ idle -> patient_connected (first physiological data) -> procedure (cement
 mixed, or an operator's ``procedure_start``) -> cement_injection (injection
 started) -> procedure (injection ended; more vertebrae may follow) ->
 recovery (the recovery timer started) -> ready_for_discharge (the timer
-reached its target or a nurse ended it) -> idle (``discharge``, or a
-cancelled recovery with no data). Operators may also set a phase directly
+reached its target or a nurse ended it) -> idle (every feed silent for the
+room's ``idle_after_s``: the patient was disconnected and has left). Operators may also set a phase directly
 (``phase_set``) when detection cannot know (a procedure without cement
 monitoring). Each phase may carry an alarm profile (``[rooms.ROOM.profiles.PHASE]``)
 that overrides alarm defaults: cement alarms only matter while cement goes in,
@@ -87,6 +87,12 @@ class RoomWorkflow:
         if to_phase is None or self.phase == Phase.IDLE:
             return None
         return self._move(to_phase, t, f"recovery {kind}")
+
+    def on_feeds_gone(self, t: float) -> tuple[Phase, Phase] | None:
+        """Every feed has been silent for the room's idle time: the patient has left."""
+        if self.phase in (Phase.PATIENT_CONNECTED, Phase.READY_FOR_DISCHARGE):
+            return self._move(Phase.IDLE, t, "feeds disconnected")
+        return None
 
     def set(self, to: Phase, t: float, by: str) -> tuple[Phase, Phase] | None:
         return self._move(to, t, f"set by {by}")

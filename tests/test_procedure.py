@@ -220,3 +220,23 @@ async def test_wall_clock_jumps_during_recovery() -> None:
     assert kinds.count(("clock_jump", None)) == 2
     assert [n for k, n in kinds if k == "check_due"] == [1, 2]  # nothing fired twice
     assert p.recovery.timer.deadlines() == deadlines
+
+
+async def test_room_returns_to_idle_when_every_feed_has_gone_quiet() -> None:
+    clock = VirtualClock()
+    cfg = room(idle_after_s=300)
+    out = CaptureOutput()
+    p = RoomPipeline(site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon,
+                     clock=clock, output=out)
+    p.ingest(NumericReading(room="r1", feed="spo2", kind=SignalKind.SPO2, t=clock.now(),
+                            values={"spo2": 97.0}, seq=1))
+    assert p.workflow.phase == "patient_connected"
+    for _ in range(59):  # 295 s of silence: still connected (a cable being swapped)
+        await clock.advance(5)
+        p.tick()
+    assert p.workflow.phase == "patient_connected"
+    await clock.advance(10)
+    p.tick()
+    assert p.workflow.phase == "idle"
+    assert [e.data["to"] for e in out.room_events if e.name == "phase.changed"] == [
+        "patient_connected", "idle"]
