@@ -5,9 +5,9 @@ mixed, or an operator's ``procedure_start``) -> cement_injection (injection
 started) -> procedure (injection ended; more vertebrae may follow) ->
 recovery (the recovery timer started) -> ready_for_discharge (the timer
 reached its target or a nurse ended it) -> idle (every feed silent for the
-room's ``idle_after_s``: the patient was disconnected and has left). Operators may also set a phase directly
-(``phase_set``) when detection cannot know (a procedure without cement
-monitoring). Each phase may carry an alarm profile (``[rooms.ROOM.profiles.PHASE]``)
+room's ``idle_after_s``: the patient was disconnected and has left).
+Operators may also set a phase directly (``phase_set``) when detection cannot
+know (a procedure without cement monitoring). Each phase may carry an alarm profile (``[rooms.ROOM.profiles.PHASE]``)
 that overrides alarm defaults: cement alarms only matter while cement goes in,
 recovery may use its own SpO2 delays.
 """
