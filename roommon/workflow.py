@@ -7,9 +7,10 @@ recovery (the recovery timer started) -> ready_for_discharge (the timer
 reached its target or a nurse ended it) -> idle (every feed silent for the
 room's ``idle_after_s``: the patient was disconnected and has left).
 Operators may also set a phase directly (``phase_set``) when detection cannot
-know (a procedure without cement monitoring). Each phase may carry an alarm profile (``[rooms.ROOM.profiles.PHASE]``)
-that overrides alarm defaults: cement alarms only matter while cement goes in,
-recovery may use its own SpO2 delays.
+know (a procedure without cement monitoring). Each phase may carry an alarm
+profile (``[rooms.ROOM.profiles.PHASE]``) that overrides alarm defaults:
+cement alarms only matter while cement goes in, recovery may use its own SpO2
+delays.
 """
 
 from __future__ import annotations
