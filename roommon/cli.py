@@ -18,19 +18,14 @@ from pathlib import Path
 
 from roommon import __version__
 from roommon.clock import RealClock
-from roommon.config import Config, load_config
-from roommon.errors import ConfigError
+from roommon.commandline import EXIT_OK, EXIT_USAGE, load_or_report
+from roommon.config import Config
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_CONFIG = EXIT_USAGE
 
 
 def _load_or_report(path: str) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as err:
-        for line in err.lines():
-            print(line, file=sys.stderr)
-        return None
+    return load_or_report(path, sys.stderr)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -60,24 +60,33 @@ from paho.mqtt.properties import Properties
 from roommon import __version__
 from roommon.alerts.store import burden
 from roommon.clock import Clock, RealClock, VirtualClock, iso
-from roommon.config import Config, load_config
+from roommon.commandline import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    RETRYABLE_CONNACK,
+    BrokerTarget,
+    UsageError,
+    broker_target,
+    connack_code,
+    load_or_report,
+    non_negative,
+    positive,
+)
+from roommon.config import Config
 from roommon.daemon import Daemon
 from roommon.demo import ConsoleOutput
-from roommon.errors import ConfigError, FeedError, ProtocolError, RoommonError
+from roommon.errors import FeedError, ProtocolError, RoommonError
 from roommon.ids import validate_identifier
 from roommon.logs import configure
 from roommon.model import DataOrigin
 from roommon.mqtt import backoff_delay
 from roommon.payloads import FS_TOLERANCE, SCHEMA_DIR, decode_feed
 from roommon.pipeline import RoomOutput
-from roommon.simulate import RETRYABLE_CONNACK, BrokerTarget, UsageError, broker_target
 from roommon.topics import PREFIX, Topics
 
 log = structlog.get_logger(__name__)
 
-EXIT_OK: Final = 0
-EXIT_FAILURE: Final = 1
-EXIT_USAGE: Final = 2
 
 #: Seconds between flushes of the MCAP writer: each flush closes a chunk, so a
 #: recorder killed without a goodbye loses at most this much of the recording.
@@ -300,16 +309,6 @@ class McapRecording:
 # --------------------------------------------------------------------------- MQTT side
 
 
-def _connack_code(exc: aiomqtt.MqttError) -> int | None:
-    if not isinstance(exc, aiomqtt.MqttCodeError):
-        return None
-    rc = exc.rc
-    if isinstance(rc, int):
-        return rc
-    value = getattr(rc, "value", None)
-    return value if isinstance(value, int) else None
-
-
 MessageSink = Callable[[str, bytes, float], None]
 LinkEvent = Callable[[str, str], None]
 
@@ -360,7 +359,7 @@ class FeedRecorder:
         try:
             await self._connect()
         except aiomqtt.MqttError as exc:
-            code = _connack_code(exc)
+            code = connack_code(exc)
             what = "refused the connection" if code is not None else "cannot be reached"
             raise RecorderError(f"broker {self._target.url} {what}: {exc}") from exc
         self._tg = asyncio.TaskGroup()
@@ -472,7 +471,7 @@ class FeedRecorder:
             try:
                 await self._connect()
             except aiomqtt.MqttError as exc:
-                code = _connack_code(exc)
+                code = connack_code(exc)
                 if code is not None and code not in RETRYABLE_CONNACK:
                     print(
                         f"roommon record: broker {t.url} refuses the connection ({exc}); "
@@ -519,15 +518,6 @@ def _parse_rooms(text: str | None, config: Config, config_path: str) -> list[str
     return rooms
 
 
-def _load(path: str, err: TextIO) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for line in exc.lines():
-            print(line, file=err)
-        return None
-
-
 RecorderHook = Callable[[FeedRecorder], None]
 
 
@@ -567,7 +557,7 @@ async def record(
     ``stop`` is set (the CLI sets it on SIGINT/SIGTERM); ``on_recorder`` sees the
     connected recorder (for embedding and tests)."""
     try:
-        config = _load(args.config, err)
+        config = load_or_report(args.config, err)
         if config is None:
             return EXIT_USAGE
         rooms = _parse_rooms(args.rooms, config, args.config)
@@ -1024,7 +1014,7 @@ async def replay(
     """``roommon replay``: the exit status. ``outputs`` also receive everything the
     replay daemon publishes (for embedding and tests)."""
     try:
-        config = _load(args.config, err)
+        config = load_or_report(args.config, err)
         if config is None:
             return EXIT_USAGE
         try:
@@ -1175,26 +1165,6 @@ REPLAY_DESCRIPTION: Final = (
 )
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 0")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``record`` and ``replay`` on the main CLI's subparsers; handlers in ``func``."""
     p = subparsers.add_parser(
@@ -1205,7 +1175,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--config", "-c", required=True, help="roommon config file (TOML)")
     p.add_argument("--out", "-o", required=True, help="MCAP file to create (never overwritten)")
     p.add_argument("--broker", help="mqtt[s]://HOST:PORT (default: the config's broker)")
-    p.add_argument("--seconds", type=_positive, help="stop after this long (default: a signal)")
+    p.add_argument("--seconds", type=positive, help="stop after this long (default: a signal)")
     p.add_argument("--rooms", help="comma-separated room ids (default: every room)")
     p.add_argument(
         "--all",
@@ -1223,7 +1193,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--config", "-c", required=True, help="roommon config file (TOML)")
     p.add_argument(
         "--speed",
-        type=_non_negative,
+        type=non_negative,
         default=0.0,
         help="N x real time (default 0: as fast as possible)",
     )
@@ -1236,12 +1206,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--from",
         dest="from_s",
-        type=_non_negative,
+        type=non_negative,
         metavar="S",
         help="start S seconds into the recording",
     )
     p.add_argument(
-        "--to", dest="to_s", type=_positive, metavar="S", help="stop S seconds into the recording"
+        "--to", dest="to_s", type=positive, metavar="S", help="stop S seconds into the recording"
     )
     p.add_argument("--state-dir", help="keep the replay's alarm log here (default: a temp dir)")
     p.set_defaults(func=run_replay)

@@ -44,17 +44,28 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, TextIO
-from urllib.parse import urlparse
 
 import aiomqtt
 import numpy as np
 import serial
 
 from roommon.clock import Clock, RealClock
-from roommon.config import Config, load_config
+from roommon.commandline import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    RETRYABLE_CONNACK,
+    BrokerTarget,
+    UsageError,
+    broker_target,
+    connack_code,
+    load_or_report,
+    non_negative,
+    positive,
+)
 from roommon.drivers.masimo import EXCEPTION_BITS as MASIMO_EXC
 from roommon.drivers.nonin import FRAME_LEN, FRAMES_PER_PACKET, FS_HZ, STATUS_SNSD
-from roommon.errors import ConfigError, RoommonError
+from roommon.errors import RoommonError
 from roommon.model import CANONICAL_UNITS, FloatArray, NumericReading, SignalKind, WaveformChunk
 from roommon.payloads import encode_reading, encode_waveform
 from roommon.topics import Topics
@@ -72,10 +83,6 @@ from simulators.serial_devices import (
     write_all,
 )
 
-EXIT_OK: Final = 0
-EXIT_FAILURE: Final = 1
-EXIT_USAGE: Final = 2
-
 PROG: Final = "roommon simulate"
 SCRIPTS: Final[dict[str, Callable[[], list[Action]]]] = {
     "kyphoplasty": kyphoplasty_script,
@@ -87,17 +94,10 @@ RM1_KINDS: Final = ("ecg", "cement_pressure", "nibp", "abp", "pleth")
 #: A QoS 1 publish normally completes in milliseconds; aiomqtt does not wake a
 #: publish whose connection dropped, so this bounds how long a lost PUBACK holds us.
 PUBLISH_TIMEOUT_S: Final = 2.0
-#: MQTT 5 CONNACK reason codes that mean "try again later" rather than "no":
-#: server unavailable, server busy, quota exceeded, connection rate exceeded.
-RETRYABLE_CONNACK: Final = frozenset({3, 136, 137, 151, 159})
 
 
 class SimulateError(RoommonError):
     """The run cannot go on (broker refusal, port gone); the message is for a person."""
-
-
-class UsageError(RoommonError):
-    """Arguments that do not make a run; the message is for a person."""
 
 
 # --------------------------------------------------------------------------- pacing
@@ -154,62 +154,6 @@ def _minute_ended(before_s: float, after_s: float) -> bool:
 # --------------------------------------------------------------------------- MQTT mode
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BrokerTarget:
-    host: str
-    port: int
-    tls: bool
-    ca_file: str | None
-    username: str | None
-    password: str | None
-    keepalive_s: int
-    reconnect_initial_s: float
-    reconnect_max_s: float
-
-    @property
-    def url(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-
-def broker_target(config: Config, url: str | None) -> BrokerTarget:
-    """The broker of the config, or of ``--broker mqtt[s]://HOST[:PORT]`` (credentials
-    still from the environment variables the config names)."""
-    b = config.broker
-    host, port, tls = b.host, b.port, b.tls
-    if url is not None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
-            raise UsageError(f"--broker: expected mqtt://HOST:PORT or mqtts://HOST:PORT: {url!r}")
-        try:
-            explicit_port = parsed.port
-        except ValueError as exc:
-            raise UsageError(f"--broker: {exc} in {url!r}") from None
-        tls = parsed.scheme == "mqtts"
-        host, port = parsed.hostname, explicit_port or (8883 if tls else 1883)
-    user, password = b.credentials()
-    return BrokerTarget(
-        host=host,
-        port=port,
-        tls=tls,
-        ca_file=str(b.ca_file) if b.ca_file else None,
-        username=user,
-        password=password,
-        keepalive_s=b.keepalive_s,
-        reconnect_initial_s=b.reconnect_initial_s,
-        reconnect_max_s=b.reconnect_max_s,
-    )
-
-
-def _connack_code(exc: aiomqtt.MqttError) -> int | None:
-    if not isinstance(exc, aiomqtt.MqttCodeError):
-        return None
-    rc = exc.rc
-    if isinstance(rc, int):
-        return rc
-    value = getattr(rc, "value", None)
-    return value if isinstance(value, int) else None
-
-
 class FeedPublisher:
     """One MQTT connection publishing feed payloads in order, surviving broker outages.
 
@@ -259,7 +203,7 @@ class FeedPublisher:
         await self._disconnect()
 
     def _refusal(self, exc: aiomqtt.MqttError) -> str:
-        code = _connack_code(exc)
+        code = connack_code(exc)
         what = "refused the connection" if code is not None else "cannot be reached"
         return f"broker {self._target.url} {what}: {exc}"
 
@@ -296,9 +240,7 @@ class FeedPublisher:
                 await self._reconnect()
             assert self._client is not None
             try:
-                await self._client.publish(
-                    topic, payload, qos=self._qos, timeout=PUBLISH_TIMEOUT_S
-                )
+                await self._client.publish(topic, payload, qos=self._qos, timeout=PUBLISH_TIMEOUT_S)
             except aiomqtt.MqttError as exc:
                 self.outages += 1
                 print(
@@ -323,7 +265,7 @@ class FeedPublisher:
             try:
                 self._client = await self._connect()
             except aiomqtt.MqttError as exc:
-                code = _connack_code(exc)
+                code = connack_code(exc)
                 if code is not None and code not in RETRYABLE_CONNACK:
                     raise SimulateError(self._refusal(exc)) from exc
                 continue
@@ -337,18 +279,9 @@ class FeedPublisher:
             return
 
 
-def _load(path: str, err: TextIO) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for line in exc.lines():
-            print(line, file=err)
-        return None
-
-
 async def simulate_mqtt(args: argparse.Namespace, *, clock: Clock, out: TextIO, err: TextIO) -> int:
     """MQTT mode: a simulated room's mqtt feeds published to the broker; the exit status."""
-    config = _load(args.config, err)
+    config = load_or_report(args.config, err)
     if config is None:
         return EXIT_USAGE
     room_id = args.room
@@ -629,8 +562,6 @@ class MasimoStream:
         ]
 
 
-
-
 @dataclass(slots=True, kw_only=True)
 class NoninStream:
     """A Nonin format 2 oximeter: a 25-frame packet (8-bit pleth, SpO2, HR) every 1/3 s.
@@ -825,9 +756,7 @@ class DeviceLine:
             try:
                 await asyncio.to_thread(self._port.flush)
             except (OSError, termios.error, serial.SerialException) as exc:
-                raise SimulateError(
-                    f"serial port {self.name} closed or unplugged ({exc})"
-                ) from exc
+                raise SimulateError(f"serial port {self.name} closed or unplugged ({exc})") from exc
             return 0
         if not self.reader_attached():
             return 0
@@ -984,33 +913,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(func=run_simulate)
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number")
-    return value
-
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 0 (0: as fast as possible)")
-    return value
-
-
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     common = p.add_argument_group("both modes")
     common.add_argument(
-        "--speed", type=_speed, default=1.0, help="N x real time (default 1; 0: no waiting)"
+        "--speed", type=non_negative, default=1.0, help="N x real time (default 1; 0: no waiting)"
     )
     common.add_argument(
-        "--seconds", type=_positive, default=None, help="simulated seconds (default: until stopped)"
+        "--seconds", type=positive, default=None, help="simulated seconds (default: until stopped)"
     )
     common.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
 
@@ -1038,14 +947,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     ser.add_argument("--device-id", default="ROOMMON-SIM", help="roommon_line device id")
     ser.add_argument(
-        "--baudrate", type=int, default=None, help="--port only (default 115200 for "
-        "roommon_line, else 9600)"
+        "--baudrate",
+        type=int,
+        default=None,
+        help="--port only (default 115200 for roommon_line, else 9600)",
     )
 
 
-async def simulate(
-    args: argparse.Namespace, *, clock: Clock, out: TextIO, err: TextIO
-) -> int:
+async def simulate(args: argparse.Namespace, *, clock: Clock, out: TextIO, err: TextIO) -> int:
     """Run the mode the arguments ask for; usage and runtime failures become exit statuses."""
     try:
         if args.protocol is not None and args.config is not None:
