@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from roommon.alerts.conditions import ConditionReport
 from roommon.checks.abp import AbpCheck, AbpSettings
 from roommon.checks.base import CheckContext, FeedView, Measurement
 from roommon.model import SignalKind, WaveformChunk
+from roommon.physionet import record_path
 from roommon.ringbuffer import RingBuffer
 from simulators.abp import ArterialPressureSimulator
 
@@ -187,21 +186,6 @@ def test_any_chunking_gives_the_same_result(sizes: list[int]) -> None:
     assert _run(sizes) == REFERENCE
 
 
-def _physionet_dir() -> Path:
-    env = os.environ.get("ROOMMON_PHYSIONET_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "physionet"
-
-
-def _record(db: str, name: str) -> Path:
-    try:
-        from roommon.physionet import record_path
-    except ImportError:
-        return _physionet_dir() / db / name
-    return Path(record_path(db, name))
-
-
 @pytest.mark.physionet
 def test_mimic_03700181_arterial_pressure_is_plausible() -> None:
     # MIMIC record 037, segment 03700181 (10 min, ABP at 125 Hz). Reading the raw
@@ -212,7 +196,7 @@ def test_mimic_03700181_arterial_pressure_is_plausible() -> None:
     # pressure > 5, rate 100-140 bpm. Limits then must fire: it is hypotensive.
     import wfdb
 
-    rec = wfdb.rdrecord(str(_record("mimicdb", "03700181")), smooth_frames=False)
+    rec = wfdb.rdrecord(str(record_path("mimicdb", "03700181")), smooth_frames=False)
     i = rec.sig_name.index("ABP")
     x = np.asarray(rec.e_p_signal[i], dtype=np.float64)
     fs = float(rec.fs * rec.samps_per_frame[i])

@@ -8,9 +8,7 @@ check declares, which is exactly what decides whether an alarm sounds.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from roommon.alerts.conditions import ConditionReport
 from roommon.checks.base import CheckContext, FeedView, Measurement
 from roommon.checks.spo2 import DESAT, DESAT_CRITICAL, SpO2Check, SpO2Settings
 from roommon.model import NumericReading, SignalKind, WaveformChunk
+from roommon.physionet import record_path
 from roommon.ringbuffer import RingBuffer
 from simulators.pleth import PlethSimulator
 
@@ -283,21 +282,6 @@ def test_any_chunking_gives_the_same_result(sizes: list[int]) -> None:
 # -- real recordings ------------------------------------------------------------------
 
 
-def _physionet_dir() -> Path:
-    env = os.environ.get("ROOMMON_PHYSIONET_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "physionet"
-
-
-def _record(db: str, name: str) -> Path:
-    try:
-        from roommon.physionet import record_path
-    except ImportError:
-        return _physionet_dir() / db / name
-    return Path(record_path(db, name))
-
-
 def _stream_pleth(
     samples: np.ndarray, fs: float
 ) -> tuple[list[Measurement], list[ConditionReport]]:
@@ -323,7 +307,7 @@ def _stream_pleth(
 def _load_pleth(name: str) -> tuple[np.ndarray, float]:
     import wfdb
 
-    rec = wfdb.rdrecord(str(_record("challenge2015", name)))
+    rec = wfdb.rdrecord(str(record_path("challenge2015", name)))
     x = rec.p_signal[:, rec.sig_name.index("PLETH")]
     # The pipeline drops bad samples before checks; here NaNs are the only bad ones.
     return x[np.isfinite(x)], float(rec.fs)
