@@ -1,7 +1,7 @@
 """Typed, validated configuration loaded from a TOML file.
 
 One pydantic model per section; every field is documented. A bad file fails
-at load with :class:`~roommon.errors.ConfigError` carrying one
+at load with :class:`~roommon.core.errors.ConfigError` carrying one
 ``(field path, message)`` per problem. Check settings are validated against
 the settings model of the check named by the table key (see
 :data:`roommon.checks.CHECKS`). Broker credentials never come from the file:
@@ -24,12 +24,12 @@ from pydantic import (
     model_validator,
 )
 
-from roommon.alerts.conditions import Priority
-from roommon.errors import ConfigError
-from roommon.ids import Identifier
-from roommon.model import CANONICAL_UNITS, SignalKind
+from roommon.core.conditions import Priority
+from roommon.core.errors import ConfigError
+from roommon.core.ids import Identifier
+from roommon.core.model import CANONICAL_UNITS, SignalKind
 from roommon.recovery.plan import RecoveryConfig
-from roommon.workflow import Phase
+from roommon.room.workflow import Phase
 
 
 class _Section(BaseModel):

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 
 
 class RingBuffer:

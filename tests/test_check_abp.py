@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.alerts.conditions import ConditionReport
 from roommon.checks.abp import AbpCheck, AbpSettings
 from roommon.checks.base import CheckContext, FeedView, Measurement
-from roommon.model import SignalKind, WaveformChunk
-from roommon.physionet import record_path
+from roommon.core.conditions import ConditionReport
+from roommon.core.model import SignalKind, WaveformChunk
+from roommon.records.physionet import record_path
 from roommon.ringbuffer import RingBuffer
 from simulators.abp import ArterialPressureSimulator
 

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from roommon.alerts.conditions import ConditionReport
 from roommon.checks.base import CheckContext, FeedView, Measurement, RoomEvent
 from roommon.checks.cement import CementCheck, CementSettings
-from roommon.model import SignalKind, WaveformChunk
+from roommon.core.conditions import ConditionReport
+from roommon.core.model import SignalKind, WaveformChunk
 from roommon.ringbuffer import RingBuffer
 from simulators.cement import CementPressureSimulator
 

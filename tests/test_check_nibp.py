@@ -7,11 +7,11 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from roommon.alerts.conditions import ConditionReport
 from roommon.checks.base import CheckContext, FeedView
 from roommon.checks.nibp import NibpCheck, NibpSettings
-from roommon.clock import VirtualClock
-from roommon.model import NumericReading, SignalKind
+from roommon.core.clock import VirtualClock
+from roommon.core.conditions import ConditionReport
+from roommon.core.model import NumericReading, SignalKind
 from simulators.nibp import NibpSimulator
 
 

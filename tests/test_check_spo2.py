@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.alerts.conditions import ConditionReport
 from roommon.checks.base import CheckContext, FeedView, Measurement
 from roommon.checks.spo2 import DESAT, DESAT_CRITICAL, SpO2Check, SpO2Settings
-from roommon.model import NumericReading, SignalKind, WaveformChunk
-from roommon.physionet import record_path
+from roommon.core.conditions import ConditionReport
+from roommon.core.model import NumericReading, SignalKind, WaveformChunk
+from roommon.records.physionet import record_path
 from roommon.ringbuffer import RingBuffer
 from simulators.pleth import PlethSimulator
 

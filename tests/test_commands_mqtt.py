@@ -11,11 +11,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from roommon.clock import RealClock
 from roommon.config import parse_config
-from roommon.daemon import Daemon
-from roommon.payloads import SCHEMA_DIR
+from roommon.core.clock import RealClock
+from roommon.runtime.daemon import Daemon
 from roommon.testing import MosquittoBroker, MqttCollector, Received
+from roommon.wire.payloads import SCHEMA_DIR
 
 pytestmark = pytest.mark.broker
 

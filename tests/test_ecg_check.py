@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.alerts.conditions import AlarmKind, ConditionReport, Priority
 from roommon.checks.base import CheckContext, FeedView, Measurement
 from roommon.checks.ecg import EcgCheck, EcgSettings, _percentile
-from roommon.model import SignalKind, WaveformChunk
+from roommon.core.conditions import AlarmKind, ConditionReport, Priority
+from roommon.core.model import SignalKind, WaveformChunk
 from simulators.ecg import EcgSimulator
 
 T0 = 1_767_225_600.0

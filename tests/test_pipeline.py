@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from roommon.clock import VirtualClock
 from roommon.config import Config, parse_config
-from roommon.errors import ProtocolError
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
-from roommon.pipeline import RoomPipeline
+from roommon.core.clock import VirtualClock
+from roommon.core.errors import ProtocolError
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.room.pipeline import RoomPipeline
 from roommon.testing import CaptureOutput
 
 

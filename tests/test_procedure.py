@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from roommon.clock import VirtualClock
 from roommon.config import parse_config
-from roommon.model import NumericReading, SignalKind
-from roommon.pipeline import RoomPipeline
+from roommon.core.clock import VirtualClock
+from roommon.core.model import NumericReading, SignalKind
 from roommon.recovery.messages import NurseCommand
+from roommon.room.pipeline import RoomPipeline
 from roommon.testing import CaptureOutput
 from simulators.cement import CementPressureSimulator
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from roommon.errors import CommandError
+from roommon.core.errors import CommandError
 from roommon.recovery import RecoveryPlan, RecoveryTimer
 from roommon.recovery.messages import (
     RECOVERY_ACTIONS,

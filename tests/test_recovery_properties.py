@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.errors import CommandError
+from roommon.core.errors import CommandError
 from roommon.recovery import RecoveryPlan, RecoveryTimer, TimerEvent
 from roommon.recovery.messages import NurseCommand, apply_command
 from roommon.recovery.plan import CheckSegment

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 
 from roommon.checks.base import RoomEvent
-from roommon.clock import VirtualClock
+from roommon.core.clock import VirtualClock
 from roommon.recovery import OverdueEscalation, RecoveryPlan, RecoveryTimer, TimerEvent
 from roommon.recovery.messages import TimerAlarm, event_message
 from roommon.recovery.timer import CLOCK_JUMP_THRESHOLD_S, RECOVERY_CHECK_OVERDUE

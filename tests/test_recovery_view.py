@@ -9,7 +9,7 @@ import io
 import aiomqtt
 import pytest
 
-from roommon.clock import VirtualClock
+from roommon.core.clock import VirtualClock
 from roommon.recovery import RecoveryPlan, RecoveryTimer
 from roommon.recovery.messages import TimerAlarm, TimerMessage, timer_topic
 from roommon.recovery.view import add_parser, render, run_timers

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from roommon.errors import CommandError
+from roommon.core.errors import CommandError
 
 Action = Literal["acknowledge", "reset", "audio_pause", "alarm_pause", "cement_mixed", "phase_set"]
 Phase = Literal[

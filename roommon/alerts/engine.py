@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
-from roommon.clock import iso
 from roommon.config import AlarmOverride, EscalationConfig, RoomConfig
-from roommon.errors import CommandError
-from roommon.model import DataOrigin
-from roommon.payloads import AlarmEventMessage, AlarmSummary, NotifyMessage, Transition
-from roommon.workflow import Phase
+from roommon.core.clock import iso
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.errors import CommandError
+from roommon.core.model import DataOrigin
+from roommon.room.workflow import Phase
+from roommon.wire.payloads import AlarmEventMessage, AlarmSummary, NotifyMessage, Transition
 
 log = structlog.get_logger(__name__)
 

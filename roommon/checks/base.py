@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from roommon.alerts.conditions import ConditionReport, ConditionSpec
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.core.conditions import ConditionReport, ConditionSpec
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.ringbuffer import RingBuffer
 
 

@@ -33,7 +33,6 @@ import numpy as np
 import structlog
 from pydantic import Field, model_validator
 
-from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.checks.base import (
     Check,
     CheckContext,
@@ -43,7 +42,8 @@ from roommon.checks.base import (
     Measurement,
     RoomEvent,
 )
-from roommon.model import FloatArray, SignalKind, WaveformChunk
+from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.model import FloatArray, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.thresholds import hysteresis_state, transitions
 

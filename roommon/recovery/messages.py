@@ -7,7 +7,7 @@ as a :class:`TimerEventMessage` (QoS 1) on ``roommon/v1/SITE/ROOM/timer/event``,
 and accepts :class:`NurseCommand` payloads on the room's command topic
 (``roommon/v1/SITE/ROOM/command/CLIENT``, the same topic and reply as the
 alarm commands). :func:`apply_command` validates a command against a timer and
-applies it; a refusal is a :class:`~roommon.errors.CommandError` whose reason
+applies it; a refusal is a :class:`~roommon.core.errors.CommandError` whose reason
 goes back to the sender, and the timer is left unchanged.
 """
 
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from roommon.errors import CommandError
-from roommon.payloads import AlarmSummary
+from roommon.core.errors import CommandError
 from roommon.recovery.plan import MAX_PLAN_S
-from roommon.topics import PREFIX
+from roommon.wire.payloads import AlarmSummary
+from roommon.wire.topics import PREFIX
 
 if TYPE_CHECKING:
     from roommon.recovery.timer import RecoveryTimer, TimerEvent
@@ -198,7 +198,7 @@ LATE_AFTER_S = 5.0
 
 
 def event_message(site: str, room: str, event: TimerEvent) -> TimerEventMessage:
-    from roommon.clock import iso
+    from roommon.core.clock import iso
 
     key = f"{site}/{room}/{event.recovery_id}/{event.seq}/{event.kind}"
     return TimerEventMessage(

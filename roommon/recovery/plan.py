@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from roommon.ids import Identifier
+from roommon.core.ids import Identifier
 
 #: No plan may ask for more than a day of bed rest or a longer extension: a
 #: value beyond this is a typo (minutes entered as seconds, an extra zero).

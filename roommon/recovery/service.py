@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from roommon.alerts.conditions import ConditionReport
 from roommon.checks.base import RoomEvent
-from roommon.errors import CommandError
-from roommon.model import DataOrigin
-from roommon.payloads import AlarmSummary
+from roommon.core.conditions import ConditionReport
+from roommon.core.errors import CommandError
+from roommon.core.model import DataOrigin
 from roommon.recovery.messages import (
     NurseCommand,
     TimerAlarm,
@@ -37,6 +36,7 @@ from roommon.recovery.timer import (
     RecoveryTimer,
     TimerEvent,
 )
+from roommon.wire.payloads import AlarmSummary
 
 
 class RoomRecovery:

@@ -34,7 +34,7 @@ The rules
   stamped with the time it fell due. The emitted flags are part of the state
   the store persists, so after a restart whatever fell due while the daemon
   was down is emitted once, late, and nothing already emitted is repeated.
-* Invalid commands raise :class:`~roommon.errors.CommandError` (reasons
+* Invalid commands raise :class:`~roommon.core.errors.CommandError` (reasons
   ``no_recovery``, ``already_done``, ``unknown_check``, ``not_allowed``,
   ``bad_value``) and change nothing: every operation works on a copy of the
   state that replaces it only on success.
@@ -70,11 +70,11 @@ from typing import Any
 import structlog
 from pydantic import TypeAdapter
 
-from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.checks.base import RoomEvent
-from roommon.clock import iso
-from roommon.errors import CommandError
-from roommon.model import DataOrigin
+from roommon.core.clock import iso
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.errors import CommandError
+from roommon.core.model import DataOrigin
 from roommon.recovery.messages import (
     CheckInfo,
     EndInfo,

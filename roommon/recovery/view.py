@@ -33,9 +33,9 @@ import aiomqtt
 import structlog
 from pydantic import ValidationError
 
-from roommon.clock import Clock, RealClock
+from roommon.core.clock import Clock, RealClock
 from roommon.recovery.messages import TimerMessage, timer_filter
-from roommon.topics import PREFIX
+from roommon.wire.topics import PREFIX
 
 log = structlog.get_logger(__name__)
 
@@ -300,7 +300,7 @@ def _target(args: argparse.Namespace) -> BrokerTarget | str:
     """The broker to read, or the one-line reason it cannot be determined."""
     if args.config is not None:
         from roommon.config import load_config
-        from roommon.errors import ConfigError
+        from roommon.core.errors import ConfigError
 
         try:
             config = load_config(args.config)

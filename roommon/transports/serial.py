@@ -28,9 +28,9 @@ import serial
 import serial_asyncio_fast
 import structlog
 
-from roommon.clock import Clock
+from roommon.core.clock import Clock
+from roommon.core.errors import FeedError
 from roommon.drivers.base import Driver, DriverCounters, DriverSample
-from roommon.errors import FeedError
 
 log = structlog.get_logger(__name__)
 

@@ -15,12 +15,12 @@ from dataclasses import replace
 
 import structlog
 
-from roommon.clock import Clock
 from roommon.config import FeedConfig, RoomConfig, SerialPortConfig
+from roommon.core.clock import Clock
+from roommon.core.errors import ProtocolError
+from roommon.core.model import DataOrigin, SignalKind
 from roommon.drivers import DRIVERS, Driver, DriverSample
-from roommon.errors import ProtocolError
-from roommon.model import DataOrigin, SignalKind
-from roommon.pipeline import RoomPipeline
+from roommon.room.pipeline import RoomPipeline
 from roommon.transports.serial import Backoff, LinkState, SerialFeed
 
 log = structlog.get_logger(__name__)

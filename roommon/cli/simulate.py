@@ -18,7 +18,7 @@ ACLs, serial cabling, config) can be tested end to end without a patient.
   (``pty: /dev/pts/N``) for ``roommon run`` to open. A port that closes or is
   unplugged ends the run with status 1.
 
-Both modes are paced by a :class:`~roommon.clock.Clock` at ``--speed`` times
+Both modes are paced by a :class:`~roommon.core.clock.Clock` at ``--speed`` times
 real time (0: as fast as the receiver takes it) and print one summary line
 per simulated minute. Exit status: 0 done, 1 runtime failure, 2 bad usage or
 configuration (the ConfigError lines are printed as by ``check-config``).
@@ -49,8 +49,7 @@ import aiomqtt
 import numpy as np
 import serial
 
-from roommon.clock import Clock, RealClock
-from roommon.commandline import (
+from roommon.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
@@ -63,12 +62,19 @@ from roommon.commandline import (
     non_negative,
     positive,
 )
+from roommon.core.clock import Clock, RealClock
+from roommon.core.errors import RoommonError
+from roommon.core.model import (
+    CANONICAL_UNITS,
+    FloatArray,
+    NumericReading,
+    SignalKind,
+    WaveformChunk,
+)
 from roommon.drivers.masimo import EXCEPTION_BITS as MASIMO_EXC
 from roommon.drivers.nonin import FRAME_LEN, FRAMES_PER_PACKET, FS_HZ, STATUS_SNSD
-from roommon.errors import RoommonError
-from roommon.model import CANONICAL_UNITS, FloatArray, NumericReading, SignalKind, WaveformChunk
-from roommon.payloads import encode_reading, encode_waveform
-from roommon.topics import Topics
+from roommon.wire.payloads import encode_reading, encode_waveform
+from roommon.wire.topics import Topics
 from simulators.abp import ArterialPressureSimulator
 from simulators.cement import CementPressureSimulator
 from simulators.ecg import EcgSimulator
@@ -997,7 +1003,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m roommon.simulate", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m roommon.cli.simulate", description=DESCRIPTION)
     _add_arguments(parser)
     return parser
 

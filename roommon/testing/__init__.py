@@ -27,9 +27,9 @@ from typing import Any, Self
 import aiomqtt
 
 from roommon.alerts.engine import Outgoing
-from roommon.clock import RealClock
-from roommon.payloads import AlarmEventMessage, RoomEventMessage, RoomStateMessage
+from roommon.core.clock import RealClock
 from roommon.recovery.messages import TimerEventMessage, TimerMessage
+from roommon.wire.payloads import AlarmEventMessage, RoomEventMessage, RoomStateMessage
 
 LOOPBACK = "127.0.0.1"
 

@@ -1,10 +1,10 @@
 """The payload contract: every message on every topic, as pydantic models.
 
 Inbound feed payloads are decoded here into the data model; anything that does
-not parse or validate raises :class:`~roommon.errors.ProtocolError` naming what
+not parse or validate raises :class:`~roommon.core.errors.ProtocolError` naming what
 was wrong. Outbound messages are built from these models, and the JSON
-Schemas in ``roommon/schemas/`` (documented in docs/topics.md) are generated
-from them: ``python -m roommon.payloads`` rewrites them, and a test fails when
+Schemas in ``roommon/wire/schemas/`` (documented in docs/topics.md) are generated
+from them: ``python -m roommon.wire.payloads`` rewrites them, and a test fails when
 a committed schema and its model drift apart.
 """
 
@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from roommon.errors import ProtocolError
-from roommon.model import (
+from roommon.core.errors import ProtocolError
+from roommon.core.model import (
     NUMERIC_FIELDS,
     DataOrigin,
     NumericReading,

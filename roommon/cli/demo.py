@@ -1,7 +1,7 @@
 """``roommon demo``: one simulated procedure room, in-process, on the virtual clock.
 
 No broker and no hardware: the room simulator's samples go straight into the
-same :class:`~roommon.daemon.Daemon` pipeline the real daemon runs, and alarms,
+same :class:`~roommon.runtime.daemon.Daemon` pipeline the real daemon runs, and alarms,
 room events and vitals are printed readably. ``--speed N`` runs N times faster
 than real time (0: as fast as possible); ``--broker mqtt://HOST:PORT`` also
 publishes everything to that broker, exactly as ``roommon run`` would.
@@ -20,13 +20,13 @@ from urllib.parse import urlparse
 from roommon.alerts.commands import CommandPayload
 from roommon.alerts.engine import Outgoing
 from roommon.alerts.store import burden
-from roommon.clock import RealClock, VirtualClock, iso
 from roommon.config import Config, parse_config
-from roommon.daemon import Daemon
-from roommon.errors import CommandError
-from roommon.logs import configure
-from roommon.payloads import RoomEventMessage, RoomStateMessage
+from roommon.core.clock import RealClock, VirtualClock, iso
+from roommon.core.errors import CommandError
+from roommon.core.logs import configure
 from roommon.recovery.messages import NurseCommand, TimerEventMessage, TimerMessage
+from roommon.runtime.daemon import Daemon
+from roommon.wire.payloads import RoomEventMessage, RoomStateMessage
 from simulators.room import RoomSimulator, kyphoplasty_script
 
 DEMO_CONFIG = """

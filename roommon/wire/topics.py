@@ -1,7 +1,7 @@
 """The MQTT topic layout (documented in docs/topics.md).
 
 Every identifier that becomes a topic level has been validated by
-:func:`roommon.ids.validate_identifier`, so none can contain ``/``, ``+``
+:func:`roommon.core.ids.validate_identifier`, so none can contain ``/``, ``+``
 or ``#``. Version ``v1`` is the first level after the prefix so a future
 payload contract can live beside this one.
 """

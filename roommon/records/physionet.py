@@ -23,12 +23,12 @@ from typing import Final
 import numpy as np
 import structlog
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 
 log = structlog.get_logger(__name__)
 
 ENV_VAR: Final = "ROOMMON_PHYSIONET_DIR"
-REPO_ROOT: Final = pathlib.Path(__file__).resolve().parent.parent
+REPO_ROOT: Final = pathlib.Path(__file__).resolve().parents[2]
 SHARED_DIR: Final = REPO_ROOT.parent / "shared" / "data" / "physionet"
 CACHE_DIR: Final = pathlib.Path.home() / ".cache" / "roommon" / "physionet"
 

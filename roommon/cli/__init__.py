@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from roommon import __version__
-from roommon.clock import RealClock
-from roommon.commandline import EXIT_OK, EXIT_USAGE, load_or_report
+from roommon.cli.common import EXIT_OK, EXIT_USAGE, load_or_report
 from roommon.config import Config
+from roommon.core.clock import RealClock
 
 EXIT_CONFIG = EXIT_USAGE
 
@@ -42,8 +42,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from roommon.daemon import Daemon
-    from roommon.logs import configure
+    from roommon.core.logs import configure
+    from roommon.runtime.daemon import Daemon
 
     config = _load_or_report(args.config)
     if config is None:
@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from roommon.demo import run_demo
+    from roommon.cli.demo import run_demo
 
     return run_demo(speed=args.speed, minutes=args.minutes, broker=args.broker, seed=args.seed)
 
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     recovery_view.add_parser(sub)
 
-    from roommon import recording, simulate
+    from roommon.cli import recording, simulate
 
     simulate.add_parser(sub)
     recording.add_parser(sub)

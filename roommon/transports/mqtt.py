@@ -23,8 +23,8 @@ import aiomqtt
 import structlog
 
 from roommon.alerts.store import AlarmStore
-from roommon.clock import Clock
 from roommon.config import BrokerConfig
+from roommon.core.clock import Clock
 
 log = structlog.get_logger(__name__)
 

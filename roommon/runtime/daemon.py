@@ -1,7 +1,7 @@
 """The daemon: transports -> per-room pipelines -> alarm engine -> outputs, in one TaskGroup.
 
 :class:`Daemon` is an async context manager. Entering it opens the SQLite
-alarm store, builds one :class:`~roommon.pipeline.RoomPipeline` per room and
+alarm store, builds one :class:`~roommon.room.pipeline.RoomPipeline` per room and
 starts the long-lived tasks (MQTT link, ticker, heartbeat) as named tasks of
 one TaskGroup; leaving it says goodbye to the broker (retained status
 offline), cancels the tasks and closes the store.
@@ -24,12 +24,9 @@ from roommon import __version__
 from roommon.alerts.commands import CommandReply, parse_command
 from roommon.alerts.engine import Outgoing
 from roommon.alerts.store import AlarmStore
-from roommon.clock import Clock, iso
 from roommon.config import Config
-from roommon.errors import CommandError, ProtocolError
-from roommon.mqtt import MqttLink
-from roommon.payloads import RoomEventMessage, RoomStateMessage, StatusMessage, decode_feed
-from roommon.pipeline import RoomOutput, RoomPipeline
+from roommon.core.clock import Clock, iso
+from roommon.core.errors import CommandError, ProtocolError
 from roommon.recovery.messages import (
     RECOVERY_ACTIONS,
     TimerEventMessage,
@@ -37,8 +34,11 @@ from roommon.recovery.messages import (
     parse_nurse_command,
 )
 from roommon.recovery.store import RecoveryStore
-from roommon.serial_inputs import SerialPortBinding, serial_bindings
-from roommon.topics import Topics
+from roommon.room.pipeline import RoomOutput, RoomPipeline
+from roommon.runtime.serial_bindings import SerialPortBinding, serial_bindings
+from roommon.transports.mqtt import MqttLink
+from roommon.wire.payloads import RoomEventMessage, RoomStateMessage, StatusMessage, decode_feed
+from roommon.wire.topics import Topics
 
 log = structlog.get_logger(__name__)
 

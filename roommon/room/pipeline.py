@@ -20,27 +20,27 @@ from typing import Protocol
 import structlog
 
 from roommon.alerts.commands import CommandPayload
-from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
 from roommon.checks import CHECKS
 from roommon.checks.base import Check, CheckContext, FeedView, RoomEvent
-from roommon.clock import Clock, iso
 from roommon.config import DaemonConfig, RoomConfig
-from roommon.errors import CommandError, ProtocolError
-from roommon.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
-from roommon.model import NUMERIC_FIELDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
-from roommon.payloads import (
-    FeedStatus,
-    MeasurementValue,
-    RoomEventMessage,
-    RoomStateMessage,
-)
+from roommon.core.clock import Clock, iso
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.errors import CommandError, ProtocolError
+from roommon.core.model import NUMERIC_FIELDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.recovery.messages import NurseCommand, TimerEventMessage, TimerMessage
 from roommon.recovery.service import RoomRecovery
 from roommon.recovery.store import RecoveryStore
 from roommon.recovery.timer import TimerEvent
 from roommon.ringbuffer import RingBuffer
-from roommon.workflow import Phase, RoomWorkflow
+from roommon.room.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
+from roommon.room.workflow import Phase, RoomWorkflow
+from roommon.wire.payloads import (
+    FeedStatus,
+    MeasurementValue,
+    RoomEventMessage,
+    RoomStateMessage,
+)
 
 log = structlog.get_logger(__name__)
 

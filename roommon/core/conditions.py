@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from roommon.model import DataOrigin
+from roommon.core.model import DataOrigin
 
 
 class Priority(enum.IntEnum):

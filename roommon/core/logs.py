@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from roommon.clock import Clock, iso
+from roommon.core.clock import Clock, iso
 
 
 class _ClockStamper:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.config import FeedConfig
-from roommon.model import PHYSICAL_RANGE, DataOrigin, FloatArray, SignalKind
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.model import PHYSICAL_RANGE, DataOrigin, FloatArray, SignalKind
 from roommon.ringbuffer import RingBuffer
 
 SILENT = ConditionSpec(

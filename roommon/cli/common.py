@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import aiomqtt
 
 from roommon.config import Config, load_config
-from roommon.errors import ConfigError, RoommonError
+from roommon.core.errors import ConfigError, RoommonError
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1

@@ -6,16 +6,16 @@ Where this sits in the data flow:
   messages, never meaning: every payload on the site's feed topics (with
   ``--all`` every ``roommon/v1/SITE/#`` topic) goes byte for byte into an MCAP
   file, one channel per topic, stamped with the receive time of a
-  :class:`~roommon.clock.Clock` (``log_time``) and the payload's own time
+  :class:`~roommon.core.clock.Clock` (``log_time``) and the payload's own time
   (``publish_time``). Broker outages are survived (reconnect with capped,
   jittered backoff; reported on stderr and as messages on the
   ``_roommon/recorder`` channel); the file is flushed every
   :data:`FLUSH_S` so a killed recorder leaves a file readable up to the last
   flush, and SIGINT/SIGTERM finish it with summary and index.
-* **replay** is a transport in front of a real :class:`~roommon.daemon.Daemon`:
+* **replay** is a transport in front of a real :class:`~roommon.runtime.daemon.Daemon`:
   the file's feed messages, in log-time order, are decoded as the daemon
   decodes MQTT payloads, marked origin ``replayed`` and handed to the room
-  pipelines on a :class:`~roommon.clock.VirtualClock` that is advanced to each
+  pipelines on a :class:`~roommon.core.clock.VirtualClock` that is advanced to each
   message's log time first, so alarm delays, feed-silence detection, recovery
   timers and the daemon's ticker see the time they saw live.
 
@@ -59,8 +59,7 @@ from paho.mqtt.properties import Properties
 
 from roommon import __version__
 from roommon.alerts.store import burden
-from roommon.clock import Clock, RealClock, VirtualClock, iso
-from roommon.commandline import (
+from roommon.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
@@ -73,17 +72,18 @@ from roommon.commandline import (
     non_negative,
     positive,
 )
+from roommon.cli.demo import ConsoleOutput
 from roommon.config import Config
-from roommon.daemon import Daemon
-from roommon.demo import ConsoleOutput
-from roommon.errors import FeedError, ProtocolError, RoommonError
-from roommon.ids import validate_identifier
-from roommon.logs import configure
-from roommon.model import DataOrigin
-from roommon.mqtt import backoff_delay
-from roommon.payloads import FS_TOLERANCE, SCHEMA_DIR, decode_feed
-from roommon.pipeline import RoomOutput
-from roommon.topics import PREFIX, Topics
+from roommon.core.clock import Clock, RealClock, VirtualClock, iso
+from roommon.core.errors import FeedError, ProtocolError, RoommonError
+from roommon.core.ids import validate_identifier
+from roommon.core.logs import configure
+from roommon.core.model import DataOrigin
+from roommon.room.pipeline import RoomOutput
+from roommon.runtime.daemon import Daemon
+from roommon.transports.mqtt import backoff_delay
+from roommon.wire.payloads import FS_TOLERANCE, SCHEMA_DIR, decode_feed
+from roommon.wire.topics import PREFIX, Topics
 
 log = structlog.get_logger(__name__)
 
@@ -94,8 +94,8 @@ FLUSH_S: Final = 2.0
 #: Channel of the recorder's own connection events (not an MQTT topic).
 RECORDER_TOPIC: Final = "_roommon/recorder"
 #: MCAP metadata record names.
-META_RECORDING: Final = "roommon.recording"
-META_END: Final = "roommon.recording.end"
+META_RECORDING: Final = "roommon.cli.recording"
+META_END: Final = "roommon.cli.recording.end"
 #: MQTT 5 session expiry: a reconnect within this keeps the broker-side session,
 #: so QoS 1 messages sent while only our connection was down are not lost.
 SESSION_EXPIRY_S: Final = 60
@@ -530,7 +530,7 @@ def _recording_info(
     config_path: str,
     started: float,
 ) -> dict[str, str]:
-    """The ``roommon.recording`` metadata record: what, where from, and how times are kept."""
+    """The ``roommon.cli.recording`` metadata record: what, where from, and how times are kept."""
     return {
         "site": site,
         "rooms": ",".join(rooms),
@@ -1245,7 +1245,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m roommon.recording")
+    parser = argparse.ArgumentParser(prog="python -m roommon.cli.recording")
     add_parser(parser.add_subparsers(dest="command", required=True))
     return parser
 
