@@ -28,8 +28,8 @@ from roommon.core.conditions import Priority
 from roommon.core.errors import ConfigError
 from roommon.core.ids import Identifier
 from roommon.core.model import CANONICAL_UNITS, SignalKind
+from roommon.core.phases import Phase
 from roommon.recovery.plan import RecoveryConfig
-from roommon.room.workflow import Phase
 
 
 class _Section(BaseModel):

@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from roommon.checks.base import CheckContext, FeedView, Measurement, RoomEvent
+from roommon.checks.base import CheckContext, FeedView, Measurement
 from roommon.checks.cement import CementCheck, CementSettings
 from roommon.core.conditions import ConditionReport
+from roommon.core.events import CementMixed, RoomEvent
 from roommon.core.model import SignalKind, WaveformChunk
 from roommon.ringbuffer import RingBuffer
 from simulators.cement import CementPressureSimulator
@@ -182,7 +183,7 @@ def test_rising_trend_warns_before_the_maximum() -> None:
 def test_steady_plateau_raises_nothing() -> None:
     sim = CementPressureSimulator(fs=FS, seed=4)
     run = make_run()
-    run.event(RoomEvent(name="cement.mixed", t=sim.t - 300.0, feed="command"))
+    run.event(CementMixed(t=sim.t - 300.0, feed="command", by="test"))
     sim.inject(level_kpa=1700.0)
     run.feed(sim.seconds(60))
     assert [r for r in run.conditions if r.active] == []
@@ -191,7 +192,7 @@ def test_steady_plateau_raises_nothing() -> None:
 def test_injection_past_working_time() -> None:
     sim = CementPressureSimulator(fs=FS, seed=5)
     run = make_run(working_time_s=600.0)
-    run.event(RoomEvent(name="cement.mixed", t=sim.t, feed="command"))
+    run.event(CementMixed(t=sim.t, feed="command", by="test"))
     run.feed(sim.seconds(300))
     sim.inject()
     run.feed(sim.seconds(20))  # 5 min after mixing: fine
@@ -216,7 +217,7 @@ def test_early_injection_and_missing_mix_time() -> None:
     sim.inject()
     run.feed(sim.seconds(10))
     assert run.active("cement.no_mix_time")
-    run.event(RoomEvent(name="cement.mixed", t=sim.t - 30.0, feed="command"))
+    run.event(CementMixed(t=sim.t - 30.0, feed="command", by="test"))
     run.feed(sim.seconds(4))
     assert not run.active("cement.no_mix_time")
     assert run.active("cement.early_injection")  # 30 s after mixing < 240 s dough time
@@ -237,11 +238,11 @@ def test_injection_ended_is_published_once_per_injection() -> None:
         run.feed(sim.seconds(90))  # long enough: the injection ended
     assert len(run.named("cement.injection_started")) == 2
     ended = run.named("cement.injection_ended")
-    assert [e.data["injection"] for e in ended] == [1, 2]
+    assert [e.data()["injection"] for e in ended] == [1, 2]
     for e in ended:
-        assert e.data["last_injecting_t"] + 60.0 == pytest.approx(e.t)
-        assert 1600.0 < e.data["peak_kpa"] < 2000.0
-    phases = [e.data["phase"] for e in run.named("cement.phase")]
+        assert e.data()["last_injecting_t"] + 60.0 == pytest.approx(e.t)
+        assert 1600.0 < e.data()["peak_kpa"] < 2000.0
+    phases = [e.data()["phase"] for e in run.named("cement.phase")]
     assert phases == ["injecting", "paused", "injecting", "paused", "ended"] * 2
     # and the clock does not end it a second time
     run.tick(sim.t + 600.0)
@@ -260,7 +261,7 @@ def test_clock_ends_injection_when_the_feed_falls_silent() -> None:
     run.tick(sim.t + 80.0)
     ended = run.named("cement.injection_ended")
     assert len(ended) == 1
-    assert ended[0].t == pytest.approx(ended[0].data["last_injecting_t"] + 60.0)
+    assert ended[0].t == pytest.approx(ended[0].data()["last_injecting_t"] + 60.0)
 
 
 def test_peak_pressure_measurement() -> None:
@@ -293,7 +294,7 @@ T0 = _scenario()[0].t0
 
 def _run_chunked(sizes: list[int]) -> Run:
     run = make_run()
-    run.check.on_event(RoomEvent(name="cement.mixed", t=T0 - 300.0, feed="command"), run.ctx)
+    run.check.on_event(CementMixed(t=T0 - 300.0, feed="command", by="test"), run.ctx)
     i, k, seq = 0, 0, 0
     chunks = []
     while i < len(SCENARIO):

@@ -186,7 +186,7 @@ async def test_wall_clock_jumps_during_recovery() -> None:
     """What the daemon does: deadlines stay absolute; a forward jump makes what is now past
     fall due at once (each once), a backward jump re-fires nothing; either way a latching
     technical alarm says bed-rest times may be off by the jump."""
-    from roommon.checks.base import RoomEvent
+    from roommon.core.events import InjectionEnded
 
     clock = VirtualClock()
     cfg = room()
@@ -194,8 +194,8 @@ async def test_wall_clock_jumps_during_recovery() -> None:
     p = RoomPipeline(site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon,
                      clock=clock, output=out)
     start = clock.now()
-    p.event(RoomEvent(name="cement.injection_ended", t=start, feed="cement",
-                      data={"injection": 1, "last_injecting_t": start}))
+    p.event(InjectionEnded(t=start, feed="cement", injection=1, started_t=start - 60,
+                           last_injecting_t=start, peak_kpa=900.0))
     deadlines = p.recovery.timer.deadlines()
     for _ in range(3):
         await clock.advance(5)

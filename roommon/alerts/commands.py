@@ -14,11 +14,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roommon.core.errors import CommandError
+from roommon.core.phases import PhaseName
 
 Action = Literal["acknowledge", "reset", "audio_pause", "alarm_pause", "cement_mixed", "phase_set"]
-Phase = Literal[
-    "idle", "patient_connected", "procedure", "cement_injection", "recovery", "ready_for_discharge"
-]
 
 
 class CommandPayload(BaseModel):
@@ -39,7 +37,7 @@ class CommandPayload(BaseModel):
         description="For audio_pause (default: room's) and alarm_pause.",
     )
     reason: str = Field(default="", max_length=200, description="Free text, logged.")
-    phase: Phase | None = Field(default=None, description="For phase_set: the phase to enter.")
+    phase: PhaseName | None = Field(default=None, description="For phase_set: the phase to enter.")
 
 
 class CommandReply(BaseModel):

@@ -27,7 +27,7 @@ from roommon.core.clock import iso
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.core.errors import CommandError
 from roommon.core.model import DataOrigin
-from roommon.room.workflow import Phase
+from roommon.core.phases import Phase
 from roommon.wire.payloads import AlarmEventMessage, AlarmSummary, NotifyMessage, Transition
 
 log = structlog.get_logger(__name__)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from roommon.core.conditions import ConditionReport, ConditionSpec
+from roommon.core.events import RoomEvent
 from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.ringbuffer import RingBuffer
 
@@ -49,17 +50,6 @@ class Measurement:
     t: float
     feed: str
     reliable: bool = True
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RoomEvent:
-    """A detected event other components react to (e.g. ``cement.injection_ended``)."""
-
-    name: str
-    t: float
-    feed: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-    origin: DataOrigin = DataOrigin.LIVE
 
 
 class CheckContext:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from roommon.checks.base import RoomEvent
 from roommon.core.conditions import ConditionReport
 from roommon.core.errors import CommandError
+from roommon.core.events import RoomEvent
 from roommon.core.model import DataOrigin
 from roommon.recovery.messages import (
     NurseCommand,

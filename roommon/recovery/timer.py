@@ -70,10 +70,10 @@ from typing import Any
 import structlog
 from pydantic import TypeAdapter
 
-from roommon.checks.base import RoomEvent
 from roommon.core.clock import iso
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.core.errors import CommandError
+from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
 from roommon.core.model import DataOrigin
 from roommon.recovery.messages import (
     CheckInfo,
@@ -345,18 +345,12 @@ class RecoveryTimer:
         start) is logged and dropped.
         """
         try:
-            if event.name == "cement.injection_started":
+            if isinstance(event, InjectionStarted):
                 return self.injection_started(at=event.t, now=now)
-            if event.name == "cement.injection_ended":
-                end = event.data.get("last_injecting_t", event.t)
-                at = float(end) if isinstance(end, int | float) and math.isfinite(end) else event.t
-                number = event.data.get("injection")
-                return self.injection_ended(
-                    at=at,
-                    now=now,
-                    plan=plan,
-                    injection=number if isinstance(number, int) else None,
-                )
+            if isinstance(event, InjectionEnded):
+                end = event.last_injecting_t
+                at = end if math.isfinite(end) else event.t
+                return self.injection_ended(at=at, now=now, plan=plan, injection=event.injection)
         except CommandError as err:
             log.warning(
                 "recovery_event_dropped",

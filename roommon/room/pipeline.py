@@ -22,19 +22,27 @@ import structlog
 from roommon.alerts.commands import CommandPayload
 from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
 from roommon.checks import CHECKS
-from roommon.checks.base import Check, CheckContext, FeedView, RoomEvent
+from roommon.checks.base import Check, CheckContext, FeedView
 from roommon.config import DaemonConfig, RoomConfig
 from roommon.core.clock import Clock, iso
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.core.errors import CommandError, ProtocolError
+from roommon.core.events import (
+    CementMixed,
+    InjectionEnded,
+    InjectionStarted,
+    PhaseChanged,
+    RoomEvent,
+)
 from roommon.core.model import NUMERIC_FIELDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.core.phases import Phase
 from roommon.recovery.messages import NurseCommand, TimerEventMessage, TimerMessage
 from roommon.recovery.service import RoomRecovery
 from roommon.recovery.store import RecoveryStore
 from roommon.recovery.timer import TimerEvent
 from roommon.ringbuffer import RingBuffer
 from roommon.room.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
-from roommon.room.workflow import Phase, RoomWorkflow
+from roommon.room.workflow import RoomWorkflow
 from roommon.wire.payloads import (
     FeedStatus,
     MeasurementValue,
@@ -283,12 +291,8 @@ class RoomPipeline:
         self.engine.phase = after
         self._events(
             [
-                RoomEvent(
-                    name="phase.changed",
-                    t=self.workflow.since,
-                    feed="",
-                    data={"from": before.value, "to": after.value},
-                    origin=self._origin,
+                PhaseChanged(
+                    t=self.workflow.since, before=before, after=after, origin=self._origin
                 )
             ],
             source=None,
@@ -323,7 +327,7 @@ class RoomPipeline:
             until = self.engine.pause_alarms(now, scope=scope, duration_s=cmd.duration_s)
             detail = f"alarms of {scope} paused until {iso(until)}"
         elif cmd.action == "cement_mixed":
-            self.event(RoomEvent(name="cement.mixed", t=now, feed="", data={"by": client}))
+            self.event(CementMixed(t=now, by=client))
             detail = "cement mixing time recorded"
         elif cmd.action == "phase_set":
             assert cmd.phase is not None
@@ -375,10 +379,11 @@ class RoomPipeline:
 
     def _events(self, events: Iterable[RoomEvent], *, source: Check | None) -> None:
         for e in events:
-            if e.name.startswith("cement."):
-                self._phase(self.workflow.on_room_event(e.name, e.t))
+            data = e.data()
+            self._phase(self.workflow.on_room_event(e))
+            if isinstance(e, InjectionStarted | InjectionEnded):
                 self._timer(self.recovery.on_room_event(e, self._clock.now()))
-            log.info("room_event", room=self.room, feed=e.feed, name=e.name, data=dict(e.data))
+            log.info("room_event", room=self.room, feed=e.feed, name=e.name, data=data)
             self._output.room_event(
                 RoomEventMessage(
                     site=self.site,
@@ -388,7 +393,7 @@ class RoomPipeline:
                     t=e.t,
                     time=iso(e.t),
                     origin=e.origin.value,
-                    data=dict(e.data),
+                    data=data,
                 )
             )
             for check in self.checks:

@@ -15,33 +15,25 @@ delays.
 
 from __future__ import annotations
 
-import enum
-
 import structlog
+
+from roommon.core.events import CementMixed, InjectionEnded, InjectionStarted, RoomEvent
+from roommon.core.phases import Phase
 
 log = structlog.get_logger(__name__)
 
 
-class Phase(enum.StrEnum):
-    IDLE = "idle"
-    PATIENT_CONNECTED = "patient_connected"
-    PROCEDURE = "procedure"
-    CEMENT_INJECTION = "cement_injection"
-    RECOVERY = "recovery"
-    READY_FOR_DISCHARGE = "ready_for_discharge"
-
-
 #: Room event -> phases it moves from -> phase it moves to.
-_ON_EVENT: dict[str, tuple[frozenset[Phase], Phase]] = {
-    "cement.mixed": (
+_ON_EVENT: dict[type[RoomEvent], tuple[frozenset[Phase], Phase]] = {
+    CementMixed: (
         frozenset({Phase.IDLE, Phase.PATIENT_CONNECTED}),
         Phase.PROCEDURE,
     ),
-    "cement.injection_started": (
+    InjectionStarted: (
         frozenset({Phase.IDLE, Phase.PATIENT_CONNECTED, Phase.PROCEDURE, Phase.RECOVERY}),
         Phase.CEMENT_INJECTION,
     ),
-    "cement.injection_ended": (frozenset({Phase.CEMENT_INJECTION}), Phase.PROCEDURE),
+    InjectionEnded: (frozenset({Phase.CEMENT_INJECTION}), Phase.PROCEDURE),
 }
 
 #: Recovery timer event kind -> phase it moves to (from any phase but idle).
@@ -74,11 +66,11 @@ class RoomWorkflow:
             return self._move(Phase.PATIENT_CONNECTED, t, "data")
         return None
 
-    def on_room_event(self, name: str, t: float) -> tuple[Phase, Phase] | None:
-        rule = _ON_EVENT.get(name)
+    def on_room_event(self, event: RoomEvent) -> tuple[Phase, Phase] | None:
+        rule = _ON_EVENT.get(type(event))
         if rule is None or self.phase not in rule[0]:
             return None
-        return self._move(rule[1], t, name)
+        return self._move(rule[1], event.t, event.name)
 
     def on_timer(self, kind: str, reason: str, t: float) -> tuple[Phase, Phase] | None:
         if kind == "ended":

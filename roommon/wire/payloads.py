@@ -28,6 +28,7 @@ from roommon.core.model import (
     SignalKind,
     WaveformChunk,
 )
+from roommon.core.phases import PhaseName
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
@@ -325,14 +326,7 @@ class RoomStateMessage(_Out):
     t: float
     time: str
     seq: int = Field(ge=0, description="Last alarm event seq of this room.")
-    phase: Literal[
-        "idle",
-        "patient_connected",
-        "procedure",
-        "cement_injection",
-        "recovery",
-        "ready_for_discharge",
-    ] = Field(description="Procedure phase; selects the alarm profile.")
+    phase: PhaseName = Field(description="Procedure phase; selects the alarm profile.")
     phase_since: float = Field(description="UTC epoch seconds when the phase began.")
     audio_paused_until: float | None
     alarm_paused: dict[str, float] = Field(
