@@ -10,7 +10,6 @@ the file names the environment variables that hold them.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +29,7 @@ from roommon.core.ids import Identifier
 from roommon.core.model import CANONICAL_UNITS, SignalKind
 from roommon.core.phases import Phase
 from roommon.recovery.plan import RecoveryConfig
+from roommon.transports.broker import BrokerConfig
 
 
 class _Section(BaseModel):
@@ -39,32 +39,6 @@ class _Section(BaseModel):
 class SiteConfig(_Section):
     id: Identifier = Field(description="Site identifier; first topic level after roommon/v1.")
     name: str = Field(default="", description="Human-readable site name.")
-
-
-class BrokerConfig(_Section):
-    host: str = Field(default="127.0.0.1", description="MQTT broker host name or address.")
-    port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker TCP port.")
-    tls: bool = Field(default=False, description="Use TLS to the broker.")
-    ca_file: Path | None = Field(
-        default=None, description="CA bundle for TLS; system CAs if unset."
-    )
-    username_env: str | None = Field(
-        default=None, description="Name of the environment variable holding the MQTT user name."
-    )
-    password_env: str | None = Field(
-        default=None, description="Name of the environment variable holding the MQTT password."
-    )
-    keepalive_s: int = Field(default=15, ge=2, le=600, description="MQTT keep-alive interval.")
-    reconnect_initial_s: float = Field(
-        default=0.5, gt=0, description="First reconnect delay; doubles up to reconnect_max_s."
-    )
-    reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap on the reconnect delay.")
-
-    def credentials(self) -> tuple[str | None, str | None]:
-        """Read user name and password from the named environment variables."""
-        user = os.environ.get(self.username_env) if self.username_env else None
-        password = os.environ.get(self.password_env) if self.password_env else None
-        return user, password
 
 
 class DaemonConfig(_Section):

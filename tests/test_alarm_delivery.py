@@ -15,7 +15,7 @@ from roommon.core.clock import VirtualClock
 from roommon.core.model import NumericReading, SignalKind
 from roommon.runtime.daemon import Daemon
 from roommon.testing import MosquittoBroker, MqttCollector, Received
-from roommon.wire.payloads import SCHEMA_DIR
+from roommon.wire.registry import SCHEMA_DIR
 
 pytestmark = pytest.mark.broker
 

@@ -20,7 +20,7 @@ from roommon.config import Config, parse_config
 from roommon.core.clock import RealClock
 from roommon.runtime.daemon import Daemon
 from roommon.testing import MosquittoBroker, MqttCollector, Received
-from roommon.wire.payloads import SCHEMA_DIR
+from roommon.wire.registry import SCHEMA_DIR
 
 pytestmark = pytest.mark.broker
 

@@ -416,8 +416,8 @@ async def test_record_for_seconds_stamps_the_clock_time(
     assert [p for _, p, _, _ in got[EKG_TOPIC]] == [round((T0 + k) * 1e9) for k in range(3)]
     with out_path.open("rb") as f:
         meta = {m.name: m.metadata for m in make_reader(f).iter_metadata()}
-    assert meta["roommon.cli.recording"]["filters"] == f"roommon/v1/{SITE}/#"
-    assert meta["roommon.cli.recording.end"]["messages"] == "6"
+    assert meta["roommon.recording"]["filters"] == f"roommon/v1/{SITE}/#"
+    assert meta["roommon.recording.end"]["messages"] == "6"
 
 
 def test_record_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -529,7 +529,7 @@ def test_a_signal_finishes_the_file(
 ) -> None:
     out_path = tmp_path / "signalled.mcap"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "roommon.cli.recording", "record", "--config",
+        [sys.executable, "-m", "roommon", "record", "--config",
          str(write_config(tmp_path, port=broker.port)), "--out", str(out_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -546,7 +546,7 @@ def test_a_signal_finishes_the_file(
     assert "0 messages on 0 topics" in out
     rec = open_recording(out_path)
     assert rec.complete
-    assert rec.metadata["roommon.cli.recording.end"]["messages"] == "0"
+    assert rec.metadata["roommon.recording.end"]["messages"] == "0"
 
 
 def test_record_from_a_broker_that_is_not_there_fails_and_leaves_no_file(

@@ -25,7 +25,7 @@ import pytest
 
 from roommon.core.clock import RealClock
 from roommon.testing import MosquittoBroker, MqttCollector, Received
-from roommon.wire.payloads import SCHEMA_DIR
+from roommon.wire.registry import SCHEMA_DIR
 
 pytestmark = pytest.mark.broker
 

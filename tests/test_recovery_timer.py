@@ -8,8 +8,9 @@ from collections import Counter
 from roommon.core.clock import VirtualClock
 from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
 from roommon.recovery import OverdueEscalation, RecoveryPlan, RecoveryTimer, TimerEvent
-from roommon.recovery.messages import TimerAlarm, event_message
+from roommon.recovery.messages import event_message
 from roommon.recovery.timer import CLOCK_JUMP_THRESHOLD_S, RECOVERY_CHECK_OVERDUE
+from roommon.wire.timer import TimerAlarm
 
 PLAN = RecoveryPlan()  # 2 h / 3 h, q15 for 1 h then q30, grace 5 min, auto-confirm 30 min
 

@@ -29,7 +29,8 @@ from roommon.drivers import (
     NoninFormat2Driver,
     RoommonLineDriver,
 )
-from roommon.transports import Backoff, LinkState, SerialFeed
+from roommon.transports.backoff import Backoff
+from roommon.transports.serial import LinkState, SerialFeed
 from simulators.serial_devices import (
     encode_masimo_line,
     encode_nonin_packet,

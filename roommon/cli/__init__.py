@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ecg_offline.add_parser(sub)
 
-    from roommon.recovery import view as recovery_view
+    from roommon.cli import timers as recovery_view
 
     recovery_view.add_parser(sub)
 

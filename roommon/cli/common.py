@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
 from typing import Final, TextIO
-from urllib.parse import urlparse
 
 import aiomqtt
 
 from roommon.config import Config, load_config
-from roommon.core.errors import ConfigError, RoommonError
+from roommon.core.errors import ConfigError
+from roommon.transports.broker import BrokerEndpoint
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -28,8 +27,6 @@ EXIT_USAGE: Final = 2
 RETRYABLE_CONNACK: Final = frozenset({3, 136, 137, 151, 159})
 
 
-class UsageError(RoommonError):
-    """Arguments that do not make a run; the message is for a person."""
 
 
 def load_or_report(path: str, err: TextIO) -> Config | None:
@@ -68,50 +65,10 @@ def non_negative(text: str) -> float:
     return value
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BrokerTarget:
-    host: str
-    port: int
-    tls: bool
-    ca_file: str | None
-    username: str | None
-    password: str | None
-    keepalive_s: int
-    reconnect_initial_s: float
-    reconnect_max_s: float
-
-    @property
-    def url(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-
-def broker_target(config: Config, url: str | None) -> BrokerTarget:
-    """The broker of the config, or of ``--broker mqtt[s]://HOST[:PORT]`` (credentials
-    still from the environment variables the config names)."""
-    b = config.broker
-    host, port, tls = b.host, b.port, b.tls
-    if url is not None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
-            raise UsageError(f"--broker: expected mqtt://HOST:PORT or mqtts://HOST:PORT: {url!r}")
-        try:
-            explicit_port = parsed.port
-        except ValueError as exc:
-            raise UsageError(f"--broker: {exc} in {url!r}") from None
-        tls = parsed.scheme == "mqtts"
-        host, port = parsed.hostname, explicit_port or (8883 if tls else 1883)
-    user, password = b.credentials()
-    return BrokerTarget(
-        host=host,
-        port=port,
-        tls=tls,
-        ca_file=str(b.ca_file) if b.ca_file else None,
-        username=user,
-        password=password,
-        keepalive_s=b.keepalive_s,
-        reconnect_initial_s=b.reconnect_initial_s,
-        reconnect_max_s=b.reconnect_max_s,
-    )
+def broker_target(config: Config, url: str | None) -> BrokerEndpoint:
+    """The config's broker, or ``--broker mqtt[s]://HOST[:PORT]`` (credentials still from
+    the environment variables the config names); a malformed URL is a UsageError."""
+    return BrokerEndpoint.from_config(config.broker, url=url)
 
 
 def connack_code(exc: aiomqtt.MqttError) -> int | None:

@@ -15,18 +15,18 @@ import tempfile
 import tomllib
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlparse
 
-from roommon.alerts.commands import CommandPayload
 from roommon.alerts.engine import Outgoing
 from roommon.alerts.store import burden
 from roommon.config import Config, parse_config
 from roommon.core.clock import RealClock, VirtualClock, iso
 from roommon.core.errors import CommandError
 from roommon.core.logs import configure
-from roommon.recovery.messages import NurseCommand, TimerEventMessage, TimerMessage
 from roommon.runtime.daemon import Daemon
+from roommon.transports.broker import parse_broker_url
+from roommon.wire.commands import CommandPayload
 from roommon.wire.payloads import RoomEventMessage, RoomStateMessage
+from roommon.wire.timer import NurseCommand, TimerEventMessage, TimerMessage
 from simulators.room import RoomSimulator, kyphoplasty_script
 
 DEMO_CONFIG = """
@@ -79,8 +79,8 @@ def demo_config(state_dir: Path, broker: str | None) -> Config:
     data = tomllib.loads(DEMO_CONFIG)
     data["daemon"]["state_dir"] = str(state_dir)
     if broker is not None:
-        url = urlparse(broker)
-        data["broker"] = {"host": url.hostname or "127.0.0.1", "port": url.port or 1883}
+        host, port, tls = parse_broker_url(broker)
+        data["broker"] = {"host": host, "port": port, "tls": tls}
     return parse_config(data, source="<embedded demo config>")
 
 
@@ -191,8 +191,14 @@ async def _run(*, speed: float, minutes: float, broker: str | None, seed: int, o
                     _, n = console.checks_due.pop(0)
                     try:
                         pipeline.recovery_command(
-                            NurseCommand(v=1, id=f"check{n}", room="proc1", action="check_done",
-                                         check_no=n, vitals=True),
+                            NurseCommand(
+                                v=1,
+                                id=f"check{n}",
+                                room="proc1",
+                                action="check_done",
+                                check_no=n,
+                                vitals=True,
+                            ),
                             client="demo-nurse",
                         )
                     except CommandError as err:

@@ -35,7 +35,6 @@ import math
 import os
 import random
 import signal
-import ssl
 import struct
 import sys
 import tempfile
@@ -44,7 +43,6 @@ from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Self, TextIO
-from urllib.parse import urlparse
 
 import aiomqtt
 import structlog
@@ -54,8 +52,6 @@ from mcap.records import Channel, Message, Metadata, Schema
 from mcap.stream_reader import StreamReader
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap.writer import Writer
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from roommon import __version__
 from roommon.alerts.store import burden
@@ -64,8 +60,6 @@ from roommon.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     RETRYABLE_CONNACK,
-    BrokerTarget,
-    UsageError,
     broker_target,
     connack_code,
     load_or_report,
@@ -75,14 +69,15 @@ from roommon.cli.common import (
 from roommon.cli.demo import ConsoleOutput
 from roommon.config import Config
 from roommon.core.clock import Clock, RealClock, VirtualClock, iso
-from roommon.core.errors import FeedError, ProtocolError, RoommonError
+from roommon.core.errors import FeedError, ProtocolError, RoommonError, UsageError
 from roommon.core.ids import validate_identifier
 from roommon.core.logs import configure
 from roommon.core.model import DataOrigin
 from roommon.room.pipeline import RoomOutput
 from roommon.runtime.daemon import Daemon
-from roommon.transports.mqtt import backoff_delay
-from roommon.wire.payloads import FS_TOLERANCE, SCHEMA_DIR, decode_feed
+from roommon.transports.broker import BrokerEndpoint, parse_broker_url
+from roommon.wire import registry
+from roommon.wire.payloads import FS_TOLERANCE, decode_feed
 from roommon.wire.topics import PREFIX, Topics
 
 log = structlog.get_logger(__name__)
@@ -94,8 +89,8 @@ FLUSH_S: Final = 2.0
 #: Channel of the recorder's own connection events (not an MQTT topic).
 RECORDER_TOPIC: Final = "_roommon/recorder"
 #: MCAP metadata record names.
-META_RECORDING: Final = "roommon.cli.recording"
-META_END: Final = "roommon.cli.recording.end"
+META_RECORDING: Final = "roommon.recording"
+META_END: Final = "roommon.recording.end"
 #: MQTT 5 session expiry: a reconnect within this keeps the broker-side session,
 #: so QoS 1 messages sent while only our connection was down are not lost.
 SESSION_EXPIRY_S: Final = 60
@@ -120,38 +115,14 @@ def _ns(t: float) -> int:
 
 
 def topic_schema(topic: str, *, site: str, config: Config) -> str | None:
-    """Name of the schema (``roommon/schemas/NAME.schema.json``) of a topic's payloads.
-
-    None where the topic has no single schema: a command topic carries both
-    ``command`` and ``recovery_command``; a feed the config does not know has no
-    known kind.
-    """
-    rest = topic.split("/")
-    if "/".join(rest[:3]) != f"{PREFIX}/{site}":
-        return None
-    rest = rest[3:]
-    if len(rest) == 3 and rest[1] == "feed":
-        room = config.rooms.get(rest[0])
-        feed = room.feeds.get(rest[2]) if room is not None else None
-        if feed is None:
-            return None
-        return "feed_waveform" if feed.kind.is_waveform else "feed_reading"
-    by_suffix = {
-        ("alarm",): "alarm_event",
-        ("state",): "room_state",
-        ("event",): "room_event",
-        ("timer",): "timer",
-        ("timer", "event"): "timer_event",
-    }
-    if len(rest) >= 2 and tuple(rest[1:]) in by_suffix:
-        return by_suffix[tuple(rest[1:])]
-    if len(rest) == 3 and rest[1] == "reply":
-        return "command_reply"
-    if len(rest) == 2 and rest[0] == "notify":
-        return "notify"
-    if len(rest) == 2 and rest[0] == "status":
-        return "status"
-    return None
+    """Name of the schema of a topic's payloads (feed kinds from the config)."""
+    parsed = Topics(site).parse_room_topic(topic)
+    kind = None
+    if parsed is not None and len(parsed[1]) == 2 and parsed[1][0] == "feed":
+        room = config.rooms.get(parsed[0])
+        feed = room.feeds.get(parsed[1][1]) if room is not None else None
+        kind = feed.kind if feed is not None else None
+    return registry.topic_schema(topic, site=site, feed_kind=kind)
 
 
 def _feed_metadata(topic: str, *, site: str, config: Config) -> dict[str, str]:
@@ -262,7 +233,7 @@ class McapRecording:
         if name is not None:
             schema_id = self._schemas.get(name, 0)
             if not schema_id:
-                data = (SCHEMA_DIR / f"{name}.schema.json").read_bytes()
+                data = registry.schema_path(name).read_bytes()
                 schema_id = self._writer.register_schema(
                     name=name, encoding=SchemaEncoding.JSONSchema, data=data
                 )
@@ -327,7 +298,7 @@ class FeedRecorder:
     def __init__(
         self,
         *,
-        target: BrokerTarget,
+        target: BrokerEndpoint,
         filters: list[str],
         sink: MessageSink,
         clock: Clock,
@@ -389,24 +360,12 @@ class FeedRecorder:
             self._changed.notify_all()
 
     async def _connect(self) -> None:
-        t = self._target
-        tls = ssl.create_default_context(cafile=t.ca_file) if t.tls else None
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        client = aiomqtt.Client(
-            t.host,
-            t.port,
+        client = self._target.client(
             identifier=self._client_id,
-            username=t.username,
-            password=t.password,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            keepalive=t.keepalive_s,
-            tls_context=tls,
-            timeout=10,
             # Resume the broker's session after our own connection drops (the
             # broker queued QoS 1 messages meanwhile); a fresh session at start.
             clean_start=self.connects == 0,
-            properties=props,
+            session_expiry_s=SESSION_EXPIRY_S,
         )
         await client.__aenter__()
         try:
@@ -460,13 +419,10 @@ class FeedRecorder:
 
     async def _reconnect(self, lost_at: float) -> None:
         t = self._target
+        backoff = t.backoff()
         attempt = 0
         while True:
-            await self._clock.sleep(
-                backoff_delay(
-                    attempt, initial=t.reconnect_initial_s, cap=t.reconnect_max_s, rng=self._rng
-                )
-            )
+            await backoff.wait(attempt, self._clock, self._rng)
             attempt += 1
             try:
                 await self._connect()
@@ -600,7 +556,7 @@ async def record(
 async def _record_into(
     rec: McapRecording,
     *,
-    target: BrokerTarget,
+    target: BrokerEndpoint,
     filters: list[str],
     seconds: float | None,
     clock: Clock,
@@ -899,14 +855,8 @@ def _replay_config(
     would raise never-seen alarms of its own); with a broker, its own site namespace."""
     update: dict[str, Any] = {"rooms": {r: config.rooms[r] for r in rooms}}
     if broker is not None:
-        url = urlparse(broker)
-        if url.scheme != "mqtt" or not url.hostname:
-            raise UsageError(f"--broker: expected mqtt://HOST:PORT, got {broker!r}")
-        try:
-            port = url.port or 1883
-        except ValueError as exc:
-            raise UsageError(f"--broker: {exc} in {broker!r}") from None
-        update["broker"] = config.broker.model_copy(update={"host": url.hostname, "port": port})
+        host, port, tls = parse_broker_url(broker)
+        update["broker"] = config.broker.model_copy(update={"host": host, "port": port, "tls": tls})
         site = as_site or f"{config.site.id}-replay"
         try:
             validate_identifier(site)

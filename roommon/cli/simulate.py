@@ -35,7 +35,6 @@ import os
 import random
 import select
 import signal
-import ssl
 import struct
 import sys
 import termios
@@ -54,8 +53,6 @@ from roommon.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     RETRYABLE_CONNACK,
-    BrokerTarget,
-    UsageError,
     broker_target,
     connack_code,
     load_or_report,
@@ -63,7 +60,7 @@ from roommon.cli.common import (
     positive,
 )
 from roommon.core.clock import Clock, RealClock
-from roommon.core.errors import RoommonError
+from roommon.core.errors import RoommonError, UsageError
 from roommon.core.model import (
     CANONICAL_UNITS,
     FloatArray,
@@ -73,6 +70,7 @@ from roommon.core.model import (
 )
 from roommon.drivers.masimo import EXCEPTION_BITS as MASIMO_EXC
 from roommon.drivers.nonin import FRAME_LEN, FRAMES_PER_PACKET, FS_HZ, STATUS_SNSD
+from roommon.transports.broker import BrokerEndpoint
 from roommon.wire.payloads import encode_reading, encode_waveform
 from roommon.wire.topics import Topics
 from simulators.abp import ArterialPressureSimulator
@@ -176,7 +174,7 @@ class FeedPublisher:
     def __init__(
         self,
         *,
-        target: BrokerTarget,
+        target: BrokerEndpoint,
         client_id: str,
         qos: int,
         clock: Clock,
@@ -214,19 +212,7 @@ class FeedPublisher:
         return f"broker {self._target.url} {what}: {exc}"
 
     async def _connect(self) -> aiomqtt.Client:
-        t = self._target
-        tls = ssl.create_default_context(cafile=t.ca_file) if t.tls else None
-        client = aiomqtt.Client(
-            t.host,
-            t.port,
-            identifier=self._client_id,
-            username=t.username,
-            password=t.password,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            keepalive=t.keepalive_s,
-            tls_context=tls,
-            timeout=10,
-        )
+        client = self._target.client(identifier=self._client_id)
         await client.__aenter__()
         return client
 
@@ -264,9 +250,9 @@ class FeedPublisher:
         t = self._target
         started = self._clock.monotonic()
         attempt = 0
+        backoff = t.backoff()
         while True:
-            base = min(t.reconnect_max_s, t.reconnect_initial_s * 2.0 ** min(attempt, 30))
-            await self._clock.sleep(base / 2 + self._rng.uniform(0, base / 2))
+            await backoff.wait(attempt, self._clock, self._rng)
             attempt += 1
             try:
                 self._client = await self._connect()

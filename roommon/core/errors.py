@@ -55,3 +55,7 @@ class CommandError(RoommonError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
+
+
+class UsageError(RoommonError):
+    """A command line that cannot be run as given (the CLI exits 2); the message is for a person."""

@@ -19,14 +19,7 @@ from roommon.core.conditions import ConditionReport
 from roommon.core.errors import CommandError
 from roommon.core.events import RoomEvent
 from roommon.core.model import DataOrigin
-from roommon.recovery.messages import (
-    NurseCommand,
-    TimerAlarm,
-    TimerEventMessage,
-    TimerMessage,
-    apply_command,
-    event_message,
-)
+from roommon.recovery.messages import apply_command, event_message
 from roommon.recovery.plan import RecoveryConfig
 from roommon.recovery.store import CommandRecord, RecoveryStore
 from roommon.recovery.timer import (
@@ -37,6 +30,7 @@ from roommon.recovery.timer import (
     TimerEvent,
 )
 from roommon.wire.payloads import AlarmSummary
+from roommon.wire.timer import NurseCommand, TimerAlarm, TimerEventMessage, TimerMessage
 
 
 class RoomRecovery:

@@ -75,7 +75,9 @@ from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, P
 from roommon.core.errors import CommandError
 from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
 from roommon.core.model import DataOrigin
-from roommon.recovery.messages import (
+from roommon.recovery.plan import RecoveryPlan
+from roommon.wire.timer import (
+    MAX_PLAN_S,
     CheckInfo,
     EndInfo,
     EndReason,
@@ -85,7 +87,6 @@ from roommon.recovery.messages import (
     TimerMessage,
     TimerState,
 )
-from roommon.recovery.plan import MAX_PLAN_S, RecoveryPlan
 
 log = structlog.get_logger(__name__)
 

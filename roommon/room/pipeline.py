@@ -19,7 +19,6 @@ from typing import Protocol
 
 import structlog
 
-from roommon.alerts.commands import CommandPayload
 from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
 from roommon.checks import CHECKS
 from roommon.checks.base import Check, CheckContext, FeedView
@@ -36,19 +35,20 @@ from roommon.core.events import (
 )
 from roommon.core.model import NUMERIC_FIELDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.core.phases import Phase
-from roommon.recovery.messages import NurseCommand, TimerEventMessage, TimerMessage
 from roommon.recovery.service import RoomRecovery
 from roommon.recovery.store import RecoveryStore
 from roommon.recovery.timer import TimerEvent
 from roommon.ringbuffer import RingBuffer
 from roommon.room.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
 from roommon.room.workflow import RoomWorkflow
+from roommon.wire.commands import CommandPayload
 from roommon.wire.payloads import (
     FeedStatus,
     MeasurementValue,
     RoomEventMessage,
     RoomStateMessage,
 )
+from roommon.wire.timer import NurseCommand, TimerEventMessage, TimerMessage
 
 log = structlog.get_logger(__name__)
 
@@ -290,11 +290,7 @@ class RoomPipeline:
         before, after = change
         self.engine.phase = after
         self._events(
-            [
-                PhaseChanged(
-                    t=self.workflow.since, before=before, after=after, origin=self._origin
-                )
-            ],
+            [PhaseChanged(t=self.workflow.since, before=before, after=after, origin=self._origin)],
             source=None,
         )
         self.publish_state(force=True)

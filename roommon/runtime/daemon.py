@@ -21,23 +21,24 @@ import aiomqtt
 import structlog
 
 from roommon import __version__
-from roommon.alerts.commands import CommandReply, parse_command
 from roommon.alerts.engine import Outgoing
 from roommon.alerts.store import AlarmStore
 from roommon.config import Config
 from roommon.core.clock import Clock, iso
 from roommon.core.errors import CommandError, ProtocolError
-from roommon.recovery.messages import (
+from roommon.recovery.store import RecoveryStore
+from roommon.room.pipeline import RoomOutput, RoomPipeline
+from roommon.runtime.serial_bindings import SerialPortBinding, serial_bindings
+from roommon.transports.broker import BrokerEndpoint
+from roommon.transports.mqtt import MqttLink
+from roommon.wire.commands import CommandReply, parse_command
+from roommon.wire.payloads import RoomEventMessage, RoomStateMessage, StatusMessage, decode_feed
+from roommon.wire.timer import (
     RECOVERY_ACTIONS,
     TimerEventMessage,
     TimerMessage,
     parse_nurse_command,
 )
-from roommon.recovery.store import RecoveryStore
-from roommon.room.pipeline import RoomOutput, RoomPipeline
-from roommon.runtime.serial_bindings import SerialPortBinding, serial_bindings
-from roommon.transports.mqtt import MqttLink
-from roommon.wire.payloads import RoomEventMessage, RoomStateMessage, StatusMessage, decode_feed
 from roommon.wire.topics import Topics
 
 log = structlog.get_logger(__name__)
@@ -110,12 +111,14 @@ class Daemon:
         use_broker: bool = True,
         extra_outputs: list[RoomOutput] | None = None,
         state_path: Path | None = None,
+        broker: BrokerEndpoint | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.topics = Topics(config.site.id)
         self.extra_outputs = list(extra_outputs or [])
         self.use_broker = use_broker
+        self.broker = broker or BrokerEndpoint.from_config(config.broker)
         self._state_path = state_path or config.daemon.state_dir / "roommon.sqlite3"
         self.counters: Counter[str] = Counter()
         self.store: AlarmStore
@@ -161,7 +164,7 @@ class Daemon:
                 await self._stack.enter_async_context(binding.feed)
         if self.use_broker:
             self.link = MqttLink(
-                config=cfg.broker,
+                endpoint=self.broker,
                 client_id=f"roommon-{cfg.site.id}-{cfg.daemon.instance}",
                 store=self.store,
                 clock=self.clock,
@@ -228,7 +231,7 @@ class Daemon:
                 f"{b.pipeline.room}:{b.port.port}": {
                     "connected": b.feed.connected,
                     "protocol": b.port.protocol,
-                    **b.feed.counters.snapshot(),
+                    **b.driver.counters.snapshot(),
                 }
                 for b in self.serial
             },

@@ -21,7 +21,8 @@ from roommon.core.errors import ProtocolError
 from roommon.core.model import DataOrigin, SignalKind
 from roommon.drivers import DRIVERS, Driver, DriverSample
 from roommon.room.pipeline import RoomPipeline
-from roommon.transports.serial import Backoff, LinkState, SerialFeed
+from roommon.transports.backoff import Backoff
+from roommon.transports.serial import LinkState, SerialFeed
 
 log = structlog.get_logger(__name__)
 

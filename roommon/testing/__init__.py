@@ -28,8 +28,8 @@ import aiomqtt
 
 from roommon.alerts.engine import Outgoing
 from roommon.core.clock import RealClock
-from roommon.recovery.messages import TimerEventMessage, TimerMessage
 from roommon.wire.payloads import AlarmEventMessage, RoomEventMessage, RoomStateMessage
+from roommon.wire.timer import TimerEventMessage, TimerMessage
 
 LOOPBACK = "127.0.0.1"
 

@@ -3,28 +3,28 @@
 aiomqtt has no auto-reconnect, so :class:`MqttLink` runs a supervisor loop:
 connect (with a last will marking the daemon offline), subscribe, announce
 online, then run a reader and a writer as named tasks until the connection
-fails; wait a capped, jittered backoff on the clock; repeat. While the broker
-is away nothing is dropped: QoS 1 messages wait in the durable SQLite outbox
-(:class:`~roommon.alerts.store.AlarmStore`) and retained messages (room state,
-status) keep only their latest value, which is what a retained topic holds
-anyway. Inbound messages are handed to a synchronous callback.
+fails; wait the endpoint's :class:`~roommon.transports.backoff.Backoff` on the
+clock; repeat. While the broker is away nothing is dropped: QoS 1 messages
+wait in a durable :class:`Outbox` (the daemon's SQLite alarm store) and
+retained messages (room state, status) keep only their latest value, which is
+what a retained topic holds anyway. Inbound messages are handed to a
+synchronous callback. The link moves messages; what they mean is the
+runtime's business.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 import aiomqtt
 import structlog
 
-from roommon.alerts.store import AlarmStore
-from roommon.config import BrokerConfig
 from roommon.core.clock import Clock
+from roommon.transports.broker import BrokerEndpoint
 
 log = structlog.get_logger(__name__)
 
@@ -34,14 +34,27 @@ MessageHandler = Callable[[aiomqtt.Message], None]
 BATCH = 50
 
 
-def backoff_delay(attempt: int, *, initial: float, cap: float, rng: random.Random) -> float:
-    """Capped exponential backoff with "equal jitter": half fixed, half random.
+class OutboxRow(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def qos(self) -> int: ...
+    @property
+    def retain(self) -> bool: ...
 
-    Half the delay is kept so a flapping broker is not hammered; the random
-    half spreads the reconnects of many daemons after a broker restart.
-    """
-    base = min(cap, initial * (2 ** min(attempt, 30)))
-    return float(base / 2 + rng.uniform(0, base / 2))
+
+class Outbox(Protocol):
+    """The durable queue of QoS 1 messages the link drains (see AlarmStore)."""
+
+    def pending(self, limit: int = ..., *, after_id: int = ...) -> Sequence[OutboxRow]: ...
+    def pending_count(self) -> int: ...
+    def acknowledged(self, ids: list[int], *, at: float) -> None: ...
+    def recently_acknowledged(self, since: float) -> Sequence[OutboxRow]: ...
+    def forget_acknowledged(self, before: float) -> None: ...
 
 
 class MqttLink:
@@ -50,9 +63,9 @@ class MqttLink:
     def __init__(
         self,
         *,
-        config: BrokerConfig,
+        endpoint: BrokerEndpoint,
         client_id: str,
-        store: AlarmStore,
+        store: Outbox,
         clock: Clock,
         subscriptions: list[str],
         on_message: MessageHandler,
@@ -62,7 +75,8 @@ class MqttLink:
         rng: random.Random | None = None,
         redeliver_s: float = 30.0,
     ) -> None:
-        self._config = config
+        self._endpoint = endpoint
+        self._backoff = endpoint.backoff()
         self._client_id = client_id
         self._store = store
         self._clock = clock
@@ -130,29 +144,12 @@ class MqttLink:
 
     # ------------------------------------------------------------------ loops
 
-    def _tls(self) -> ssl.SSLContext | None:
-        if not self._config.tls:
-            return None
-        return ssl.create_default_context(
-            cafile=str(self._config.ca_file) if self._config.ca_file else None
-        )
-
     async def _supervise(self) -> None:
         attempt = 0
-        user, password = self._config.credentials()
         while True:
             try:
-                async with aiomqtt.Client(
-                    self._config.host,
-                    self._config.port,
-                    identifier=self._client_id,
-                    username=user,
-                    password=password,
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    will=self._will,
-                    keepalive=self._config.keepalive_s,
-                    tls_context=self._tls(),
-                    timeout=10,
+                async with self._endpoint.client(
+                    identifier=self._client_id, will=self._will
                 ) as client:
                     # Known before anything is sent, so a shutdown from here on can
                     # still say goodbye (an "online" must never be the last word).
@@ -167,8 +164,7 @@ class MqttLink:
                     attempt = 0
                     log.info(
                         "mqtt_connected",
-                        host=self._config.host,
-                        port=self._config.port,
+                        broker=self._endpoint.url,
                         outbox=self._store.pending_count(),
                     )
                     async with asyncio.TaskGroup() as tg:
@@ -188,14 +184,14 @@ class MqttLink:
                 # aiomqtt may turn the CancelledError of a shutdown into an MqttError
                 # while disconnecting; never let that swallow the shutdown.
                 raise asyncio.CancelledError
-            delay = backoff_delay(
-                attempt,
-                initial=self._config.reconnect_initial_s,
-                cap=self._config.reconnect_max_s,
-                rng=self._rng,
-            )
+            delay = self._backoff.delay(attempt, self._rng)
             attempt += 1
-            log.info("mqtt_reconnect_wait", seconds=round(delay, 3), attempt=attempt)
+            log.info(
+                "mqtt_reconnect_wait",
+                broker=self._endpoint.url,
+                seconds=round(delay, 3),
+                attempt=attempt,
+            )
             await self._clock.sleep(delay)
 
     async def _read(self, client: aiomqtt.Client) -> None:

@@ -14,7 +14,6 @@ import base64
 import binascii
 import json
 import math
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -29,8 +28,6 @@ from roommon.core.model import (
     WaveformChunk,
 )
 from roommon.core.phases import PhaseName
-
-SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 #: A feed's declared sample rate may differ from the configured one by this
 #: fraction (device crystal tolerance) before the payload is refused.
@@ -378,56 +375,3 @@ class RoomEventMessage(_Out):
     time: str
     origin: Literal["live", "simulated", "replayed"]
     data: dict[str, Any] = Field(default_factory=dict)
-
-
-OUTBOUND_MODELS: dict[str, type[BaseModel]] = {
-    "alarm_event": AlarmEventMessage,
-    "notify": NotifyMessage,
-    "room_state": RoomStateMessage,
-    "status": StatusMessage,
-    "room_event": RoomEventMessage,
-}
-INBOUND_MODELS: dict[str, type[BaseModel]] = {
-    "feed_waveform": WaveformPayload,
-    "feed_reading": ReadingPayload,
-}
-
-
-def all_models() -> dict[str, type[BaseModel]]:
-    from roommon.alerts.commands import CommandPayload, CommandReply
-    from roommon.recovery.messages import NurseCommand, TimerEventMessage, TimerMessage
-
-    return {
-        **INBOUND_MODELS,
-        **OUTBOUND_MODELS,
-        "timer": TimerMessage,
-        "timer_event": TimerEventMessage,
-        "command": CommandPayload,
-        "recovery_command": NurseCommand,
-        "command_reply": CommandReply,
-    }
-
-
-def schema_text(model: type[BaseModel]) -> str:
-    inbound = model in INBOUND_MODELS.values() or model.__name__ in {
-        "CommandPayload",
-        "NurseCommand",
-    }
-    schema = model.model_json_schema(mode="validation" if inbound else "serialization")
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
-
-
-def write_schemas() -> list[Path]:
-    SCHEMA_DIR.mkdir(exist_ok=True)
-    written = []
-    for name, model in all_models().items():
-        path = SCHEMA_DIR / f"{name}.schema.json"
-        path.write_text(schema_text(model), encoding="utf-8")
-        written.append(path)
-    return written
-
-
-if __name__ == "__main__":
-    for p in write_schemas():
-        print(p)

@@ -45,6 +45,10 @@ class Topics:
     def timer(self, room: str) -> str:
         return f"{PREFIX}/{self.site}/{room}/timer"
 
+    def timer_filter(self) -> str:
+        """Every room's retained timer message (not the events)."""
+        return f"{PREFIX}/{self.site}/+/timer"
+
     def timer_event(self, room: str) -> str:
         return f"{PREFIX}/{self.site}/{room}/timer/event"
 

@@ -20,22 +20,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import ssl
+import random
 import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
-from urllib.parse import urlparse
 
 import aiomqtt
 import structlog
 from pydantic import ValidationError
 
+from roommon.config import load_config
 from roommon.core.clock import Clock, RealClock
-from roommon.recovery.messages import TimerMessage, timer_filter
-from roommon.wire.topics import PREFIX
+from roommon.core.errors import ConfigError, UsageError
+from roommon.transports.broker import BrokerEndpoint, parse_broker_url
+from roommon.wire.timer import TimerMessage
+from roommon.wire.topics import PREFIX, Topics
 
 log = structlog.get_logger(__name__)
 
@@ -43,20 +45,17 @@ log = structlog.get_logger(__name__)
 #: every change and at least every few seconds while a recovery runs.
 STALE_AFTER_S = 30.0
 REFRESH_S = 1.0
-RECONNECT_S = 2.0
 
 _RED, _YELLOW, _BOLD, _RESET = "\x1b[31;1m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 _CLEAR = "\x1b[H\x1b[2J"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BrokerTarget:
-    host: str
-    port: int
+class TimersSource:
+    """The broker to read and the site whose rooms to show."""
+
+    broker: BrokerEndpoint
     site: str
-    username: str | None = None
-    password: str | None = None
-    tls: ssl.SSLContext | None = None
 
 
 # --------------------------------------------------------------------------- rendering
@@ -171,7 +170,7 @@ def _apply(timers: dict[str, TimerMessage], topic: str, payload: bytes, site: st
 
 
 async def watch(
-    target: BrokerTarget,
+    source: TimersSource,
     *,
     clock: Clock,
     out: TextIO,
@@ -184,35 +183,33 @@ async def watch(
     """Subscribe and render; with ``once``, render one snapshot and return."""
     timers: dict[str, TimerMessage] = {}
     client_id = f"roommon-timers-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    probe = f"{PREFIX}/{target.site}/_view/{client_id}"
+    broker, site = source.broker, source.site
+    probe = f"{PREFIX}/{site}/_view/{client_id}"
+    backoff = broker.backoff()
+    rng = random.Random()
+    attempt = 0
     while True:
         try:
-            async with aiomqtt.Client(
-                target.host,
-                target.port,
-                identifier=client_id,
-                username=target.username,
-                password=target.password,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                tls_context=target.tls,
-                timeout=10,
-            ) as client:
-                await client.subscribe(timer_filter(target.site), qos=1)
+            async with broker.client(identifier=client_id) as client:
+                attempt = 0
+                await client.subscribe(Topics(site).timer_filter(), qos=1)
                 if once:
                     await client.subscribe(probe, qos=1)
                     await client.publish(probe, b"", qos=1)
-                    await _until_probe(client, timers, target.site, probe, wait_s)
+                    await _until_probe(client, timers, site, probe, wait_s)
                     out.write(render(timers, clock.now(), utc=utc, color=color))
                     out.flush()
                     return 0
-                await _live(client, timers, target.site, clock, out, utc, color, live_tty)
+                await _live(client, timers, site, clock, out, utc, color, live_tty)
         except aiomqtt.MqttError as exc:
             if once:
-                print(f"roommon timers: broker {target.host}:{target.port}: {exc}", file=sys.stderr)
+                print(f"roommon timers: broker {broker.url}: {exc}", file=sys.stderr)
                 return 1
-            out.write(f"broker {target.host}:{target.port} unreachable ({exc}); retrying\n")
+            delay = backoff.delay(attempt, rng)
+            attempt += 1
+            out.write(f"broker {broker.url} unreachable ({exc}); retrying in {delay:.1f} s\n")
             out.flush()
-            await clock.sleep(RECONNECT_S)
+            await clock.sleep(delay)
 
 
 async def _until_probe(
@@ -296,40 +293,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(func=run_timers)
 
 
-def _target(args: argparse.Namespace) -> BrokerTarget | str:
-    """The broker to read, or the one-line reason it cannot be determined."""
+def _source(args: argparse.Namespace) -> TimersSource:
+    """The broker and site to read; UsageError or ConfigError when they cannot be known."""
     if args.config is not None:
-        from roommon.config import load_config
-        from roommon.core.errors import ConfigError
-
-        try:
-            config = load_config(args.config)
-        except ConfigError as err:
-            return "\n".join(err.lines())
-        user, password = config.broker.credentials()
-        tls = None
-        if config.broker.tls:
-            ca = config.broker.ca_file
-            tls = ssl.create_default_context(cafile=str(ca) if ca else None)
-        return BrokerTarget(
-            host=config.broker.host,
-            port=config.broker.port,
-            site=args.site or config.site.id,
-            username=user,
-            password=password,
-            tls=tls,
-        )
-    url = urlparse(args.broker)
-    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
-        return f"--broker: {args.broker!r} is not like mqtt://HOST:PORT"
+        config = load_config(args.config)
+        broker = BrokerEndpoint.from_config(config.broker)
+        return TimersSource(broker=broker, site=args.site or config.site.id)
+    host, port, tls = parse_broker_url(args.broker)
     if not args.site:
-        return "--site: required with --broker"
-    return BrokerTarget(
-        host=url.hostname,
-        port=url.port or (8883 if url.scheme == "mqtts" else 1883),
-        site=args.site,
-        tls=ssl.create_default_context() if url.scheme == "mqtts" else None,
-    )
+        raise UsageError("--site: required with --broker")
+    return TimersSource(broker=BrokerEndpoint(host=host, port=port, tls=tls), site=args.site)
 
 
 def run_timers(
@@ -337,13 +310,17 @@ def run_timers(
 ) -> int:
     """Handler of ``roommon timers``; returns the process exit status (2: bad usage)."""
     stream = out if out is not None else sys.stdout
-    target = _target(args)
-    if isinstance(target, str):
-        print(target, file=sys.stderr)
+    try:
+        source = _source(args)
+    except ConfigError as err:
+        print("\n".join(err.lines()), file=sys.stderr)
+        return 2
+    except UsageError as err:
+        print(f"roommon timers: {err}", file=sys.stderr)
         return 2
     tty = stream.isatty()
     coro = watch(
-        target,
+        source,
         clock=clock or RealClock(),
         out=stream,
         once=args.once,
