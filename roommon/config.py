@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from roommon.core.conditions import Priority
+from roommon.alerts.settings import AlarmOverride, EscalationConfig
 from roommon.core.errors import ConfigError
 from roommon.core.ids import Identifier
 from roommon.core.model import CANONICAL_UNITS, SignalKind
@@ -52,9 +52,6 @@ class DaemonConfig(_Section):
     )
     max_payload_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Feed payloads larger than this are rejected."
-    )
-    buffer_seconds: float = Field(
-        default=60.0, ge=5, le=3600, description="Seconds of each waveform kept in its ring buffer."
     )
 
 
@@ -140,42 +137,6 @@ class FeedConfig(_Section):
     @property
     def effective_stale_s(self) -> float:
         return self.stale_s if self.stale_s is not None else DEFAULT_STALE_S[self.kind]
-
-
-class AlarmOverride(_Section):
-    """Per-room override of a condition's alarm defaults (keyed by condition code)."""
-
-    delay_s: float | None = Field(default=None, ge=0, le=300)
-    clear_delay_s: float | None = Field(default=None, ge=0, le=300)
-    latching: bool | None = None
-    priority: Literal["low", "medium", "high"] | None = None
-    enabled: bool = True
-
-
-class EscalationStep(_Section):
-    after_s: float = Field(gt=0, description="Seconds unacknowledged before this step.")
-    to: Identifier = Field(description="Recipient id; published on roommon/v1/SITE/notify/TO.")
-
-
-class EscalationConfig(_Section):
-    """Who hears an alarm first, and who next while nobody acknowledges it."""
-
-    notify: list[Identifier] = Field(
-        default_factory=list, description="Recipients told of every new alarm of the room."
-    )
-    low: list[EscalationStep] = Field(default_factory=list)
-    medium: list[EscalationStep] = Field(
-        default_factory=list, description="e.g. [{after_s = 60, to = 'charge-nurse'}]"
-    )
-    high: list[EscalationStep] = Field(default_factory=list)
-    route_simulated: bool = Field(
-        default=False,
-        description="Route alarms from simulated or replayed data to recipients (off: never).",
-    )
-
-    def chain(self, priority: Priority) -> list[EscalationStep]:
-        steps = {Priority.LOW: self.low, Priority.MEDIUM: self.medium, Priority.HIGH: self.high}
-        return sorted(steps[priority], key=lambda s: s.after_s)
 
 
 class RoomConfig(_Section):

@@ -21,7 +21,7 @@ class Room:
     def __init__(self, clock: VirtualClock, sim: NibpSimulator, **cfg: float) -> None:
         self.clock = clock
         self.sim = sim
-        feeds = {"nibp": FeedView("nibp", SignalKind.NIBP, 0.0, "mmHg", None)}
+        feeds = {"nibp": FeedView("nibp", SignalKind.NIBP, 0.0, "mmHg")}
         self.check = NibpCheck(room="or1", settings=NibpSettings(**cfg), feeds=feeds)
         self.ctx = CheckContext(room="or1", check="nibp")
         self.reports: list[ConditionReport] = []

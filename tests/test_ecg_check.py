@@ -37,7 +37,7 @@ class Run:
 
     def __post_init__(self) -> None:
         self.sim = EcgSimulator(fs=self.fs, seed=self.seed)
-        feed = FeedView(name="ecg1", kind=SignalKind.ECG, fs=self.fs, unit="mV", buffer=None)
+        feed = FeedView(name="ecg1", kind=SignalKind.ECG, fs=self.fs, unit="mV")
         self.check = EcgCheck(room="r1", settings=self.settings, feeds={"ecg1": feed})
         self.ctx = CheckContext(room="r1", check="ecg")
         self.seq = 0

@@ -473,7 +473,7 @@ async def test_replay_raises_what_the_live_daemon_raised_when_and_as_it_did(
                 await clock.advance(m.log_ns / 1e9 - clock.now())
                 rec.write(m.topic, m.data, received=clock.now())
                 feed = m.topic.rsplit("/", 1)[1]
-                daemon.ingest_payload(daemon.pipelines[ROOM], feed, m.data)
+                daemon.ingest.payload(ROOM, feed, m.data)
             await clock.advance(0)
     replayed = CaptureOutput()
     code, _, _ = await run_replay([str(path), "--config", str(write_config(tmp_path))],

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from roommon.config import AlarmOverride, EscalationConfig, RoomConfig
+from roommon.alerts.settings import AlarmOverride, AlarmRoomSettings, EscalationConfig
 from roommon.core.clock import iso
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.core.errors import CommandError
@@ -98,7 +98,7 @@ class RoomAlarms:
         *,
         site: str,
         room: str,
-        config: RoomConfig,
+        config: AlarmRoomSettings,
         next_seq: int = 1,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict
 from roommon.core.conditions import ConditionReport, ConditionSpec
 from roommon.core.events import RoomEvent
 from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
-from roommon.ringbuffer import RingBuffer
 
 
 class CheckSettings(BaseModel):
@@ -37,7 +36,6 @@ class FeedView:
     kind: SignalKind
     fs: float  # expected sample rate (0 for numeric feeds)
     unit: str
-    buffer: RingBuffer | None  # None for numeric feeds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,8 +27,6 @@ EXIT_USAGE: Final = 2
 RETRYABLE_CONNACK: Final = frozenset({3, 136, 137, 151, 159})
 
 
-
-
 def load_or_report(path: str, err: TextIO) -> Config | None:
     """The validated config, or None after printing one line per problem to ``err``."""
     try:

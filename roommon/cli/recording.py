@@ -69,7 +69,7 @@ from roommon.cli.common import (
 from roommon.cli.demo import ConsoleOutput
 from roommon.config import Config
 from roommon.core.clock import Clock, RealClock, VirtualClock, iso
-from roommon.core.errors import FeedError, ProtocolError, RoommonError, UsageError
+from roommon.core.errors import FeedError, RoommonError, UsageError
 from roommon.core.ids import validate_identifier
 from roommon.core.logs import configure
 from roommon.core.model import DataOrigin
@@ -77,7 +77,7 @@ from roommon.room.pipeline import RoomOutput
 from roommon.runtime.daemon import Daemon
 from roommon.transports.broker import BrokerEndpoint, parse_broker_url
 from roommon.wire import registry
-from roommon.wire.payloads import FS_TOLERANCE, decode_feed
+from roommon.wire.payloads import FS_TOLERANCE
 from roommon.wire.topics import PREFIX, Topics
 
 log = structlog.get_logger(__name__)
@@ -771,22 +771,6 @@ def _read_linear(p: Path) -> RecordingFile:
 # --------------------------------------------------------------------------- replay
 
 
-class ReplayDaemon(Daemon):
-    """A daemon whose only feed input is the recording.
-
-    With ``--broker`` the daemon subscribes to its site's feed topics; feed
-    payloads arriving there are live data and must not be mixed into a replay,
-    so they are counted and dropped. Commands (acknowledge...) still work.
-    """
-
-    def handle_message(self, message: aiomqtt.Message) -> None:
-        parsed = self.topics.parse_room_topic(str(message.topic))
-        if parsed is not None and parsed[1][:1] == ["feed"]:
-            self.counters["live_feed_ignored"] += 1
-            return
-        super().handle_message(message)
-
-
 @dataclasses.dataclass(slots=True)
 class ReplayStats:
     messages: int = 0
@@ -867,36 +851,19 @@ def _replay_config(
 
 
 def _ingest(daemon: Daemon, topics: Topics, msg: RecordedMessage, stats: ReplayStats) -> None:
-    """One recorded feed payload into its room's pipeline, as the daemon would, but replayed."""
+    """One recorded feed payload through the daemon's own ingest path, marked replayed."""
     parsed = topics.parse_room_topic(msg.topic)
     if parsed is None or len(parsed[1]) != 2 or parsed[1][0] != "feed":
         return
     stats.feed_messages += 1
     room_id, feed_name = parsed[0], parsed[1][1]
-    pipeline = daemon.pipelines.get(room_id)
-    feed = pipeline.config.feeds.get(feed_name) if pipeline is not None else None
-    if pipeline is None or feed is None:
-        daemon.counters["unknown_feed"] += 1
+    outcome = daemon.ingest.payload(room_id, feed_name, msg.data, origin=DataOrigin.REPLAYED)
+    if outcome == "accepted":
+        stats.accepted += 1
+    elif outcome == "rejected":
+        stats.rejected[daemon.ingest.last_reason] += 1
+    else:
         stats.unknown[f"{room_id}/{feed_name}"] += 1
-        return
-    try:
-        sample = decode_feed(
-            msg.data,
-            room=room_id,
-            feed=feed_name,
-            kind=feed.kind,
-            unit=feed.effective_unit,
-            fs=feed.fs,
-            max_bytes=daemon.config.daemon.max_payload_bytes,
-        )
-    except ProtocolError as err:
-        daemon.counters["feed_rejected"] += 1
-        stats.rejected[err.reason] += 1
-        pipeline.reject(feed_name, err)
-        return
-    daemon.counters["feed_accepted"] += 1
-    stats.accepted += 1
-    pipeline.ingest(dataclasses.replace(sample, origin=DataOrigin.REPLAYED))
 
 
 async def replay_messages(
@@ -1044,8 +1011,9 @@ async def _replay_run(
         flush=True,
     )
     wall = pacer.monotonic()
-    async with ReplayDaemon(
+    async with Daemon(
         config=config,
+        subscribe_feeds=False,
         clock=clock,
         use_broker=broker is not None,
         extra_outputs=[console, *outputs],

@@ -59,3 +59,15 @@ class CommandError(RoommonError):
 
 class UsageError(RoommonError):
     """A command line that cannot be run as given (the CLI exits 2); the message is for a person."""
+
+
+class StoreError(RoommonError):
+    """The durable state store (SQLite) cannot be read or written.
+
+    Shared infrastructure, not one room's fault: a room's guard lets it pass to
+    the daemon, which turns it into its status and exit code.
+    """
+
+
+class DaemonFailedError(RoommonError):
+    """The daemon stopped because shared infrastructure failed (the reason is the message)."""

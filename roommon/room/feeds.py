@@ -16,7 +16,6 @@ import numpy as np
 from roommon.config import FeedConfig
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.core.model import PHYSICAL_RANGE, DataOrigin, FloatArray, SignalKind
-from roommon.ringbuffer import RingBuffer
 
 SILENT = ConditionSpec(
     code="feed.silent",
@@ -72,7 +71,6 @@ class FeedRuntime:
     room: str
     name: str
     config: FeedConfig
-    buffer: RingBuffer | None
     last_seen_mono: float | None = None
     last_seen_t: float | None = None
     last_seq: int | None = None

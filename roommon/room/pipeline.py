@@ -2,18 +2,26 @@
 
 Data flow: a transport hands decoded samples (or a rejection) to
 :meth:`RoomPipeline.ingest` / :meth:`RoomPipeline.reject`; bad samples are
-removed; waveforms go into their feed's ring buffer; the checks that need the
-feed run; their condition reports go to the room's alarm engine; everything
-to be published leaves through a :class:`RoomOutput`. Time-based rules run
+removed; the checks that need the feed run (each keeps the window it
+needs); their condition reports go to the room's alarm engine; everything to be
+published leaves through a :class:`RoomOutput`. Time-based rules run
 from :meth:`RoomPipeline.tick`, which the daemon calls about once a second.
 The pipeline is synchronous: it never awaits, so one room's work is one
 uninterrupted step and the order of events is the order of inputs.
+
+Every public entry (ingest, reject, tick, commands, transport state, room
+events) runs under :meth:`RoomPipeline._guard`: an unexpected exception is
+this room's high-priority technical alarm ``room.failed`` (its alarms cannot be
+trusted), logged with its traceback, and the room goes on from its state; the
+other rooms never see it. A :class:`~roommon.core.errors.StoreError` is not a
+room's fault but shared infrastructure's, so it passes through to the daemon.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Protocol
 
@@ -25,7 +33,7 @@ from roommon.checks.base import Check, CheckContext, FeedView
 from roommon.config import DaemonConfig, RoomConfig
 from roommon.core.clock import Clock, iso
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
-from roommon.core.errors import CommandError, ProtocolError
+from roommon.core.errors import CommandError, ProtocolError, StoreError
 from roommon.core.events import (
     CementMixed,
     InjectionEnded,
@@ -38,7 +46,6 @@ from roommon.core.phases import Phase
 from roommon.recovery.service import RoomRecovery
 from roommon.recovery.store import RecoveryStore
 from roommon.recovery.timer import TimerEvent
-from roommon.ringbuffer import RingBuffer
 from roommon.room.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
 from roommon.room.workflow import RoomWorkflow
 from roommon.wire.commands import CommandPayload
@@ -51,6 +58,17 @@ from roommon.wire.payloads import (
 from roommon.wire.timer import NurseCommand, TimerEventMessage, TimerMessage
 
 log = structlog.get_logger(__name__)
+
+#: An unexpected exception escaped one of the room's own steps (not a check's).
+ROOM_FAILED = ConditionSpec(
+    code="room.failed",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.HIGH,
+    latching=True,
+    description="roommon failed while processing this room: its alarms cannot be trusted",
+)
+#: A failed room's alarm ends this long after its last failure (it stays latched).
+ROOM_FAILED_CLEAR_S = 60.0
 
 CHECK_FAILED = ConditionSpec(
     code="check.failed",
@@ -95,10 +113,7 @@ class RoomPipeline:
         self._started = clock.monotonic()
         self.feeds: dict[str, FeedRuntime] = {}
         for name, fc in config.feeds.items():
-            buf = None
-            if fc.kind.is_waveform:
-                buf = RingBuffer(capacity=round(daemon.buffer_seconds * fc.fs), fs=fc.fs)
-            self.feeds[name] = FeedRuntime(room=room, name=name, config=fc, buffer=buf)
+            self.feeds[name] = FeedRuntime(room=room, name=name, config=fc)
         self.engine = RoomAlarms(site=site, room=room, config=config, next_seq=next_seq)
         self.workflow = RoomWorkflow(room=room, since=clock.now())
         self.recovery = RoomRecovery(
@@ -123,7 +138,6 @@ class RoomPipeline:
                     kind=f.kind,
                     fs=f.config.fs,
                     unit=f.config.effective_unit,
-                    buffer=f.buffer,
                 )
                 for n, f in self.feeds.items()
                 if f.kind in wanted
@@ -137,21 +151,87 @@ class RoomPipeline:
         self._origin = DataOrigin.LIVE  # of the newest sample; for time-driven reports
         self._last_state: RoomStateMessage | None = None
         self._last_state_mono = -1e18
+        #: Room entries that failed (room.failed); the last failure's monotonic time.
+        self.failures = 0
+        self._failed_mono: float | None = None
+
+    # ------------------------------------------------------------------ the guard
+
+    @contextlib.contextmanager
+    def guard(self, entry: str, *, command: bool = False) -> Iterator[None]:
+        """Contain an unexpected exception of one entry into the room (see module doc).
+
+        Public so that code feeding the room from outside (a serial binding) runs
+        under the same guard.
+        """
+        try:
+            yield
+        except (CommandError, StoreError):
+            raise
+        except Exception as exc:  # supervisor (STYLE rule 6): a room's bug becomes its alarm
+            self._room_failed(entry, exc)
+            if command:
+                raise CommandError(
+                    "room_failed", f"roommon failed applying it ({type(exc).__name__})"
+                ) from exc
+
+    def _room_failed(self, entry: str, exc: Exception) -> None:
+        self.failures += 1
+        self._failed_mono = self._clock.monotonic()
+        log.exception("room_failed", room=self.room, entry=entry, failures=self.failures)
+        report = ConditionReport(
+            room=self.room,
+            feed="",
+            check="room",
+            spec=ROOM_FAILED,
+            active=True,
+            t=self._clock.now(),
+            message=f"{ROOM_FAILED.description} ({entry}: {type(exc).__name__}: {exc})",
+            origin=self._origin,
+        )
+        try:
+            self._conditions([report])
+        except StoreError:
+            raise
+        except Exception:  # the alarm path itself is broken: say so in the log and status
+            log.exception("room_failed_unreported", room=self.room, entry=entry)
+
+    def _clear_room_failed(self, mono: float, now: float) -> None:
+        if self._failed_mono is None or mono - self._failed_mono < ROOM_FAILED_CLEAR_S:
+            return
+        self._failed_mono = None
+        self._conditions(
+            [
+                ConditionReport(
+                    room=self.room,
+                    feed="",
+                    check="room",
+                    spec=ROOM_FAILED,
+                    active=False,
+                    t=now,
+                    origin=self._origin,
+                )
+            ]
+        )
 
     # ------------------------------------------------------------------ inputs
 
     def ingest(self, sample: WaveformChunk | NumericReading) -> None:
+        with self.guard("ingest"):
+            self._ingest(sample)
+
+    def _ingest(self, sample: WaveformChunk | NumericReading) -> None:
         feed = self.feeds.get(sample.feed)
         if feed is None or sample.kind != feed.kind:
-            self.reject(sample.feed, ProtocolError("unknown_feed", "no such feed of that kind"))
+            self._reject(sample.feed, ProtocolError("unknown_feed", "no such feed of that kind"))
             return
         mono = self._clock.monotonic()
         if feed.last_seq is not None and sample.seq != feed.last_seq + 1:
             if sample.seq == feed.last_seq:
-                self.reject(sample.feed, ProtocolError("duplicate", f"seq {sample.seq} again"))
+                self._reject(sample.feed, ProtocolError("duplicate", f"seq {sample.seq} again"))
                 return
             if 0 < sample.seq < feed.last_seq:
-                self.reject(
+                self._reject(
                     sample.feed,
                     ProtocolError("out_of_order", f"seq {sample.seq} after {feed.last_seq}"),
                 )
@@ -186,8 +266,6 @@ class RoomPipeline:
                     if (a, b) == (0, len(sample.samples))
                     else replace(sample, samples=sample.samples[a:b], t0=sample.t0 + a / sample.fs)
                 )
-                assert feed.buffer is not None
-                feed.buffer.extend(part.samples, t_end=part.t_end)
                 self._run(sample.feed, lambda c, ctx, p=part: c.on_chunk(p, ctx))
         else:
             feed.last_seen_t = sample.t
@@ -212,6 +290,10 @@ class RoomPipeline:
             )
 
     def reject(self, feed_name: str, err: ProtocolError, *, count: int = 1) -> None:
+        with self.guard("reject"):
+            self._reject(feed_name, err, count=count)
+
+    def _reject(self, feed_name: str, err: ProtocolError, *, count: int = 1) -> None:
         """Count and log rejected payloads or frames (``count`` of one reason); the feed goes on."""
         feed = self.feeds.get(feed_name)
         log.warning(
@@ -229,6 +311,10 @@ class RoomPipeline:
         self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
 
     def transport_state(self, feed_name: str, *, up: bool, reason: str = "") -> None:
+        with self.guard("transport_state"):
+            self._transport_state(feed_name, up=up, reason=reason)
+
+    def _transport_state(self, feed_name: str, *, up: bool, reason: str = "") -> None:
         """A transport that knows its connection (serial) reports it here, at once."""
         feed = self.feeds[feed_name]
         feed.transport_up = up
@@ -238,14 +324,20 @@ class RoomPipeline:
 
     def event(self, event: RoomEvent) -> None:
         """A room event from outside the checks (an operator command)."""
-        self._events([event], source=None)
+        with self.guard("event"):
+            self._events([event], source=None)
 
     def tick(self) -> None:
+        with self.guard("tick"):
+            self._tick()
+
+    def _tick(self) -> None:
         now, mono = self._clock.now(), self._clock.monotonic()
         for check in self.checks:
             self._call(check, lambda c, ctx: c.on_tick(now, ctx))
         for feed in self.feeds.values():
             self._conditions(feed.evaluate(mono, self._started, now))
+        self._clear_room_failed(mono, now)
         self._publish_alarms(self.engine.tick(now))
         seen = [f.last_seen_mono for f in self.feeds.values() if f.last_seen_mono is not None]
         last_data = max(seen, default=-math.inf)
@@ -257,6 +349,11 @@ class RoomPipeline:
 
     def recovery_command(self, cmd: NurseCommand, *, client: str) -> str:
         """Apply a validated nurse command to the recovery timer, or raise CommandError."""
+        with self.guard("recovery_command", command=True):
+            return self._recovery_command(cmd, client=client)
+        raise AssertionError("unreachable")  # pragma: no cover - the guard raises
+
+    def _recovery_command(self, cmd: NurseCommand, *, client: str) -> str:
         now = self._clock.now()
         log.info(
             "command",
@@ -297,6 +394,11 @@ class RoomPipeline:
 
     def command(self, cmd: CommandPayload, *, client: str) -> str:
         """Apply a validated command; return a detail string or raise CommandError."""
+        with self.guard("command", command=True):
+            return self._command(cmd, client=client)
+        raise AssertionError("unreachable")  # pragma: no cover - the guard raises
+
+    def _command(self, cmd: CommandPayload, *, client: str) -> str:
         now = self._clock.now()
         log.info(
             "command",
@@ -323,7 +425,7 @@ class RoomPipeline:
             until = self.engine.pause_alarms(now, scope=scope, duration_s=cmd.duration_s)
             detail = f"alarms of {scope} paused until {iso(until)}"
         elif cmd.action == "cement_mixed":
-            self.event(CementMixed(t=now, by=client))
+            self._events([CementMixed(t=now, by=client)], source=None)
             detail = "cement mixing time recorded"
         elif cmd.action == "phase_set":
             assert cmd.phase is not None

@@ -25,14 +25,15 @@ from roommon.alerts.engine import Outgoing
 from roommon.alerts.store import AlarmStore
 from roommon.config import Config
 from roommon.core.clock import Clock, iso
-from roommon.core.errors import CommandError, ProtocolError
+from roommon.core.errors import CommandError, DaemonFailedError, StoreError
 from roommon.recovery.store import RecoveryStore
 from roommon.room.pipeline import RoomOutput, RoomPipeline
+from roommon.runtime.ingest import FeedIngest
 from roommon.runtime.serial_bindings import SerialPortBinding, serial_bindings
 from roommon.transports.broker import BrokerEndpoint
 from roommon.transports.mqtt import MqttLink
 from roommon.wire.commands import CommandReply, parse_command
-from roommon.wire.payloads import RoomEventMessage, RoomStateMessage, StatusMessage, decode_feed
+from roommon.wire.payloads import RoomEventMessage, RoomStateMessage, StatusMessage
 from roommon.wire.timer import (
     RECOVERY_ACTIONS,
     TimerEventMessage,
@@ -112,6 +113,7 @@ class Daemon:
         extra_outputs: list[RoomOutput] | None = None,
         state_path: Path | None = None,
         broker: BrokerEndpoint | None = None,
+        subscribe_feeds: bool = True,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -129,6 +131,11 @@ class Daemon:
         self._started: float | None = None
         self.serial: list[SerialPortBinding] = []
         self._stack = contextlib.AsyncExitStack()
+        #: False for replay: feeds come from the recording, never from the broker.
+        self.subscribe_feeds = subscribe_feeds
+        self.ingest: FeedIngest
+        #: Why the daemon stopped, when shared infrastructure failed ("" otherwise).
+        self.failure = ""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -138,6 +145,11 @@ class Daemon:
         self.recovery_store = RecoveryStore.in_state_dir(self._state_path.parent)
         self._started = self.clock.now()
         output = Dispatcher(self)
+        self.ingest = FeedIngest(
+            pipelines=self.pipelines,
+            max_payload_bytes=cfg.daemon.max_payload_bytes,
+            counters=self.counters,
+        )
         for room_id, room in cfg.rooms.items():
             self.pipelines[room_id] = RoomPipeline(
                 site=cfg.site.id,
@@ -168,7 +180,10 @@ class Daemon:
                 client_id=f"roommon-{cfg.site.id}-{cfg.daemon.instance}",
                 store=self.store,
                 clock=self.clock,
-                subscriptions=[self.topics.feed_filter(), self.topics.command_filter()],
+                subscriptions=[
+                    *([self.topics.feed_filter()] if self.subscribe_feeds else []),
+                    self.topics.command_filter(),
+                ],
                 on_message=self.handle_message,
                 will_topic=self.topics.status(cfg.daemon.instance),
                 will_payload=self.status_payload("offline", "connection lost"),
@@ -188,19 +203,49 @@ class Daemon:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for pipeline in self.pipelines.values():
-            pipeline.publish_state(force=True)
-        if self.link is not None:
-            await self.link.goodbye(self.status_payload("offline", "shutdown"))
-            await self.link.__aexit__(None, None, None)
-        await self._stack.aclose()
-        for task in self._tasks:
-            task.cancel()
+        """Stop every task; say goodbye (status offline, with the reason of a failure).
+
+        A task that fails (the broker link's, the ticker's) cancels the block
+        of the ``async with``, which brings us here; its exception is collected,
+        logged, published as the reason of the offline status, and raised as
+        :class:`DaemonFailedError`: never a silent death.
+        """
+        errors: list[BaseException] = []
+        task = asyncio.current_task()
+        for t in self._tasks:
+            t.cancel()
         assert self._tg is not None
-        await self._tg.__aexit__(exc_type, exc, tb)
-        self.store.close()
-        self.recovery_store.close()
-        log.info("daemon_stopped", site=self.config.site.id)
+        try:
+            await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as eg:
+            errors.extend(eg.exceptions)
+        # A failure inside the TaskGroup cancelled us and was then un-cancelled; an
+        # outside cancellation (a shutdown) is still pending and is re-raised below.
+        cancelled = task is not None and task.cancelling() > 0
+        if not errors and not cancelled:
+            with contextlib.suppress(StoreError):
+                for pipeline in self.pipelines.values():
+                    pipeline.publish_state(force=True)
+        if self.link is not None:
+            if not errors and self.link.healthy:
+                await self.link.goodbye(self.status_payload("offline", "shutdown"))
+            try:
+                await self.link.__aexit__(None, None, None)
+            except BaseExceptionGroup as eg:
+                errors.extend(eg.exceptions)
+        await self._stack.aclose()
+        if errors:
+            self.failure = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+            for e in errors:
+                log.error("daemon_failed", error=f"{type(e).__name__}: {e}", exc_info=e)
+            if self.link is not None:
+                await self.link.last_word(self.status_payload("offline", f"failed: {self.failure}"))
+        with contextlib.suppress(StoreError):
+            self.store.close()
+            self.recovery_store.close()
+        log.info("daemon_stopped", site=self.config.site.id, failure=self.failure or None)
+        if errors:
+            raise DaemonFailedError(self.failure) from errors[0]
 
     def engine_seq(self, room: str) -> int:
         """Sequence number of the newest alarm event of a room."""
@@ -259,7 +304,7 @@ class Daemon:
     # ------------------------------------------------------------------ inbound
 
     def handle_message(self, message: aiomqtt.Message) -> None:
-        """Route one inbound MQTT message; never raises."""
+        """Route one inbound MQTT message to its room (each room entry is guarded)."""
         topic = str(message.topic)
         payload = message.payload if isinstance(message.payload, bytes) else b""
         parsed = self.topics.parse_room_topic(topic)
@@ -267,40 +312,21 @@ class Daemon:
             self.counters["unroutable"] += 1
             return
         room_id, rest = parsed
+        if len(rest) == 2 and rest[0] == "feed":
+            if self.subscribe_feeds:
+                self.ingest.payload(room_id, rest[1], payload)
+            else:
+                self.counters["live_feed_ignored"] += 1
+            return
         pipeline = self.pipelines.get(room_id)
         if pipeline is None:
             self.counters["unknown_room"] += 1
             log.warning("message_unknown_room", topic=topic)
             return
-        if len(rest) == 2 and rest[0] == "feed":
-            self.ingest_payload(pipeline, rest[1], payload)
-        elif len(rest) == 2 and rest[0] == "command":
+        if len(rest) == 2 and rest[0] == "command":
             self.handle_command(pipeline, rest[1], payload)
         else:
             self.counters["unroutable"] += 1
-
-    def ingest_payload(self, pipeline: RoomPipeline, feed_name: str, payload: bytes) -> None:
-        feed = pipeline.config.feeds.get(feed_name)
-        if feed is None:
-            self.counters["unknown_feed"] += 1
-            log.warning("feed_unknown", room=pipeline.room, feed=feed_name, bytes=len(payload))
-            return
-        try:
-            sample = decode_feed(
-                payload,
-                room=pipeline.room,
-                feed=feed_name,
-                kind=feed.kind,
-                unit=feed.effective_unit,
-                fs=feed.fs,
-                max_bytes=self.config.daemon.max_payload_bytes,
-            )
-        except ProtocolError as err:
-            self.counters["feed_rejected"] += 1
-            pipeline.reject(feed_name, err)
-            return
-        self.counters["feed_accepted"] += 1
-        pipeline.ingest(sample)
 
     def handle_command(self, pipeline: RoomPipeline, client: str, payload: bytes) -> None:
         cmd_id: str | None = None

@@ -67,6 +67,10 @@ class SerialPortBinding:
         )
 
     def _sample(self, sample: DriverSample) -> None:
+        with self.pipeline.guard("serial_sample"):
+            self._ingest(sample)
+
+    def _ingest(self, sample: DriverSample) -> None:
         self._sync_rejects()
         feed = self.feeds_by_kind.get(sample.kind)
         if feed is None:
@@ -94,11 +98,13 @@ class SerialPortBinding:
                 self.pipeline.reject(feed, ProtocolError(reason, detail), count=new)
 
     def _state(self, state: LinkState) -> None:
-        for feed in dict.fromkeys(self.feeds_by_kind.values()):
-            self.pipeline.transport_state(feed, up=state.connected, reason=state.reason)
+        with self.pipeline.guard("serial_state"):
+            for feed in dict.fromkeys(self.feeds_by_kind.values()):
+                self.pipeline.transport_state(feed, up=state.connected, reason=state.reason)
 
     def tick(self) -> None:
-        self._sync_rejects()
+        with self.pipeline.guard("serial_tick"):
+            self._sync_rejects()
 
 
 def serial_bindings(

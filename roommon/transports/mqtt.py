@@ -142,6 +142,28 @@ class MqttLink:
         except (aiomqtt.MqttError, TimeoutError) as exc:
             log.warning("mqtt_goodbye_failed", error=str(exc))
 
+    @property
+    def healthy(self) -> bool:
+        """The supervisor is running (connected or reconnecting), not dead of an error."""
+        return self._task is not None and not self._task.done()
+
+    async def last_word(self, payload: bytes, *, timeout_s: float = 5.0) -> bool:
+        """Publish the retained status ``payload`` after the link itself has died.
+
+        A dead supervisor left the broker with a clean DISCONNECT (no will), so
+        the retained status would say online forever: a fresh connection of its
+        own says offline instead. True when the broker acknowledged it.
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                client = self._endpoint.client(identifier=f"{self._client_id}-last-word")
+                async with client:
+                    await client.publish(self._will.topic, payload, qos=1, retain=True)
+        except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+            log.error("mqtt_last_word_failed", broker=self._endpoint.url, error=str(exc))
+            return False
+        return True
+
     # ------------------------------------------------------------------ loops
 
     async def _supervise(self) -> None:
