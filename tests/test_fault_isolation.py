@@ -157,7 +157,8 @@ async def test_a_failing_room_raises_room_failed_and_the_other_room_still_alarms
         assert alarms(got, "r2", "room.failed") == []
         assert alarms(got, "r1", "check.failed")  # the probe's own failures, per check
         assert daemon.pipelines["r2"].failures == 0
-        assert link.healthy and link.connected.is_set()
+        assert link.healthy
+        assert link.connected.is_set()
 
 
 def run_config(tmp_path: Path, port: int) -> Path:
