@@ -5,7 +5,6 @@ and the procedure phases (with their alarm profiles) along the way."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from roommon.config import parse_config
@@ -63,7 +62,6 @@ def nurse(action: str, **fields: Any) -> NurseCommand:
 
 
 async def test_whole_procedure_from_injections_to_discharge() -> None:
-    wall = time.perf_counter()
     clock = VirtualClock()
     cfg = room()
     out = CaptureOutput()
@@ -203,7 +201,6 @@ async def test_whole_procedure_from_injections_to_discharge() -> None:
         "recovery",
         "ready_for_discharge",
     ]
-    assert time.perf_counter() - wall < 30  # hours of procedure in seconds of wall time
 
 
 def cmd_mixed() -> Any:

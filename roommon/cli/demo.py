@@ -15,19 +15,14 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from roommon.cli.common import non_negative, positive
-from roommon.cli.console import ConsoleOutput, print_burden, vitals_line
 from roommon.config import Config, parse_config
 from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.errors import CommandError
 from roommon.core.logs import configure
-from roommon.runtime.daemon import Daemon
 from roommon.transports.broker import parse_broker_url
-from roommon.wire.commands import CommandPayload
-from roommon.wire.timer import NurseCommand
-from simulators.room import RoomSimulator, kyphoplasty_script
 
 DEMO_CONFIG = """
 [site]
@@ -72,6 +67,10 @@ high = [{ after_s = 20, to = "charge-nurse" }]
 """
 
 
+if TYPE_CHECKING:
+    pass
+
+
 def demo_config(state_dir: Path, broker: str | None) -> Config:
     data = tomllib.loads(DEMO_CONFIG)
     data["daemon"]["state_dir"] = str(state_dir)
@@ -82,6 +81,12 @@ def demo_config(state_dir: Path, broker: str | None) -> Config:
 
 
 async def _run(*, speed: float, minutes: float, broker: str | None, seed: int, out: TextIO) -> int:
+    from roommon.cli.console import ConsoleOutput, print_burden, vitals_line
+    from roommon.runtime.daemon import Daemon
+    from roommon.wire.commands import CommandPayload
+    from roommon.wire.timer import NurseCommand
+    from simulators.room import RoomSimulator, kyphoplasty_script
+
     clock = VirtualClock(start=RealClock().now())
     console = ConsoleOutput(clock, out)
     with tempfile.TemporaryDirectory(prefix="roommon-demo-") as tmp:
