@@ -14,13 +14,14 @@ Nothing here is mocked. Only loopback addresses are ever used.
 from roommon.testing.broker import LOOPBACK, MosquittoBroker, free_port
 from roommon.testing.capture import CaptureOutput
 from roommon.testing.collector import MqttCollector, Received
-from roommon.testing.pty import PtyDevice
+from roommon.testing.pty import Pty, PtyDevice
 
 __all__ = [
     "LOOPBACK",
     "CaptureOutput",
     "MosquittoBroker",
     "MqttCollector",
+    "Pty",
     "PtyDevice",
     "Received",
     "free_port",
