@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from roommon import __version__
 from roommon.clock import RealClock
 from roommon.commandline import EXIT_OK, EXIT_USAGE, load_or_report
 from roommon.config import Config
+from roommon.pipeline import RoomOutput
 
 EXIT_CONFIG = EXIT_USAGE
 
@@ -56,7 +58,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with Daemon(config=config, clock=clock):
+        async with contextlib.AsyncExitStack() as stack:
+            extra: list[RoomOutput] = []
+            hl7 = None
+            if config.hl7 is not None:
+                from roommon.hl7.output import Hl7Output
+
+                hl7 = await stack.enter_async_context(Hl7Output(config=config, clock=clock))
+                extra.append(hl7)
+            daemon = await stack.enter_async_context(
+                Daemon(config=config, clock=clock, extra_outputs=extra)
+            )
+            if hl7 is not None:
+                hl7.attach(daemon.pipelines)
             await stop.wait()
 
     asyncio.run(main())

@@ -232,6 +232,10 @@ class RoomPipeline:
         """A room event from outside the checks (an operator command)."""
         self._events([event], source=None)
 
+    def external_conditions(self, reports: Iterable[ConditionReport]) -> None:
+        """Conditions found outside the checks (an output that cannot deliver) become alarms."""
+        self._conditions(reports)
+
     def tick(self) -> None:
         now, mono = self._clock.now(), self._clock.monotonic()
         for check in self.checks:
@@ -329,6 +333,14 @@ class RoomPipeline:
             assert cmd.phase is not None
             self._phase(self.workflow.set(Phase(cmd.phase), now, client))
             detail = f"phase is {self.workflow.phase.value}"
+        elif cmd.action == "patient_set":
+            assert cmd.patient_id is not None
+            data = {"patient_id": cmd.patient_id, "authority": cmd.patient_authority, "by": client}
+            self.event(RoomEvent(name="patient.set", t=now, feed="", data=data))
+            detail = f"patient is {cmd.patient_id}"
+        elif cmd.action == "patient_clear":
+            self.event(RoomEvent(name="patient.cleared", t=now, feed="", data={"by": client}))
+            detail = "no patient"
         else:  # pragma: no cover - Literal type makes this unreachable
             raise CommandError("malformed", f"unknown action {cmd.action}")
         self.publish_state(force=True)
