@@ -79,8 +79,22 @@ ALARM_SOURCES: Final[Mapping[str, str]] = {
 }
 
 
+#: Reading field of a ``numeric_limits`` rule (``limit.FIELD_low``) -> measurement name.
+_LIMIT_FIELDS: Final[Mapping[str, str]] = {
+    "spo2": "spo2",
+    "pulse_rate": "pulse_rate",
+    "perfusion_index": "perfusion_index",
+    "systolic": "nibp_systolic",
+    "diastolic": "nibp_diastolic",
+    "mean": "nibp_mean",
+}
+
+
 def _source(event: AlarmEventMessage, codes: CodesTable) -> ObservationCode | None:
     name = ALARM_SOURCES.get(event.code)
+    if name is None and event.code.startswith("limit."):
+        field, _, _side = event.code.removeprefix("limit.").rpartition("_")
+        name = _LIMIT_FIELDS.get(field)
     return codes.get(name) if name is not None else None
 
 
