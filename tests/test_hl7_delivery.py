@@ -1,0 +1,178 @@
+"""HL7 delivery through receiver trouble: a peer that goes down and comes back, a peer that
+answers AE. Nothing is lost, order is kept, rejections are counted and alarmed.
+
+The receiver is python-hl7's MLLP server (roommon.testing.MllpPeer); the
+daemon (no broker here: the rooms are fed directly, the broker path is in
+test_hl7_daemon.py) and its HL7 output run on a virtual clock, so the retry
+backoff ends when the test says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from roommon.clock import VirtualClock
+from roommon.config import parse_config
+from roommon.daemon import Daemon
+from roommon.hl7.output import Hl7Output
+from roommon.model import NumericReading, SignalKind
+from roommon.testing import MllpPeer
+from tests.hl7_support import validate_v26
+
+TIMEOUT = 10.0  # safety net only
+
+
+def config(peer_port: int, state: Path, **receiver: Any) -> dict[str, Any]:
+    return {
+        "site": {"id": "s"},
+        "daemon": {"state_dir": str(state)},
+        "rooms": {
+            "r1": {
+                "feeds": {"spo2": {"kind": "spo2"}},
+                "checks": {
+                    "numeric_limits": {"rules": [{"kind": "spo2", "field": "spo2", "below": 90}]}
+                },
+            }
+        },
+        "hl7": {
+            "period_s": 3600,
+            "receivers": {
+                "eng": {
+                    "host": "127.0.0.1",
+                    "port": peer_port,
+                    "retry_initial_s": 0.5,
+                    "retry_max_s": 2.0,
+                    "ack_timeout_s": 5.0,
+                    **receiver,
+                }
+            },
+        },
+    }
+
+
+@asynccontextmanager
+async def running(
+    cfg: dict[str, Any], clock: VirtualClock
+) -> AsyncIterator[tuple[Daemon, Hl7Output]]:
+    c = parse_config(cfg)
+    async with (
+        Hl7Output(config=c, clock=clock) as out,
+        Daemon(config=c, clock=clock, use_broker=False, extra_outputs=[out]) as daemon,
+    ):
+        out.attach(daemon.pipelines)
+        yield daemon, out
+
+
+class Room:
+    """Feeds r1 alternating low and normal SpO2: each reading raises or clears an alarm."""
+
+    def __init__(self, daemon: Daemon, clock: VirtualClock) -> None:
+        self.daemon, self.clock, self.seq = daemon, clock, 0
+
+    def alarms(self, n: int) -> None:
+        for _ in range(n):
+            self.seq += 1
+            self.daemon.pipelines["r1"].ingest(
+                NumericReading(
+                    room="r1",
+                    feed="spo2",
+                    kind=SignalKind.SPO2,
+                    t=self.clock.now(),
+                    values={"spo2": 80.0 if self.seq % 2 else 97.0},
+                    seq=self.seq,
+                )
+            )
+
+
+async def until(clock: VirtualClock, done: Callable[[], bool], *, step: float = 0.25) -> None:
+    """Move virtual time in small steps until ``done()``; real waiting is only on the peer."""
+    async with asyncio.timeout(TIMEOUT):
+        while not done():
+            await clock.advance(step)
+            await asyncio.sleep(0)
+
+
+def number(control_id: str) -> int:
+    return int(control_id.rsplit("-", 1)[1])
+
+
+def active_codes(daemon: Daemon, clock: VirtualClock) -> set[str]:
+    return {
+        a.code
+        for a in daemon.pipelines["r1"].engine.summaries(clock.now())
+        if a.state != "cleared"
+    }
+
+
+async def test_receiver_outage_loses_nothing_and_keeps_order(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    peer = MllpPeer()
+    await peer.start()
+    try:
+        async with running(config(peer.port, tmp_path / "state"), clock) as (daemon, out):
+            room = Room(daemon, clock)
+            room.alarms(10)
+            await until(clock, lambda: out.queue.pending_count() == 0)
+            before = len(peer.messages)
+            assert before >= 10
+
+            await peer.stop()  # the interface engine goes down
+            room.alarms(20)  # the room goes on
+            await until(clock, lambda: out.receivers["eng"].counters["failed_connect_failed"] >= 3)
+            assert out.queue.pending_count() >= 20
+            assert not out.receivers["eng"].connected
+            # five minutes of it is a technical alarm in the room
+            await until(clock, lambda: "hl7.undelivered" in active_codes(daemon, clock), step=5)
+
+            await peer.start()  # back: the backlog goes out, oldest first
+            await until(clock, lambda: out.queue.pending_count() == 0)
+            await until(clock, lambda: "hl7.undelivered" not in active_codes(daemon, clock))
+            await until(clock, lambda: out.queue.pending_count() == 0)
+            queued = out.counters["queued_pcd01"] + out.counters["queued_pcd04"]
+    finally:
+        await peer.stop()
+
+    ids = [number(c) for c in peer.control_ids()]
+    first_seen = list(dict.fromkeys(ids))
+    assert first_seen == list(range(1, queued + 1))  # every message, in order
+    # a message in flight when the peer died may come twice (same MSH-10: the
+    # receiver dedupes); nothing else repeats
+    assert len(ids) - len(first_seen) <= 1
+    for text in peer.messages:
+        validate_v26(text, location_only=True)
+    assert out.receivers["eng"].counters["accepted"] == queued
+
+
+async def test_rejections_are_kept_counted_and_alarmed(tmp_path: Path) -> None:
+    clock = VirtualClock()
+
+    def answer(text: str) -> str:
+        control = text.split("\r", 1)[0].split("|")[9]
+        return "AE" if number(control) % 4 == 0 else "AA"
+
+    async with MllpPeer(answer=answer, status_first=True) as peer:
+        cfg = config(peer.port, tmp_path / "state", reject_alarm_after=3, messages=["pcd04"])
+        async with running(cfg, clock) as (daemon, out):
+            room = Room(daemon, clock)
+            room.alarms(12)
+            await until(clock, lambda: out.queue.pending_count() == 0)
+            rejected = out.queue.rejected_rows("eng")
+            codes = active_codes(daemon, clock)
+            st = out.receivers["eng"]
+            queued = out.counters["queued_pcd04"]
+
+    ids = [number(c) for c in peer.control_ids()]
+    assert ids == list(range(1, queued + 1))  # each once, in order, AE or not
+    assert [number(c) for c, _, _ in rejected] == [i for i in ids if i % 4 == 0]
+    assert all(code == "AE" for _, code, _ in rejected)
+    assert st.counters["rejected_AE"] == len(rejected) >= 3
+    assert st.counters["accepted"] == queued - len(rejected)
+    assert "hl7.rejected" in codes  # three AE within the hour: a technical alarm
+    # the alarm manager's PCD-05 status report before each ACK was read and acknowledged
+    assert st.counters["alert_status"] == queued
+    assert len(peer.received_acks) == queued
+    assert all("|ACK^R41^ACK|" in a and "\rMSA|AA|S" in a for a in peer.received_acks)
