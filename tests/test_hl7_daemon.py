@@ -65,9 +65,7 @@ def config_dict(broker_port: int, peer_port: int, state: Path) -> dict[str, Any]
                 },
                 "checks": {
                     "ecg": {},
-                    "numeric_limits": {
-                        "rules": [{"kind": "spo2", "field": "spo2", "below": 99.5}]
-                    },
+                    "numeric_limits": {"rules": [{"kind": "spo2", "field": "spo2", "below": 99.5}]},
                 },
             }
         },
@@ -169,8 +167,13 @@ async def test_simulated_room_reaches_a_real_hl7_peer(
             await mqtt.publish(
                 f"roommon/v1/{SITE}/r1/command/desk1",
                 json.dumps(
-                    {"v": 1, "id": "a1", "room": "r1", "action": "acknowledge",
-                     "alarm_id": alarm.alarm_id}
+                    {
+                        "v": 1,
+                        "id": "a1",
+                        "room": "r1",
+                        "action": "acknowledge",
+                        "alarm_id": alarm.alarm_id,
+                    }
                 ).encode(),
             )
             await mqtt.wait_for(lambda ms: len(ms) == 2)
@@ -226,14 +229,11 @@ async def test_simulated_room_reaches_a_real_hl7_peer(
 
 
 def matches(values: dict[str, float | None], state: RoomStateMessage) -> bool:
-    want = {
-        n: m.value for n, m in state.measurements.items() if n in VITAL_CODES.values()
-    }
+    want = {n: m.value for n, m in state.measurements.items() if n in VITAL_CODES.values()}
     if set(want) != set(values):
         return False
     return all(
-        (a is None and b is None)
-        or (a is not None and b is not None and abs(a - b) <= 0.0005)
+        (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 0.0005)
         for n in want
         for a, b in [(want[n], values[n])]
     )

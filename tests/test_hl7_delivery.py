@@ -102,9 +102,7 @@ def number(control_id: str) -> int:
 
 def active_codes(daemon: Daemon, clock: VirtualClock) -> set[str]:
     return {
-        a.code
-        for a in daemon.pipelines["r1"].engine.summaries(clock.now())
-        if a.state != "cleared"
+        a.code for a in daemon.pipelines["r1"].engine.summaries(clock.now()) if a.state != "cleared"
     }
 
 
