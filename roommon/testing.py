@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -294,7 +295,7 @@ class MllpPeer:
     ACM ``ORA^R41`` dissemination status (PCD-05) before each PCD-04 ACK.
     :meth:`stop` closes the listener and every connection, as a receiver
     going down does; :meth:`start` listens again on the same port. Needs the
-    ``hl7`` package (test extra).
+    ``hl7`` package (test extra). With ``tls`` it speaks MLLP over TLS.
     """
 
     def __init__(
@@ -303,8 +304,10 @@ class MllpPeer:
         answer: Callable[[str], str | None] | None = None,
         status_first: bool = False,
         port: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.tls = tls
         self.answer = answer or (lambda _text: "AA")
         self.status_first = status_first
         self.messages: list[str] = []
@@ -331,7 +334,9 @@ class MllpPeer:
                 if task is not None:
                     self._handlers.discard(task)
 
-        self._server = await hl7.mllp.start_hl7_server(on_client, LOOPBACK, self.port)
+        self._server = await hl7.mllp.start_hl7_server(
+            on_client, LOOPBACK, self.port, ssl=self.tls
+        )
 
     async def _serve(self, reader: Any, writer: Any) -> None:
         import hl7

@@ -10,6 +10,8 @@ backoff ends when the test says.
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -174,3 +176,55 @@ async def test_rejections_are_kept_counted_and_alarmed(tmp_path: Path) -> None:
     assert st.counters["alert_status"] == queued
     assert len(peer.received_acks) == queued
     assert all("|ACK^R41^ACK|" in a and "\rMSA|AA|S" in a for a in peer.received_acks)
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made by the openssl binary (the README names it)."""
+    cert, key = tmp / "peer.pem", tmp / "peer.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_mllp_over_tls_checks_the_receivers_certificate(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    (tmp_path / "other").mkdir()
+    other, _ = self_signed(tmp_path / "other")
+    clock = VirtualClock()
+    async with MllpPeer(tls=server) as peer:
+        good = config(peer.port, tmp_path / "a", tls=True, ca_file=str(cert), messages=["pcd04"])
+        async with running(good, clock) as (daemon, out):
+            Room(daemon, clock).alarms(2)
+            await until(clock, lambda: out.queue.pending_count() == 0)
+            assert out.receivers["eng"].counters["accepted"] == 2
+        assert len(peer.messages) == 2
+        # a receiver whose certificate the configured CA did not sign is never sent anything
+        bad = config(peer.port, tmp_path / "b", tls=True, ca_file=str(other), messages=["pcd04"])
+        async with running(bad, clock) as (daemon, out):
+            Room(daemon, clock).alarms(1)
+            await until(clock, lambda: out.receivers["eng"].counters["failed_connect_failed"] >= 2)
+            assert out.queue.pending_count() == 1
+            assert "CERTIFICATE_VERIFY_FAILED" in out.receivers["eng"].last_error
+        assert len(peer.messages) == 2
