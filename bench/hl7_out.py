@@ -23,14 +23,14 @@ from pathlib import Path
 
 import structlog
 
-from roommon.clock import RealClock
 from roommon.config import parse_config
+from roommon.core.clock import RealClock
 from roommon.hl7 import pcd01, pcd04
 from roommon.hl7.codes import CodesTable
-from roommon.hl7.output import Hl7Output
 from roommon.hl7.segments import Destination, Envelope, Location, Patient, Sender
-from roommon.payloads import AlarmEventMessage, MeasurementValue, RoomStateMessage
+from roommon.runtime.hl7_output import Hl7Output
 from roommon.testing import MllpPeer
+from roommon.wire.payloads import AlarmEventMessage, MeasurementValue, RoomStateMessage
 
 T = 1_767_225_600.0
 ENV = Envelope(

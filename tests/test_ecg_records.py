@@ -35,7 +35,7 @@ from tests.physionet_fixtures import physionet_record
 def test_mean_rate_of_unannotated_records(
     db: str, record: str, channel: int, low: float, high: float
 ) -> None:
-    from roommon.physionet import read_channel
+    from roommon.records.physionet import read_channel
 
     path = physionet_record(db, record)
     sig = read_channel(path, channel=channel)

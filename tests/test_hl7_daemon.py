@@ -18,13 +18,13 @@ from typing import Any
 import hl7
 import pytest
 
-from roommon.clock import VirtualClock
+from roommon.cli.simulate import build_parser, simulate
 from roommon.config import parse_config
-from roommon.daemon import Daemon
-from roommon.hl7.output import Hl7Output
-from roommon.payloads import RoomStateMessage
-from roommon.simulate import build_parser, simulate
+from roommon.core.clock import VirtualClock
+from roommon.runtime.daemon import Daemon
+from roommon.runtime.hl7_output import Hl7Output
 from roommon.testing import CaptureOutput, MllpPeer, MosquittoBroker, MqttCollector
+from roommon.wire.payloads import RoomStateMessage
 from tests.hl7_support import validate_v26
 
 pytestmark = pytest.mark.broker

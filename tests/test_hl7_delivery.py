@@ -17,11 +17,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from roommon.clock import VirtualClock
 from roommon.config import parse_config
-from roommon.daemon import Daemon
-from roommon.hl7.output import Hl7Output
-from roommon.model import NumericReading, SignalKind
+from roommon.core.clock import VirtualClock
+from roommon.core.model import NumericReading, SignalKind
+from roommon.runtime.daemon import Daemon
+from roommon.runtime.hl7_output import Hl7Output
 from roommon.testing import MllpPeer
 from tests.hl7_support import validate_v26
 

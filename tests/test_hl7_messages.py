@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from roommon.errors import ConfigError, ProtocolError
+from roommon.core.errors import ConfigError, ProtocolError
 from roommon.hl7 import pcd01, pcd04
 from roommon.hl7.ack import ack, parse_reply
 from roommon.hl7.codes import CodesTable, ObservationCode
 from roommon.hl7.er7 import dtm, escape, nm
 from roommon.hl7.segments import Destination, Envelope, Location, Patient, Sender
-from roommon.payloads import AlarmEventMessage, MeasurementValue, RoomStateMessage
-from roommon.recovery.messages import TimerEventMessage
+from roommon.wire.payloads import AlarmEventMessage, MeasurementValue, RoomStateMessage
+from roommon.wire.timer import TimerEventMessage
 from tests.hl7_support import validate_v26
 
 GOLDEN = Path(__file__).with_name("golden")
@@ -309,7 +309,7 @@ def test_recovery_check_done_carries_the_recorded_vitals() -> None:
 
 
 def test_cement_injection_end_reports_its_peak() -> None:
-    from roommon.payloads import RoomEventMessage
+    from roommon.wire.payloads import RoomEventMessage
 
     event = RoomEventMessage(
         site="s",
@@ -421,8 +421,8 @@ def test_hl7_config_errors_name_the_field() -> None:
 def test_patient_command_is_validated() -> None:
     import json
 
-    from roommon.alerts.commands import parse_command
-    from roommon.errors import CommandError
+    from roommon.core.errors import CommandError
+    from roommon.wire.commands import parse_command
 
     def cmd(**body: object) -> bytes:
         return json.dumps({"v": 1, "id": "c1", "room": "r1", **body}).encode()

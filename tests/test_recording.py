@@ -21,12 +21,7 @@ from mcap.writer import Writer
 
 from roommon.checks.ecg import EcgSettings
 from roommon.checks.spo2 import DESAT, DESAT_CRITICAL
-from roommon.clock import RealClock, VirtualClock
-from roommon.config import Config, load_config
-from roommon.daemon import Daemon
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
-from roommon.payloads import encode_reading, encode_waveform
-from roommon.recording import (
+from roommon.cli.recording import (
     RECORDER_TOPIC,
     FeedRecorder,
     McapRecording,
@@ -37,6 +32,10 @@ from roommon.recording import (
     replay,
     topic_schema,
 )
+from roommon.config import Config, load_config
+from roommon.core.clock import RealClock, VirtualClock
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.runtime.daemon import Daemon
 from roommon.testing import (
     LOOPBACK,
     CaptureOutput,
@@ -44,6 +43,7 @@ from roommon.testing import (
     MqttCollector,
     free_port,
 )
+from roommon.wire.payloads import encode_reading, encode_waveform
 from simulators.ecg import EcgSimulator
 
 SITE = "hosp"
@@ -473,7 +473,7 @@ async def test_replay_raises_what_the_live_daemon_raised_when_and_as_it_did(
                 await clock.advance(m.log_ns / 1e9 - clock.now())
                 rec.write(m.topic, m.data, received=clock.now())
                 feed = m.topic.rsplit("/", 1)[1]
-                daemon.ingest_payload(daemon.pipelines[ROOM], feed, m.data)
+                daemon.ingest.payload(ROOM, feed, m.data)
             await clock.advance(0)
     replayed = CaptureOutput()
     code, _, _ = await run_replay([str(path), "--config", str(write_config(tmp_path))],
@@ -529,7 +529,7 @@ def test_a_signal_finishes_the_file(
 ) -> None:
     out_path = tmp_path / "signalled.mcap"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "roommon.recording", "record", "--config",
+        [sys.executable, "-m", "roommon", "record", "--config",
          str(write_config(tmp_path, port=broker.port)), "--out", str(out_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

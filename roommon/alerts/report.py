@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from roommon.alerts.store import AlarmStore, burden
-from roommon.clock import iso
+from roommon.core.clock import iso
 
 
 def print_alarms(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from roommon.checks import CHECKS
 from roommon.checks.base import Check
-from roommon.feeds import FEED_CONDITIONS
+from roommon.room.feeds import FEED_CONDITIONS
 
 
 def describe_check(cls: type[Check]) -> list[str]:

@@ -17,9 +17,9 @@ from typing import Final, TextIO
 
 import numpy as np
 
+from roommon.core.model import FloatArray
 from roommon.ecg.qrs import IntArray, QrsDetector
-from roommon.model import FloatArray
-from roommon.physionet import read_channel
+from roommon.records.physionet import read_channel
 
 #: wfdb's beat annotation symbols (``wfdb.io.annotation.ann_label_table`` beats).
 BEAT_SYMBOLS: Final = frozenset("NLRBAaJSVrFejnE/fQ?")

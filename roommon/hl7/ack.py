@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from roommon.errors import ProtocolError
+from roommon.core.errors import ProtocolError
 from roommon.hl7.er7 import Segment, components, dtm, escape, message, msh, segment, split
 
 AckCode = Literal["AA", "AE", "AR", "CA", "CE", "CR"]

@@ -13,8 +13,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from roommon.core.ids import Identifier
 from roommon.hl7.codes import ObservationCode
-from roommon.ids import Identifier
 
 MessageKind = Literal["pcd01", "pcd04"]
 _EUI64 = re.compile(r"^[0-9A-F]{16}$")

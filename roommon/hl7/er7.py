@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from roommon.errors import ProtocolError
+from roommon.core.errors import ProtocolError
 
 FIELD, COMPONENT, REPEAT, ESCAPE, SUBCOMPONENT = "|", "^", "~", "\\", "&"
 ENCODING_CHARACTERS = COMPONENT + REPEAT + ESCAPE + SUBCOMPONENT

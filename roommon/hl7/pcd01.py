@@ -2,7 +2,7 @@
 
 Pure builders: from the payload models the daemon already publishes over MQTT
 (:class:`~roommon.payloads.RoomStateMessage`, :class:`~roommon.payloads.RoomEventMessage`,
-:class:`~roommon.recovery.messages.TimerEventMessage`) to the observations of
+:class:`~roommon.wire.timer.TimerEventMessage`) to the observations of
 one report, and from those to one ER7 message. One OBR per message; OBX 1 is
 the device (MDS), then one OBX per observation in containment order.
 """
@@ -30,8 +30,8 @@ from roommon.hl7.segments import (
     pv1_segment,
     unit,
 )
-from roommon.payloads import RoomEventMessage, RoomStateMessage
-from roommon.recovery.messages import TimerEventMessage
+from roommon.wire.payloads import RoomEventMessage, RoomStateMessage
+from roommon.wire.timer import TimerEventMessage
 
 MESSAGE_TYPE = "ORU^R01^ORU_R01"
 

@@ -30,7 +30,7 @@ from roommon.hl7.segments import (
     pv1_segment,
     unit,
 )
-from roommon.payloads import AlarmEventMessage
+from roommon.wire.payloads import AlarmEventMessage
 
 MESSAGE_TYPE = "ORU^R40^ORU_R40"
 ALARM_SERVICE: Final = ("196616", "MDC_EVT_ALARM", "MDC")

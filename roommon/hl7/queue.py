@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from roommon.core.sqlite import connect, transaction
 from roommon.hl7.segments import Patient
-from roommon.sqlite import connect, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hl7_queue (

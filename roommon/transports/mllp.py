@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self, TypeVar
 
-from roommon.clock import Clock
-from roommon.errors import FeedError, ProtocolError
+from roommon.core.clock import Clock
+from roommon.core.errors import FeedError, ProtocolError
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
