@@ -23,6 +23,7 @@ from roommon.core.model import NumericReading, SignalKind
 from roommon.runtime.daemon import Daemon
 from roommon.runtime.hl7_output import Hl7Output
 from roommon.testing import MllpPeer
+from roommon.wire.commands import parse_command
 from tests.hl7_support import validate_v26
 
 TIMEOUT = 10.0  # safety net only
@@ -228,3 +229,59 @@ async def test_mllp_over_tls_checks_the_receivers_certificate(tmp_path: Path) ->
             assert out.queue.pending_count() == 1
             assert "CERTIFICATE_VERIFY_FAILED" in out.receivers["eng"].last_error
         assert len(peer.messages) == 2
+
+
+async def test_missing_ack_times_out_on_the_clock_and_resends_the_same_message(
+    tmp_path: Path,
+) -> None:
+    clock = VirtualClock()
+    seen: set[str] = set()
+
+    def answer(text: str) -> str | None:
+        control = text.split("\r", 1)[0].split("|")[9]
+        first = control not in seen
+        seen.add(control)
+        return None if first and number(control) == 2 else "AA"  # swallow #2 once
+
+    async with MllpPeer(answer=answer) as peer:
+        cfg = config(peer.port, tmp_path / "state", messages=["pcd04"], ack_timeout_s=5.0)
+        async with running(cfg, clock) as (daemon, out):
+            Room(daemon, clock).alarms(3)
+            await peer.wait_for(lambda ms: len(ms) == 2)
+            await clock.advance(4.9)  # the ACK is late, not yet missing
+            assert out.receivers["eng"].counters["failed_timeout"] == 0
+            await until(clock, lambda: out.queue.pending_count() == 0)
+            st = out.receivers["eng"]
+    assert [number(c) for c in peer.control_ids()] == [1, 2, 2, 3]  # same MSH-10 again
+    assert st.counters["failed_timeout"] == 1
+    assert st.counters["resent"] == 1
+    assert st.counters["accepted"] == 3
+
+
+async def test_queue_and_patient_survive_a_daemon_restart(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    peer = MllpPeer()  # not listening yet: the receiver is down
+    state = tmp_path / "state"
+    cfg = config(peer.port, state, messages=["pcd04"])
+    async with running(cfg, clock) as (daemon, out):
+        daemon.pipelines["r1"].command(
+            parse_command(
+                b'{"v": 1, "id": "p", "room": "r1", "action": "patient_set", '
+                b'"patient_id": "MRN-9", "patient_authority": "H"}',
+                room="r1",
+            ),
+            client="desk",
+        )
+        Room(daemon, clock).alarms(4)
+        await until(clock, lambda: out.receivers["eng"].counters["failed_connect_failed"] >= 1)
+        waiting = out.queue.pending_count()
+    assert waiting >= 4
+    async with peer:
+        async with running(cfg, clock) as (daemon, out):
+            assert out.patients["r1"].id == "MRN-9"
+            await until(clock, lambda: out.queue.pending_count() == 0)
+            Room(daemon, clock).alarms(1)  # raised again after the restart: a new alarm
+            await until(clock, lambda: out.queue.pending_count() == 0)
+    ids = [number(c) for c in peer.control_ids()]
+    assert ids == sorted(ids) and len(ids) == waiting + 1  # the backlog first, in order
+    assert all("|MRN-9^^^H^MR|" in m for m in peer.messages)
