@@ -153,9 +153,10 @@ async def test_rejections_are_kept_counted_and_alarmed(tmp_path: Path) -> None:
 
     def answer(text: str) -> str:
         control = text.split("\r", 1)[0].split("|")[9]
-        return "AE" if number(control) % 4 == 0 else "AA"
+        n = number(control)
+        return "AR" if n % 6 == 0 else "AE" if n % 4 == 0 else "AA"
 
-    async with MllpPeer(answer=answer, status_first=True) as peer:
+    async with MllpPeer(answer=answer, status_first=True, stray_first=True) as peer:
         cfg = config(peer.port, tmp_path / "state", reject_alarm_after=3, messages=["pcd04"])
         async with running(cfg, clock) as (daemon, out):
             room = Room(daemon, clock)
@@ -168,9 +169,13 @@ async def test_rejections_are_kept_counted_and_alarmed(tmp_path: Path) -> None:
 
     ids = [number(c) for c in peer.control_ids()]
     assert ids == list(range(1, queued + 1))  # each once, in order, AE or not
-    assert [number(c) for c, _, _ in rejected] == [i for i in ids if i % 4 == 0]
-    assert all(code == "AE" for _, code, _ in rejected)
-    assert st.counters["rejected_AE"] == len(rejected) >= 3
+    assert [(number(c), code) for c, code, _ in rejected] == [
+        (i, "AR" if i % 6 == 0 else "AE") for i in ids if i % 4 == 0 or i % 6 == 0
+    ]
+    assert st.counters["rejected_AE"] + st.counters["rejected_AR"] == len(rejected) >= 3
+    assert st.counters["rejected_AR"] >= 1
+    # an ACK naming another message is not taken for this one's
+    assert st.counters["stray_acks"] == queued
     assert st.counters["accepted"] == queued - len(rejected)
     assert "hl7.rejected" in codes  # three AE within the hour: a technical alarm
     # the alarm manager's PCD-05 status report before each ACK was read and acknowledged

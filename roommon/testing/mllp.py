@@ -16,7 +16,8 @@ class MllpPeer:
 
     It keeps every message it receives (ER7 text, in arrival order) and answers
     each with the ACK ``answer(text)`` names ("AA", "AE", "AR"); ``None``
-    answers nothing (the sender's ACK timeout). ``status_first`` also sends an
+    answers nothing (the sender's ACK timeout). ``stray_first`` sends an ACK
+    naming another control id before each real one. ``status_first`` also sends an
     ACM ``ORA^R41`` dissemination status (PCD-05) before each PCD-04 ACK.
     :meth:`stop` closes the listener and every connection, as a receiver
     going down does; :meth:`start` listens again on the same port. Needs the
@@ -30,9 +31,11 @@ class MllpPeer:
         status_first: bool = False,
         port: int | None = None,
         tls: ssl.SSLContext | None = None,
+        stray_first: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.tls = tls
+        self.stray_first = stray_first
         self.answer = answer or (lambda _text: "AA")
         self.status_first = status_first
         self.messages: list[str] = []
@@ -59,9 +62,7 @@ class MllpPeer:
                 if task is not None:
                     self._handlers.discard(task)
 
-        self._server = await hl7.mllp.start_hl7_server(
-            on_client, LOOPBACK, self.port, ssl=self.tls
-        )
+        self._server = await hl7.mllp.start_hl7_server(on_client, LOOPBACK, self.port, ssl=self.tls)
 
     async def _serve(self, reader: Any, writer: Any) -> None:
         import hl7
@@ -92,6 +93,12 @@ class MllpPeer:
                     f"S{n_status}|P|2.6\rOBR|1||{alarm_id}\rPRT|1|UC||Delivered\r"
                 )
                 writer.writeblock(status.encode())
+            if self.stray_first:  # an ACK for some other message first (a confused engine)
+                stray = (
+                    "MSH|^~\\&|MOCK|HOSP|||20260101000000+0000||ACK^R01^ACK|X1|P|2.6\r"
+                    f"MSA|AA|not-{control_id}\r"
+                )
+                writer.writeblock(stray.encode())
             writer.writemessage(msg.create_ack(code))
             self.acks.append((control_id, code))
             try:
