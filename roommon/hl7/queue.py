@@ -7,12 +7,16 @@ in one transaction with its final control id (MSH-10) before anything tries
 to send it; ``AA`` deletes it; ``AE``/``AR`` keep it as ``rejected`` with the
 receiver's answer, for the log and for a person to look at; nothing else
 removes a row, so a receiver outage or a daemon crash delays delivery and
-loses nothing. The current patient of each room is kept here too.
+loses nothing. The current patient of each room is kept here too, and the
+seq of each room's last alarm event queued, so that events the alarm log
+has but the queue missed (a crash between the two commits) are queued at
+the next start, in order, before any new one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +39,10 @@ CREATE TABLE IF NOT EXISTS hl7_queue (
     done_at REAL
 );
 CREATE INDEX IF NOT EXISTS hl7_queue_next ON hl7_queue (receiver, status, id);
+CREATE TABLE IF NOT EXISTS hl7_progress (
+    room TEXT PRIMARY KEY,
+    alarm_seq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS hl7_patient (
     room TEXT PRIMARY KEY,
     patient_id TEXT NOT NULL,
@@ -65,22 +73,54 @@ class Hl7Queue:
         self._db.close()
 
     def enqueue(
-        self, *, receiver: str, room: str, kind: str, now: float, build: Callable[[str], str]
-    ) -> str:
-        """Add one message; ``build(control_id)`` makes its text. Returns the control id."""
+        self,
+        *,
+        room: str,
+        kind: str,
+        now: float,
+        builds: Mapping[str, Callable[[str], str]],
+        alarm_seq: int | None = None,
+    ) -> list[str]:
+        """Add one message per receiver (``builds``: receiver -> ``build(control_id)``) in
+        one transaction; with ``alarm_seq``, also record that the room's alarm events up to
+        that seq are queued. Returns the control ids."""
+        ids = []
         with transaction(self._db) as db:
-            cur = db.execute(
-                "INSERT INTO hl7_queue (receiver, room, kind, control_id, payload, created) "
-                "VALUES (?, ?, ?, '', '', ?) RETURNING id",
-                (receiver, room, kind, now),
-            )
-            row_id = int(cur.fetchone()[0])
-            control_id = f"{self._prefix}{row_id}"
-            db.execute(
-                "UPDATE hl7_queue SET control_id = ?, payload = ? WHERE id = ?",
-                (control_id, build(control_id), row_id),
-            )
-        return control_id
+            for receiver, build in builds.items():
+                cur = db.execute(
+                    "INSERT INTO hl7_queue (receiver, room, kind, control_id, payload, created) "
+                    "VALUES (?, ?, ?, '', '', ?) RETURNING id",
+                    (receiver, room, kind, now),
+                )
+                row_id = int(cur.fetchone()[0])
+                control_id = f"{self._prefix}{row_id}"
+                db.execute(
+                    "UPDATE hl7_queue SET control_id = ?, payload = ? WHERE id = ?",
+                    (control_id, build(control_id), row_id),
+                )
+                ids.append(control_id)
+            if alarm_seq is not None:
+                self._progress(db, room, alarm_seq)
+        return ids
+
+    @staticmethod
+    def _progress(db: sqlite3.Connection, room: str, seq: int) -> None:
+        db.execute(
+            "INSERT INTO hl7_progress (room, alarm_seq) VALUES (?, ?) ON CONFLICT (room) "
+            "DO UPDATE SET alarm_seq = MAX(alarm_seq, excluded.alarm_seq)",
+            (room, seq),
+        )
+
+    def alarm_seq(self, room: str) -> int | None:
+        """Seq of the room's last alarm event queued for HL7 (None: never)."""
+        row = self._db.execute(
+            "SELECT alarm_seq FROM hl7_progress WHERE room = ?", (room,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_alarm_seq(self, room: str, seq: int) -> None:
+        with transaction(self._db) as db:
+            self._progress(db, room, seq)
 
     def next(self, receiver: str) -> QueuedMessage | None:
         row = self._db.execute(

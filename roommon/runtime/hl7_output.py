@@ -30,6 +30,7 @@ from typing import Protocol, Self
 import structlog
 
 from roommon.alerts.engine import Outgoing
+from roommon.alerts.store import AlarmStore
 from roommon.config import Config
 from roommon.core.clock import Clock
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
@@ -43,7 +44,7 @@ from roommon.hl7.queue import Hl7Queue, QueuedMessage
 from roommon.hl7.segments import Destination, Envelope, Location, Patient, Sender
 from roommon.transports.backoff import Backoff
 from roommon.transports.mllp import MllpConnection, MllpEndpoint, MllpError
-from roommon.wire.payloads import RoomEventMessage, RoomStateMessage
+from roommon.wire.payloads import AlarmEventMessage, RoomEventMessage, RoomStateMessage
 from roommon.wire.timer import TimerEventMessage, TimerMessage
 
 log = structlog.get_logger(__name__)
@@ -129,6 +130,7 @@ class Hl7Output:
     async def __aenter__(self) -> Self:
         self.queue = Hl7Queue(self._path, control_prefix=self._prefix)
         self.patients = self.queue.patients()
+        self._catch_up()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         for name, rc in self._cfg.receivers.items():
@@ -159,12 +161,38 @@ class Hl7Output:
 
     def alarms(self, outgoing: list[Outgoing]) -> None:
         for o in outgoing:
-            event = o.event
-            self._enqueue(
-                event.room,
-                "pcd04",
-                lambda env, e=event: pcd04.build(env, e, self.codes),  # type: ignore[misc]
-            )
+            self._alarm(o.event)
+
+    def _alarm(self, event: AlarmEventMessage) -> None:
+        self._enqueue(
+            event.room,
+            "pcd04",
+            lambda env: pcd04.build(env, event, self.codes),
+            alarm_seq=event.seq,
+        )
+
+    def _catch_up(self) -> None:
+        """Queue the alarm events the alarm log has and the HL7 queue missed, in order.
+
+        Runs at entry, before the daemon starts and emits anything new. A room
+        never seen before starts from its log's end: HL7 begins now, not with
+        the site's history.
+        """
+        store = AlarmStore(self._path)
+        try:
+            for room in self._rooms:
+                done = self.queue.alarm_seq(room)
+                if done is None:
+                    self.queue.set_alarm_seq(room, store.next_seq(room) - 1)
+                    continue
+                missed = [e for e in store.events(room=room) if e.seq > done]
+                for event in sorted(missed, key=lambda e: e.seq):
+                    self.counters["caught_up"] += 1
+                    self._alarm(event)
+                if missed:
+                    log.warning("hl7_caught_up", room=room, events=len(missed), after_seq=done)
+        finally:
+            store.close()
 
     def room_event(self, message: RoomEventMessage) -> None:
         room = message.room
@@ -236,8 +264,16 @@ class Hl7Output:
             ),
         )
 
-    def _enqueue(self, room: str, kind: MessageKind, build: Callable[[Envelope], str]) -> None:
+    def _enqueue(
+        self,
+        room: str,
+        kind: MessageKind,
+        build: Callable[[Envelope], str],
+        *,
+        alarm_seq: int | None = None,
+    ) -> None:
         now = self._clock.now()
+        builds: dict[str, Callable[[str], str]] = {}
         for name, rc in self._cfg.receivers.items():
             if not rc.serves(room, kind):
                 continue
@@ -254,12 +290,14 @@ class Hl7Output:
                     )
                 )
 
-            try:
-                self.queue.enqueue(receiver=name, room=room, kind=kind, now=now, build=text)
-            except (ValueError, KeyError) as exc:  # a value no HL7 type can carry
-                self.counters["build_failed"] += 1
-                log.error("hl7_build_failed", room=room, kind=kind, receiver=name, error=str(exc))
-                continue
+            builds[name] = text
+        try:
+            self.queue.enqueue(room=room, kind=kind, now=now, builds=builds, alarm_seq=alarm_seq)
+        except (ValueError, KeyError) as exc:  # a value no HL7 type can carry
+            self.counters["build_failed"] += 1
+            log.error("hl7_build_failed", room=room, kind=kind, error=str(exc))
+            return
+        for name in builds:
             self.counters[f"queued_{kind}"] += 1
             self._wake[name].set()
 
