@@ -18,7 +18,8 @@ from typing import Any
 import hl7
 import pytest
 
-from roommon.cli.simulate import build_parser, simulate
+from roommon.cli import build_parser
+from roommon.cli.simulate import simulate
 from roommon.config import parse_config
 from roommon.core.clock import VirtualClock
 from roommon.runtime.daemon import Daemon
@@ -146,7 +147,17 @@ async def test_simulated_room_reaches_a_real_hl7_peer(
             await mqtt.wait_for(lambda ms: len(ms) == 1)
             assert json.loads(mqtt.messages[0].payload)["ok"] is True
             args = build_parser().parse_args(
-                ["--config", str(path), "--speed", "1", "--seconds", "45", "--script", "none"]
+                [
+                    "simulate",
+                    "--config",
+                    str(path),
+                    "--speed",
+                    "1",
+                    "--seconds",
+                    "45",
+                    "--script",
+                    "none",
+                ]
             )
             sleepers = clock.pending
             sim = asyncio.create_task(

@@ -21,17 +21,9 @@ from mcap.writer import Writer
 
 from roommon.checks.ecg import EcgSettings
 from roommon.checks.spo2 import DESAT, DESAT_CRITICAL
-from roommon.cli.recording import (
-    RECORDER_TOPIC,
-    FeedRecorder,
-    McapRecording,
-    build_parser,
-    main,
-    open_recording,
-    record,
-    replay,
-    topic_schema,
-)
+from roommon.cli import build_parser, main
+from roommon.cli.record import channel_describer, record, topic_schema
+from roommon.cli.replay import replay
 from roommon.config import Config, load_config
 from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
@@ -43,6 +35,8 @@ from roommon.testing import (
     MqttCollector,
     free_port,
 )
+from roommon.transports.mcap_files import RECORDER_TOPIC, McapRecording, open_recording
+from roommon.transports.subscriber import FeedRecorder
 from roommon.wire.payloads import encode_reading, encode_waveform
 from simulators.ecg import EcgSimulator
 
@@ -436,7 +430,8 @@ async def test_an_unfinished_recording_replays_up_to_its_last_flush(
     src = open_recording(two_minutes[0])
     path = tmp_path / "live.mcap"
     cut = tmp_path / "killed.mcap"
-    with McapRecording(path=path, site=SITE, config=config, info={"site": SITE}) as rec:
+    describe = channel_describer(SITE, config)
+    with McapRecording(path=path, info={"site": SITE}, describe=describe) as rec:
         for i, m in enumerate(src.messages()):
             rec.write(m.topic, m.data, received=m.log_ns / 1e9)
             if i == 120:  # about the first minute
@@ -464,7 +459,8 @@ async def test_replay_raises_what_the_live_daemon_raised_when_and_as_it_did(
     clock = VirtualClock(start=src[0].log_ns / 1e9)
     live = CaptureOutput()
     path = tmp_path / "live.mcap"
-    with McapRecording(path=path, site=SITE, config=config, info={"site": SITE}) as rec:
+    describe = channel_describer(SITE, config)
+    with McapRecording(path=path, info={"site": SITE}, describe=describe) as rec:
         async with Daemon(
             config=config, clock=clock, use_broker=False, extra_outputs=[live],
             state_path=tmp_path / "live-state" / "roommon.sqlite3",

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from roommon.cli.simulate import Pacer, build_parser, device_streams, main, simulate
+from roommon.cli import build_parser, main
+from roommon.cli.simulate import Pacer, device_streams, simulate
 from roommon.config import Config, parse_config
 from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.model import DataOrigin, FloatArray, NumericReading, SignalKind, WaveformChunk
@@ -80,7 +81,7 @@ def write_config(
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(list(argv))
+    return build_parser().parse_args(["simulate", *argv])
 
 
 async def run(*argv: str) -> tuple[int, str, str]:
@@ -263,7 +264,7 @@ async def test_usage_errors_exit_2(tmp_path: Path, argv: list[str], message: str
 def test_argparse_rejects_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["--speed", "-1"], ["--seconds", "0"], ["--protocol", "modbus"]):
         with pytest.raises(SystemExit) as exc:
-            main(argv)
+            main(["simulate", *argv])
         assert exc.value.code == 2
     assert "must be >= 0" in capsys.readouterr().err
 

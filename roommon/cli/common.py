@@ -9,10 +9,12 @@ load a config the same way and report a bad one the same way (exit 2).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import math
-from typing import Final, TextIO
-
-import aiomqtt
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TextIO
 
 from roommon.config import Config, load_config
 from roommon.core.errors import ConfigError
@@ -21,10 +23,6 @@ from roommon.transports.broker import BrokerEndpoint
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
-
-#: MQTT 5 CONNACK reason codes that mean "try again later" rather than "no":
-#: server unavailable, server busy, quota exceeded, connection rate exceeded.
-RETRYABLE_CONNACK: Final = frozenset({3, 136, 137, 151, 159})
 
 
 def load_or_report(path: str, err: TextIO) -> Config | None:
@@ -69,12 +67,34 @@ def broker_target(config: Config, url: str | None) -> BrokerEndpoint:
     return BrokerEndpoint.from_config(config.broker, url=url)
 
 
-def connack_code(exc: aiomqtt.MqttError) -> int | None:
-    """The CONNACK reason code behind a connection error, if it carries one."""
-    if not isinstance(exc, aiomqtt.MqttCodeError):
-        return None
-    rc = exc.rc
-    if isinstance(rc, int):
-        return rc
-    value = getattr(rc, "value", None)
-    return value if isinstance(value, int) else None
+def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
+    """Run ``main(stop)`` to completion; SIGINT and SIGTERM set ``stop``.
+
+    The one signal handling of the CLI: a command ends its work when ``stop``
+    is set (finishing a file, printing its summary) and returns its exit status.
+    """
+
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+        return await main(stop)
+
+    return asyncio.run(runner())
+
+
+async def cancel_on_stop(work: Coroutine[Any, Any, int], stop: asyncio.Event) -> int:
+    """Run ``work`` until it returns or ``stop`` is set (then cancel it: exit 0).
+
+    For commands whose work ends by cancellation (it prints its summary on the
+    way out), under :func:`run_until_signal`.
+    """
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(work, name="roommon-command")
+        waiter = tg.create_task(stop.wait(), name="roommon-stop")
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
+        waiter.cancel()
+    return EXIT_OK if task.cancelled() else task.result()

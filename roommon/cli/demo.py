@@ -9,6 +9,7 @@ publishes everything to that broker, exactly as ``roommon run`` would.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import tempfile
@@ -16,17 +17,16 @@ import tomllib
 from pathlib import Path
 from typing import TextIO
 
-from roommon.alerts.engine import Outgoing
-from roommon.alerts.store import burden
+from roommon.cli.common import non_negative, positive
+from roommon.cli.console import ConsoleOutput, print_burden, vitals_line
 from roommon.config import Config, parse_config
-from roommon.core.clock import RealClock, VirtualClock, iso
+from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.errors import CommandError
 from roommon.core.logs import configure
 from roommon.runtime.daemon import Daemon
 from roommon.transports.broker import parse_broker_url
 from roommon.wire.commands import CommandPayload
-from roommon.wire.payloads import RoomEventMessage, RoomStateMessage
-from roommon.wire.timer import NurseCommand, TimerEventMessage, TimerMessage
+from roommon.wire.timer import NurseCommand
 from simulators.room import RoomSimulator, kyphoplasty_script
 
 DEMO_CONFIG = """
@@ -71,9 +71,6 @@ medium = [{ after_s = 60, to = "charge-nurse" }]
 high = [{ after_s = 20, to = "charge-nurse" }]
 """
 
-_COLOURS = {"high": "\033[1;31m", "medium": "\033[1;33m", "low": "\033[36m"}
-_RESET = "\033[0m"
-
 
 def demo_config(state_dir: Path, broker: str | None) -> Config:
     data = tomllib.loads(DEMO_CONFIG)
@@ -82,69 +79,6 @@ def demo_config(state_dir: Path, broker: str | None) -> Config:
         host, port, tls = parse_broker_url(broker)
         data["broker"] = {"host": host, "port": port, "tls": tls}
     return parse_config(data, source="<embedded demo config>")
-
-
-class ConsoleOutput:
-    """Prints alarms and room events as a person wants to read them."""
-
-    def __init__(self, clock: VirtualClock, out: TextIO) -> None:
-        self._clock = clock
-        self._out = out
-        self._colour = out.isatty()
-        self.checks_due: list[tuple[float, int]] = []  # (due time, check number)
-
-    def line(self, text: str, priority: str | None = None) -> None:
-        t = iso(self._clock.now())[11:19]
-        if self._colour and priority in _COLOURS:
-            text = f"{_COLOURS[priority]}{text}{_RESET}"
-        print(f"{t}  {text}", file=self._out, flush=True)
-
-    def alarms(self, outgoing: list[Outgoing]) -> None:
-        for o in outgoing:
-            e = o.event
-            value = f" value {e.value:g}" if e.value is not None else ""
-            limit = f" limit {e.limit:g}" if e.limit is not None else ""
-            who = (
-                f" -> {', '.join(n.recipient for n in o.notifications)}" if o.notifications else ""
-            )
-            self.line(
-                f"ALARM {e.transition.upper():12} {e.priority.upper():6} {e.code:26} "
-                f"[{e.feed}]{value}{limit} {e.message}{who}",
-                e.priority,
-            )
-
-    def room_event(self, message: RoomEventMessage) -> None:
-        if message.name != "cement.phase":
-            data = ", ".join(f"{k}={v}" for k, v in message.data.items() if k != "by")
-            self.line(f"EVENT {message.name} {data}")
-
-    def state(self, message: RoomStateMessage) -> None:
-        del message  # vitals are printed on a timer, not on every state change
-
-    def timer_events(self, messages: list[TimerEventMessage]) -> None:
-        for m in messages:
-            if m.event == "check_due" and m.check_no is not None:
-                self.checks_due.append((m.t, m.check_no))
-            check = f" {m.check_no}" if m.check_no else ""
-            late = " (late)" if m.late else ""
-            self.line(f"TIMER {m.event}{check}{late} {m.reason}".rstrip())
-
-    def timer(self, message: TimerMessage) -> None:
-        del message  # the timer's state is shown with the vitals
-
-
-def _vitals(state: RoomStateMessage) -> str:
-    m = state.measurements
-
-    def v(name: str, fmt: str = "{:.0f}") -> str:
-        x = m.get(name)
-        return fmt.format(x.value) if x is not None and x.value is not None else "--"
-
-    return (
-        f"VITALS HR {v('heart_rate')}  SpO2 {v('spo2')}%  PR {v('pulse_rate')}  "
-        f"NIBP {v('nibp_systolic')}/{v('nibp_diastolic')} ({v('nibp_mean')})  "
-        f"cement {v('cement_pressure')} kPa  alarms {len(state.alarms)}  phase {state.phase}"
-    )
 
 
 async def _run(*, speed: float, minutes: float, broker: str | None, seed: int, out: TextIO) -> int:
@@ -205,19 +139,11 @@ async def _run(*, speed: float, minutes: float, broker: str | None, seed: int, o
                         console.line(f"COMMAND refused: {err}")
                 await clock.advance(1.0)
                 if second % 30 == 29:
-                    console.line(_vitals(pipeline.state_message()))
+                    console.line(vitals_line(pipeline.state_message()))
                 if speed > 0:
                     await real.sleep(1.0 / speed)
             events = daemon.store.events()
-        print("\nAlarm burden of this run:", file=out)
-        for b in burden(events, hours=minutes / 60):
-            med = f"{b.median_ack_s:.0f} s" if b.median_ack_s is not None else "-"
-            print(
-                f"  {b.room}: {b.alarms} alarms ({b.per_hour:.0f}/h), acknowledged "
-                f"{b.share_acknowledged:.0%}, median time to acknowledge {med}, "
-                f"self-cleared within 10 s {b.share_self_cleared:.0%}",
-                file=out,
-            )
+        print_burden(events, hours=minutes / 60, title="Alarm burden of this run:", out=out)
     return 0
 
 
@@ -227,3 +153,27 @@ def run_demo(
     stream = out or sys.stdout
     configure(clock=RealClock(), level="error", json=False)
     return asyncio.run(_run(speed=speed, minutes=minutes, broker=broker, seed=seed, out=stream))
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="run a simulated procedure room in-process",
+        description="Run a scripted kyphoplasty room in-process on the virtual clock (no "
+        "broker, no hardware) and print alarms, events and vitals. Exit 0, 2 bad usage.",
+    )
+    p.add_argument(
+        "--speed", type=non_negative, default=20.0, help="virtual-clock speed-up (0: max)"
+    )
+    p.add_argument("--minutes", type=positive, default=10.0, help="simulated minutes to run")
+    p.add_argument(
+        "--broker", default=None, help="also publish everything to mqtt[s]://HOST[:PORT]"
+    )
+    p.add_argument("--seed", type=int, default=1, help="random seed of the simulated patient")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.broker is not None:
+        parse_broker_url(args.broker)  # a malformed address is a usage error, before anything runs
+    return run_demo(speed=args.speed, minutes=args.minutes, broker=args.broker, seed=args.seed)

@@ -34,15 +34,14 @@ import math
 import os
 import random
 import select
-import signal
 import struct
 import sys
 import termios
 import tty
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final, Protocol, Self, TextIO
+from typing import Final, Protocol, Self, TextIO
 
 import aiomqtt
 import numpy as np
@@ -52,12 +51,12 @@ from roommon.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
-    RETRYABLE_CONNACK,
     broker_target,
-    connack_code,
+    cancel_on_stop,
     load_or_report,
     non_negative,
     positive,
+    run_until_signal,
 )
 from roommon.core.clock import Clock, RealClock
 from roommon.core.errors import RoommonError, UsageError
@@ -70,7 +69,7 @@ from roommon.core.model import (
 )
 from roommon.drivers.masimo import EXCEPTION_BITS as MASIMO_EXC
 from roommon.drivers.nonin import FRAME_LEN, FRAMES_PER_PACKET, FS_HZ, STATUS_SNSD
-from roommon.transports.broker import BrokerEndpoint
+from roommon.transports.broker import RETRYABLE_CONNACK, BrokerEndpoint, connack_code
 from roommon.wire.payloads import encode_reading, encode_waveform
 from roommon.wire.topics import Topics
 from simulators.abp import ArterialPressureSimulator
@@ -968,35 +967,10 @@ async def simulate(args: argparse.Namespace, *, clock: Clock, out: TextIO, err: 
         return EXIT_FAILURE
 
 
-def _run_until_signal(main: Coroutine[Any, Any, int]) -> int:
-    async def runner() -> int:
-        task = asyncio.create_task(main, name="roommon-simulate")
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, task.cancel)
-        try:
-            return await task
-        except asyncio.CancelledError:
-            return EXIT_OK  # stopped by a signal: the summary was printed on the way out
-
-    return asyncio.run(runner())
-
-
 def run_simulate(args: argparse.Namespace) -> int:
     """Handler of ``roommon simulate``; returns the process exit status."""
-    return _run_until_signal(simulate(args, clock=RealClock(), out=sys.stdout, err=sys.stderr))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m roommon.cli.simulate", description=DESCRIPTION)
-    _add_arguments(parser)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_simulate(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return run_until_signal(
+        lambda stop: cancel_on_stop(
+            simulate(args, clock=RealClock(), out=sys.stdout, err=sys.stderr), stop
+        )
+    )

@@ -159,3 +159,19 @@ class BrokerEndpoint:
             max_queued_outgoing_messages=max_queued_outgoing,
             properties=props,
         )
+
+
+#: MQTT 5 CONNACK reason codes that mean "try again later" rather than "no":
+#: server unavailable, server busy, quota exceeded, connection rate exceeded.
+RETRYABLE_CONNACK: Final = frozenset({3, 136, 137, 151, 159})
+
+
+def connack_code(exc: aiomqtt.MqttError) -> int | None:
+    """The CONNACK reason code behind a connection error, if it carries one."""
+    if not isinstance(exc, aiomqtt.MqttCodeError):
+        return None
+    rc = exc.rc
+    if isinstance(rc, int):
+        return rc
+    value = getattr(rc, "value", None)
+    return value if isinstance(value, int) else None

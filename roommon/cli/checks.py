@@ -7,6 +7,8 @@ descriptions), so it cannot drift from the code.
 
 from __future__ import annotations
 
+import argparse
+
 from roommon.checks import CHECKS
 from roommon.checks.base import Check
 from roommon.room.feeds import FEED_CONDITIONS
@@ -51,3 +53,19 @@ def describe() -> str:
         for s in FEED_CONDITIONS
     ]
     return "\n".join(out)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "checks",
+        help="list every check: feeds, alarms, settings and defaults",
+        description="List every check: the feeds it needs, the alarms it can raise with "
+        "their defaults, and its settings. Exit 0.",
+    )
+    p.set_defaults(func=run_checks)
+
+
+def run_checks(args: argparse.Namespace) -> int:
+    del args
+    print(describe())
+    return 0
