@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -256,3 +259,50 @@ def re_values(text: str, code: str) -> list[float]:
 
 def facet(text: str, name: str) -> str:
     return next(o[5] for o in segments(text, "OBX") if f"^{name}^" in o[3])
+
+
+def spawn_daemon(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "roommon", "run", "--config", str(config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+async def test_roommon_run_builds_the_hl7_output_from_the_config(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The real command line: ``roommon run`` with an [hl7] section sends to the peer."""
+    async with MllpPeer() as peer:
+        path = tmp_path / "site.toml"
+        path.write_text(
+            f"[site]\nid = '{SITE}'\n[broker]\nport = {broker.port}\n"
+            f"[daemon]\nstate_dir = '{tmp_path / 'state'}'\nheartbeat_s = 1.0\n"
+            "[rooms.r1.feeds.spo2]\nkind = 'spo2'\n"
+            f"[hl7]\n[hl7.receivers.engine]\nhost = '127.0.0.1'\nport = {peer.port}\n"
+        )
+        proc = spawn_daemon(path, tmp_path / "daemon.log")
+        try:
+            status = f"roommon/v1/{SITE}/status/main"
+            async with MqttCollector(broker.port, [status]) as c:
+                await c.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms))
+                reading = {
+                    "v": 1,
+                    "kind": "spo2",
+                    "seq": 1,
+                    "t": 1_767_225_600.0,
+                    "values": {"spo2": 97.0},
+                }
+                await c.publish(f"roommon/v1/{SITE}/r1/feed/spo2", json.dumps(reading).encode())
+                # data arrives: the room leaves idle, and the new phase is reported (PCD-01)
+                await peer.wait_for(lambda ms: any("|patient_connected|" in m for m in ms))
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = next(m for m in peer.messages if "|patient_connected|" in m)
+    validate_v26(text, location_only=True)
+    assert segments(text, "PV1")[0][3] == f"r1^r1^^{SITE}"
