@@ -23,7 +23,9 @@ from roommon.core.model import NumericReading, SignalKind
 from roommon.runtime.daemon import Daemon
 from roommon.runtime.hl7_output import Hl7Output
 from roommon.testing import MllpPeer
+from roommon.core.events import InjectionEnded
 from roommon.wire.commands import parse_command
+from roommon.wire.timer import parse_nurse_command
 from tests.hl7_support import validate_v26
 
 TIMEOUT = 10.0  # safety net only
@@ -311,3 +313,60 @@ async def test_alarm_events_the_queue_missed_are_caught_up_in_order(tmp_path: Pa
             logged = [e.event_id for e in daemon.store.events(room="r1")]
     sent = [m.split("\r")[3].split("|")[2].split("^")[0] for m in peer.messages]  # OBR-2
     assert sent == logged  # every logged event, once, in log order
+
+
+async def test_cement_and_recovery_reach_the_peer_as_pcd01(tmp_path: Path) -> None:
+    """Injection end (peak pressure), recovery start, checks done with their vitals, end."""
+    clock = VirtualClock()
+    async with MllpPeer() as peer:
+        cfg = config(peer.port, tmp_path / "state", messages=["pcd01"])
+        cfg["rooms"]["r1"]["recovery"] = {
+            "default": {
+                "min_bed_rest_s": 60,
+                "target_s": 120,
+                "checks": [{"every_s": 60, "until_s": 120}],
+                "confirm_s": None,
+            }
+        }
+        async with running(cfg, clock) as (daemon, out):
+            room = daemon.pipelines["r1"]
+            Room(daemon, clock).alarms(2)  # SpO2 80 then 97: the room has a value
+            now = clock.now()
+            room.event(
+                InjectionEnded(
+                    t=now,
+                    feed="",
+                    injection=1,
+                    started_t=now - 40,
+                    last_injecting_t=now - 2,
+                    peak_kpa=2150.5,
+                )
+            )
+            for check in (1, 2):
+                room.recovery_command(
+                    parse_nurse_command(
+                        f'{{"v": 1, "id": "c{check}", "room": "r1", "action": "check_done", '
+                        f'"check_no": {check}, "vitals": true}}'.encode(),
+                        room="r1",
+                    ),
+                    client="nurse1",
+                )
+            await until(clock, lambda: out.queue.pending_count() == 0, step=2.0)
+            await clock.run_for(130)  # the target passes with every check done: it ends
+            await until(clock, lambda: out.queue.pending_count() == 0)
+            spo2 = room.measurements["spo2"].value
+    reports = [m for m in peer.messages if "|ORU^R01^ORU_R01|" in m]
+    for text in reports:
+        validate_v26(text, location_only=True)
+
+    def value(text: str, code: str) -> str:
+        return next(o.split("|")[5] for o in text.split("\r") if f"|{code}^" in o)
+
+    events = [value(t, "RMN_RECOVERY_EVENT") for t in reports if "RMN_RECOVERY_EVENT" in t]
+    assert events == ["started", "check_done", "check_done", "ended"]
+    checks = [t for t in reports if "|check_done|" in t]
+    assert [value(t, "RMN_RECOVERY_CHECK") for t in checks] == ["1", "2"]
+    assert all(float(value(t, "150456")) == spo2 for t in checks)  # the vitals recorded
+    peak = [t for t in reports if "RMN_CEMENT_INJ_PRESS_PEAK" in t]
+    assert [value(t, "RMN_CEMENT_INJ_PRESS_PEAK") for t in peak] == ["2150.5"]
+    assert value(peak[0], "RMN_CEMENT_INJ_DURATION") == "38"
