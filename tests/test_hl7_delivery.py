@@ -19,11 +19,11 @@ from typing import Any
 
 from roommon.config import parse_config
 from roommon.core.clock import VirtualClock
+from roommon.core.events import InjectionEnded
 from roommon.core.model import NumericReading, SignalKind
 from roommon.runtime.daemon import Daemon
 from roommon.runtime.hl7_output import Hl7Output
 from roommon.testing import MllpPeer
-from roommon.core.events import InjectionEnded
 from roommon.wire.commands import parse_command
 from roommon.wire.timer import parse_nurse_command
 from tests.hl7_support import validate_v26
