@@ -370,3 +370,27 @@ async def test_cement_and_recovery_reach_the_peer_as_pcd01(tmp_path: Path) -> No
     peak = [t for t in reports if "RMN_CEMENT_INJ_PRESS_PEAK" in t]
     assert [value(t, "RMN_CEMENT_INJ_PRESS_PEAK") for t in peak] == ["2150.5"]
     assert value(peak[0], "RMN_CEMENT_INJ_DURATION") == "38"
+
+
+async def test_a_failing_delivery_task_is_a_technical_alarm_and_restarts(tmp_path: Path) -> None:
+    """The CA file is missing when the output starts (deleted, a bad deployment): the
+    delivery task fails, hl7.failed is raised in the room, and the task is started again
+    until it works; the first delivered message clears it."""
+    clock = VirtualClock()
+    (tmp_path / "pki").mkdir()
+    cert, key = self_signed(tmp_path / "pki")
+    ca = tmp_path / "ca.pem"  # not there yet
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    async with MllpPeer(tls=server) as peer:
+        cfg = config(peer.port, tmp_path / "state", tls=True, ca_file=str(ca), messages=["pcd04"])
+        async with running(cfg, clock) as (daemon, out):
+            Room(daemon, clock).alarms(1)
+            await until(clock, lambda: "hl7.failed" in active_codes(daemon, clock))
+            assert out.counters["task_failed"] >= 1
+            assert "deliver-eng" in out.failures
+            ca.write_bytes(cert.read_bytes())  # the operator puts the file back
+            await until(clock, lambda: out.queue.pending_count() == 0, step=5.0)
+            await until(clock, lambda: "hl7.failed" not in active_codes(daemon, clock))
+            assert not out.failures
+    assert peer.messages  # the raised alarm (and the hl7.failed ones) went out after all

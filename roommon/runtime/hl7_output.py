@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import ssl
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +35,7 @@ from roommon.alerts.store import AlarmStore
 from roommon.config import Config
 from roommon.core.clock import Clock
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
-from roommon.core.errors import ConfigError, ProtocolError
+from roommon.core.errors import ConfigError, ProtocolError, StoreError
 from roommon.core.model import DataOrigin
 from roommon.hl7 import pcd01, pcd04
 from roommon.hl7.ack import Reply, ack, parse_reply
@@ -61,6 +62,13 @@ UNDELIVERED = ConditionSpec(
     kind=AlarmKind.TECHNICAL,
     priority=Priority.LOW,
     description="HL7 messages wait undelivered: the receiver is unreachable or silent",
+)
+FAILED = ConditionSpec(
+    code="hl7.failed",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.MEDIUM,
+    description="roommon's HL7 output failed: messages to the hospital's systems may be "
+    "missing until it recovers",
 )
 
 
@@ -124,6 +132,10 @@ class Hl7Output:
         self._reports = 0
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Failed parts (an entry point, a task) -> what went wrong; hl7.failed while any.
+        self.failures: dict[str, str] = {}
+        self._failures_changed = asyncio.Event()
+        self._failed_raised = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,8 +146,20 @@ class Hl7Output:
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         for name, rc in self._cfg.receivers.items():
-            self._tasks.append(self._tg.create_task(self._deliver(name, rc), name=f"hl7-{name}"))
-        self._tasks.append(self._tg.create_task(self._periodic(), name="hl7-periodic"))
+            self._tasks.append(
+                self._tg.create_task(
+                    self._supervise(f"deliver-{name}", functools.partial(self._deliver, name, rc)),
+                    name=f"hl7-{name}",
+                )
+            )
+        self._tasks.append(
+            self._tg.create_task(self._supervise("periodic", self._periodic), name="hl7-periodic")
+        )
+        self._tasks.append(
+            self._tg.create_task(
+                self._supervise("failures", self._watch_failures), name="hl7-failures"
+            )
+        )
         pending = self.queue.pending_count()
         log.info("hl7_started", receivers=list(self._cfg.receivers), pending=pending)
         return self
@@ -160,8 +184,9 @@ class Hl7Output:
     # ------------------------------------------------------------------ RoomOutput
 
     def alarms(self, outgoing: list[Outgoing]) -> None:
-        for o in outgoing:
-            self._alarm(o.event)
+        with self._guard("alarms"):
+            for o in outgoing:
+                self._alarm(o.event)
 
     def _alarm(self, event: AlarmEventMessage) -> None:
         self._enqueue(
@@ -195,6 +220,10 @@ class Hl7Output:
             store.close()
 
     def room_event(self, message: RoomEventMessage) -> None:
+        with self._guard("room_event"):
+            self._room_event(message)
+
+    def _room_event(self, message: RoomEventMessage) -> None:
         room = message.room
         if message.name == "patient.set":
             pid = message.data.get("patient_id")
@@ -213,6 +242,10 @@ class Hl7Output:
             self._report(room, observations, start=message.t)
 
     def timer_events(self, messages: list[TimerEventMessage]) -> None:
+        with self._guard("timer_events"):
+            self._timer_events(messages)
+
+    def _timer_events(self, messages: list[TimerEventMessage]) -> None:
         for m in messages:
             observations = pcd01.timer_event(m)
             if observations is not None:
@@ -222,6 +255,10 @@ class Hl7Output:
         del message  # the retained timer snapshot has no HL7 counterpart; its events do
 
     def state(self, message: RoomStateMessage) -> None:
+        with self._guard("state"):
+            self._state(message)
+
+    def _state(self, message: RoomStateMessage) -> None:
         room = message.room
         self._states[room] = message
         nibp = message.measurements.get("nibp_systolic")
@@ -350,6 +387,7 @@ class Hl7Output:
                             await wake.wait()
                             continue
                         await self._exchange(conn, st, rc, msg)
+                        self._recovered(f"deliver-{name}")
                         attempt = 0
             except (MllpError, ProtocolError) as err:
                 st.connected = False
@@ -487,6 +525,75 @@ class Hl7Output:
                                 active=active,
                                 t=self._clock.now(),
                                 message=message,
+                                origin=DataOrigin.LIVE,
+                            )
+                        ]
+                    )
+
+
+    # ------------------------------------------------------------------ own failures
+
+    @contextlib.contextmanager
+    def _guard(self, entry: str) -> Iterator[None]:
+        """A RoomOutput entry: a failure here is the HL7 output's, never the room's."""
+        try:
+            yield
+        except StoreError:
+            raise  # the shared state store: the daemon's to handle (its status, its exit)
+        except Exception as exc:  # supervisor (STYLE rule 6): a failure becomes hl7.failed
+            self.counters["output_failed"] += 1
+            log.exception("hl7_output_failed", entry=entry)
+            self._note_failure(entry, exc)
+        else:
+            self._recovered(entry)
+
+    async def _supervise(self, part: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run a long-lived task; when it fails, raise hl7.failed and start it again."""
+        backoff = Backoff(initial_s=1.0, cap_s=60.0)
+        attempt = 0
+        while True:
+            try:
+                await work()
+                return
+            except Exception as exc:  # supervisor (STYLE rule 6): a failure becomes hl7.failed
+                self.counters["task_failed"] += 1
+                log.exception("hl7_task_failed", part=part)
+                self._note_failure(part, exc)
+                await backoff.wait(attempt, self._clock, self._rng)
+                attempt += 1
+
+    def _note_failure(self, part: str, exc: Exception) -> None:
+        self.failures[part] = f"{type(exc).__name__}: {exc}"
+        self._failures_changed.set()
+
+    def _recovered(self, part: str) -> None:
+        if self.failures.pop(part, None) is not None:
+            self._failures_changed.set()
+
+    async def _watch_failures(self) -> None:
+        """Raise or clear hl7.failed from a task of its own: never inside a room's call."""
+        while True:
+            await self._failures_changed.wait()
+            self._failures_changed.clear()
+            active = bool(self.failures)
+            if active == self._failed_raised:
+                continue
+            self._failed_raised = active
+            detail = "; ".join(f"{k}: {v}" for k, v in sorted(self.failures.items()))
+            log.warning("hl7_condition", code=FAILED.code, active=active, detail=detail)
+            for room in self._rooms:
+                sink = self._sinks.get(room)
+                if sink is not None:
+                    sink.external_conditions(
+                        [
+                            ConditionReport(
+                                room=room,
+                                feed="hl7",
+                                check="hl7",
+                                spec=FAILED,
+                                active=active,
+                                t=self._clock.now(),
+                                message=detail[:200] or "recovered",
                                 origin=DataOrigin.LIVE,
                             )
                         ]
