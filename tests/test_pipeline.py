@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,7 @@ def ekg(clock: VirtualClock, seq: int, samples: np.ndarray) -> WaveformChunk:
 
 
 async def feed_seconds(
-    p: RoomPipeline, clock: VirtualClock, start_seq: int, values: list[float]
+    p: RoomPipeline, clock: VirtualClock, start_seq: int, values: Sequence[float]
 ) -> int:
     """Feed one SpO2 reading and one EKG second per virtual second, ticking as the daemon does."""
     seq = start_seq

@@ -491,7 +491,7 @@ async def test_daemon_reads_the_simulated_serial_device(tmp_path: Path) -> None:
             )
             async with asyncio.timeout(TIMEOUT):
                 assert await proc.wait() == 0
-            counters = daemon.serial[0].feed.counters
+            counters = daemon.serial[0].driver.counters
             assert counters.frames_good == 21
             assert (dict(counters.frames_bad), counters.bytes_discarded) == ({}, 0)
             assert (dict(feeds["ekg"].rejected), dict(feeds["nibp"].rejected)) == ({}, {})

@@ -34,6 +34,7 @@ from roommon.core.logs import configure
 from roommon.room.pipeline import RoomOutput
 from roommon.runtime.daemon import Daemon
 from roommon.runtime.replay import check_fit, replay_config, replay_messages
+from roommon.transports.broker import parse_broker_url
 from roommon.transports.mcap_files import RecordingError, RecordingFile, open_recording, to_ns
 
 log = structlog.get_logger(__name__)
@@ -58,6 +59,8 @@ async def replay(
     """``roommon replay``: the exit status. ``outputs`` also receive everything the
     replay daemon publishes (for embedding and tests)."""
     try:
+        if args.broker is not None:
+            parse_broker_url(args.broker)  # a bad address is said before anything is read
         config = load_or_report(args.config, err)
         if config is None:
             return EXIT_USAGE
