@@ -31,6 +31,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ecg_accuracy.py
 	$(BIN)/python bench/checks.py
+	$(BIN)/python bench/hl7_out.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
