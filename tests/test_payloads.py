@@ -142,6 +142,42 @@ def test_bad_payloads_are_rejected_with_a_reason(payload: bytes, reason: str, de
     assert detail in err.value.detail
 
 
+READING = {"v": 1, "kind": "spo2", "seq": 12, "t": T0, "values": {"spo2": 95}}
+CHUNK = {"v": 1, "kind": "ecg", "seq": 12, "t0": T0, "fs": 250, "unit": "mV", "n": 2}
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "field", "sent"),
+    [
+        (SignalKind.SPO2, {**READING, "seq": "12"}, "seq", 'string "12"'),
+        (SignalKind.SPO2, {**READING, "values": {"spo2": "95"}}, "values.spo2", 'string "95"'),
+        (SignalKind.SPO2, {**READING, "values": {"spo2": True}}, "values.spo2", "boolean true"),
+        (SignalKind.SPO2, {**READING, "t": str(T0)}, "t", "string"),
+        (SignalKind.SPO2, {**READING, "v": True}, "v", "boolean"),
+        (SignalKind.SPO2, {**READING, "seq": 12.5}, "seq", "number 12.5"),
+        (SignalKind.ECG, {**CHUNK, "samples": [0.1, True]}, "samples.1", "boolean true"),
+        (SignalKind.ECG, {**CHUNK, "samples": [0.1, "0.2"]}, "samples.1", 'string "0.2"'),
+        (SignalKind.ECG, {**CHUNK, "fs": "250", "samples": [0.1, 0.2]}, "fs", 'string "250"'),
+        (SignalKind.ECG, {**CHUNK, "n": "2", "samples": [0.1, 0.2]}, "n", 'string "2"'),
+    ],
+)
+def test_wrong_json_types_are_refused_never_coerced(
+    kind: SignalKind, body: dict[str, Any], field: str, sent: str
+) -> None:
+    """Issue 11, defect 9: "95" or true is not an SpO2 of 95 % or 1 %."""
+    with pytest.raises(ProtocolError) as err:
+        decode(json.dumps(body).encode(), kind)
+    assert err.value.reason == "invalid"
+    assert err.value.detail.startswith(f"{field}: ")
+    assert sent in err.value.detail
+
+
+def test_json_integers_still_pass_as_floats() -> None:
+    out = decode(json.dumps({**CHUNK, "samples": [0, 1]}).encode())
+    np.testing.assert_array_equal(out.samples, [0.0, 1.0])
+    assert decode(json.dumps(READING).encode(), SignalKind.SPO2).values == {"spo2": 95.0}
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_arbitrary_bytes_only_ever_raise_protocol_error(payload: bytes) -> None:

@@ -17,7 +17,8 @@ import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from roommon.core.errors import ProtocolError
 from roommon.core.model import (
@@ -36,8 +37,21 @@ FS_TOLERANCE = 0.01
 Epoch = Annotated[float, Field(gt=946_684_800.0, lt=4_102_444_800.0, description="UTC epoch s")]
 
 
+def _not_bool(value: object) -> object:
+    # A Literal matches by equality, and True == 1: strict mode does not cover it.
+    if isinstance(value, bool):
+        raise PydanticCustomError("literal_error", "Input should be 1, not a boolean")
+    return value
+
+
+#: The ``v`` field of an inbound payload: the JSON number 1 (``true`` is not 1).
+ContractVersion = Annotated[Literal[1], BeforeValidator(_not_bool)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    # strict: a number is a JSON number, never a string or a bool ("95" or true as
+    # an SpO2 would otherwise be read as 95 % or 1 %); JSON integers still pass as floats.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
 
 # --------------------------------------------------------------------------- inbound
@@ -46,7 +60,7 @@ class _Strict(BaseModel):
 class WaveformPayload(_Strict):
     """A chunk of a waveform feed (topic ``.../feed/FEED`` of a waveform feed)."""
 
-    v: Literal[1] = Field(description="Payload contract version.")
+    v: ContractVersion = Field(description="Payload contract version.")
     kind: SignalKind = Field(description="Must match the feed's configured kind.")
     seq: int = Field(ge=0, lt=2**53, description="Device chunk sequence number.")
     t0: Epoch = Field(description="UTC epoch seconds of the first sample.")
@@ -68,7 +82,7 @@ class WaveformPayload(_Strict):
 class ReadingPayload(_Strict):
     """A numeric reading (NIBP result, SpO2 value...) on a numeric feed's topic."""
 
-    v: Literal[1]
+    v: ContractVersion
     kind: SignalKind
     seq: int = Field(ge=0, lt=2**53)
     t: Epoch = Field(description="UTC epoch seconds of the measurement.")
@@ -92,7 +106,29 @@ def _validation_reason(exc: ValidationError) -> ProtocolError:
     if first["type"] == "extra_forbidden":
         return ProtocolError("unknown_field", f"{loc}: unknown field")
     more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
-    return ProtocolError("invalid", f"{loc}: {first['msg']}{more}")
+    return ProtocolError("invalid", f"{loc}: {first['msg']}{got_type(first)}{more}")
+
+
+def got_type(err: Any) -> str:
+    """`` (got a JSON string)`` for a type error: what was sent instead, never coerced."""
+    if not str(err["type"]).endswith("_type"):
+        return ""
+    value = err.get("input")
+    shown = json.dumps(value) if isinstance(value, str | int | float | bool) else ""
+    shown = f" {shown[:24]}" if shown else ""
+    return f" (got the JSON {_json_type(value)}{shown})"
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 def _samples(p: WaveformPayload) -> np.ndarray[Any, np.dtype[np.float64]]:
