@@ -82,9 +82,9 @@ def test_numeric_null_is_unavailable_not_zero() -> None:
         (b"[1,2]", "invalid", ""),
         (
             b'{"v":1,"kind":"ecg","seq":1,"t0":1767225600,"fs":250,"unit":"mV","n":2,'
-            b'"samples":[1,Infinity]}',
+            b'"gain":Infinity,"samples":[1,2]}',
             "non_finite",
-            "samples.1",
+            "gain",
         ),
         (
             b'{"v":2,"kind":"ecg","seq":1,"t0":1767225600,"fs":250,"unit":"mV","n":1,'
@@ -140,6 +140,20 @@ def test_bad_payloads_are_rejected_with_a_reason(payload: bytes, reason: str, de
         decode(payload)
     assert err.value.reason == reason
     assert detail in err.value.detail
+
+
+@pytest.mark.parametrize("encoding", ["json", "f32le-b64"])
+def test_nan_and_inf_samples_are_decoded_for_the_room_to_cut_out(encoding: str) -> None:
+    """Issue 11, defect 10: a bad sample is the room's to cut out, not the chunk's end."""
+    samples = np.array([0.5, np.nan, np.inf, -np.inf, 0.25])
+    body: dict[str, Any] = {"v": 1, "kind": "ecg", "seq": 1, "t0": T0, "fs": 250, "unit": "mV"}
+    body.update(n=5, encoding=encoding)
+    if encoding == "json":
+        body["samples"] = samples.tolist()
+    else:
+        body["data"] = base64.b64encode(samples.astype("<f4").tobytes()).decode()
+    out = decode(json.dumps(body).encode())
+    np.testing.assert_array_equal(out.samples, samples)
 
 
 READING = {"v": 1, "kind": "spo2", "seq": 12, "t": T0, "values": {"spo2": 95}}
