@@ -162,6 +162,32 @@ def _samples(p: WaveformPayload) -> np.ndarray[Any, np.dtype[np.float64]]:
     return arr
 
 
+def check_waveform_matches_feed(
+    *,
+    kind: SignalKind,
+    unit: str,
+    fs: float,
+    feed_kind: SignalKind,
+    feed_unit: str,
+    feed_fs: float,
+    source: str = "payload",
+) -> None:
+    """Raise ProtocolError unless a chunk's kind, unit and rate are its feed's.
+
+    The one rule for every transport (an MQTT payload, a serial frame): the rate
+    may differ from the configured one by :data:`FS_TOLERANCE`; anything else is
+    refused, never resampled or converted.
+    """
+    if kind != feed_kind:
+        raise ProtocolError("wrong_kind", f"kind: feed carries {feed_kind}, {source} says {kind}")
+    if unit != feed_unit:
+        raise ProtocolError(
+            "wrong_unit", f"unit: feed is in {feed_unit!r}, {source} says {unit!r}"
+        )
+    if abs(fs - feed_fs) > FS_TOLERANCE * feed_fs:
+        raise ProtocolError("wrong_rate", f"fs: feed is {feed_fs:g} Hz, {source} says {fs:g} Hz")
+
+
 def decode_feed(
     payload: bytes,
     *,
@@ -183,14 +209,9 @@ def decode_feed(
     except ValidationError as exc:
         raise _validation_reason(exc) from exc
     if kind.is_waveform:
-        if wp.kind != kind:
-            raise ProtocolError("wrong_kind", f"kind: feed carries {kind}, payload says {wp.kind}")
-        if wp.unit != unit:
-            raise ProtocolError(
-                "wrong_unit", f"unit: feed is in {unit!r}, payload says {wp.unit!r}"
-            )
-        if abs(wp.fs - fs) > FS_TOLERANCE * fs:
-            raise ProtocolError("wrong_rate", f"fs: feed is {fs} Hz, payload says {wp.fs} Hz")
+        check_waveform_matches_feed(
+            kind=wp.kind, unit=wp.unit, fs=wp.fs, feed_kind=kind, feed_unit=unit, feed_fs=fs
+        )
         return WaveformChunk(
             room=room,
             feed=feed,
