@@ -1,8 +1,10 @@
-"""Feed data integrity through a real broker: bad samples are cut out, not whole chunks.
+"""Feed data integrity through a real broker: bad samples, forged sequence numbers.
 
 Issue 11, defect 10: a NaN sample in an ``f32le-b64`` chunk rejected the whole
 chunk, where docs/topics.md promises the bad samples are cut out and the good
-ones around them kept.
+ones around them kept. Defect 8: one valid reading with ``"seq":
+9007199254740991`` locked the feed out: every real reading after it was
+refused ``out_of_order`` until the device restarted at 0.
 """
 
 from __future__ import annotations
@@ -42,8 +44,16 @@ async def daemon(
             "daemon": {"state_dir": str(tmp_path)},
             "rooms": {
                 "r1": {
-                    "feeds": {"ekg": {"kind": "ecg", "fs": 250, "stale_s": 1e6}},
-                    "checks": {"probe": {}},
+                    "feeds": {
+                        "ekg": {"kind": "ecg", "fs": 250, "stale_s": 1e6},
+                        "spo2": {"kind": "spo2", "stale_s": 1e6},
+                    },
+                    "checks": {
+                        "probe": {},
+                        "numeric_limits": {
+                            "rules": [{"kind": "spo2", "field": "spo2", "below": 90}]
+                        },
+                    },
                 }
             },
         }
@@ -122,3 +132,66 @@ async def test_nan_and_inf_samples_are_cut_out_in_every_encoding(
     assert [round(p.t0 - (T0 + 1), 6) for p in pieces] == [0.0, 0.06, 0.408]
     raised = [m.json() for m in alarms if m.topic == f"{BASE}/alarm"]
     assert [(a["code"], a["priority"]) for a in raised] == [("feed.bad_samples", "low")]
+
+
+def reading(seq: int, spo2: float) -> bytes:
+    return json.dumps(
+        {"v": 1, "kind": "spo2", "seq": seq, "t": T0 + seq % 1000, "values": {"spo2": spo2}}
+    ).encode()
+
+
+def spo2_state(n_received: int) -> Any:
+    def settled(ms: list[Received]) -> bool:
+        states = [m.json() for m in ms if m.topic == f"{BASE}/state"]
+        return bool(states) and states[-1]["feeds"]["spo2"]["received"] == n_received
+
+    return settled
+
+
+FORGED = 2**53 - 1  # 9007199254740991: valid by the schema, far beyond any device's count
+
+
+async def test_one_forged_seq_never_locks_the_feed_out(
+    broker: MosquittoBroker, daemon: Daemon
+) -> None:
+    feed = daemon.pipelines["r1"].feeds["spo2"]
+    async with MqttCollector(broker.port, [f"{BASE}/#"]) as c:
+        await c.publish(f"{BASE}/feed/spo2", reading(1, 97))
+        await c.publish(f"{BASE}/feed/spo2", reading(2, 97))
+        await c.publish(f"{BASE}/feed/spo2", reading(FORGED, 70))  # plausible, forged
+        for seq in range(3, 8):  # the device goes on counting
+            await c.publish(f"{BASE}/feed/spo2", reading(seq, 96))
+        msgs = await c.wait_for(spo2_state(7))
+    state = [m.json() for m in msgs if m.topic == f"{BASE}/state"][-1]
+    assert state["feeds"]["spo2"]["rejected"] == {"seq_jump": 1}
+    assert state["measurements"]["spo2"]["value"] == 96  # never the forged 70
+    assert feed.last_seq == 7
+    codes = [m.json()["code"] for m in msgs if m.topic == f"{BASE}/alarm"]
+    assert "limit.spo2_low" not in codes  # the forged value never reached the check
+    assert "feed.bad_payload" in codes
+
+
+async def test_a_confirmed_forgery_still_gives_the_feed_back_to_its_device(
+    broker: MosquittoBroker, daemon: Daemon
+) -> None:
+    """Two forged payloads in a row confirm each other; the real device's run behind
+    them takes the feed back after a few payloads instead of never."""
+    feed = daemon.pipelines["r1"].feeds["spo2"]
+    async with MqttCollector(broker.port, [f"{BASE}/#"]) as c:
+        await c.publish(f"{BASE}/feed/spo2", reading(1, 97))
+        await c.publish(f"{BASE}/feed/spo2", reading(FORGED - 1, 97))
+        await c.publish(f"{BASE}/feed/spo2", reading(FORGED, 97))
+        for seq in range(2, 12):
+            await c.publish(f"{BASE}/feed/spo2", reading(seq, 85 if seq == 11 else 96))
+        msgs = await c.wait_for(
+            lambda ms: any(
+                m.topic == f"{BASE}/alarm" and m.json()["code"] == "limit.spo2_low" for m in ms
+            )
+        )
+    assert feed.last_seq == 11
+    assert feed.rejected == {"out_of_order": 2}
+    assert feed.received == 1 + 2 + 8  # the two forged ones, then the device from seq 4
+    alarms = [m.json() for m in msgs if m.topic == f"{BASE}/alarm"]
+    low = next(a for a in alarms if a["code"] == "limit.spo2_low")
+    assert low["value"] == 85
+    assert {"feed.seq_gap", "feed.bad_payload"} <= {a["code"] for a in alarms}

@@ -209,3 +209,41 @@ async def test_ten_minute_scenario_on_the_virtual_clock(clock: VirtualClock) -> 
         ("limit.spo2_low", "cleared"),
     ]
     # how fast this runs is measured in bench/scenarios.py, not asserted here
+
+
+async def test_a_jump_beyond_the_devices_rate_waits_for_the_next_payload(
+    clock: VirtualClock,
+) -> None:
+    """Issue 11, defect 8: a far jump is held; the next payload confirms or refutes it."""
+    p, out = make(clock)
+    f = p.feeds["spo2"]
+    p.ingest(spo2(clock, 0, 97))
+    p.ingest(spo2(clock, 5000, 85))  # the device's counter really jumped...
+    assert (f.received, f.last_seq, f.seq.holding) == (1, 0, 5000)
+    assert "spo2" not in p.measurements or p.measurements["spo2"].value == 97
+    p.ingest(spo2(clock, 5001, 86))  # ...and goes on from there: both accepted, in order
+    assert (f.received, f.last_seq, f.seq.holding, f.gaps) == (3, 5001, None, 1)
+    assert dict(f.rejected) == {}
+    assert p.measurements["spo2"].value == 86
+
+    p.ingest(spo2(clock, 900_000, 50))  # held, and nothing confirms it
+    await clock.advance(5.0)
+    p.ingest(spo2(clock, 5002, 96))  # the count goes on: the jump was not the device's
+    assert dict(f.rejected) == {"seq_jump": 1}
+    p.ingest(spo2(clock, 800_000, 50))
+    await clock.advance(11.0)
+    p.tick()  # unconfirmed past the hold time: refused
+    assert dict(f.rejected) == {"seq_jump": 2}
+    assert (f.received, f.last_seq) == (4, 5002)
+    assert ("feed.bad_payload", "raised") in out.transitions()
+
+
+async def test_a_skip_the_elapsed_time_allows_is_accepted_at_once(clock: VirtualClock) -> None:
+    p, _ = make(clock)
+    f = p.feeds["ekg"]
+    p.ingest(ekg(clock, 0, np.zeros(250)))  # one chunk a second
+    await clock.advance(600.0)  # ten minutes of lost data (cable, network)
+    p.ingest(ekg(clock, 600, np.zeros(250)))
+    assert (f.received, f.last_seq, f.gaps, f.seq.holding) == (2, 600, 1, None)
+    p.ingest(ekg(clock, 601 + 40, np.zeros(250)))  # 40 at once: beyond 32 + 2 x rate x 0 s
+    assert (f.received, f.seq.holding) == (2, 641)

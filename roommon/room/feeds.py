@@ -15,7 +15,15 @@ import numpy as np
 
 from roommon.config import FeedConfig
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
-from roommon.core.model import PHYSICAL_RANGE, DataOrigin, FloatArray, SignalKind
+from roommon.core.model import (
+    PHYSICAL_RANGE,
+    DataOrigin,
+    FloatArray,
+    NumericReading,
+    SignalKind,
+    WaveformChunk,
+)
+from roommon.room.sequence import SeqGate
 
 SILENT = ConditionSpec(
     code="feed.silent",
@@ -73,7 +81,7 @@ class FeedRuntime:
     config: FeedConfig
     last_seen_mono: float | None = None
     last_seen_t: float | None = None
-    last_seq: int | None = None
+    seq: SeqGate[WaveformChunk | NumericReading] = field(default_factory=SeqGate)
     received: int = 0
     bad_samples: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -86,6 +94,11 @@ class FeedRuntime:
     @property
     def kind(self) -> SignalKind:
         return self.config.kind
+
+    @property
+    def last_seq(self) -> int | None:
+        """Seq of the last accepted payload."""
+        return self.seq.last
 
     def status(self, mono: float) -> str:
         if self.last_seen_mono is None:

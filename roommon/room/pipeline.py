@@ -49,6 +49,7 @@ from roommon.recovery.service import RoomRecovery
 from roommon.recovery.store import RecoveryStore
 from roommon.recovery.timer import TimerEvent
 from roommon.room.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
+from roommon.room.sequence import SeqDecision
 from roommon.room.workflow import RoomWorkflow
 from roommon.wire.commands import CommandPayload
 from roommon.wire.payloads import (
@@ -69,6 +70,10 @@ ROOM_FAILED = ConditionSpec(
     latching=True,
     description="roommon failed while processing this room: its alarms cannot be trusted",
 )
+#: Nominal rate assumed for a numeric feed's readings when judging a seq jump (they
+#: come at most about once a second; ten leaves room for bursts after a reconnect).
+MAX_READING_HZ = 10.0
+
 #: A failed room's alarm ends this long after its last failure (it stays latched).
 ROOM_FAILED_CLEAR_S = 60.0
 
@@ -228,23 +233,37 @@ class RoomPipeline:
             self._reject(sample.feed, ProtocolError("unknown_feed", "no such feed of that kind"))
             return
         mono = self._clock.monotonic()
-        if feed.last_seq is not None and sample.seq != feed.last_seq + 1:
-            if sample.seq == feed.last_seq:
-                self._reject(sample.feed, ProtocolError("duplicate", f"seq {sample.seq} again"))
-                return
-            if 0 < sample.seq < feed.last_seq:
-                self._reject(
-                    sample.feed,
-                    ProtocolError("out_of_order", f"seq {sample.seq} after {feed.last_seq}"),
-                )
-                return
-            # A skip forward is lost data; a restart at 0 is a device reboot.
+        rate = (
+            sample.fs / len(sample.samples)
+            if isinstance(sample, WaveformChunk) and len(sample.samples)
+            else MAX_READING_HZ
+        )
+        self._sequenced(feed, feed.seq.offer(sample.seq, sample, mono=mono, rate_hz=rate), mono)
+
+    def _sequenced(
+        self, feed: FeedRuntime, d: SeqDecision[WaveformChunk | NumericReading], mono: float
+    ) -> None:
+        """Carry out the feed's sequence decision: refusals, a gap, then the accepted data."""
+        for _item, err in d.rejected:
+            self._reject(feed.name, err)
+        if d.held:
+            log.warning(
+                "feed_seq_jump_held",
+                room=self.room,
+                feed=feed.name,
+                seq=feed.seq.holding,
+                last=feed.last_seq,
+            )
+        if d.gap:
             feed.gaps += 1
             feed.note_problem(SEQ_GAP.code, mono)
-            log.warning(
-                "feed_seq_gap", room=self.room, feed=sample.feed, seq=sample.seq, last=feed.last_seq
-            )
-        feed.last_seq = sample.seq
+            log.warning("feed_seq_gap", room=self.room, feed=feed.name, detail=d.gap)
+        for item in d.accepted:
+            self._accept(feed, item, mono)
+
+    def _accept(
+        self, feed: FeedRuntime, sample: WaveformChunk | NumericReading, mono: float
+    ) -> None:
         feed.last_seen_mono = mono
         feed.origin = self._origin = sample.origin
         self._phase(self.workflow.on_data(self._clock.now()))
@@ -342,6 +361,7 @@ class RoomPipeline:
         for check in self.checks:
             self._call(check, lambda c, ctx: c.on_tick(now, ctx))
         for feed in self.feeds.values():
+            self._sequenced(feed, feed.seq.expire(mono), mono)
             self._conditions(feed.evaluate(mono, self._started, now))
         self._clear_room_failed(mono, now)
         self._publish_alarms(self.engine.tick(now))
