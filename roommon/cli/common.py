@@ -27,16 +27,28 @@ EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
 
 
-def load_or_report(path: str, err: TextIO) -> Config | None:
-    """The validated config, or None after printing one line per problem to ``err``."""
+def load_or_report(path: str, err: TextIO, *, preflight: bool = False) -> Config | None:
+    """The validated config, or None after printing one line per problem to ``err``.
+
+    ``preflight`` (``check-config``, ``run``): also the checks that need more
+    than the file (:mod:`roommon.runtime.preflight`): alarm codes and profile
+    patterns that match nothing, TLS files, credential variables.
+    """
     from roommon.config import load_config
 
     try:
-        return load_config(path)
+        config = load_config(path)
+        if preflight:
+            from roommon.runtime.preflight import preflight_problems
+
+            problems = preflight_problems(config)
+            if problems:
+                raise ConfigError(path, problems)
     except ConfigError as exc:
         for line in exc.lines():
             print(line, file=err)
         return None
+    return config
 
 
 def _number(text: str) -> float:

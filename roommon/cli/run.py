@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_report(args.config, sys.stderr)
+    config = load_or_report(args.config, sys.stderr, preflight=True)
     if config is None:
         return EXIT_USAGE
     from roommon.core.clock import RealClock

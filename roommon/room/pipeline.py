@@ -85,6 +85,26 @@ CHECK_FAILED = ConditionSpec(
 )
 
 
+#: Conditions the room itself reports (not a check's, not a feed's).
+ROOM_CONDITIONS = (ROOM_FAILED, CHECK_FAILED)
+
+
+def build_checks(room: str, config: RoomConfig) -> list[Check]:
+    """The room's configured checks, each given views of the feeds of the kinds it wants."""
+    checks = []
+    for check_name, raw in config.checks.items():
+        cls = CHECKS[check_name]
+        settings = cls.settings_model.model_validate(raw)
+        wanted = cls.needs | cls.optional
+        views = {
+            n: FeedView(name=n, kind=f.kind, fs=f.fs, unit=f.effective_unit)
+            for n, f in config.feeds.items()
+            if f.kind in wanted
+        }
+        checks.append(cls(room=room, settings=settings, feeds=views))
+    return checks
+
+
 class RoomOutput(Protocol):
     """Where a room's results go (the daemon's dispatcher, the demo's console...)."""
 
@@ -135,23 +155,9 @@ class RoomPipeline:
         self._last_timer_mono = -1e18
         self.checks: list[Check] = []
         self._routes: dict[str, list[Check]] = {name: [] for name in self.feeds}
-        for check_name, raw in config.checks.items():
-            cls = CHECKS[check_name]
-            settings = cls.settings_model.model_validate(raw)
-            wanted = cls.needs | cls.optional
-            views = {
-                n: FeedView(
-                    name=n,
-                    kind=f.kind,
-                    fs=f.config.fs,
-                    unit=f.config.effective_unit,
-                )
-                for n, f in self.feeds.items()
-                if f.kind in wanted
-            }
-            check = cls(room=room, settings=settings, feeds=views)
+        for check in build_checks(room, config):
             self.checks.append(check)
-            for n in views:
+            for n in check.feeds:
                 self._routes[n].append(check)
         self.measurements: dict[str, MeasurementValue] = {}
         self._checked: set[str] = set()  # measurement names some check publishes
