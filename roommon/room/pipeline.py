@@ -298,7 +298,11 @@ class RoomPipeline:
             feed.last_seen_t = sample.t
             self._record_reading(sample)
             self._run(sample.feed, lambda c, ctx: c.on_reading(sample, ctx))
-        self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
+        self._feed_health(feed, mono)
+
+    def _feed_health(self, feed: FeedRuntime, mono: float) -> None:
+        """The feed's technical conditions, judged in the room's current phase."""
+        self._conditions(feed.evaluate(mono, self._started, self._clock.now(), self.workflow.phase))
 
     def _record_reading(self, r: NumericReading) -> None:
         """A device's own numbers are measurements too, unless a check of the room publishes
@@ -335,7 +339,7 @@ class RoomPipeline:
         feed.rejected[err.reason] += count
         mono = self._clock.monotonic()
         feed.note_problem(BAD_PAYLOAD.code, mono)
-        self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
+        self._feed_health(feed, mono)
 
     def transport_state(self, feed_name: str, *, up: bool, reason: str = "") -> None:
         with self.guard("transport_state"):
@@ -346,7 +350,7 @@ class RoomPipeline:
         feed = self.feeds[feed_name]
         feed.transport_up = up
         log.info("feed_transport", room=self.room, feed=feed_name, up=up, reason=reason)
-        self._conditions(feed.evaluate(self._clock.monotonic(), self._started, self._clock.now()))
+        self._feed_health(feed, self._clock.monotonic())
         self.publish_state(force=True)
 
     def event(self, event: RoomEvent) -> None:
@@ -368,7 +372,7 @@ class RoomPipeline:
             self._call(check, lambda c, ctx: c.on_tick(now, ctx))
         for feed in self.feeds.values():
             self._sequenced(feed, feed.seq.expire(mono), mono)
-            self._conditions(feed.evaluate(mono, self._started, now))
+            self._feed_health(feed, mono)
         self._clear_room_failed(mono, now)
         self._publish_alarms(self.engine.tick(now))
         seen = [f.last_seen_mono for f in self.feeds.values() if f.last_seen_mono is not None]
