@@ -264,7 +264,8 @@ def cement(clock: VirtualClock, seq: int) -> WaveformChunk:
 
 
 def set_phase(p: RoomPipeline, phase: str) -> None:
-    p.command(CommandPayload(v=1, id="p", room="r1", action="phase_set", phase=phase), client="n")
+    cmd = {"v": 1, "id": "p", "room": "r1", "action": "phase_set", "phase": phase}
+    p.command(CommandPayload.model_validate(cmd), client="n")
 
 
 def cement_alarms(out: CaptureOutput) -> list[tuple[str, str, str]]:
