@@ -20,6 +20,7 @@ from roommon.cli import main
 from roommon.config import load_config, parse_config
 from roommon.runtime.preflight import preflight_problems, room_condition_codes
 from roommon.testing import MosquittoBroker
+from roommon.testing.broker import free_port
 from roommon.transports.broker import BrokerEndpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,3 +317,59 @@ async def test_the_client_certificate_is_presented_to_a_broker_that_requires_one
             without.client(identifier="no-cert", timeout=3) as client,
         ):
             await client.publish("roommon/v1/s/probe", b"1", qos=1)
+
+
+# --------------------------------------------------------------------------- state dir
+
+
+def state_cases(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "roommon.sqlite3").write_bytes(b"this is no database, just bytes" * 200)
+    return {
+        "under_a_file": (a_file / "var", f"{a_file / 'var'}: {a_file} is not a directory"),
+        "not_a_database": (garbage, f"{garbage / 'roommon.sqlite3'} is not an SQLite database"),
+    }
+
+
+@pytest.mark.parametrize("case", ["under_a_file", "not_a_database"])
+def test_a_state_dir_that_cannot_hold_the_store_is_refused_at_check_config_and_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    """Issue 11, defect 2: check-config said ok; run died with a traceback naming no path."""
+    state, message = state_cases(tmp_path)[case]
+    # a free loopback port nobody listens on: should the store open, run connects nowhere
+    head = f'[site]\nid = "s"\n[broker]\nport = {free_port()}\n[daemon]\nstate_dir = "{state}"\n'
+    text = ROOM.replace('[site]\nid = "s"\n', head)
+    code, lines = check_config(tmp_path, text, capsys)
+    assert code == 2
+    assert lines == [f"daemon.state_dir: {message}"]
+
+    # run opens the store itself too (the state dir may change after check-config):
+    # with the preflight's state-dir check off, run's own refusal is the same one line.
+    f = tmp_path / "room.toml"
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_WITHOUT_PREFLIGHT, str(f)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    store = state / "roommon.sqlite3"
+    assert line.startswith(f"roommon run: cannot open {store}: ")
+    assert ("Not a directory" if case == "under_a_file" else "file is not a database") in line
+
+
+#: ``roommon run`` with the preflight's state-dir check switched off, to show what run
+#: does on its own when the store cannot be opened (a state dir broken after check-config).
+RUN_WITHOUT_PREFLIGHT = """
+import sys
+import roommon.runtime.preflight as preflight
+preflight.state_problems = lambda state_dir: []
+from roommon.cli import main
+sys.exit(main(["run", "--config", sys.argv[1]]))
+"""

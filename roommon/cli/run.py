@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     from roommon.core.clock import RealClock
-    from roommon.core.errors import DaemonFailedError
+    from roommon.core.errors import DaemonFailedError, StoreOpenError
     from roommon.core.logs import configure
     from roommon.room.pipeline import RoomOutput
     from roommon.runtime.daemon import Daemon
@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return run_until_signal(main)
+    except StoreOpenError as err:  # an installation problem, like a bad config: exit 2
+        print(f"roommon run: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except DaemonFailedError as err:
         print(f"roommon run: the daemon failed: {err}", file=sys.stderr)
         return EXIT_FAILURE

@@ -44,6 +44,9 @@ from roommon.wire.topics import Topics
 
 log = structlog.get_logger(__name__)
 
+#: The alarm store (outbox and alarm log) in the state dir.
+STORE_FILE = "roommon.sqlite3"
+
 
 class Dispatcher:
     """The daemon's :class:`RoomOutput`: durable outbox for events, retained state, extras."""
@@ -128,7 +131,7 @@ class Daemon:
         self.extra_outputs = list(extra_outputs or [])
         self.use_broker = use_broker
         self.broker = broker or BrokerEndpoint.from_config(config.broker)
-        self._state_path = state_path or config.daemon.state_dir / "roommon.sqlite3"
+        self._state_path = state_path or config.daemon.state_dir / STORE_FILE
         self.counters: Counter[str] = Counter()
         self.store: AlarmStore
         self.link: MqttLink | None = None

@@ -13,7 +13,10 @@ problem one ``(field, message)`` line of a :class:`~roommon.core.errors.ConfigEr
   did not (issue 11, defect 12); the message suggests the nearest code;
 * TLS files named in ``[broker]`` exist and parse (CA bundle, client
   certificate and key);
-* the environment variables ``[broker]`` names for credentials are set.
+* the environment variables ``[broker]`` names for credentials are set;
+* the state dir can be created and written, and an alarm store already in it
+  is an SQLite database (``run`` itself exits 2 naming the path when a store
+  cannot be opened).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from roommon.config import Config, RoomConfig
 from roommon.recovery.timer import RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP
 from roommon.room.feeds import FEED_CONDITIONS
 from roommon.room.pipeline import ROOM_CONDITIONS, build_checks
+from roommon.runtime.daemon import STORE_FILE
 from roommon.runtime.hl7_output import FAILED, REJECTED, UNDELIVERED
 from roommon.transports.broker import BrokerConfig
 
@@ -155,9 +159,35 @@ def credential_problems(broker: BrokerConfig) -> list[tuple[str, str]]:
     return problems
 
 
+#: The first bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def state_problems(state_dir: Path) -> list[tuple[str, str]]:
+    """The state dir can be made and written, and the alarm store in it is a database."""
+    existing = state_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        why = f"{existing} is not a directory" if existing != state_dir else "not a directory"
+        return [("daemon.state_dir", f"{state_dir}: {why}")]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [("daemon.state_dir", f"{state_dir}: {existing} is not writable")]
+    store = state_dir / STORE_FILE
+    if store.exists():
+        try:
+            with store.open("rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            return [("daemon.state_dir", f"{store} cannot be read ({exc.strerror or exc})")]
+        if head and head != SQLITE_HEADER:
+            return [("daemon.state_dir", f"{store} is not an SQLite database")]
+    return []
+
+
 def preflight_problems(config: Config, *, broker: bool = True) -> list[tuple[str, str]]:
-    """Every problem above, in file order: broker first, then the rooms."""
+    """Every problem above, in file order: broker, daemon, then the rooms."""
     out: Iterable[tuple[str, str]] = []
     if broker:
         out = [*tls_problems(config.broker), *credential_problems(config.broker)]
-    return [*out, *condition_problems(config)]
+    return [*out, *state_problems(config.daemon.state_dir), *condition_problems(config)]
