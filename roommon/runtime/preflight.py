@@ -27,6 +27,7 @@ import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
+from roommon.alerts.guarded_store import STORE_UNWRITABLE
 from roommon.config import Config, RoomConfig
 from roommon.recovery.timer import RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP
 from roommon.room.feeds import FEED_CONDITIONS
@@ -42,7 +43,7 @@ HL7_CONDITIONS = (REJECTED, UNDELIVERED, FAILED)
 def room_condition_codes(room_id: str, room: RoomConfig, *, hl7: bool) -> set[str]:
     """Every condition code the room can report with this configuration."""
     specs = [s for check in build_checks(room_id, room) for s in check.condition_specs()]
-    specs += [*FEED_CONDITIONS, *ROOM_CONDITIONS, *RECOVERY_CONDITIONS]
+    specs += [*FEED_CONDITIONS, *ROOM_CONDITIONS, *RECOVERY_CONDITIONS, STORE_UNWRITABLE]
     if hl7:
         specs += HL7_CONDITIONS
     return {s.code for s in specs}

@@ -418,6 +418,12 @@ class StatusMessage(_Out):
     heartbeat_s: float
     rooms: list[str]
     outbox_pending: int = Field(ge=0, description="Alarm events not yet delivered.")
+    durable: bool = Field(
+        default=True,
+        description="False while the alarm store cannot be written: alarms are published "
+        "from memory and a restart would lose them (alarm store.unwritable).",
+    )
+    store_error: str = Field(default="", description="Why the store cannot be written.")
     counters: dict[str, int] = Field(default_factory=dict)
     serial: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
