@@ -22,6 +22,7 @@ import structlog
 from roommon.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
+    exit_status,
     load_or_report,
     non_negative,
     positive,
@@ -103,12 +104,10 @@ async def replay(
                 outputs=outputs,
                 pacer=pacer or RealClock(),
             )
-    except UsageError as exc:
-        print(f"roommon replay: error: {exc}", file=err)
-        return EXIT_USAGE
-    except RecordingError as exc:
-        print(f"roommon replay: {exc}", file=err)
-        return EXIT_USAGE
+    except (UsageError, RecordingError) as exc:
+        what = "error: " if isinstance(exc, UsageError) else ""
+        print(f"roommon replay: {what}{exc}", file=err)
+        return exit_status(exc)
 
 
 def _make_dir(path: str) -> Path:
