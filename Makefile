@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/checks.py
 	$(BIN)/python bench/hl7_out.py
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/scenarios.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
