@@ -1,7 +1,7 @@
 """Command line of roommon.
 
 Commands: run, check-config, demo, checks, alarms, timers, simulate, record, replay,
-ecg-beats.
+ecg-beats, display, display-user.
 
 Exit codes: 0 success, 2 bad configuration or usage, 1 runtime failure.
 """
@@ -20,6 +20,7 @@ from roommon import __version__
 from roommon.clock import RealClock
 from roommon.commandline import EXIT_OK, EXIT_USAGE, load_or_report
 from roommon.config import Config
+from roommon.web.service import parse_listen
 
 EXIT_CONFIG = EXIT_USAGE
 
@@ -66,7 +67,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from roommon.demo import run_demo
 
-    return run_demo(speed=args.speed, minutes=args.minutes, broker=args.broker, seed=args.seed)
+    return run_demo(
+        speed=args.speed,
+        minutes=args.minutes,
+        broker=args.broker,
+        seed=args.seed,
+        display=args.display,
+    )
 
 
 def _parse_since(text: str) -> float:
@@ -127,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=10.0, help="simulated minutes to run")
     p.add_argument("--broker", default=None, help="also publish to mqtt://HOST:PORT")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--display",
+        type=parse_listen,
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve the wall display there (then the room goes on until Ctrl-C)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("checks", help="list every check: feeds, alarms, settings and defaults")
@@ -154,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate.add_parser(sub)
     recording.add_parser(sub)
+
+    from roommon.web import service as display_service
+
+    display_service.add_parser(sub)
 
     return parser
 

@@ -82,6 +82,12 @@ class DaemonConfig(_Section):
     buffer_seconds: float = Field(
         default=60.0, ge=5, le=3600, description="Seconds of each waveform kept in its ring buffer."
     )
+    display_clients: list[Identifier] = Field(
+        default_factory=list,
+        description="MQTT client ids of `roommon display` services. Only commands on these "
+        "clients' topics may carry an `actor` (the signed-in user), which is then logged as "
+        "the actor; the broker ACL must reserve these ids to the display (docs/display.md).",
+    )
 
 
 class SerialPortConfig(_Section):
