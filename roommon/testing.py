@@ -283,3 +283,26 @@ class PtyDevice:
                     os.close(fd)
         self.master = self.slave = -1
         self._old.clear()
+
+
+#: Headless Chromium as the browser tests and the display bench run it (Debian ``chromium``;
+#: Playwright drives it through ``executable_path``, never a downloaded browser).
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+)
+
+
+def chromium_executable() -> str:
+    """The Debian chromium binary, or a clear error naming the package."""
+    path = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
+    if path is None:
+        raise RuntimeError("the chromium binary is needed (Debian package 'chromium')")
+    return path

@@ -109,7 +109,17 @@ const RecoveryUi = (() => {
   }
   function render(el, roomId, t) {
     const key = JSON.stringify([t.state, (t.checks || []).map((c) => c.status), !!R.st.user]);
-    if (el._key !== key) { el.innerHTML = actionsHtml(t); el._key = key; bind(el, roomId); }
+    if (el._key === key) return;
+    // what a nurse has typed survives the rebuild
+    const kept = {};
+    for (const f of el.querySelectorAll("[data-field]")) kept[f.dataset.field] = f.type === "checkbox" ? f.checked : f.value;
+    el.innerHTML = actionsHtml(t); el._key = key; bind(el, roomId);
+    for (const f of el.querySelectorAll("[data-field]")) {
+      const v = kept[f.dataset.field];
+      if (v === undefined) continue;
+      if (f.type === "checkbox") f.checked = v;
+      else if (f.tagName !== "SELECT" || [...f.options].some((o) => o.value === v)) f.value = v;
+    }
   }
   return { checksTable, render, vitalsText };
 })();
