@@ -211,14 +211,17 @@ function render() {
 
 function onEvent(m) {
   if (m.room !== ROOM && m.type !== "snapshot") return;
-  if (m.type === "event" && m.event.name === "cement.injection_started") cement.reset(m.event.t);
-  if (m.type === "event" && m.event.name === "cement.injection_ended") injectionsSeen += 1;
+  if (m.type === "event" && m.event.name === "cement.injection_started") {
+    cement.reset(m.event.t);
+    injectionsSeen = Math.max(injectionsSeen, (m.event.data && m.event.data.injection) || injectionsSeen + 1);
+  }
   if (m.type === "recall" || m.type === "snapshot") loadRecalls();
   if (m.type === "snapshot") {
     const r = R.st.rooms[ROOM];
     const events = r ? r.history.filter((h) => h.kind === "event") : [];
-    injectionsSeen = events.filter((h) => h.name === "cement.injection_ended").length;
-    const started = events.filter((h) => h.name === "cement.injection_started").pop();
+    const starts = events.filter((h) => h.name === "cement.injection_started");
+    injectionsSeen = Math.max(0, ...starts.map((h) => (h.data && h.data.injection) || 0), starts.length ? 1 : 0);
+    const started = starts.pop();
     if (started) cement.reset(started.t);
   }
 }
