@@ -228,6 +228,21 @@ async def test_a_simulated_desaturation_shows_on_the_overview_and_room_page_in_y
     await expect(row.locator(".pill")).to_have_css("background-color", "rgb(242, 197, 0)")
 
 
+async def test_sound_says_it_is_off_until_enabled_then_plays_the_medium_pattern(
+    rig: Rig,
+) -> None:
+    page = rig.room
+    banner = page.locator('[data-banner="sound"]')
+    await expect(banner).to_contain_text("Sound is OFF on this screen")
+    await expect(page.locator("body")).to_have_attribute("data-playing", "medium")
+    assert await page.locator("body").get_attribute("data-bursts") is None  # silent so far
+    await banner.locator("button").click()  # the gesture a browser needs before sound
+    await expect(page.locator("body")).to_have_attribute("data-sound", "on", timeout=TIMEOUT_MS)
+    await expect(banner).to_have_count(0)
+    await expect(page.locator("body")).to_have_attribute("data-bursts", "1", timeout=TIMEOUT_MS)
+    await expect(page.locator("body")).to_have_attribute("data-pattern", "medium:3")
+
+
 async def test_an_action_without_a_session_is_refused(rig: Rig) -> None:
     await expect(rig.room.locator("button[data-ack]")).to_be_disabled()
     alarm_id = await rig.room.locator("button[data-ack]").get_attribute("data-ack")
@@ -282,6 +297,7 @@ async def test_acknowledging_from_the_page_shows_everywhere_and_logs_the_nurse(
     line = tile(rig.overview).locator(".alarmline")
     await expect(line).to_have_attribute("data-alarm-state", "acknowledged", timeout=TIMEOUT_MS)
     await expect(line.locator("[data-astate]")).to_contain_text("acknowledged")
+    await expect(page.locator("body")).to_have_attribute("data-playing", "none")  # sound stops
     with sqlite3.connect(f"file:{rig.state_dir / 'roommon.sqlite3'}?mode=ro", uri=True) as db:
         rows = db.execute(
             "SELECT actor FROM alarm_log WHERE alarm_id = ? AND transition = 'acknowledged'",

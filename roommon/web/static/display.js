@@ -273,14 +273,15 @@ const R = (() => {
         osc.start(t0 + dt); osc.stop(t0 + dt + p.len + 0.01);
       }
       document.body.dataset.bursts = String(Number(document.body.dataset.bursts || 0) + 1);
+      document.body.dataset.pattern = `${p.name}:${p.pulses.length}`;
     }
     function loop() {
       timer = null;
       const want = wanted();
       playing = want;
       document.body.dataset.playing = want;
-      if (want === "none" || !enabled()) return;
-      const p = PATTERNS[want];
+      if (want === "none" || !enabled()) { nextAt = 0; return; }
+      const p = { name: want, ...PATTERNS[want] };
       if (performance.now() >= nextAt) { burst(p); nextAt = performance.now() + p.repeat * 1000; }
       timer = setTimeout(loop, 250);
     }
