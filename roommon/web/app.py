@@ -17,7 +17,6 @@ its page then shows the connection banner instead of silently lagging.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from pathlib import Path
 from types import TracebackType
@@ -107,12 +106,10 @@ class Hub:
 
     def watch(self, client: _Client, room: str | None, sender: Any) -> None:
         if client.watching is not None:
-            listeners = self._view.wave_listeners.get(client.watching, [])
-            with contextlib.suppress(ValueError):
-                listeners.remove(sender)
+            self._view.unwatch(client.watching, sender)
         client.watching = room
         if room is not None:
-            self._view.wave_listeners.setdefault(room, []).append(sender)
+            self._view.watch(room, sender)
 
 
 class DisplayApp:

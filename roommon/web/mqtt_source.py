@@ -9,6 +9,12 @@ daemon's: connect, subscribe, read until it fails, wait a capped jittered
 backoff on the clock, again; the view is told when the link goes up or down,
 so every page can say so.
 
+Waveform feeds are followed only for the rooms some page shows (``waves="shown"``,
+the default: a room's feeds are subscribed while a page watches it), or for
+every room (``waves="all"``: alarm recall then covers every room, at the cost of
+every chunk of every room; see bench/display.py). Numeric feeds are always
+followed: they say whether a room's data are simulated or replayed.
+
 Payloads are parsed here (the edge) and handed to the
 :class:`~roommon.web.site.SiteView` as dicts; one that does not parse is
 counted, logged and skipped. The daemon has already judged every feed
@@ -25,7 +31,7 @@ import random
 import ssl
 import uuid
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import aiomqtt
 import numpy as np
@@ -33,6 +39,7 @@ import structlog
 
 from roommon.clock import Clock
 from roommon.commandline import BrokerTarget
+from roommon.config import Config
 from roommon.mqtt import backoff_delay
 from roommon.topics import PREFIX, Topics
 from roommon.web.site import Message, SiteView, wave_kind
@@ -79,6 +86,8 @@ class MqttSource:
         client_id: str,
         view: SiteView,
         clock: Clock,
+        config: Config | None = None,
+        waves: Literal["shown", "all"] = "shown",
         rng: random.Random | None = None,
     ) -> None:
         self._target = target
@@ -93,6 +102,18 @@ class MqttSource:
         self._task: asyncio.Task[None] | None = None
         self._base = f"{PREFIX}/{site}"
         self.connects = 0
+        self._waves = waves if config is not None else "all"
+        self._wave_feeds: dict[str, list[str]] = {}  # room -> its waveform feeds
+        self._reading_feeds: list[str] = []  # topics of every numeric feed
+        for room_id, room in (config.rooms.items() if config is not None else []):
+            for name, feed in room.feeds.items():
+                if feed.kind.is_waveform:
+                    self._wave_feeds.setdefault(room_id, []).append(name)
+                else:
+                    self._reading_feeds.append(self._topics.feed(room_id, name))
+        self._shown: set[str] = set()
+        self._shown_changed = asyncio.Event()
+        view.watch_listeners.append(self._on_shown)
 
     async def __aenter__(self) -> Self:
         self._tg = asyncio.TaskGroup()
@@ -112,17 +133,49 @@ class MqttSource:
         await self._tg.__aexit__(exc_type, exc, tb)
 
     def subscriptions(self) -> list[str]:
+        """What the display always follows; waveforms of shown rooms come and go."""
         b = self._base
+        feeds = [f"{b}/+/feed/+"] if self._waves == "all" else self._reading_feeds
         return [
             f"{b}/+/alarm",
             f"{b}/+/state",
             f"{b}/+/event",
             f"{b}/+/timer",
             f"{b}/+/timer/event",
-            f"{b}/+/feed/+",
+            *feeds,
             f"{b}/status/+",
             f"{b}/+/reply/{self.client_id}",
         ]
+
+    def _on_shown(self, rooms: set[str]) -> None:
+        self._shown = set(rooms)
+        self._shown_changed.set()
+
+    def wave_topics(self) -> set[str]:
+        if self._waves == "all":
+            return set()
+        return {
+            self._topics.feed(room, feed)
+            for room in self._shown
+            for feed in self._wave_feeds.get(room, [])
+        }
+
+    async def _follow_shown(self, client: aiomqtt.Client) -> None:
+        """Follow the waveform feeds of the rooms some page shows, and only those."""
+        followed: set[str] = set()
+        while True:
+            self._shown_changed.clear()
+            wanted = self.wave_topics()
+            for topic in sorted(wanted - followed):
+                await client.subscribe(topic, qos=0)
+            for topic in sorted(followed - wanted):
+                await client.unsubscribe(topic)
+            followed = wanted
+            await self._shown_changed.wait()
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self.handle(str(message.topic), message.payload)
 
     def _tls(self) -> ssl.SSLContext | None:
         if not self._target.tls:
@@ -140,7 +193,9 @@ class MqttSource:
                     identifier=self.client_id,
                     username=t.username,
                     password=t.password,
-                    protocol=aiomqtt.ProtocolVersion.V5,
+                    # 3.1.1: the display needs no v5 feature, and paho builds a v5
+                    # properties object for every message (a third of the CPU at 100 rooms)
+                    protocol=aiomqtt.ProtocolVersion.V311,
                     keepalive=t.keepalive_s,
                     tls_context=self._tls(),
                     timeout=10,
@@ -152,10 +207,13 @@ class MqttSource:
                     attempt = 0
                     self._view.set_link(True)
                     log.info("display_mqtt_connected", host=t.host, port=t.port)
-                    async for message in client.messages:
-                        self.handle(str(message.topic), message.payload)
-            except aiomqtt.MqttError as exc:
-                log.warning("display_mqtt_disconnected", error=str(exc))
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._read(client), name="display-mqtt-reader")
+                        tg.create_task(self._follow_shown(client), name="display-mqtt-waves")
+            except* aiomqtt.MqttError as eg:
+                log.warning(
+                    "display_mqtt_disconnected", error="; ".join(str(e) for e in eg.exceptions)
+                )
             finally:
                 self._client = None
                 self._view.set_link(False)

@@ -17,6 +17,7 @@ import getpass
 import signal
 import sys
 from pathlib import Path
+from typing import Literal
 
 from roommon.clock import Clock, RealClock
 from roommon.commandline import (
@@ -60,6 +61,7 @@ class DisplayService:
         broker: str | None = None,
         client_id: str | None = None,
         session_idle_s: float = 900.0,
+        waves: Literal["shown", "all"] = "shown",
     ) -> None:
         self.view = SiteView(site=config.site.id, clock=clock, config=config)
         self.source = MqttSource(
@@ -68,6 +70,8 @@ class DisplayService:
             client_id=client_id or display_client_id(config.site.id),
             view=self.view,
             clock=clock,
+            config=config,
+            waves=waves,
         )
         self.sessions = Sessions(accounts=users, clock=clock, idle_s=session_idle_s)
         self.app = DisplayApp(
@@ -113,7 +117,7 @@ def cmd_display(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         async with DisplayService(
             config=config, users=users, host=host, port=port, clock=clock,
-            broker=args.broker, client_id=args.client_id,
+            broker=args.broker, client_id=args.client_id, waves=args.waves,
         ) as service:
             print(f"roommon display: {service.url}/ (site {config.site.id})", flush=True)
             await stop.wait()
@@ -154,6 +158,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8090), help="HOST:PORT")
     p.add_argument("--broker", default=None, help="mqtt://HOST:PORT instead of the config's")
     p.add_argument("--client-id", default=None, help="MQTT client id (daemon.display_clients)")
+    p.add_argument(
+        "--waves",
+        choices=["shown", "all"],
+        default="shown",
+        help="follow the waveforms of the rooms a page shows (default), or of every room "
+        "(alarm recall for every room, more CPU)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_display)
 

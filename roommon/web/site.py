@@ -157,6 +157,9 @@ class SiteView:
         self.daemons: dict[str, Message] = {}
         self.listeners: list[Listener] = []
         self.wave_listeners: dict[str, list[Listener]] = {}
+        #: Told the set of rooms some page shows, whenever it changes (the MQTT source
+        #: then follows those rooms' waveform feeds).
+        self.watch_listeners: list[Callable[[set[str]], None]] = []
         self.recalls: dict[str, Message] = {}
         self._pending: list[PendingRecall] = []
         self.link_connected = False
@@ -181,6 +184,26 @@ class SiteView:
             view = self.rooms[room] = RoomView(room=room, name=room)
         view.updated = self.last_message = self._clock.now()
         return view
+
+    def watch(self, room: str, listener: Listener) -> None:
+        self.wave_listeners.setdefault(room, []).append(listener)
+        self._watched_changed()
+
+    def unwatch(self, room: str, listener: Listener) -> None:
+        listeners = self.wave_listeners.get(room, [])
+        if listener in listeners:
+            listeners.remove(listener)
+        if not listeners:
+            self.wave_listeners.pop(room, None)
+        self._watched_changed()
+
+    def shown_rooms(self) -> set[str]:
+        return set(self.wave_listeners)
+
+    def _watched_changed(self) -> None:
+        shown = self.shown_rooms()
+        for listener in list(self.watch_listeners):
+            listener(shown)
 
     # ------------------------------------------------------------------ inputs
 
