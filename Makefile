@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ecg_accuracy.py
 	$(BIN)/python bench/checks.py
+	$(BIN)/python bench/display.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -306,6 +306,12 @@ async def test_acknowledging_from_the_page_shows_everywhere_and_logs_the_nurse(
     assert rows == [(USER,)]
 
 
+ORANGE_DRAWN = """() => { const c = document.getElementById('cement-canvas');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i+1] > 120 && d[i+2] < 110) n++;
+  return n > 200; }"""
+
+
 def timer_of(ms: list[Received]) -> dict[str, Any] | None:
     timers = ms_on(ms, f"{BASE}/timer")
     return timers[-1].json() if timers else None
@@ -328,6 +334,8 @@ async def test_a_nurse_records_a_check_and_the_timer_advances_and_countdowns_mat
     ms = await rig.collector.wait_for(running, within=20)
     timer = timer_of(ms)
     assert timer is not None
+    # the room page shows r1, so the display follows its waveform feeds: the injection's curve
+    await rig.room.wait_for_function(ORANGE_DRAWN, timeout=TIMEOUT_MS)
     station = await rig.nurse.new_page()
     await station.goto(f"{rig.service.url}/recovery")
     card = station.locator('.rcard[data-room="r1"]')

@@ -88,17 +88,33 @@ class Sweep {
   }
 }
 
-// The cement pressure of the current (or last) injection, against its limit.
+// The cement pressure of the current (or last) injection, against its limit. Samples are
+// kept by absolute time, so chunks that arrive before the injection's start event count.
 class CementCurve {
-  constructor(canvas) { this.canvas = canvas; this.ctx = canvas.getContext("2d"); this.reset(null); }
-  reset(start) { this.start = start; this.t = []; this.v = []; this.dirty = true; }
-  push(t0, fs, samples) {
-    if (this.start === null) return;
-    for (let i = 0; i < samples.length; i++) {
-      const t = t0 + i / fs;
-      if (t >= this.start) { this.t.push(t - this.start); this.v.push(samples[i]); }
+  constructor(canvas) {
+    this.canvas = canvas; this.ctx = canvas.getContext("2d");
+    this.start = null; this.ts = []; this.vs = []; this.t = []; this.v = []; this.dirty = true;
+  }
+  reset(start) { this.start = start; this.select(); }
+  select() {
+    this.t = []; this.v = [];
+    if (this.start !== null) {
+      for (let i = 0; i < this.ts.length; i++) {
+        if (this.ts[i] >= this.start) { this.t.push(this.ts[i] - this.start); this.v.push(this.vs[i]); }
+      }
     }
-    if (this.t.length > 30000) { this.t.splice(0, 10000); this.v.splice(0, 10000); }
+    this.dirty = true;
+  }
+  push(t0, fs, samples) {
+    for (let i = 0; i < samples.length; i++) { this.ts.push(t0 + i / fs); this.vs.push(samples[i]); }
+    if (this.ts.length > 30000) { this.ts.splice(0, 10000); this.vs.splice(0, 10000); }
+    if (this.start !== null) {
+      for (let i = 0; i < samples.length; i++) {
+        const t = t0 + i / fs;
+        if (t >= this.start) { this.t.push(t - this.start); this.v.push(samples[i]); }
+      }
+      if (this.t.length > 30000) { this.t.splice(0, 10000); this.v.splice(0, 10000); }
+    }
     this.dirty = true;
   }
   draw(limit) {
