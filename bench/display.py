@@ -36,8 +36,8 @@ import aiomqtt
 import numpy as np
 from playwright.async_api import Page, async_playwright
 
-from roommon.clock import RealClock
 from roommon.config import parse_config
+from roommon.core.clock import RealClock
 from roommon.testing import CHROMIUM_ARGS, MosquittoBroker, chromium_executable, free_port
 from roommon.web.auth import set_account
 from roommon.web.service import DisplayService

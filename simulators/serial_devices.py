@@ -5,7 +5,7 @@ values in, the device's byte format out. The tests feed these bytes to the
 drivers (directly or through a real pseudo-terminal), and ``roommon simulate``
 / the demo can drive a serial feed end to end with them. :func:`write_paced`
 writes frames to a file descriptor (a pty master, a real serial port) paced by
-a :class:`~roommon.clock.Clock`.
+a :class:`~roommon.core.clock.Clock`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from roommon.clock import Clock
+from roommon.core.clock import Clock
 from roommon.drivers.nonin import (
     FRAMES_PER_PACKET,
     NONIN_START,

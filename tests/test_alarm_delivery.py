@@ -10,12 +10,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from roommon.clock import VirtualClock
 from roommon.config import parse_config
-from roommon.daemon import Daemon
-from roommon.model import NumericReading, SignalKind
-from roommon.payloads import SCHEMA_DIR
+from roommon.core.clock import VirtualClock
+from roommon.core.model import NumericReading, SignalKind
+from roommon.runtime.daemon import Daemon
 from roommon.testing import MosquittoBroker, MqttCollector, Received
+from roommon.wire.registry import SCHEMA_DIR
 
 pytestmark = pytest.mark.broker
 

@@ -16,11 +16,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from roommon.clock import RealClock
 from roommon.config import Config, parse_config
-from roommon.daemon import Daemon
-from roommon.payloads import SCHEMA_DIR
+from roommon.core.clock import RealClock
+from roommon.runtime.daemon import Daemon
 from roommon.testing import MosquittoBroker, MqttCollector, Received
+from roommon.wire.registry import SCHEMA_DIR
 
 pytestmark = pytest.mark.broker
 
@@ -247,7 +247,7 @@ async def test_status_goes_offline_when_the_daemon_dies_or_stops(
 async def test_heartbeat_refreshes_the_retained_status_on_the_daemon_clock(
     broker: MosquittoBroker, tmp_path: Path
 ) -> None:
-    from roommon.clock import VirtualClock
+    from roommon.core.clock import VirtualClock
 
     clock = VirtualClock()
     cfg = parse_config(config_dict(broker.port, tmp_path / "state"))

@@ -32,8 +32,8 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from roommon.clock import RealClock
 from roommon.config import parse_config
+from roommon.core.clock import RealClock
 from roommon.testing import (
     CHROMIUM_ARGS,
     MosquittoBroker,

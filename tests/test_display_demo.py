@@ -19,8 +19,8 @@ from pathlib import Path
 
 from playwright.async_api import Page, async_playwright, expect
 
-from roommon.clock import RealClock
-from roommon.demo import DEMO_PASSWORD, DEMO_USER, DemoRun
+from roommon.cli.demo import DEMO_PASSWORD, DEMO_USER, DemoRun
+from roommon.core.clock import RealClock
 from roommon.testing import CHROMIUM_ARGS, chromium_executable
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from roommon.clock import VirtualClock
 from roommon.config import Config, parse_config
-from roommon.daemon import Daemon
-from roommon.errors import ConfigError
+from roommon.core.clock import VirtualClock
+from roommon.core.errors import ConfigError
+from roommon.runtime.daemon import Daemon
 from roommon.testing import CaptureOutput
 from roommon.web.app import DisplayApp, DisplayServer
 from roommon.web.auth import MAX_FAILURES, Sessions, read_accounts, set_account, verify_password

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.clock import VirtualClock
+from roommon.core.clock import VirtualClock
+from roommon.core.model import DataOrigin, NumericReading, SignalKind
 from roommon.drivers import DRIVERS, MasimoAsciiDriver
 from roommon.drivers.base import Driver
-from roommon.model import DataOrigin, NumericReading, SignalKind
 from simulators.serial_devices import encode_masimo_line
 
 NOW = 1_767_225_600.0

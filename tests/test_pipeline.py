@@ -6,13 +6,16 @@ import math
 from typing import Any
 
 import numpy as np
+import pytest
 
-from roommon.clock import VirtualClock
+from roommon.checks import CHECKS
 from roommon.config import Config, parse_config
-from roommon.errors import ProtocolError
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
-from roommon.pipeline import RoomPipeline
+from roommon.core.clock import VirtualClock
+from roommon.core.errors import ProtocolError
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.room.pipeline import RoomPipeline
 from roommon.testing import CaptureOutput
+from roommon.testing.checks import ProbeCheck
 
 
 def room_config(**overrides: Any) -> Config:
@@ -136,17 +139,22 @@ async def test_required_feed_never_seen_is_alarmed(clock: VirtualClock) -> None:
     assert out.events[0].feed == "spo2"
 
 
-async def test_bad_samples_never_reach_checks_and_good_ones_do(clock: VirtualClock) -> None:
-    p, out = make(clock)
+async def test_bad_samples_never_reach_checks_and_good_ones_do(
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(CHECKS, ProbeCheck.name, ProbeCheck)
+    p, out = make(clock, checks={"probe": {}})
     samples = np.linspace(0, 1, 250)
     samples[100:110] = np.nan
     samples[200] = 1e9  # physically impossible for an EKG in mV
     p.ingest(ekg(clock, 0, samples))
-    buf = p.feeds["ekg"].buffer
-    assert buf is not None
+    probe = p.checks[0]
+    assert isinstance(probe, ProbeCheck)
     assert p.feeds["ekg"].bad_samples == 11
-    assert buf.total == 239
-    assert np.isfinite(buf.latest(239)).all()
+    got = probe.samples()
+    assert got.shape == (239,)
+    assert np.isfinite(got).all()
+    assert np.array_equal(got, np.delete(samples, [*range(100, 110), 200]))
     p.tick()
     assert ("feed.bad_samples", "raised") in out.transitions()
 

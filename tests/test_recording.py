@@ -21,22 +21,13 @@ from mcap.writer import Writer
 
 from roommon.checks.ecg import EcgSettings
 from roommon.checks.spo2 import DESAT, DESAT_CRITICAL
-from roommon.clock import RealClock, VirtualClock
+from roommon.cli import build_parser, main
+from roommon.cli.record import channel_describer, record, topic_schema
+from roommon.cli.replay import replay
 from roommon.config import Config, load_config
-from roommon.daemon import Daemon
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
-from roommon.payloads import encode_reading, encode_waveform
-from roommon.recording import (
-    RECORDER_TOPIC,
-    FeedRecorder,
-    McapRecording,
-    build_parser,
-    main,
-    open_recording,
-    record,
-    replay,
-    topic_schema,
-)
+from roommon.core.clock import RealClock, VirtualClock
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.runtime.daemon import Daemon
 from roommon.testing import (
     LOOPBACK,
     CaptureOutput,
@@ -44,6 +35,9 @@ from roommon.testing import (
     MqttCollector,
     free_port,
 )
+from roommon.transports.mcap_files import RECORDER_TOPIC, McapRecording, open_recording
+from roommon.transports.subscriber import FeedRecorder
+from roommon.wire.payloads import encode_reading, encode_waveform
 from simulators.ecg import EcgSimulator
 
 SITE = "hosp"
@@ -436,7 +430,8 @@ async def test_an_unfinished_recording_replays_up_to_its_last_flush(
     src = open_recording(two_minutes[0])
     path = tmp_path / "live.mcap"
     cut = tmp_path / "killed.mcap"
-    with McapRecording(path=path, site=SITE, config=config, info={"site": SITE}) as rec:
+    describe = channel_describer(SITE, config)
+    with McapRecording(path=path, info={"site": SITE}, describe=describe) as rec:
         for i, m in enumerate(src.messages()):
             rec.write(m.topic, m.data, received=m.log_ns / 1e9)
             if i == 120:  # about the first minute
@@ -464,7 +459,8 @@ async def test_replay_raises_what_the_live_daemon_raised_when_and_as_it_did(
     clock = VirtualClock(start=src[0].log_ns / 1e9)
     live = CaptureOutput()
     path = tmp_path / "live.mcap"
-    with McapRecording(path=path, site=SITE, config=config, info={"site": SITE}) as rec:
+    describe = channel_describer(SITE, config)
+    with McapRecording(path=path, info={"site": SITE}, describe=describe) as rec:
         async with Daemon(
             config=config, clock=clock, use_broker=False, extra_outputs=[live],
             state_path=tmp_path / "live-state" / "roommon.sqlite3",
@@ -473,7 +469,7 @@ async def test_replay_raises_what_the_live_daemon_raised_when_and_as_it_did(
                 await clock.advance(m.log_ns / 1e9 - clock.now())
                 rec.write(m.topic, m.data, received=clock.now())
                 feed = m.topic.rsplit("/", 1)[1]
-                daemon.ingest_payload(daemon.pipelines[ROOM], feed, m.data)
+                daemon.ingest.payload(ROOM, feed, m.data)
             await clock.advance(0)
     replayed = CaptureOutput()
     code, _, _ = await run_replay([str(path), "--config", str(write_config(tmp_path))],
@@ -529,7 +525,7 @@ def test_a_signal_finishes_the_file(
 ) -> None:
     out_path = tmp_path / "signalled.mcap"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "roommon.recording", "record", "--config",
+        [sys.executable, "-m", "roommon", "record", "--config",
          str(write_config(tmp_path, port=broker.port)), "--out", str(out_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

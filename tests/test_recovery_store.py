@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from roommon.clock import VirtualClock
+from roommon.core.clock import VirtualClock
 from roommon.recovery import RecoveryPlan, RecoveryTimer, TimerEvent
 from roommon.recovery.messages import event_message
 from roommon.recovery.store import CommandRecord, RecoveryStore

@@ -5,20 +5,27 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from roommon.checks.base import RoomEvent
-from roommon.clock import VirtualClock
+from roommon.core.clock import VirtualClock
+from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
 from roommon.recovery import OverdueEscalation, RecoveryPlan, RecoveryTimer, TimerEvent
-from roommon.recovery.messages import TimerAlarm, event_message
+from roommon.recovery.messages import event_message
 from roommon.recovery.timer import CLOCK_JUMP_THRESHOLD_S, RECOVERY_CHECK_OVERDUE
+from roommon.wire.timer import TimerAlarm
 
 PLAN = RecoveryPlan()  # 2 h / 3 h, q15 for 1 h then q30, grace 5 min, auto-confirm 30 min
 
 
 def injection(name: str, t: float, *, last: float | None = None, n: int = 1) -> RoomEvent:
-    data: dict[str, object] = {"injection": n}
-    if last is not None:
-        data.update(started_t=t - 120, last_injecting_t=last, peak_kpa=900.0)
-    return RoomEvent(name=f"cement.injection_{name}", t=t, feed="cement", data=data)
+    if name == "started":
+        return InjectionStarted(t=t, feed="cement", injection=n)
+    return InjectionEnded(
+        t=t,
+        feed="cement",
+        injection=n,
+        started_t=t - 120,
+        last_injecting_t=t if last is None else last,
+        peak_kpa=900.0,
+    )
 
 
 def kinds(events: list[TimerEvent]) -> list[tuple[str, int | None]]:

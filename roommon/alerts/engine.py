@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
-from roommon.clock import iso
-from roommon.config import AlarmOverride, EscalationConfig, RoomConfig
-from roommon.errors import CommandError
-from roommon.model import DataOrigin
-from roommon.payloads import AlarmEventMessage, AlarmSummary, NotifyMessage, Transition
-from roommon.workflow import Phase
+from roommon.alerts.settings import AlarmOverride, AlarmRoomSettings, EscalationConfig
+from roommon.core.clock import iso
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.errors import CommandError
+from roommon.core.model import DataOrigin
+from roommon.core.phases import Phase
+from roommon.wire.payloads import AlarmEventMessage, AlarmSummary, NotifyMessage, Transition
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +98,7 @@ class RoomAlarms:
         *,
         site: str,
         room: str,
-        config: RoomConfig,
+        config: AlarmRoomSettings,
         next_seq: int = 1,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:

@@ -36,7 +36,6 @@ import numpy as np
 import structlog
 from pydantic import Field, model_validator
 
-from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.checks.base import (
     Check,
     CheckContext,
@@ -45,9 +44,10 @@ from roommon.checks.base import (
     FeedView,
     Measurement,
 )
+from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.model import FloatArray, SignalKind, WaveformChunk
 from roommon.ecg.heart_rate import HeartRate
 from roommon.ecg.qrs import QrsDetector
-from roommon.model import FloatArray, SignalKind, WaveformChunk
 
 log = structlog.get_logger(__name__)
 

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 
 try:
     # lfilter's compiled core. lfilter spends ~8 µs per call validating and

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import find_peaks
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 from roommon.signal.summaries import sum_of
 
 try:

@@ -25,7 +25,7 @@ from typing import Any, Protocol, Self
 import structlog
 from aiohttp import WSMsgType, web
 
-from roommon.clock import Clock
+from roommon.core.clock import Clock
 from roommon.web.auth import Session, Sessions
 from roommon.web.site import Message, SiteView
 from roommon.web.texts import refusal_text

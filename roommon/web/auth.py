@@ -21,9 +21,9 @@ from pathlib import Path
 
 import structlog
 
-from roommon.clock import Clock
-from roommon.errors import ConfigError
-from roommon.ids import validate_identifier
+from roommon.core.clock import Clock
+from roommon.core.errors import ConfigError
+from roommon.core.ids import validate_identifier
 
 log = structlog.get_logger(__name__)
 

@@ -14,13 +14,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from roommon.alerts.engine import Outgoing
-from roommon.model import NumericReading, WaveformChunk
-from roommon.payloads import RoomEventMessage, RoomStateMessage
-from roommon.recovery.messages import TimerEventMessage, TimerMessage
+from roommon.core.model import NumericReading, WaveformChunk
 from roommon.web.site import Message, SiteView
+from roommon.wire.payloads import RoomEventMessage, RoomStateMessage
+from roommon.wire.timer import TimerEventMessage, TimerMessage
 
 if TYPE_CHECKING:
-    from roommon.daemon import Daemon
+    from roommon.runtime.daemon import Daemon
 
 
 class DisplayOutput:

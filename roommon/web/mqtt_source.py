@@ -28,7 +28,6 @@ import base64
 import binascii
 import json
 import random
-import ssl
 import uuid
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -37,12 +36,11 @@ import aiomqtt
 import numpy as np
 import structlog
 
-from roommon.clock import Clock
-from roommon.commandline import BrokerTarget
 from roommon.config import Config
-from roommon.mqtt import backoff_delay
-from roommon.topics import PREFIX, Topics
+from roommon.core.clock import Clock
+from roommon.transports.broker import BrokerEndpoint
 from roommon.web.site import Message, SiteView, wave_kind
+from roommon.wire.topics import PREFIX, Topics
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +79,7 @@ class MqttSource:
     def __init__(
         self,
         *,
-        target: BrokerTarget,
+        target: BrokerEndpoint,
         site: str,
         client_id: str,
         view: SiteView,
@@ -177,29 +175,14 @@ class MqttSource:
         async for message in client.messages:
             self.handle(str(message.topic), message.payload)
 
-    def _tls(self) -> ssl.SSLContext | None:
-        if not self._target.tls:
-            return None
-        return ssl.create_default_context(cafile=self._target.ca_file)
-
     async def _supervise(self) -> None:
         attempt = 0
         t = self._target
         while True:
             try:
-                async with aiomqtt.Client(
-                    t.host,
-                    t.port,
-                    identifier=self.client_id,
-                    username=t.username,
-                    password=t.password,
-                    # 3.1.1: the display needs no v5 feature, and paho builds a v5
-                    # properties object for every message (a third of the CPU at 100 rooms)
-                    protocol=aiomqtt.ProtocolVersion.V311,
-                    keepalive=t.keepalive_s,
-                    tls_context=self._tls(),
-                    timeout=10,
-                ) as client:
+                # 3.1.1: the display needs no v5 feature, and paho builds a v5
+                # properties object for every message (a third of the CPU at 100 rooms)
+                async with t.client(identifier=self.client_id, mqtt311=True) as client:
                     for topic in self.subscriptions():
                         await client.subscribe(topic, qos=1)
                     self._client = client
@@ -217,11 +200,8 @@ class MqttSource:
             finally:
                 self._client = None
                 self._view.set_link(False)
-            delay = backoff_delay(
-                attempt, initial=t.reconnect_initial_s, cap=t.reconnect_max_s, rng=self._rng
-            )
+            await t.backoff().wait(attempt, self._clock, self._rng)
             attempt += 1
-            await self._clock.sleep(delay)
 
     # ------------------------------------------------------------------ inbound
 

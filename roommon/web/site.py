@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import structlog
 
-from roommon.clock import Clock
 from roommon.config import Config
-from roommon.model import SignalKind
+from roommon.core.clock import Clock
+from roommon.core.model import SignalKind
 from roommon.web.texts import alarm_text
 
 log = structlog.get_logger(__name__)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from functools import cache
 
 from roommon.checks import CHECKS
-from roommon.feeds import FEED_CONDITIONS
-from roommon.pipeline import CHECK_FAILED
 from roommon.recovery.timer import RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP
+from roommon.room.feeds import FEED_CONDITIONS
+from roommon.room.pipeline import CHECK_FAILED
 
 #: Command refusal tokens (docs/topics.md) -> what the person is told.
 REFUSALS: dict[str, str] = {
