@@ -4,6 +4,7 @@ the daemon's trust in a display's actor, the view's recall strips and health."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import tomllib
 from collections.abc import AsyncIterator
@@ -231,3 +232,21 @@ def test_waveform_payloads_decode_in_every_documented_encoding() -> None:
         1.0, 2.0]
     with pytest.raises(ValueError, match="base64"):
         decode_wave({"kind": "ecg", "fs": 250, "t0": 1e9, "encoding": "f32le-b64", "data": "!"})
+
+
+def test_display_commands_refuse_a_bad_accounts_file_and_a_short_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from roommon.cli import main
+
+    bad = tmp_path / "users"
+    bad.write_text("kim plaintext\n")
+    site = Path(__file__).resolve().parents[1] / "config" / "example-room.toml"
+    assert main(["display", "--config", str(site), "--users", str(bad)]) == 2
+    assert "line 1: expected 'NAME scrypt" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["display-user", "--users", str(tmp_path / "u2"), "kim"]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("long enough\n"))
+    assert main(["display-user", "--users", str(tmp_path / "u2"), "kim"]) == 0
+    assert verify_password("long enough", read_accounts(tmp_path / "u2")["kim"])
