@@ -56,60 +56,75 @@ async def drawn_fraction(page: Page, selector: str) -> float:
 
 async def test_demo_display_overview_room_alarm_and_nurses_station(tmp_path: Path) -> None:
     shots = ROOT / "docs" if os.environ.get("ROOMMON_SCREENSHOTS") == "docs" else tmp_path
-    async with (
-        DemoRun(state_dir=tmp_path, broker=None, seed=1, out=io.StringIO(),
-                display=("127.0.0.1", 0)) as run,
-        async_playwright() as pw,
-    ):
-        assert run.display is not None
-        url = run.display.url
-        browser = await pw.chromium.launch(
-            executable_path=chromium_executable(), args=list(CHROMIUM_ARGS)
-        )
-        context = await browser.new_context(viewport={"width": 1280, "height": 860})
-        overview, room = await context.new_page(), await context.new_page()
-        await overview.goto(f"{url}/")
-        await room.goto(f"{url}/room/proc1")
-        tile = overview.locator('.tile[data-room="proc1"]')
-        await expect(tile).to_be_visible(timeout=TIMEOUT_MS)
+    async with async_playwright() as pw:
+        async with DemoRun(state_dir=tmp_path, broker=None, seed=1, out=io.StringIO(),
+                           display=("127.0.0.1", 0)) as run:
+            assert run.display is not None
+            url = run.display.url
+            browser = await pw.chromium.launch(
+                executable_path=chromium_executable(), args=list(CHROMIUM_ARGS)
+            )
+            context = await browser.new_context(viewport={"width": 1280, "height": 860})
+            overview, room = await context.new_page(), await context.new_page()
+            await overview.goto(f"{url}/")
+            await room.goto(f"{url}/room/proc1")
+            tile = overview.locator('.tile[data-room="proc1"]')
+            await expect(tile).to_be_visible(timeout=TIMEOUT_MS)
 
-        # the scripted desaturation to 86 %: medium, yellow, in words
-        await run_until(run, lambda: alarm_active(run, "spo2.desat"), paced_from=700)
-        await expect(tile).to_have_attribute("data-priority", "medium", timeout=TIMEOUT_MS)
-        await expect(tile.locator("[data-alarm-text]")).to_have_text("SpO2 below the low limit")
-        await expect(tile.locator(".origin")).to_have_text("SIMULATED DATA")
+            # the scripted desaturation to 86 %: medium, yellow, in words
+            await run_until(run, lambda: alarm_active(run, "spo2.desat"), paced_from=700)
+            await expect(tile).to_have_attribute("data-priority", "medium", timeout=TIMEOUT_MS)
+            await expect(tile.locator("[data-alarm-text]")).to_have_text("SpO2 below the low limit")
+            await expect(tile.locator(".origin")).to_have_text("SIMULATED DATA")
 
-        # the pressure spike of the second injection: high, red, on the room page
-        await run_until(run, lambda: alarm_active(run, "cement.over_pressure"), paced_from=372)
-        row = room.locator('#alarm-list tr[data-priority="high"]')
-        await expect(row.locator("[data-alarm-text]")).to_contain_text(
-            "Cement injection pressure above the configured maximum", timeout=TIMEOUT_MS)
-        await expect(row.locator(".pill")).to_have_css("background-color", "rgb(224, 32, 27)")
-        await expect(tile).to_have_attribute("data-priority", "high")
-        await expect(room.locator("[data-injections]")).to_have_text("1")
-        assert await drawn_fraction(room, "#ekg-canvas") > 0.005
-        assert await drawn_fraction(room, "#cement-canvas") > 0.005
-        await room.screenshot(path=str(shots / "display-room-alarm.png"), full_page=True)
-        await overview.screenshot(path=str(shots / "display-overview.png"))
+            # the pressure spike of the second injection: high, red, on the room page
+            await run_until(run, lambda: alarm_active(run, "cement.over_pressure"), paced_from=372)
+            row = room.locator('#alarm-list tr[data-priority="high"]')
+            await expect(row.locator("[data-alarm-text]")).to_contain_text(
+                "Cement injection pressure above the configured maximum", timeout=TIMEOUT_MS)
+            await expect(row.locator(".pill")).to_have_css("background-color", "rgb(224, 32, 27)")
+            await expect(tile).to_have_attribute("data-priority", "high")
+            await expect(room.locator("[data-injections]")).to_have_text("1")
+            assert await drawn_fraction(room, "#ekg-canvas") > 0.005
+            assert await drawn_fraction(room, "#cement-canvas") > 0.005
+            await room.screenshot(path=str(shots / "display-room-alarm.png"), full_page=True)
+            await overview.screenshot(path=str(shots / "display-overview.png"))
 
-        # recovery: the nurses' station, signed in
-        timer_on = run.daemon.pipelines["proc1"].recovery.timer
-        await run_until(run, lambda: bool(timer_on.running) and run.second > 490, paced_from=486)
-        station = await context.new_page()
-        await station.goto(f"{url}/recovery")
-        form = station.locator("form[data-signin]")
-        await form.locator('input[name="user"]').fill(DEMO_USER)
-        await form.locator('input[name="password"]').fill(DEMO_PASSWORD)
-        await form.locator("button").click()
-        await expect(station.locator("[data-user]")).to_have_text(DEMO_USER)
-        card = station.locator('.rcard[data-room="proc1"]')
-        await expect(card.locator('[data-countdown="minimum"] [data-left]')).to_be_visible(
-            timeout=TIMEOUT_MS)
-        timer = run.daemon.pipelines["proc1"].recovery.snapshot(run.clock.now())
-        assert timer.min_deadline is not None
-        await expect(card.locator('[data-countdown="minimum"]')).to_have_attribute(
-            "data-epoch", repr(timer.min_deadline))
-        await station.screenshot(path=str(shots / "display-recovery.png"))
+            # recovery: the nurses' station, signed in
+            timer_on = run.daemon.pipelines["proc1"].recovery.timer
+            await run_until(
+                run, lambda: bool(timer_on.running) and run.second > 490, paced_from=486
+            )
+            station = await context.new_page()
+            await station.goto(f"{url}/recovery")
+            form = station.locator("form[data-signin]")
+            await form.locator('input[name="user"]').fill(DEMO_USER)
+            await form.locator('input[name="password"]').fill(DEMO_PASSWORD)
+            await form.locator("button").click()
+            await expect(station.locator("[data-user]")).to_have_text(DEMO_USER)
+            card = station.locator('.rcard[data-room="proc1"]')
+            await expect(card.locator('[data-countdown="minimum"] [data-left]')).to_be_visible(
+                timeout=TIMEOUT_MS)
+            timer = run.daemon.pipelines["proc1"].recovery.snapshot(run.clock.now())
+            assert timer.min_deadline is not None
+            await expect(card.locator('[data-countdown="minimum"]')).to_have_attribute(
+                "data-epoch", repr(timer.min_deadline))
+            await station.screenshot(path=str(shots / "display-recovery.png"))
+
+            # alarm recall: the over-pressure's strip, 10 s before to 5 s after its onset
+            row = room.locator("#alarm-history tr[data-recall]").filter(
+                has_text="Cement injection pressure above the configured maximum")
+            await row.first.click()
+            recall = room.locator("#recall")
+            await expect(recall).to_be_visible(timeout=TIMEOUT_MS)
+            await expect(recall.locator("h3")).to_contain_text("10 s before, 5 s after")
+            assert await drawn_fraction(room, '#recall canvas[data-recall-feed="ekg"]') > 0.002
+            assert await drawn_fraction(room, '#recall canvas[data-recall-feed="cement"]') > 0.002
+
+        # the demo (and its display service) gone: every open page says so
+        await expect(station.locator('[data-banner="service"]')).to_contain_text(
+            "No connection to the display service", timeout=TIMEOUT_MS)
+        await expect(overview.locator('[data-banner="service"]')).to_be_visible()
         await browser.close()
     for name in ("display-overview.png", "display-room-alarm.png", "display-recovery.png"):
         assert (shots / name).stat().st_size > 10_000
