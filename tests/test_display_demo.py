@@ -67,6 +67,7 @@ async def test_demo_display_overview_room_alarm_and_nurses_station(tmp_path: Pat
             context = await browser.new_context(viewport={"width": 1280, "height": 860})
             overview, room = await context.new_page(), await context.new_page()
             await overview.goto(f"{url}/")
+            await room.set_viewport_size({"width": 1280, "height": 1110})  # the whole wall
             await room.goto(f"{url}/room/proc1")
             tile = overview.locator('.tile[data-room="proc1"]')
             await expect(tile).to_be_visible(timeout=TIMEOUT_MS)
@@ -87,7 +88,7 @@ async def test_demo_display_overview_room_alarm_and_nurses_station(tmp_path: Pat
             await expect(room.locator("[data-injections]")).to_have_text("1")
             assert await drawn_fraction(room, "#ekg-canvas") > 0.005
             assert await drawn_fraction(room, "#cement-canvas") > 0.005
-            await room.screenshot(path=str(shots / "display-room-alarm.png"), full_page=True)
+            await room.screenshot(path=str(shots / "display-room-alarm.png"))
             await overview.screenshot(path=str(shots / "display-overview.png"))
 
             # recovery: the nurses' station, signed in
