@@ -29,7 +29,8 @@ T0 = 1_767_225_600.0
 
 
 def schema(name: str) -> dict[str, Any]:
-    return json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    loaded: dict[str, Any] = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    return loaded
 
 
 def validate(name: str, payload: Any) -> None:
@@ -262,7 +263,11 @@ async def test_heartbeat_refreshes_the_retained_status_on_the_daemon_clock(
         for beat in range(1, 6):
             await clock.advance(1.0)  # heartbeat_s = 1
             # each beat is retained latest-wins: wait for it before making the next one
-            msgs = await c.wait_for(lambda ms, n=beat: len({m.json()["t"] for m in ms}) > n)
+
+            def beats_seen(ms: list[Received], n: int = beat) -> bool:
+                return len({m.json()["t"] for m in ms}) > n
+
+            msgs = await c.wait_for(beats_seen)
     beats = sorted({m.json()["t"] for m in msgs})
     assert all(b - a == pytest.approx(1.0) for a, b in itertools.pairwise(beats))
     for m in msgs:

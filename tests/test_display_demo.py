@@ -19,7 +19,7 @@ from pathlib import Path
 
 from playwright.async_api import Page, async_playwright, expect
 
-from roommon.cli.demo import DEMO_PASSWORD, DEMO_USER, DemoRun
+from roommon.cli.demo_room import DEMO_PASSWORD, DEMO_USER, DemoRun
 from roommon.core.clock import RealClock
 from roommon.testing import CHROMIUM_ARGS, chromium_executable
 

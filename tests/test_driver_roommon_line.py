@@ -23,9 +23,10 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "serial-protocol.md"
 NOW = 1_767_225_600.0
 
 
-def make(**kw: object) -> RoommonLineDriver:
+def make(*, device_id: str | None = None) -> RoommonLineDriver:
     return RoommonLineDriver(
-        room="or1", feed="cement", origin=DataOrigin.LIVE, clock=VirtualClock(start=NOW), **kw
+        room="or1", feed="cement", origin=DataOrigin.LIVE, clock=VirtualClock(start=NOW),
+        device_id=device_id,
     )
 
 

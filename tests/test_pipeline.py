@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,7 @@ def ekg(clock: VirtualClock, seq: int, samples: np.ndarray) -> WaveformChunk:
 
 
 async def feed_seconds(
-    p: RoomPipeline, clock: VirtualClock, start_seq: int, values: list[float]
+    p: RoomPipeline, clock: VirtualClock, start_seq: int, values: Sequence[float]
 ) -> int:
     """Feed one SpO2 reading and one EKG second per virtual second, ticking as the daemon does."""
     seq = start_seq
@@ -185,22 +186,26 @@ async def test_sequence_gap_duplicate_and_reorder(clock: VirtualClock) -> None:
     assert ("feed.seq_gap", "raised") in out.transitions()
 
 
-async def test_unavailable_value_is_never_compared_to_a_limit(clock: VirtualClock) -> None:
+async def test_an_unavailable_reading_never_clears_an_active_desaturation(
+    clock: VirtualClock,
+) -> None:
+    """NaN (the device's "no value") during a desaturation is not a normal value: the alarm
+    must stay up. Compared with the limit, NaN < 90 is False and would clear it; the
+    guard in the limits check must skip it. (Checked: with the guard removed this fails.)"""
     p, out = make(clock)
-    await feed_seconds(p, clock, 0, [math.nan] * 30)
-    assert out.transitions("limit.spo2_low") == []
+    seq = await feed_seconds(p, clock, 0, [84] * 30)
+    assert out.transitions("limit.spo2_low") == [("limit.spo2_low", "raised")]
+    await feed_seconds(p, clock, seq, [math.nan] * 30)
+    assert out.transitions("limit.spo2_low") == [("limit.spo2_low", "raised")]
+    assert [a.spec.code for a in p.engine.alarms()] == ["limit.spo2_low"]
 
 
-async def test_ten_minute_scenario_runs_in_well_under_a_second(clock: VirtualClock) -> None:
-    import time
-
+async def test_ten_minute_scenario_on_the_virtual_clock(clock: VirtualClock) -> None:
     p, out = make(clock)
-    wall = time.perf_counter()
     await feed_seconds(p, clock, 0, [97] * 200 + [84] * 100 + [97] * 300)
-    elapsed = time.perf_counter() - wall
     assert clock.monotonic() == 600.0
     assert out.transitions("limit.spo2_low") == [
         ("limit.spo2_low", "raised"),
         ("limit.spo2_low", "cleared"),
     ]
-    assert elapsed < 1.0, f"10 virtual minutes took {elapsed:.2f} s of wall time"
+    # how fast this runs is measured in bench/scenarios.py, not asserted here

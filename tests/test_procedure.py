@@ -5,7 +5,6 @@ and the procedure phases (with their alarm profiles) along the way."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from roommon.config import parse_config
@@ -58,11 +57,11 @@ def room(**extra: Any) -> Any:
 
 
 def nurse(action: str, **fields: Any) -> NurseCommand:
-    return NurseCommand(v=1, id=action, room="r1", action=action, **fields)  # type: ignore[arg-type]
+    body = {"v": 1, "id": action, "room": "r1", "action": action, **fields}
+    return NurseCommand.model_validate(body)
 
 
 async def test_whole_procedure_from_injections_to_discharge() -> None:
-    wall = time.perf_counter()
     clock = VirtualClock()
     cfg = room()
     out = CaptureOutput()
@@ -168,9 +167,11 @@ async def test_whole_procedure_from_injections_to_discharge() -> None:
     assert len(ids) == len(set(ids))
 
     # check 5 went overdue: an alarm, escalated to the charge nurse, cleared once done
-    overdue = [(e.transition, e.feed) for e in out.events if e.code == "recovery.check_overdue"]
-    assert overdue[:2] == [("raised", "check5"), ("escalated", "check5")]
-    assert ("cleared", "check5") in overdue
+    transitions = [
+        (e.transition, e.feed) for e in out.events if e.code == "recovery.check_overdue"
+    ]
+    assert transitions[:2] == [("raised", "check5"), ("escalated", "check5")]
+    assert ("cleared", "check5") in transitions
     escalated = next(
         o
         for o in out.outgoing
@@ -185,6 +186,7 @@ async def test_whole_procedure_from_injections_to_discharge() -> None:
     assert final.extended_s == 1800
     done_with_vitals = [c for c in final.checks if c.vitals]
     assert done_with_vitals
+    assert done_with_vitals[0].vitals is not None
     assert "spo2" in done_with_vitals[0].vitals
     assert p.workflow.phase == "ready_for_discharge"
     phases = [e.data["to"] for e in out.room_events if e.name == "phase.changed"]
@@ -199,7 +201,6 @@ async def test_whole_procedure_from_injections_to_discharge() -> None:
         "recovery",
         "ready_for_discharge",
     ]
-    assert time.perf_counter() - wall < 30  # hours of procedure in seconds of wall time
 
 
 def cmd_mixed() -> Any:

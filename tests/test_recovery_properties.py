@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roommon.core.errors import CommandError
-from roommon.recovery import RecoveryPlan, RecoveryTimer, TimerEvent
 from roommon.recovery.messages import apply_command
-from roommon.recovery.plan import CheckSegment
+from roommon.recovery.plan import CheckSegment, RecoveryPlan
+from roommon.recovery.timer import RecoveryTimer, TimerEvent
 from roommon.wire.timer import NurseCommand
 
 T0 = 1_767_225_600.0

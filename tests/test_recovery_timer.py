@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 from roommon.core.clock import VirtualClock
 from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
-from roommon.recovery import OverdueEscalation, RecoveryPlan, RecoveryTimer, TimerEvent
 from roommon.recovery.messages import event_message
-from roommon.recovery.timer import CLOCK_JUMP_THRESHOLD_S, RECOVERY_CHECK_OVERDUE
+from roommon.recovery.plan import RecoveryPlan
+from roommon.recovery.timer import (
+    CLOCK_JUMP_THRESHOLD_S,
+    RECOVERY_CHECK_OVERDUE,
+    OverdueEscalation,
+    RecoveryTimer,
+    TimerEvent,
+)
 from roommon.wire.timer import TimerAlarm
 
 PLAN = RecoveryPlan()  # 2 h / 3 h, q15 for 1 h then q30, grace 5 min, auto-confirm 30 min
@@ -41,7 +46,6 @@ def assert_once(events: list[TimerEvent]) -> None:
 
 
 async def test_whole_procedure_two_injections_checks_overdue_extension_end() -> None:
-    wall_start = time.perf_counter()
     clock = VirtualClock()
     t0 = clock.now()
     timer = RecoveryTimer(room="or1")
@@ -108,8 +112,6 @@ async def test_whole_procedure_two_injections_checks_overdue_extension_end() -> 
             events += timer.extend(seconds=1800, reason="pain on mobilisation", by="dr-b", at=now)
             extended = True
 
-    elapsed = time.perf_counter() - wall_start
-    assert elapsed < 1.0, f"3 h recovery took {elapsed:.2f} s of wall time"
     assert_once(events)
     counts = Counter(e.kind for e in events)
     # q15 x4 in the first hour, q30 to 3 h (4), then q30 through the 30 min extension (1).

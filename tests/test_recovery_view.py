@@ -11,7 +11,8 @@ import pytest
 
 from roommon.cli.timers import add_parser, render, run_timers
 from roommon.core.clock import VirtualClock
-from roommon.recovery import RecoveryPlan, RecoveryTimer
+from roommon.recovery.plan import RecoveryPlan
+from roommon.recovery.timer import RecoveryTimer
 from roommon.testing import LOOPBACK, MosquittoBroker
 from roommon.wire.timer import TimerAlarm, TimerMessage
 from roommon.wire.topics import Topics

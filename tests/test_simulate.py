@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from roommon.cli import build_parser, main
-from roommon.cli.simulate import Pacer, device_streams, simulate
+from roommon.cli.simulate import simulate
 from roommon.config import Config, parse_config
 from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.model import DataOrigin, FloatArray, NumericReading, SignalKind, WaveformChunk
@@ -37,6 +37,8 @@ from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector, free_
 from roommon.transports.backoff import Backoff
 from roommon.transports.serial import LinkState, SerialFeed
 from roommon.wire.payloads import decode_feed
+from simulators.device_streams import device_streams
+from simulators.pacing import Pacer
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = "simsite"
@@ -491,7 +493,7 @@ async def test_daemon_reads_the_simulated_serial_device(tmp_path: Path) -> None:
             )
             async with asyncio.timeout(TIMEOUT):
                 assert await proc.wait() == 0
-            counters = daemon.serial[0].feed.counters
+            counters = daemon.serial[0].driver.counters
             assert counters.frames_good == 21
             assert (dict(counters.frames_bad), counters.bytes_discarded) == ({}, 0)
             assert (dict(feeds["ekg"].rejected), dict(feeds["nibp"].rejected)) == ({}, {})

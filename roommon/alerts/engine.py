@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import structlog
 
@@ -36,6 +37,10 @@ ConditionKey = tuple[str, str, str]  # (room, feed, code)
 
 #: Pause scope meaning "every feed of the room".
 WHOLE_ROOM = "*"
+
+
+#: active; acknowledged; latched (the condition is gone, the alarm not yet reset).
+AlarmState = Literal["active", "acknowledged", "latched"]
 
 
 @dataclass(slots=True)
@@ -62,7 +67,7 @@ class Alarm:
     check: str
     since: float
     origin: DataOrigin
-    state: str = "active"  # active | acknowledged | latched (condition gone, not reset)
+    state: AlarmState = "active"
     acknowledged: bool = False
     acked_at: float | None = None
     condition_present: bool = True

@@ -1,8 +1,9 @@
 """Command line of roommon: one module per subcommand, exit codes decided here.
 
-Each subcommand module registers its parser (``add_parser``) with light
-imports only and loads what it needs when it runs, so ``roommon --version``,
-``check-config``, ``alarms`` and ``timers`` start without scipy.
+Each subcommand module registers its parser (``add_parser``). :func:`main`
+imports only the module of the subcommand being run (``--help`` and
+``--version`` import none), so a command starts with what it uses: ``roommon
+--version``, ``check-config``, ``alarms`` and ``timers`` never load scipy.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 """
@@ -18,24 +19,26 @@ from roommon import __version__
 from roommon.cli.common import EXIT_FAILURE, EXIT_USAGE
 from roommon.core.errors import ConfigError, RoommonError, UsageError
 
-#: Subcommand modules of :mod:`roommon.cli`, in the order ``--help`` lists them.
-COMMANDS = (
-    "run",
-    "check_config",
-    "demo",
-    "checks",
-    "alarms",
-    "timers",
-    "simulate",
-    "record",
-    "replay",
-    "ecg_beats",
-    "display",
-    "display_user",
-)
+#: Subcommand -> (module of :mod:`roommon.cli`, one-line help), in ``--help`` order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "run the daemon"),
+    "check-config": ("check_config", "validate a config file"),
+    "demo": ("demo", "run a simulated procedure room in-process"),
+    "checks": ("checks", "list every check: feeds, alarms, settings and defaults"),
+    "alarms": ("alarms", "list logged alarm events and alarm-burden figures"),
+    "timers": ("timers", "show every room's recovery timer live, from the broker"),
+    "simulate": ("simulate", "drive simulated device feeds into a running daemon (MQTT or serial)"),
+    "record": ("record", "record device feeds from the broker to an MCAP file"),
+    "replay": ("replay", "replay a recording through a daemon on a virtual clock"),
+    "ecg-beats": ("ecg_beats", "print the detected beats of a WFDB record"),
+    "display": ("display", "serve the wall display and nurses' station (web)"),
+    "display-user": ("display_user", "add or change a display account"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser. With ``argv``, only the subcommand it names is fully built
+    (the others are listed with their help), so only that module is imported."""
     parser = argparse.ArgumentParser(
         prog="roommon",
         description="Procedure-room monitoring daemon. Not a certified medical device.",
@@ -43,14 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"roommon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"roommon.cli.{name}").add_parser(sub)
+    chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        if argv is None or name == chosen:
+            importlib.import_module(f"roommon.cli.{module}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; the roommon errors that reach here become exit codes."""
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(argv).parse_args(argv)
     try:
         result: int = args.func(args)
     except UsageError as err:

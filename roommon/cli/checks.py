@@ -8,10 +8,10 @@ descriptions), so it cannot drift from the code.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from roommon.checks import CHECKS
-from roommon.checks.base import Check
-from roommon.room.feeds import FEED_CONDITIONS
+if TYPE_CHECKING:
+    from roommon.checks.base import Check
 
 
 def describe_check(cls: type[Check]) -> list[str]:
@@ -43,6 +43,9 @@ def describe_check(cls: type[Check]) -> list[str]:
 
 
 def describe() -> str:
+    from roommon.checks import CHECKS
+    from roommon.room.feeds import FEED_CONDITIONS
+
     out = ["Checks (configure with [rooms.ROOM.checks.NAME]; override alarms by code):", ""]
     for cls in CHECKS.values():
         out += [*describe_check(cls), ""]

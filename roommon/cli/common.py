@@ -1,6 +1,6 @@
 """Pieces the subcommands share: argparse number types, config loading that prints
 the config's problems one per line, the broker to talk to (config or ``--broker``
-URL), and MQTT CONNACK codes worth retrying.
+URL), and the one signal handling of every long-running command.
 
 ``roommon run``, ``check-config``, ``simulate``, ``record`` and ``replay`` all
 load a config the same way and report a bad one the same way (exit 2).
@@ -14,11 +14,13 @@ import contextlib
 import math
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from roommon.config import Config, load_config
 from roommon.core.errors import ConfigError
-from roommon.transports.broker import BrokerEndpoint
+
+if TYPE_CHECKING:
+    from roommon.config import Config
+    from roommon.transports.broker import BrokerEndpoint
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -27,6 +29,8 @@ EXIT_USAGE: Final = 2
 
 def load_or_report(path: str, err: TextIO) -> Config | None:
     """The validated config, or None after printing one line per problem to ``err``."""
+    from roommon.config import load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -64,6 +68,8 @@ def non_negative(text: str) -> float:
 def broker_target(config: Config, url: str | None) -> BrokerEndpoint:
     """The config's broker, or ``--broker mqtt[s]://HOST[:PORT]`` (credentials still from
     the environment variables the config names); a malformed URL is a UsageError."""
+    from roommon.transports.broker import BrokerEndpoint
+
     return BrokerEndpoint.from_config(config.broker, url=url)
 
 

@@ -15,7 +15,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import structlog
 
@@ -26,15 +26,16 @@ from roommon.cli.common import (
     non_negative,
     positive,
 )
-from roommon.cli.console import ConsoleOutput, print_burden
 from roommon.config import Config
 from roommon.core.clock import Clock, RealClock, VirtualClock, iso
 from roommon.core.errors import UsageError
 from roommon.core.logs import configure
-from roommon.room.pipeline import RoomOutput
-from roommon.runtime.daemon import Daemon
-from roommon.runtime.replay import check_fit, replay_config, replay_messages
-from roommon.transports.mcap_files import RecordingError, RecordingFile, open_recording, to_ns
+from roommon.transports.broker import parse_broker_url
+
+if TYPE_CHECKING:
+    from roommon.room.pipeline import RoomOutput
+    from roommon.transports.mcap_files import RecordingFile
+
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +58,12 @@ async def replay(
 ) -> int:
     """``roommon replay``: the exit status. ``outputs`` also receive everything the
     replay daemon publishes (for embedding and tests)."""
+    from roommon.runtime.replay import check_fit, replay_config
+    from roommon.transports.mcap_files import RecordingError, open_recording, to_ns
+
     try:
+        if args.broker is not None:
+            parse_broker_url(args.broker)  # a bad address is said before anything is read
         config = load_or_report(args.config, err)
         if config is None:
             return EXIT_USAGE
@@ -125,6 +131,10 @@ async def _replay_run(
     outputs: Sequence[RoomOutput],
     pacer: Clock,
 ) -> int:
+    from roommon.cli.console import ConsoleOutput, print_burden
+    from roommon.runtime.daemon import Daemon
+    from roommon.runtime.replay import replay_messages
+
     clock = VirtualClock(start=start_ns / 1e9)
     console = ConsoleOutput(clock, out)
     pace = "as fast as possible" if speed == 0 else f"{speed:g}x real time"

@@ -104,6 +104,13 @@ class Dispatcher:
             extra.state(message)
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups: what actually went wrong."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
 class Daemon:
     def __init__(
         self,
@@ -212,7 +219,6 @@ class Daemon:
         :class:`DaemonFailedError`: never a silent death.
         """
         errors: list[BaseException] = []
-        task = asyncio.current_task()
         for t in self._tasks:
             t.cancel()
         assert self._tg is not None
@@ -220,21 +226,24 @@ class Daemon:
             await self._tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as eg:
             errors.extend(eg.exceptions)
-        # A failure inside the TaskGroup cancelled us and was then un-cancelled; an
-        # outside cancellation (a shutdown) is still pending and is re-raised below.
-        cancelled = task is not None and task.cancelling() > 0
-        if not errors and not cancelled:
+        except asyncio.CancelledError:
+            pass  # an outside cancellation (re-raised on return), or the link's TaskGroup's
+        link_ok = self.link is None or self.link.healthy
+        if not errors and link_ok:
             with contextlib.suppress(StoreError):
                 for pipeline in self.pipelines.values():
                     pipeline.publish_state(force=True)
-        if self.link is not None:
-            if not errors and self.link.healthy:
+            if self.link is not None:
                 await self.link.goodbye(self.status_payload("offline", "shutdown"))
+        if self.link is not None:
             try:
-                await self.link.__aexit__(None, None, None)
+                await self.link.__aexit__(exc_type, exc, tb)
             except BaseExceptionGroup as eg:
                 errors.extend(eg.exceptions)
+            except asyncio.CancelledError:
+                pass
         await self._stack.aclose()
+        errors = [leaf for e in errors for leaf in _leaves(e)]
         if errors:
             self.failure = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
             for e in errors:
