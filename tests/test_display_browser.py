@@ -86,6 +86,23 @@ target_s = 1200
 checks = [{{ every_s = 300, until_s = 1200 }}]
 grace_s = 300
 confirm_s = 1
+[rooms.r2]
+name = "Procedure room 2"
+[rooms.r2.feeds.cement]
+kind = "cement_pressure"
+fs = 50
+required = false
+stale_s = 3600
+[rooms.r2.checks.cement]
+end_after_s = 2.0
+[rooms.r2.alarms."cement.no_mix_time"]
+enabled = false
+[rooms.r2.recovery.default]
+min_bed_rest_s = 600
+target_s = 1200
+checks = [{{ every_s = 1, until_s = 1200 }}]
+grace_s = 1
+confirm_s = 1
 """
 TIMEOUT_MS = 15_000
 
@@ -317,15 +334,21 @@ def timer_of(ms: list[Received]) -> dict[str, Any] | None:
     return timers[-1].json() if timers else None
 
 
-async def test_a_nurse_records_a_check_and_the_timer_advances_and_countdowns_match(
-    rig: Rig,
-) -> None:
+async def inject(rig: Rig, room: str) -> None:
+    """One injection that ended just now, as the cement pump's feed reports it."""
     now = RealClock().now()
-    levels = [0.0] * 2 + [1500.0] * 4 + [0.0] * 6  # one injection that then ends
+    levels = [0.0] * 2 + [1500.0] * 4 + [0.0] * 6
     for i, level in enumerate(levels):
         chunk = {"v": 1, "kind": "cement_pressure", "seq": i + 1, "t0": now - 12 + i, "fs": 50,
                  "unit": "kPa", "n": 50, "samples": [level] * 50, "origin": "simulated"}
-        await rig.collector.publish(f"{BASE}/feed/cement", json.dumps(chunk).encode())
+        await rig.collector.publish(f"roommon/v1/{SITE}/{room}/feed/cement",
+                                    json.dumps(chunk).encode())
+
+
+async def test_a_nurse_records_a_check_and_the_timer_advances_and_countdowns_match(
+    rig: Rig,
+) -> None:
+    await inject(rig, "r1")
 
     def running(ms: list[Received]) -> bool:
         t = timer_of(ms)
@@ -375,6 +398,16 @@ async def test_a_nurse_records_a_check_and_the_timer_advances_and_countdowns_mat
             "SELECT actor FROM history WHERE kind = 'check_done' AND entry = 'event'"
         ).fetchall()
     assert actors == [(USER,)]
+
+    # a second room whose first check goes overdue: it moves to the top, in red
+    await inject(rig, "r2")
+    r2 = station.locator('.rcard[data-room="r2"]')
+    await expect(r2).to_have_class(re.compile("is-overdue"), timeout=TIMEOUT_MS)
+    await expect(r2.locator("[data-overdue]").first).to_contain_text("OVERDUE")
+    await expect(station.locator(".rcard").first).to_have_attribute("data-room", "r2")
+    await expect(station.locator(".rcard").nth(1)).to_have_attribute("data-room", "r1")
+    overdue = rig.overview.locator('.tile[data-room="r2"] .recovery .overdue').first
+    await expect(overdue).to_have_css("background-color", "rgb(224, 32, 27)")
     await station.close()
 
 
@@ -384,7 +417,8 @@ async def test_killing_the_daemon_shows_the_offline_banner(rig: Rig) -> None:
     rig.daemon.send_signal(signal.SIGKILL)
     rig.daemon.wait()
     await expect(banner).to_have_text(
-        "roommon offline: these rooms are not monitored: Procedure room 1", timeout=TIMEOUT_MS
+        "roommon offline: these rooms are not monitored: Procedure room 1, Procedure room 2",
+        timeout=TIMEOUT_MS,
     )
     await expect(rig.room.locator('[data-banner="offline"]')).to_be_visible()
     await expect(tile(rig.overview).locator('[data-num="spo2"]')).to_have_class(
