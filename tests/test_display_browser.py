@@ -321,6 +321,10 @@ async def test_acknowledging_from_the_page_shows_everywhere_and_logs_the_nurse(
             (alarm_id,),
         ).fetchall()
     assert rows == [(USER,)]
+    # audio pause from the page: every tile says so, with the time left
+    await page.locator("button[data-audio-pause]").click()
+    await expect(line.locator("[data-astate]")).to_contain_text(
+        re.compile(r"audio paused, \d+:\d\d left"), timeout=TIMEOUT_MS)
 
 
 ORANGE_DRAWN = """() => { const c = document.getElementById('cement-canvas');
