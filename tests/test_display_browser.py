@@ -358,7 +358,7 @@ async def test_a_nurse_records_a_check_and_the_timer_advances_and_countdowns_mat
         t = timer_of(ms)
         return t is not None and t["state"] in ("unconfirmed", "confirmed")
 
-    ms = await rig.collector.wait_for(running, within=20)
+    ms = await rig.collector.wait_for(running, within=30)
     timer = timer_of(ms)
     assert timer is not None
     # the room page shows r1, so the display follows its waveform feeds: the injection's curve
@@ -375,7 +375,9 @@ async def test_a_nurse_records_a_check_and_the_timer_advances_and_countdowns_mat
         await expect(shown.locator("[data-at]")).to_have_text(at)
         left = await shown.locator("[data-left]").inner_text()
         minutes, seconds = (int(x) for x in left.split(":"))
-        assert abs(minutes * 60 + seconds - (timer[key] - RealClock().now())) <= 3
+        # shown each second from the deadline and the service's clock (a loaded machine
+        # may delay the page's redraw by a second or two)
+        assert abs(minutes * 60 + seconds - (timer[key] - RealClock().now())) <= 5
     await card.locator('select[data-field="check_no"]').select_option("1")
     await card.locator('input[data-field="note"]').fill("legs warm, no pain")
     await card.locator('button[data-act="check_done"]').click()
@@ -390,7 +392,7 @@ async def test_a_nurse_records_a_check_and_the_timer_advances_and_countdowns_mat
         t = timer_of(ms)
         return t is not None and t["next_check"] is not None and t["next_check"]["no"] == 2
 
-    ms = await rig.collector.wait_for(advanced)
+    ms = await rig.collector.wait_for(advanced, within=20)
     done = timer_of(ms)
     assert done is not None
     check = done["checks"][0]

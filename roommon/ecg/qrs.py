@@ -68,6 +68,7 @@ class _Scipy:
             cls.signal = scipy.signal
         return cls.signal
 
+
 IntArray = npt.NDArray[np.int64]
 
 MIN_FS: Final = 125.0

@@ -16,7 +16,7 @@ from roommon.testing.broker import LOOPBACK, MosquittoBroker, free_port
 from roommon.testing.browser import CHROMIUM_ARGS, chromium_executable
 from roommon.testing.capture import CaptureOutput
 from roommon.testing.collector import MqttCollector, Received
-from roommon.testing.pty import PtyDevice
+from roommon.testing.pty import Pty, PtyDevice
 
 __all__ = [
     "CHROMIUM_ARGS",
@@ -24,6 +24,7 @@ __all__ = [
     "CaptureOutput",
     "MosquittoBroker",
     "MqttCollector",
+    "Pty",
     "PtyDevice",
     "Received",
     "chromium_executable",
