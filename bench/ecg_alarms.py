@@ -8,7 +8,8 @@ tables, then the noise-stress table and the throughput:
 **Beat table**: Se / +P of the streaming detector per record and gross (150 ms
 window, beat annotations, ventricular flutter excluded), as
 ``bench/ecg_accuracy.py`` scores them; records without beat annotations (vfdb)
-have no row; detections inside VF episodes are not scored either. Gross is given with and without the paced records.
+have no row; detections inside VF episodes are not scored either. Gross is
+given with and without the paced records.
 
 **Alarm table**, per record and in total:
 

@@ -45,8 +45,10 @@ from roommon.checks.base import (
     FeedView,
     Measurement,
 )
+from roommon.ecg.beats import BeatClassifier
 from roommon.ecg.heart_rate import HeartRate
 from roommon.ecg.qrs import QrsDetector
+from roommon.ecg.vf import VfAnalyser
 from roommon.model import FloatArray, SignalKind, WaveformChunk
 
 log = structlog.get_logger(__name__)
@@ -67,10 +69,12 @@ class EcgSettings(CheckSettings):
         160.0, gt=0, description="Extreme tachycardia above this rate (high priority)."
     )
     flat_mv: float = Field(
-        0.02,
+        0.005,
         gt=0,
         description="Peak-to-peak below this over the last second is a flat line (leads "
-        "off). Even asystole shows more baseline movement than 20 µV.",
+        "off): a disconnected input sits still to within an ADC step or two, whereas a "
+        "quiet but connected asystole still moves by 10 µV or more. Anything above is "
+        "signal, and a quiet clean baseline is asystole, not leads off.",
     )
     rail_mv: float = Field(
         5.0,
@@ -91,6 +95,18 @@ class EcgSettings(CheckSettings):
         description="Noise when the 20th percentile of the filtered slope over 2 s "
         "exceeds this share of the clean QRS slope: a clean ECG is quiet between QRS "
         "complexes (the shared PhysioNet records stay below 0.095).",
+    )
+    vt_beats: int = Field(
+        6,
+        ge=3,
+        description="Ventricular tachycardia: at least this many consecutive ventricular "
+        "beats (wide, or shaped unlike the patient's normal beat) ...",
+    )
+    vt_bpm: float = Field(
+        120.0,
+        gt=0,
+        description="... at a rate above this (mean over the run). Default after the "
+        "6-beats-above-120 rule many monitors ship; 100 is the textbook VT rate.",
     )
     recovery_s: float = Field(
         3.0,
@@ -172,6 +188,21 @@ BAD_SAMPLES = ConditionSpec(
     description="EKG samples NaN or infinite reached the analysis",
 )
 
+VF = ConditionSpec(
+    code="ecg.vf",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="Ventricular fibrillation or flutter",
+    latching=True,
+)
+VT = ConditionSpec(
+    code="ecg.vt",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="Ventricular tachycardia: a run of fast ventricular beats",
+    latching=True,
+)
+
 _RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
 
 
@@ -181,6 +212,10 @@ class _FeedState:
 
     fs: float
     detector: QrsDetector
+    vf: VfAnalyser
+    classifier: BeatClassifier
+    vent_run: list[float] = field(default_factory=list)  # times of consecutive V beats
+    vt_since_beat: float = math.nan  # last beat of a VT run
     hr: HeartRate = field(default_factory=HeartRate)
     t_base: float = math.nan  # time of the detector's sample 0
     t_end: float = math.nan  # time just after the newest sample
@@ -235,6 +270,8 @@ class EcgCheck(Check):
     settings_model = EcgSettings
     conditions = (
         ASYSTOLE,
+        VF,
+        VT,
         BRADY,
         TACHY,
         BRADY_EXTREME,
@@ -275,6 +312,7 @@ class EcgCheck(Check):
         else:
             x_kept = x
         beats = st.detector.process(x)
+        st.vf.process(x if x_kept is x else np.where(finite, x, 0.0))
         st.t_end = t_end
         self._keep_recent(st, x_kept, st.detector.last_deriv)
         readable = self._judge(st, chunk.feed, ctx)
@@ -283,6 +321,9 @@ class EcgCheck(Check):
                 t = st.t_base + b / st.fs
                 st.last_beat = t
                 st.hr.add_beat(t)
+                self._classify(st, b, t)
+        else:
+            st.vent_run.clear()
             if beats.shape[0] and st.noisy is False:
                 st.ref_slope = st.detector.qrs_slope
         self._evaluate(st, chunk.feed, ctx, publish=bool(beats.shape[0]))
@@ -296,9 +337,28 @@ class EcgCheck(Check):
 
     # -------------------------------------------------------------- internals
 
+    def _classify(self, st: _FeedState, b: int, t: float) -> None:
+        """Beat shape, and the VT rule over the run of ventricular beats it ends or extends."""
+        ventricular = st.classifier.classify(st.vf.filtered, b - st.vf.filtered_start)
+        if not ventricular:
+            st.vent_run.clear()
+            return
+        run = st.vent_run
+        run.append(t)
+        k = self.cfg.vt_beats
+        if len(run) > k:
+            del run[0]
+        if len(run) == k and 60.0 * (k - 1) / max(run[-1] - run[0], 1e-6) > self.cfg.vt_bpm:
+            st.vt_since_beat = t
+
     def _new_state(self, chunk: WaveformChunk) -> _FeedState:
         fs = chunk.fs
-        st = _FeedState(fs=fs, detector=QrsDetector(fs=fs))
+        st = _FeedState(
+            fs=fs,
+            detector=QrsDetector(fs=fs),
+            vf=VfAnalyser(fs=fs),
+            classifier=BeatClassifier(fs=fs),
+        )
         st.second_n = round(fs)
         st.full_n = round(0.9 * fs)
         st.keep_n = round(2.0 * fs)
@@ -325,6 +385,10 @@ class EcgCheck(Check):
             missing_s=chunk.t0 - st.t_end,
         )
         st.detector = QrsDetector(fs=st.fs)
+        st.vf = VfAnalyser(fs=st.fs)
+        st.classifier = BeatClassifier(fs=st.fs)
+        st.vent_run.clear()
+        st.vt_since_beat = math.nan
         st.t_base = chunk.t0
         st.hr.reset()
         st.recent = np.zeros(0)
@@ -364,6 +428,10 @@ class EcgCheck(Check):
             saturated = max(at_rail, stuck) >= cfg.saturated_fraction
             flat = not saturated and hi - lo < cfg.flat_mv
         noisy = self._noise(st, full and not flat and not saturated)
+        if noisy and (st.vf.vf_like or st.vf.present):
+            # VF and flutter are busy everywhere, as noise is; the VF analysis tells
+            # them apart (noise is broadband, VF a 2.5-10 Hz oscillation).
+            noisy = st.noisy = False
         # These five are reported here only, and only on change: skip when none changed.
         judged = (flat, saturated, noisy, t < st.gap_until, t < st.bad_until)
         if judged != st.judged:
@@ -397,8 +465,10 @@ class EcgCheck(Check):
     def _evaluate(self, st: _FeedState, feed: str, ctx: CheckContext, *, publish: bool) -> None:
         cfg, t = self.cfg, st.t_end
         readable = not math.isnan(st.readable_since)
+        vf = readable and st.vf.present
+        vt = readable and not vf and t - st.vt_since_beat < 2.0
         asystole = False
-        if readable:
+        if readable and not vf:
             since = (
                 st.readable_since
                 if math.isnan(st.last_beat)
@@ -411,7 +481,7 @@ class EcgCheck(Check):
             )
         # Beats are confirmed up to the detector's latency after the R peak: the
         # interval still open is only known to be that much shorter.
-        rate = st.hr.rate(t - st.latency_s) if readable and not asystole else None
+        rate = st.hr.rate(t - st.latency_s) if readable and not (asystole or vf) else None
         if asystole:
             rate = 0.0
         judged = rate is not None and not asystole
@@ -420,6 +490,8 @@ class EcgCheck(Check):
         # (the values and limits below go with a change).
         rated = (
             asystole,
+            vf,
+            vt,
             judged and r < cfg.brady_bpm,
             judged and r > cfg.tachy_bpm,
             judged and r < cfg.brady_extreme_bpm,
@@ -437,10 +509,12 @@ class EcgCheck(Check):
                 value=t - st.last_beat if not math.isnan(st.last_beat) else None,
                 limit=cfg.asystole_s,
             )
-            self._report(ctx, st, feed, BRADY, rated[1], t, r, cfg.brady_bpm)
-            self._report(ctx, st, feed, TACHY, rated[2], t, r, cfg.tachy_bpm)
-            self._report(ctx, st, feed, BRADY_EXTREME, rated[3], t, r, cfg.brady_extreme_bpm)
-            self._report(ctx, st, feed, TACHY_EXTREME, rated[4], t, r, cfg.tachy_extreme_bpm)
+            self._report(ctx, st, feed, VF, vf, t)
+            self._report(ctx, st, feed, VT, vt, t, r, cfg.vt_bpm)
+            self._report(ctx, st, feed, BRADY, rated[3], t, r, cfg.brady_bpm)
+            self._report(ctx, st, feed, TACHY, rated[4], t, r, cfg.tachy_bpm)
+            self._report(ctx, st, feed, BRADY_EXTREME, rated[5], t, r, cfg.brady_extreme_bpm)
+            self._report(ctx, st, feed, TACHY_EXTREME, rated[6], t, r, cfg.tachy_extreme_bpm)
         if rate is not None:
             if publish:
                 ctx.measure(Measurement(name="heart_rate", value=rate, unit="bpm", t=t, feed=feed))
