@@ -29,6 +29,7 @@ Rules:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -216,6 +217,8 @@ class _FeedState:
     classifier: BeatClassifier
     vent_run: list[float] = field(default_factory=list)  # times of consecutive V beats
     vt_since_beat: float = math.nan  # last beat of a VT run
+    organised_until: float = -math.inf  # a regular rhythm of normal-shaped beats was seen
+    beat_times: deque[float] = field(default_factory=lambda: deque(maxlen=4))
     hr: HeartRate = field(default_factory=HeartRate)
     t_base: float = math.nan  # time of the detector's sample 0
     t_end: float = math.nan  # time just after the newest sample
@@ -340,6 +343,18 @@ class EcgCheck(Check):
     def _classify(self, st: _FeedState, b: int, t: float) -> None:
         """Beat shape, and the VT rule over the run of ventricular beats it ends or extends."""
         ventricular = st.classifier.classify(st.vf.filtered, b - st.vf.filtered_start)
+        bt = st.beat_times
+        bt.append(t)
+        if (
+            len(bt) == 4
+            and st.classifier.last_corr >= 0.9
+            and min(bt[1] - bt[0], bt[2] - bt[1], bt[3] - bt[2]) > 0.4
+            and max(bt[1] - bt[0], bt[2] - bt[1], bt[3] - bt[2])
+            < 1.15 * min(bt[1] - bt[0], bt[2] - bt[1], bt[3] - bt[2])
+        ):
+            # Regular beats of the patient's own shape under 150 bpm: an organised
+            # rhythm (a paced or bundle-branch rhythm can look "busy" to the VF analysis).
+            st.organised_until = t + 2.0
         if not ventricular:
             st.vent_run.clear()
             return
@@ -465,7 +480,7 @@ class EcgCheck(Check):
     def _evaluate(self, st: _FeedState, feed: str, ctx: CheckContext, *, publish: bool) -> None:
         cfg, t = self.cfg, st.t_end
         readable = not math.isnan(st.readable_since)
-        vf = readable and st.vf.present
+        vf = readable and st.vf.present and t > st.organised_until
         vt = readable and not vf and t - st.vt_since_beat < 2.0
         asystole = False
         if readable and not vf:

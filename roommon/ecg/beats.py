@@ -88,7 +88,8 @@ class BeatClassifier:
         lo, hi = r - self._pre, r + self._post
         if lo < 0 or hi > y.shape[0]:
             return None
-        seg = y[lo:hi] - y[lo:hi].mean()
+        raw = y[lo:hi]
+        seg = raw - raw.sum() / raw.shape[0]  # .mean() costs ~5 µs more per call
         width = self._width(seg)
         self.last_width = width
         if self._template is None:
@@ -133,7 +134,7 @@ class BeatClassifier:
         self._template_width = self._width(self._template)
 
     def _width(self, seg: FloatArray) -> float:
-        d = np.abs(np.diff(seg))
+        d = np.abs(seg[1:] - seg[:-1])
         steep = (d > 0.25 * d.item(int(d.argmax()))).nonzero()[0]
         if steep.shape[0] == 0:
             return 0.0

@@ -64,6 +64,7 @@ class VfAnalyser:
         "_persist",
         "_run",
         "_step",
+        "_stride",
         "_taper",
         "_win",
         "_zi",
@@ -83,8 +84,11 @@ class VfAnalyser:
         self._win = round(window_s * fs)
         self._step = max(1, round(step_s * fs))
         self._persist = persist
-        self._taper: FloatArray = np.hanning(self._win)
-        f = np.fft.rfftfreq(self._win, 1.0 / fs)
+        # The 1-30 Hz signal is analysed at about 100 Hz: a third of the work at 360 Hz.
+        self._stride = max(1, int(fs // 100.0))
+        m = len(range(0, self._win, self._stride))
+        self._taper: FloatArray = np.hanning(m)
+        f = np.fft.rfftfreq(m, self._stride / fs)
         self._band = (f >= 1.0) & (f < hi)
         self._hf = (f >= 12.0) & (f < hi)
         self._dominant = (f >= 1.5) & (f < 10.0)
@@ -124,7 +128,7 @@ class VfAnalyser:
         self._n += n
         while self._next_at <= self._n:
             end = self._next_at - self._buf_start
-            self._analyse(self._buf[end - self._win : end])
+            self._analyse(self._buf[end - self._win : end : self._stride])
             self._next_at += self._step
         keep = self._win + self._step
         drop = self._buf.shape[0] - keep
@@ -137,8 +141,9 @@ class VfAnalyser:
         self.vf_like = False
 
     def _analyse(self, seg: FloatArray) -> None:
-        dev = np.abs(seg - seg.mean())
-        n = dev.shape[0]
+        n = seg.shape[0]
+        xx = seg - seg.sum() / n  # .mean() costs ~5 µs more per call
+        dev = np.abs(xx)
         k = int(0.99 * (n - 1))
         part = dev.copy()
         part.partition(k)
@@ -155,8 +160,7 @@ class VfAnalyser:
         hf = power[self._hf].sum() / total
         dom = np.where(self._dominant, power, 0.0)
         f0 = float(self._freqs[int(dom.argmax())])
-        xx = seg - seg.mean()
-        ad = np.abs(np.diff(xx)).sum()
+        ad = np.abs(xx[1:] - xx[:-1]).sum()
         period = max(1, int(math.pi * np.abs(xx).sum() / max(ad, 1e-12) + 0.5))
         if period >= n:
             leak = 1.0
