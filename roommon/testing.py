@@ -381,8 +381,8 @@ async def replay_ecg_through_room(
         while clock.now() - start >= next_second - 1e-9:
             hr = p.measurements.get("heart_rate")
             shown.append(hr.value if hr is not None else None)
-            rh = p.rhythms.get("ekg") if hasattr(p, "rhythms") else None
-            rhythm.append(rh)
+            rh = p.measurements.get("ecg_rhythm")
+            rhythm.append(rh.label if rh is not None else None)
             next_second += 1.0
     events = [(e.t - start, e.code, e.transition) for e in out.events]
     return EcgRoomRun(events=events, shown_rate=shown, rhythm=rhythm, state=p.state_message())

@@ -243,6 +243,7 @@ class _FeedState:
     judged: tuple[bool, ...] = ()
     rated: tuple[bool, ...] = ()
     rate_shown: bool = False  # the last heart_rate published was a value
+    rhythm: str = ""  # the last ecg_rhythm published
 
 
 def _percentile(a: FloatArray, q: float) -> float:
@@ -530,6 +531,34 @@ class EcgCheck(Check):
             self._report(ctx, st, feed, TACHY, rated[4], t, r, cfg.tachy_bpm)
             self._report(ctx, st, feed, BRADY_EXTREME, rated[5], t, r, cfg.brady_extreme_bpm)
             self._report(ctx, st, feed, TACHY_EXTREME, rated[6], t, r, cfg.tachy_extreme_bpm)
+        if vf:
+            rhythm = "vf"
+        elif vt:
+            rhythm = "vt"
+        elif asystole:
+            rhythm = "asystole"
+        elif not judged:
+            rhythm = "unknown"
+        elif r < cfg.brady_bpm:
+            rhythm = "bradycardia"
+        elif r > cfg.tachy_bpm:
+            rhythm = "tachycardia"
+        else:
+            rhythm = "normal_rate"
+        if rhythm != st.rhythm:
+            st.rhythm = rhythm
+            # Categorical: the label is the value (reliable=False keeps "value" null).
+            ctx.measure(
+                Measurement(
+                    name="ecg_rhythm",
+                    value=math.nan,
+                    unit="",
+                    t=t,
+                    feed=feed,
+                    reliable=False,
+                    label=rhythm,
+                )
+            )
         if rate is not None:
             if publish:
                 ctx.measure(Measurement(name="heart_rate", value=rate, unit="bpm", t=t, feed=feed))
