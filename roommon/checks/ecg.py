@@ -205,6 +205,7 @@ VT = ConditionSpec(
 )
 
 _RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
+VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
 
 
 @dataclass(slots=True)
@@ -232,6 +233,7 @@ class _FeedState:
     gap_until: float = -math.inf
     bad_until: float = -math.inf
     noisy: bool = False
+    noise_level: float = math.inf  # the last noise index (unknown: infinite)
     conditions: ConditionMemory = field(default_factory=ConditionMemory)
     # per sample rate, computed once
     second_n: int = 0  # samples in one second
@@ -326,10 +328,12 @@ class EcgCheck(Check):
                 st.last_beat = t
                 st.hr.add_beat(t)
                 self._classify(st, b, t)
+            if beats.shape[0] and st.noise_level < 0.5 * self.cfg.noise_index:
+                # The reference follows the QRS slope of clean signal only: beats
+                # found in noise are as steep as the noise, and would hide it.
+                st.ref_slope = st.detector.qrs_slope
         else:
             st.vent_run.clear()
-            if beats.shape[0] and st.noisy is False:
-                st.ref_slope = st.detector.qrs_slope
         self._evaluate(st, chunk.feed, ctx, publish=bool(beats.shape[0]))
 
     def on_tick(self, now: float, ctx: CheckContext) -> None:
@@ -360,6 +364,10 @@ class EcgCheck(Check):
             st.vent_run.clear()
             return
         run = st.vent_run
+        if run and st.classifier.last_like_previous < VT_SIMILAR:
+            # A run of VT is one shape again and again; "beats" of noise, each shaped
+            # differently, are not a run.
+            run.clear()
         run.append(t)
         k = self.cfg.vt_beats
         if len(run) > k:
@@ -473,6 +481,7 @@ class EcgCheck(Check):
         if ref <= 0:
             return st.noisy
         index = _percentile(st.deriv, 20.0) / ref
+        st.noise_level = index
         # Hysteresis: enter above the limit, leave below two thirds of it.
         limit = self.cfg.noise_index * (2.0 / 3.0 if st.noisy else 1.0)
         st.noisy = index > limit

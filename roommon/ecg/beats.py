@@ -51,11 +51,13 @@ class BeatClassifier:
         "_different_run",
         "_fs",
         "_learning",
+        "_previous",
         "_post",
         "_pre",
         "_template",
         "_template_width",
         "last_corr",
+        "last_like_previous",
         "last_width",
     )
 
@@ -69,7 +71,9 @@ class BeatClassifier:
         self._template_width = 0.0
         self._candidate: FloatArray | None = None
         self._different_run = 0
+        self._previous: FloatArray | None = None
         self.last_corr = 1.0
+        self.last_like_previous = 1.0  # correlation with the beat before
         self.last_width = 0.0
 
     @property
@@ -80,6 +84,7 @@ class BeatClassifier:
     def reset(self) -> None:
         self._learning = []
         self._template = None
+        self._previous = None
         self._candidate = None
         self._different_run = 0
 
@@ -90,6 +95,9 @@ class BeatClassifier:
             return None
         raw = y[lo:hi]
         seg = raw - raw.sum() / raw.shape[0]  # .mean() costs ~5 µs more per call
+        prev = self._previous
+        self.last_like_previous = self._corr(seg, prev) if prev is not None else 1.0
+        self._previous = seg
         width = self._width(seg)
         self.last_width = width
         if self._template is None:

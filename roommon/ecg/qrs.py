@@ -277,7 +277,7 @@ class QrsDetector:
     @property
     def qrs_slope(self) -> float:
         """Median steepest filtered slope of the recent beats (mV/s), 0 before the first."""
-        return self._last_slope
+        return self._median_slope()
 
     def process(self, samples: npt.ArrayLike) -> IntArray:
         """Feed consecutive samples (mV); return the R peaks this call confirmed."""
