@@ -206,6 +206,7 @@ VT = ConditionSpec(
 
 _RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
 VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
+VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
 
 
 @dataclass(slots=True)
@@ -219,6 +220,8 @@ class _FeedState:
     vent_run: list[float] = field(default_factory=list)  # times of consecutive V beats
     vt_since_beat: float = math.nan  # last beat of a VT run
     organised_until: float = -math.inf  # a regular rhythm of normal-shaped beats was seen
+    normal_beat_t: float = -math.inf  # the last beat of the patient's normal shape
+    vf_on: bool = False  # VF was reported present at the last evaluation
     beat_times: deque[float] = field(default_factory=lambda: deque(maxlen=4))
     hr: HeartRate = field(default_factory=HeartRate)
     t_base: float = math.nan  # time of the detector's sample 0
@@ -361,6 +364,8 @@ class EcgCheck(Check):
             # rhythm (a paced or bundle-branch rhythm can look "busy" to the VF analysis).
             st.organised_until = t + 2.0
         if not ventricular:
+            if st.classifier.last_corr >= 0.9:
+                st.normal_beat_t = t
             st.vent_run.clear()
             return
         run = st.vent_run
@@ -372,8 +377,10 @@ class EcgCheck(Check):
         k = self.cfg.vt_beats
         if len(run) > k:
             del run[0]
-        if len(run) == k and 60.0 * (k - 1) / max(run[-1] - run[0], 1e-6) > self.cfg.vt_bpm:
-            st.vt_since_beat = t
+        if len(run) == k:
+            rate = 60.0 * (k - 1) / max(run[-1] - run[0], 1e-6)
+            if self.cfg.vt_bpm < rate < VT_MAX_BPM:
+                st.vt_since_beat = t
 
     def _new_state(self, chunk: WaveformChunk) -> _FeedState:
         fs = chunk.fs
@@ -490,8 +497,23 @@ class EcgCheck(Check):
     def _evaluate(self, st: _FeedState, feed: str, ctx: CheckContext, *, publish: bool) -> None:
         cfg, t = self.cfg, st.t_end
         readable = not math.isnan(st.readable_since)
-        vf = readable and st.vf.present and t > st.organised_until
-        vt = readable and not vf and t - st.vt_since_beat < 2.0
+        since_vt = t - st.vt_since_beat
+        vt = readable and since_vt < 2.0
+        # A run of one-shaped ventricular beats under 250 bpm is VT, even where the
+        # VF analysis (4 s windows) also sees a sustained oscillation in it; faster,
+        # or shapeless, is VF.
+        # VF begins on a VF-like window and holds between VF-like windows (VF changes
+        # its form from second to second), but never while beats of the patient's own
+        # shape come through: in VF there are none.
+        vf = (
+            readable
+            and st.vf.present
+            and (st.vf.vf_like or st.vf_on)
+            and not t - st.normal_beat_t < 1.5
+            and t > st.organised_until
+            and not since_vt <= 4.0
+        )
+        st.vf_on = vf
         asystole = False
         if readable and not vf:
             since = (

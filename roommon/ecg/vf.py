@@ -20,7 +20,9 @@ spectral analysis):
 
 Each window of ``window_s`` (4 s), every ``step_s`` (1 s) of signal, is VF-like
 when all five agree; ``persist`` (3) consecutive VF-like windows make the
-condition present, so VF is reported about 6 s after its onset. Thresholds were
+condition present, so VF is reported about 4-6 s after its onset, and it stays
+present until ``release`` (4) consecutive windows are not VF-like (VF changes
+its form from second to second; one window that does not fit is not its end). Thresholds were
 set from the distributions of these features over the shared records' annotated
 VF / flutter against all other seconds, never fitted to one record.
 
@@ -61,7 +63,10 @@ class VfAnalyser:
         "_hf",
         "_n",
         "_next_at",
+        "_off",
         "_persist",
+        "_present",
+        "_release",
         "_run",
         "_step",
         "_stride",
@@ -73,7 +78,13 @@ class VfAnalyser:
     )
 
     def __init__(
-        self, *, fs: float, window_s: float = 4.0, step_s: float = 1.0, persist: int = 3
+        self,
+        *,
+        fs: float,
+        window_s: float = 4.0,
+        step_s: float = 1.0,
+        persist: int = 3,
+        release: int = 4,
     ) -> None:
         self._fs = fs
         hi = min(30.0, 0.45 * fs)
@@ -84,6 +95,9 @@ class VfAnalyser:
         self._win = round(window_s * fs)
         self._step = max(1, round(step_s * fs))
         self._persist = persist
+        self._release = release
+        self._off = 0
+        self._present = False
         # The 1-30 Hz signal is analysed at about 100 Hz: a third of the work at 360 Hz.
         self._stride = max(1, int(fs // 100.0))
         m = len(range(0, self._win, self._stride))
@@ -103,8 +117,8 @@ class VfAnalyser:
 
     @property
     def present(self) -> bool:
-        """``persist`` consecutive VF-like windows, the newest included."""
-        return self._run >= self._persist
+        """VF: entered after ``persist`` VF-like windows, left after ``release`` others."""
+        return self._present
 
     @property
     def filtered(self) -> FloatArray:
@@ -137,8 +151,8 @@ class VfAnalyser:
             self._buf_start += drop
 
     def reset(self) -> None:
-        self._run = 0
-        self.vf_like = False
+        self._run = self._off = 0
+        self._present = self.vf_like = False
 
     def _analyse(self, seg: FloatArray) -> None:
         n = seg.shape[0]
@@ -173,4 +187,13 @@ class VfAnalyser:
     def _verdict(self, like: bool, features: tuple[float, ...]) -> None:
         self.vf_like = like
         self.features = features
-        self._run = self._run + 1 if like else 0
+        if like:
+            self._run += 1
+            self._off = 0
+            if self._run >= self._persist:
+                self._present = True
+        else:
+            self._run = 0
+            self._off += 1
+            if self._off >= self._release:
+                self._present = False
