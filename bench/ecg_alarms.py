@@ -34,11 +34,13 @@ given with and without the paced records.
 **Noise stress**: clean mitdb records plus the nstdb noise records (bw, ma) at
 24, 18, 12, 6 and 0 dB, mixed the way the database's ``nst`` does (signal power
 from the QRS peak-to-peak amplitude, S = pp^2 / 8; noise scaled to S / 10^(SNR/10)),
-noise on 60-180 s and 240-360 s of a 6-minute excerpt (faded in and out over 1 s). Per SNR: wrong rate
-shown and noise declared, over the noisy stretches; false alarms; Se / +P.
+noise on 60-180 s and 240-360 s of a 6-minute excerpt (faded in and out over
+1 s). Per SNR: wrong rate shown and noise declared, over the noisy stretches;
+false alarms; Se / +P.
 
 **Throughput**: the EKG check alone (``on_chunk`` + ``on_tick`` + context drain),
-1 s chunks, samples per second on one core.
+1 s chunks, samples per second on one core; the best of three passes, since
+the machine is shared and the slower passes measure the neighbours.
 
 One process; about a few minutes. Usage:
 ``python bench/ecg_alarms.py [--only PREFIX ...] [--no-stress] [--no-beats]``.
@@ -485,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_speed:
         paths = [SHARED_DIR / "mitdb" / r for r in ("100", "203", "207")]
-        sps = throughput(paths)
+        sps = max(throughput(paths) for _ in range(3))
         print(f"THROUGHPUT: EKG check, 1 s chunks, mitdb 100/203/207: {sps:,.0f} samples/s")
     print(f"(bench wall time {time.perf_counter() - wall:.0f} s)")
     return 0

@@ -384,5 +384,5 @@ async def replay_ecg_through_room(
             rh = p.measurements.get("ecg_rhythm")
             rhythm.append(rh.label if rh is not None else None)
             next_second += 1.0
-    events = [(e.t - start, e.code, e.transition) for e in out.events]
+    events = [(e.t - start, e.code, str(e.transition)) for e in out.events]
     return EcgRoomRun(events=events, shown_rate=shown, rhythm=rhythm, state=p.state_message())

@@ -220,7 +220,8 @@ class _FeedState:
     vent_run: list[float] = field(default_factory=list)  # times of consecutive V beats
     vt_since_beat: float = math.nan  # last beat of a VT run
     organised_until: float = -math.inf  # a regular rhythm of normal-shaped beats was seen
-    normal_beat_t: float = -math.inf  # the last beat of the patient's normal shape
+    normal_beat_t: float = -math.inf  # the last of two beats in a row of the normal shape
+    last_normal: bool = False  # the last beat had the normal shape
     vf_on: bool = False  # VF was reported present at the last evaluation
     beat_times: deque[float] = field(default_factory=lambda: deque(maxlen=4))
     hr: HeartRate = field(default_factory=HeartRate)
@@ -363,9 +364,11 @@ class EcgCheck(Check):
             # Regular beats of the patient's own shape under 150 bpm: an organised
             # rhythm (a paced or bundle-branch rhythm can look "busy" to the VF analysis).
             st.organised_until = t + 2.0
+        normal = not ventricular and st.classifier.last_corr >= 0.9
+        if normal and st.last_normal:
+            st.normal_beat_t = t  # two in a row: one can match by chance in VF
+        st.last_normal = normal
         if not ventricular:
-            if st.classifier.last_corr >= 0.9:
-                st.normal_beat_t = t
             st.vent_run.clear()
             return
         run = st.vent_run

@@ -51,9 +51,9 @@ class BeatClassifier:
         "_different_run",
         "_fs",
         "_learning",
-        "_previous",
         "_post",
         "_pre",
+        "_previous",
         "_template",
         "_template_width",
         "last_corr",
@@ -146,7 +146,9 @@ class BeatClassifier:
         steep = (d > 0.25 * d.item(int(d.argmax()))).nonzero()[0]
         if steep.shape[0] == 0:
             return 0.0
-        return (steep.item(-1) - steep.item(0) + 1) / self._fs
+        first: int = steep.item(0)
+        last: int = steep.item(-1)
+        return (last - first + 1) / self._fs
 
     @staticmethod
     def _corr(a: FloatArray, b: FloatArray) -> float:

@@ -49,7 +49,7 @@ class Reference:
 
     @property
     def has_beats(self) -> bool:
-        return self.beats.shape[0] > 0
+        return bool(self.beats.shape[0] > 0)
 
     def ventricular_runs(self, *, min_beats: int, min_bpm: float = 0.0) -> list[Span]:
         """Runs of ``min_beats``+ consecutive ventricular beats, mean rate above ``min_bpm``.
