@@ -92,10 +92,13 @@ async def test_no_ventricular_alarm_on_normal_rhythm_with_ectopy() -> None:
 
 async def test_asystole_with_a_quiet_clean_baseline() -> None:
     # 40 s of mitdb 100, then the heart stops: a connected lead still shows a quiet
-    # baseline (10 µV of noise, far under the old 20 µV "flat line"), not leads off.
+    # baseline: 2 µV of noise at the record's 5 µV resolution, 10-15 µV peak to peak,
+    # under the 20 µV that used to count as a flat line. Not leads off.
     x, fs, ref = excerpt("mitdb", "100", 0.0, 39.5)
     rng = np.random.default_rng(3)
-    quiet = x[-1] + rng.normal(0.0, 0.010, round(20 * fs))
+    step = 0.005
+    quiet = x[-1] + np.round(rng.normal(0.0, 0.002, round(20 * fs)) / step) * step
+    assert 0.005 <= np.ptp(quiet) < 0.02
     run = await replay_ecg_through_room(np.concatenate((x, quiet)), fs=fs)
     last_beat = float(ref.beats[ref.beats < x.shape[0]][-1]) / fs
     raised = run.raised("ecg.asystole")

@@ -205,6 +205,7 @@ VT = ConditionSpec(
 )
 
 _RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
+STUCK_MIN_MV = 0.5
 VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
 VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
 
@@ -457,7 +458,10 @@ class EcgCheck(Check):
             if hi >= rail or lo <= -rail:  # else no sample can be at the rail
                 at_rail = np.count_nonzero(np.abs(second) >= rail) / n
             stuck = 0.0
-            if hi - lo > cfg.flat_mv:
+            # Stuck at the extremes: a large signal clipped by limits other than the
+            # rail. A small quiet one, quantised to a few ADC steps, sits at its
+            # extremes all the time and is not clipped.
+            if hi - lo > STUCK_MIN_MV:
                 stuck = np.count_nonzero((second == hi) | (second == lo)) / n
             saturated = max(at_rail, stuck) >= cfg.saturated_fraction
             flat = not saturated and hi - lo < cfg.flat_mv
