@@ -1,11 +1,26 @@
-"""EKG check: heart rate, asystole, brady/tachycardia, and the EKG's technical conditions.
+"""EKG check: heart rate, VF, VT, asystole, brady/tachycardia, rhythm, technical conditions.
 
 Data flow: the room pipeline passes each ECG chunk (mV) to :meth:`EcgCheck.on_chunk`
 and calls :meth:`EcgCheck.on_tick` about once a second. Per feed the check runs
-a streaming :class:`~roommon.ecg.qrs.QrsDetector` and a monitor-style
+a streaming :class:`~roommon.ecg.qrs.QrsDetector`, a
+:class:`~roommon.ecg.vf.VfAnalyser` (VF / flutter from the signal's spectrum
+and organisation, not from beats), a :class:`~roommon.ecg.beats.BeatClassifier`
+(normal or ventricular, per beat) and a monitor-style
 :class:`~roommon.ecg.heart_rate.HeartRate`, judges the signal (flat, at the
 rails, noisy, interrupted) and reports *raw* condition presence on change; the
-alarm engine applies each :class:`ConditionSpec`'s delay.
+alarm engine applies each :class:`ConditionSpec`'s delay and latching.
+
+Ventricular alarms (high priority, latching: they stay up until reset):
+
+- ``ecg.vf``: the VF analyser's condition (about 4-6 s after onset), unless beats
+  of the patient's own shape come through (two in a row), a regular rhythm of
+  them is running, or a VT run explains the oscillation (within 4 s of one).
+- ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats of one shape at a
+  mean rate above ``vt_bpm`` (120) and below 250 bpm; present until 2 s after
+  the last beat of the run.
+
+The room state carries ``ecg_rhythm``: ``vf``, ``vt``, ``asystole``,
+``bradycardia``, ``tachycardia``, ``normal_rate`` or ``unknown`` (signal unreadable).
 
 Rules:
 
@@ -16,9 +31,12 @@ Rules:
   moment the rate becomes unknown, one ``heart_rate`` measurement with
   ``reliable=False`` (value NaN) says so, and the room state stops showing
   the last rate; the next rate published replaces it.
-- Asystole needs a readable signal: a flat line is "leads off", never asystole.
-  The asystole clock counts from the last beat or from the moment the signal
-  became readable again, whichever is later.
+- Asystole needs a readable signal: a flat line is "leads off", never asystole,
+  and a noisy signal is never asystole. Leads off is a flat-line signature (under
+  ``flat_mv``, 5 µV peak to peak) or the rails; a quiet but clean baseline is
+  signal, so it neither restarts nor clears asystole. The asystole clock counts
+  from the last beat or from the moment the signal became readable again,
+  whichever is later. VF supersedes asystole.
 - Time to alarm (defaults): asystole is reported once ``asystole_s`` (4 s) of
   signal past the last beat has arrived with no beat pending, so within one
   chunk of 4 s (delay 0). An 80 -> 180 bpm step lifts the 12-beat average over
