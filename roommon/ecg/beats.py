@@ -54,7 +54,9 @@ class BeatClassifier:
         "_post",
         "_pre",
         "_previous",
+        "_previous_ss",
         "_template",
+        "_template_ss",
         "_template_width",
         "last_corr",
         "last_like_previous",
@@ -72,6 +74,8 @@ class BeatClassifier:
         self._candidate: FloatArray | None = None
         self._different_run = 0
         self._previous: FloatArray | None = None
+        self._previous_ss = 0.0
+        self._template_ss = 0.0
         self.last_corr = 1.0
         self.last_like_previous = 1.0  # correlation with the beat before
         self.last_width = 0.0
@@ -95,9 +99,12 @@ class BeatClassifier:
             return None
         raw = y[lo:hi]
         seg = raw - raw.sum() / raw.shape[0]  # .mean() costs ~5 µs more per call
+        ss: float = seg.dot(seg)  # energies are kept: a dot product is most of a correlation
         prev = self._previous
-        self.last_like_previous = self._corr(seg, prev) if prev is not None else 1.0
-        self._previous = seg
+        self.last_like_previous = (
+            _corr(seg, ss, prev, self._previous_ss) if prev is not None else 1.0
+        )
+        self._previous, self._previous_ss = seg, ss
         width = self._width(seg)
         self.last_width = width
         if self._template is None:
@@ -108,7 +115,8 @@ class BeatClassifier:
                 self._learning = []
             self.last_corr = 1.0
             return False
-        corr = self._corr(seg, self._template)
+        tmpl = self._template
+        corr = _corr(seg, ss, tmpl, self._template_ss)
         self.last_corr = corr
         wider = width > max(WIDE_S, self._template_width + WIDER_S) or (
             width > 1.5 * self._template_width
@@ -117,7 +125,8 @@ class BeatClassifier:
             corr < CORR_VERY_DIFFERENT and width >= self._template_width
         )
         if corr >= CORR_DIFFERENT:
-            self._template += (seg - self._template) * 0.125
+            tmpl += (seg - tmpl) * 0.125
+            self._template_ss = tmpl.dot(tmpl)
             self._different_run = 0
             self._candidate = None
         else:
@@ -126,7 +135,7 @@ class BeatClassifier:
 
     def _track_new_rhythm(self, seg: FloatArray) -> None:
         cand = self._candidate
-        if cand is None or self._corr(seg, cand) < CORR_DIFFERENT:
+        if cand is None or _corr(seg, seg.dot(seg), cand, cand.dot(cand)) < CORR_DIFFERENT:
             self._candidate = seg.copy()
             self._different_run = 1
             return
@@ -138,8 +147,9 @@ class BeatClassifier:
             self._different_run = 0
 
     def _set_template(self, t: FloatArray) -> None:
-        self._template = np.array(t, dtype=np.float64)
-        self._template_width = self._width(self._template)
+        self._template = tmpl = np.array(t, dtype=np.float64)
+        self._template_ss = tmpl.dot(tmpl)
+        self._template_width = self._width(tmpl)
 
     def _width(self, seg: FloatArray) -> float:
         d = np.abs(seg[1:] - seg[:-1])
@@ -150,7 +160,8 @@ class BeatClassifier:
         last: int = steep.item(-1)
         return (last - first + 1) / self._fs
 
-    @staticmethod
-    def _corr(a: FloatArray, b: FloatArray) -> float:
-        den = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
-        return float(np.dot(a, b)) / den if den > 0 else 0.0
+
+def _corr(a: FloatArray, aa: float, b: FloatArray, bb: float) -> float:
+    """Correlation of two zero-mean cuts, given their energies ``aa`` and ``bb``."""
+    den = math.sqrt(aa * bb)
+    return float(a.dot(b)) / den if den > 0 else 0.0
