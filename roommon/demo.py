@@ -191,14 +191,8 @@ async def _run(*, speed: float, minutes: float, broker: str | None, seed: int, o
                     _, n = console.checks_due.pop(0)
                     try:
                         pipeline.recovery_command(
-                            NurseCommand(
-                                v=1,
-                                id=f"check{n}",
-                                room="proc1",
-                                action="check_done",
-                                check_no=n,
-                                vitals=True,
-                            ),
+                            NurseCommand(v=1, id=f"check{n}", room="proc1", action="check_done",
+                                         check_no=n, vitals=True),
                             client="demo-nurse",
                         )
                     except CommandError as err:

@@ -108,33 +108,20 @@ async def test_alarms_left_open_by_a_previous_run_are_closed_at_start(tmp_path: 
     from roommon.model import NumericReading, SignalKind
     from roommon.testing import CaptureOutput
 
-    cfg = parse_config(
-        {
-            "site": {"id": "s"},
-            "daemon": {"state_dir": str(tmp_path)},
-            "rooms": {
-                "r1": {
-                    "feeds": {"spo2": {"kind": "spo2"}},
-                    "checks": {
-                        "numeric_limits": {
-                            "rules": [{"kind": "spo2", "field": "spo2", "below": 90}]
-                        }
-                    },
-                }
-            },
-        }
-    )
+    cfg = parse_config({
+        "site": {"id": "s"},
+        "daemon": {"state_dir": str(tmp_path)},
+        "rooms": {"r1": {
+            "feeds": {"spo2": {"kind": "spo2"}},
+            "checks": {"numeric_limits": {"rules": [
+                {"kind": "spo2", "field": "spo2", "below": 90}]}},
+        }},
+    })
     clock = VirtualClock()
 
     def low(seq: int) -> NumericReading:
-        return NumericReading(
-            room="r1",
-            feed="spo2",
-            kind=SignalKind.SPO2,
-            t=clock.now(),
-            values={"spo2": 82.0},
-            seq=seq,
-        )
+        return NumericReading(room="r1", feed="spo2", kind=SignalKind.SPO2, t=clock.now(),
+                              values={"spo2": 82.0}, seq=seq)
 
     first = CaptureOutput()
     async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[first]) as d:

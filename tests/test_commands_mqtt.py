@@ -241,19 +241,10 @@ async def test_recovery_commands_through_the_broker(
     async with MqttCollector(broker.port, [f"{BASE}/#"]) as c:
         r = await send(c, "r1", "ward-1", cmd(1, "check_done", check_no=1))
         assert (r["ok"], r["reason"]) == (False, "no_recovery")
-        pipeline.event(
-            RoomEvent(
-                name="cement.injection_ended",
-                t=now,
-                feed="cement",
-                data={"injection": 1, "last_injecting_t": now - 5},
-            )
-        )
-        ms = await c.wait_for(
-            lambda ms: any(
-                m.topic == f"{BASE}/r1/timer" and m.json()["state"] != "idle" for m in ms
-            )
-        )
+        pipeline.event(RoomEvent(name="cement.injection_ended", t=now, feed="cement",
+                                 data={"injection": 1, "last_injecting_t": now - 5}))
+        ms = await c.wait_for(lambda ms: any(m.topic == f"{BASE}/r1/timer"
+                                             and m.json()["state"] != "idle" for m in ms))
         timer = [m.json() for m in ms if m.topic == f"{BASE}/r1/timer"][-1]
         assert timer["state"] == "unconfirmed"
         assert timer["min_deadline"] == pytest.approx(now - 5 + 7200)
@@ -271,15 +262,11 @@ async def test_recovery_commands_through_the_broker(
         assert pipeline.recovery.timer.to_json() == state_before
         r = await send(c, "r1", "ward-1", cmd(7, "recovery_confirm"))
         assert r["ok"], r
-        r = await send(
-            c, "r1", "ward-1", cmd(8, "recovery_extend", seconds=1800, reason="pain on moving")
-        )
+        r = await send(c, "r1", "ward-1", cmd(8, "recovery_extend", seconds=1800,
+                                                reason="pain on moving"))
         assert r["ok"], r
-        ms = await c.wait_for(
-            lambda ms: any(
-                m.topic == f"{BASE}/r1/timer/event" and m.json()["event"] == "extended" for m in ms
-            )
-        )
+        ms = await c.wait_for(lambda ms: any(m.topic == f"{BASE}/r1/timer/event"
+                                             and m.json()["event"] == "extended" for m in ms))
     events = [m.json() for m in ms if m.topic == f"{BASE}/r1/timer/event"]
     assert [e["event"] for e in events] == ["started", "confirmed", "extended"]
     assert events[-1]["actor"] == "ward-1"
@@ -287,10 +274,6 @@ async def test_recovery_commands_through_the_broker(
     # the recovery history records every command that reached the timer; payloads refused
     # before that (negative seconds, wrong room) are in the daemon's command log only
     assert [(h.kind, h.outcome) for h in history] == [
-        ("check_done", "no_recovery"),
-        ("check_done", "unknown_check"),
-        ("recovery_extend", "bad_value"),
-        ("recovery_end", "bad_value"),
-        ("recovery_confirm", "ok"),
-        ("recovery_extend", "ok"),
-    ]
+        ("check_done", "no_recovery"), ("check_done", "unknown_check"),
+        ("recovery_extend", "bad_value"), ("recovery_end", "bad_value"),
+        ("recovery_confirm", "ok"), ("recovery_extend", "ok")]

@@ -15,14 +15,8 @@ def test_demo_plays_the_scripted_room_and_prints_its_alarms(
     out = capsys.readouterr().out
     assert "Not a medical device" in out
     raised = {line.split()[4] for line in out.splitlines() if "ALARM RAISED" in line}
-    assert {
-        "spo2.desat",
-        "cement.over_pressure",
-        "ecg.tachy",
-        "spo2.probe_off",
-        "nibp.hypotension",
-        "ecg.leads_off",
-    } <= raised
+    assert {"spo2.desat", "cement.over_pressure", "ecg.tachy", "spo2.probe_off",
+            "nibp.hypotension", "ecg.leads_off"} <= raised
     assert "EVENT cement.injection_ended" in out
     assert "TIMER started" in out
     assert " -> " not in out  # simulated data pages nobody
@@ -36,13 +30,8 @@ def schema_for(topic: str) -> str:
     if parts[3] == "status":
         return "status"
     tail = "/".join(parts[4:])
-    return {
-        "alarm": "alarm_event",
-        "state": "room_state",
-        "event": "room_event",
-        "timer": "timer",
-        "timer/event": "timer_event",
-    }[tail]
+    return {"alarm": "alarm_event", "state": "room_state", "event": "room_event",
+            "timer": "timer", "timer/event": "timer_event"}[tail]
 
 
 @pytest.mark.broker
@@ -68,10 +57,8 @@ async def test_demo_also_publishes_to_a_broker_and_every_payload_validates(
         )
         assert code == 0
         msgs = await c.wait_for(
-            lambda ms: any(
-                m.topic.endswith("/status/demo") and m.json()["status"] == "offline" for m in ms
-            )
-        )
+            lambda ms: any(m.topic.endswith("/status/demo") and m.json()["status"] == "offline"
+                           for m in ms))
     topics = {schema_for(m.topic) for m in msgs}
     assert {"alarm_event", "room_state", "room_event", "timer", "timer_event", "status"} <= topics
     for m in msgs:

@@ -211,11 +211,8 @@ def test_fuzz_garbage_between_lines_loses_no_line(
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    readings=st.lists(reading_st, min_size=2, max_size=6),
-    victim=st.integers(0, 5),
-    cut=st.integers(1, 200),
-)
+@given(readings=st.lists(reading_st, min_size=2, max_size=6), victim=st.integers(0, 5),
+       cut=st.integers(1, 200))
 def test_fuzz_truncated_line_costs_only_itself(
     readings: list[tuple[float, float, float, int, int]], victim: int, cut: int
 ) -> None:

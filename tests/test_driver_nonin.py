@@ -112,9 +112,8 @@ def test_missing_codes_become_nan() -> None:
 )
 def test_status_bits_map_to_flags(status: int, low_battery: bool, flags: set[str]) -> None:
     out = make().feed(
-        encode_nonin_packet(
-            pleth=[9] * 25, spo2=97, pulse_rate=60, status=status, low_battery=low_battery
-        )
+        encode_nonin_packet(pleth=[9] * 25, spo2=97, pulse_rate=60, status=status,
+                            low_battery=low_battery)
     )
     [reading] = [s for s in out if isinstance(s, NumericReading)]
     assert reading.flags == flags
@@ -160,7 +159,8 @@ packet_st = st.tuples(
 
 def _packets(specs: list[tuple[list[int], float, float, int]]) -> list[bytes]:
     return [
-        encode_nonin_packet(pleth=p, spo2=s, pulse_rate=hr, status=stat) for p, s, hr, stat in specs
+        encode_nonin_packet(pleth=p, spo2=s, pulse_rate=hr, status=stat)
+        for p, s, hr, stat in specs
     ]
 
 

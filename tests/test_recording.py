@@ -95,25 +95,15 @@ high = [{{ after_s = 20, to = "charge-nurse" }}]
 
 def ekg_chunk(sim: EcgSimulator, k: int, *, t0: float = T0) -> WaveformChunk:
     return WaveformChunk(
-        room=ROOM,
-        feed="ekg",
-        kind=SignalKind.ECG,
-        unit="mV",
-        fs=FS,
-        t0=t0 + k,
-        samples=sim.next_chunk(round(FS)),
-        seq=k,
+        room=ROOM, feed="ekg", kind=SignalKind.ECG, unit="mV", fs=FS, t0=t0 + k,
+        samples=sim.next_chunk(round(FS)), seq=k,
     )
 
 
 def spo2_reading(k: int, spo2: float, *, t0: float = T0) -> NumericReading:
     return NumericReading(
-        room=ROOM,
-        feed="spo2",
-        kind=SignalKind.SPO2,
-        t=t0 + k + 1,
-        values={"spo2": spo2, "pulse_rate": 75.0, "perfusion_index": 2.0},
-        seq=k,
+        room=ROOM, feed="spo2", kind=SignalKind.SPO2, t=t0 + k + 1,
+        values={"spo2": spo2, "pulse_rate": 75.0, "perfusion_index": 2.0}, seq=k,
     )
 
 
@@ -271,9 +261,7 @@ def test_replay_refuses_a_feed_recorded_as_another_kind(
         w = Writer(f)
         w.start()
         cid = w.register_channel(
-            topic=EKG_TOPIC,
-            message_encoding="json",
-            schema_id=0,
+            topic=EKG_TOPIC, message_encoding="json", schema_id=0,
             metadata={"room": ROOM, "feed": "ekg", "kind": "pleth", "fs": "75.0"},
         )
         w.add_message(channel_id=cid, log_time=int(T0 * 1e9), publish_time=0, data=b"{}")
@@ -312,7 +300,9 @@ def test_topic_schema(tmp_path: Path, tail: str, schema: str | None) -> None:
 
 
 def record_args(config: Path, out: Path, *extra: str) -> argparse.Namespace:
-    return build_parser().parse_args(["record", "--config", str(config), "--out", str(out), *extra])
+    return build_parser().parse_args(
+        ["record", "--config", str(config), "--out", str(out), *extra]
+    )
 
 
 async def publish_feeds(
@@ -334,12 +324,8 @@ def read_back(path: Path) -> dict[str, list[tuple[int, int, bytes, str | None]]]
         reader = make_reader(f)
         for schema, channel, message in reader.iter_messages(log_time_order=True):
             got.setdefault(channel.topic, []).append(
-                (
-                    message.log_time,
-                    message.publish_time,
-                    message.data,
-                    schema.name if schema is not None else None,
-                )
+                (message.log_time, message.publish_time, message.data,
+                 schema.name if schema is not None else None)
             )
     return got
 
@@ -352,14 +338,8 @@ async def test_record_survives_a_broker_restart(tmp_path: Path, broker: Mosquitt
     stop = asyncio.Event()
     holder: list[FeedRecorder] = []
     task = asyncio.create_task(
-        record(
-            record_args(config, out_path),
-            clock=RealClock(),
-            out=out,
-            err=err,
-            stop=stop,
-            on_recorder=holder.append,
-        )
+        record(record_args(config, out_path), clock=RealClock(), out=out, err=err, stop=stop,
+               on_recorder=holder.append)
     )
     try:
         while not holder:  # the hook runs once the recorder is subscribed
@@ -420,13 +400,8 @@ async def test_record_for_seconds_stamps_the_clock_time(
     out, err = io.StringIO(), io.StringIO()
     holder: list[FeedRecorder] = []
     task = asyncio.create_task(
-        record(
-            record_args(config, out_path, "--seconds", "30", "--all"),
-            clock=clock,
-            out=out,
-            err=err,
-            on_recorder=holder.append,
-        )
+        record(record_args(config, out_path, "--seconds", "30", "--all"), clock=clock,
+               out=out, err=err, on_recorder=holder.append)
     )
     while not holder:
         await asyncio.sleep(0)
@@ -471,9 +446,8 @@ async def test_an_unfinished_recording_replays_up_to_its_last_flush(
     assert not partial.complete
     assert len(list(partial.messages())) == 121
     capture = CaptureOutput()
-    code, out, _ = await run_replay(
-        [str(cut), "--config", str(write_config(tmp_path))], outputs=[capture]
-    )
+    code, out, _ = await run_replay([str(cut), "--config", str(write_config(tmp_path))],
+                                    outputs=[capture])
     assert code == 0
     assert "unfinished" in out
     assert "ecg.asystole" in {e.code for e in capture.events}
@@ -492,10 +466,7 @@ async def test_replay_raises_what_the_live_daemon_raised_when_and_as_it_did(
     path = tmp_path / "live.mcap"
     with McapRecording(path=path, site=SITE, config=config, info={"site": SITE}) as rec:
         async with Daemon(
-            config=config,
-            clock=clock,
-            use_broker=False,
-            extra_outputs=[live],
+            config=config, clock=clock, use_broker=False, extra_outputs=[live],
             state_path=tmp_path / "live-state" / "roommon.sqlite3",
         ) as daemon:
             for m in src:
@@ -505,9 +476,8 @@ async def test_replay_raises_what_the_live_daemon_raised_when_and_as_it_did(
                 daemon.ingest_payload(daemon.pipelines[ROOM], feed, m.data)
             await clock.advance(0)
     replayed = CaptureOutput()
-    code, _, _ = await run_replay(
-        [str(path), "--config", str(write_config(tmp_path))], outputs=[replayed]
-    )
+    code, _, _ = await run_replay([str(path), "--config", str(write_config(tmp_path))],
+                                  outputs=[replayed])
     assert code == 0
 
     routing = {"escalated", "deescalated"}
@@ -540,18 +510,15 @@ async def test_replay_to_a_broker_publishes_under_its_own_site_and_pages_nobody(
     async with MqttCollector(broker.port, ["roommon/v1/#"]) as c:
         assert await asyncio.to_thread(main, argv) == 0
         await c.wait_for(
-            lambda ms: any(
-                m.topic.endswith("/status/main") and m.json()["status"] == "offline" for m in ms
-            )
+            lambda ms: any(m.topic.endswith("/status/main") and m.json()["status"] == "offline"
+                           for m in ms)
         )
     topics = {m.topic for m in c.messages}
     assert all(t.startswith(f"roommon/v1/{SITE}-replay/") for t in topics)
     assert not any("/notify/" in t for t in topics)
     alarms = [m.json() for m in c.messages if m.topic.endswith(f"/{ROOM}/alarm")]
     assert {a["code"] for a in alarms if a["transition"] == "raised"} >= {
-        "ecg.asystole",
-        "spo2.desat_critical",
-    }
+        "ecg.asystole", "spo2.desat_critical"}
     assert {a["origin"] for a in alarms} == {"replayed"}
 
 
@@ -562,19 +529,9 @@ def test_a_signal_finishes_the_file(
 ) -> None:
     out_path = tmp_path / "signalled.mcap"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "roommon.recording",
-            "record",
-            "--config",
-            str(write_config(tmp_path, port=broker.port)),
-            "--out",
-            str(out_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "roommon.recording", "record", "--config",
+         str(write_config(tmp_path, port=broker.port)), "--out", str(out_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         assert proc.stdout is not None

@@ -80,18 +80,8 @@ def cement_chunks(t0: float) -> list[bytes]:
     """2 s idle, 4 s injecting at 1.5 MPa, 6 s idle: one injection that then ends."""
     levels = [0.0] * 2 + [1500.0] * 4 + [0.0] * 6
     return [
-        json.dumps(
-            {
-                "v": 1,
-                "kind": "cement_pressure",
-                "seq": i + 1,
-                "t0": t0 + i,
-                "fs": 50,
-                "unit": "kPa",
-                "n": 50,
-                "samples": [level] * 50,
-            }
-        ).encode()
+        json.dumps({"v": 1, "kind": "cement_pressure", "seq": i + 1, "t0": t0 + i, "fs": 50,
+                    "unit": "kPa", "n": 50, "samples": [level] * 50}).encode()
         for i, level in enumerate(levels)
     ]
 
@@ -123,10 +113,8 @@ async def test_sigkill_mid_recovery_keeps_deadlines_and_publishes_missed_checks_
     timer_schema = json.loads((SCHEMA_DIR / "timer.schema.json").read_text())
     async with MqttCollector(broker.port, [f"{BASE}/#", "roommon/v1/s/status/+"]) as c:
         procs.append(start(config, log))
-        await c.wait_for(
-            lambda ms: any("/status/" in m.topic and m.json()["status"] == "online" for m in ms),
-            within=30,
-        )
+        await c.wait_for(lambda ms: any("/status/" in m.topic and m.json()["status"] == "online"
+                                        for m in ms), within=30)
         # an injection that ended about now: recovery starts from its end
         for payload in cement_chunks(clock.now() - 8.0):
             await c.publish(f"{BASE}/feed/cement", payload)

@@ -101,11 +101,7 @@ async def next_sample(samples: asyncio.Queue[DriverSample]) -> DriverSample:
 
 def rm1(seq: int) -> bytes:
     return encode_rm1_waveform(
-        device_id="CEM01",
-        seq=seq,
-        kind="cement_pressure",
-        unit="kPa",
-        fs=50,
+        device_id="CEM01", seq=seq, kind="cement_pressure", unit="kPa", fs=50,
         samples=[100.0 + seq, 101.0 + seq],
     )
 
@@ -115,23 +111,14 @@ async def test_samples_flow_from_simulator_through_pty(tmp_path: Path, ptys: lis
     dev = new_pty(ptys, link)
     samples: asyncio.Queue[DriverSample] = asyncio.Queue()
     states: asyncio.Queue[LinkState] = asyncio.Queue()
-    driver = RoommonLineDriver(
-        room="or1", feed="cement", origin=DataOrigin.SIMULATED, clock=RealClock()
-    )
-    async with SerialFeed(
-        port=str(link),
-        baudrate=115200,
-        driver=driver,
-        sink=samples,
-        clock=RealClock(),
-        backoff=FAST,
-        on_state=states.put_nowait,
-    ) as feed:
+    driver = RoommonLineDriver(room="or1", feed="cement", origin=DataOrigin.SIMULATED,
+                               clock=RealClock())
+    async with SerialFeed(port=str(link), baudrate=115200, driver=driver, sink=samples,
+                          clock=RealClock(), backoff=FAST, on_state=states.put_nowait) as feed:
         assert (await next_state(states)).connected
         assert feed.connected
-        written = await write_paced(
-            fd=dev.master, frames=[rm1(i) for i in range(5)], interval_s=0.005, clock=RealClock()
-        )
+        written = await write_paced(fd=dev.master, frames=[rm1(i) for i in range(5)],
+                                    interval_s=0.005, clock=RealClock())
         got = [await next_sample(samples) for _ in range(5)]
     assert [s.seq for s in got] == [0, 1, 2, 3, 4]
     first = got[0]
@@ -142,22 +129,17 @@ async def test_samples_flow_from_simulator_through_pty(tmp_path: Path, ptys: lis
     assert driver.counters.frames_bad == {}
 
 
-async def test_unplug_reports_at_once_and_replug_recovers(tmp_path: Path, ptys: list[Pty]) -> None:
+async def test_unplug_reports_at_once_and_replug_recovers(
+    tmp_path: Path, ptys: list[Pty]
+) -> None:
     link = tmp_path / "ttyROOM"
     dev = new_pty(ptys, link)
     samples: asyncio.Queue[DriverSample] = asyncio.Queue()
     states: asyncio.Queue[LinkState] = asyncio.Queue()
     clock = RealClock()
     driver = RoommonLineDriver(room="or1", feed="cement", origin=DataOrigin.SIMULATED, clock=clock)
-    async with SerialFeed(
-        port=str(link),
-        driver=driver,
-        sink=samples,
-        clock=clock,
-        backoff=FAST,
-        on_state=states.put_nowait,
-        rng=random.Random(7),
-    ) as feed:
+    async with SerialFeed(port=str(link), driver=driver, sink=samples, clock=clock,
+                          backoff=FAST, on_state=states.put_nowait, rng=random.Random(7)) as feed:
         assert (await next_state(states)).connected
         await write_all(dev.master, rm1(0) + rm1(1) + b"$RM1,CEM01,2,W,cem")  # half a frame
         assert [(await next_sample(samples)).seq for _ in range(2)] == [0, 1]
@@ -186,14 +168,8 @@ async def test_port_missing_at_start_then_appears(tmp_path: Path, ptys: list[Pty
     link = tmp_path / "ttyROOM"
     samples: asyncio.Queue[DriverSample] = asyncio.Queue()
     states: asyncio.Queue[LinkState] = asyncio.Queue()
-    async with SerialFeed(
-        port=str(link),
-        driver=make_driver("roommon_line"),
-        sink=samples,
-        clock=RealClock(),
-        backoff=FAST,
-        on_state=states.put_nowait,
-    ) as feed:
+    async with SerialFeed(port=str(link), driver=make_driver("roommon_line"), sink=samples,
+                          clock=RealClock(), backoff=FAST, on_state=states.put_nowait) as feed:
         first = await next_state(states)
         assert not first.connected
         assert "cannot open" in first.reason
@@ -224,26 +200,16 @@ async def test_every_simulator_drives_its_driver_over_a_pty(
             done.set()
 
     if isinstance(driver, MasimoAsciiDriver):
-        frames = [
-            encode_masimo_line(t=1.7e9 + i, spo2=97, pulse_rate=70 + i, perfusion_index=2.5)
-            for i in range(3)
-        ]
+        frames = [encode_masimo_line(t=1.7e9 + i, spo2=97, pulse_rate=70 + i,
+                                     perfusion_index=2.5) for i in range(3)]
     elif isinstance(driver, NoninFormat2Driver):
         pleth = synthetic_pleth(100, fs=75, pulse_rate=70)
-        frames = [
-            encode_nonin_packet(pleth=pleth[i * 25 : i * 25 + 25], spo2=96, pulse_rate=70 + i)
-            for i in range(4)
-        ]
+        frames = [encode_nonin_packet(pleth=pleth[i * 25 : i * 25 + 25], spo2=96,
+                                      pulse_rate=70 + i) for i in range(4)]
     else:
         frames = [rm1(i) for i in range(3)]
-    async with SerialFeed(
-        port=str(link),
-        driver=driver,
-        sink=sink,
-        clock=RealClock(),
-        backoff=FAST,
-        on_state=states.put_nowait,
-    ):
+    async with SerialFeed(port=str(link), driver=driver, sink=sink, clock=RealClock(),
+                          backoff=FAST, on_state=states.put_nowait):
         assert (await next_state(states)).connected
         await write_paced(fd=dev.master, frames=frames, interval_s=0.005, clock=RealClock())
         await asyncio.wait_for(done.wait(), TIMEOUT)
@@ -273,14 +239,9 @@ async def test_retry_waits_on_the_clock(tmp_path: Path, ptys: list[Pty]) -> None
     link = tmp_path / "ttyROOM"
     states: asyncio.Queue[LinkState] = asyncio.Queue()
     backoff = Backoff(initial_s=30.0, cap_s=60.0, jitter=0.0)
-    async with SerialFeed(
-        port=str(link),
-        driver=make_driver("roommon_line"),
-        sink=lambda s: None,
-        clock=clock,
-        backoff=backoff,
-        on_state=states.put_nowait,
-    ):
+    async with SerialFeed(port=str(link), driver=make_driver("roommon_line"),
+                          sink=lambda s: None, clock=clock, backoff=backoff,
+                          on_state=states.put_nowait):
         assert not (await next_state(states)).connected
         new_pty(ptys, link)
         await clock.advance(29.0)

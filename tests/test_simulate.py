@@ -51,11 +51,14 @@ MQTT_FEEDS: dict[str, dict[str, Any]] = {
 }
 
 
-def write_config(tmp_path: Path, port: int, *, serial_feed: bool = True, extra: str = "") -> Path:
+def write_config(
+    tmp_path: Path, port: int, *, serial_feed: bool = True, extra: str = ""
+) -> Path:
     feeds = "".join(
         f"[rooms.r1.feeds.{name}]\n"
         + "".join(
-            f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}\n" for k, v in spec.items()
+            f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}\n"
+            for k, v in spec.items()
         )
         for name, spec in MQTT_FEEDS.items()
     )
@@ -127,7 +130,6 @@ def assert_streams(got: dict[str, list[WaveformChunk | NumericReading]]) -> None
 
 # --------------------------------------------------------------------------- MQTT mode
 
-
 @pytest.mark.broker
 async def test_mqtt_every_feed_decodes_in_order(broker: MosquittoBroker, tmp_path: Path) -> None:
     path = write_config(tmp_path, broker.port)
@@ -191,7 +193,9 @@ async def test_mqtt_survives_a_broker_restart(broker: MosquittoBroker, tmp_path:
     broker.kill()
     broker.start()
     async with MqttCollector(broker.port, [f"{FEEDS}/ekg"], client_id="after") as c:
-        msgs = await c.wait_for(lambda ms: any(m.json()["seq"] == 30 for m in ms), within=TIMEOUT)
+        msgs = await c.wait_for(
+            lambda ms: any(m.json()["seq"] == 30 for m in ms), within=TIMEOUT
+        )
         status, out, err = await asyncio.wait_for(task, TIMEOUT)
     assert status == 0
     assert "lost" in err
@@ -332,11 +336,7 @@ class Reader:
 
 async def start_pty_simulator(*argv: str) -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "roommon.simulate",
-        "--pty",
-        *argv,
+        sys.executable, "-m", "roommon.simulate", "--pty", *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
@@ -458,16 +458,8 @@ async def test_missing_port_is_exit_1(tmp_path: Path) -> None:
 async def test_daemon_reads_the_simulated_serial_device(tmp_path: Path) -> None:
     """What `roommon run` does with `serial.port = "/dev/pts/N"`: every frame taken."""
     proc, path = await start_pty_simulator(
-        "--protocol",
-        "roommon_line",
-        "--kind",
-        "ecg",
-        "--kind",
-        "nibp",
-        "--speed",
-        "0",
-        "--seconds",
-        "2",
+        "--protocol", "roommon_line", "--kind", "ecg", "--kind", "nibp",
+        "--speed", "0", "--seconds", "2",
     )
     try:
         port = {"port": path, "protocol": "roommon_line", "baudrate": 115200}
@@ -478,12 +470,8 @@ async def test_daemon_reads_the_simulated_serial_device(tmp_path: Path) -> None:
                 "rooms": {
                     "r1": {
                         "feeds": {
-                            "ekg": {
-                                "kind": "ecg",
-                                "fs": 250,
-                                "transport": "serial",
-                                "serial": port,
-                            },
+                            "ekg": {"kind": "ecg", "fs": 250, "transport": "serial",
+                                    "serial": port},
                             "nibp": {"kind": "nibp", "transport": "serial", "serial": port},
                         }
                     }
@@ -559,7 +547,8 @@ def test_cement_stream_plays_repeating_injections() -> None:
         room="r1", feed="cement", origin=DataOrigin.LIVE, clock=VirtualClock()
     )
     chunks = [
-        s for s in driver.feed(b"".join(stream.frames_until(250.0))) if isinstance(s, WaveformChunk)
+        s for s in driver.feed(b"".join(stream.frames_until(250.0)))
+        if isinstance(s, WaveformChunk)
     ]
     assert driver.counters.frames_good == len(chunks) == 2500  # 0.1 s frames at 50 Hz
     level = np.array([float(np.median(c.samples)) for c in chunks])
@@ -589,9 +578,8 @@ async def test_mqtt_minute_summaries_and_script(broker: MosquittoBroker, tmp_pat
     assert lines[2] == (
         "[00:02:00 simulated] sent 240 chunks, 61 readings; script: patient desaturates to 86 %"
     )
-    assert lines[3].endswith(
-        "125 simulated s: 500 chunks, 128 readings, 1 script actions; 0 broker outage(s)"
-    )
+    assert lines[3].endswith("125 simulated s: 500 chunks, 128 readings, 1 script actions; "
+                             "0 broker outage(s)")
     spo2 = [m.json()["values"]["spo2"] for m in msgs]
     assert min(spo2[:99]) >= 96
     assert max(spo2[-10:]) <= 88  # the scripted desaturation reached the wire

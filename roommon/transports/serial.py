@@ -212,15 +212,10 @@ class SerialFeed:
         self._connected = connected
         state = LinkState(port=self.port, connected=connected, reason=reason, t=self._clock.now())
         if connected:
-            log.info(
-                "serial_connected",
-                port=self.port,
-                protocol=self.driver.protocol,
-                reconnects=self.counters.reconnects,
-            )
+            log.info("serial_connected", port=self.port, protocol=self.driver.protocol,
+                     reconnects=self.counters.reconnects)
         else:
-            log.warning(
-                "serial_disconnected", port=self.port, protocol=self.driver.protocol, reason=reason
-            )
+            log.warning("serial_disconnected", port=self.port, protocol=self.driver.protocol,
+                        reason=reason)
         if self._on_state is not None:
             self._on_state(state)
