@@ -22,9 +22,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+## ruff, mypy --strict (package and tests) and the import-linter layer contracts (pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check roommon simulators tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/ecg_accuracy.py

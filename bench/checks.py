@@ -35,7 +35,7 @@ from roommon.checks.cement import CementCheck, CementSettings
 from roommon.checks.ecg import EcgCheck, EcgSettings
 from roommon.checks.nibp import NibpCheck, NibpSettings
 from roommon.checks.spo2 import SpO2Check, SpO2Settings
-from roommon.model import NumericReading, SignalKind, WaveformChunk
+from roommon.core.model import NumericReading, SignalKind, WaveformChunk
 from simulators.abp import ArterialPressureSimulator
 from simulators.cement import CementPressureSimulator
 from simulators.ecg import EcgSimulator

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from roommon.ecg.offline import MatchResult, detect_samples, match_beats, reference_beats
-from roommon.physionet import SHARED_DIR, annotated_records, read_channel, search_dirs
+from roommon.records.physionet import SHARED_DIR, annotated_records, read_channel, search_dirs
 
 
 def _xqrs(samples: np.ndarray, fs: float) -> tuple[np.ndarray, float]:

@@ -64,12 +64,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from roommon.checks.base import CheckContext, FeedView
 from roommon.checks.ecg import EcgCheck, EcgSettings
+from roommon.core.model import SignalKind, WaveformChunk
 from roommon.ecg.heart_rate import HeartRate
 from roommon.ecg.offline import MatchResult, detect_samples, match_beats
 from roommon.ecg.reference import Reference, Span, read_reference
-from roommon.model import SignalKind, WaveformChunk
-from roommon.physionet import SHARED_DIR, read_channel
-from roommon.testing import EcgRoomRun, replay_ecg_through_room
+from roommon.records.physionet import SHARED_DIR, read_channel
+from roommon.testing.ecg_replay import EcgRoomRun, replay_ecg_through_room
 
 PACED = {"mitdb/102", "mitdb/104", "mitdb/107", "mitdb/217"}
 DBS = ("mitdb", "svdb", "vfdb", "cudb")
@@ -340,7 +340,7 @@ def throughput(paths: list[pathlib.Path]) -> float:
     for path in paths:
         sig = read_channel(path)
         fs = sig.fs
-        feed = FeedView(name="ekg", kind=SignalKind.ECG, fs=fs, unit="mV", buffer=None)
+        feed = FeedView(name="ekg", kind=SignalKind.ECG, fs=fs, unit="mV")
         check = EcgCheck(room="r1", settings=EcgSettings(), feeds={"ekg": feed})
         ctx = CheckContext(room="r1", check="ecg")
         step = round(fs)

@@ -1,7 +1,7 @@
 """Typed, validated configuration loaded from a TOML file.
 
 One pydantic model per section; every field is documented. A bad file fails
-at load with :class:`~roommon.errors.ConfigError` carrying one
+at load with :class:`~roommon.core.errors.ConfigError` carrying one
 ``(field path, message)`` per problem. Check settings are validated against
 the settings model of the check named by the table key (see
 :data:`roommon.checks.CHECKS`). Broker credentials never come from the file:
@@ -10,7 +10,6 @@ the file names the environment variables that hold them.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,12 +23,13 @@ from pydantic import (
     model_validator,
 )
 
-from roommon.alerts.conditions import Priority
-from roommon.errors import ConfigError
-from roommon.ids import Identifier
-from roommon.model import CANONICAL_UNITS, SignalKind
+from roommon.alerts.settings import AlarmOverride, EscalationConfig
+from roommon.core.errors import ConfigError
+from roommon.core.ids import Identifier
+from roommon.core.model import CANONICAL_UNITS, SignalKind
+from roommon.core.phases import Phase
 from roommon.recovery.plan import RecoveryConfig
-from roommon.workflow import Phase
+from roommon.transports.broker import BrokerConfig
 
 
 class _Section(BaseModel):
@@ -39,32 +39,6 @@ class _Section(BaseModel):
 class SiteConfig(_Section):
     id: Identifier = Field(description="Site identifier; first topic level after roommon/v1.")
     name: str = Field(default="", description="Human-readable site name.")
-
-
-class BrokerConfig(_Section):
-    host: str = Field(default="127.0.0.1", description="MQTT broker host name or address.")
-    port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker TCP port.")
-    tls: bool = Field(default=False, description="Use TLS to the broker.")
-    ca_file: Path | None = Field(
-        default=None, description="CA bundle for TLS; system CAs if unset."
-    )
-    username_env: str | None = Field(
-        default=None, description="Name of the environment variable holding the MQTT user name."
-    )
-    password_env: str | None = Field(
-        default=None, description="Name of the environment variable holding the MQTT password."
-    )
-    keepalive_s: int = Field(default=15, ge=2, le=600, description="MQTT keep-alive interval.")
-    reconnect_initial_s: float = Field(
-        default=0.5, gt=0, description="First reconnect delay; doubles up to reconnect_max_s."
-    )
-    reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap on the reconnect delay.")
-
-    def credentials(self) -> tuple[str | None, str | None]:
-        """Read user name and password from the named environment variables."""
-        user = os.environ.get(self.username_env) if self.username_env else None
-        password = os.environ.get(self.password_env) if self.password_env else None
-        return user, password
 
 
 class DaemonConfig(_Section):
@@ -78,9 +52,6 @@ class DaemonConfig(_Section):
     )
     max_payload_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Feed payloads larger than this are rejected."
-    )
-    buffer_seconds: float = Field(
-        default=60.0, ge=5, le=3600, description="Seconds of each waveform kept in its ring buffer."
     )
 
 
@@ -166,42 +137,6 @@ class FeedConfig(_Section):
     @property
     def effective_stale_s(self) -> float:
         return self.stale_s if self.stale_s is not None else DEFAULT_STALE_S[self.kind]
-
-
-class AlarmOverride(_Section):
-    """Per-room override of a condition's alarm defaults (keyed by condition code)."""
-
-    delay_s: float | None = Field(default=None, ge=0, le=300)
-    clear_delay_s: float | None = Field(default=None, ge=0, le=300)
-    latching: bool | None = None
-    priority: Literal["low", "medium", "high"] | None = None
-    enabled: bool = True
-
-
-class EscalationStep(_Section):
-    after_s: float = Field(gt=0, description="Seconds unacknowledged before this step.")
-    to: Identifier = Field(description="Recipient id; published on roommon/v1/SITE/notify/TO.")
-
-
-class EscalationConfig(_Section):
-    """Who hears an alarm first, and who next while nobody acknowledges it."""
-
-    notify: list[Identifier] = Field(
-        default_factory=list, description="Recipients told of every new alarm of the room."
-    )
-    low: list[EscalationStep] = Field(default_factory=list)
-    medium: list[EscalationStep] = Field(
-        default_factory=list, description="e.g. [{after_s = 60, to = 'charge-nurse'}]"
-    )
-    high: list[EscalationStep] = Field(default_factory=list)
-    route_simulated: bool = Field(
-        default=False,
-        description="Route alarms from simulated or replayed data to recipients (off: never).",
-    )
-
-    def chain(self, priority: Priority) -> list[EscalationStep]:
-        steps = {Priority.LOW: self.low, Priority.MEDIUM: self.medium, Priority.HIGH: self.high}
-        return sorted(steps[priority], key=lambda s: s.after_s)
 
 
 class RoomConfig(_Section):

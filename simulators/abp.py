@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from roommon.model import DataOrigin, FloatArray, SignalKind, WaveformChunk
+from roommon.core.model import DataOrigin, FloatArray, SignalKind, WaveformChunk
 
 
 def _beat_shape(u: FloatArray) -> FloatArray:

@@ -8,7 +8,7 @@ back to rest. Controls add a short spike or a sudden drop (the signature of
 cement finding a path of least resistance, i.e. a leak).
 
 Streaming and deterministic: ``next_chunk(n)`` returns the next ``n`` samples
-as a :class:`~roommon.model.WaveformChunk`; the same seed and the same
+as a :class:`~roommon.core.model.WaveformChunk`; the same seed and the same
 sequence of control calls give the same samples.
 """
 
@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from roommon.model import DataOrigin, FloatArray, SignalKind, WaveformChunk
+from roommon.core.model import DataOrigin, FloatArray, SignalKind, WaveformChunk
 
 
 class CementPressureSimulator:

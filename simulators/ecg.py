@@ -1,7 +1,7 @@
 """Synthetic ECG for tests and the demo: a streaming source of mV samples.
 
 Stands where a patient cable and monitor front end would be: its chunks go into
-a :class:`~roommon.model.WaveformChunk` (by the demo or a test) and from there
+a :class:`~roommon.core.model.WaveformChunk` (by the demo or a test) and from there
 through the same pipeline, detector and EKG check as live data. Each beat is a
 sum of Gaussians (P, Q, R, S, T; after McSharry et al. 2003, without their
 ODE), placed on a beat schedule driven by a heart-rate setting. Events a monitor
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 
 # (amplitude mV, centre s relative to R, width s) of one normal beat at 1 mV R.
 _NORMAL_WAVES: tuple[tuple[float, float, float], ...] = (

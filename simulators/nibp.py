@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from roommon.model import DataOrigin, NumericReading, SignalKind
+from roommon.core.model import DataOrigin, NumericReading, SignalKind
 
 
 class NibpSimulator:

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from roommon.model import DataOrigin, FloatArray, NumericReading, SignalKind, WaveformChunk
+from roommon.core.model import DataOrigin, FloatArray, NumericReading, SignalKind, WaveformChunk
 
 
 class PlethSimulator:

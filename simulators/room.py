@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from roommon.config import RoomConfig
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from simulators.abp import ArterialPressureSimulator
 from simulators.cement import CementPressureSimulator
 from simulators.ecg import EcgSimulator

@@ -5,7 +5,7 @@ values in, the device's byte format out. The tests feed these bytes to the
 drivers (directly or through a real pseudo-terminal), and ``roommon simulate``
 / the demo can drive a serial feed end to end with them. :func:`write_paced`
 writes frames to a file descriptor (a pty master, a real serial port) paced by
-a :class:`~roommon.clock.Clock`.
+a :class:`~roommon.core.clock.Clock`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from roommon.clock import Clock
+from roommon.core.clock import Clock
 from roommon.drivers.nonin import (
     FRAMES_PER_PACKET,
     NONIN_START,
@@ -147,8 +147,12 @@ def encode_nonin_packet(
     hr = 511 if math.isnan(pulse_rate) else round(pulse_rate)
     sat = 127 if math.isnan(spo2) else round(spo2)
     data = [0] * FRAMES_PER_PACKET
-    for msb, lsb in ((_HR_MSB, _HR_LSB), (_EHR_MSB, _EHR_LSB), (_HRD_MSB, _HRD_LSB),
-                     (_EHRD_MSB, _EHRD_LSB)):
+    for msb, lsb in (
+        (_HR_MSB, _HR_LSB),
+        (_EHR_MSB, _EHR_LSB),
+        (_HRD_MSB, _HRD_LSB),
+        (_EHRD_MSB, _EHRD_LSB),
+    ):
         data[msb] = (hr >> 7) & 0x03
         data[lsb] = hr & 0x7F
     for slot in (_SPO2, _SPO2_D, _SPO2_FAST, _SPO2_BB, _ESPO2, _ESPO2_D):
@@ -200,9 +204,7 @@ async def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-async def write_paced(
-    *, fd: int, frames: Iterable[bytes], interval_s: float, clock: Clock
-) -> int:
+async def write_paced(*, fd: int, frames: Iterable[bytes], interval_s: float, clock: Clock) -> int:
     """Write ``frames`` one by one, ``interval_s`` apart on ``clock``; return bytes written.
 
     The pace is kept against absolute deadlines so it does not drift, the way a

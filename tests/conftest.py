@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from roommon.clock import VirtualClock
+from roommon.core.clock import VirtualClock
 from roommon.testing import MosquittoBroker
 
 ROOT = Path(__file__).resolve().parents[1]

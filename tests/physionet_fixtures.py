@@ -1,4 +1,4 @@
-"""Shared PhysioNet record fixtures for the EKG tests (records resolved by roommon.physionet)."""
+"""Shared PhysioNet record fixtures for the EKG tests (via roommon.records.physionet)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from roommon.physionet import record_path
+from roommon.records.physionet import record_path
 
 
 def physionet_record(db: str, record: str) -> pathlib.Path:

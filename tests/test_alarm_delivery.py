@@ -10,12 +10,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from roommon.clock import VirtualClock
 from roommon.config import parse_config
-from roommon.daemon import Daemon
-from roommon.model import NumericReading, SignalKind
-from roommon.payloads import SCHEMA_DIR
+from roommon.core.clock import VirtualClock
+from roommon.core.model import NumericReading, SignalKind
+from roommon.runtime.daemon import Daemon
 from roommon.testing import MosquittoBroker, MqttCollector, Received
+from roommon.wire.registry import SCHEMA_DIR
 
 pytestmark = pytest.mark.broker
 
@@ -121,8 +121,8 @@ async def test_every_event_arrives_in_order_across_a_broker_crash(
     for room in ROOMS:
         events = unique_in_order(got, room)
         assert [e["seq"] for e in events] == list(range(1, expected[room] + 1)), room
-        for e in events:
-            validator.validate(e)
+        for event in events:
+            validator.validate(event)
     received_ids = {e["event_id"] for r in ROOMS for e in unique_in_order(got, r)}
     assert received_ids == logged
     # duplicates, if any, are byte-identical copies of the same event

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.alerts.engine import Outgoing, RoomAlarms
 from roommon.config import parse_config
-from roommon.errors import CommandError
-from roommon.model import DataOrigin
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.errors import CommandError
+from roommon.core.model import DataOrigin
 
 T0 = 1_767_225_600.0
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.alerts.engine import Outgoing, RoomAlarms
 from roommon.alerts.store import AlarmStore, burden
 from roommon.cli import main
 from roommon.config import parse_config
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 
 T0 = 1_767_225_600.0
 DESAT = ConditionSpec(
@@ -103,9 +103,9 @@ def test_sequence_numbers_continue_across_restarts(tmp_path: Path) -> None:
 
 
 async def test_alarms_left_open_by_a_previous_run_are_closed_at_start(tmp_path: Path) -> None:
-    from roommon.clock import VirtualClock
-    from roommon.daemon import Daemon
-    from roommon.model import NumericReading, SignalKind
+    from roommon.core.clock import VirtualClock
+    from roommon.core.model import NumericReading, SignalKind
+    from roommon.runtime.daemon import Daemon
     from roommon.testing import CaptureOutput
 
     cfg = parse_config({

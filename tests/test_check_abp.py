@@ -2,60 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.alerts.conditions import ConditionReport
 from roommon.checks.abp import AbpCheck, AbpSettings
-from roommon.checks.base import CheckContext, FeedView, Measurement
-from roommon.model import SignalKind, WaveformChunk
-from roommon.physionet import record_path
-from roommon.ringbuffer import RingBuffer
+from roommon.checks.base import CheckContext, FeedView
+from roommon.core.model import SignalKind, WaveformChunk
+from roommon.records.physionet import record_path
+from roommon.testing.checks import CheckHarness
 from simulators.abp import ArterialPressureSimulator
 
 FS = 125.0
 T0 = 1_767_225_600.0
 
 
-@dataclass
-class Line:
-    sim: ArterialPressureSimulator
-    check: AbpCheck
-    ctx: CheckContext
-    buffer: RingBuffer
-    reports: list[ConditionReport] = field(default_factory=list)
-    measurements: list[Measurement] = field(default_factory=list)
+class Line(CheckHarness[AbpCheck]):
+    def __init__(self, sim: ArterialPressureSimulator, check: AbpCheck) -> None:
+        super().__init__(check)
+        self.sim = sim
 
     def run(self, seconds: int) -> None:
         for _ in range(seconds):
-            c = self.sim.next_chunk(round(FS))
-            self.buffer.extend(c.samples, t_end=c.t_end)
-            self.check.on_chunk(c, self.ctx)
-            cond, meas, _ = self.ctx.drain()
-            self.reports += cond
-            self.measurements += meas
-
-    def active(self, code: str) -> bool:
-        reps = [r for r in self.reports if r.spec.code == code]
-        return bool(reps) and reps[-1].active
-
-    def onsets(self, code: str) -> list[float]:
-        return [r.t for r in self.reports if r.spec.code == code and r.active]
-
-    def values(self, name: str) -> list[float]:
-        return [m.value for m in self.measurements if m.name == name]
+            self.chunk(self.sim.next_chunk(round(FS)))
 
 
 def make_line(**cfg: float) -> Line:
     sim = ArterialPressureSimulator(fs=FS, seed=3)
-    buf = RingBuffer(capacity=round(AbpCheck.window_s * FS), fs=FS)
-    feeds = {"abp": FeedView("abp", SignalKind.ABP, FS, "mmHg", buf)}
-    check = AbpCheck(room="or1", settings=AbpSettings(**cfg), feeds=feeds)
-    return Line(sim=sim, check=check, ctx=CheckContext(room="or1", check="abp"), buffer=buf)
+    feeds = {"abp": FeedView("abp", SignalKind.ABP, FS, "mmHg")}
+    return Line(sim, AbpCheck(room="or1", settings=AbpSettings(**cfg), feeds=feeds))
 
 
 def test_beat_by_beat_values_follow_the_simulated_pressure() -> None:

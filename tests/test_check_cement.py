@@ -1,13 +1,11 @@
 """Cement-injection check: scenario tests on sample time, and chunking invariance.
 
 Every scenario streams the cement simulator through the check the way the room
-pipeline does (ring buffer first, then ``on_chunk``) and asserts on the raw
+pipeline does (``on_chunk`` per chunk, ``on_tick`` on the clock) and asserts on the raw
 condition reports and room events the check produced.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -15,62 +13,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from roommon.alerts.conditions import ConditionReport
-from roommon.checks.base import CheckContext, FeedView, Measurement, RoomEvent
+from roommon.checks.base import FeedView
 from roommon.checks.cement import CementCheck, CementSettings
-from roommon.model import SignalKind, WaveformChunk
-from roommon.ringbuffer import RingBuffer
+from roommon.core.events import CementMixed
+from roommon.core.model import SignalKind, WaveformChunk
+from roommon.testing.checks import CheckHarness
 from simulators.cement import CementPressureSimulator
 
 FS = 100.0
 
 
-@dataclass
-class Run:
-    check: CementCheck
-    ctx: CheckContext
-    buffer: RingBuffer
-    conditions: list[ConditionReport] = field(default_factory=list)
-    events: list[RoomEvent] = field(default_factory=list)
-    measurements: list[Measurement] = field(default_factory=list)
-
+class Run(CheckHarness[CementCheck]):
     def feed(self, chunks: list[WaveformChunk]) -> None:
         for c in chunks:
-            self.buffer.extend(c.samples, t_end=c.t_end)
-            self.check.on_chunk(c, self.ctx)
-            self._drain()
-
-    def event(self, e: RoomEvent) -> None:
-        self.check.on_event(e, self.ctx)
-        self._drain()
-
-    def tick(self, now: float) -> None:
-        self.check.on_tick(now, self.ctx)
-        self._drain()
-
-    def _drain(self) -> None:
-        c, m, e = self.ctx.drain()
-        self.conditions += c
-        self.measurements += m
-        self.events += e
-
-    def onsets(self, code: str) -> list[float]:
-        return [r.t for r in self.conditions if r.spec.code == code and r.active]
-
-    def active(self, code: str) -> bool:
-        reps = [r for r in self.conditions if r.spec.code == code]
-        return bool(reps) and reps[-1].active
-
-    def named(self, name: str) -> list[RoomEvent]:
-        return [e for e in self.events if e.name == name]
+            self.chunk(c)
 
 
 def make_run(**overrides: float) -> Run:
     cfg = CementSettings(**overrides)
-    buf = RingBuffer(capacity=round(CementCheck.window_s * FS), fs=FS)
-    feeds = {"cement": FeedView("cement", SignalKind.CEMENT_PRESSURE, FS, "kPa", buf)}
-    check = CementCheck(room="or1", settings=cfg, feeds=feeds)
-    return Run(check=check, ctx=CheckContext(room="or1", check="cement"), buffer=buf)
+    feeds = {"cement": FeedView("cement", SignalKind.CEMENT_PRESSURE, FS, "kPa")}
+    return Run(CementCheck(room="or1", settings=cfg, feeds=feeds))
 
 
 def test_defaults_cite_their_source() -> None:
@@ -98,7 +60,7 @@ def test_pressure_spike_raises_over_pressure_and_clears() -> None:
     assert len(onsets) == 1
     assert t_spike < onsets[0] < t_spike + 0.6
     assert not run.active("cement.over_pressure")  # cleared once the spike passed
-    rep = next(r for r in run.conditions if r.spec.code == "cement.over_pressure")
+    rep = next(r for r in run.reports if r.spec.code == "cement.over_pressure")
     assert rep.value is not None
     assert rep.value > 3200.0
     assert rep.limit == 3200.0
@@ -182,16 +144,16 @@ def test_rising_trend_warns_before_the_maximum() -> None:
 def test_steady_plateau_raises_nothing() -> None:
     sim = CementPressureSimulator(fs=FS, seed=4)
     run = make_run()
-    run.event(RoomEvent(name="cement.mixed", t=sim.t - 300.0, feed="command"))
+    run.event(CementMixed(t=sim.t - 300.0, feed="command", by="test"))
     sim.inject(level_kpa=1700.0)
     run.feed(sim.seconds(60))
-    assert [r for r in run.conditions if r.active] == []
+    assert [r for r in run.reports if r.active] == []
 
 
 def test_injection_past_working_time() -> None:
     sim = CementPressureSimulator(fs=FS, seed=5)
     run = make_run(working_time_s=600.0)
-    run.event(RoomEvent(name="cement.mixed", t=sim.t, feed="command"))
+    run.event(CementMixed(t=sim.t, feed="command", by="test"))
     run.feed(sim.seconds(300))
     sim.inject()
     run.feed(sim.seconds(20))  # 5 min after mixing: fine
@@ -202,7 +164,7 @@ def test_injection_past_working_time() -> None:
     run.feed(sim.seconds(20))  # minute ~10: past the 600 s working time
     onsets = run.onsets("cement.past_working_time")
     assert len(onsets) == 1
-    rep = next(r for r in run.conditions if r.spec.code == "cement.past_working_time")
+    rep = next(r for r in run.reports if r.spec.code == "cement.past_working_time")
     assert rep.value is not None
     assert rep.value > 600.0
     sim.pause()
@@ -216,7 +178,7 @@ def test_early_injection_and_missing_mix_time() -> None:
     sim.inject()
     run.feed(sim.seconds(10))
     assert run.active("cement.no_mix_time")
-    run.event(RoomEvent(name="cement.mixed", t=sim.t - 30.0, feed="command"))
+    run.event(CementMixed(t=sim.t - 30.0, feed="command", by="test"))
     run.feed(sim.seconds(4))
     assert not run.active("cement.no_mix_time")
     assert run.active("cement.early_injection")  # 30 s after mixing < 240 s dough time
@@ -237,11 +199,11 @@ def test_injection_ended_is_published_once_per_injection() -> None:
         run.feed(sim.seconds(90))  # long enough: the injection ended
     assert len(run.named("cement.injection_started")) == 2
     ended = run.named("cement.injection_ended")
-    assert [e.data["injection"] for e in ended] == [1, 2]
+    assert [e.data()["injection"] for e in ended] == [1, 2]
     for e in ended:
-        assert e.data["last_injecting_t"] + 60.0 == pytest.approx(e.t)
-        assert 1600.0 < e.data["peak_kpa"] < 2000.0
-    phases = [e.data["phase"] for e in run.named("cement.phase")]
+        assert e.data()["last_injecting_t"] + 60.0 == pytest.approx(e.t)
+        assert 1600.0 < e.data()["peak_kpa"] < 2000.0
+    phases = [e.data()["phase"] for e in run.named("cement.phase")]
     assert phases == ["injecting", "paused", "injecting", "paused", "ended"] * 2
     # and the clock does not end it a second time
     run.tick(sim.t + 600.0)
@@ -260,7 +222,7 @@ def test_clock_ends_injection_when_the_feed_falls_silent() -> None:
     run.tick(sim.t + 80.0)
     ended = run.named("cement.injection_ended")
     assert len(ended) == 1
-    assert ended[0].t == pytest.approx(ended[0].data["last_injecting_t"] + 60.0)
+    assert ended[0].t == pytest.approx(ended[0].data()["last_injecting_t"] + 60.0)
 
 
 def test_peak_pressure_measurement() -> None:
@@ -293,7 +255,7 @@ T0 = _scenario()[0].t0
 
 def _run_chunked(sizes: list[int]) -> Run:
     run = make_run()
-    run.check.on_event(RoomEvent(name="cement.mixed", t=T0 - 300.0, feed="command"), run.ctx)
+    run.check.on_event(CementMixed(t=T0 - 300.0, feed="command", by="test"), run.ctx)
     i, k, seq = 0, 0, 0
     chunks = []
     while i < len(SCENARIO):
@@ -326,11 +288,11 @@ def test_any_chunking_gives_the_same_result(sizes: list[int]) -> None:
     run = _run_chunked(sizes)
 
     def summary(r: Run) -> list[tuple[str, bool, float]]:
-        return [(c.spec.code, c.active, round(c.t, 6)) for c in r.conditions]
+        return [(c.spec.code, c.active, round(c.t, 6)) for c in r.reports]
 
     assert summary(run) == summary(REFERENCE)
     assert [(e.name, round(e.t, 6)) for e in run.events] == [
         (e.name, round(e.t, 6)) for e in REFERENCE.events
     ]
-    codes = {c.spec.code for c in REFERENCE.conditions if c.active}
+    codes = {c.spec.code for c in REFERENCE.reports if c.active}
     assert {"cement.over_pressure", "cement.sudden_drop"} <= codes

@@ -7,11 +7,11 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from roommon.alerts.conditions import ConditionReport
 from roommon.checks.base import CheckContext, FeedView
 from roommon.checks.nibp import NibpCheck, NibpSettings
-from roommon.clock import VirtualClock
-from roommon.model import NumericReading, SignalKind
+from roommon.core.clock import VirtualClock
+from roommon.core.conditions import ConditionReport
+from roommon.core.model import NumericReading, SignalKind
 from simulators.nibp import NibpSimulator
 
 
@@ -21,7 +21,7 @@ class Room:
     def __init__(self, clock: VirtualClock, sim: NibpSimulator, **cfg: float) -> None:
         self.clock = clock
         self.sim = sim
-        feeds = {"nibp": FeedView("nibp", SignalKind.NIBP, 0.0, "mmHg", None)}
+        feeds = {"nibp": FeedView("nibp", SignalKind.NIBP, 0.0, "mmHg")}
         self.check = NibpCheck(room="or1", settings=NibpSettings(**cfg), feeds=feeds)
         self.ctx = CheckContext(room="or1", check="nibp")
         self.reports: list[ConditionReport] = []

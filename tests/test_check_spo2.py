@@ -8,79 +8,50 @@ check declares, which is exactly what decides whether an alarm sounds.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.alerts.conditions import ConditionReport
 from roommon.checks.base import CheckContext, FeedView, Measurement
 from roommon.checks.spo2 import DESAT, DESAT_CRITICAL, SpO2Check, SpO2Settings
-from roommon.model import NumericReading, SignalKind, WaveformChunk
-from roommon.physionet import record_path
-from roommon.ringbuffer import RingBuffer
+from roommon.core.conditions import ConditionReport
+from roommon.core.model import NumericReading, SignalKind, WaveformChunk
+from roommon.records.physionet import record_path
+from roommon.testing.checks import CheckHarness
 from simulators.pleth import PlethSimulator
 
 FS = 100.0
 
 
-@dataclass
-class Room:
-    sim: PlethSimulator
-    check: SpO2Check
-    ctx: CheckContext
-    buffer: RingBuffer
-    heart_rate: float | None = None  # what the EKG check reports each second
-    reports: list[ConditionReport] = field(default_factory=list)
-    measurements: list[Measurement] = field(default_factory=list)
+class Room(CheckHarness[SpO2Check]):
+    def __init__(self, sim: PlethSimulator, check: SpO2Check) -> None:
+        super().__init__(check)
+        self.sim = sim
+        self.heart_rate: float | None = None  # what the EKG check reports each second
 
     def run(self, seconds: int) -> None:
         for _ in range(seconds):
             c = self.sim.next_chunk(round(FS))
-            self.buffer.extend(c.samples, t_end=c.t_end)
-            self.check.on_chunk(c, self.ctx)
+            self.chunk(c)
             for r in self.sim.readings_until(c.t_end):
-                self.check.on_reading(r, self.ctx)
+                self.reading(r)
             if self.heart_rate is not None:
                 hr = Measurement(
                     name="heart_rate", value=self.heart_rate, unit="bpm", t=c.t_end, feed="ecg"
                 )
-                self.check.on_measurement(hr, self.ctx)
-            cond, meas, _ = self.ctx.drain()
-            self.reports += cond
-            self.measurements += meas
-
-    def active(self, code: str) -> bool:
-        reps = [r for r in self.reports if r.spec.code == code]
-        return bool(reps) and reps[-1].active
-
-    def durations(self, code: str, *, until: float) -> list[float]:
-        """Length of each stretch the raw condition was present."""
-        out, start = [], None
-        for r in self.reports:
-            if r.spec.code != code:
-                continue
-            if r.active and start is None:
-                start = r.t
-            elif not r.active and start is not None:
-                out.append(r.t - start)
-                start = None
-        if start is not None:
-            out.append(until - start)
-        return out
+                self.measurement(hr)
 
 
 def make_room(*, seed: int = 0, **cfg: float) -> Room:
     sim = PlethSimulator(fs=FS, seed=seed)
-    buf = RingBuffer(capacity=round(SpO2Check.window_s * FS), fs=FS)
     feeds = {
-        "spo2": FeedView("spo2", SignalKind.SPO2, 0.0, "%", None),
-        "pleth": FeedView("pleth", SignalKind.PLETH, FS, "au", buf),
+        "spo2": FeedView("spo2", SignalKind.SPO2, 0.0, "%"),
+        "pleth": FeedView("pleth", SignalKind.PLETH, FS, "au"),
     }
     check = SpO2Check(room="or1", settings=SpO2Settings(**cfg), feeds=feeds)
-    return Room(sim=sim, check=check, ctx=CheckContext(room="or1", check="spo2"), buffer=buf)
+    return Room(sim, check)
 
 
 def alarmed(room: Room, code: str, delay: float) -> bool:

@@ -11,11 +11,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from roommon.clock import RealClock
 from roommon.config import parse_config
-from roommon.daemon import Daemon
-from roommon.payloads import SCHEMA_DIR
+from roommon.core.clock import RealClock
+from roommon.runtime.daemon import Daemon
 from roommon.testing import MosquittoBroker, MqttCollector, Received
+from roommon.wire.registry import SCHEMA_DIR
 
 pytestmark = pytest.mark.broker
 
@@ -230,7 +230,7 @@ async def test_simulated_alarms_reach_the_alarm_topic_but_never_recipients(
 async def test_recovery_commands_through_the_broker(
     broker: MosquittoBroker, daemon: Daemon
 ) -> None:
-    from roommon.checks.base import RoomEvent
+    from roommon.core.events import InjectionEnded
 
     pipeline = daemon.pipelines["r1"]
     now = daemon.clock.now()
@@ -241,8 +241,8 @@ async def test_recovery_commands_through_the_broker(
     async with MqttCollector(broker.port, [f"{BASE}/#"]) as c:
         r = await send(c, "r1", "ward-1", cmd(1, "check_done", check_no=1))
         assert (r["ok"], r["reason"]) == (False, "no_recovery")
-        pipeline.event(RoomEvent(name="cement.injection_ended", t=now, feed="cement",
-                                 data={"injection": 1, "last_injecting_t": now - 5}))
+        pipeline.event(InjectionEnded(t=now, feed="cement", injection=1, started_t=now - 60,
+                                      last_injecting_t=now - 5, peak_kpa=900.0))
         ms = await c.wait_for(lambda ms: any(m.topic == f"{BASE}/r1/timer"
                                              and m.json()["state"] != "idle" for m in ms))
         timer = [m.json() for m in ms if m.topic == f"{BASE}/r1/timer"][-1]

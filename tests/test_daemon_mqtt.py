@@ -16,11 +16,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from roommon.clock import RealClock
 from roommon.config import Config, parse_config
-from roommon.daemon import Daemon
-from roommon.payloads import SCHEMA_DIR
+from roommon.core.clock import RealClock
+from roommon.runtime.daemon import Daemon
 from roommon.testing import MosquittoBroker, MqttCollector, Received
+from roommon.wire.registry import SCHEMA_DIR
 
 pytestmark = pytest.mark.broker
 
@@ -29,7 +29,8 @@ T0 = 1_767_225_600.0
 
 
 def schema(name: str) -> dict[str, Any]:
-    return json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    loaded: dict[str, Any] = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    return loaded
 
 
 def validate(name: str, payload: Any) -> None:
@@ -247,7 +248,7 @@ async def test_status_goes_offline_when_the_daemon_dies_or_stops(
 async def test_heartbeat_refreshes_the_retained_status_on_the_daemon_clock(
     broker: MosquittoBroker, tmp_path: Path
 ) -> None:
-    from roommon.clock import VirtualClock
+    from roommon.core.clock import VirtualClock
 
     clock = VirtualClock()
     cfg = parse_config(config_dict(broker.port, tmp_path / "state"))
@@ -262,7 +263,11 @@ async def test_heartbeat_refreshes_the_retained_status_on_the_daemon_clock(
         for beat in range(1, 6):
             await clock.advance(1.0)  # heartbeat_s = 1
             # each beat is retained latest-wins: wait for it before making the next one
-            msgs = await c.wait_for(lambda ms, n=beat: len({m.json()["t"] for m in ms}) > n)
+
+            def beats_seen(ms: list[Received], n: int = beat) -> bool:
+                return len({m.json()["t"] for m in ms}) > n
+
+            msgs = await c.wait_for(beats_seen)
     beats = sorted({m.json()["t"] for m in msgs})
     assert all(b - a == pytest.approx(1.0) for a, b in itertools.pairwise(beats))
     for m in msgs:

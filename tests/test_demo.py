@@ -43,7 +43,7 @@ async def test_demo_also_publishes_to_a_broker_and_every_payload_validates(
 
     import jsonschema
 
-    from roommon.payloads import SCHEMA_DIR
+    from roommon.wire.registry import SCHEMA_DIR
 
     validators = {
         p.name.removesuffix(".schema.json"): jsonschema.Draft202012Validator(

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.clock import VirtualClock
+from roommon.core.clock import VirtualClock
+from roommon.core.model import DataOrigin, NumericReading, SignalKind
 from roommon.drivers import DRIVERS, MasimoAsciiDriver
 from roommon.drivers.base import Driver
-from roommon.model import DataOrigin, NumericReading, SignalKind
 from simulators.serial_devices import encode_masimo_line
 
 NOW = 1_767_225_600.0
@@ -169,7 +170,7 @@ def _lines(readings: list[tuple[float, float, float, int, int]]) -> list[bytes]:
     ]
 
 
-def _values(out: list[object]) -> list[tuple[float, ...]]:
+def _values(out: Sequence[object]) -> list[tuple[float, ...]]:
     res = []
     for r in out:
         assert isinstance(r, NumericReading)
@@ -177,7 +178,7 @@ def _values(out: list[object]) -> list[tuple[float, ...]]:
     return res
 
 
-def _same(a: list[tuple[float, ...]], b: list[tuple[float, ...]]) -> bool:
+def _same(a: Sequence[tuple[float, ...]], b: Sequence[tuple[float, ...]]) -> bool:
     return len(a) == len(b) and all(
         all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(p, q, strict=True))
         for p, q in zip(a, b, strict=True)

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.clock import VirtualClock
+from roommon.core.clock import VirtualClock
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.drivers import DRIVERS, NoninFormat2Driver
 from roommon.drivers.base import Driver, DriverSample
 from roommon.drivers.nonin import FS_HZ
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from simulators.serial_devices import encode_nonin_packet, nonin_frame, synthetic_pleth
 
 NOW = 1_767_225_600.0

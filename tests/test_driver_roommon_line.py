@@ -12,20 +12,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.clock import VirtualClock
+from roommon.core.clock import VirtualClock
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.drivers import DRIVERS, RoommonLineDriver
 from roommon.drivers.base import Driver
 from roommon.drivers.roommon_line import crc16_ccitt
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from simulators.serial_devices import encode_rm1_numeric, encode_rm1_waveform, rm1_frame
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "serial-protocol.md"
 NOW = 1_767_225_600.0
 
 
-def make(**kw: object) -> RoommonLineDriver:
+def make(*, device_id: str | None = None) -> RoommonLineDriver:
     return RoommonLineDriver(
-        room="or1", feed="cement", origin=DataOrigin.LIVE, clock=VirtualClock(start=NOW), **kw
+        room="or1", feed="cement", origin=DataOrigin.LIVE, clock=VirtualClock(start=NOW),
+        device_id=device_id,
     )
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from roommon.ecg.offline import detect_samples, match_beats
 from roommon.ecg.reference import Reference, read_reference
-from roommon.physionet import read_channel
-from roommon.testing import EcgRoomRun, replay_ecg_through_room
+from roommon.records.physionet import read_channel
+from roommon.testing.ecg_replay import EcgRoomRun, replay_ecg_through_room
 from tests.physionet_fixtures import physionet_record
 
 pytestmark = pytest.mark.physionet

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.alerts.conditions import AlarmKind, ConditionReport, Priority
 from roommon.checks.base import CheckContext, FeedView, Measurement
 from roommon.checks.ecg import EcgCheck, EcgSettings, _percentile
-from roommon.model import SignalKind, WaveformChunk
+from roommon.core.conditions import AlarmKind, ConditionReport, Priority
+from roommon.core.model import SignalKind, WaveformChunk
 from simulators.ecg import EcgSimulator
 
 T0 = 1_767_225_600.0
@@ -37,7 +37,7 @@ class Run:
 
     def __post_init__(self) -> None:
         self.sim = EcgSimulator(fs=self.fs, seed=self.seed)
-        feed = FeedView(name="ecg1", kind=SignalKind.ECG, fs=self.fs, unit="mV", buffer=None)
+        feed = FeedView(name="ecg1", kind=SignalKind.ECG, fs=self.fs, unit="mV")
         self.check = EcgCheck(room="r1", settings=self.settings, feeds={"ecg1": feed})
         self.ctx = CheckContext(room="r1", check="ecg")
         self.seq = 0

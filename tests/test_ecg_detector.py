@@ -13,7 +13,7 @@ from scipy import signal
 
 from roommon.ecg.offline import detect_record, detect_samples, match_beats, reference_beats
 from roommon.ecg.qrs import QrsDetector, _median_of_levels, _median_of_samples, filter_chunk
-from roommon.physionet import read_channel
+from roommon.records.physionet import read_channel
 from simulators.ecg import EcgSimulator
 from tests.physionet_fixtures import physionet_record
 

@@ -8,8 +8,10 @@ import io
 import numpy as np
 import pytest
 
+from roommon.cli import main
+from roommon.cli.ecg_beats import add_parser
 from roommon.ecg.heart_rate import HeartRate
-from roommon.ecg.offline import add_parser, detect_record, main
+from roommon.ecg.offline import detect_record
 from tests.physionet_fixtures import physionet_record
 
 
@@ -35,7 +37,7 @@ from tests.physionet_fixtures import physionet_record
 def test_mean_rate_of_unannotated_records(
     db: str, record: str, channel: int, low: float, high: float
 ) -> None:
-    from roommon.physionet import read_channel
+    from roommon.records.physionet import read_channel
 
     path = physionet_record(db, record)
     sig = read_channel(path, channel=channel)
@@ -70,7 +72,7 @@ def test_heart_rate_rule() -> None:
 @pytest.mark.physionet
 def test_ecg_beats_cli(capsys: pytest.CaptureFixture[str]) -> None:
     path = physionet_record("mitdb", "100")
-    assert main([str(path), "--chunk-seconds", "0.5"]) == 0
+    assert main(["ecg-beats", str(path), "--chunk-seconds", "0.5"]) == 0
     printed = [int(line) for line in capsys.readouterr().out.split()]
     assert printed == detect_record(path, chunk_seconds=0.5).tolist()
     assert len(printed) > 2200
@@ -80,4 +82,4 @@ def test_ecg_beats_cli(capsys: pytest.CaptureFixture[str]) -> None:
     out = io.StringIO()
     assert args.func(args, out=out) == 0
     assert len(out.getvalue().split()) > 2200
-    assert main(["/nonexistent/record"]) == 1
+    assert main(["ecg-beats", "/nonexistent/record"]) == 1

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.errors import ProtocolError
-from roommon.model import SignalKind, WaveformChunk
-from roommon.payloads import SCHEMA_DIR, all_models, decode_feed, encode_waveform, schema_text
+from roommon.core.errors import ProtocolError
+from roommon.core.model import SignalKind, WaveformChunk
+from roommon.wire.payloads import decode_feed, encode_waveform
+from roommon.wire.registry import SCHEMA_DIR, all_models, schema_text
 
 T0 = 1_767_225_600.0
 
@@ -22,7 +23,7 @@ T0 = 1_767_225_600.0
 def test_committed_schema_matches_its_model(name: str) -> None:
     committed = (SCHEMA_DIR / f"{name}.schema.json").read_text()
     assert committed == schema_text(all_models()[name]), (
-        f"roommon/schemas/{name}.schema.json is stale: run python -m roommon.payloads"
+        f"roommon/wire/schemas/{name}.schema.json is stale: run python -m roommon.wire.registry"
     )
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 
-from roommon.clock import VirtualClock
+from roommon.checks import CHECKS
 from roommon.config import Config, parse_config
-from roommon.errors import ProtocolError
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
-from roommon.pipeline import RoomPipeline
+from roommon.core.clock import VirtualClock
+from roommon.core.errors import ProtocolError
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.room.pipeline import RoomPipeline
 from roommon.testing import CaptureOutput
+from roommon.testing.checks import ProbeCheck
 
 
 def room_config(**overrides: Any) -> Config:
@@ -74,7 +78,7 @@ def ekg(clock: VirtualClock, seq: int, samples: np.ndarray) -> WaveformChunk:
 
 
 async def feed_seconds(
-    p: RoomPipeline, clock: VirtualClock, start_seq: int, values: list[float]
+    p: RoomPipeline, clock: VirtualClock, start_seq: int, values: Sequence[float]
 ) -> int:
     """Feed one SpO2 reading and one EKG second per virtual second, ticking as the daemon does."""
     seq = start_seq
@@ -136,17 +140,22 @@ async def test_required_feed_never_seen_is_alarmed(clock: VirtualClock) -> None:
     assert out.events[0].feed == "spo2"
 
 
-async def test_bad_samples_never_reach_checks_and_good_ones_do(clock: VirtualClock) -> None:
-    p, out = make(clock)
+async def test_bad_samples_never_reach_checks_and_good_ones_do(
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(CHECKS, ProbeCheck.name, ProbeCheck)
+    p, out = make(clock, checks={"probe": {}})
     samples = np.linspace(0, 1, 250)
     samples[100:110] = np.nan
     samples[200] = 1e9  # physically impossible for an EKG in mV
     p.ingest(ekg(clock, 0, samples))
-    buf = p.feeds["ekg"].buffer
-    assert buf is not None
+    probe = p.checks[0]
+    assert isinstance(probe, ProbeCheck)
     assert p.feeds["ekg"].bad_samples == 11
-    assert buf.total == 239
-    assert np.isfinite(buf.latest(239)).all()
+    got = probe.samples()
+    assert got.shape == (239,)
+    assert np.isfinite(got).all()
+    assert np.array_equal(got, np.delete(samples, [*range(100, 110), 200]))
     p.tick()
     assert ("feed.bad_samples", "raised") in out.transitions()
 
@@ -177,22 +186,26 @@ async def test_sequence_gap_duplicate_and_reorder(clock: VirtualClock) -> None:
     assert ("feed.seq_gap", "raised") in out.transitions()
 
 
-async def test_unavailable_value_is_never_compared_to_a_limit(clock: VirtualClock) -> None:
+async def test_an_unavailable_reading_never_clears_an_active_desaturation(
+    clock: VirtualClock,
+) -> None:
+    """NaN (the device's "no value") during a desaturation is not a normal value: the alarm
+    must stay up. Compared with the limit, NaN < 90 is False and would clear it; the
+    guard in the limits check must skip it. (Checked: with the guard removed this fails.)"""
     p, out = make(clock)
-    await feed_seconds(p, clock, 0, [math.nan] * 30)
-    assert out.transitions("limit.spo2_low") == []
+    seq = await feed_seconds(p, clock, 0, [84] * 30)
+    assert out.transitions("limit.spo2_low") == [("limit.spo2_low", "raised")]
+    await feed_seconds(p, clock, seq, [math.nan] * 30)
+    assert out.transitions("limit.spo2_low") == [("limit.spo2_low", "raised")]
+    assert [a.spec.code for a in p.engine.alarms()] == ["limit.spo2_low"]
 
 
-async def test_ten_minute_scenario_runs_in_well_under_a_second(clock: VirtualClock) -> None:
-    import time
-
+async def test_ten_minute_scenario_on_the_virtual_clock(clock: VirtualClock) -> None:
     p, out = make(clock)
-    wall = time.perf_counter()
     await feed_seconds(p, clock, 0, [97] * 200 + [84] * 100 + [97] * 300)
-    elapsed = time.perf_counter() - wall
     assert clock.monotonic() == 600.0
     assert out.transitions("limit.spo2_low") == [
         ("limit.spo2_low", "raised"),
         ("limit.spo2_low", "cleared"),
     ]
-    assert elapsed < 1.0, f"10 virtual minutes took {elapsed:.2f} s of wall time"
+    # how fast this runs is measured in bench/scenarios.py, not asserted here

@@ -5,51 +5,69 @@ and the procedure phases (with their alarm profiles) along the way."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from roommon.clock import VirtualClock
 from roommon.config import parse_config
-from roommon.model import NumericReading, SignalKind
-from roommon.pipeline import RoomPipeline
-from roommon.recovery.messages import NurseCommand
+from roommon.core.clock import VirtualClock
+from roommon.core.model import NumericReading, SignalKind
+from roommon.room.pipeline import RoomPipeline
 from roommon.testing import CaptureOutput
+from roommon.wire.timer import NurseCommand
 from simulators.cement import CementPressureSimulator
 
 ESCALATION = {"notify": ["nurse"], "medium": [{"after_s": 60, "to": "charge-nurse"}]}
 
 
 def room(**extra: Any) -> Any:
-    return parse_config({
-        "site": {"id": "s"},
-        "daemon": {"tick_s": 5.0},
-        "rooms": {"r1": {
-            "feeds": {"cement": {"kind": "cement_pressure", "fs": 50, "required": False,
-                                 "stale_s": 1e5},
-                      "spo2": {"kind": "spo2", "stale_s": 60}},
-            "checks": {"cement": {}, "numeric_limits": {"rules": [
-                {"kind": "spo2", "field": "spo2", "below": 90, "delay_s": 15}]}},
-            "escalation": ESCALATION,
-            # cement alarms only while cement goes in; recovery has its own SpO2 delay
-            "profiles": {"recovery": {"cement.*": {"enabled": False},
-                                      "limit.spo2_low": {"delay_s": 30}},
-                         "ready_for_discharge": {"cement.*": {"enabled": False}}},
-            **extra,
-        }},
-    })
+    return parse_config(
+        {
+            "site": {"id": "s"},
+            "daemon": {"tick_s": 5.0},
+            "rooms": {
+                "r1": {
+                    "feeds": {
+                        "cement": {
+                            "kind": "cement_pressure",
+                            "fs": 50,
+                            "required": False,
+                            "stale_s": 1e5,
+                        },
+                        "spo2": {"kind": "spo2", "stale_s": 60},
+                    },
+                    "checks": {
+                        "cement": {},
+                        "numeric_limits": {
+                            "rules": [{"kind": "spo2", "field": "spo2", "below": 90, "delay_s": 15}]
+                        },
+                    },
+                    "escalation": ESCALATION,
+                    # cement alarms only while cement goes in; recovery has its own SpO2 delay
+                    "profiles": {
+                        "recovery": {
+                            "cement.*": {"enabled": False},
+                            "limit.spo2_low": {"delay_s": 30},
+                        },
+                        "ready_for_discharge": {"cement.*": {"enabled": False}},
+                    },
+                    **extra,
+                }
+            },
+        }
+    )
 
 
 def nurse(action: str, **fields: Any) -> NurseCommand:
-    return NurseCommand(v=1, id=action, room="r1", action=action, **fields)  # type: ignore[arg-type]
+    body = {"v": 1, "id": action, "room": "r1", "action": action, **fields}
+    return NurseCommand.model_validate(body)
 
 
 async def test_whole_procedure_from_injections_to_discharge() -> None:
-    wall = time.perf_counter()
     clock = VirtualClock()
     cfg = room()
     out = CaptureOutput()
-    p = RoomPipeline(site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon,
-                     clock=clock, output=out)
+    p = RoomPipeline(
+        site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon, clock=clock, output=out
+    )
     sim = CementPressureSimulator(fs=50, t0=clock.now(), room="r1", feed="cement")
     seq = 0
 
@@ -60,8 +78,16 @@ async def test_whole_procedure_from_injections_to_discharge() -> None:
             seq += 1
             if cement:
                 p.ingest(sim.next_chunk(round(50 * step)))
-            p.ingest(NumericReading(room="r1", feed="spo2", kind=SignalKind.SPO2,
-                                    t=clock.now(), values={"spo2": 97.0}, seq=seq))
+            p.ingest(
+                NumericReading(
+                    room="r1",
+                    feed="spo2",
+                    kind=SignalKind.SPO2,
+                    t=clock.now(),
+                    values={"spo2": 97.0},
+                    seq=seq,
+                )
+            )
             await clock.advance(step)
             if int(clock.monotonic()) % 5 == 0:  # the daemon's 5 s tick
                 p.tick()
@@ -106,18 +132,25 @@ async def test_whole_procedure_from_injections_to_discharge() -> None:
         now = clock.now()
         for m in out.timer_messages:
             n = m.check_no
-            if m.event == "check_due" and n is not None and n not in done and n != 5 and (
-                    now - m.t >= 120):
-                p.recovery_command(nurse("check_done", check_no=n, vitals=True),
-                                   client="ward-nurse")
+            if (
+                m.event == "check_due"
+                and n is not None
+                and n not in done
+                and n != 5
+                and (now - m.t >= 120)
+            ):
+                p.recovery_command(
+                    nurse("check_done", check_no=n, vitals=True), client="ward-nurse"
+                )
                 done.add(n)
         overdue = [e for e in out.events if e.code == "recovery.check_overdue"]
         if 5 not in done and any(e.transition == "escalated" for e in overdue):
             p.recovery_command(nurse("check_done", check_no=5), client="ward-nurse")
             done.add(5)
         if not extended and now - start >= 2.5 * 3600:
-            p.recovery_command(nurse("recovery_extend", seconds=1800, reason="pain on moving"),
-                               client="ward-nurse")
+            p.recovery_command(
+                nurse("recovery_extend", seconds=1800, reason="pain on moving"), client="ward-nurse"
+            )
             extended = True
 
     kinds = [(m.event, m.check_no) for m in out.timer_messages]
@@ -134,11 +167,16 @@ async def test_whole_procedure_from_injections_to_discharge() -> None:
     assert len(ids) == len(set(ids))
 
     # check 5 went overdue: an alarm, escalated to the charge nurse, cleared once done
-    overdue = [(e.transition, e.feed) for e in out.events if e.code == "recovery.check_overdue"]
-    assert overdue[:2] == [("raised", "check5"), ("escalated", "check5")]
-    assert ("cleared", "check5") in overdue
-    escalated = next(o for o in out.outgoing if o.event.code == "recovery.check_overdue"
-                     and o.event.transition == "escalated")
+    transitions = [
+        (e.transition, e.feed) for e in out.events if e.code == "recovery.check_overdue"
+    ]
+    assert transitions[:2] == [("raised", "check5"), ("escalated", "check5")]
+    assert ("cleared", "check5") in transitions
+    escalated = next(
+        o
+        for o in out.outgoing
+        if o.event.code == "recovery.check_overdue" and o.event.transition == "escalated"
+    )
     assert [n.recipient for n in escalated.notifications] == ["charge-nurse"]
 
     final = out.timers[-1]
@@ -148,17 +186,25 @@ async def test_whole_procedure_from_injections_to_discharge() -> None:
     assert final.extended_s == 1800
     done_with_vitals = [c for c in final.checks if c.vitals]
     assert done_with_vitals
+    assert done_with_vitals[0].vitals is not None
     assert "spo2" in done_with_vitals[0].vitals
     assert p.workflow.phase == "ready_for_discharge"
     phases = [e.data["to"] for e in out.room_events if e.name == "phase.changed"]
-    assert phases == ["patient_connected", "procedure", "cement_injection", "procedure",
-                      "recovery", "cement_injection", "procedure", "recovery",
-                      "ready_for_discharge"]
-    assert time.perf_counter() - wall < 30  # hours of procedure in seconds of wall time
+    assert phases == [
+        "patient_connected",
+        "procedure",
+        "cement_injection",
+        "procedure",
+        "recovery",
+        "cement_injection",
+        "procedure",
+        "recovery",
+        "ready_for_discharge",
+    ]
 
 
 def cmd_mixed() -> Any:
-    from roommon.alerts.commands import CommandPayload
+    from roommon.wire.commands import CommandPayload
 
     return CommandPayload(v=1, id="mix", room="r1", action="cement_mixed")
 
@@ -167,35 +213,49 @@ async def test_phase_profile_disables_cement_alarms_outside_injection() -> None:
     clock = VirtualClock()
     cfg = room()
     out = CaptureOutput()
-    p = RoomPipeline(site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon,
-                     clock=clock, output=out)
-    from roommon.alerts.commands import CommandPayload
+    p = RoomPipeline(
+        site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon, clock=clock, output=out
+    )
     from roommon.checks.cement import CementCheck
+    from roommon.wire.commands import CommandPayload
 
     spec = next(c for c in CementCheck.conditions if c.code == "cement.over_pressure")
     assert p.engine.effective_spec(spec) == spec
-    p.command(CommandPayload(v=1, id="x", room="r1", action="phase_set", phase="recovery"),
-              client="charge-nurse")
+    p.command(
+        CommandPayload(v=1, id="x", room="r1", action="phase_set", phase="recovery"),
+        client="charge-nurse",
+    )
     assert p.workflow.phase == "recovery"
     assert p.engine.effective_spec(spec) is None
     assert [e.data for e in out.room_events if e.name == "phase.changed"][-1] == {
-        "from": "idle", "to": "recovery"}
+        "from": "idle",
+        "to": "recovery",
+    }
 
 
 async def test_wall_clock_jumps_during_recovery() -> None:
     """What the daemon does: deadlines stay absolute; a forward jump makes what is now past
     fall due at once (each once), a backward jump re-fires nothing; either way a latching
     technical alarm says bed-rest times may be off by the jump."""
-    from roommon.checks.base import RoomEvent
+    from roommon.core.events import InjectionEnded
 
     clock = VirtualClock()
     cfg = room()
     out = CaptureOutput()
-    p = RoomPipeline(site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon,
-                     clock=clock, output=out)
+    p = RoomPipeline(
+        site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon, clock=clock, output=out
+    )
     start = clock.now()
-    p.event(RoomEvent(name="cement.injection_ended", t=start, feed="cement",
-                      data={"injection": 1, "last_injecting_t": start}))
+    p.event(
+        InjectionEnded(
+            t=start,
+            feed="cement",
+            injection=1,
+            started_t=start - 60,
+            last_injecting_t=start,
+            peak_kpa=900.0,
+        )
+    )
     deadlines = p.recovery.timer.deadlines()
     for _ in range(3):
         await clock.advance(5)
@@ -226,10 +286,19 @@ async def test_room_returns_to_idle_when_every_feed_has_gone_quiet() -> None:
     clock = VirtualClock()
     cfg = room(idle_after_s=300)
     out = CaptureOutput()
-    p = RoomPipeline(site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon,
-                     clock=clock, output=out)
-    p.ingest(NumericReading(room="r1", feed="spo2", kind=SignalKind.SPO2, t=clock.now(),
-                            values={"spo2": 97.0}, seq=1))
+    p = RoomPipeline(
+        site="s", room="r1", config=cfg.rooms["r1"], daemon=cfg.daemon, clock=clock, output=out
+    )
+    p.ingest(
+        NumericReading(
+            room="r1",
+            feed="spo2",
+            kind=SignalKind.SPO2,
+            t=clock.now(),
+            values={"spo2": 97.0},
+            seq=1,
+        )
+    )
     assert p.workflow.phase == "patient_connected"
     for _ in range(59):  # 295 s of silence: still connected (a cable being swapped)
         await clock.advance(5)
@@ -239,4 +308,6 @@ async def test_room_returns_to_idle_when_every_feed_has_gone_quiet() -> None:
     p.tick()
     assert p.workflow.phase == "idle"
     assert [e.data["to"] for e in out.room_events if e.name == "phase.changed"] == [
-        "patient_connected", "idle"]
+        "patient_connected",
+        "idle",
+    ]

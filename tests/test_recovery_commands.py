@@ -8,14 +8,11 @@ from typing import Any
 
 import pytest
 
-from roommon.errors import CommandError
-from roommon.recovery import RecoveryPlan, RecoveryTimer
-from roommon.recovery.messages import (
-    RECOVERY_ACTIONS,
-    NurseCommand,
-    apply_command,
-    parse_nurse_command,
-)
+from roommon.core.errors import CommandError
+from roommon.recovery.messages import apply_command
+from roommon.recovery.plan import RecoveryPlan
+from roommon.recovery.timer import RecoveryTimer
+from roommon.wire.timer import RECOVERY_ACTIONS, NurseCommand, parse_nurse_command
 
 T0 = 1_767_225_600.0
 PLAN = RecoveryPlan()

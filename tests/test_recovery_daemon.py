@@ -23,9 +23,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from roommon.clock import RealClock
-from roommon.payloads import SCHEMA_DIR
+from roommon.core.clock import RealClock
 from roommon.testing import MosquittoBroker, MqttCollector, Received
+from roommon.wire.registry import SCHEMA_DIR
 
 pytestmark = pytest.mark.broker
 

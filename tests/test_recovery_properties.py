@@ -9,10 +9,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.errors import CommandError
-from roommon.recovery import RecoveryPlan, RecoveryTimer, TimerEvent
-from roommon.recovery.messages import NurseCommand, apply_command
-from roommon.recovery.plan import CheckSegment
+from roommon.core.errors import CommandError
+from roommon.recovery.messages import apply_command
+from roommon.recovery.plan import CheckSegment, RecoveryPlan
+from roommon.recovery.timer import RecoveryTimer, TimerEvent
+from roommon.wire.timer import NurseCommand
 
 T0 = 1_767_225_600.0
 # A short plan so random walks reach every milestone: 10 min / 15 min, q2 min then q5 min.

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from roommon.clock import VirtualClock
-from roommon.recovery import RecoveryPlan, RecoveryTimer, TimerEvent
+from roommon.core.clock import VirtualClock
 from roommon.recovery.messages import event_message
+from roommon.recovery.plan import RecoveryPlan
 from roommon.recovery.store import CommandRecord, RecoveryStore
+from roommon.recovery.timer import RecoveryTimer, TimerEvent
 
 PLAN = RecoveryPlan()
 
@@ -134,7 +135,8 @@ def test_saving_the_same_events_twice_keeps_one_copy(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import sys
-    from roommon.recovery import RecoveryPlan, RecoveryTimer
+    from roommon.recovery.plan import RecoveryPlan
+    from roommon.recovery.timer import RecoveryTimer
     from roommon.recovery.store import RecoveryStore
 
     store = RecoveryStore(sys.argv[1])

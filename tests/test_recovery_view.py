@@ -9,11 +9,13 @@ import io
 import aiomqtt
 import pytest
 
-from roommon.clock import VirtualClock
-from roommon.recovery import RecoveryPlan, RecoveryTimer
-from roommon.recovery.messages import TimerAlarm, TimerMessage, timer_topic
-from roommon.recovery.view import add_parser, render, run_timers
+from roommon.cli.timers import add_parser, render, run_timers
+from roommon.core.clock import VirtualClock
+from roommon.recovery.plan import RecoveryPlan
+from roommon.recovery.timer import RecoveryTimer
 from roommon.testing import LOOPBACK, MosquittoBroker
+from roommon.wire.timer import TimerAlarm, TimerMessage
+from roommon.wire.topics import Topics
 
 SITE = "clinic"
 
@@ -49,10 +51,10 @@ def test_once_prints_every_retained_room(broker: MosquittoBroker) -> None:
         publish_retained(
             broker.port,
             {
-                timer_topic(SITE, "or1"): recovery_snapshot(clock).model_dump_json().encode(),
-                timer_topic(SITE, "or2"): idle.model_dump_json().encode(),
+                Topics(SITE).timer("or1"): recovery_snapshot(clock).model_dump_json().encode(),
+                Topics(SITE).timer("or2"): idle.model_dump_json().encode(),
                 # Another site's room must not show up.
-                timer_topic("elsewhere", "or9"): idle.model_dump_json().encode(),
+                Topics("elsewhere").timer("or9"): idle.model_dump_json().encode(),
             },
         )
     )

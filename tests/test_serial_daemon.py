@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from roommon.clock import RealClock
 from roommon.config import parse_config
-from roommon.daemon import Daemon
+from roommon.core.clock import RealClock
+from roommon.runtime.daemon import Daemon
 from roommon.testing import CaptureOutput, PtyDevice
 from simulators.serial_devices import encode_masimo_line
 

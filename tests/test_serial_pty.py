@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from roommon.clock import RealClock, VirtualClock
+from roommon.core.clock import RealClock, VirtualClock
+from roommon.core.model import DataOrigin, NumericReading, WaveformChunk
 from roommon.drivers import (
     DRIVERS,
     Driver,
@@ -28,8 +29,8 @@ from roommon.drivers import (
     NoninFormat2Driver,
     RoommonLineDriver,
 )
-from roommon.model import DataOrigin, NumericReading, WaveformChunk
-from roommon.transports import Backoff, LinkState, SerialFeed
+from roommon.transports.backoff import Backoff
+from roommon.transports.serial import LinkState, SerialFeed
 from simulators.serial_devices import (
     encode_masimo_line,
     encode_nonin_packet,

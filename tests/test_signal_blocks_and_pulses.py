@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import find_peaks
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 from roommon.signal.blocks import BlockAssembler
 from roommon.signal.pulses import PulseDetector, pulse_peaks
 from roommon.signal.summaries import cv_of, median_of, rms_step, roughness, std_of

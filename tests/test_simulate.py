@@ -3,7 +3,7 @@
 MQTT mode publishes to a private broker and a collector checks every payload
 with the daemon's own decoder; an in-process daemon on the same broker must
 take every simulated feed without a reject. Serial mode runs as a real
-process (``python -m roommon.simulate --pty``), and the printed pty is read
+process (``python -m roommon simulate --pty``), and the printed pty is read
 with the transport and driver the daemon uses.
 """
 
@@ -26,15 +26,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from roommon.clock import RealClock, VirtualClock
+from roommon.cli import build_parser, main
+from roommon.cli.simulate import simulate
 from roommon.config import Config, parse_config
-from roommon.daemon import Daemon
+from roommon.core.clock import RealClock, VirtualClock
+from roommon.core.model import DataOrigin, FloatArray, NumericReading, SignalKind, WaveformChunk
 from roommon.drivers import DRIVERS, DriverSample
-from roommon.model import DataOrigin, FloatArray, NumericReading, SignalKind, WaveformChunk
-from roommon.payloads import decode_feed
-from roommon.simulate import Pacer, build_parser, device_streams, main, simulate
+from roommon.runtime.daemon import Daemon
 from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector, free_port
-from roommon.transports import Backoff, LinkState, SerialFeed
+from roommon.transports.backoff import Backoff
+from roommon.transports.serial import LinkState, SerialFeed
+from roommon.wire.payloads import decode_feed
+from simulators.device_streams import device_streams
+from simulators.pacing import Pacer
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = "simsite"
@@ -79,7 +83,7 @@ def write_config(
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(list(argv))
+    return build_parser().parse_args(["simulate", *argv])
 
 
 async def run(*argv: str) -> tuple[int, str, str]:
@@ -262,7 +266,7 @@ async def test_usage_errors_exit_2(tmp_path: Path, argv: list[str], message: str
 def test_argparse_rejects_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["--speed", "-1"], ["--seconds", "0"], ["--protocol", "modbus"]):
         with pytest.raises(SystemExit) as exc:
-            main(argv)
+            main(["simulate", *argv])
         assert exc.value.code == 2
     assert "must be >= 0" in capsys.readouterr().err
 
@@ -336,7 +340,7 @@ class Reader:
 
 async def start_pty_simulator(*argv: str) -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "roommon.simulate", "--pty", *argv,
+        sys.executable, "-m", "roommon", "simulate", "--pty", *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
@@ -489,7 +493,7 @@ async def test_daemon_reads_the_simulated_serial_device(tmp_path: Path) -> None:
             )
             async with asyncio.timeout(TIMEOUT):
                 assert await proc.wait() == 0
-            counters = daemon.serial[0].feed.counters
+            counters = daemon.serial[0].driver.counters
             assert counters.frames_good == 21
             assert (dict(counters.frames_bad), counters.bytes_discarded) == ({}, 0)
             assert (dict(feeds["ekg"].rejected), dict(feeds["nibp"].rejected)) == ({}, {})

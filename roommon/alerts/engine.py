@@ -19,16 +19,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import structlog
 
-from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
-from roommon.clock import iso
-from roommon.config import AlarmOverride, EscalationConfig, RoomConfig
-from roommon.errors import CommandError
-from roommon.model import DataOrigin
-from roommon.payloads import AlarmEventMessage, AlarmSummary, NotifyMessage, Transition
-from roommon.workflow import Phase
+from roommon.alerts.settings import AlarmOverride, AlarmRoomSettings, EscalationConfig
+from roommon.core.clock import iso
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.errors import CommandError
+from roommon.core.model import DataOrigin
+from roommon.core.phases import Phase
+from roommon.wire.payloads import AlarmEventMessage, AlarmSummary, NotifyMessage, Transition
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,10 @@ ConditionKey = tuple[str, str, str]  # (room, feed, code)
 
 #: Pause scope meaning "every feed of the room".
 WHOLE_ROOM = "*"
+
+
+#: active; acknowledged; latched (the condition is gone, the alarm not yet reset).
+AlarmState = Literal["active", "acknowledged", "latched"]
 
 
 @dataclass(slots=True)
@@ -62,7 +67,7 @@ class Alarm:
     check: str
     since: float
     origin: DataOrigin
-    state: str = "active"  # active | acknowledged | latched (condition gone, not reset)
+    state: AlarmState = "active"
     acknowledged: bool = False
     acked_at: float | None = None
     condition_present: bool = True
@@ -98,7 +103,7 @@ class RoomAlarms:
         *,
         site: str,
         room: str,
-        config: RoomConfig,
+        config: AlarmRoomSettings,
         next_seq: int = 1,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:

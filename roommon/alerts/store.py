@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from roommon.payloads import AlarmEventMessage
-from roommon.sqlite import connect, transaction
+from roommon.core.sqlite import connect, transaction
+from roommon.wire.payloads import AlarmEventMessage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -28,7 +28,6 @@ import numpy as np
 import structlog
 from pydantic import Field, model_validator
 
-from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.checks.base import (
     Check,
     CheckContext,
@@ -37,7 +36,8 @@ from roommon.checks.base import (
     FeedView,
     Measurement,
 )
-from roommon.model import FloatArray, SignalKind, WaveformChunk
+from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.model import FloatArray, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.pulses import Beats, PulseDetector
 from roommon.signal.summaries import median_of

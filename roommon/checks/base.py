@@ -12,14 +12,14 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from roommon.alerts.conditions import ConditionReport, ConditionSpec
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
-from roommon.ringbuffer import RingBuffer
+from roommon.core.conditions import ConditionReport, ConditionSpec
+from roommon.core.events import RoomEvent
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 
 
 class CheckSettings(BaseModel):
@@ -36,7 +36,6 @@ class FeedView:
     kind: SignalKind
     fs: float  # expected sample rate (0 for numeric feeds)
     unit: str
-    buffer: RingBuffer | None  # None for numeric feeds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,17 +49,6 @@ class Measurement:
     feed: str
     reliable: bool = True
     label: str | None = None  # a categorical value (e.g. the EKG rhythm); value is NaN then
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RoomEvent:
-    """A detected event other components react to (e.g. ``cement.injection_ended``)."""
-
-    name: str
-    t: float
-    feed: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-    origin: DataOrigin = DataOrigin.LIVE
 
 
 class CheckContext:

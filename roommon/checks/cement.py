@@ -33,7 +33,6 @@ import numpy as np
 import structlog
 from pydantic import Field, model_validator
 
-from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.checks.base import (
     Check,
     CheckContext,
@@ -41,9 +40,16 @@ from roommon.checks.base import (
     ConditionMemory,
     FeedView,
     Measurement,
+)
+from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.events import (
+    CementMixed,
+    CementPhaseChanged,
+    InjectionEnded,
+    InjectionStarted,
     RoomEvent,
 )
-from roommon.model import FloatArray, SignalKind, WaveformChunk
+from roommon.core.model import FloatArray, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.thresholds import hysteresis_state, transitions
 
@@ -321,7 +327,7 @@ class CementCheck(Check):
         st.asm.push(x, chunk.t0, st.sink)
 
     def on_event(self, event: RoomEvent, ctx: CheckContext) -> None:
-        if event.name == "cement.mixed":
+        if isinstance(event, CementMixed):
             self.mixed_t = event.t
             log.info("cement_mixed", room=self.room, t=event.t)
 
@@ -456,30 +462,20 @@ class CementCheck(Check):
             st.injection += 1
             st.started_t = t
             st.peak = 0.0
-            ctx.event(
-                RoomEvent(
-                    name="cement.injection_started",
-                    t=t,
-                    feed=st.feed,
-                    data={"injection": st.injection},
-                )
-            )
+            ctx.event(InjectionStarted(t=t, feed=st.feed, injection=st.injection))
             log.info("cement_injection_started", room=self.room, feed=st.feed, n=st.injection)
         self._set_phase(st, Phase.INJECTING, t, ctx)
 
     def _end_injection(self, st: _FeedState, t: float, ctx: CheckContext) -> None:
         self._set_phase(st, Phase.ENDED, t, ctx)
         ctx.event(
-            RoomEvent(
-                name="cement.injection_ended",
+            InjectionEnded(
                 t=t,
                 feed=st.feed,
-                data={
-                    "injection": st.injection,
-                    "started_t": st.started_t,
-                    "last_injecting_t": st.last_inject_t,
-                    "peak_kpa": st.peak,
-                },
+                injection=st.injection,
+                started_t=st.started_t,
+                last_injecting_t=st.last_inject_t,
+                peak_kpa=st.peak,
             )
         )
         log.info(
@@ -492,11 +488,12 @@ class CementCheck(Check):
         previous = st.phase
         st.phase = phase
         ctx.event(
-            RoomEvent(
-                name="cement.phase",
+            CementPhaseChanged(
                 t=t,
                 feed=st.feed,
-                data={"phase": phase.value, "previous": previous.value, "injection": st.injection},
+                phase=phase.value,
+                previous=previous.value,
+                injection=st.injection,
             )
         )
 

@@ -55,7 +55,6 @@ import numpy as np
 import structlog
 from pydantic import Field, model_validator
 
-from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.checks.base import (
     Check,
     CheckContext,
@@ -64,11 +63,12 @@ from roommon.checks.base import (
     FeedView,
     Measurement,
 )
+from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.model import FloatArray, SignalKind, WaveformChunk
 from roommon.ecg.beats import BeatClassifier
 from roommon.ecg.heart_rate import HeartRate
 from roommon.ecg.qrs import QrsDetector
 from roommon.ecg.vf import VfAnalyser
-from roommon.model import FloatArray, SignalKind, WaveformChunk
 
 log = structlog.get_logger(__name__)
 

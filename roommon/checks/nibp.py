@@ -18,7 +18,6 @@ from collections.abc import Mapping
 import structlog
 from pydantic import Field, model_validator
 
-from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.checks.base import (
     Check,
     CheckContext,
@@ -27,7 +26,8 @@ from roommon.checks.base import (
     FeedView,
     Measurement,
 )
-from roommon.model import NumericReading, SignalKind
+from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.model import NumericReading, SignalKind
 
 log = structlog.get_logger(__name__)
 

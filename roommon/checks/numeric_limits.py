@@ -13,9 +13,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.checks.base import Check, CheckContext, CheckSettings, FeedView
-from roommon.model import NUMERIC_FIELDS, NumericReading, SignalKind
+from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.model import NUMERIC_FIELDS, NumericReading, SignalKind
 
 
 class LimitRule(CheckSettings):

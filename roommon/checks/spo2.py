@@ -32,7 +32,6 @@ import numpy as np
 import structlog
 from pydantic import Field, model_validator
 
-from roommon.alerts.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.checks.base import (
     Check,
     CheckContext,
@@ -41,7 +40,8 @@ from roommon.checks.base import (
     FeedView,
     Measurement,
 )
-from roommon.model import FloatArray, NumericReading, SignalKind, WaveformChunk
+from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.model import FloatArray, NumericReading, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.pulses import Beats, PulseDetector
 from roommon.signal.summaries import cv_of, median_of, roughness

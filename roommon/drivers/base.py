@@ -3,8 +3,8 @@
 Data flow: a transport (:mod:`roommon.transports.serial`) moves raw bytes and
 calls :meth:`Driver.feed` with whatever arrived; the driver keeps the bytes of
 an unfinished frame, cuts complete frames, rejects bad ones with a reason and
-turns good ones into :class:`~roommon.model.WaveformChunk` /
-:class:`~roommon.model.NumericReading` for the room pipeline. Drivers judge
+turns good ones into :class:`~roommon.core.model.WaveformChunk` /
+:class:`~roommon.core.model.NumericReading` for the room pipeline. Drivers judge
 framing and field syntax only; whether a value is alarming is the checks' job.
 
 Every driver obeys the same accounting, so the daemon status can show it and
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from roommon.clock import Clock
-from roommon.errors import ProtocolError
-from roommon.model import DataOrigin, NumericReading, WaveformChunk
+from roommon.core.clock import Clock
+from roommon.core.errors import ProtocolError
+from roommon.core.model import DataOrigin, NumericReading, WaveformChunk
 
 log = structlog.get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """Driver for Masimo Radical-7 / Rad-97 / Rad-8 ASCII serial output (``protocol = "masimo_ascii"``).
 
 Sits between the serial transport (bytes) and the room pipeline: one text line
-per second in, one SpO2 :class:`~roommon.model.NumericReading` out, with the
+per second in, one SpO2 :class:`~roommon.core.model.NumericReading` out, with the
 device's alarm and exception bits as technical ``flags``.
 
 Sources: Masimo Radical-7 Operator's Manual, "Serial interface" (ASCII 1
@@ -33,9 +33,9 @@ import math
 import re
 from typing import Final
 
+from roommon.core.errors import ProtocolError
+from roommon.core.model import NumericReading, SignalKind
 from roommon.drivers.base import DriverSample, LineDriver
-from roommon.errors import ProtocolError
-from roommon.model import NumericReading, SignalKind
 
 # A lookahead, so that overlapping candidates are all found: a cut-off time stamp
 # glued to the next line ("...14:30:0" + "07/15/25 ...") must not hide the real one.

@@ -1,8 +1,8 @@
 """Driver for Nonin pulse oximeters, serial data format 2 (``protocol = "nonin_fmt2"``).
 
 Sits between the serial transport (bytes) and the room pipeline: 5-byte frames
-in, a pleth :class:`~roommon.model.WaveformChunk` (75 Hz, 8-bit, unit "au")
-and an SpO2 :class:`~roommon.model.NumericReading` per packet out.
+in, a pleth :class:`~roommon.core.model.WaveformChunk` (75 Hz, 8-bit, unit "au")
+and an SpO2 :class:`~roommon.core.model.NumericReading` per packet out.
 
 Why format 2 and not format 7: format 2 is the one supported by every Nonin
 OEM module and the 9560/3150/Xpod family alike, and it is the format that
@@ -48,9 +48,9 @@ from typing import Final
 
 import numpy as np
 
-from roommon.clock import Clock
+from roommon.core.clock import Clock
+from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.drivers.base import Driver, DriverSample
-from roommon.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 
 NONIN_START: Final = 0x01
 FRAME_LEN: Final = 5

@@ -24,10 +24,9 @@ from typing import Final
 
 import numpy as np
 
-from roommon.clock import Clock
-from roommon.drivers.base import DriverSample, LineDriver
-from roommon.errors import ProtocolError
-from roommon.model import (
+from roommon.core.clock import Clock
+from roommon.core.errors import ProtocolError
+from roommon.core.model import (
     CANONICAL_UNITS,
     NUMERIC_FIELDS,
     DataOrigin,
@@ -35,6 +34,7 @@ from roommon.model import (
     SignalKind,
     WaveformChunk,
 )
+from roommon.drivers.base import DriverSample, LineDriver
 
 PROTOCOL_VERSION: Final = 1
 SEQ_MODULUS: Final = 65536

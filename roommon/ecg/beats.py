@@ -31,7 +31,7 @@ from typing import Final
 
 import numpy as np
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 
 PRE_S: Final = 0.100
 POST_S: Final = 0.150

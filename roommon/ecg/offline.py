@@ -9,17 +9,15 @@ helpers the benchmark and tests score against.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
-import sys
 from dataclasses import dataclass
-from typing import Final, TextIO
+from typing import Final
 
 import numpy as np
 
+from roommon.core.model import FloatArray
 from roommon.ecg.qrs import IntArray, QrsDetector
-from roommon.model import FloatArray
-from roommon.physionet import read_channel
+from roommon.records.physionet import read_channel
 
 #: wfdb's beat annotation symbols (``wfdb.io.annotation.ann_label_table`` beats).
 BEAT_SYMBOLS: Final = frozenset("NLRBAaJSVrFejnE/fQ?")
@@ -113,56 +111,3 @@ def match_beats(
             used[best] = True
             tp += 1
     return MatchResult(tp, reference.shape[0] - tp, det.shape[0] - tp)
-
-
-# ----------------------------------------------------------------------- CLI
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``ecg-beats`` on the main CLI's subparsers; handler in ``func``."""
-    p = subparsers.add_parser(
-        "ecg-beats",
-        help="print the detected beats of a WFDB record, one sample index per line",
-        description=(
-            "Run the streaming QRS detector over one channel of a WFDB record "
-            "(path without extension) and print each detected R peak's sample index."
-        ),
-    )
-    _add_arguments(p)
-    p.set_defaults(func=run_ecg_beats)
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("record", help="WFDB record path without extension")
-    p.add_argument("--channel", type=int, default=0, help="signal number (default 0)")
-    p.add_argument(
-        "--chunk-seconds",
-        type=float,
-        default=1.0,
-        help="feed the detector in chunks of this many seconds (default 1.0)",
-    )
-
-
-def run_ecg_beats(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
-    """Handler of ``roommon ecg-beats``; returns the process exit status."""
-    stream = out if out is not None else sys.stdout
-    if args.chunk_seconds <= 0:
-        print("ecg-beats: --chunk-seconds must be positive", file=sys.stderr)
-        return 2
-    try:
-        beats = detect_record(args.record, channel=args.channel, chunk_seconds=args.chunk_seconds)
-    except (OSError, ValueError, IndexError) as exc:
-        print(f"ecg-beats: {args.record}: {exc}", file=sys.stderr)
-        return 1
-    stream.write("".join(f"{b}\n" for b in beats.tolist()))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m roommon.ecg.offline")
-    _add_arguments(parser)
-    return run_ecg_beats(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -34,21 +34,40 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 
-try:
-    # lfilter's compiled core. lfilter spends ~8 µs per call validating and
-    # converting its arguments, a tenth of the whole check's work per 1 s chunk at
-    # 128 Hz; the test suite checks this gives exactly lfilter's output and state.
-    from scipy.signal._sigtools import _linear_filter
-except ImportError:  # pragma: no cover - a scipy that moved it: use the public function
-    _linear_filter = None
+
+class _Scipy:
+    """scipy.signal, imported on first use (a command that runs no check never loads it).
+
+    ``linear_filter`` is lfilter's compiled core. lfilter spends ~8 µs per call
+    validating and converting its arguments, a tenth of the whole check's work per
+    1 s chunk at 128 Hz; the test suite checks this gives exactly lfilter's output
+    and state. None where a scipy moved it: then the public function is used.
+    """
+
+    signal: Any = None
+    linear_filter: Any = None
+
+    @classmethod
+    def load(cls) -> Any:
+        if cls.signal is None:
+            import scipy.signal
+
+            try:
+                from scipy.signal._sigtools import _linear_filter
+            except ImportError:  # pragma: no cover
+                cls.linear_filter = None
+            else:
+                cls.linear_filter = _linear_filter
+            cls.signal = scipy.signal
+        return cls.signal
+
 
 IntArray = npt.NDArray[np.int64]
 
@@ -103,10 +122,14 @@ def filter_chunk(
     b: FloatArray, a: FloatArray, x: FloatArray, zi: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
     """``scipy.signal.lfilter(b, a, x, zi=zi)`` for 1-D float64 arrays and ``len(a) > 1``."""
-    if _linear_filter is None:  # pragma: no cover
-        y, zf = signal.lfilter(b, a, x, zi=zi)
-        return y, zf
-    y, zf = _linear_filter(b, a, x, -1, zi)
+    linear_filter = _Scipy.linear_filter
+    if linear_filter is None:
+        signal = _Scipy.load()
+        if _Scipy.linear_filter is None:  # pragma: no cover
+            y, zf = signal.lfilter(b, a, x, zi=zi)
+            return y, zf
+        linear_filter = _Scipy.linear_filter
+    y, zf = linear_filter(b, a, x, -1, zi)
     return y, zf
 
 
@@ -186,14 +209,14 @@ class QrsDetector:
         self._min_qrs_mv = min_qrs_mv
         # Band-pass 5-15 Hz (QRS energy, above P/T waves and baseline, below EMG)
         # convolved with a centred difference: one small IIR, cheap per chunk.
-        b, a = signal.butter(2, [5.0, 15.0], btype="bandpass", fs=self._fs)
+        b, a = _Scipy.load().butter(2, [5.0, 15.0], btype="bandpass", fs=self._fs)
         self._b: FloatArray = np.convolve(b, [1.0, 0.0, -1.0]) * (self._fs / 2.0)
         self._a: FloatArray = np.asarray(a, dtype=np.float64)
         self._zi: FloatArray = np.zeros(max(len(self._a), len(self._b)) - 1)
         # Filter state of a signal that has been at 1 mV for ever: scaled by the first
         # sample, a record starting at a DC offset gives no start-up transient (no
         # false "beat" in its first 50 ms).
-        self._zi_unit: FloatArray = signal.lfilter_zi(self._b, self._a)
+        self._zi_unit: FloatArray = _Scipy.load().lfilter_zi(self._b, self._a)
         self._win = max(2, round(0.150 * self._fs))  # integration window
         self._merge = round(0.200 * self._fs)  # candidate spacing = look-ahead
         self._refractory = round(0.200 * self._fs)

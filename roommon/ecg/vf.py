@@ -36,10 +36,9 @@ import math
 from typing import Final
 
 import numpy as np
-from scipy import signal
 
-from roommon.ecg.qrs import filter_chunk
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
+from roommon.ecg.qrs import _Scipy, filter_chunk
 
 BUSY_MIN: Final = 0.45
 HF_MAX: Final = 0.05
@@ -73,6 +72,7 @@ class VfAnalyser:
         "_taper",
         "_win",
         "_zi",
+        "_zi_unit",
         "features",
         "vf_like",
     )
@@ -88,10 +88,12 @@ class VfAnalyser:
     ) -> None:
         self._fs = fs
         hi = min(30.0, 0.45 * fs)
+        signal = _Scipy.load()  # scipy.signal, loaded by the first check that needs it
         b, a = signal.butter(2, [1.0, hi], btype="bandpass", fs=fs)
         self._b: FloatArray = np.asarray(b, dtype=np.float64)
         self._a: FloatArray = np.asarray(a, dtype=np.float64)
         self._zi: FloatArray = np.zeros(len(self._a) - 1)
+        self._zi_unit: FloatArray = signal.lfilter_zi(self._b, self._a)
         self._win = round(window_s * fs)
         self._step = max(1, round(step_s * fs))
         self._persist = persist
@@ -136,7 +138,7 @@ class VfAnalyser:
         if n == 0:
             return
         if self._n == 0:
-            self._zi = signal.lfilter_zi(self._b, self._a) * x.item(0)
+            self._zi = self._zi_unit * x.item(0)
         y, self._zi = filter_chunk(self._b, self._a, x, self._zi)
         self._buf = np.concatenate((self._buf, y))
         self._n += n

@@ -4,25 +4,5 @@ Data flow: the cement check's room events and the nurses' commands drive one
 :class:`~roommon.recovery.timer.RecoveryTimer` per room; its events are
 persisted by :class:`~roommon.recovery.store.RecoveryStore` and published as
 :mod:`~roommon.recovery.messages`; ``roommon timers``
-(:mod:`roommon.recovery.view`) shows every room's timer from the broker.
+(:mod:`roommon.cli.timers`) shows every room's timer from the broker.
 """
-
-from roommon.recovery.plan import CheckSegment, RecoveryConfig, RecoveryPlan
-from roommon.recovery.timer import (
-    RECOVERY_CHECK_OVERDUE,
-    RECOVERY_CLOCK_JUMP,
-    OverdueEscalation,
-    RecoveryTimer,
-    TimerEvent,
-)
-
-__all__ = [
-    "RECOVERY_CHECK_OVERDUE",
-    "RECOVERY_CLOCK_JUMP",
-    "CheckSegment",
-    "OverdueEscalation",
-    "RecoveryConfig",
-    "RecoveryPlan",
-    "RecoveryTimer",
-    "TimerEvent",
-]

@@ -1,196 +1,27 @@
-"""The recovery timer's MQTT contract: retained timer state, timer events, nurse commands.
+"""Recovery timer events and commands, to and from the wire models of :mod:`roommon.wire.timer`.
 
-Sits between :mod:`roommon.recovery.timer` and the broker. The daemon
-publishes :class:`TimerMessage` retained on ``roommon/v1/SITE/ROOM/timer``
-(what a nurse station shows), every :class:`~roommon.recovery.timer.TimerEvent`
-as a :class:`TimerEventMessage` (QoS 1) on ``roommon/v1/SITE/ROOM/timer/event``,
-and accepts :class:`NurseCommand` payloads on the room's command topic
-(``roommon/v1/SITE/ROOM/command/CLIENT``, the same topic and reply as the
-alarm commands). :func:`apply_command` validates a command against a timer and
-applies it; a refusal is a :class:`~roommon.errors.CommandError` whose reason
-goes back to the sender, and the timer is left unchanged.
+:func:`event_message` turns a :class:`~roommon.recovery.timer.TimerEvent` into
+its payload with a stable id; :func:`apply_command` validates a nurse command
+against a timer and applies it; a refusal is a
+:class:`~roommon.core.errors.CommandError` whose reason goes back to the sender,
+and the timer is left unchanged.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from roommon.errors import CommandError
-from roommon.payloads import AlarmSummary
-from roommon.recovery.plan import MAX_PLAN_S
-from roommon.topics import PREFIX
+from roommon.core.errors import CommandError
+from roommon.wire.timer import NurseCommand, TimerEventMessage
 
 if TYPE_CHECKING:
     from roommon.recovery.timer import RecoveryTimer, TimerEvent
 
-TimerState = Literal["idle", "unconfirmed", "interrupted", "confirmed", "target_reached", "ended"]
-EndReason = Literal["target", "early", "cancelled"]
-EventKind = Literal[
-    "started",
-    "restarted",
-    "interrupted",
-    "confirmed",
-    "check_due",
-    "check_overdue",
-    "check_done",
-    "min_reached",
-    "target_reached",
-    "extended",
-    "ended",
-    "injection_ignored",
-    "clock_jump",
-]
-CheckStatus = Literal["scheduled", "due", "overdue", "done"]
-RecoveryAction = Literal[
-    "recovery_confirm", "check_done", "recovery_extend", "recovery_end", "recovery_cancel"
-]
-RECOVERY_ACTIONS: frozenset[str] = frozenset(get_args(RecoveryAction))
-
 #: Namespace of the deterministic event ids (uuid5), so an event re-emitted
 #: after a crash carries the id it had the first time and subscribers dedupe it.
 EVENT_ID_NAMESPACE = uuid.UUID("6f0d5a7e-3c1b-4e0f-9a57-2b8f4c1d9e61")
-
-
-def timer_topic(site: str, room: str) -> str:
-    return f"{PREFIX}/{site}/{room}/timer"
-
-
-def timer_event_topic(site: str, room: str) -> str:
-    return f"{PREFIX}/{site}/{room}/timer/event"
-
-
-def timer_filter(site: str) -> str:
-    """Every room's retained timer message (not the events)."""
-    return f"{PREFIX}/{site}/+/timer"
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CheckInfo(_Out):
-    """One scheduled check of the running recovery."""
-
-    no: int = Field(ge=1, description="Check number, 1 = first after the start.")
-    due: float = Field(description="UTC epoch seconds when the check is due.")
-    due_time: str = Field(description="Same instant, ISO 8601 UTC.")
-    overdue_at: float = Field(description="UTC epoch seconds when it becomes overdue.")
-    status: CheckStatus
-    done_t: float | None = Field(default=None, description="UTC epoch when it was done.")
-    done_time: str | None = None
-    done_by: str | None = Field(default=None, description="Client id of the nurse.")
-    vitals: dict[str, float | None] | None = Field(
-        default=None, description="Measurements at the time of the check, if recorded."
-    )
-    note: str = ""
-
-
-class ExtensionInfo(_Out):
-    t: float = Field(description="UTC epoch seconds of the extension command.")
-    time: str
-    seconds: float = Field(gt=0)
-    reason: str
-    by: str
-
-
-class TimerAlarm(_Out):
-    """An active alarm of the room, shown on the timer (abnormal vitals during recovery)."""
-
-    code: str
-    priority: Literal["low", "medium", "high"]
-    since: float = Field(description="UTC epoch seconds when the alarm was raised.")
-    message: str = ""
-
-    @classmethod
-    def from_summary(cls, summary: AlarmSummary) -> TimerAlarm:
-        return cls(
-            code=summary.code,
-            priority=summary.priority,
-            since=summary.since,
-            message=summary.message,
-        )
-
-
-class EndInfo(_Out):
-    t: float
-    time: str
-    reason: EndReason
-    by: str | None = Field(description="Client id; null when the target ended it.")
-    detail: str = ""
-
-
-class TimerMessage(_Out):
-    """Retained recovery timer of a room (topic ``roommon/v1/SITE/ROOM/timer``).
-
-    Deadlines are absolute (UTC epoch and ISO); remaining times are as of
-    ``t`` and a display recomputes them from the deadlines and its own clock.
-    """
-
-    v: Literal[1] = 1
-    site: str
-    room: str
-    t: float = Field(description="UTC epoch seconds of this snapshot.")
-    time: str
-    seq: int = Field(ge=0, description="Seq of the room's last timer event.")
-    state: TimerState
-    recovery_id: str | None = None
-    procedure: str | None = None
-    started: float | None = Field(
-        default=None, description="Start of the wait: end of the last injection (UTC epoch)."
-    )
-    started_time: str | None = None
-    first_started: float | None = Field(
-        default=None, description="End of the first injection of this recovery."
-    )
-    injections: int = Field(default=0, ge=0, description="Injections seen in this recovery.")
-    restarts: int = Field(default=0, ge=0, description="Times a new injection restarted it.")
-    confirmed: float | None = Field(default=None, description="UTC epoch of confirmation.")
-    confirmed_by: str | None = Field(default=None, description="Client id, or 'auto'.")
-    auto_confirm_at: float | None = Field(
-        default=None, description="When it confirms itself without a new injection."
-    )
-    min_deadline: float | None = None
-    min_deadline_time: str | None = None
-    min_remaining_s: float | None = Field(default=None, ge=0)
-    min_reached: bool = False
-    target_deadline: float | None = Field(default=None, description="Including extensions.")
-    target_deadline_time: str | None = None
-    target_remaining_s: float | None = Field(default=None, ge=0)
-    target_reached: bool = False
-    extended_s: float = Field(default=0.0, ge=0, description="Sum of the extensions.")
-    next_check: CheckInfo | None = Field(
-        default=None, description="Earliest check not done (may already be due or overdue)."
-    )
-    overdue_checks: list[int] = Field(default_factory=list, description="Overdue, not done.")
-    checks: list[CheckInfo] = Field(default_factory=list)
-    extensions: list[ExtensionInfo] = Field(default_factory=list)
-    alarms: list[TimerAlarm] = Field(default_factory=list)
-    ended: EndInfo | None = None
-
-
-class TimerEventMessage(_Out):
-    """One recovery timer event (topic ``roommon/v1/SITE/ROOM/timer/event``, QoS 1)."""
-
-    v: Literal[1] = 1
-    event_id: str = Field(description="Unique and stable across re-emission; dedupe on it.")
-    seq: int = Field(ge=1, description="Per-room timer event sequence number.")
-    site: str
-    room: str
-    recovery_id: str | None
-    generation: int = Field(ge=0, description="Restarts before this event.")
-    event: EventKind
-    t: float = Field(description="UTC epoch seconds when it happened or fell due.")
-    time: str
-    emitted: float = Field(description="UTC epoch seconds when the daemon noticed it.")
-    late: bool = Field(description="Noticed more than a tick after it fell due (daemon down).")
-    check_no: int | None = None
-    actor: str | None = Field(default=None, description="Client id behind a command.")
-    reason: str = ""
-    data: dict[str, Any] = Field(default_factory=dict)
 
 
 #: An event noticed this long after it fell due was missed (daemon down, clock jump).
@@ -198,7 +29,7 @@ LATE_AFTER_S = 5.0
 
 
 def event_message(site: str, room: str, event: TimerEvent) -> TimerEventMessage:
-    from roommon.clock import iso
+    from roommon.core.clock import iso
 
     key = f"{site}/{room}/{event.recovery_id}/{event.seq}/{event.kind}"
     return TimerEventMessage(
@@ -218,61 +49,6 @@ def event_message(site: str, room: str, event: TimerEvent) -> TimerEventMessage:
         reason=event.reason,
         data=dict(event.data),
     )
-
-
-# --------------------------------------------------------------------------- commands
-
-
-class NurseCommand(BaseModel):
-    """A recovery command on ``roommon/v1/SITE/ROOM/command/CLIENT`` (QoS 1).
-
-    Same envelope (``v``, ``id``, ``room``, ``action``) and reply as the alarm
-    commands; the sender is the topic's client id, never a payload field.
-    """
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
-
-    v: Literal[1]
-    id: str = Field(min_length=1, max_length=64, description="Sender's id for the reply.")
-    room: str = Field(description="Must equal the room in the topic.")
-    action: RecoveryAction
-    check_no: int | None = Field(
-        default=None,
-        ge=1,
-        le=1000,
-        description="check_done: the check; omitted: the earliest one that may be done now.",
-    )
-    vitals: bool = Field(
-        default=False, description="check_done: record the room's current measurements."
-    )
-    note: str = Field(default="", max_length=200, description="check_done: free text.")
-    seconds: float | None = Field(
-        default=None, gt=0, le=MAX_PLAN_S, description="recovery_extend: seconds to add."
-    )
-    reason: str = Field(
-        default="",
-        max_length=200,
-        description="Required for recovery_extend and recovery_end; logged.",
-    )
-
-
-_VALUE_FIELDS = frozenset({"check_no", "seconds", "vitals"})
-
-
-def parse_nurse_command(payload: bytes, *, room: str) -> NurseCommand:
-    """Validate a recovery command payload against the topic's room, or raise CommandError."""
-    try:
-        cmd = NurseCommand.model_validate_json(payload)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(payload)"
-        reason = "bad_value" if err["loc"] and err["loc"][0] in _VALUE_FIELDS else "malformed"
-        raise CommandError(reason, f"{loc}: {err['msg']}") from exc
-    if cmd.room != room:
-        raise CommandError(
-            "wrong_room", f"command names room {cmd.room!r} on room {room!r}'s topic"
-        )
-    return cmd
 
 
 def apply_command(

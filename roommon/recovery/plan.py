@@ -23,11 +23,11 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from roommon.ids import Identifier
+from roommon.core.ids import Identifier
+from roommon.wire.timer import MAX_PLAN_S
 
 #: No plan may ask for more than a day of bed rest or a longer extension: a
 #: value beyond this is a typo (minutes entered as seconds, an extra zero).
-MAX_PLAN_S = 24 * 3600.0
 
 
 class _Section(BaseModel):

@@ -15,19 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from roommon.alerts.conditions import ConditionReport
-from roommon.checks.base import RoomEvent
-from roommon.errors import CommandError
-from roommon.model import DataOrigin
-from roommon.payloads import AlarmSummary
-from roommon.recovery.messages import (
-    NurseCommand,
-    TimerAlarm,
-    TimerEventMessage,
-    TimerMessage,
-    apply_command,
-    event_message,
-)
+from roommon.core.conditions import ConditionReport
+from roommon.core.errors import CommandError
+from roommon.core.events import RoomEvent
+from roommon.core.model import DataOrigin
+from roommon.recovery.messages import apply_command, event_message
 from roommon.recovery.plan import RecoveryConfig
 from roommon.recovery.store import CommandRecord, RecoveryStore
 from roommon.recovery.timer import (
@@ -37,6 +29,8 @@ from roommon.recovery.timer import (
     RecoveryTimer,
     TimerEvent,
 )
+from roommon.wire.payloads import AlarmSummary
+from roommon.wire.timer import NurseCommand, TimerAlarm, TimerEventMessage, TimerMessage
 
 
 class RoomRecovery:

@@ -39,8 +39,8 @@ from typing import Any, Literal, Self
 
 import structlog
 
+from roommon.core.sqlite import connect, transaction
 from roommon.recovery.timer import RecoveryTimer, TimerEvent
-from roommon.sqlite import connect, transaction
 
 log = structlog.get_logger(__name__)
 

@@ -34,7 +34,7 @@ The rules
   stamped with the time it fell due. The emitted flags are part of the state
   the store persists, so after a restart whatever fell due while the daemon
   was down is emitted once, late, and nothing already emitted is repeated.
-* Invalid commands raise :class:`~roommon.errors.CommandError` (reasons
+* Invalid commands raise :class:`~roommon.core.errors.CommandError` (reasons
   ``no_recovery``, ``already_done``, ``unknown_check``, ``not_allowed``,
   ``bad_value``) and change nothing: every operation works on a copy of the
   state that replaces it only on success.
@@ -70,12 +70,14 @@ from typing import Any
 import structlog
 from pydantic import TypeAdapter
 
-from roommon.alerts.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
-from roommon.checks.base import RoomEvent
-from roommon.clock import iso
-from roommon.errors import CommandError
-from roommon.model import DataOrigin
-from roommon.recovery.messages import (
+from roommon.core.clock import iso
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.errors import CommandError
+from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
+from roommon.core.model import DataOrigin
+from roommon.recovery.plan import RecoveryPlan
+from roommon.wire.timer import (
+    MAX_PLAN_S,
     CheckInfo,
     EndInfo,
     EndReason,
@@ -85,7 +87,6 @@ from roommon.recovery.messages import (
     TimerMessage,
     TimerState,
 )
-from roommon.recovery.plan import MAX_PLAN_S, RecoveryPlan
 
 log = structlog.get_logger(__name__)
 
@@ -345,18 +346,12 @@ class RecoveryTimer:
         start) is logged and dropped.
         """
         try:
-            if event.name == "cement.injection_started":
+            if isinstance(event, InjectionStarted):
                 return self.injection_started(at=event.t, now=now)
-            if event.name == "cement.injection_ended":
-                end = event.data.get("last_injecting_t", event.t)
-                at = float(end) if isinstance(end, int | float) and math.isfinite(end) else event.t
-                number = event.data.get("injection")
-                return self.injection_ended(
-                    at=at,
-                    now=now,
-                    plan=plan,
-                    injection=number if isinstance(number, int) else None,
-                )
+            if isinstance(event, InjectionEnded):
+                end = event.last_injecting_t
+                at = end if math.isfinite(end) else event.t
+                return self.injection_ended(at=at, now=now, plan=plan, injection=event.injection)
         except CommandError as err:
             log.warning(
                 "recovery_event_dropped",

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 
 BlockSink = Callable[[FloatArray, float, bool], None]
 """``sink(block, t_first_sample, restarted)``; ``block`` is only valid during the call."""

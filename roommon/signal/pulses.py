@@ -21,29 +21,47 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import find_peaks
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 from roommon.signal.summaries import sum_of
 
-try:
-    # find_peaks' own compiled steps. find_peaks spends ~10 µs per call validating
-    # and unpacking its arguments, as much as the work on an 8 s pleth window; the
-    # test suite checks that these steps give exactly find_peaks' answer.
-    from scipy.signal._peak_finding_utils import (
-        _local_maxima_1d,
-        _peak_prominences,
-        _select_by_peak_distance,
-    )
-except ImportError:  # pragma: no cover - a scipy that moved them: use the public function
-    _local_maxima_1d = None
+if TYPE_CHECKING:
+    from types import ModuleType
 
 IntArray = npt.NDArray[np.intp]
 
 _EMPTY = np.empty(0, dtype=np.float64)
+
+
+class _Scipy:
+    """scipy.signal, imported on first use (a command that runs no check never loads it).
+
+    ``steps`` is find_peaks' own compiled steps. find_peaks spends ~10 µs per call
+    validating and unpacking its arguments, as much as the work on an 8 s pleth
+    window; the test suite checks that these steps give exactly find_peaks' answer.
+    None where a scipy moved them: then the public function is used.
+    """
+
+    signal: ModuleType | None = None
+    steps: ModuleType | None = None
+
+    @classmethod
+    def load(cls) -> ModuleType:
+        if cls.signal is None:
+            import scipy.signal
+
+            try:
+                from scipy.signal import _peak_finding_utils
+            except ImportError:  # pragma: no cover
+                cls.steps = None
+            else:
+                cls.steps = _peak_finding_utils
+            cls.signal = scipy.signal
+        return cls.signal
 
 
 _min_reduceat = np.minimum.reduceat
@@ -64,9 +82,10 @@ def local_maxima(x: FloatArray, steps: FloatArray) -> IntArray:
         found: IntArray = (up[:-1] > up[1:]).nonzero()[0]
         found += 1
         return found
-    if _local_maxima_1d is None:  # pragma: no cover
-        return find_peaks(x)[0]  # type: ignore[no-any-return]
-    return _local_maxima_1d(x)[0]  # type: ignore[no-any-return]
+    signal = _Scipy.load()
+    if _Scipy.steps is None:  # pragma: no cover
+        return signal.find_peaks(x)[0]  # type: ignore[no-any-return]
+    return _Scipy.steps._local_maxima_1d(x)[0]  # type: ignore[no-any-return]
 
 
 def _spaced_peaks(
@@ -77,14 +96,16 @@ def _spaced_peaks(
     ``steps`` (``x[1:] - x[:-1]``), when given, says ``x`` is finite and lets
     :func:`local_maxima` find the maxima without the compiled step.
     """
-    if _local_maxima_1d is None:  # pragma: no cover
-        found, props = find_peaks(x, distance=distance, prominence=0.0, wlen=wlen)
+    signal = _Scipy.load()
+    impl = _Scipy.steps
+    if impl is None:  # pragma: no cover
+        found, props = signal.find_peaks(x, distance=distance, prominence=0.0, wlen=wlen)
         return found, props["prominences"]
     x = np.ascontiguousarray(x, dtype=np.float64)
-    peaks: IntArray = _local_maxima_1d(x)[0] if steps is None else local_maxima(x, steps)
+    peaks: IntArray = impl._local_maxima_1d(x)[0] if steps is None else local_maxima(x, steps)
     if len(peaks) > 1:
-        peaks = peaks[_select_by_peak_distance(peaks, x[peaks], distance)]
-    prom: FloatArray = _peak_prominences(x, peaks, wlen)[0]
+        peaks = peaks[impl._select_by_peak_distance(peaks, x[peaks], distance)]
+    prom: FloatArray = impl._peak_prominences(x, peaks, wlen)[0]
     return peaks, prom
 
 

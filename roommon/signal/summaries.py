@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from roommon.model import FloatArray
+from roommon.core.model import FloatArray
 
 _ones: FloatArray = np.ones(1024)
 

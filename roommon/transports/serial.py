@@ -19,45 +19,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Self
+from typing import Generic, Literal, Protocol, Self, TypeVar
 
 import serial
 import serial_asyncio_fast
 import structlog
 
-from roommon.clock import Clock
-from roommon.drivers.base import Driver, DriverCounters, DriverSample
-from roommon.errors import FeedError
+from roommon.core.clock import Clock
+from roommon.core.errors import FeedError
+from roommon.transports.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 
 Parity = Literal["N", "E", "O", "M", "S"]
-SampleSink = Callable[[DriverSample], None] | asyncio.Queue[DriverSample]
+S = TypeVar("S")
+S_co = TypeVar("S_co", covariant=True)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Backoff:
-    """Reconnect pacing: ``initial_s * 2**attempt``, at most ``cap_s``, times 1±``jitter``.
+class _Counters(Protocol):
+    reconnects: int
 
-    Jitter keeps several feeds on one USB hub from retrying in lockstep.
+
+class FrameDecoder(Protocol[S_co]):
+    """What the transport needs of a driver: bytes in, samples out, reset on reconnect.
+
+    Defined here, not imported from the drivers, because a transport moves
+    bytes and must not know any device's framing.
     """
 
-    initial_s: float = 0.5
-    cap_s: float = 10.0
-    jitter: float = 0.2
+    @property
+    def protocol(self) -> str: ...
 
-    def __post_init__(self) -> None:
-        if not 0 < self.initial_s <= self.cap_s:
-            raise ValueError(f"need 0 < initial_s <= cap_s, got {self.initial_s}, {self.cap_s}")
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
+    @property
+    def counters(self) -> _Counters: ...
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        base = min(self.cap_s, self.initial_s * 2.0 ** min(attempt, 60))
-        return base * (1.0 + rng.uniform(-self.jitter, self.jitter))
+    def feed(self, data: bytes) -> Iterable[S_co]: ...
+
+    def reset(self) -> None: ...
+
+
+SampleSink = Callable[[S], None] | asyncio.Queue[S]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,7 +78,7 @@ class LinkState:
         return "connected" if self.connected else f"disconnected({self.reason})"
 
 
-class SerialFeed:
+class SerialFeed(Generic[S]):
     """Reads one serial port into one driver for as long as the context is open.
 
     ``async with SerialFeed(...) as feed:`` starts the read loop as a named task
@@ -86,8 +90,8 @@ class SerialFeed:
         self,
         *,
         port: str,
-        driver: Driver,
-        sink: SampleSink,
+        driver: FrameDecoder[S],
+        sink: SampleSink[S],
         clock: Clock,
         baudrate: int = 9600,
         bytesize: int = 8,
@@ -122,7 +126,7 @@ class SerialFeed:
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def counters(self) -> DriverCounters:
+    def counters(self) -> _Counters:
         return self.driver.counters
 
     @property
@@ -212,10 +216,15 @@ class SerialFeed:
         self._connected = connected
         state = LinkState(port=self.port, connected=connected, reason=reason, t=self._clock.now())
         if connected:
-            log.info("serial_connected", port=self.port, protocol=self.driver.protocol,
-                     reconnects=self.counters.reconnects)
+            log.info(
+                "serial_connected",
+                port=self.port,
+                protocol=self.driver.protocol,
+                reconnects=self.counters.reconnects,
+            )
         else:
-            log.warning("serial_disconnected", port=self.port, protocol=self.driver.protocol,
-                        reason=reason)
+            log.warning(
+                "serial_disconnected", port=self.port, protocol=self.driver.protocol, reason=reason
+            )
         if self._on_state is not None:
             self._on_state(state)

@@ -1,0 +1,97 @@
+"""The console renderer shared by ``demo`` and ``replay``: alarm, event, timer and vitals
+lines as a person wants to read them, and the alarm-burden summary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TextIO
+
+from roommon.alerts.engine import Outgoing
+from roommon.alerts.store import burden
+from roommon.core.clock import Clock, iso
+from roommon.wire.payloads import AlarmEventMessage, RoomEventMessage, RoomStateMessage
+from roommon.wire.timer import TimerEventMessage, TimerMessage
+
+_COLOURS = {"high": "\033[1;31m", "medium": "\033[1;33m", "low": "\033[36m"}
+_RESET = "\033[0m"
+
+
+class ConsoleOutput:
+    """Prints alarms and room events as a person wants to read them."""
+
+    def __init__(self, clock: Clock, out: TextIO) -> None:
+        self._clock = clock
+        self._out = out
+        self._colour = out.isatty()
+        self.checks_due: list[tuple[float, int]] = []  # (due time, check number)
+
+    def line(self, text: str, priority: str | None = None) -> None:
+        t = iso(self._clock.now())[11:19]
+        if self._colour and priority in _COLOURS:
+            text = f"{_COLOURS[priority]}{text}{_RESET}"
+        print(f"{t}  {text}", file=self._out, flush=True)
+
+    def alarms(self, outgoing: list[Outgoing]) -> None:
+        for o in outgoing:
+            e = o.event
+            value = f" value {e.value:g}" if e.value is not None else ""
+            limit = f" limit {e.limit:g}" if e.limit is not None else ""
+            who = (
+                f" -> {', '.join(n.recipient for n in o.notifications)}" if o.notifications else ""
+            )
+            self.line(
+                f"ALARM {e.transition.upper():12} {e.priority.upper():6} {e.code:26} "
+                f"[{e.feed}]{value}{limit} {e.message}{who}",
+                e.priority,
+            )
+
+    def room_event(self, message: RoomEventMessage) -> None:
+        if message.name != "cement.phase":
+            data = ", ".join(f"{k}={v}" for k, v in message.data.items() if k != "by")
+            self.line(f"EVENT {message.name} {data}")
+
+    def state(self, message: RoomStateMessage) -> None:
+        del message  # vitals are printed on a timer, not on every state change
+
+    def timer_events(self, messages: list[TimerEventMessage]) -> None:
+        for m in messages:
+            if m.event == "check_due" and m.check_no is not None:
+                self.checks_due.append((m.t, m.check_no))
+            check = f" {m.check_no}" if m.check_no else ""
+            late = " (late)" if m.late else ""
+            self.line(f"TIMER {m.event}{check}{late} {m.reason}".rstrip())
+
+    def timer(self, message: TimerMessage) -> None:
+        del message  # the timer's state is shown with the vitals
+
+
+def vitals_line(state: RoomStateMessage) -> str:
+    m = state.measurements
+
+    def v(name: str, fmt: str = "{:.0f}") -> str:
+        x = m.get(name)
+        return fmt.format(x.value) if x is not None and x.value is not None else "--"
+
+    return (
+        f"VITALS HR {v('heart_rate')}  SpO2 {v('spo2')}%  PR {v('pulse_rate')}  "
+        f"NIBP {v('nibp_systolic')}/{v('nibp_diastolic')} ({v('nibp_mean')})  "
+        f"cement {v('cement_pressure')} kPa  alarms {len(state.alarms)}  phase {state.phase}"
+    )
+
+
+def print_burden(
+    events: Iterable[AlarmEventMessage], *, hours: float, title: str, out: TextIO
+) -> None:
+    """The alarm burden per room of a run of ``hours``; says so when there were no alarms."""
+    rows = burden(events, hours=hours)
+    print(f"\n{title}", file=out)
+    if not rows:
+        print("  no alarms", file=out)
+    for b in rows:
+        med = f"{b.median_ack_s:.0f} s" if b.median_ack_s is not None else "-"
+        print(
+            f"  {b.room}: {b.alarms} alarms ({b.per_hour:.0f}/h), acknowledged "
+            f"{b.share_acknowledged:.0%}, median time to acknowledge {med}, "
+            f"self-cleared within 10 s {b.share_self_cleared:.0%}",
+            file=out,
+        )

@@ -1,0 +1,61 @@
+"""``roommon run``: the daemon, until SIGINT/SIGTERM.
+
+Exit: 0 stopped by a signal, 1 the daemon failed (its reason is printed and
+published as its offline status), 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from roommon.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, load_or_report, run_until_signal
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="run the daemon",
+        description="Run the monitoring daemon until SIGINT or SIGTERM. Exit 0 stopped, "
+        "1 the daemon failed (reason printed and in its offline status), 2 bad usage or config.",
+    )
+    p.add_argument("--config", "-c", required=True, help="daemon config file (TOML)")
+    p.add_argument(
+        "--broker",
+        help="mqtt[s]://HOST[:PORT] instead of the config's broker (credentials still from "
+        "the config's environment variables)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log level written (default info)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_or_report(args.config, sys.stderr)
+    if config is None:
+        return EXIT_USAGE
+    from roommon.core.clock import RealClock
+    from roommon.core.errors import DaemonFailedError
+    from roommon.core.logs import configure
+    from roommon.runtime.daemon import Daemon
+    from roommon.transports.broker import BrokerEndpoint
+
+    broker = BrokerEndpoint.from_config(config.broker, url=args.broker)  # UsageError: exit 2
+    clock = RealClock()
+    configure(clock=clock, level=args.log_level)
+
+    async def main(stop: asyncio.Event) -> int:
+        async with Daemon(config=config, clock=clock, broker=broker):
+            await stop.wait()
+        return EXIT_OK
+
+    try:
+        return run_until_signal(main)
+    except DaemonFailedError as err:
+        print(f"roommon run: the daemon failed: {err}", file=sys.stderr)
+        return EXIT_FAILURE

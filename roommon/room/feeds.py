@@ -1,0 +1,157 @@
+"""Per-feed bookkeeping of a room: arrival, silence, rejects, gaps, bad samples.
+
+This is where "a feed that stops is a technical alarm, not silence" lives.
+Each feed's health is expressed as technical conditions reported to the alarm
+engine like any check's, under the check name ``feed``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from roommon.config import FeedConfig
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.model import PHYSICAL_RANGE, DataOrigin, FloatArray, SignalKind
+
+SILENT = ConditionSpec(
+    code="feed.silent",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.MEDIUM,
+    description="No data from the feed for longer than its stale time",
+)
+NEVER_SEEN = ConditionSpec(
+    code="feed.never_seen",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.MEDIUM,
+    description="A required feed has sent nothing since the daemon started",
+)
+BAD_PAYLOAD = ConditionSpec(
+    code="feed.bad_payload",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="The feed sends payloads or frames that are rejected",
+)
+BAD_SAMPLES = ConditionSpec(
+    code="feed.bad_samples",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="The feed sends NaN, infinite or physically impossible samples",
+)
+SEQ_GAP = ConditionSpec(
+    code="feed.seq_gap",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="Chunks are missing from the feed (sequence numbers skip)",
+)
+DISCONNECTED = ConditionSpec(
+    code="feed.disconnected",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.MEDIUM,
+    description="The feed's transport (e.g. serial port) is disconnected",
+)
+FEED_CONDITIONS = (SILENT, NEVER_SEEN, BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, DISCONNECTED)
+
+#: A transient problem (a rejected payload, a gap) stays reported this long
+#: after its last occurrence, so a burst is one alarm rather than a flicker.
+TRANSIENT_HOLD_S = 10.0
+
+#: Past this many separate bad-sample runs in one chunk the good runs between
+#: them are too short to be signal: the whole chunk counts as bad.
+MAX_GOOD_RUNS = 16
+
+
+@dataclass(slots=True)
+class FeedRuntime:
+    """Live state of one configured feed."""
+
+    room: str
+    name: str
+    config: FeedConfig
+    last_seen_mono: float | None = None
+    last_seen_t: float | None = None
+    last_seq: int | None = None
+    received: int = 0
+    bad_samples: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    gaps: int = 0
+    transport_up: bool | None = None  # None: the transport does not report connection state
+    origin: DataOrigin = DataOrigin.LIVE  # of the newest data; technical alarms inherit it
+    _last_problem: dict[str, float] = field(default_factory=dict)  # code -> monotonic time
+    _active: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> SignalKind:
+        return self.config.kind
+
+    def status(self, mono: float) -> str:
+        if self.last_seen_mono is None:
+            return "never_seen"
+        if mono - self.last_seen_mono > self.config.effective_stale_s:
+            return "silent"
+        return "ok"
+
+    def note_problem(self, code: str, mono: float) -> None:
+        self._last_problem[code] = mono
+
+    def split_good(self, samples: FloatArray) -> list[tuple[int, int]]:
+        """Index ranges of samples that are finite and physically possible.
+
+        Counts the bad ones; returns ``[(0, n)]`` for a clean chunk.
+        """
+        lo, hi = PHYSICAL_RANGE[self.kind]
+        good = np.isfinite(samples) & (samples >= lo) & (samples <= hi)
+        n_bad = len(samples) - int(np.count_nonzero(good))
+        if n_bad == 0:
+            return [(0, len(samples))]
+        self.bad_samples += n_bad
+        edges = np.flatnonzero(np.diff(good.astype(np.int8))) + 1
+        bounds = np.concatenate(([0], edges, [len(samples)]))
+        runs = [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if good[a]]
+        if len(runs) > MAX_GOOD_RUNS:
+            self.bad_samples += sum(b - a for a, b in runs)
+            return []
+        return runs
+
+    def evaluate(self, mono: float, started_mono: float, t: float) -> list[ConditionReport]:
+        """Conditions whose presence changed since the last call."""
+        stale = self.config.effective_stale_s
+        present = {
+            SILENT.code: self.last_seen_mono is not None and mono - self.last_seen_mono > stale,
+            NEVER_SEEN.code: self.config.required
+            and self.last_seen_mono is None
+            and mono - started_mono > stale,
+            DISCONNECTED.code: self.transport_up is False,
+        }
+        for spec in (BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP):
+            seen = self._last_problem.get(spec.code)
+            present[spec.code] = seen is not None and mono - seen < TRANSIENT_HOLD_S
+        out = []
+        for spec in FEED_CONDITIONS:
+            now = present[spec.code]
+            if self._active.get(spec.code, False) != now:
+                self._active[spec.code] = now
+                detail = {
+                    SILENT.code: f"no data for more than {stale:g} s",
+                    NEVER_SEEN.code: "no data since start",
+                    BAD_PAYLOAD.code: ", ".join(f"{k}={v}" for k, v in self.rejected.items()),
+                    BAD_SAMPLES.code: f"{self.bad_samples} bad samples so far",
+                    SEQ_GAP.code: f"{self.gaps} gaps so far",
+                    DISCONNECTED.code: "transport disconnected",
+                }[spec.code]
+                out.append(
+                    ConditionReport(
+                        room=self.room,
+                        feed=self.name,
+                        check="feed",
+                        spec=spec,
+                        active=now,
+                        t=t,
+                        message=detail,
+                        origin=self.origin,
+                    )
+                )
+        return out

@@ -1,0 +1,563 @@
+"""One room's processing: samples in, alarm events, room events and state out.
+
+Data flow: a transport hands decoded samples (or a rejection) to
+:meth:`RoomPipeline.ingest` / :meth:`RoomPipeline.reject`; bad samples are
+removed; the checks that need the feed run (each keeps the window it
+needs); their condition reports go to the room's alarm engine; everything to be
+published leaves through a :class:`RoomOutput`. Time-based rules run
+from :meth:`RoomPipeline.tick`, which the daemon calls about once a second.
+The pipeline is synchronous: it never awaits, so one room's work is one
+uninterrupted step and the order of events is the order of inputs.
+
+Every public entry (ingest, reject, tick, commands, transport state, room
+events) runs under :meth:`RoomPipeline._guard`: an unexpected exception is
+this room's high-priority technical alarm ``room.failed`` (its alarms cannot be
+trusted), logged with its traceback, and the room goes on from its state; the
+other rooms never see it. A :class:`~roommon.core.errors.StoreError` is not a
+room's fault but shared infrastructure's, so it passes through to the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Protocol
+
+import structlog
+
+from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
+from roommon.checks import CHECKS
+from roommon.checks.base import Check, CheckContext, FeedView
+from roommon.config import DaemonConfig, RoomConfig
+from roommon.core.clock import Clock, iso
+from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.errors import CommandError, ProtocolError, StoreError
+from roommon.core.events import (
+    CementMixed,
+    InjectionEnded,
+    InjectionStarted,
+    PhaseChanged,
+    RoomEvent,
+)
+from roommon.core.model import NUMERIC_FIELDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
+from roommon.core.phases import Phase
+from roommon.recovery.service import RoomRecovery
+from roommon.recovery.store import RecoveryStore
+from roommon.recovery.timer import TimerEvent
+from roommon.room.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
+from roommon.room.workflow import RoomWorkflow
+from roommon.wire.commands import CommandPayload
+from roommon.wire.payloads import (
+    FeedStatus,
+    MeasurementValue,
+    RoomEventMessage,
+    RoomStateMessage,
+)
+from roommon.wire.timer import NurseCommand, TimerEventMessage, TimerMessage
+
+log = structlog.get_logger(__name__)
+
+#: An unexpected exception escaped one of the room's own steps (not a check's).
+ROOM_FAILED = ConditionSpec(
+    code="room.failed",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.HIGH,
+    latching=True,
+    description="roommon failed while processing this room: its alarms cannot be trusted",
+)
+#: A failed room's alarm ends this long after its last failure (it stays latched).
+ROOM_FAILED_CLEAR_S = 60.0
+
+CHECK_FAILED = ConditionSpec(
+    code="check.failed",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.HIGH,
+    description="A check raised an unexpected error; its alarms cannot be trusted",
+)
+
+
+class RoomOutput(Protocol):
+    """Where a room's results go (the daemon's dispatcher, the demo's console...)."""
+
+    def alarms(self, outgoing: list[Outgoing]) -> None: ...
+
+    def room_event(self, message: RoomEventMessage) -> None: ...
+
+    def state(self, message: RoomStateMessage) -> None: ...
+
+    def timer_events(self, messages: list[TimerEventMessage]) -> None: ...
+
+    def timer(self, message: TimerMessage) -> None: ...
+
+
+class RoomPipeline:
+    def __init__(
+        self,
+        *,
+        site: str,
+        room: str,
+        config: RoomConfig,
+        daemon: DaemonConfig,
+        clock: Clock,
+        output: RoomOutput,
+        next_seq: int = 1,
+        recovery_store: RecoveryStore | None = None,
+    ) -> None:
+        self.site = site
+        self.room = room
+        self.config = config
+        self._clock = clock
+        self._output = output
+        self._started = clock.monotonic()
+        self.feeds: dict[str, FeedRuntime] = {}
+        for name, fc in config.feeds.items():
+            self.feeds[name] = FeedRuntime(room=room, name=name, config=fc)
+        self.engine = RoomAlarms(site=site, room=room, config=config, next_seq=next_seq)
+        self.workflow = RoomWorkflow(room=room, since=clock.now())
+        self.recovery = RoomRecovery(
+            site=site,
+            room=room,
+            config=config.recovery,
+            store=recovery_store or RecoveryStore(":memory:"),
+            procedure=config.procedure,
+        )
+        if self.recovery.timer.running:  # restored mid-recovery after a restart
+            self.workflow.phase = self.engine.phase = Phase.RECOVERY
+        self._last_timer_mono = -1e18
+        self.checks: list[Check] = []
+        self._routes: dict[str, list[Check]] = {name: [] for name in self.feeds}
+        for check_name, raw in config.checks.items():
+            cls = CHECKS[check_name]
+            settings = cls.settings_model.model_validate(raw)
+            wanted = cls.needs | cls.optional
+            views = {
+                n: FeedView(
+                    name=n,
+                    kind=f.kind,
+                    fs=f.config.fs,
+                    unit=f.config.effective_unit,
+                )
+                for n, f in self.feeds.items()
+                if f.kind in wanted
+            }
+            check = cls(room=room, settings=settings, feeds=views)
+            self.checks.append(check)
+            for n in views:
+                self._routes[n].append(check)
+        self.measurements: dict[str, MeasurementValue] = {}
+        self._checked: set[str] = set()  # measurement names some check publishes
+        self._origin = DataOrigin.LIVE  # of the newest sample; for time-driven reports
+        self._last_state: RoomStateMessage | None = None
+        self._last_state_mono = -1e18
+        #: Room entries that failed (room.failed); the last failure's monotonic time.
+        self.failures = 0
+        self._failed_mono: float | None = None
+
+    # ------------------------------------------------------------------ the guard
+
+    @contextlib.contextmanager
+    def guard(self, entry: str, *, command: bool = False) -> Iterator[None]:
+        """Contain an unexpected exception of one entry into the room (see module doc).
+
+        Public so that code feeding the room from outside (a serial binding) runs
+        under the same guard.
+        """
+        try:
+            yield
+        except (CommandError, StoreError):
+            raise
+        except Exception as exc:  # supervisor (STYLE rule 6): a room's bug becomes its alarm
+            self._room_failed(entry, exc)
+            if command:
+                raise CommandError(
+                    "room_failed", f"roommon failed applying it ({type(exc).__name__})"
+                ) from exc
+
+    def _room_failed(self, entry: str, exc: Exception) -> None:
+        self.failures += 1
+        self._failed_mono = self._clock.monotonic()
+        log.exception("room_failed", room=self.room, entry=entry, failures=self.failures)
+        report = ConditionReport(
+            room=self.room,
+            feed="",
+            check="room",
+            spec=ROOM_FAILED,
+            active=True,
+            t=self._clock.now(),
+            message=f"{ROOM_FAILED.description} ({entry}: {type(exc).__name__}: {exc})",
+            origin=self._origin,
+        )
+        try:
+            self._conditions([report])
+        except StoreError:
+            raise
+        except Exception:  # the alarm path itself is broken: say so in the log and status
+            log.exception("room_failed_unreported", room=self.room, entry=entry)
+
+    def _clear_room_failed(self, mono: float, now: float) -> None:
+        if self._failed_mono is None or mono - self._failed_mono < ROOM_FAILED_CLEAR_S:
+            return
+        self._failed_mono = None
+        self._conditions(
+            [
+                ConditionReport(
+                    room=self.room,
+                    feed="",
+                    check="room",
+                    spec=ROOM_FAILED,
+                    active=False,
+                    t=now,
+                    origin=self._origin,
+                )
+            ]
+        )
+
+    # ------------------------------------------------------------------ inputs
+
+    def ingest(self, sample: WaveformChunk | NumericReading) -> None:
+        with self.guard("ingest"):
+            self._ingest(sample)
+
+    def _ingest(self, sample: WaveformChunk | NumericReading) -> None:
+        feed = self.feeds.get(sample.feed)
+        if feed is None or sample.kind != feed.kind:
+            self._reject(sample.feed, ProtocolError("unknown_feed", "no such feed of that kind"))
+            return
+        mono = self._clock.monotonic()
+        if feed.last_seq is not None and sample.seq != feed.last_seq + 1:
+            if sample.seq == feed.last_seq:
+                self._reject(sample.feed, ProtocolError("duplicate", f"seq {sample.seq} again"))
+                return
+            if 0 < sample.seq < feed.last_seq:
+                self._reject(
+                    sample.feed,
+                    ProtocolError("out_of_order", f"seq {sample.seq} after {feed.last_seq}"),
+                )
+                return
+            # A skip forward is lost data; a restart at 0 is a device reboot.
+            feed.gaps += 1
+            feed.note_problem(SEQ_GAP.code, mono)
+            log.warning(
+                "feed_seq_gap", room=self.room, feed=sample.feed, seq=sample.seq, last=feed.last_seq
+            )
+        feed.last_seq = sample.seq
+        feed.last_seen_mono = mono
+        feed.origin = self._origin = sample.origin
+        self._phase(self.workflow.on_data(self._clock.now()))
+        feed.received += 1
+        if isinstance(sample, WaveformChunk):
+            feed.last_seen_t = sample.t_end
+            runs = feed.split_good(sample.samples)
+            if runs != [(0, len(sample.samples))]:
+                feed.note_problem(BAD_SAMPLES.code, mono)
+                log.warning(
+                    "feed_bad_samples",
+                    room=self.room,
+                    feed=sample.feed,
+                    seq=sample.seq,
+                    good_runs=len(runs),
+                    total_bad=feed.bad_samples,
+                )
+            for a, b in runs:
+                part = (
+                    sample
+                    if (a, b) == (0, len(sample.samples))
+                    else replace(sample, samples=sample.samples[a:b], t0=sample.t0 + a / sample.fs)
+                )
+                self._run(sample.feed, lambda c, ctx, p=part: c.on_chunk(p, ctx))
+        else:
+            feed.last_seen_t = sample.t
+            self._record_reading(sample)
+            self._run(sample.feed, lambda c, ctx: c.on_reading(sample, ctx))
+        self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
+
+    def _record_reading(self, r: NumericReading) -> None:
+        """A device's own numbers are measurements too, unless a check of the room publishes
+        that measurement: its judged value (``null`` while the signal is unreliable) must
+        not be overwritten by the raw one a second later."""
+        fields = NUMERIC_FIELDS[r.kind]
+        prefix = "" if r.kind == SignalKind.SPO2 else f"{r.kind.value}_"
+        for name, value in r.values.items():
+            if prefix + name in self._checked:
+                continue
+            self.measurements[prefix + name] = MeasurementValue(
+                value=None if math.isnan(value) else value,
+                unit=fields[name][0],
+                t=r.t,
+                feed=r.feed,
+            )
+
+    def reject(self, feed_name: str, err: ProtocolError, *, count: int = 1) -> None:
+        with self.guard("reject"):
+            self._reject(feed_name, err, count=count)
+
+    def _reject(self, feed_name: str, err: ProtocolError, *, count: int = 1) -> None:
+        """Count and log rejected payloads or frames (``count`` of one reason); the feed goes on."""
+        feed = self.feeds.get(feed_name)
+        log.warning(
+            "feed_payload_rejected",
+            room=self.room,
+            feed=feed_name,
+            reason=err.reason,
+            detail=err.detail,
+        )
+        if feed is None:
+            return
+        feed.rejected[err.reason] += count
+        mono = self._clock.monotonic()
+        feed.note_problem(BAD_PAYLOAD.code, mono)
+        self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
+
+    def transport_state(self, feed_name: str, *, up: bool, reason: str = "") -> None:
+        with self.guard("transport_state"):
+            self._transport_state(feed_name, up=up, reason=reason)
+
+    def _transport_state(self, feed_name: str, *, up: bool, reason: str = "") -> None:
+        """A transport that knows its connection (serial) reports it here, at once."""
+        feed = self.feeds[feed_name]
+        feed.transport_up = up
+        log.info("feed_transport", room=self.room, feed=feed_name, up=up, reason=reason)
+        self._conditions(feed.evaluate(self._clock.monotonic(), self._started, self._clock.now()))
+        self.publish_state(force=True)
+
+    def event(self, event: RoomEvent) -> None:
+        """A room event from outside the checks (an operator command)."""
+        with self.guard("event"):
+            self._events([event], source=None)
+
+    def tick(self) -> None:
+        with self.guard("tick"):
+            self._tick()
+
+    def _tick(self) -> None:
+        now, mono = self._clock.now(), self._clock.monotonic()
+        for check in self.checks:
+            self._call(check, lambda c, ctx: c.on_tick(now, ctx))
+        for feed in self.feeds.values():
+            self._conditions(feed.evaluate(mono, self._started, now))
+        self._clear_room_failed(mono, now)
+        self._publish_alarms(self.engine.tick(now))
+        seen = [f.last_seen_mono for f in self.feeds.values() if f.last_seen_mono is not None]
+        last_data = max(seen, default=-math.inf)
+        if mono - last_data > self.config.idle_after_s:
+            self._phase(self.workflow.on_feeds_gone(now))
+        self.recovery.note_alarms(self.engine.summaries(now))
+        self._timer(self.recovery.tick(now, mono))
+        self.publish_state()
+
+    def recovery_command(self, cmd: NurseCommand, *, client: str) -> str:
+        """Apply a validated nurse command to the recovery timer, or raise CommandError."""
+        with self.guard("recovery_command", command=True):
+            return self._recovery_command(cmd, client=client)
+        raise AssertionError("unreachable")  # pragma: no cover - the guard raises
+
+    def _recovery_command(self, cmd: NurseCommand, *, client: str) -> str:
+        now = self._clock.now()
+        log.info(
+            "command",
+            room=self.room,
+            client=client,
+            action=cmd.action,
+            id=cmd.id,
+            reason=cmd.reason,
+        )
+        vitals = {k: m.value for k, m in self.measurements.items()}
+        events = self.recovery.command(cmd, now=now, by=client, vitals=vitals)
+        self._timer(events, force=True)
+        return ", ".join(f"{e.kind}" + (f" {e.check_no}" if e.check_no else "") for e in events)
+
+    def _timer(self, events: list[TimerEvent], *, force: bool = False) -> None:
+        """Publish timer events (durably, first), persist, then the alarms and the snapshot."""
+        now, mono = self._clock.now(), self._clock.monotonic()
+        if events:
+            self._output.timer_events(self.recovery.messages(events))
+        self.recovery.commit(events, now)
+        for e in events:
+            self._phase(self.workflow.on_timer(e.kind, e.reason, e.t))
+        self._conditions(self.recovery.conditions(events, now=now, origin=self._origin))
+        if events or force or mono - self._last_timer_mono >= 10.0:
+            self._last_timer_mono = mono
+            self._output.timer(self.recovery.snapshot(now))
+
+    def _phase(self, change: tuple[Phase, Phase] | None) -> None:
+        if change is None:
+            return
+        before, after = change
+        self.engine.phase = after
+        self._events(
+            [PhaseChanged(t=self.workflow.since, before=before, after=after, origin=self._origin)],
+            source=None,
+        )
+        self.publish_state(force=True)
+
+    def command(self, cmd: CommandPayload, *, client: str) -> str:
+        """Apply a validated command; return a detail string or raise CommandError."""
+        with self.guard("command", command=True):
+            return self._command(cmd, client=client)
+        raise AssertionError("unreachable")  # pragma: no cover - the guard raises
+
+    def _command(self, cmd: CommandPayload, *, client: str) -> str:
+        now = self._clock.now()
+        log.info(
+            "command",
+            room=self.room,
+            client=client,
+            action=cmd.action,
+            id=cmd.id,
+            alarm_id=cmd.alarm_id,
+            reason=cmd.reason,
+        )
+        detail = ""
+        if cmd.action == "acknowledge":
+            assert cmd.alarm_id is not None
+            self._publish_alarms(self.engine.acknowledge(cmd.alarm_id, now, actor=client))
+        elif cmd.action == "reset":
+            assert cmd.alarm_id is not None
+            self._publish_alarms(self.engine.reset(cmd.alarm_id, now, actor=client))
+        elif cmd.action == "audio_pause":
+            until = self.engine.pause_audio(now, duration_s=cmd.duration_s)
+            detail = f"audio paused until {iso(until)}"
+        elif cmd.action == "alarm_pause":
+            assert cmd.duration_s is not None
+            scope = cmd.feed or WHOLE_ROOM
+            until = self.engine.pause_alarms(now, scope=scope, duration_s=cmd.duration_s)
+            detail = f"alarms of {scope} paused until {iso(until)}"
+        elif cmd.action == "cement_mixed":
+            self._events([CementMixed(t=now, by=client)], source=None)
+            detail = "cement mixing time recorded"
+        elif cmd.action == "phase_set":
+            assert cmd.phase is not None
+            self._phase(self.workflow.set(Phase(cmd.phase), now, client))
+            detail = f"phase is {self.workflow.phase.value}"
+        else:  # pragma: no cover - Literal type makes this unreachable
+            raise CommandError("malformed", f"unknown action {cmd.action}")
+        self.publish_state(force=True)
+        return detail
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _call(self, check: Check, fn: _Hook) -> None:
+        ctx = CheckContext(room=self.room, check=check.name, origin=self._origin)
+        try:
+            fn(check, ctx)
+        except Exception as exc:  # supervisor (STYLE rule 6): a check's bug becomes an alarm
+            log.exception("check_failed", room=self.room, check=check.name)
+            self._conditions(
+                [
+                    ConditionReport(
+                        room=self.room,
+                        feed=check.name,
+                        check=check.name,
+                        spec=CHECK_FAILED,
+                        active=True,
+                        t=self._clock.now(),
+                        message=f"{type(exc).__name__}: {exc}",
+                        origin=self._origin,
+                    )
+                ]
+            )
+            return
+        conditions, measurements, events = ctx.drain()
+        self._conditions(conditions)
+        for m in measurements:
+            self._checked.add(m.name)
+            self.measurements[m.name] = MeasurementValue(
+                value=m.value if m.reliable else None,
+                unit=m.unit,
+                t=m.t,
+                feed=m.feed,
+                label=m.label,
+            )
+            for other in self.checks:
+                if other is not check:
+                    self._call(other, lambda c, ctx, m=m: c.on_measurement(m, ctx))
+        self._events(events, source=check)
+
+    def _run(self, feed: str, fn: _Hook) -> None:
+        for check in self._routes[feed]:
+            self._call(check, fn)
+
+    def _events(self, events: Iterable[RoomEvent], *, source: Check | None) -> None:
+        for e in events:
+            data = e.data()
+            self._phase(self.workflow.on_room_event(e))
+            if isinstance(e, InjectionStarted | InjectionEnded):
+                self._timer(self.recovery.on_room_event(e, self._clock.now()))
+            log.info("room_event", room=self.room, feed=e.feed, name=e.name, data=data)
+            self._output.room_event(
+                RoomEventMessage(
+                    site=self.site,
+                    room=self.room,
+                    name=e.name,
+                    feed=e.feed,
+                    t=e.t,
+                    time=iso(e.t),
+                    origin=e.origin.value,
+                    data=data,
+                )
+            )
+            for check in self.checks:
+                if check is not source:
+                    self._call(check, lambda c, ctx, e=e: c.on_event(e, ctx))
+
+    def _conditions(self, reports: Iterable[ConditionReport]) -> None:
+        now = self._clock.now()
+        out: list[Outgoing] = []
+        for r in reports:
+            out += self.engine.report(r, now)
+        self._publish_alarms(out)
+
+    def _publish_alarms(self, out: list[Outgoing]) -> None:
+        if out:
+            self._output.alarms(out)
+            self.publish_state(force=True)
+
+    def state_message(self) -> RoomStateMessage:
+        now, mono = self._clock.now(), self._clock.monotonic()
+        alarms = self.engine.summaries(now)
+        top = max(
+            (a.priority for a in alarms if a.state != "cleared"),
+            default="none",
+            key=lambda p: ["none", "low", "medium", "high"].index(p),
+        )
+        return RoomStateMessage(
+            site=self.site,
+            room=self.room,
+            name=self.config.name,
+            t=now,
+            time=iso(now),
+            seq=self.engine.last_seq,
+            audio_paused_until=self.engine.audio_paused_until,
+            alarm_paused=dict(self.engine.alarm_paused),
+            phase=self.workflow.phase.value,
+            phase_since=self.workflow.since,
+            highest_priority=top,
+            alarms=alarms,
+            feeds={
+                n: FeedStatus(
+                    status=f.status(mono),
+                    last_seen=f.last_seen_t,
+                    received=f.received,
+                    rejected=dict(f.rejected),
+                    bad_samples=f.bad_samples,
+                )
+                for n, f in self.feeds.items()
+            },
+            measurements=dict(self.measurements),
+        )
+
+    def publish_state(self, *, force: bool = False, every_s: float = 5.0) -> None:
+        """Publish the retained state when it changed, or at least every ``every_s``."""
+        msg = self.state_message()
+        mono = self._clock.monotonic()
+        last = self._last_state
+        same = last is not None and last.model_copy(update={"t": msg.t, "time": msg.time}) == msg
+        if force or not same or mono - self._last_state_mono >= every_s:
+            self._last_state, self._last_state_mono = msg, mono
+            self._output.state(msg)
+
+
+class _Hook(Protocol):
+    def __call__(self, check: Check, ctx: CheckContext, /) -> None: ...

@@ -1,0 +1,383 @@
+"""The daemon: transports -> per-room pipelines -> alarm engine -> outputs, in one TaskGroup.
+
+:class:`Daemon` is an async context manager. Entering it opens the SQLite
+alarm store, builds one :class:`~roommon.room.pipeline.RoomPipeline` per room and
+starts the long-lived tasks (MQTT link, ticker, heartbeat) as named tasks of
+one TaskGroup; leaving it says goodbye to the broker (retained status
+offline), cancels the tasks and closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+import structlog
+
+from roommon import __version__
+from roommon.alerts.engine import Outgoing
+from roommon.alerts.store import AlarmStore
+from roommon.config import Config
+from roommon.core.clock import Clock, iso
+from roommon.core.errors import CommandError, DaemonFailedError, StoreError
+from roommon.recovery.store import RecoveryStore
+from roommon.room.pipeline import RoomOutput, RoomPipeline
+from roommon.runtime.ingest import FeedIngest
+from roommon.runtime.serial_bindings import SerialPortBinding, serial_bindings
+from roommon.transports.broker import BrokerEndpoint
+from roommon.transports.mqtt import MqttLink
+from roommon.wire.commands import CommandReply, parse_command
+from roommon.wire.payloads import RoomEventMessage, RoomStateMessage, StatusMessage
+from roommon.wire.timer import (
+    RECOVERY_ACTIONS,
+    TimerEventMessage,
+    TimerMessage,
+    parse_nurse_command,
+)
+from roommon.wire.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+
+class Dispatcher:
+    """The daemon's :class:`RoomOutput`: durable outbox for events, retained state, extras."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._d = daemon
+
+    def alarms(self, outgoing: list[Outgoing]) -> None:
+        d = self._d
+        events = [o.event for o in outgoing]
+        messages: list[tuple[str, bytes, int, bool]] = []
+        for o in outgoing:
+            messages.append(
+                (d.topics.alarm(o.event.room), o.event.model_dump_json().encode(), 1, False)
+            )
+            messages.extend(
+                (d.topics.notify(n.recipient), n.model_dump_json().encode(), 1, False)
+                for n in o.notifications
+            )
+        d.store.record(events, messages if d.use_broker else [])
+        d.wake_writer()
+        for extra in d.extra_outputs:
+            extra.alarms(outgoing)
+
+    def room_event(self, message: RoomEventMessage) -> None:
+        d = self._d
+        if d.use_broker:
+            d.store.enqueue(d.topics.event(message.room), message.model_dump_json().encode())
+            d.wake_writer()
+        for extra in d.extra_outputs:
+            extra.room_event(message)
+
+    def timer_events(self, messages: list[TimerEventMessage]) -> None:
+        d = self._d
+        if d.use_broker:
+            for m in messages:
+                d.store.enqueue(d.topics.timer_event(m.room), m.model_dump_json().encode())
+            d.wake_writer()
+        for extra in d.extra_outputs:
+            extra.timer_events(messages)
+
+    def timer(self, message: TimerMessage) -> None:
+        d = self._d
+        if d.link is not None:
+            payload = message.model_dump_json().encode()
+            d.link.publish_retained(d.topics.timer(message.room), payload)
+        for extra in d.extra_outputs:
+            extra.timer(message)
+
+    def state(self, message: RoomStateMessage) -> None:
+        d = self._d
+        if d.link is not None:
+            d.link.publish_retained(
+                d.topics.state(message.room), message.model_dump_json().encode()
+            )
+        for extra in d.extra_outputs:
+            extra.state(message)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups: what actually went wrong."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+class Daemon:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        clock: Clock,
+        use_broker: bool = True,
+        extra_outputs: list[RoomOutput] | None = None,
+        state_path: Path | None = None,
+        broker: BrokerEndpoint | None = None,
+        subscribe_feeds: bool = True,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.topics = Topics(config.site.id)
+        self.extra_outputs = list(extra_outputs or [])
+        self.use_broker = use_broker
+        self.broker = broker or BrokerEndpoint.from_config(config.broker)
+        self._state_path = state_path or config.daemon.state_dir / "roommon.sqlite3"
+        self.counters: Counter[str] = Counter()
+        self.store: AlarmStore
+        self.link: MqttLink | None = None
+        self.pipelines: dict[str, RoomPipeline] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started: float | None = None
+        self.serial: list[SerialPortBinding] = []
+        self._stack = contextlib.AsyncExitStack()
+        #: False for replay: feeds come from the recording, never from the broker.
+        self.subscribe_feeds = subscribe_feeds
+        self.ingest: FeedIngest
+        #: Why the daemon stopped, when shared infrastructure failed ("" otherwise).
+        self.failure = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        cfg = self.config
+        self.store = AlarmStore(self._state_path)
+        self.recovery_store = RecoveryStore.in_state_dir(self._state_path.parent)
+        self._started = self.clock.now()
+        output = Dispatcher(self)
+        self.ingest = FeedIngest(
+            pipelines=self.pipelines,
+            max_payload_bytes=cfg.daemon.max_payload_bytes,
+            counters=self.counters,
+        )
+        for room_id, room in cfg.rooms.items():
+            self.pipelines[room_id] = RoomPipeline(
+                site=cfg.site.id,
+                room=room_id,
+                config=room,
+                daemon=cfg.daemon,
+                clock=self.clock,
+                output=output,
+                next_seq=self.store.next_seq(room_id),
+                recovery_store=self.recovery_store,
+            )
+        for room_id, pipeline in self.pipelines.items():
+            stale = self.store.open_alarms(room_id)
+            if stale:
+                output.alarms(pipeline.engine.close_stale(stale, self.clock.now()))
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._stack = contextlib.AsyncExitStack()
+        for room_id, pipeline in self.pipelines.items():
+            for binding in serial_bindings(
+                room=room_id, config=cfg.rooms[room_id], pipeline=pipeline, clock=self.clock
+            ):
+                self.serial.append(binding)
+                await self._stack.enter_async_context(binding.feed)
+        if self.use_broker:
+            self.link = MqttLink(
+                endpoint=self.broker,
+                client_id=f"roommon-{cfg.site.id}-{cfg.daemon.instance}",
+                store=self.store,
+                clock=self.clock,
+                subscriptions=[
+                    *([self.topics.feed_filter()] if self.subscribe_feeds else []),
+                    self.topics.command_filter(),
+                ],
+                on_message=self.handle_message,
+                will_topic=self.topics.status(cfg.daemon.instance),
+                will_payload=self.status_payload("offline", "connection lost"),
+                online=lambda: self.status_payload("online"),
+            )
+            await self.link.__aenter__()
+        self._tasks = [
+            self._tg.create_task(self._ticker(), name="roommon-ticker"),
+            self._tg.create_task(self._heartbeat(), name="roommon-heartbeat"),
+        ]
+        log.info("daemon_started", site=cfg.site.id, rooms=list(cfg.rooms), broker=self.use_broker)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop every task; say goodbye (status offline, with the reason of a failure).
+
+        A task that fails (the broker link's, the ticker's) cancels the block
+        of the ``async with``, which brings us here; its exception is collected,
+        logged, published as the reason of the offline status, and raised as
+        :class:`DaemonFailedError`: never a silent death.
+        """
+        errors: list[BaseException] = []
+        for t in self._tasks:
+            t.cancel()
+        assert self._tg is not None
+        try:
+            await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as eg:
+            errors.extend(eg.exceptions)
+        except asyncio.CancelledError:
+            pass  # an outside cancellation (re-raised on return), or the link's TaskGroup's
+        link_ok = self.link is None or self.link.healthy
+        if not errors and link_ok:
+            with contextlib.suppress(StoreError):
+                for pipeline in self.pipelines.values():
+                    pipeline.publish_state(force=True)
+            if self.link is not None:
+                await self.link.goodbye(self.status_payload("offline", "shutdown"))
+        if self.link is not None:
+            try:
+                await self.link.__aexit__(exc_type, exc, tb)
+            except BaseExceptionGroup as eg:
+                errors.extend(eg.exceptions)
+            except asyncio.CancelledError:
+                pass
+        await self._stack.aclose()
+        errors = [leaf for e in errors for leaf in _leaves(e)]
+        if errors:
+            self.failure = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+            for e in errors:
+                log.error("daemon_failed", error=f"{type(e).__name__}: {e}", exc_info=e)
+            if self.link is not None:
+                await self.link.last_word(self.status_payload("offline", f"failed: {self.failure}"))
+        with contextlib.suppress(StoreError):
+            self.store.close()
+            self.recovery_store.close()
+        log.info("daemon_stopped", site=self.config.site.id, failure=self.failure or None)
+        if errors:
+            raise DaemonFailedError(self.failure) from errors[0]
+
+    def engine_seq(self, room: str) -> int:
+        """Sequence number of the newest alarm event of a room."""
+        return self.pipelines[room].engine.last_seq
+
+    def wake_writer(self) -> None:
+        if self.link is not None:
+            self.link.outbox_changed()
+
+    # ------------------------------------------------------------------ status
+
+    def status_payload(self, status: str, reason: str = "") -> bytes:
+        now = self.clock.now()
+        msg = StatusMessage(
+            site=self.config.site.id,
+            instance=self.config.daemon.instance,
+            status=status,
+            reason=reason,
+            version=__version__,
+            t=now,
+            time=iso(now),
+            started=self._started,
+            heartbeat_s=self.config.daemon.heartbeat_s,
+            rooms=sorted(self.config.rooms),
+            outbox_pending=self.store.pending_count(),
+            counters=dict(self.counters),
+            serial={
+                f"{b.pipeline.room}:{b.port.port}": {
+                    "connected": b.feed.connected,
+                    "protocol": b.port.protocol,
+                    **b.driver.counters.snapshot(),
+                }
+                for b in self.serial
+            },
+        )
+        return msg.model_dump_json().encode()
+
+    async def _heartbeat(self) -> None:
+        topic = self.topics.status(self.config.daemon.instance)
+        while True:
+            if self.link is not None:
+                self.link.publish_retained(topic, self.status_payload("online"))
+            await self.clock.sleep(self.config.daemon.heartbeat_s)
+
+    async def _ticker(self) -> None:
+        period = self.config.daemon.tick_s
+        next_at = self.clock.monotonic()
+        while True:
+            for binding in self.serial:
+                binding.tick()
+            for pipeline in self.pipelines.values():
+                pipeline.tick()
+            next_at += period
+            await self.clock.sleep_until(next_at)
+
+    # ------------------------------------------------------------------ inbound
+
+    def handle_message(self, message: aiomqtt.Message) -> None:
+        """Route one inbound MQTT message to its room (each room entry is guarded)."""
+        topic = str(message.topic)
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        parsed = self.topics.parse_room_topic(topic)
+        if parsed is None:
+            self.counters["unroutable"] += 1
+            return
+        room_id, rest = parsed
+        if len(rest) == 2 and rest[0] == "feed":
+            if self.subscribe_feeds:
+                self.ingest.payload(room_id, rest[1], payload)
+            else:
+                self.counters["live_feed_ignored"] += 1
+            return
+        pipeline = self.pipelines.get(room_id)
+        if pipeline is None:
+            self.counters["unknown_room"] += 1
+            log.warning("message_unknown_room", topic=topic)
+            return
+        if len(rest) == 2 and rest[0] == "command":
+            self.handle_command(pipeline, rest[1], payload)
+        else:
+            self.counters["unroutable"] += 1
+
+    def handle_command(self, pipeline: RoomPipeline, client: str, payload: bytes) -> None:
+        cmd_id: str | None = None
+        action: str | None = None
+        try:
+            raw = json.loads(payload)
+            if isinstance(raw, dict):
+                cmd_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+                action = raw.get("action") if isinstance(raw.get("action"), str) else None
+        except ValueError:
+            pass
+        try:
+            if action in RECOVERY_ACTIONS:
+                nurse = parse_nurse_command(payload, room=pipeline.room)
+                detail = pipeline.recovery_command(nurse, client=client)
+            else:
+                cmd = parse_command(payload, room=pipeline.room)
+                detail = pipeline.command(cmd, client=client)
+            ok, reason = True, "ok"
+        except CommandError as err:
+            ok, reason, detail = False, err.reason, err.detail
+            log.warning(
+                "command_refused",
+                room=pipeline.room,
+                client=client,
+                id=cmd_id,
+                action=action,
+                reason=reason,
+                detail=detail,
+            )
+        self.counters["commands_ok" if ok else "commands_refused"] += 1
+        reply = CommandReply(
+            id=cmd_id,
+            room=pipeline.room,
+            client=client,
+            action=action,
+            ok=ok,
+            reason=reason,
+            detail=detail,
+            t=self.clock.now(),
+        )
+        if self.link is not None:
+            topic = self.topics.reply(pipeline.room, client)
+            self.store.enqueue(topic, reply.model_dump_json().encode())
+            self.wake_writer()

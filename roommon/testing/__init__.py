@@ -1,0 +1,28 @@
+"""Fakes and rigs shipped for tests (ours and users'), all real parts.
+
+* :mod:`~roommon.testing.broker`: a real Mosquitto on a free loopback port;
+* :mod:`~roommon.testing.collector`: a real MQTT subscriber keeping what it gets;
+* :mod:`~roommon.testing.capture`: a room output capturing alarms, events, state;
+* :mod:`~roommon.testing.pty`: a device on a real pseudo-terminal;
+* :mod:`~roommon.testing.checks`: a harness that drives one check and keeps its reports;
+* :mod:`~roommon.testing.drivers`: the contract every registered serial driver keeps;
+* :mod:`~roommon.testing.logs`: structured-log capture;
+* :mod:`~roommon.testing.ecg_replay`: an ECG signal replayed through a room pipeline.
+
+Nothing here is mocked. Only loopback addresses are ever used.
+"""
+
+from roommon.testing.broker import LOOPBACK, MosquittoBroker, free_port
+from roommon.testing.capture import CaptureOutput
+from roommon.testing.collector import MqttCollector, Received
+from roommon.testing.pty import PtyDevice
+
+__all__ = [
+    "LOOPBACK",
+    "CaptureOutput",
+    "MosquittoBroker",
+    "MqttCollector",
+    "PtyDevice",
+    "Received",
+    "free_port",
+]

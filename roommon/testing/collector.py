@@ -1,0 +1,88 @@
+"""An MQTT subscriber for tests: keeps everything it receives on the given filters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import aiomqtt
+
+from roommon.testing.broker import LOOPBACK
+from roommon.transports.broker import BrokerEndpoint
+
+
+@dataclass(slots=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+@dataclass(slots=True)
+class MqttCollector:
+    """Subscribes to topic filters on the test broker and keeps everything it gets."""
+
+    port: int
+    filters: list[str]
+    client_id: str = "roommon-test-collector"
+    messages: list[Received] = field(default_factory=list)
+    _client: aiomqtt.Client | None = None
+    _task: asyncio.Task[None] | None = None
+    _changed: asyncio.Condition | None = None
+
+    async def __aenter__(self) -> Self:
+        self._changed = asyncio.Condition()
+        endpoint = BrokerEndpoint(host=LOOPBACK, port=self.port)
+        self._client = endpoint.client(identifier=self.client_id, timeout=2)
+        await self._client.__aenter__()
+        for f in self.filters:
+            await self._client.subscribe(f, qos=1)
+        self._task = asyncio.create_task(self._run(), name="collector")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._task is not None
+        assert self._client is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await self._task
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self._client.__aexit__(None, None, None)
+
+    async def _run(self) -> None:
+        assert self._client is not None
+        assert self._changed is not None
+        async for m in self._client.messages:
+            payload = m.payload if isinstance(m.payload, bytes) else b""
+            self.messages.append(Received(str(m.topic), payload, bool(m.retain)))
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
+        assert self._client is not None
+        await self._client.publish(topic, payload, qos=qos)
+
+    def on(self, topic: str) -> list[Received]:
+        return [m for m in self.messages if m.topic == topic]
+
+    async def wait_for(
+        self, predicate: Callable[[list[Received]], bool], *, within: float = 10.0
+    ) -> list[Received]:
+        """Wait until ``predicate(messages)`` holds (``within`` is only a safety net)."""
+        assert self._changed is not None
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: predicate(self.messages))
+        return self.messages

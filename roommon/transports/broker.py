@@ -1,0 +1,177 @@
+"""The broker: its settings, its address on a command line, and the one MQTT client factory.
+
+Every MQTT connection roommon makes (the daemon's link, ``record``,
+``simulate``, ``replay --broker``, ``timers``, the test helpers) is built by
+:meth:`BrokerEndpoint.client`, from a :class:`BrokerConfig` and optionally a
+``--broker`` URL parsed by :func:`parse_broker_url`. So TLS, credentials,
+protocol version, keepalive and reconnect pacing are decided once.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ConfigDict, Field
+
+from roommon.core.errors import UsageError
+from roommon.transports.backoff import Backoff
+
+DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
+
+
+class BrokerConfig(BaseModel):
+    """``[broker]``: the MQTT broker roommon talks to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(default="127.0.0.1", description="MQTT broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker TCP port.")
+    tls: bool = Field(default=False, description="Use TLS to the broker.")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle for TLS; system CAs if unset."
+    )
+    username_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the MQTT user name."
+    )
+    password_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the MQTT password."
+    )
+    keepalive_s: int = Field(default=15, ge=2, le=600, description="MQTT keep-alive interval.")
+    reconnect_initial_s: float = Field(
+        default=0.5, gt=0, description="First reconnect delay; doubles up to reconnect_max_s."
+    )
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap on the reconnect delay.")
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """Read user name and password from the named environment variables."""
+        user = os.environ.get(self.username_env) if self.username_env else None
+        password = os.environ.get(self.password_env) if self.password_env else None
+        return user, password
+
+
+def parse_broker_url(text: str, *, option: str = "--broker") -> tuple[str, int, bool]:
+    """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` -> (host, port, tls).
+
+    Anything else is a :class:`UsageError` naming ``option`` and the text:
+    never a silent fallback to a default broker.
+    """
+    expected = f"{option}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {text!r}"
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError as exc:
+        raise UsageError(f"{expected} ({exc})") from None
+    if url.scheme not in DEFAULT_PORTS or not url.hostname:
+        raise UsageError(expected)
+    if url.path not in ("", "/") or url.query or url.fragment or url.username:
+        raise UsageError(f"{expected} (no path, query or user part)")
+    return url.hostname, port or DEFAULT_PORTS[url.scheme], url.scheme == "mqtts"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerEndpoint:
+    """Where and how to connect: a broker config with any ``--broker`` override applied."""
+
+    host: str
+    port: int
+    tls: bool = False
+    ca_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: int = 15
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+    @classmethod
+    def from_config(cls, config: BrokerConfig, *, url: str | None = None) -> BrokerEndpoint:
+        """The config's broker, or ``url`` (credentials still from the config's variables)."""
+        user, password = config.credentials()
+        endpoint = cls(
+            host=config.host,
+            port=config.port,
+            tls=config.tls,
+            ca_file=config.ca_file,
+            username=user,
+            password=password,
+            keepalive_s=config.keepalive_s,
+            reconnect_initial_s=config.reconnect_initial_s,
+            reconnect_max_s=config.reconnect_max_s,
+        )
+        return endpoint.with_url(url) if url is not None else endpoint
+
+    def with_url(self, url: str, *, option: str = "--broker") -> BrokerEndpoint:
+        host, port, tls = parse_broker_url(url, option=option)
+        return replace(self, host=host, port=port, tls=tls)
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    def backoff(self) -> Backoff:
+        initial = min(self.reconnect_initial_s, self.reconnect_max_s)
+        return Backoff(initial_s=initial, cap_s=self.reconnect_max_s)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+
+    def client(
+        self,
+        *,
+        identifier: str,
+        will: aiomqtt.Will | None = None,
+        clean_start: bool = True,
+        timeout: float = 10.0,
+        max_queued_outgoing: int | None = None,
+        session_expiry_s: int | None = None,
+    ) -> aiomqtt.Client:
+        """A new (not yet connected) MQTT 5 client for this endpoint.
+
+        ``session_expiry_s``: keep the broker-side session (subscriptions and
+        queued QoS 1 messages) this long after a disconnect; with
+        ``clean_start=False`` a reconnect resumes it.
+        """
+        props = None
+        if session_expiry_s is not None:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = session_expiry_s
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=identifier,
+            username=self.username,
+            password=self.password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=will,
+            keepalive=self.keepalive_s,
+            tls_context=self.tls_context(),
+            timeout=timeout,
+            clean_start=clean_start,
+            max_queued_outgoing_messages=max_queued_outgoing,
+            properties=props,
+        )
+
+
+#: MQTT 5 CONNACK reason codes that mean "try again later" rather than "no":
+#: server unavailable, server busy, quota exceeded, connection rate exceeded.
+RETRYABLE_CONNACK: Final = frozenset({3, 136, 137, 151, 159})
+
+
+def connack_code(exc: aiomqtt.MqttError) -> int | None:
+    """The CONNACK reason code behind a connection error, if it carries one."""
+    if not isinstance(exc, aiomqtt.MqttCodeError):
+        return None
+    rc = exc.rc
+    if isinstance(rc, int):
+        return rc
+    value = getattr(rc, "value", None)
+    return value if isinstance(value, int) else None

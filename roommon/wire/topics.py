@@ -1,0 +1,66 @@
+"""The MQTT topic layout (documented in docs/topics.md).
+
+Every identifier that becomes a topic level has been validated by
+:func:`roommon.core.ids.validate_identifier`, so none can contain ``/``, ``+``
+or ``#``. Version ``v1`` is the first level after the prefix so a future
+payload contract can live beside this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "roommon/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    site: str
+
+    def feed(self, room: str, feed: str) -> str:
+        return f"{PREFIX}/{self.site}/{room}/feed/{feed}"
+
+    def feed_filter(self) -> str:
+        return f"{PREFIX}/{self.site}/+/feed/+"
+
+    def alarm(self, room: str) -> str:
+        return f"{PREFIX}/{self.site}/{room}/alarm"
+
+    def state(self, room: str) -> str:
+        return f"{PREFIX}/{self.site}/{room}/state"
+
+    def event(self, room: str) -> str:
+        return f"{PREFIX}/{self.site}/{room}/event"
+
+    def command(self, room: str, client: str) -> str:
+        """Commands are published under the sender's MQTT client id (see docs/topics.md)."""
+        return f"{PREFIX}/{self.site}/{room}/command/{client}"
+
+    def command_filter(self) -> str:
+        return f"{PREFIX}/{self.site}/+/command/+"
+
+    def reply(self, room: str, client: str) -> str:
+        return f"{PREFIX}/{self.site}/{room}/reply/{client}"
+
+    def timer(self, room: str) -> str:
+        return f"{PREFIX}/{self.site}/{room}/timer"
+
+    def timer_filter(self) -> str:
+        """Every room's retained timer message (not the events)."""
+        return f"{PREFIX}/{self.site}/+/timer"
+
+    def timer_event(self, room: str) -> str:
+        return f"{PREFIX}/{self.site}/{room}/timer/event"
+
+    def notify(self, recipient: str) -> str:
+        return f"{PREFIX}/{self.site}/notify/{recipient}"
+
+    def status(self, instance: str) -> str:
+        return f"{PREFIX}/{self.site}/status/{instance}"
+
+    def parse_room_topic(self, topic: str) -> tuple[str, list[str]] | None:
+        """Split ``roommon/v1/SITE/ROOM/rest...`` into (room, rest); None if not ours."""
+        parts = topic.split("/")
+        if len(parts) < 5 or "/".join(parts[:2]) != PREFIX or parts[2] != self.site:
+            return None
+        return parts[3], parts[4:]
