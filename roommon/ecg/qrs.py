@@ -80,7 +80,7 @@ SLOPE_FLOOR: Final = 0.4
 # At search-back (a beat is overdue) a candidate of at least this share of the
 # recent R amplitude needs only this share of the slope: wide, slurred ectopic
 # beats (PVCs, aberrated APCs) are big but not steep.
-SEARCHBACK_AMPLITUDE: Final = 0.5
+SEARCHBACK_AMPLITUDE: Final = 0.3
 SEARCHBACK_SLOPE_FLOOR: Final = 0.2
 # Re-learning after a sudden amplitude drop accepts beats down to these shares of
 # the recent QRS slope and R amplitude, no lower: P waves in a ventricular
@@ -523,6 +523,7 @@ class QrsDetector:
             return
         thr = self._threshold()
         if c.value > thr and self._qrs_like(c):
+            self._search_gap(c, thr, out)
             self._accept(c, c.value, out)
         else:
             self._noise_peaks.append(c.value)
@@ -530,6 +531,34 @@ class QrsDetector:
             self._noise_cands.append(c)
             while len(self._noise_cands) > 64:
                 self._noise_cands.popleft()
+
+    def _search_gap(self, c: _Candidate, thr: float, out: list[int]) -> None:
+        """Search back inside a long interval that a beat closed before the deadline.
+
+        Search-back proper waits 1.66 mean R-R intervals; when the next ordinary
+        QRS comes sooner (an early, small, slurred beat in atrial fibrillation or
+        an aberrated premature beat followed by a pause), the skipped beat would be
+        lost. So an interval over 1.5 mean R-R is searched the same way, for a
+        candidate at least the refractory period from both ends.
+        """
+        last, rr = self._last_qrs, self._rr_mean()
+        if last is None or rr is None or c.idx - last.idx <= 1.5 * rr:
+            return
+        half = 0.5 * thr
+        best: _Candidate | None = None
+        for n in self._noise_cands:
+            if (
+                n.r_idx - last.r_idx >= self._refractory
+                and c.r_idx - n.r_idx >= self._refractory
+                and n.value > half
+                and self._qrs_like(n, searchback=True)
+                and (best is None or n.value > best.value)
+            ):
+                best = n
+        if best is None:
+            return
+        qrs = _median_of_levels(self._qrs_peaks) if self._qrs_peaks else best.value
+        self._accept(best, 0.25 * best.value + 0.75 * qrs, out)
 
     def _accept(self, c: _Candidate, peak: float, out: list[int]) -> None:
         last = self._last_qrs
