@@ -127,6 +127,13 @@ class EcgSettings(CheckSettings):
         description="... at a rate above this (mean over the run). Default after the "
         "6-beats-above-120 rule many monitors ship; 100 is the textbook VT rate.",
     )
+    baseline_jump_mv: float = Field(
+        0.8,
+        gt=0,
+        description="The mean level of one second differing from the last by more than "
+        "this is artefact (electrode, amplifier recovering from overload): the signal "
+        "counts as noisy until recovery_s after the last jump.",
+    )
     recovery_s: float = Field(
         3.0,
         ge=0,
@@ -257,6 +264,8 @@ class _FeedState:
     bad_until: float = -math.inf
     noisy: bool = False
     noise_level: float = math.inf  # the last noise index (unknown: infinite)
+    baseline: float = math.nan  # mean level of the last full second
+    jump_until: float = -math.inf  # a baseline jump: noisy until then
     conditions: ConditionMemory = field(default_factory=ConditionMemory)
     # per sample rate, computed once
     second_n: int = 0  # samples in one second
@@ -484,6 +493,16 @@ class EcgCheck(Check):
             saturated = max(at_rail, stuck) >= cfg.saturated_fraction
             flat = not saturated and hi - lo < cfg.flat_mv
         noisy = self._noise(st, full and not flat and not saturated)
+        if full:
+            # The baseline leaping by millivolts within a second is an electrode or
+            # the amplifier recovering from an overload, never the heart: while it
+            # settles the QRS may vanish, and that is not asystole.
+            level = float(second.sum()) / second.shape[0]
+            if abs(level - st.baseline) > cfg.baseline_jump_mv:
+                st.jump_until = t + cfg.recovery_s
+            st.baseline = level
+            if t < st.jump_until:
+                noisy = True
         if noisy and (st.vf.vf_like or st.vf.present):
             # VF and flutter are busy everywhere, as noise is; the VF analysis tells
             # them apart (noise is broadband, VF a 2.5-10 Hz oscillation).
