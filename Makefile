@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ecg_accuracy.py
+	$(BIN)/python bench/ecg_alarms.py
 	$(BIN)/python bench/checks.py
 
 clean:
