@@ -59,7 +59,7 @@ class BeatClassifier:
         "_template_ss",
         "_template_width",
         "last_corr",
-        "last_like_previous",
+        "last_like_previous",  # correlation with the beat before (ventricular beats only)
         "last_width",
     )
 
@@ -100,13 +100,9 @@ class BeatClassifier:
         raw = y[lo:hi]
         seg = raw - raw.sum() / raw.shape[0]  # .mean() costs ~5 µs more per call
         ss: float = seg.dot(seg)  # energies are kept: a dot product is most of a correlation
-        prev = self._previous
-        self.last_like_previous = (
-            _corr(seg, ss, prev, self._previous_ss) if prev is not None else 1.0
-        )
+        prev, prev_ss = self._previous, self._previous_ss
         self._previous, self._previous_ss = seg, ss
-        width = self._width(seg)
-        self.last_width = width
+        self.last_like_previous = 1.0
         if self._template is None:
             self._learning.append(seg)
             if len(self._learning) >= LEARN_BEATS:
@@ -118,12 +114,16 @@ class BeatClassifier:
         tmpl = self._template
         corr = _corr(seg, ss, tmpl, self._template_ss)
         self.last_corr = corr
-        wider = width > max(WIDE_S, self._template_width + WIDER_S) or (
-            width > 1.5 * self._template_width
-        )
-        ventricular = (corr < CORR_DIFFERENT and wider) or (
-            corr < CORR_VERY_DIFFERENT and width >= self._template_width
-        )
+        ventricular = False
+        if corr < CORR_DIFFERENT:  # only then can it be ventricular: width costs time
+            width = self._width(seg)
+            self.last_width = width
+            wider = width > max(WIDE_S, self._template_width + WIDER_S) or (
+                width > 1.5 * self._template_width
+            )
+            ventricular = wider or (corr < CORR_VERY_DIFFERENT and width >= self._template_width)
+            if ventricular and prev is not None:
+                self.last_like_previous = _corr(seg, ss, prev, prev_ss)
         if corr >= CORR_DIFFERENT:
             tmpl += (seg - tmpl) * 0.125
             self._template_ss = tmpl.dot(tmpl)
