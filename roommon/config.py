@@ -28,6 +28,7 @@ from roommon.core.errors import ConfigError
 from roommon.core.ids import Identifier
 from roommon.core.model import CANONICAL_UNITS, SignalKind
 from roommon.core.phases import Phase
+from roommon.hl7.config import Hl7Config
 from roommon.recovery.plan import RecoveryConfig
 from roommon.transports.broker import BrokerConfig
 
@@ -196,12 +197,29 @@ class Config(_Section):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     rooms: dict[Identifier, RoomConfig]
+    hl7: Hl7Config | None = Field(
+        default=None, description="HL7 v2 (IHE PCD-01/PCD-04) over MLLP; docs/hl7.md."
+    )
 
     @model_validator(mode="after")
     def _has_rooms(self) -> Config:
         if not self.rooms:
             raise ValueError("rooms: at least one room is needed")
         return self
+
+
+def _hl7_problems(config: Config) -> list[tuple[str, str]]:
+    if config.hl7 is None:
+        return []
+    problems = []
+    for name, receiver in config.hl7.receivers.items():
+        for i, room in enumerate(receiver.rooms):
+            if room not in config.rooms:
+                problems.append((_loc(("hl7", "receivers", name, "rooms", i)), f"no room {room!r}"))
+    for room in config.hl7.locations:
+        if room not in config.rooms:
+            problems.append((_loc(("hl7", "locations", room)), f"no room {room!r}"))
+    return problems
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -272,6 +290,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         problems += _problems(exc)
     problems += _check_problems(data)
     if config is not None:
+        problems += _hl7_problems(config)
         for room_id, room in config.rooms.items():
             for code in room.alarms:
                 if "." not in code:

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from roommon.core.clock import VirtualClock
 from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.drivers import DRIVERS, NoninFormat2Driver
-from roommon.drivers.base import Driver, DriverSample
+from roommon.drivers.base import DriverSample
 from roommon.drivers.nonin import FS_HZ
+from roommon.testing.drivers import balanced
 from simulators.serial_devices import encode_nonin_packet, nonin_frame, synthetic_pleth
 
 NOW = 1_767_225_600.0
@@ -35,11 +36,6 @@ def make() -> NoninFormat2Driver:
     return NoninFormat2Driver(
         room="or3", feed="pleth", origin=DataOrigin.LIVE, clock=VirtualClock(start=NOW)
     )
-
-
-def balanced(d: Driver) -> bool:
-    c = d.counters
-    return c.bytes_received == c.bytes_in_good_frames + c.bytes_discarded + d.pending_bytes
 
 
 def test_registry_names_the_driver() -> None:
@@ -180,16 +176,6 @@ def _nan_eq(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
         all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(p, q, strict=True))
         for p, q in zip(a, b, strict=True)
     )
-
-
-@settings(max_examples=150, deadline=None)
-@given(data=st.binary(max_size=3000), cuts=st.lists(st.integers(0, 3000), max_size=10))
-def test_fuzz_arbitrary_bytes_never_raise_and_balance(data: bytes, cuts: list[int]) -> None:
-    d = make()
-    bounds = sorted({0, len(data), *[c % (len(data) + 1) for c in cuts]})
-    for a, b in itertools.pairwise(bounds):
-        d.feed(data[a:b])
-    assert balanced(d)
 
 
 @settings(max_examples=150, deadline=None)

@@ -17,6 +17,7 @@ from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformC
 from roommon.drivers import DRIVERS, RoommonLineDriver
 from roommon.drivers.base import Driver
 from roommon.drivers.roommon_line import crc16_ccitt
+from roommon.testing.drivers import balanced
 from simulators.serial_devices import encode_rm1_numeric, encode_rm1_waveform, rm1_frame
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "serial-protocol.md"
@@ -28,11 +29,6 @@ def make(*, device_id: str | None = None) -> RoommonLineDriver:
         room="or1", feed="cement", origin=DataOrigin.LIVE, clock=VirtualClock(start=NOW),
         device_id=device_id,
     )
-
-
-def balanced(d: Driver) -> bool:
-    c = d.counters
-    return c.bytes_received == c.bytes_in_good_frames + c.bytes_discarded + d.pending_bytes
 
 
 def test_registry_names_the_driver() -> None:
@@ -225,16 +221,6 @@ def _decode(d: Driver, pieces: list[bytes]) -> list[tuple[int, list[float]]]:
             assert isinstance(s, WaveformChunk)
             out.append((s.seq, s.samples.tolist()))
     return out
-
-
-@settings(max_examples=150, deadline=None)
-@given(data=st.binary(max_size=3000), cuts=st.lists(st.integers(0, 3000), max_size=10))
-def test_fuzz_arbitrary_bytes_never_raise_and_balance(data: bytes, cuts: list[int]) -> None:
-    d = make()
-    bounds = sorted({0, len(data), *[c % (len(data) + 1) for c in cuts]})
-    for a, b in itertools.pairwise(bounds):
-        d.feed(data[a:b])
-    assert balanced(d)
 
 
 @settings(max_examples=150, deadline=None)

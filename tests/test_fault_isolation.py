@@ -27,6 +27,7 @@ from roommon.runtime.daemon import Daemon
 from roommon.runtime.ingest import FeedIngest, Outcome
 from roommon.testing import MosquittoBroker, MqttCollector, Received
 from roommon.testing.checks import ProbeCheck
+from roommon.testing.logs import capture_logs
 from roommon.transports.mqtt import MqttLink
 
 pytestmark = pytest.mark.broker
@@ -118,47 +119,55 @@ async def test_a_failing_room_raises_room_failed_and_the_other_room_still_alarms
         async with asyncio.timeout(10):
             await processed[room_id, feed].wait()
 
-    async with Daemon(config=two_rooms(broker.port, tmp_path / "state"), clock=clock) as daemon:
-        link = daemon.link
-        assert link is not None
-        async with asyncio.timeout(10):
-            await link.connected.wait()
-        broken = daemon.pipelines["r1"]
-
-        def boom(*_: object, **__: object) -> Any:
-            raise RuntimeError("injected bug in the room's own code")
-
-        # Beyond the probe check's failures (contained per check), the room's own
-        # steps fail too: recording a device reading (ingest) and the alarm tick.
-        monkeypatch.setattr(broken, "_record_reading", boom)
-        monkeypatch.setattr(broken.engine, "tick", boom)
-
+    # Subscribed before the daemon starts: the probe already fails on its first tick.
+    with capture_logs() as logs:
         async with MqttCollector(broker.port, [f"roommon/v1/{SITE}/+/alarm"]) as c:
-            for r in ("r1", "r2"):
-                await through(c, r, "ekg", chunk(1))
-                await through(c, r, "spo2", reading(1, 97))
-            got = await c.wait_for(lambda ms: bool(alarms(ms, "r1", "room.failed")))
-            failed = alarms(got, "r1", "room.failed")[0]
-            assert failed["priority"] == "high"
-            assert failed["kind"] == "technical"
-            assert "cannot be trusted" in failed["message"]
+            config = two_rooms(broker.port, tmp_path / "state")
+            async with Daemon(config=config, clock=clock) as daemon:
+                link = daemon.link
+                assert link is not None
+                async with asyncio.timeout(10):
+                    await link.connected.wait()
+                broken = daemon.pipelines["r1"]
 
-            onset = clock.now()
-            for r in ("r1", "r2"):
-                await through(c, r, "spo2", reading(2, 82))
-            for _ in range(int(DESAT_DELAY_S) + 1):  # the ticker runs every second
-                await clock.advance(1.0)
-            got = await c.wait_for(lambda ms: bool(alarms(ms, "r2", "limit.spo2_low")))
-            desat = alarms(got, "r2", "limit.spo2_low")[0]
-            assert DESAT_DELAY_S <= desat["t"] - onset <= DESAT_DELAY_S + 1.0
-            await through(c, "r2", "spo2", reading(3, 97))  # the daemon still takes input
+                def boom(*_: object, **__: object) -> Any:
+                    raise RuntimeError("injected bug in the room's own code")
 
-        assert broken.failures >= 2  # ingest and tick both failed, and were contained
-        assert alarms(got, "r2", "room.failed") == []
-        assert alarms(got, "r1", "check.failed")  # the probe's own failures, per check
-        assert daemon.pipelines["r2"].failures == 0
-        assert link.healthy
-        assert link.connected.is_set()
+                # Beyond the probe check's failures (contained per check), the room's own
+                # steps fail too: recording a device reading (ingest) and the alarm tick.
+                monkeypatch.setattr(broken, "_record_reading", boom)
+                monkeypatch.setattr(broken.engine, "tick", boom)
+
+                for r in ("r1", "r2"):
+                    await through(c, r, "ekg", chunk(1))
+                    await through(c, r, "spo2", reading(1, 97))
+                got = await c.wait_for(lambda ms: bool(alarms(ms, "r1", "room.failed")))
+                failed = alarms(got, "r1", "room.failed")[0]
+                assert failed["priority"] == "high"
+                assert failed["kind"] == "technical"
+                assert "cannot be trusted" in failed["message"]
+
+                onset = clock.now()
+                for r in ("r1", "r2"):
+                    await through(c, r, "spo2", reading(2, 82))
+                for _ in range(int(DESAT_DELAY_S) + 1):  # the ticker runs every second
+                    await clock.advance(1.0)
+                got = await c.wait_for(lambda ms: bool(alarms(ms, "r2", "limit.spo2_low")))
+                desat = alarms(got, "r2", "limit.spo2_low")[0]
+                assert DESAT_DELAY_S <= desat["t"] - onset <= DESAT_DELAY_S + 1.0
+                await through(c, "r2", "spo2", reading(3, 97))  # the daemon still takes input
+                await c.wait_for(lambda ms: bool(alarms(ms, "r1", "check.failed")))
+
+                assert broken.failures >= 2  # ingest and tick both failed, and were contained
+                assert alarms(got, "r2", "room.failed") == []
+                assert daemon.pipelines["r2"].failures == 0
+                assert link.healthy
+                assert link.connected.is_set()
+
+    failures = logs.named("room_failed")
+    assert {f["room"] for f in failures} == {"r1"}
+    assert {f["entry"] for f in failures} >= {"ingest", "tick"}
+    assert all(f.get("exc_info") for f in failures)  # logged with the traceback
 
 
 def run_config(tmp_path: Path, port: int) -> Path:

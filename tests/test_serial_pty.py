@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
-import tty
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,6 +26,7 @@ from roommon.drivers import (
     NoninFormat2Driver,
     RoommonLineDriver,
 )
+from roommon.testing.pty import Pty
 from roommon.transports.backoff import Backoff
 from roommon.transports.serial import LinkState, SerialFeed
 from simulators.serial_devices import (
@@ -42,32 +40,6 @@ from simulators.serial_devices import (
 
 TIMEOUT = 5.0  # safety net only; every wait ends on an event well before it
 FAST = Backoff(initial_s=0.02, cap_s=0.1, jitter=0.2)
-
-
-@dataclass
-class Pty:
-    master: int
-    slave: int
-
-    @classmethod
-    def open(cls) -> Pty:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        return cls(master, slave)
-
-    @property
-    def path(self) -> str:
-        return os.ttyname(self.slave)
-
-    def unplug(self) -> None:
-        os.close(self.master)
-        self.master = -1
-
-    def close(self) -> None:
-        for fd in (self.master, self.slave):
-            if fd >= 0:
-                os.close(fd)
-        self.master = self.slave = -1
 
 
 @pytest.fixture

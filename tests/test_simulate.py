@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import tomllib
-import tty
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +32,7 @@ from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.model import DataOrigin, FloatArray, NumericReading, SignalKind, WaveformChunk
 from roommon.drivers import DRIVERS, DriverSample
 from roommon.runtime.daemon import Daemon
-from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector, free_port
+from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector, Pty, free_port
 from roommon.transports.backoff import Backoff
 from roommon.transports.serial import LinkState, SerialFeed
 from roommon.wire.payloads import decode_feed
@@ -413,20 +412,15 @@ async def test_pty_frames_decode_without_rejects(
 
 
 @pytest.fixture
-def host_pty() -> Iterator[list[int]]:
-    """[master, slave] of a pty whose slave plays a real serial device path."""
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    fds = [master, slave]
-    yield fds
-    for fd in fds:
-        if fd >= 0:
-            os.close(fd)
+def host_pty() -> Iterator[Pty]:
+    """A pty whose slave plays a real serial device path."""
+    p = Pty()
+    yield p
+    p.close()
 
 
-async def test_port_unplugged_is_exit_1(host_pty: list[int]) -> None:
-    master, slave = host_pty
-    path = os.ttyname(slave)
+async def test_port_unplugged_is_exit_1(host_pty: Pty) -> None:
+    master, path = host_pty.master, host_pty.path
     task = asyncio.create_task(run("--protocol", "roommon_line", "--port", path, "--speed", "0"))
     loop = asyncio.get_running_loop()
     got = bytearray()
@@ -444,8 +438,7 @@ async def test_port_unplugged_is_exit_1(host_pty: list[int]) -> None:
     finally:
         loop.remove_reader(master)
     assert got.startswith(b"$RM1,ROOMMON-SIM,0,W,ecg,mV,250,")
-    os.close(master)  # the cable is pulled
-    host_pty[0] = -1
+    host_pty.unplug()  # the cable is pulled
     status, _, err = await asyncio.wait_for(task, TIMEOUT)
     assert status == 1
     assert f"serial port {path} closed or unplugged" in err

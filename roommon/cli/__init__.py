@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from roommon import __version__
-from roommon.cli.common import EXIT_FAILURE, EXIT_USAGE
+from roommon.cli.common import exit_status
 from roommon.core.errors import ConfigError, RoommonError, UsageError
 
 #: Subcommand -> (module of :mod:`roommon.cli`, one-line help), in ``--help`` order.
@@ -60,13 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         result: int = args.func(args)
-    except UsageError as err:
-        print(f"roommon {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
     except ConfigError as err:
         print("\n".join(err.lines()), file=sys.stderr)
-        return EXIT_USAGE
+        return exit_status(err)
     except RoommonError as err:
-        print(f"roommon {args.command}: {err}", file=sys.stderr)
-        return EXIT_FAILURE
+        what = "error: " if isinstance(err, UsageError) else ""
+        print(f"roommon {args.command}: {what}{err}", file=sys.stderr)
+        return exit_status(err)
     return result

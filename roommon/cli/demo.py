@@ -10,14 +10,13 @@ publishes everything to that broker, exactly as ``roommon run`` would.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from roommon.cli.common import non_negative, positive
+from roommon.cli.common import cancel_on_stop, non_negative, positive, run_until_signal
 from roommon.config import Config, parse_config
 from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.errors import CommandError
@@ -157,7 +156,11 @@ def run_demo(
 ) -> int:
     stream = out or sys.stdout
     configure(clock=RealClock(), level="error", json=False)
-    return asyncio.run(_run(speed=speed, minutes=minutes, broker=broker, seed=seed, out=stream))
+    return run_until_signal(
+        lambda stop: cancel_on_stop(
+            _run(speed=speed, minutes=minutes, broker=broker, seed=seed, out=stream), stop
+        )
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 
 from roommon.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, load_or_report, run_until_signal
@@ -42,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from roommon.core.clock import RealClock
     from roommon.core.errors import DaemonFailedError
     from roommon.core.logs import configure
+    from roommon.room.pipeline import RoomOutput
     from roommon.runtime.daemon import Daemon
+    from roommon.runtime.hl7_output import Hl7Output
     from roommon.transports.broker import BrokerEndpoint
 
     broker = BrokerEndpoint.from_config(config.broker, url=args.broker)  # UsageError: exit 2
@@ -50,7 +53,17 @@ def run(args: argparse.Namespace) -> int:
     configure(clock=clock, level=args.log_level)
 
     async def main(stop: asyncio.Event) -> int:
-        async with Daemon(config=config, clock=clock, broker=broker):
+        async with contextlib.AsyncExitStack() as stack:
+            extra: list[RoomOutput] = []
+            hl7 = None
+            if config.hl7 is not None:  # HL7 out (docs/hl7.md): entered first, left last
+                hl7 = await stack.enter_async_context(Hl7Output(config=config, clock=clock))
+                extra.append(hl7)
+            daemon = await stack.enter_async_context(
+                Daemon(config=config, clock=clock, broker=broker, extra_outputs=extra)
+            )
+            if hl7 is not None:
+                hl7.attach(daemon.pipelines)
             await stop.wait()
         return EXIT_OK
 

@@ -80,3 +80,21 @@ class PhaseChanged(RoomEvent):
 
     def data(self) -> dict[str, Any]:
         return {"from": self.before.value, "to": self.after.value}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatientSet(RoomEvent):
+    """An operator named the room's current patient (the identifier HL7 messages carry)."""
+
+    name: ClassVar[str] = "patient.set"
+    patient_id: str
+    authority: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatientCleared(RoomEvent):
+    """An operator ended the room's patient association."""
+
+    name: ClassVar[str] = "patient.cleared"
+    by: str

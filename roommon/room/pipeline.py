@@ -38,6 +38,8 @@ from roommon.core.events import (
     CementMixed,
     InjectionEnded,
     InjectionStarted,
+    PatientCleared,
+    PatientSet,
     PhaseChanged,
     RoomEvent,
 )
@@ -327,6 +329,10 @@ class RoomPipeline:
         with self.guard("event"):
             self._events([event], source=None)
 
+    def external_conditions(self, reports: Iterable[ConditionReport]) -> None:
+        """Conditions found outside the checks (an output that cannot deliver) become alarms."""
+        self._conditions(reports)
+
     def tick(self) -> None:
         with self.guard("tick"):
             self._tick()
@@ -431,6 +437,16 @@ class RoomPipeline:
             assert cmd.phase is not None
             self._phase(self.workflow.set(Phase(cmd.phase), now, client))
             detail = f"phase is {self.workflow.phase.value}"
+        elif cmd.action == "patient_set":
+            assert cmd.patient_id is not None
+            patient = PatientSet(
+                t=now, patient_id=cmd.patient_id, authority=cmd.patient_authority, by=client
+            )
+            self._events([patient], source=None)
+            detail = f"patient is {cmd.patient_id}"
+        elif cmd.action == "patient_clear":
+            self._events([PatientCleared(t=now, by=client)], source=None)
+            detail = "no patient"
         else:  # pragma: no cover - Literal type makes this unreachable
             raise CommandError("malformed", f"unknown action {cmd.action}")
         self.publish_state(force=True)

@@ -221,8 +221,15 @@ class Daemon:
         for t in self._tasks:
             t.cancel()
         assert self._tg is not None
+        # The block's own exception (a caller's bug, a test's assertion) is not a task's
+        # failure: it passes through unchanged. Only a cancellation is handed on, so the
+        # TaskGroup can tell one it caused (a task failed) from one from outside.
+        cancel = exc_type is not None and issubclass(exc_type, asyncio.CancelledError)
+        passed: tuple[type[BaseException] | None, BaseException | None, TracebackType | None] = (
+            (exc_type, exc, tb) if cancel else (None, None, None)
+        )
         try:
-            await self._tg.__aexit__(exc_type, exc, tb)
+            await self._tg.__aexit__(*passed)
         except BaseExceptionGroup as eg:
             errors.extend(eg.exceptions)
         except asyncio.CancelledError:
@@ -236,7 +243,7 @@ class Daemon:
                 await self.link.goodbye(self.status_payload("offline", "shutdown"))
         if self.link is not None:
             try:
-                await self.link.__aexit__(exc_type, exc, tb)
+                await self.link.__aexit__(*passed)
             except BaseExceptionGroup as eg:
                 errors.extend(eg.exceptions)
             except asyncio.CancelledError:

@@ -8,6 +8,35 @@ import tty
 from pathlib import Path
 
 
+class Pty:
+    """One raw pseudo-terminal: the test holds the master, the code under test opens ``path``."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+
+    @classmethod
+    def open(cls) -> Pty:
+        return cls()
+
+    @property
+    def path(self) -> str:
+        return os.ttyname(self.slave)
+
+    def unplug(self) -> None:
+        """Close the master: reads on the slave fail with EIO, as when a cable is pulled."""
+        if self.master >= 0:
+            os.close(self.master)
+        self.master = -1
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.master = self.slave = -1
+
+
 class PtyDevice:
     """A bedside device on a real pseudo-terminal, reached through a by-id style symlink.
 

@@ -16,7 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from roommon.core.errors import CommandError
 from roommon.core.phases import PhaseName
 
-Action = Literal["acknowledge", "reset", "audio_pause", "alarm_pause", "cement_mixed", "phase_set"]
+Action = Literal[
+    "acknowledge",
+    "reset",
+    "audio_pause",
+    "alarm_pause",
+    "cement_mixed",
+    "phase_set",
+    "patient_set",
+    "patient_clear",
+]
 
 
 class CommandPayload(BaseModel):
@@ -38,6 +47,16 @@ class CommandPayload(BaseModel):
     )
     reason: str = Field(default="", max_length=200, description="Free text, logged.")
     phase: PhaseName | None = Field(default=None, description="For phase_set: the phase to enter.")
+    patient_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,40}$",
+        description="For patient_set: the patient identifier sent in HL7 PID-3.",
+    )
+    patient_authority: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]{0,40}$",
+        description="For patient_set: the assigning authority of patient_id (PID-3.4).",
+    )
 
 
 class CommandReply(BaseModel):
@@ -74,4 +93,6 @@ def parse_command(payload: bytes, *, room: str) -> CommandPayload:
         raise CommandError("malformed", "duration_s: required for alarm_pause")
     if cmd.action == "phase_set" and cmd.phase is None:
         raise CommandError("malformed", "phase: required for phase_set")
+    if cmd.action == "patient_set" and cmd.patient_id is None:
+        raise CommandError("malformed", "patient_id: required for patient_set")
     return cmd

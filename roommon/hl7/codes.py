@@ -1,0 +1,172 @@
+"""The codes table: which MDC (IEEE 11073-10101) code and unit each observation is sent with.
+
+Every observation roommon reports over HL7 has one :class:`ObservationCode`:
+its OBX-3 code, its OBX-6 unit as an MDC unit code with the UCUM unit as the
+alternate identifier, and where it sits in the containment tree (the VMD and
+channel ordinals of OBX-4). Where MDC has no term (the cement injection
+peak pressure, the procedure phase, the recovery events) a local code of the
+coding system ``99RMN`` is used; docs/hl7.md lists the table. A site can
+override or extend any entry from its configuration (``[hl7.codes.NAME]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: HL7 table 0396: "99zzz" is a locally defined coding system.
+LOCAL_SYSTEM: Final = "99RMN"
+
+
+class ObservationCode(BaseModel):
+    """How one roommon observation is coded in OBX-3/OBX-4/OBX-6."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = Field(description="OBX-3.1: numeric MDC code (or a local code).")
+    name: str = Field(description="OBX-3.2: the reference id, e.g. MDC_ECG_HEART_RATE.")
+    system: str = Field(default="MDC", description="OBX-3.3: MDC, or 99RMN for local codes.")
+    unit_code: str = Field(default="", description="OBX-6.1: MDC unit code; empty: no unit.")
+    unit_name: str = Field(default="", description="OBX-6.2: MDC unit reference id.")
+    ucum: str = Field(default="", description="OBX-6.4/6.5: the UCUM unit.")
+    vmd: int = Field(ge=0, le=99, description="OBX-4 VMD ordinal (the instrument group).")
+    channel: int = Field(default=1, ge=0, le=99, description="OBX-4 channel ordinal.")
+    metric: int = Field(ge=1, le=99, description="OBX-4 metric ordinal within the channel.")
+
+    @property
+    def sub_id(self) -> str:
+        return f"1.{self.vmd}.{self.channel}.{self.metric}"
+
+
+def _mdc(
+    code: int, name: str, unit: tuple[int, str, str] | None, vmd: int, metric: int
+) -> ObservationCode:
+    unit_code, unit_name, ucum = unit if unit is not None else (0, "", "")
+    return ObservationCode(
+        code=str(code),
+        name=name,
+        unit_code=str(unit_code) if unit else "",
+        unit_name=unit_name,
+        ucum=ucum,
+        vmd=vmd,
+        metric=metric,
+    )
+
+
+def _local(code: str, name: str, unit: tuple[int, str, str] | None, vmd: int, metric: int) -> (
+    ObservationCode
+):
+    unit_code, unit_name, ucum = unit if unit is not None else (0, "", "")
+    return ObservationCode(
+        code=code,
+        name=name,
+        system=LOCAL_SYSTEM,
+        unit_code=str(unit_code) if unit else "",
+        unit_name=unit_name,
+        ucum=ucum,
+        vmd=vmd,
+        metric=metric,
+    )
+
+
+# MDC unit codes (partition 4, dimensions)
+BPM: Final = (264864, "MDC_DIM_BEAT_PER_MIN", "/min")
+PERCENT: Final = (262688, "MDC_DIM_PERCENT", "%")
+MMHG: Final = (266016, "MDC_DIM_MMHG", "mm[Hg]")
+KPA: Final = (265987, "MDC_DIM_KILO_PASCAL", "kPa")
+SECONDS: Final = (264320, "MDC_DIM_SEC", "s")
+
+# VMD ordinals of OBX-4: one per instrument group of the room.
+VMD_ECG, VMD_PULSOX, VMD_NIBP, VMD_ABP, VMD_CEMENT, VMD_PROCEDURE = 1, 2, 3, 4, 5, 6
+
+#: The device (MDS) observation that heads every PCD-01 and PCD-04 report.
+MDS: Final = ObservationCode(
+    code="69798",
+    name="MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS",
+    vmd=0,
+    channel=0,
+    metric=1,
+)
+
+#: roommon measurement name (as in the room state) -> its code.
+DEFAULT_CODES: Final[Mapping[str, ObservationCode]] = {
+    "heart_rate": _mdc(147842, "MDC_ECG_HEART_RATE", BPM, VMD_ECG, 1),
+    "spo2": _mdc(150456, "MDC_PULS_OXIM_SAT_O2", PERCENT, VMD_PULSOX, 1),
+    "pulse_rate": _mdc(149530, "MDC_PULS_OXIM_PULS_RATE", BPM, VMD_PULSOX, 2),
+    "perfusion_index": _mdc(150488, "MDC_PULS_OXIM_PERF_REL", PERCENT, VMD_PULSOX, 3),
+    "nibp_systolic": _mdc(150021, "MDC_PRESS_BLD_NONINV_SYS", MMHG, VMD_NIBP, 1),
+    "nibp_diastolic": _mdc(150022, "MDC_PRESS_BLD_NONINV_DIA", MMHG, VMD_NIBP, 2),
+    "nibp_mean": _mdc(150023, "MDC_PRESS_BLD_NONINV_MEAN", MMHG, VMD_NIBP, 3),
+    "abp_systolic": _mdc(150033, "MDC_PRESS_BLD_ART_SYS", MMHG, VMD_ABP, 1),
+    "abp_diastolic": _mdc(150034, "MDC_PRESS_BLD_ART_DIA", MMHG, VMD_ABP, 2),
+    "abp_mean": _mdc(150035, "MDC_PRESS_BLD_ART_MEAN", MMHG, VMD_ABP, 3),
+    "abp_pulse_rate": _mdc(149522, "MDC_BLD_PULS_RATE_INV", BPM, VMD_ABP, 4),
+    # No MDC term describes the peak pressure of a bone-cement injection.
+    "cement_peak_pressure": _local(
+        "RMN_CEMENT_INJ_PRESS_PEAK", "cement injection peak pressure", KPA, VMD_CEMENT, 1
+    ),
+    "procedure_phase": _local("RMN_PROC_PHASE", "procedure phase", None, VMD_PROCEDURE, 1),
+    "recovery_event": _local("RMN_RECOVERY_EVENT", "recovery timer event", None, VMD_PROCEDURE, 2),
+    "recovery_check": _local("RMN_RECOVERY_CHECK", "recovery check number", None, VMD_PROCEDURE, 3),
+    "cement_injection": _local(
+        "RMN_CEMENT_INJ_NUMBER", "cement injection number", None, VMD_CEMENT, 2
+    ),
+    "cement_injection_duration": _local(
+        "RMN_CEMENT_INJ_DURATION", "cement injection duration", SECONDS, VMD_CEMENT, 3
+    ),
+}
+
+#: Measurements sent in the periodic and NIBP-triggered vitals reports, in OBX order.
+VITALS: Final = (
+    "heart_rate",
+    "spo2",
+    "pulse_rate",
+    "perfusion_index",
+    "nibp_systolic",
+    "nibp_diastolic",
+    "nibp_mean",
+    "abp_systolic",
+    "abp_diastolic",
+    "abp_mean",
+    "abp_pulse_rate",
+    "cement_peak_pressure",
+)
+
+# PCD-04 (ACM) facet codes (OBX-3 of each facet); overridable like the rest of the table.
+def _facet(code: int, name: str) -> ObservationCode:
+    return ObservationCode(code=str(code), name=name, vmd=0, channel=0, metric=1)
+
+
+ALERT_CODES: Final[Mapping[str, ObservationCode]] = {
+    "alarm": _facet(196616, "MDC_EVT_ALARM"),
+    "alert_source": _facet(68164, "MDC_ATTR_ALERT_SOURCE"),
+    "event_phase": _facet(68165, "MDC_ATTR_EVENT_PHASE"),
+    "alarm_state": _facet(68166, "MDC_ATTR_ALARM_STATE"),
+    "inactivation_state": _facet(68167, "MDC_ATTR_ALARM_INACTIVATION_STATE"),
+    "alarm_priority": _facet(68484, "MDC_ATTR_ALARM_PRIORITY"),
+    "alert_type": _facet(68485, "MDC_ATTR_ALERT_TYPE"),
+}
+
+
+class CodesTable:
+    """The defaults with a site's overrides applied; looked up by measurement name."""
+
+    __slots__ = ("_codes",)
+
+    def __init__(self, overrides: Mapping[str, ObservationCode] | None = None) -> None:
+        self._codes: dict[str, ObservationCode] = {
+            **DEFAULT_CODES,
+            **ALERT_CODES,
+            **(overrides or {}),
+        }
+
+    def get(self, name: str) -> ObservationCode | None:
+        return self._codes.get(name)
+
+    def __getitem__(self, name: str) -> ObservationCode:
+        return self._codes[name]
+
+    def items(self) -> list[tuple[str, ObservationCode]]:
+        return list(self._codes.items())

@@ -1,0 +1,443 @@
+"""HL7 message builders against golden messages, field by field.
+
+The golden files (tests/golden/*.hl7, one segment per line) were reviewed
+field by field against the IHE PCD Technical Framework Vol. 2 (PCD-01,
+appendix B common segments) and the ACM profile (PCD-04); the assertions
+below name what each field must be and why. A change to a builder that
+changes a message fails here until the golden file is reviewed again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from roommon.core.errors import ConfigError, ProtocolError
+from roommon.hl7 import pcd01, pcd04
+from roommon.hl7.ack import ack, parse_reply
+from roommon.hl7.codes import CodesTable, ObservationCode
+from roommon.hl7.er7 import dtm, escape, nm
+from roommon.hl7.segments import Destination, Envelope, Location, Patient, Sender
+from roommon.wire.payloads import AlarmEventMessage, MeasurementValue, RoomStateMessage
+from roommon.wire.timer import TimerEventMessage
+from tests.hl7_support import validate_v26
+
+GOLDEN = Path(__file__).with_name("golden")
+T = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+ENV = Envelope(
+    sender=Sender(application="ROOMMON", facility="HOSP_A", eui64="0012AB34CD56EF78"),
+    destination=Destination(application="MIRTH", facility="HOSP_A"),
+    control_id="main-41",
+    created=T + 60,
+    location=Location(point_of_care="OR", room="KYPHO1", bed="1", facility="HOSP_A"),
+    patient=Patient(id="MRN-000123", authority="HOSP_A"),
+)
+
+
+def m(value: float | None, t: float, unit: str = "") -> MeasurementValue:
+    return MeasurementValue(value=value, unit=unit, t=t, feed="x")
+
+
+STATE = RoomStateMessage(
+    site="s",
+    room="r1",
+    name="Kypho 1",
+    t=T + 60,
+    time="",
+    seq=3,
+    phase="cement_injection",
+    phase_since=T + 30,
+    audio_paused_until=None,
+    alarm_paused={},
+    highest_priority="none",
+    alarms=[],
+    feeds={},
+    measurements={
+        "heart_rate": m(71.5, T + 59, "bpm"),
+        "spo2": m(None, T + 59.5, "%"),  # held: the oximeter's value is unreliable
+        "pulse_rate": m(72.0, T + 59.5, "bpm"),
+        "nibp_systolic": m(121.0, T + 10, "mmHg"),
+        "nibp_diastolic": m(78.0, T + 10, "mmHg"),
+        "nibp_mean": m(92.333333, T + 10, "mmHg"),
+        "cement_peak_pressure": m(1712.25, T + 58, "kPa"),
+        "cement_pressure": m(1500.0, T + 59, "kPa"),  # not a reported vital
+    },
+)
+
+RAISED = AlarmEventMessage(
+    event_id="ev-0001",
+    seq=7,
+    site="s",
+    room="r1",
+    alarm_id="al-0042",
+    condition="r1/spo2/spo2.desat",
+    code="spo2.desat",
+    check="spo2",
+    feed="spo2",
+    kind="physiological",
+    priority="medium",
+    transition="raised",
+    state="active",
+    audible=True,
+    escalation_level=0,
+    value=86.0,
+    limit=90.0,
+    message="SpO2 86 % < 90 % | 10 s",
+    origin="live",
+    t=T + 61,
+    time="",
+    since=T + 61,
+)
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    assert text.endswith("\r")
+    assert "\n" not in text
+    assert text.replace("\r", "\n") == path.read_text(encoding="utf-8")
+
+
+def fields(text: str, segment: str, n: int = 0) -> list[str]:
+    """``fields(...)[k]`` is field k of the n-th such segment (MSH: MSH-k is [k-1])."""
+    return [s for s in text.split("\r") if s.startswith(segment + "|")][n].split("|")
+
+
+def test_pcd01_vitals_report_golden_and_field_by_field() -> None:
+    text = pcd01.build(
+        ENV,
+        report_id="r1-1767225660000-1",
+        observations=pcd01.vitals(STATE),
+        codes=CodesTable(),
+        start=T + 60,
+    )
+    golden("pcd01_vitals.hl7", text)
+    validate_v26(text)
+    msh = fields(text, "MSH")
+    assert msh[1] == "^~\\&"  # MSH-2 encoding characters
+    assert msh[2] == "ROOMMON^0012AB34CD56EF78^EUI-64"  # MSH-3 HD with the device EUI-64
+    assert msh[3] == "HOSP_A"  # MSH-4 sending facility
+    assert msh[6] == "20260101000100.000+0000"  # MSH-7 with the time zone PCD requires
+    assert msh[8] == "ORU^R01^ORU_R01"  # MSH-9 message code ^ trigger ^ structure
+    assert msh[9] == "main-41"  # MSH-10 control id (the ACK's MSA-2)
+    assert (msh[10], msh[11]) == ("P", "2.6")  # MSH-11 processing id, MSH-12 version
+    assert (msh[14], msh[15]) == ("AL", "NE")  # MSH-15/16: accept ACK always, app ACK never
+    assert msh[17] == "UNICODE UTF-8"  # MSH-18
+    assert msh[20] == "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"  # MSH-21
+    assert fields(text, "PID")[3] == "MRN-000123^^^HOSP_A^MR"  # PID-3 CX: id^^^authority^type
+    assert fields(text, "PID")[5] == "^^^^^^U"  # PID-5: name unknown to a monitor (type U)
+    assert fields(text, "PV1")[2] == "I"  # PV1-2 patient class
+    assert fields(text, "PV1")[3] == "OR^KYPHO1^1^HOSP_A"  # PV1-3 point of care^room^bed^fac.
+    obr = fields(text, "OBR")
+    assert obr[1] == "1"  # one OBR per report
+    assert obr[2] == obr[3] == "r1-1767225660000-1^ROOMMON^0012AB34CD56EF78^EUI-64"
+    assert obr[4] == "182777000^monitoring of patient^SCT"  # OBR-4, as the DEC examples
+    assert obr[7] == "20260101000100.000+0000"  # OBR-7 observation time
+    obx = [s.split("|") for s in text.split("\r") if s.startswith("OBX|")]
+    assert [o[1] for o in obx] == [str(i) for i in range(1, len(obx) + 1)]  # OBX-1 set ids
+    mds = obx[0]
+    assert mds[3] == "69798^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC"
+    assert mds[4] == "1.0.0.0"
+    assert mds[11] == "X"
+    assert not mds[2]
+    hr = obx[1]
+    assert hr[2:7] == [
+        "NM",
+        "147842^MDC_ECG_HEART_RATE^MDC",
+        "1.1.1.1",  # OBX-4: MDS.VMD.channel.metric
+        "71.5",
+        "264864^MDC_DIM_BEAT_PER_MIN^MDC^/min^/min^UCUM",  # OBX-6 MDC unit + UCUM alternate
+    ]
+    assert hr[11] == "R"
+    assert hr[14] == "20260101000059.000+0000"
+    assert hr[18] == "0012AB34CD56EF78^^0012AB34CD56EF78^EUI-64"  # OBX-18 equipment
+    spo2 = obx[2]
+    assert spo2[3].startswith("150456^")
+    assert spo2[5] == ""
+    assert spo2[11] == "X"
+    by_code = {o[3].split("^")[1]: o for o in obx}
+    assert by_code["MDC_PRESS_BLD_NONINV_MEAN"][5] == "92.333"
+    assert by_code["MDC_PRESS_BLD_NONINV_SYS"][6].startswith("266016^MDC_DIM_MMHG^MDC^mm[Hg]")
+    cement = by_code["cement injection peak pressure"]
+    assert cement[3] == "RMN_CEMENT_INJ_PRESS_PEAK^cement injection peak pressure^99RMN"
+    assert cement[5] == "1712.25"
+    assert cement[6].endswith("^kPa^kPa^UCUM")
+    phase = by_code["procedure phase"]
+    assert phase[2] == "ST"
+    assert phase[5] == "cement_injection"
+    assert "cement_pressure" not in text  # only the vitals of the codes table
+
+
+def test_pcd04_raised_alarm_golden_and_field_by_field() -> None:
+    text = pcd04.build(ENV, RAISED, CodesTable())
+    golden("pcd04_raised.hl7", text)
+    validate_v26(text)
+    msh = fields(text, "MSH")
+    assert msh[8] == "ORU^R40^ORU_R40"  # ACM: Report Alert
+    assert msh[20] == "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO"
+    obr = fields(text, "OBR")
+    assert obr[2].startswith("ev-0001^")  # OBR-2: this event
+    assert obr[3].startswith("al-0042^")  # OBR-3: the alarm, the same for all its events
+    assert obr[4] == "196616^MDC_EVT_ALARM^MDC"
+    assert obr[7] == "20260101000101.000+0000"
+    assert len(obr) == 8
+    obx = [s.split("|") for s in text.split("\r") if s.startswith("OBX|")]
+    subs = [o[4] for o in obx]
+    # facets under the source's containment (the SpO2 metric 1.2.1.1), facet number last
+    assert subs == ["1.0.0.0"] + [f"1.2.1.1.{i}" for i in range(1, 8)]
+    ident = obx[1]
+    assert ident[3] == "196616^MDC_EVT_ALARM^MDC^spo2.desat^spo2.desat^99RMN"
+    assert ident[5] == "SpO2 86 % < 90 % \\F\\ 10 s"  # text escaped
+    assert ident[8] == "L~PM~SP"  # below its limit, priority medium, physiological
+    source = obx[2]
+    assert source[2:8] == [
+        "NM",
+        "150456^MDC_PULS_OXIM_SAT_O2^MDC",
+        "1.2.1.1.2",
+        "86",
+        "262688^MDC_DIM_PERCENT^MDC^%^%^UCUM",
+        ">90",  # OBX-7: the limit as the range the value should be in
+    ]
+    facets = {o[3].split("^")[1]: o[5] for o in obx[3:]}
+    assert facets == {
+        "MDC_ATTR_EVENT_PHASE": "start",
+        "MDC_ATTR_ALARM_STATE": "active",
+        "MDC_ATTR_ALARM_INACTIVATION_STATE": "enabled",
+        "MDC_ATTR_ALARM_PRIORITY": "PM",
+        "MDC_ATTR_ALERT_TYPE": "SP",
+    }
+
+
+@pytest.mark.parametrize(
+    ("transition", "state", "audible", "actor", "phase", "alarm_state", "inactivation"),
+    [
+        ("acknowledged", "acknowledged", False, "nurse1", "update", "active", "alert-acknowledged"),
+        ("escalated", "active", True, None, "escalate", "active", "enabled"),
+        ("cleared", "cleared", False, None, "end", "inactive", "enabled"),
+        ("latched", "latched", True, None, "update", "latched", "enabled"),
+        ("reset", "cleared", False, "nurse1", "reset", "inactive", "enabled"),
+    ],
+)
+def test_pcd04_each_transition(
+    transition: str,
+    state: str,
+    audible: bool,
+    actor: str | None,
+    phase: str,
+    alarm_state: str,
+    inactivation: str,
+) -> None:
+    event = RAISED.model_copy(
+        update={"transition": transition, "state": state, "audible": audible, "actor": actor}
+    )
+    text = pcd04.build(ENV, event, CodesTable())
+    validate_v26(text)
+    obx = {o.split("|")[3].split("^")[1]: o.split("|") for o in text.split("\r") if o[:4] == "OBX|"}
+    assert obx["MDC_ATTR_EVENT_PHASE"][5] == phase
+    assert obx["MDC_ATTR_ALARM_STATE"][5] == alarm_state
+    assert obx["MDC_ATTR_ALARM_INACTIVATION_STATE"][5] == inactivation
+    assert obx["MDC_ATTR_ALARM_INACTIVATION_STATE"][16] == (actor or "")  # OBX-16: who
+    obr = fields(text, "OBR")
+    ended = transition in ("cleared", "reset")
+    assert (len(obr) > 8 and obr[8] == dtm(RAISED.t)) is ended  # OBR-8: the alarm's end
+
+
+def test_technical_alarm_names_its_feed_as_source() -> None:
+    event = RAISED.model_copy(
+        update={
+            "code": "feed.silent",
+            "kind": "technical",
+            "priority": "high",
+            "value": None,
+            "limit": None,
+            "feed": "ekg",
+            "message": "no data from ekg for 3 s",
+        }
+    )
+    text = pcd04.build(ENV, event, CodesTable())
+    validate_v26(text)
+    obx = [o.split("|") for o in text.split("\r") if o.startswith("OBX|")]
+    assert [o[4] for o in obx[1:]] == [f"1.0.0.0.{i}" for i in range(1, 8)]
+    assert obx[1][8] == "PH~ST"
+    assert obx[2][3] == "68164^MDC_ATTR_ALERT_SOURCE^MDC"
+    assert obx[2][5] == "ekg"
+
+
+def test_location_only_without_a_patient() -> None:
+    env = dataclasses.replace(ENV, patient=None)
+    text = pcd01.build(
+        env, report_id="x", observations=pcd01.vitals(STATE), codes=CodesTable(), start=T
+    )
+    pid = fields(text, "PID")
+    assert pid == ["PID", "", "", "", "", "^^^^^^U"]  # no PID-3
+    assert fields(text, "PV1")[3] == "OR^KYPHO1^1^HOSP_A"
+    validate_v26(text, location_only=True)
+
+
+def test_recovery_check_done_carries_the_recorded_vitals() -> None:
+    msg = TimerEventMessage(
+        event_id="t1",
+        seq=4,
+        site="s",
+        room="r1",
+        recovery_id="rec1",
+        generation=0,
+        event="check_done",
+        t=T + 900,
+        time="",
+        emitted=T + 900,
+        late=False,
+        check_no=2,
+        actor="nurse1",
+        data={"vitals": {"heart_rate": 66.0, "spo2": 98.0, "nibp_systolic": None}},
+    )
+    obs = pcd01.timer_event(msg)
+    assert obs is not None
+    assert [(o.name, o.value) for o in obs] == [
+        ("recovery_event", "check_done"),
+        ("recovery_check", 2.0),
+        ("heart_rate", 66.0),
+        ("spo2", 98.0),
+        ("nibp_systolic", None),
+    ]
+    text = pcd01.build(ENV, report_id="t1", observations=obs, codes=CodesTable(), start=msg.t)
+    validate_v26(text)
+    assert "|RMN_RECOVERY_EVENT^recovery timer event^99RMN|1.6.1.2|check_done|" in text
+    assert pcd01.timer_event(msg.model_copy(update={"event": "check_due"})) is None
+
+
+def test_cement_injection_end_reports_its_peak() -> None:
+    from roommon.wire.payloads import RoomEventMessage
+
+    event = RoomEventMessage(
+        site="s",
+        room="r1",
+        name="cement.injection_ended",
+        feed="cement",
+        t=T + 300,
+        time="",
+        origin="live",
+        data={
+            "injection": 2,
+            "started_t": T + 250,
+            "last_injecting_t": T + 295,
+            "peak_kpa": 3610.5,
+        },
+    )
+    obs = pcd01.room_event(event)
+    assert obs is not None
+    assert [(o.name, o.value) for o in obs] == [
+        ("cement_injection", 2.0),
+        ("cement_peak_pressure", 3610.5),
+        ("cement_injection_duration", 45.0),
+    ]
+    assert pcd01.room_event(event.model_copy(update={"name": "cement.phase"})) is None
+
+
+def test_codes_table_override_from_the_site() -> None:
+    codes = CodesTable(
+        {
+            "nibp_systolic": ObservationCode(
+                code="150301",
+                name="MDC_PRESS_CUFF_SYS",
+                unit_code="266016",
+                unit_name="MDC_DIM_MMHG",
+                ucum="mm[Hg]",
+                vmd=3,
+                metric=1,
+            )
+        }
+    )
+    text = pcd01.build(ENV, report_id="x", observations=pcd01.vitals(STATE), codes=codes, start=T)
+    assert "|150301^MDC_PRESS_CUFF_SYS^MDC|1.3.1.1|121|" in text
+
+
+def test_er7_primitives() -> None:
+    assert escape("a|b^c&d~e\\f\rg") == "a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f g"
+    assert nm(92.3333333) == "92.333"
+    assert nm(-0.0001) == "0"
+    assert nm(1e-7) == "0"
+    assert nm(120.0) == "120"
+    assert nm(1234567.5) == "1234567.5"
+    with pytest.raises(ValueError, match="cannot be sent as NM"):
+        nm(float("nan"))
+    assert dtm(T + 0.5) == "20260101000000.500+0000"
+
+
+def test_replies_are_read_and_bad_ones_refused() -> None:
+    aa = parse_reply("MSH|^~\\&|E|H|R|S|20260101||ACK^R01^ACK|9|P|2.6\rMSA|AA|main-41\r")
+    assert (aa.ack_code, aa.acknowledges, aa.accepted) == ("AA", "main-41", True)
+    ae = parse_reply(
+        "MSH|^~\\&|E|H|||20260101||ACK^R01|9|P|2.6\rMSA|AE|main-42\r"
+        "ERR|||207^Application internal error^HL70357|E||||unknown OBX-3 code\r"
+    )
+    assert (ae.ack_code, ae.accepted, ae.text) == ("AE", False, "unknown OBX-3 code")
+    status = parse_reply(
+        "MSH|^~\\&|AM|H|||20260101||ORA^R41^ORA_R41|S1|P|2.6\rOBR|1||al-0042\rPRT|1|UC||Read\r"
+    )
+    assert (status.ack_code, status.alarm_id, status.status) == (None, "al-0042", "Read")
+    reply = ack(status, application="ROOMMON", facility="HOSP_A", now=T, control_id="main-ack-1")
+    assert reply.split("\r")[1] == "MSA|AA|S1"
+    assert "|ACK^R41^ACK|main-ack-1|P|2.6" in reply
+    for bad, reason in [
+        ("hello", "not_hl7"),
+        ("MSH|^~\\&|E|H|||20260101||ADT^A01|9|P|2.6\r", "unexpected_message"),
+        ("MSH|^~\\&|E|H|||20260101||ACK|9|P|2.6\r", "bad_ack"),
+        ("MSH|^~\\&|E|H|||20260101||ACK|9|P|2.6\rMSA|OK|1\r", "bad_ack"),
+    ]:
+        with pytest.raises(ProtocolError) as exc:
+            parse_reply(bad)
+        assert exc.value.reason == reason
+
+
+def test_hl7_config_errors_name_the_field() -> None:
+    from roommon.config import parse_config
+
+    base = {
+        "site": {"id": "s"},
+        "rooms": {"r1": {"feeds": {"spo2": {"kind": "spo2"}}}},
+        "hl7": {
+            "device_eui64": "xyz",
+            "receivers": {"eng": {"host": "127.0.0.1", "port": 2575, "rooms": ["r9"]}},
+            "locations": {"r7": {}},
+        },
+    }
+    with pytest.raises(ConfigError) as exc:
+        parse_config(base, source="site.toml")
+    assert exc.value.lines() == [
+        "site.toml: hl7.device_eui64: must be 16 upper-case hexadecimal digits",
+    ]
+    base["hl7"].pop("device_eui64")  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError) as exc:
+        parse_config(base, source="site.toml")
+    assert exc.value.lines() == [
+        "site.toml: hl7.receivers.eng.rooms.0: no room 'r9'",
+        "site.toml: hl7.locations.r7: no room 'r7'",
+    ]
+
+
+def test_patient_command_is_validated() -> None:
+    import json
+
+    from roommon.core.errors import CommandError
+    from roommon.wire.commands import parse_command
+
+    def cmd(**body: object) -> bytes:
+        return json.dumps({"v": 1, "id": "c1", "room": "r1", **body}).encode()
+
+    ok = parse_command(
+        cmd(action="patient_set", patient_id="MRN-1", patient_authority="H"), room="r1"
+    )
+    assert (ok.patient_id, ok.patient_authority) == ("MRN-1", "H")
+    assert parse_command(cmd(action="patient_clear"), room="r1").action == "patient_clear"
+    for body, detail in [
+        ({"action": "patient_set"}, "patient_id: required for patient_set"),
+        ({"action": "patient_set", "patient_id": "A^B"}, "patient_id: String should match"),
+        ({"action": "patient_set", "patient_id": "x" * 41}, "patient_id: String should match"),
+    ]:
+        with pytest.raises(CommandError) as exc:
+            parse_command(cmd(**body), room="r1")
+        assert exc.value.reason == "malformed"
+        assert exc.value.detail.startswith(detail)
