@@ -11,9 +11,12 @@ clears. No seq is given twice, none is skipped.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
 import sqlite3
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +205,74 @@ def test_a_store_opened_read_only_starts_not_durable_and_recovers(
     assert g.retry()
     assert g.store._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
     g.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MB tmpfs (mounting needs root; the max_page_count test above needs not)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_disk(mount: Path) -> Path:
+    filler = mount / "filler"
+    with (  # noqa: PT012 - only the full disk ends the loop
+        pytest.raises(OSError, match="No space left") as full,
+        filler.open("wb") as f,
+    ):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    assert full.value.errno == errno.ENOSPC
+    return filler
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+async def test_a_real_full_filesystem_is_store_unwritable_and_space_again_resumes(
+    broker: MosquittoBroker, small_disk: Path
+) -> None:
+    room = {
+        "feeds": {"spo2": {"kind": "spo2", "stale_s": 1e6}},
+        "checks": {
+            "numeric_limits": {"rules": [{"kind": "spo2", "field": "spo2", "below": 90}]}
+        },
+    }
+    cfg = parse_config(
+        {
+            "site": {"id": SITE},
+            "broker": {"port": broker.port},
+            "daemon": {"state_dir": str(small_disk / "state"), "heartbeat_s": 60},
+            "rooms": {"r1": room},
+        }
+    )
+    clock = VirtualClock(start=T0)
+    feed = f"roommon/v1/{SITE}/r1/feed/spo2"
+    async with (
+        Daemon(config=cfg, clock=clock) as d,
+        MqttCollector(broker.port, [f"roommon/v1/{SITE}/#"]) as c,
+    ):
+        assert d.link is not None
+        async with asyncio.timeout(10):
+            await d.link.connected.wait()
+        await c.publish(feed, reading(1, 97))
+        filler = await asyncio.to_thread(fill_disk, small_disk)
+        for seq in range(2, 12):  # alternate raise and clear until a write needs new space
+            await c.publish(feed, reading(seq, 80 if seq % 2 == 0 else 97))
+        await c.wait_for(lambda ms: len(events(ms, "r1")) >= 10)
+        await clock.advance(1.0)
+        await c.wait_for(has("store.unwritable", "raised", ("r1",)))
+        assert d.store.degraded
+        assert "full" in d.store.failure
+        await asyncio.to_thread(filler.unlink)
+        await clock.advance(1.0)
+        msgs = await c.wait_for(has("store.unwritable", "cleared", ("r1",)))
+        logged = [e.seq for e in d.store.events(room="r1")]
+    published = {e["event_id"]: e for e in events(msgs, "r1")}
+    seqs = sorted(e["seq"] for e in published.values())
+    assert seqs == list(range(1, len(seqs) + 1))  # none twice, none skipped
+    assert logged == seqs  # what memory held while the disk was full reached the log

@@ -25,6 +25,9 @@ from roommon.core.errors import StoreError
 from roommon.core.sqlite import connect, transaction
 from roommon.wire.payloads import AlarmEventMessage
 
+#: The alarm store's file name in the daemon's state dir.
+STORE_FILE = "roommon.sqlite3"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -23,7 +23,7 @@ import structlog
 from roommon import __version__
 from roommon.alerts.engine import Outgoing
 from roommon.alerts.guarded_store import STORE_UNWRITABLE, GuardedAlarmStore
-from roommon.alerts.store import AlarmStore
+from roommon.alerts.store import STORE_FILE, AlarmStore
 from roommon.config import Config
 from roommon.core.clock import Clock, iso
 from roommon.core.conditions import ConditionReport
@@ -47,9 +47,6 @@ from roommon.wire.timer import (
 from roommon.wire.topics import Topics
 
 log = structlog.get_logger(__name__)
-
-#: The alarm store (outbox and alarm log) in the state dir.
-STORE_FILE = "roommon.sqlite3"
 
 
 class Dispatcher:

@@ -28,24 +28,24 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from roommon.alerts.guarded_store import STORE_UNWRITABLE
+from roommon.alerts.store import STORE_FILE
 from roommon.config import Config, RoomConfig
 from roommon.recovery.timer import RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP
 from roommon.room.feeds import FEED_CONDITIONS
 from roommon.room.pipeline import ROOM_CONDITIONS, build_checks
-from roommon.runtime.daemon import STORE_FILE
-from roommon.runtime.hl7_output import FAILED, REJECTED, UNDELIVERED
 from roommon.transports.broker import BrokerConfig
 
 RECOVERY_CONDITIONS = (RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP)
-HL7_CONDITIONS = (REJECTED, UNDELIVERED, FAILED)
 
 
 def room_condition_codes(room_id: str, room: RoomConfig, *, hl7: bool) -> set[str]:
     """Every condition code the room can report with this configuration."""
     specs = [s for check in build_checks(room_id, room) for s in check.condition_specs()]
     specs += [*FEED_CONDITIONS, *ROOM_CONDITIONS, *RECOVERY_CONDITIONS, STORE_UNWRITABLE]
-    if hl7:
-        specs += HL7_CONDITIONS
+    if hl7:  # imported only then: check-config of a room without HL7 stays light
+        from roommon.runtime.hl7_output import FAILED, REJECTED, UNDELIVERED
+
+        specs += (REJECTED, UNDELIVERED, FAILED)
     return {s.code for s in specs}
 
 
