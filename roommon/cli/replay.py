@@ -39,6 +39,7 @@ from roommon.transports.broker import parse_broker_url
 if TYPE_CHECKING:
     from roommon.room.pipeline import RoomOutput
     from roommon.runtime.daemon import Daemon
+    from roommon.runtime.replay import ChunkMessage
     from roommon.transports.mcap_files import RecordedMessage
     from roommon.wire.payloads import AlarmEventMessage
 
@@ -276,7 +277,7 @@ def _make_dir(path: str) -> Path:
 
 
 async def _replay_run(
-    messages: Iterable[RecordedMessage],
+    messages: Iterable[RecordedMessage | ChunkMessage],
     *,
     header: str,
     config: Config,

@@ -89,7 +89,9 @@ def read_wfdb(path: pathlib.Path, *, annotator: str = "atr") -> Record:
     reference = None
     if base.with_suffix(f".{annotator}").is_file():
         reference = _reference(base, annotator, fs=fs, duration_s=duration)
-    return Record(path=str(base), signals=tuple(signals), start_epoch=start_epoch(start), reference=reference)
+    return Record(
+        path=str(base), signals=tuple(signals), start_epoch=start_epoch(start), reference=reference
+    )
 
 
 def _reference(base: pathlib.Path, annotator: str, *, fs: float, duration_s: float) -> Reference:

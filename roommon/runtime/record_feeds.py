@@ -1,13 +1,16 @@
-"""A WFDB/EDF record as a room's feed payloads, for replay and for the simulator.
+"""A WFDB/EDF record as a room's feed chunks, for replay and for the simulator.
 
 Sits between the record readers (:mod:`roommon.records`) and the replay engine
 (:mod:`roommon.runtime.replay`): each mapped signal (:mod:`roommon.records.mapping`)
 is assigned to a feed of the room, resampled to the feed's configured rate,
-cut to the ``--from``/``--to`` window, and sliced into one-second chunks that
-are encoded as the documented waveform payloads (``docs/topics.md``), each
+cut to the ``--from``/``--to`` window, and sliced into one-second chunks, each
 "sent" when its last sample is taken (log time = the chunk's end). The replay
-then hands them to the daemon's one ingest path
-(:class:`~roommon.runtime.ingest.FeedIngest`), exactly as MCAP messages.
+hands them to the daemon's one ingest path
+(:class:`~roommon.runtime.ingest.FeedIngest.chunk`: the kind/unit/rate check of
+a payload, the same counters, then the room pipeline, which judges every
+sample as it does a decoded payload's); the JSON encoding is skipped, as
+typed chunks need none. The simulator (``roommon simulate --from``) encodes
+the same chunks as the documented payloads and publishes them.
 
 Without a config, :func:`default_config` makes one from the record: site
 ``records``, one room ``rec``, one feed per mapped signal at the signal's own
@@ -30,8 +33,7 @@ from roommon.config import Config, parse_config
 from roommon.core.model import DataOrigin, FloatArray, SignalKind, WaveformChunk
 from roommon.records.mapping import MappedSignal, resample
 from roommon.records.record import Record, RecordError
-from roommon.transports.mcap_files import RecordedMessage
-from roommon.wire.payloads import encode_waveform
+from roommon.runtime.replay import ChunkMessage
 from roommon.wire.topics import Topics
 
 DEFAULT_SITE: Final = "records"
@@ -225,11 +227,8 @@ def chunks(
         yield chunk
 
 
-def record_messages(plan: RecordPlan) -> Iterator[RecordedMessage]:
-    """The plan's chunks as recorded feed messages (payload, log time = chunk end)."""
-    topics = plan.topics
+def record_messages(plan: RecordPlan) -> Iterator[ChunkMessage]:
+    """The plan's chunks with their send times (log time = the chunk's end), marked
+    replayed, for :func:`roommon.runtime.replay.replay_messages`."""
     for c in chunks(plan, origin=DataOrigin.REPLAYED):
-        ns = round(c.t_end * 1e9)
-        yield RecordedMessage(
-            topic=topics.feed(plan.room, c.feed), log_ns=ns, publish_ns=ns, data=encode_waveform(c)
-        )
+        yield ChunkMessage(log_ns=round(c.t_end * 1e9), chunk=c)
