@@ -160,7 +160,7 @@ async def _replay_record(
     from roommon.checks.ecg import EcgCheck
     from roommon.config import parse_config
     from roommon.records.mapping import map_signals, parse_map
-    from roommon.records.record import open_record
+    from roommon.records.reader import open_record
     from roommon.runtime import record_feeds
     from roommon.runtime.replay import replay_config
 

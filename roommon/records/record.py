@@ -101,17 +101,3 @@ def episodes_from_rhythm_marks(marks: list[tuple[float, str]], *, end_s: float) 
         if name and stop > t:
             out.append(Episode(label=name, start_s=t, end_s=stop))
     return out
-
-
-def open_record(path: str) -> Record:
-    """Read a WFDB record (``.hea`` path, with or without extension) or an EDF/EDF+ file."""
-    import pathlib
-
-    p = pathlib.Path(path)
-    if p.suffix.lower() in (".edf", ".bdf", ".rec"):
-        from roommon.records.edf import read_edf
-
-        return read_edf(p)
-    from roommon.records.wfdb_files import read_wfdb
-
-    return read_wfdb(p)
