@@ -112,6 +112,9 @@ class BeatAudit:
     true_pos: int
     false_neg: int
     false_pos: int
+    #: Every beat the room detected in the window, as sample numbers at the feed's rate
+    #: from the record's start (the edges included).
+    detected_samples: tuple[int, ...] = ()
 
     @property
     def sensitivity(self) -> float:
@@ -125,6 +128,7 @@ class BeatAudit:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "detected_samples": list(self.detected_samples),
             "reference": self.reference,
             "detected": self.detected,
             "true_pos": self.true_pos,
@@ -257,6 +261,7 @@ def audit(
                     true_pos=m.true_pos,
                     false_neg=m.false_neg,
                     false_pos=m.false_pos,
+                    detected_samples=tuple(np.round(rel * fs).astype(np.int64).tolist()),
                 )
             )
     return Audit(
