@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ecg_accuracy.py
 	$(BIN)/python bench/checks.py
 	$(BIN)/python bench/hl7_out.py
+	$(BIN)/python bench/record_replay.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

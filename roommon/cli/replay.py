@@ -1,8 +1,11 @@
 """``roommon replay``: a recording's feeds through a real daemon on a virtual clock.
 
-Alarms, room and timer events are printed as they happen, then the alarm
-burden. Data is marked replayed. Exit: 0 done, 2 bad usage, configuration,
-file, or a recording that does not fit the config.
+An MCAP recording (docs/recording.md) or a WFDB/EDF record (docs/records.md:
+signals mapped to a room's feeds, with ``--config`` or a config made from the
+record, and an alarm audit against its reference annotations). Alarms, room
+and timer events are printed as they happen, then the alarm burden. Data is
+marked replayed. Exit: 0 done, 2 bad usage, configuration, file, or a
+recording that does not fit the config.
 """
 
 from __future__ import annotations
@@ -50,8 +53,10 @@ REPLAY_DESCRIPTION: Final = (
     "Replay a recording's feeds through a real daemon on a virtual clock starting at the "
     "recording's time: alarms, room and timer events are printed as they happen, then the "
     "alarm burden. Data is marked replayed (never routed to recipients unless "
-    "escalation.route_simulated). Exit 0 done, 2 bad usage, config or file, or a recording "
-    "that does not fit the config."
+    "escalation.route_simulated). A WFDB record or EDF/EDF+ file is mapped to a room's feeds "
+    "(--config, or a config made from the record) and, when annotated, audited: alarms "
+    "against its reference episodes, beats against its reference beats (docs/records.md). "
+    "Exit 0 done, 2 bad usage, config or file, or a recording that does not fit the config."
 )
 
 

@@ -12,6 +12,9 @@ ACLs, serial cabling, config) can be tested end to end without a patient.
   publisher reports on stderr, reconnects with capped backoff and resends what
   it could not publish, in order (store and forward, as a device gateway
   does); a broker that refuses the connection ends the run with status 1.
+* **Record mode** (``--from RECORD [--config FILE --room ROOM]``): a WFDB or
+  EDF/EDF+ record's signals as the room's MQTT feeds (docs/records.md),
+  looping, origin ``simulated``, paced like MQTT mode.
 * **Serial mode** (``--protocol P --port PATH | --pty``): the byte format of
   one device (``simulators.serial_devices``) written to a real serial port or
   to the master end of a pseudo-terminal whose slave path is printed first
