@@ -33,9 +33,10 @@ from roommon.core.clock import RealClock
 from roommon.core.model import DataOrigin, SignalKind, WaveformChunk
 from roommon.ecg.offline import detect_samples
 from roommon.records.edf import read_edf
-from roommon.records.mapping import resample
+from roommon.records.mapping import kind_for, resample
 from roommon.records.physionet import read_channel
-from roommon.records.record import Episode
+from roommon.records.record import Episode, RecordError
+from roommon.records.wfdb_files import read_wfdb
 from roommon.runtime.audit import ALARM_TYPES, audit_type, merged_episodes
 from roommon.testing import MosquittoBroker, MqttCollector
 from roommon.wire.payloads import decode_feed
@@ -198,6 +199,11 @@ async def test_edf_made_by_wfdb_replays_to_the_same_alarms(tmp_path: Path) -> No
     to_s = 150
     edf = tmp_path / "419.edf"
     make_edf(rec, edf, seconds=to_s, fs=250)
+    # Our EDF parser gives wfdb's physical values back (to within one digital step).
+    for ours, theirs in zip(read_edf(edf).signals, read_wfdb(rec).signals, strict=True):
+        assert (ours.name, ours.unit, ours.fs) == (theirs.name, theirs.unit, theirs.fs)
+        n = 250 * to_s
+        assert ours.samples[:n] == pytest.approx(theirs.samples[:n], abs=0.006)
     s1, out_wfdb, e1 = await run_replay(str(rec), "--to", str(to_s))
     s2, out_edf, e2 = await run_replay(str(edf), "--to", str(to_s))
     assert (s1, e1, s2, e2) == (0, "", 0, "")
@@ -298,6 +304,32 @@ async def test_map_overrides_a_name(tmp_path: Path) -> None:
     status, out, err = await run_replay(str(base), "--map", "LEAD_X=ecg")
     assert (status, err) == (0, "")
     assert "signal 'LEAD_X' -> feed rec/lead_x (ecg, 250 Hz, mV)" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("MLII", SignalKind.ECG),
+        ("ECG II", SignalKind.ECG),
+        ("V5", SignalKind.ECG),
+        ("mcl1", SignalKind.ECG),
+        ("aVF", SignalKind.ECG),
+        ("PLETH", SignalKind.PLETH),
+        ("ART", SignalKind.ABP),
+        ("ABP", SignalKind.ABP),
+        ("RESP", None),
+        ("EDF Annotations", None),
+    ],
+)
+def test_name_table(name: str, kind: SignalKind | None) -> None:
+    assert kind_for(name, {}) is kind
+
+
+def test_unknown_name_needs_a_map() -> None:
+    with pytest.raises(RecordError, match="'BLOOD FLOW': unknown signal name"):
+        kind_for("BLOOD FLOW", {})
+    assert kind_for("BLOOD FLOW", {"blood flow": "none"}) is None
+    assert kind_for("RESP", {"RESP": "pleth"}) is SignalKind.PLETH
 
 
 # --------------------------------------------------------------------------- errors

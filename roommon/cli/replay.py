@@ -171,6 +171,8 @@ async def _replay_record(
 
     overrides = parse_map(args.map or [])
     record = open_record(args.file)
+    if args.json is not None and record.reference is None:
+        raise UsageError(f"--json {args.json}: {record.path} has no reference annotations")
     mapped, left_out = map_signals(record.signals, overrides)
     if args.config is not None:
         if args.write_config is not None:
@@ -247,8 +249,6 @@ async def _replay_record(
         )
     if record.reference is None:
         print("No reference annotations in the record: no alarm audit.", file=out)
-        if args.json is not None:
-            raise UsageError(f"--json {args.json}: the record has no reference annotations")
         return EXIT_OK
     from roommon.runtime.audit import audit
 

@@ -54,11 +54,11 @@ IGNORED: Final = re.compile(
     re.IGNORECASE,
 )
 
-#: (feed kind, unit as written) -> factor to the kind's unit.
+#: (feed kind, unit) -> factor to the kind's unit; units are matched in any case.
 UNIT_FACTORS: Final[dict[SignalKind, dict[str, float]]] = {
-    SignalKind.ECG: {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3},
-    SignalKind.ABP: {"mmhg": 1.0, "kpa": 7.500617, "cmh2o": 0.7355592},
-    SignalKind.PLETH: {"au": 1.0, "nu": 1.0, "%": 1.0, "": 1.0},
+    SignalKind.ECG: {"mV": 1.0, "uV": 1e-3, "µV": 1e-3, "μV": 1e-3, "V": 1e3},
+    SignalKind.ABP: {"mmHg": 1.0, "kPa": 7.500617, "cmH2O": 0.7355592},
+    SignalKind.PLETH: {"au": 1.0, "NU": 1.0, "%": 1.0, "": 1.0},
 }
 
 
@@ -97,12 +97,13 @@ def parse_map(items: list[str]) -> dict[str, str]:
 
 def to_feed_unit(signal: RecordSignal, kind: SignalKind) -> FloatArray:
     """The signal's samples in ``kind``'s unit; RecordError naming signal and unit if unknown."""
-    factors = UNIT_FACTORS.get(kind)
-    factor = None if factors is None else factors.get(signal.unit.strip().lower())
+    factors = UNIT_FACTORS.get(kind, {})
+    unit = signal.unit.strip().lower()
+    factor = next((f for u, f in factors.items() if u.lower() == unit), None)
     if factor is None:
-        known = ", ".join(sorted(u or "(none)" for u in (factors or {})))
+        known = ", ".join(u or "(none)" for u in factors)
         raise RecordError(
-            f"signal {signal.name!r}: unknown unit {signal.unit!r} for a {kind} feed "
+            f"signal {signal.name!r}: unknown unit {signal.unit!r} for feed kind {kind} "
             f"(known: {known}; {kind} is carried in {CANONICAL_UNITS[kind]})"
         )
     return signal.samples if factor == 1.0 else signal.samples * factor
