@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## Run the demo procedure room in-process on the embedded default config (no broker, no hardware).
+## Run the demo procedure room in-process on the embedded default config (no broker, no hardware),
+## and serve its wall display on http://127.0.0.1:8090/ (Ctrl-C ends).
 demo: $(STAMP)
-	$(BIN)/roommon demo --speed 20 --minutes 10
+	$(BIN)/roommon demo --speed 20 --minutes 10 --display 127.0.0.1:8090
 
 ## Run the whole test suite (needs the `mosquitto` binary on PATH; .ci/run installs it).
 test: $(STAMP)
@@ -32,6 +33,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/ecg_accuracy.py
 	$(BIN)/python bench/checks.py
 	$(BIN)/python bench/hl7_out.py
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/scenarios.py
+	$(BIN)/python bench/display.py
 	$(BIN)/python bench/record_replay.py
 
 clean:

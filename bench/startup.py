@@ -54,8 +54,14 @@ def main() -> None:
                 "check-config": ["check-config", str(ROOT / "config" / "example-room.toml")],
                 "alarms": ["alarms", "--db", str(db)],
                 "timers --once": [
-                    "timers", "--broker", f"mqtt://127.0.0.1:{broker.port}", "--site", "b",
-                    "--once", "--wait", "0.05",
+                    "timers",
+                    "--broker",
+                    f"mqtt://127.0.0.1:{broker.port}",
+                    "--site",
+                    "b",
+                    "--once",
+                    "--wait",
+                    "0.05",
                 ],
             }
             base, _ = timed(["--help"])

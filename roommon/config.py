@@ -54,6 +54,12 @@ class DaemonConfig(_Section):
     max_payload_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Feed payloads larger than this are rejected."
     )
+    display_clients: list[Identifier] = Field(
+        default_factory=list,
+        description="MQTT client ids of `roommon display` services. Only commands on these "
+        "clients' topics may carry an `actor` (the signed-in user), which is then logged as "
+        "the actor; the broker ACL must reserve these ids to the display (docs/display.md).",
+    )
 
 
 class SerialPortConfig(_Section):

@@ -134,8 +134,17 @@ async def test_feed_to_alarm_state_status_and_notify(
         [f"roommon/v1/{SITE}/r1/state", f"roommon/v1/{SITE}/status/+"],
         client_id="late-display",
     ) as late:
-        msgs = await late.wait_for(lambda ms: len({m.topic for m in ms if m.retain}) == 2)
-        state = next(m for m in msgs if m.topic.endswith("/state")).json()
+        # Alarm events go out ahead of room state, so the state that shows the alarm
+        # may follow the event by a moment: wait for it (retained, or its live update).
+        def state_with_alarm(ms: list[Received]) -> bool:
+            states = [m.json() for m in ms if m.topic.endswith("/state")]
+            return any(m.retain for m in ms if "/status/" in m.topic) and any(
+                s["alarms"] for s in states
+            )
+
+        msgs = await late.wait_for(state_with_alarm)
+        assert any(m.retain for m in msgs if m.topic.endswith("/state"))
+        state = next(m for m in msgs if m.topic.endswith("/state") and m.json()["alarms"]).json()
         validate("room_state", state)
         assert [a["code"] for a in state["alarms"]] == ["limit.spo2_low"]
         assert state["highest_priority"] == "medium"

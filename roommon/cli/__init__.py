@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from roommon import __version__
-from roommon.cli.common import EXIT_FAILURE, EXIT_USAGE
+from roommon.cli.common import exit_status
 from roommon.core.errors import ConfigError, RoommonError, UsageError
 
 #: Subcommand -> (module of :mod:`roommon.cli`, one-line help), in ``--help`` order.
@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("record", "record device feeds from the broker to an MCAP file"),
     "replay": ("replay", "replay a recording through a daemon on a virtual clock"),
     "ecg-beats": ("ecg_beats", "print the detected beats of a WFDB record"),
+    "display": ("display", "serve the wall display and nurses' station (web)"),
+    "display-user": ("display_user", "add or change a display account"),
 }
 
 
@@ -60,13 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         result: int = args.func(args)
-    except UsageError as err:
-        print(f"roommon {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
     except ConfigError as err:
         print("\n".join(err.lines()), file=sys.stderr)
-        return EXIT_USAGE
+        return exit_status(err)
     except RoommonError as err:
-        print(f"roommon {args.command}: {err}", file=sys.stderr)
-        return EXIT_FAILURE
+        what = "error: " if isinstance(err, UsageError) else ""
+        print(f"roommon {args.command}: {what}{err}", file=sys.stderr)
+        return exit_status(err)
     return result

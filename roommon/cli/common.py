@@ -16,7 +16,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from roommon.core.errors import ConfigError
+from roommon.core.errors import ConfigError, RoommonError, UsageError
 
 if TYPE_CHECKING:
     from roommon.config import Config
@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
+
+
+def exit_status(err: RoommonError) -> int:
+    """The one mapping from roommon's errors to exit codes: what the person asked for
+    cannot be done as given (usage, configuration, a file that is not what it should
+    be) is 2; anything that failed while running is 1."""
+    from roommon.transports.mcap_files import RecordingError
+
+    if isinstance(err, UsageError | ConfigError | RecordingError):
+        return EXIT_USAGE
+    return EXIT_FAILURE
 
 
 def load_or_report(path: str, err: TextIO) -> Config | None:

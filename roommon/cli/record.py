@@ -27,10 +27,10 @@ import structlog
 
 from roommon import __version__
 from roommon.cli.common import (
-    EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
     broker_target,
+    exit_status,
     load_or_report,
     positive,
     run_until_signal,
@@ -43,7 +43,7 @@ from roommon.transports.broker import BrokerEndpoint
 from roommon.transports.mcap_files import FLUSH_S, ChannelDescriber, McapRecording, RecordingError
 from roommon.transports.subscriber import FeedRecorder, RecorderError
 from roommon.wire import registry
-from roommon.wire.topics import PREFIX, Topics
+from roommon.wire.topics import Topics
 
 log = structlog.get_logger(__name__)
 
@@ -92,17 +92,6 @@ def channel_describer(site: str, config: Config) -> ChannelDescriber:
         )
 
     return describe
-
-
-def record_filters(*, site: str, rooms: Sequence[str] | None, everything: bool) -> list[str]:
-    """Topic filters of a recording: the feeds, or every topic, of all or some rooms."""
-    base = f"{PREFIX}/{site}"
-    if rooms is None:
-        return [f"{base}/#"] if everything else [f"{base}/+/feed/+"]
-    if not everything:
-        return [f"{base}/{r}/feed/+" for r in rooms]
-    # Notifications and daemon status are per site, not per room: kept whole.
-    return [*(f"{base}/{r}/#" for r in rooms), f"{base}/notify/+", f"{base}/status/+"]
 
 
 def _parse_rooms(text: str | None, config: Config, config_path: str) -> list[str] | None:
@@ -164,7 +153,7 @@ async def record(
         rooms = _parse_rooms(args.rooms, config, args.config)
         target = broker_target(config, args.broker)
         site = config.site.id
-        filters = record_filters(site=site, rooms=rooms, everything=args.all)
+        filters = Topics(site).recording_filters(rooms, everything=args.all)
         out_path = Path(args.out)
         info = _recording_info(
             site=site,
@@ -188,15 +177,10 @@ async def record(
                 stop=stop,
                 on_recorder=on_recorder,
             )
-    except UsageError as exc:
-        print(f"roommon record: error: {exc}", file=err)
-        return EXIT_USAGE
-    except RecordingError as exc:
-        print(f"roommon record: {exc}", file=err)
-        return EXIT_USAGE
-    except RecorderError as exc:
-        print(f"roommon record: {exc}", file=err)
-        return EXIT_FAILURE
+    except (UsageError, RecordingError, RecorderError) as exc:
+        what = "error: " if isinstance(exc, UsageError) else ""
+        print(f"roommon record: {what}{exc}", file=err)
+        return exit_status(exc)
 
 
 async def _record_into(

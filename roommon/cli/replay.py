@@ -11,7 +11,6 @@ recording that does not fit the config.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import itertools
 import json
@@ -28,9 +27,12 @@ import structlog
 from roommon.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
+    cancel_on_stop,
+    exit_status,
     load_or_report,
     non_negative,
     positive,
+    run_until_signal,
 )
 from roommon.config import Config
 from roommon.core.clock import Clock, RealClock, VirtualClock, iso
@@ -134,12 +136,10 @@ async def replay(
                 on_recorder_event=True,
             )
             return EXIT_OK
-    except UsageError as exc:
-        print(f"roommon replay: error: {exc}", file=err)
-        return EXIT_USAGE
-    except RecordingError as exc:
-        print(f"roommon replay: {exc}", file=err)
-        return EXIT_USAGE
+    except (UsageError, RecordingError) as exc:
+        what = "error: " if isinstance(exc, UsageError) else ""
+        print(f"roommon replay: {what}{exc}", file=err)
+        return exit_status(exc)
 
 
 def is_mcap(path: str) -> bool:
@@ -427,4 +427,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run_replay(args: argparse.Namespace) -> int:
     """Handler of ``roommon replay``; returns the process exit status."""
     configure(clock=RealClock(), level="error", json=False)
-    return asyncio.run(replay(args, out=sys.stdout, err=sys.stderr))
+    return run_until_signal(
+        lambda stop: cancel_on_stop(replay(args, out=sys.stdout, err=sys.stderr), stop)
+    )

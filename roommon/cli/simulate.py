@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from roommon.cli.common import (
-    EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
     broker_target,
     cancel_on_stop,
+    exit_status,
     load_or_report,
     non_negative,
     positive,
@@ -506,12 +506,10 @@ async def simulate(args: argparse.Namespace, *, clock: Clock, out: TextIO, err: 
                 "--protocol P --port PATH|--pty (serial mode)"
             )
         return await simulate_mqtt(args, clock=clock, out=out, err=err)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=err)
-        return EXIT_USAGE
-    except (SimulateError, PublisherError, DeviceLineError) as exc:
-        print(f"{PROG}: {exc}", file=err)
-        return EXIT_FAILURE
+    except (UsageError, SimulateError, PublisherError, DeviceLineError) as exc:
+        what = "error: " if isinstance(exc, UsageError) else ""
+        print(f"{PROG}: {what}{exc}", file=err)
+        return exit_status(exc)
 
 
 def run_simulate(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """PCD-01 (DEC, Communicate PCD Data): ``ORU^R01`` observation reports.
 
 Pure builders: from the payload models the daemon already publishes over MQTT
-(:class:`~roommon.payloads.RoomStateMessage`, :class:`~roommon.payloads.RoomEventMessage`,
+(:class:`~roommon.wire.payloads.RoomStateMessage`, :class:`~roommon.wire.payloads.RoomEventMessage`,
 :class:`~roommon.wire.timer.TimerEventMessage`) to the observations of
 one report, and from those to one ER7 message. One OBR per message; OBX 1 is
 the device (MDS), then one OBX per observation in containment order.

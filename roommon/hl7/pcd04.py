@@ -1,6 +1,6 @@
 """PCD-04 (ACM, Report Alert): one ``ORU^R40`` per alarm transition.
 
-Pure builder from :class:`~roommon.payloads.AlarmEventMessage`. The OBR
+Pure builder from :class:`~roommon.wire.payloads.AlarmEventMessage`. The OBR
 carries the alarm's identity (OBR-3, constant over the alarm's life; OBR-2
 the identity of this one event) and the OBX facets, each with the sub-id of
 the alarm's source plus a facet number: 1 the alarm (roommon's condition as

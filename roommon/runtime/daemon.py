@@ -26,6 +26,7 @@ from roommon.alerts.store import AlarmStore
 from roommon.config import Config
 from roommon.core.clock import Clock, iso
 from roommon.core.errors import CommandError, DaemonFailedError, StoreError
+from roommon.core.ids import validate_identifier
 from roommon.recovery.store import RecoveryStore
 from roommon.room.pipeline import RoomOutput, RoomPipeline
 from roommon.runtime.ingest import FeedIngest
@@ -344,9 +345,18 @@ class Daemon:
         else:
             self.counters["unroutable"] += 1
 
-    def handle_command(self, pipeline: RoomPipeline, client: str, payload: bytes) -> None:
+    def handle_command(self, pipeline: RoomPipeline, client: str, payload: bytes) -> CommandReply:
+        """Apply one command from ``client`` (the topic's client id), reply and return the reply.
+
+        A display service named in ``daemon.display_clients`` acts for a signed-in
+        user: its commands must carry ``actor`` (that user), which becomes the actor
+        recorded in the alarm log and recovery history. Any other client naming an
+        actor is refused: the topic level is the broker's word, a payload field is not.
+        """
         cmd_id: str | None = None
         action: str | None = None
+        actor = client
+        raw: object = None
         try:
             raw = json.loads(payload)
             if isinstance(raw, dict):
@@ -355,12 +365,14 @@ class Daemon:
         except ValueError:
             pass
         try:
+            if isinstance(raw, dict):
+                actor, payload = self._actor(client, raw, payload)
             if action in RECOVERY_ACTIONS:
                 nurse = parse_nurse_command(payload, room=pipeline.room)
-                detail = pipeline.recovery_command(nurse, client=client)
+                detail = pipeline.recovery_command(nurse, client=actor)
             else:
                 cmd = parse_command(payload, room=pipeline.room)
-                detail = pipeline.command(cmd, client=client)
+                detail = pipeline.command(cmd, client=actor)
             ok, reason = True, "ok"
         except CommandError as err:
             ok, reason, detail = False, err.reason, err.detail
@@ -368,6 +380,7 @@ class Daemon:
                 "command_refused",
                 room=pipeline.room,
                 client=client,
+                actor=actor,
                 id=cmd_id,
                 action=action,
                 reason=reason,
@@ -388,3 +401,26 @@ class Daemon:
             topic = self.topics.reply(pipeline.room, client)
             self.store.enqueue(topic, reply.model_dump_json().encode())
             self.wake_writer()
+        return reply
+
+    def _actor(self, client: str, raw: dict[str, object], payload: bytes) -> tuple[str, bytes]:
+        """The actor of a command and the payload without its ``actor`` field."""
+        trusted = client in self.config.daemon.display_clients
+        if "actor" not in raw:
+            if trusted:
+                raise CommandError("not_allowed", "actor: a display service must name its user")
+            return client, payload
+        if not trusted:
+            raise CommandError(
+                "not_allowed",
+                f"actor: only a display service client (daemon.display_clients) may name an "
+                f"actor; client {client!r} is not one",
+            )
+        actor = raw.pop("actor")
+        try:
+            if not isinstance(actor, str):
+                raise ValueError("must be a string")
+            validate_identifier(actor)
+        except ValueError as exc:
+            raise CommandError("malformed", f"actor: {exc}") from exc
+        return actor, json.dumps(raw).encode()

@@ -1,4 +1,4 @@
-"""The HL7 output: a :class:`~roommon.pipeline.RoomOutput` that sends PCD-01/PCD-04 over MLLP.
+"""The HL7 output: a :class:`~roommon.room.pipeline.RoomOutput` that sends PCD-01/PCD-04 over MLLP.
 
 Data flow: the rooms' publications (alarm events, room events, timer events,
 state snapshots) arrive through the synchronous RoomOutput methods; each one

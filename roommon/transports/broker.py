@@ -133,13 +133,30 @@ class BrokerEndpoint:
         timeout: float = 10.0,
         max_queued_outgoing: int | None = None,
         session_expiry_s: int | None = None,
+        mqtt311: bool = False,
     ) -> aiomqtt.Client:
         """A new (not yet connected) MQTT 5 client for this endpoint.
 
         ``session_expiry_s``: keep the broker-side session (subscriptions and
         queued QoS 1 messages) this long after a disconnect; with
-        ``clean_start=False`` a reconnect resumes it.
+        ``clean_start=False`` a reconnect resumes it. ``mqtt311``: an MQTT 3.1.1
+        client instead (no session options), for a subscriber that needs no v5
+        feature: paho builds a v5 properties object for every message received.
         """
+        if mqtt311:
+            return aiomqtt.Client(
+                self.host,
+                self.port,
+                identifier=identifier,
+                username=self.username,
+                password=self.password,
+                protocol=aiomqtt.ProtocolVersion.V311,
+                will=will,
+                keepalive=self.keepalive_s,
+                tls_context=self.tls_context(),
+                timeout=timeout,
+                max_queued_outgoing_messages=max_queued_outgoing,
+            )
         props = None
         if session_expiry_s is not None:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]

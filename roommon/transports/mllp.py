@@ -6,7 +6,7 @@ acknowledgements). :class:`MllpConnection` is an async context manager for
 one connection; every wait (connect, write, reply) is bounded on the
 injected clock, and every failure is mapped here, once, to
 :class:`MllpError` (connection: retry later) or
-:class:`~roommon.errors.ProtocolError` (a peer that does not speak MLLP).
+:class:`~roommon.core.errors.ProtocolError` (a peer that does not speak MLLP).
 """
 
 from __future__ import annotations

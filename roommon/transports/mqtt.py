@@ -15,6 +15,7 @@ runtime's business.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -30,7 +31,8 @@ log = structlog.get_logger(__name__)
 
 MessageHandler = Callable[[aiomqtt.Message], None]
 
-#: Outbox rows published per round trip; the broker acknowledges them in order.
+#: Messages in flight per round trip (outbox rows, or retained topics); the broker
+#: acknowledges them in order.
 BATCH = 50
 
 
@@ -221,18 +223,34 @@ class MqttLink:
             self._on_message(message)
 
     async def _flush(self, client: aiomqtt.Client) -> None:
-        while self._retained:
-            topic, payload = next(iter(self._retained.items()))
-            await client.publish(topic, payload, qos=1, retain=True)
-            if self._retained.get(topic) is payload:
-                del self._retained[topic]
-        while rows := self._store.pending(BATCH):
+        """Send what is queued, alarms first.
+
+        The durable outbox (alarm events, notifications, command replies, room and
+        timer events) is drained before any retained message, and checked again
+        before each batch of retained messages, so an alarm never waits behind room
+        state. Retained topics are coalesced (only a topic's newest payload is
+        kept) and go out up to :data:`BATCH` at a time in flight, not one round
+        trip each.
+        """
+        while True:
+            rows = self._store.pending(BATCH)
+            if rows:
+                await asyncio.gather(
+                    *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
+                )
+                now = self._clock.monotonic()
+                self._store.acknowledged([r.id for r in rows], at=now)
+                self._store.forget_acknowledged(now - self._redeliver_s)
+                continue
+            if not self._retained:
+                return
+            batch = list(itertools.islice(self._retained.items(), BATCH))
             await asyncio.gather(
-                *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
+                *(client.publish(topic, payload, qos=1, retain=True) for topic, payload in batch)
             )
-            now = self._clock.monotonic()
-            self._store.acknowledged([r.id for r in rows], at=now)
-            self._store.forget_acknowledged(now - self._redeliver_s)
+            for topic, payload in batch:
+                if self._retained.get(topic) is payload:  # not replaced meanwhile
+                    del self._retained[topic]
 
     async def _redeliver(self, client: aiomqtt.Client) -> None:
         """After an unexpected disconnect, resend what the broker may have lost."""

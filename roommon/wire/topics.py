@@ -8,6 +8,7 @@ payload contract can live beside this one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 PREFIX = "roommon/v1"
@@ -57,6 +58,16 @@ class Topics:
 
     def status(self, instance: str) -> str:
         return f"{PREFIX}/{self.site}/status/{instance}"
+
+    def recording_filters(self, rooms: Sequence[str] | None, *, everything: bool) -> list[str]:
+        """Topic filters of a recording: the feeds, or every topic, of all or some rooms."""
+        base = f"{PREFIX}/{self.site}"
+        if rooms is None:
+            return [f"{base}/#"] if everything else [self.feed_filter()]
+        if not everything:
+            return [f"{base}/{r}/feed/+" for r in rooms]
+        # Notifications and daemon status are per site, not per room: kept whole.
+        return [*(f"{base}/{r}/#" for r in rooms), f"{base}/notify/+", f"{base}/status/+"]
 
     def parse_room_topic(self, topic: str) -> tuple[str, list[str]] | None:
         """Split ``roommon/v1/SITE/ROOM/rest...`` into (room, rest); None if not ours."""

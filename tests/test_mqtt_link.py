@@ -1,0 +1,50 @@
+"""The daemon's broker link on a real Mosquitto: alarms are never queued behind room state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from roommon.alerts.store import AlarmStore
+from roommon.core.clock import RealClock
+from roommon.testing import LOOPBACK, MosquittoBroker, MqttCollector
+from roommon.transports.broker import BrokerEndpoint
+from roommon.transports.mqtt import MqttLink
+
+pytestmark = pytest.mark.broker
+
+BACKLOG = 600  # rooms' worth of retained state waiting when the connection comes up
+
+
+async def test_alarms_go_out_ahead_of_a_backlog_of_retained_state(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    store = AlarmStore(tmp_path / "roommon.sqlite3")
+    link = MqttLink(
+        endpoint=BrokerEndpoint(host=LOOPBACK, port=broker.port),
+        client_id="roommon-t-main",
+        store=store,
+        clock=RealClock(),
+        subscriptions=[],
+        on_message=lambda _m: None,
+        will_topic="roommon/v1/t/status/main",
+        will_payload=b'{"status":"offline"}',
+        online=lambda: b'{"status":"online"}',
+    )
+    # Queued while not connected: a backlog of room states (one updated twice), then an alarm.
+    for i in range(BACKLOG):
+        link.publish_retained(f"roommon/v1/t/room{i}/state", b'{"n":1}')
+    link.publish_retained("roommon/v1/t/room0/state", b'{"n":2}')
+    store.enqueue("roommon/v1/t/room7/alarm", b'{"alarm":true}')
+    filters = ["roommon/v1/t/+/state", "roommon/v1/t/+/alarm"]
+    try:
+        async with MqttCollector(broker.port, filters) as c, link:
+            got = await c.wait_for(lambda ms: len(ms) >= BACKLOG + 1, within=30)
+    finally:
+        store.close()
+    topics = [m.topic for m in got]
+    assert topics[0] == "roommon/v1/t/room7/alarm"  # first, not after 600 states
+    states = [m for m in got if m.topic.endswith("/state")]
+    assert len(states) == BACKLOG  # coalesced: one message per room
+    assert next(m.payload for m in states if m.topic == "roommon/v1/t/room0/state") == b'{"n":2}'
