@@ -38,7 +38,7 @@ from roommon.records.physionet import read_channel
 from roommon.records.record import Episode, RecordError
 from roommon.records.wfdb_files import read_wfdb
 from roommon.runtime.audit import ALARM_TYPES, audit_type, merged_episodes
-from roommon.testing import MosquittoBroker, MqttCollector
+from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector
 from roommon.wire.payloads import decode_feed
 from tests.physionet_fixtures import physionet_record
 
@@ -47,10 +47,10 @@ pytestmark = pytest.mark.physionet
 ALARM_LINE = re.compile(r"^\d\d:\d\d:\d\d  ALARM RAISED +\w+ +(\S+)", re.MULTILINE)
 
 
-async def run_replay(*argv: str) -> tuple[int, str, str]:
+async def run_replay(*argv: str, capture: CaptureOutput | None = None) -> tuple[int, str, str]:
     args: argparse.Namespace = build_parser().parse_args(["replay", *argv])
     out, err = io.StringIO(), io.StringIO()
-    status = await replay(args, out=out, err=err)
+    status = await replay(args, out=out, err=err, outputs=[capture] if capture else [])
     return status, out.getvalue(), err.getvalue()
 
 
@@ -163,8 +163,14 @@ async def test_mimic_abp_drives_the_abp_check_at_the_configured_rates(tmp_path: 
     systolic = float(np.nanpercentile(sig.samples[: 125 * 60], 99))
     # Limits just above and well below this patient's pressure: the alarm follows the data.
     high = mimic_config(tmp_path, systolic_low=systolic + 10, mean_low=systolic + 5)
-    status, out, err = await run_replay(str(rec), "--config", str(high), "--to", "60")
+    capture = CaptureOutput()
+    status, out, err = await run_replay(
+        str(rec), "--config", str(high), "--to", "60", capture=capture
+    )
     assert (status, err) == (0, "")
+    hypotension = [e for e in capture.events if e.code == "abp.hypotension"]
+    assert hypotension
+    assert {e.origin for e in capture.events} == {"replayed"}  # data marked replayed
     assert "signal 'ABP' -> feed bed3/art (abp, 100 Hz, mmHg)" in out
     assert "signal 'MCL1' -> feed bed3/ekg (ecg, 250 Hz, mV)" in out
     assert "signal 'RESP' left out" in out
