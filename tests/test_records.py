@@ -11,6 +11,7 @@ to the same alarms as the WFDB original. Bad input is one line, exit 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import io
 import json
@@ -29,7 +30,7 @@ from roommon.cli import build_parser, main
 from roommon.cli.replay import replay
 from roommon.cli.simulate import simulate
 from roommon.config import load_config, parse_config
-from roommon.core.clock import RealClock
+from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.model import DataOrigin, SignalKind, WaveformChunk
 from roommon.ecg.offline import detect_samples
 from roommon.records.edf import read_edf
@@ -38,6 +39,7 @@ from roommon.records.physionet import read_channel
 from roommon.records.record import Episode, RecordError
 from roommon.records.wfdb_files import read_wfdb
 from roommon.runtime.audit import ALARM_TYPES, audit_type, merged_episodes
+from roommon.runtime.daemon import Daemon
 from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector
 from roommon.wire.payloads import decode_feed
 from tests.physionet_fixtures import physionet_record
@@ -490,3 +492,37 @@ async def test_simulate_from_record_publishes_it_as_room_feeds_looping(
     assert art.shape[0] == 313 or art.shape[0] == 312  # 125 Hz from 250 Hz
     assert "record" in out.getvalue()
     assert "origin 'simulated'" in out.getvalue()
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+async def test_typed_chunks_meet_the_payload_rules_on_the_one_ingest_path(tmp_path: Path) -> None:
+    config = parse_config(
+        {"site": {"id": "s1"}, "rooms": {"r1": {"feeds": {"ekg": {"kind": "ecg", "fs": 250.0}}}}}
+    )
+    clock = VirtualClock(start=1_767_225_600.0)
+
+    def chunk(unit: str, fs: float, seq: int) -> WaveformChunk:
+        return WaveformChunk(
+            room="r1", feed="ekg", kind=SignalKind.ECG, unit=unit, fs=fs,
+            t0=clock.now() + seq - 1, samples=np.zeros(250), seq=seq,
+        )
+
+    capture = CaptureOutput()
+    async with Daemon(
+        config=config, clock=clock, use_broker=False, subscribe_feeds=False,
+        extra_outputs=[capture], state_path=tmp_path / "s.sqlite3",
+    ) as daemon:
+        ingest = daemon.ingest
+        assert ingest.chunk(chunk("uV", 250.0, 1), origin=DataOrigin.REPLAYED) == "rejected"
+        assert ingest.last_reason == "wrong_unit"
+        assert ingest.chunk(chunk("mV", 500.0, 2), origin=DataOrigin.REPLAYED) == "rejected"
+        assert ingest.last_reason == "wrong_rate"
+        assert ingest.chunk(chunk("mV", 250.0, 3), origin=DataOrigin.REPLAYED) == "accepted"
+        other = dataclasses.replace(chunk("mV", 250.0, 4), feed="nope")
+        assert ingest.chunk(other) == "unknown_feed"
+        feed = daemon.pipelines["r1"].feeds["ekg"]
+        assert (feed.received, dict(feed.rejected)) == (1, {"wrong_unit": 1, "wrong_rate": 1})
+        assert daemon.counters["feed_rejected"] == 2
+        assert daemon.counters["feed_accepted"] == 1
