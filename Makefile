@@ -31,6 +31,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ecg_accuracy.py
+	$(BIN)/python bench/ecg_alarms.py
 	$(BIN)/python bench/checks.py
 	$(BIN)/python bench/hl7_out.py
 	$(BIN)/python bench/startup.py

@@ -93,7 +93,11 @@ class Run:
 
     def rates(self, after: float, before: float = math.inf) -> list[float]:
         """Heart rates published as values (not the "rate unknown" markers)."""
-        return [m.value for m in self.measurements if m.reliable and after <= m.t < before]
+        return [
+            m.value
+            for m in self.measurements
+            if m.name == "heart_rate" and m.reliable and after <= m.t < before
+        ]
 
     def shown_rate(self, at: float) -> float | None:
         """What the room state shows at time ``at``: the last heart_rate, None if unknown."""
@@ -330,7 +334,9 @@ def test_rate_unknown_while_the_signal_is_unreliable(cause: str) -> None:
     else:
         getattr(run.sim, cause)(True)
     run.run(6.0)
-    unknown = [m for m in run.measurements if m.t >= start and not m.reliable]
+    unknown = [
+        m for m in run.measurements if m.name == "heart_rate" and m.t >= start and not m.reliable
+    ]
     assert unknown, "no 'rate unknown' published"
     assert unknown[0].name == "heart_rate"
     assert math.isnan(unknown[0].value)

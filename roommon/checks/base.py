@@ -48,6 +48,7 @@ class Measurement:
     t: float
     feed: str
     reliable: bool = True
+    label: str | None = None  # a categorical value (e.g. the EKG rhythm); value is NaN then
 
 
 class CheckContext:

@@ -1,11 +1,26 @@
-"""EKG check: heart rate, asystole, brady/tachycardia, and the EKG's technical conditions.
+"""EKG check: heart rate, VF, VT, asystole, brady/tachycardia, rhythm, technical conditions.
 
 Data flow: the room pipeline passes each ECG chunk (mV) to :meth:`EcgCheck.on_chunk`
 and calls :meth:`EcgCheck.on_tick` about once a second. Per feed the check runs
-a streaming :class:`~roommon.ecg.qrs.QrsDetector` and a monitor-style
+a streaming :class:`~roommon.ecg.qrs.QrsDetector`, a
+:class:`~roommon.ecg.vf.VfAnalyser` (VF / flutter from the signal's spectrum
+and organisation, not from beats), a :class:`~roommon.ecg.beats.BeatClassifier`
+(normal or ventricular, per beat) and a monitor-style
 :class:`~roommon.ecg.heart_rate.HeartRate`, judges the signal (flat, at the
 rails, noisy, interrupted) and reports *raw* condition presence on change; the
-alarm engine applies each :class:`ConditionSpec`'s delay.
+alarm engine applies each :class:`ConditionSpec`'s delay and latching.
+
+Ventricular alarms (high priority, latching: they stay up until reset):
+
+- ``ecg.vf``: the VF analyser's condition (about 4-6 s after onset), unless beats
+  of the patient's own shape come through (two in a row), a regular rhythm of
+  them is running, or a VT run explains the oscillation (within 4 s of one).
+- ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats of one shape at a
+  mean rate above ``vt_bpm`` (120) and below 250 bpm; present until 2 s after
+  the last beat of the run.
+
+The room state carries ``ecg_rhythm``: ``vf``, ``vt``, ``asystole``,
+``bradycardia``, ``tachycardia``, ``normal_rate`` or ``unknown`` (signal unreadable).
 
 Rules:
 
@@ -16,9 +31,12 @@ Rules:
   moment the rate becomes unknown, one ``heart_rate`` measurement with
   ``reliable=False`` (value NaN) says so, and the room state stops showing
   the last rate; the next rate published replaces it.
-- Asystole needs a readable signal: a flat line is "leads off", never asystole.
-  The asystole clock counts from the last beat or from the moment the signal
-  became readable again, whichever is later.
+- Asystole needs a readable signal: a flat line is "leads off", never asystole,
+  and a noisy signal is never asystole. Leads off is a flat-line signature (under
+  ``flat_mv``, 5 µV peak to peak) or the rails; a quiet but clean baseline is
+  signal, so it neither restarts nor clears asystole. The asystole clock counts
+  from the last beat or from the moment the signal became readable again,
+  whichever is later. VF supersedes asystole.
 - Time to alarm (defaults): asystole is reported once ``asystole_s`` (4 s) of
   signal past the last beat has arrived with no beat pending, so within one
   chunk of 4 s (delay 0). An 80 -> 180 bpm step lifts the 12-beat average over
@@ -29,6 +47,7 @@ Rules:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -46,8 +65,10 @@ from roommon.checks.base import (
 )
 from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.core.model import FloatArray, SignalKind, WaveformChunk
+from roommon.ecg.beats import BeatClassifier
 from roommon.ecg.heart_rate import HeartRate
 from roommon.ecg.qrs import QrsDetector
+from roommon.ecg.vf import VfAnalyser
 
 log = structlog.get_logger(__name__)
 
@@ -67,10 +88,12 @@ class EcgSettings(CheckSettings):
         160.0, gt=0, description="Extreme tachycardia above this rate (high priority)."
     )
     flat_mv: float = Field(
-        0.02,
+        0.005,
         gt=0,
         description="Peak-to-peak below this over the last second is a flat line (leads "
-        "off). Even asystole shows more baseline movement than 20 µV.",
+        "off): a disconnected input sits still to within an ADC step or two, whereas a "
+        "quiet but connected asystole still moves by 10 µV or more. Anything above is "
+        "signal, and a quiet clean baseline is asystole, not leads off.",
     )
     rail_mv: float = Field(
         5.0,
@@ -91,6 +114,25 @@ class EcgSettings(CheckSettings):
         description="Noise when the 20th percentile of the filtered slope over 2 s "
         "exceeds this share of the clean QRS slope: a clean ECG is quiet between QRS "
         "complexes (the shared PhysioNet records stay below 0.095).",
+    )
+    vt_beats: int = Field(
+        6,
+        ge=3,
+        description="Ventricular tachycardia: at least this many consecutive ventricular "
+        "beats (wide, or shaped unlike the patient's normal beat) ...",
+    )
+    vt_bpm: float = Field(
+        120.0,
+        gt=0,
+        description="... at a rate above this (mean over the run). Default after the "
+        "6-beats-above-120 rule many monitors ship; 100 is the textbook VT rate.",
+    )
+    baseline_jump_mv: float = Field(
+        0.8,
+        gt=0,
+        description="The mean level of one second differing from the last by more than "
+        "this is artefact (electrode, amplifier recovering from overload): the signal "
+        "counts as noisy until recovery_s after the last jump.",
     )
     recovery_s: float = Field(
         3.0,
@@ -172,7 +214,25 @@ BAD_SAMPLES = ConditionSpec(
     description="EKG samples NaN or infinite reached the analysis",
 )
 
+VF = ConditionSpec(
+    code="ecg.vf",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="Ventricular fibrillation or flutter",
+    latching=True,
+)
+VT = ConditionSpec(
+    code="ecg.vt",
+    kind=AlarmKind.PHYSIOLOGICAL,
+    priority=Priority.HIGH,
+    description="Ventricular tachycardia: a run of fast ventricular beats",
+    latching=True,
+)
+
 _RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
+STUCK_MIN_MV = 0.5
+VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
+VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
 
 
 @dataclass(slots=True)
@@ -181,6 +241,15 @@ class _FeedState:
 
     fs: float
     detector: QrsDetector
+    vf: VfAnalyser
+    classifier: BeatClassifier
+    vent_run: list[float] = field(default_factory=list)  # times of consecutive V beats
+    vt_since_beat: float = math.nan  # last beat of a VT run
+    organised_until: float = -math.inf  # a regular rhythm of normal-shaped beats was seen
+    normal_beat_t: float = -math.inf  # the last of two beats in a row of the normal shape
+    last_normal: bool = False  # the last beat had the normal shape
+    vf_on: bool = False  # VF was reported present at the last evaluation
+    beat_times: deque[float] = field(default_factory=lambda: deque(maxlen=4))
     hr: HeartRate = field(default_factory=HeartRate)
     t_base: float = math.nan  # time of the detector's sample 0
     t_end: float = math.nan  # time just after the newest sample
@@ -194,6 +263,9 @@ class _FeedState:
     gap_until: float = -math.inf
     bad_until: float = -math.inf
     noisy: bool = False
+    noise_level: float = math.inf  # the last noise index (unknown: infinite)
+    baseline: float = math.nan  # mean level of the last full second
+    jump_until: float = -math.inf  # a baseline jump: noisy until then
     conditions: ConditionMemory = field(default_factory=ConditionMemory)
     # per sample rate, computed once
     second_n: int = 0  # samples in one second
@@ -205,6 +277,7 @@ class _FeedState:
     judged: tuple[bool, ...] = ()
     rated: tuple[bool, ...] = ()
     rate_shown: bool = False  # the last heart_rate published was a value
+    rhythm: str = ""  # the last ecg_rhythm published
 
 
 def _percentile(a: FloatArray, q: float) -> float:
@@ -235,6 +308,8 @@ class EcgCheck(Check):
     settings_model = EcgSettings
     conditions = (
         ASYSTOLE,
+        VF,
+        VT,
         BRADY,
         TACHY,
         BRADY_EXTREME,
@@ -280,6 +355,7 @@ class EcgCheck(Check):
         beats = st.detector.process(x)
         if self.beat_log is not None and beats.shape[0]:
             self.beat_log.setdefault(chunk.feed, []).append(st.t_base + beats / st.fs)
+        st.vf.process(x if x_kept is x else np.where(finite, x, 0.0))
         st.t_end = t_end
         self._keep_recent(st, x_kept, st.detector.last_deriv)
         readable = self._judge(st, chunk.feed, ctx)
@@ -288,8 +364,13 @@ class EcgCheck(Check):
                 t = st.t_base + b / st.fs
                 st.last_beat = t
                 st.hr.add_beat(t)
-            if beats.shape[0] and st.noisy is False:
+                self._classify(st, b, t)
+            if beats.shape[0] and st.noise_level < 0.5 * self.cfg.noise_index:
+                # The reference follows the QRS slope of clean signal only: beats
+                # found in noise are as steep as the noise, and would hide it.
                 st.ref_slope = st.detector.qrs_slope
+        else:
+            st.vent_run.clear()
         self._evaluate(st, chunk.feed, ctx, publish=bool(beats.shape[0]))
 
     def on_tick(self, now: float, ctx: CheckContext) -> None:
@@ -301,9 +382,50 @@ class EcgCheck(Check):
 
     # -------------------------------------------------------------- internals
 
+    def _classify(self, st: _FeedState, b: int, t: float) -> None:
+        """Beat shape, and the VT rule over the run of ventricular beats it ends or extends."""
+        ventricular = st.classifier.classify(st.vf.filtered, b - st.vf.filtered_start)
+        bt = st.beat_times
+        bt.append(t)
+        if (
+            len(bt) == 4
+            and st.classifier.last_corr >= 0.9
+            and min(bt[1] - bt[0], bt[2] - bt[1], bt[3] - bt[2]) > 0.4
+            and max(bt[1] - bt[0], bt[2] - bt[1], bt[3] - bt[2])
+            < 1.15 * min(bt[1] - bt[0], bt[2] - bt[1], bt[3] - bt[2])
+        ):
+            # Regular beats of the patient's own shape under 150 bpm: an organised
+            # rhythm (a paced or bundle-branch rhythm can look "busy" to the VF analysis).
+            st.organised_until = t + 2.0
+        normal = not ventricular and st.classifier.last_corr >= 0.9
+        if normal and st.last_normal:
+            st.normal_beat_t = t  # two in a row: one can match by chance in VF
+        st.last_normal = normal
+        if not ventricular:
+            st.vent_run.clear()
+            return
+        run = st.vent_run
+        if run and st.classifier.last_like_previous < VT_SIMILAR:
+            # A run of VT is one shape again and again; "beats" of noise, each shaped
+            # differently, are not a run.
+            run.clear()
+        run.append(t)
+        k = self.cfg.vt_beats
+        if len(run) > k:
+            del run[0]
+        if len(run) == k:
+            rate = 60.0 * (k - 1) / max(run[-1] - run[0], 1e-6)
+            if self.cfg.vt_bpm < rate < VT_MAX_BPM:
+                st.vt_since_beat = t
+
     def _new_state(self, chunk: WaveformChunk) -> _FeedState:
         fs = chunk.fs
-        st = _FeedState(fs=fs, detector=QrsDetector(fs=fs))
+        st = _FeedState(
+            fs=fs,
+            detector=QrsDetector(fs=fs),
+            vf=VfAnalyser(fs=fs),
+            classifier=BeatClassifier(fs=fs),
+        )
         st.second_n = round(fs)
         st.full_n = round(0.9 * fs)
         st.keep_n = round(2.0 * fs)
@@ -330,6 +452,10 @@ class EcgCheck(Check):
             missing_s=chunk.t0 - st.t_end,
         )
         st.detector = QrsDetector(fs=st.fs)
+        st.vf = VfAnalyser(fs=st.fs)
+        st.classifier = BeatClassifier(fs=st.fs)
+        st.vent_run.clear()
+        st.vt_since_beat = math.nan
         st.t_base = chunk.t0
         st.hr.reset()
         st.recent = np.zeros(0)
@@ -364,11 +490,28 @@ class EcgCheck(Check):
             if hi >= rail or lo <= -rail:  # else no sample can be at the rail
                 at_rail = np.count_nonzero(np.abs(second) >= rail) / n
             stuck = 0.0
-            if hi - lo > cfg.flat_mv:
+            # Stuck at the extremes: a large signal clipped by limits other than the
+            # rail. A small quiet one, quantised to a few ADC steps, sits at its
+            # extremes all the time and is not clipped.
+            if hi - lo > STUCK_MIN_MV:
                 stuck = np.count_nonzero((second == hi) | (second == lo)) / n
             saturated = max(at_rail, stuck) >= cfg.saturated_fraction
             flat = not saturated and hi - lo < cfg.flat_mv
         noisy = self._noise(st, full and not flat and not saturated)
+        if full:
+            # The baseline leaping by millivolts within a second is an electrode or
+            # the amplifier recovering from an overload, never the heart: while it
+            # settles the QRS may vanish, and that is not asystole.
+            level = float(second.sum()) / second.shape[0]
+            if abs(level - st.baseline) > cfg.baseline_jump_mv:
+                st.jump_until = t + cfg.recovery_s
+            st.baseline = level
+            if t < st.jump_until:
+                noisy = True
+        if noisy and (st.vf.vf_like or st.vf.present):
+            # VF and flutter are busy everywhere, as noise is; the VF analysis tells
+            # them apart (noise is broadband, VF a 2.5-10 Hz oscillation).
+            noisy = st.noisy = False
         # These five are reported here only, and only on change: skip when none changed.
         judged = (flat, saturated, noisy, t < st.gap_until, t < st.bad_until)
         if judged != st.judged:
@@ -394,6 +537,7 @@ class EcgCheck(Check):
         if ref <= 0:
             return st.noisy
         index = _percentile(st.deriv, 20.0) / ref
+        st.noise_level = index
         # Hysteresis: enter above the limit, leave below two thirds of it.
         limit = self.cfg.noise_index * (2.0 / 3.0 if st.noisy else 1.0)
         st.noisy = index > limit
@@ -402,8 +546,25 @@ class EcgCheck(Check):
     def _evaluate(self, st: _FeedState, feed: str, ctx: CheckContext, *, publish: bool) -> None:
         cfg, t = self.cfg, st.t_end
         readable = not math.isnan(st.readable_since)
+        since_vt = t - st.vt_since_beat
+        vt = readable and since_vt < 2.0
+        # A run of one-shaped ventricular beats under 250 bpm is VT, even where the
+        # VF analysis (4 s windows) also sees a sustained oscillation in it; faster,
+        # or shapeless, is VF.
+        # VF begins on a VF-like window and holds between VF-like windows (VF changes
+        # its form from second to second), but never while beats of the patient's own
+        # shape come through: in VF there are none.
+        vf = (
+            readable
+            and st.vf.present
+            and (st.vf.vf_like or st.vf_on)
+            and not t - st.normal_beat_t < 1.5
+            and t > st.organised_until
+            and not since_vt <= 4.0
+        )
+        st.vf_on = vf
         asystole = False
-        if readable:
+        if readable and not vf:
             since = (
                 st.readable_since
                 if math.isnan(st.last_beat)
@@ -416,7 +577,7 @@ class EcgCheck(Check):
             )
         # Beats are confirmed up to the detector's latency after the R peak: the
         # interval still open is only known to be that much shorter.
-        rate = st.hr.rate(t - st.latency_s) if readable and not asystole else None
+        rate = st.hr.rate(t - st.latency_s) if readable and not (asystole or vf) else None
         if asystole:
             rate = 0.0
         judged = rate is not None and not asystole
@@ -425,6 +586,8 @@ class EcgCheck(Check):
         # (the values and limits below go with a change).
         rated = (
             asystole,
+            vf,
+            vt,
             judged and r < cfg.brady_bpm,
             judged and r > cfg.tachy_bpm,
             judged and r < cfg.brady_extreme_bpm,
@@ -442,10 +605,40 @@ class EcgCheck(Check):
                 value=t - st.last_beat if not math.isnan(st.last_beat) else None,
                 limit=cfg.asystole_s,
             )
-            self._report(ctx, st, feed, BRADY, rated[1], t, r, cfg.brady_bpm)
-            self._report(ctx, st, feed, TACHY, rated[2], t, r, cfg.tachy_bpm)
-            self._report(ctx, st, feed, BRADY_EXTREME, rated[3], t, r, cfg.brady_extreme_bpm)
-            self._report(ctx, st, feed, TACHY_EXTREME, rated[4], t, r, cfg.tachy_extreme_bpm)
+            self._report(ctx, st, feed, VF, vf, t)
+            self._report(ctx, st, feed, VT, vt, t, r, cfg.vt_bpm)
+            self._report(ctx, st, feed, BRADY, rated[3], t, r, cfg.brady_bpm)
+            self._report(ctx, st, feed, TACHY, rated[4], t, r, cfg.tachy_bpm)
+            self._report(ctx, st, feed, BRADY_EXTREME, rated[5], t, r, cfg.brady_extreme_bpm)
+            self._report(ctx, st, feed, TACHY_EXTREME, rated[6], t, r, cfg.tachy_extreme_bpm)
+        if vf:
+            rhythm = "vf"
+        elif vt:
+            rhythm = "vt"
+        elif asystole:
+            rhythm = "asystole"
+        elif not judged:
+            rhythm = "unknown"
+        elif r < cfg.brady_bpm:
+            rhythm = "bradycardia"
+        elif r > cfg.tachy_bpm:
+            rhythm = "tachycardia"
+        else:
+            rhythm = "normal_rate"
+        if rhythm != st.rhythm:
+            st.rhythm = rhythm
+            # Categorical: the label is the value (reliable=False keeps "value" null).
+            ctx.measure(
+                Measurement(
+                    name="ecg_rhythm",
+                    value=math.nan,
+                    unit="",
+                    t=t,
+                    feed=feed,
+                    reliable=False,
+                    label=rhythm,
+                )
+            )
         if rate is not None:
             if publish:
                 ctx.measure(Measurement(name="heart_rate", value=rate, unit="bpm", t=t, feed=feed))

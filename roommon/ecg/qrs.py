@@ -77,6 +77,16 @@ MAX_FS: Final = 1000.0
 # A QRS is steep: a candidate with less than this share of the recent QRS's median
 # steepest slope is a T or P wave or baseline movement, whatever its size.
 SLOPE_FLOOR: Final = 0.4
+# At search-back (a beat is overdue) a candidate of at least this share of the
+# recent R amplitude needs only this share of the slope: wide, slurred ectopic
+# beats (PVCs, aberrated APCs) are big but not steep.
+SEARCHBACK_AMPLITUDE: Final = 0.3
+SEARCHBACK_SLOPE_FLOOR: Final = 0.2
+# Re-learning after a sudden amplitude drop accepts beats down to these shares of
+# the recent QRS slope and R amplitude, no lower: P waves in a ventricular
+# standstill are smaller and flatter still, and must never become "beats".
+RELEARN_SLOPE_FLOOR: Final = 0.2
+MIN_AMPLITUDE_SHARE: Final = 0.15
 
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
@@ -157,6 +167,7 @@ class QrsDetector:
         "_learn_end",
         "_learned",
         "_learning",
+        "_max_rr",
         "_merge",
         "_min_qrs_mv",
         "_mwi_tail",
@@ -180,6 +191,7 @@ class QrsDetector:
         "_thr",
         "_win",
         "_zi",
+        "_zi_unit",
         "last_deriv",
     )
 
@@ -189,7 +201,7 @@ class QrsDetector:
         fs: float,
         min_qrs_mv: float = 0.15,
         learn_s: float = 2.0,
-        relearn_s: float = 5.0,
+        relearn_s: float = 2.0,
     ) -> None:
         if not MIN_FS <= fs <= MAX_FS:
             raise ValueError(f"sample rate {fs} Hz outside {MIN_FS}..{MAX_FS} Hz")
@@ -201,12 +213,17 @@ class QrsDetector:
         self._b: FloatArray = np.convolve(b, [1.0, 0.0, -1.0]) * (self._fs / 2.0)
         self._a: FloatArray = np.asarray(a, dtype=np.float64)
         self._zi: FloatArray = np.zeros(max(len(self._a), len(self._b)) - 1)
+        # Filter state of a signal that has been at 1 mV for ever: scaled by the first
+        # sample, a record starting at a DC offset gives no start-up transient (no
+        # false "beat" in its first 50 ms).
+        self._zi_unit: FloatArray = _Scipy.load().lfilter_zi(self._b, self._a)
         self._win = max(2, round(0.150 * self._fs))  # integration window
         self._merge = round(0.200 * self._fs)  # candidate spacing = look-ahead
         self._refractory = round(0.200 * self._fs)
         self._t_wave = round(0.360 * self._fs)
         self._learn_end = round(learn_s * self._fs)
         self._relearn = round(relearn_s * self._fs)
+        self._max_rr = round(5.0 * self._fs)  # longer "intervals" are pauses, not rhythm
         self._sq_tail: FloatArray = np.zeros(self._win)
         self._mwi_tail: FloatArray = np.zeros(2)  # integral at n-2, n-1
         self._n = 0  # samples consumed
@@ -283,7 +300,7 @@ class QrsDetector:
     @property
     def qrs_slope(self) -> float:
         """Median steepest filtered slope of the recent beats (mV/s), 0 before the first."""
-        return self._last_slope
+        return self._median_slope()
 
     def process(self, samples: npt.ArrayLike) -> IntArray:
         """Feed consecutive samples (mV); return the R peaks this call confirmed."""
@@ -294,6 +311,8 @@ class QrsDetector:
         finite = np.isfinite(x)
         if np.count_nonzero(finite) != n:
             x = self._hold_last_finite(x, finite)
+        if self._n == 0:
+            self._zi = self._zi_unit * x.item(0)
         self._last_x = x.item(-1)
         start = self._n
         d, self._zi = filter_chunk(self._b, self._a, x, self._zi)
@@ -415,13 +434,24 @@ class QrsDetector:
             self._thr = thr = noise + 0.3125 * (qrs - noise)
         return thr
 
-    def _qrs_like(self, c: _Candidate) -> bool:
+    def _qrs_like(self, c: _Candidate, *, searchback: bool = False) -> bool:
         """Shape tests besides size: large enough in mV, steep enough, not a T wave."""
-        if c.amplitude < self._min_qrs_mv or c.slope < SLOPE_FLOOR * self._median_slope():
+        if c.amplitude < max(self._min_qrs_mv, MIN_AMPLITUDE_SHARE * self.qrs_amplitude_mv):
+            return False
+        floor = SLOPE_FLOOR
+        if searchback and c.amplitude >= SEARCHBACK_AMPLITUDE * self.qrs_amplitude_mv:
+            floor = SEARCHBACK_SLOPE_FLOOR
+        if c.slope < floor * self._median_slope():
             return False
         last = self._last_qrs
-        # A T wave: close behind a QRS and much less steep than it.
-        return last is None or c.idx - last.idx >= self._t_wave or c.slope >= 0.5 * last.slope
+        # A T wave: close behind a QRS, much less steep and smaller than it (an early
+        # PVC in atrial fibrillation is as big as the QRS before it).
+        return (
+            last is None
+            or c.idx - last.idx >= self._t_wave
+            or c.slope >= 0.5 * last.slope
+            or c.amplitude >= 0.8 * last.amplitude
+        )
 
     def _median_slope(self) -> float:
         med = self._slope_med
@@ -435,12 +465,25 @@ class QrsDetector:
             self._rr_mean_n = int(sum(self._rr) / len(self._rr))
         return self._rr_mean_n
 
+    def _relearn_period(self) -> int:
+        """Samples without a QRS after which the levels are learnt again.
+
+        ``relearn_s`` (2 s), so that after a sudden drop in QRS amplitude beats are
+        found again well inside the 4 s asystole limit; in a slow rhythm no sooner
+        than 1.8 R-R intervals, so a long but ordinary interval is not a reason.
+        """
+        rr = self._rr_mean()
+        if rr is None:
+            return self._relearn
+        return max(self._relearn, round(1.8 * rr))
+
     def _searchback_deadline(self) -> int:
         rr = self._rr_mean()
+        relearn = self._relearn_period()
         if rr is None or self._sb_done or self._last_qrs is None:
             # No rhythm yet, or search-back already failed: only re-learning remains.
-            return self._ref + self._relearn
-        return self._ref + min(round(1.66 * rr), self._relearn)
+            return self._ref + relearn
+        return self._ref + min(round(1.66 * rr), relearn)
 
     def _decide(self, complete: int, out: list[int]) -> None:
         if not self._learned:
@@ -480,6 +523,7 @@ class QrsDetector:
             return
         thr = self._threshold()
         if c.value > thr and self._qrs_like(c):
+            self._search_gap(c, thr, out)
             self._accept(c, c.value, out)
         else:
             self._noise_peaks.append(c.value)
@@ -488,11 +532,39 @@ class QrsDetector:
             while len(self._noise_cands) > 64:
                 self._noise_cands.popleft()
 
+    def _search_gap(self, c: _Candidate, thr: float, out: list[int]) -> None:
+        """Search back inside a long interval that a beat closed before the deadline.
+
+        Search-back proper waits 1.66 mean R-R intervals; when the next ordinary
+        QRS comes sooner (an early, small, slurred beat in atrial fibrillation or
+        an aberrated premature beat followed by a pause), the skipped beat would be
+        lost. So an interval over 1.5 mean R-R is searched the same way, for a
+        candidate at least the refractory period from both ends.
+        """
+        last, rr = self._last_qrs, self._rr_mean()
+        if last is None or rr is None or c.idx - last.idx <= 1.5 * rr:
+            return
+        half = 0.5 * thr
+        best: _Candidate | None = None
+        for n in self._noise_cands:
+            if (
+                n.r_idx - last.r_idx >= self._refractory
+                and c.r_idx - n.r_idx >= self._refractory
+                and n.value > half
+                and self._qrs_like(n, searchback=True)
+                and (best is None or n.value > best.value)
+            ):
+                best = n
+        if best is None:
+            return
+        qrs = _median_of_levels(self._qrs_peaks) if self._qrs_peaks else best.value
+        self._accept(best, 0.25 * best.value + 0.75 * qrs, out)
+
     def _accept(self, c: _Candidate, peak: float, out: list[int]) -> None:
         last = self._last_qrs
         if last is not None:
             rr = c.idx - last.idx
-            if rr < self._relearn:
+            if rr < self._max_rr:
                 self._rr.append(rr)
                 self._rr_mean_n = None
         self._ref = c.idx
@@ -509,7 +581,7 @@ class QrsDetector:
 
     def _search_back(self, deadline: int, out: list[int]) -> None:
         ref = self._ref
-        relearn = deadline - ref >= self._relearn
+        relearn = deadline - ref >= self._relearn_period()
         if relearn:
             self._relearn_thresholds(deadline)
         half = 0.5 * self._threshold()
@@ -519,7 +591,11 @@ class QrsDetector:
                 self._last_qrs is not None and c.r_idx - self._last_qrs.r_idx < self._refractory
             ):
                 continue
-            if c.value > half and self._qrs_like(c) and (best is None or c.value > best.value):
+            if (
+                c.value > half
+                and self._qrs_like(c, searchback=True)
+                and (best is None or c.value > best.value)
+            ):
                 best = c
         if best is None:
             self._sb_done = True
@@ -536,9 +612,15 @@ class QrsDetector:
 
     def _relearn_thresholds(self, deadline: int) -> None:
         """No QRS for a long time (amplitude change, lead swap): start the levels over."""
-        recent = [c.value for c in self._noise_cands if c.idx > deadline - self._learn_end]
+        recent = [c for c in self._noise_cands if c.idx > deadline - self._learn_end]
         self._qrs_peaks.clear()
         self._noise_peaks.clear()
         if recent:
-            self._qrs_peaks.append(0.5 * max(recent))
+            self._qrs_peaks.append(0.5 * max(c.value for c in recent))
+            steepest = max(c.slope for c in recent)
+            old = self._median_slope()
+            if steepest < old:
+                self._slopes.clear()
+                self._slopes.append(max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old))
+                self._slope_med = None
         self._thr = None

@@ -480,7 +480,11 @@ class RoomPipeline:
         for m in measurements:
             self._checked.add(m.name)
             self.measurements[m.name] = MeasurementValue(
-                value=m.value if m.reliable else None, unit=m.unit, t=m.t, feed=m.feed
+                value=m.value if m.reliable else None,
+                unit=m.unit,
+                t=m.t,
+                feed=m.feed,
+                label=m.label,
             )
             for other in self.checks:
                 if other is not check:

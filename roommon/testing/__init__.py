@@ -9,6 +9,7 @@
 * :mod:`~roommon.testing.drivers`: the contract every registered serial driver keeps;
 * :mod:`~roommon.testing.logs`: structured-log capture;
 * :mod:`~roommon.testing.browser`: the headless Chromium of the display tests.
+* :mod:`~roommon.testing.ecg_replay`: an ECG signal replayed through a room pipeline.
 
 Nothing here is mocked. Only loopback addresses are ever used.
 """

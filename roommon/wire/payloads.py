@@ -317,6 +317,11 @@ class MeasurementValue(_Out):
     unit: str
     t: float
     feed: str
+    label: str | None = Field(
+        default=None,
+        description="A categorical measurement's value, e.g. ecg_rhythm: vf, vt, asystole, "
+        "bradycardia, tachycardia, normal_rate or unknown (value is null then).",
+    )
 
 
 class RoomStateMessage(_Out):

@@ -1,0 +1,165 @@
+"""EKG alarms on real PhysioNet records, through a room pipeline on the virtual clock.
+
+Each test replays an excerpt of a shared record (channel 0, 1 s chunks) with
+:func:`roommon.testing.replay_ecg_through_room`: the real EKG check, alarm engine
+and room state. Times are seconds from the excerpt's start; where the record's
+annotations say when something happens, the expectation comes from them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roommon.ecg.offline import detect_samples, match_beats
+from roommon.ecg.reference import Reference, read_reference
+from roommon.records.physionet import read_channel
+from roommon.testing.ecg_replay import EcgRoomRun, replay_ecg_through_room
+from tests.physionet_fixtures import physionet_record
+
+pytestmark = pytest.mark.physionet
+
+
+def excerpt(
+    db: str, record: str, start_s: float, end_s: float
+) -> tuple[np.ndarray, float, Reference]:
+    path = physionet_record(db, record)
+    sig = read_channel(path)
+    ref = read_reference(path, fs=sig.fs, n_samples=sig.samples.shape[0])
+    a, b = round(start_s * sig.fs), round(end_s * sig.fs)
+    return sig.samples[a:b], sig.fs, ref
+
+
+def ever(run: EcgRoomRun, code: str) -> bool:
+    return bool(run.raised(code))
+
+
+async def test_ventricular_flutter_is_a_latching_high_priority_alarm_within_10_s() -> None:
+    # mitdb 207's longest flutter episode (annotated [ .. ], about 98 s).
+    x, fs, ref = excerpt("mitdb", "207", 1480.0, 1700.0)
+    onset, end = max(ref.vf, key=lambda s: s[1] - s[0])
+    onset, end = onset - 1480.0, end - 1480.0
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = run.raised("ecg.vf")
+    assert raised, "no VF alarm during 98 s of ventricular flutter"
+    assert 0.0 <= raised[0] - onset <= 10.0
+    assert run.rhythm[round(onset) + 15] == "vf"
+    assert run.shown_rate[round(onset) + 15] is None  # no rate is shown in VF
+    assert not ever(run, "ecg.asystole")
+    # The flutter ends: the condition goes, the alarm stays latched until reset.
+    latched = [t for t, c, tr in run.events if c == "ecg.vf" and tr == "latched"]
+    assert latched
+    assert latched[-1] > end - 1.0
+    assert not any(c == "ecg.vf" and tr == "cleared" for _, c, tr in run.events)
+    assert run.state is not None
+    alarm = next(a for a in run.state.alarms if a.code == "ecg.vf")
+    assert alarm.priority == "high"
+
+
+async def test_ventricular_fibrillation_on_a_monitor_record() -> None:
+    # cudb cu01 (a Holter recording): VF from about 214 s to the end.
+    x, fs, ref = excerpt("cudb", "cu01", 150.0, 300.0)
+    onset = ref.vf[0][0] - 150.0
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = run.raised("ecg.vf")
+    assert raised
+    assert raised[0] - onset <= 10.0
+    assert not [t for t in raised if t < onset - 30.0]
+    assert not ever(run, "ecg.asystole")
+
+
+async def test_ventricular_tachycardia_run_alarmed_within_10_s() -> None:
+    # mitdb 205: a run of fast PVCs (six or more above 120 bpm) near 1461 s.
+    x, fs, ref = excerpt("mitdb", "205", 1400.0, 1500.0)
+    runs = [(a - 1400.0, b - 1400.0) for a, b in ref.ventricular_runs(min_beats=6, min_bpm=120)]
+    runs = [r for r in runs if 0 < r[0] < 100]
+    assert runs
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = run.raised("ecg.vt")
+    assert raised
+    assert 0.0 <= raised[0] - runs[0][0] <= 10.0
+    assert "vt" in run.rhythm
+    assert not ever(run, "ecg.vf")
+
+
+async def test_no_ventricular_alarm_on_normal_rhythm_with_ectopy() -> None:
+    # mitdb 119: 444 PVCs in bigeminy and trigeminy, but never three in a row.
+    x, fs, _ = excerpt("mitdb", "119", 0.0, 900.0)
+    run = await replay_ecg_through_room(x, fs=fs)
+    for code in ("ecg.vf", "ecg.vt", "ecg.asystole", "ecg.brady", "ecg.tachy"):
+        assert not ever(run, code), code
+
+
+async def test_asystole_with_a_quiet_clean_baseline() -> None:
+    # 40 s of mitdb 100, then the heart stops: a connected lead still shows a quiet
+    # baseline: 2 µV of noise at the record's 5 µV resolution, 10-15 µV peak to peak,
+    # under the 20 µV that used to count as a flat line. Not leads off.
+    x, fs, ref = excerpt("mitdb", "100", 0.0, 39.5)
+    rng = np.random.default_rng(3)
+    step = 0.005
+    quiet = x[-1] + np.round(rng.normal(0.0, 0.002, round(20 * fs)) / step) * step
+    assert 0.005 <= np.ptp(quiet) < 0.02
+    run = await replay_ecg_through_room(np.concatenate((x, quiet)), fs=fs)
+    last_beat = float(ref.beats[ref.beats < x.shape[0]][-1]) / fs
+    raised = run.raised("ecg.asystole")
+    assert raised
+    assert 4.0 <= raised[0] - last_beat <= 5.0
+    assert not ever(run, "ecg.leads_off")
+    # Quiet seconds do not clear it: it stays raised to the end.
+    assert not any(c == "ecg.asystole" and tr == "cleared" for _, c, tr in run.events)
+    assert run.rhythm[-1] == "asystole"
+    assert run.shown_rate[-1] == 0.0
+
+
+async def test_a_truly_flat_line_is_leads_off_never_asystole() -> None:
+    x, fs, _ = excerpt("mitdb", "100", 0.0, 39.5)
+    flat = np.full(round(20 * fs), x[-1])
+    run = await replay_ecg_through_room(np.concatenate((x, flat)), fs=fs)
+    assert ever(run, "ecg.leads_off")
+    assert not ever(run, "ecg.asystole")
+    assert run.shown_rate[-1] is None
+
+
+async def test_sudden_amplitude_drop_is_relearnt_before_asystole() -> None:
+    # The lead moves: from 60 s the QRS is a quarter of its size. The detector must
+    # find the beats again within about 2 s, well before the 4 s asystole limit.
+    x, fs, ref = excerpt("mitdb", "100", 0.0, 120.0)
+    y = x.copy()
+    y[round(60 * fs) :] *= 0.25
+    run = await replay_ecg_through_room(y, fs=fs)
+    assert not ever(run, "ecg.asystole")
+    assert not ever(run, "ecg.brady")
+    beats = detect_samples(y, fs=fs)
+    late = ref.beats[(ref.beats > 62.5 * fs) & (ref.beats < 118 * fs)]
+    m = match_beats(late, beats[(beats > 62.0 * fs) & (beats < 118.5 * fs)], fs=fs)
+    assert m.sensitivity == 1.0
+
+
+async def test_noise_holds_the_rate_and_its_alarms() -> None:
+    # mitdb 100 with the nstdb muscle-artefact record added at -12 dB from 60 s
+    # (noise power 16 times the QRS power, nst's definition): the room must show
+    # "--" at least part of the time, raise ecg.noisy, and raise no rhythm alarm.
+    x, fs, ref = excerpt("mitdb", "100", 0.0, 180.0)
+    noise = read_channel(physionet_record("nstdb", "ma")).samples[: x.shape[0]]
+    noise = noise - noise.mean()
+    half = round(0.05 * fs)
+    pp = np.median([np.ptp(x[b - half : b + half]) for b in ref.beats[2:150].tolist()])
+    gain = np.sqrt(pp**2 / 8.0 * 10 ** (12 / 10) / np.mean(noise[round(60 * fs) :] ** 2))
+    ramp = np.clip((np.arange(x.shape[0]) / fs - 60.0), 0.0, 1.0)
+    run = await replay_ecg_through_room(x + ramp * gain * noise, fs=fs)
+    assert ever(run, "ecg.noisy")
+    assert None in run.shown_rate[65:]
+    for code in ("ecg.vf", "ecg.vt", "ecg.asystole", "ecg.brady", "ecg.tachy_extreme"):
+        assert not ever(run, code), code
+
+
+@pytest.mark.parametrize("record", ["102", "104", "107", "217"])
+async def test_paced_records_count_each_beat_once_and_raise_nothing(record: str) -> None:
+    x, fs, ref = excerpt("mitdb", record, 0.0, 1805.0)
+    beats = detect_samples(x, fs=fs)
+    m = match_beats(ref.beats, beats, fs=fs)
+    assert m.sensitivity >= 0.99
+    assert m.positive_predictivity >= 0.99  # pacer spike + QRS would be two "beats"
+    run = await replay_ecg_through_room(x, fs=fs)
+    for code in ("ecg.vf", "ecg.asystole", "ecg.brady", "ecg.tachy"):
+        assert not ever(run, code), code
