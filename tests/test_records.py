@@ -36,9 +36,9 @@ from roommon.ecg.offline import detect_samples
 from roommon.records.edf import read_edf
 from roommon.records.mapping import kind_for, resample
 from roommon.records.physionet import read_channel
-from roommon.records.record import Episode, RecordError
+from roommon.records.record import Episode, RecordError, Reference
 from roommon.records.wfdb_files import read_wfdb
-from roommon.runtime.audit import ALARM_TYPES, audit_type, merged_episodes
+from roommon.runtime.audit import ALARM_TYPES, audit, audit_type, merged_episodes
 from roommon.runtime.daemon import Daemon
 from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector
 from roommon.wire.payloads import decode_feed
@@ -111,6 +111,28 @@ def test_audit_scores_true_false_missed_and_time_to_alarm() -> None:
     assert (missed.detected, missed.missed, missed.false_alarms) == (0, 2, 0)
 
 
+def test_beats_in_flutter_are_left_out_of_beat_scoring() -> None:
+    start = 1_767_225_600.0
+    reference = Reference(
+        source="synthetic",
+        beats_s=np.arange(2.0, 20.0, 1.0),  # 2..19 s, none annotated in the flutter
+        episodes=(Episode("VFL", 8.5, 12.5),),
+    )
+    detected = np.concatenate([np.arange(2.0, 20.0, 1.0), [9.2, 10.1, 11.7]]) + start
+    result = audit(
+        reference,
+        [],
+        record_start_epoch=start,
+        from_s=0.0,
+        to_s=21.0,
+        beats={"ii": (np.sort(detected), 250.0)},
+    )
+    (beats,) = result.beats
+    # 9, 10, 11, 12 s and the three flutter "beats" are inside 8.5-12.5 s: not scored.
+    assert (beats.reference, beats.detected, beats.false_pos) == (14, 14, 0)
+    assert len(beats.detected_samples) == 21
+
+
 async def test_vfdb_audit_counts_annotated_episodes(tmp_path: Path) -> None:
     rec = physionet_record("vfdb", "419")
     lo, hi = 30.0, 120.0
@@ -138,6 +160,9 @@ async def test_vfdb_audit_counts_annotated_episodes(tmp_path: Path) -> None:
     assert got["episodes"] == want
     assert got["detected"] + got["missed"] == want
     assert got["true_alarms"] + got["false_alarms"] == got["alarms"]
+    # The EKG check's VF alarm (issue 15) finds this stretch's flutter episodes.
+    assert got["detected"] > 0
+    assert len(got["times_to_alarm_s"]) == got["detected"]
     assert doc["window_s"] == [lo, hi]
     assert "Alarm audit against" in out
     assert re.search(r"\n  vf +\d+ +\d+ +\d+ +" + str(want), out)

@@ -20,8 +20,10 @@ simply never appear: they count as not raised.
 **Beats**: each EKG feed's detected beats (the room's own QRS detector) are
 scored against the reference beats with
 :func:`roommon.ecg.offline.match_beats` (150 ms window), as ``ecg-beats`` is:
-sensitivity (Se) and positive predictivity (+P). The last ``BEAT_EDGE_S`` of
-the window are left out on both sides (a beat there may not be confirmed yet).
+sensitivity (Se) and positive predictivity (+P). The first and last
+``BEAT_EDGE_S`` of the window are left out (a beat there may not be confirmed
+yet), and so are ventricular flutter/fibrillation episodes, on both sides
+(the EC57 convention: there is no QRS complex to detect).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class AlarmType:
     labels: frozenset[str]  # annotation labels, upper case, without the leading "("
 
 
+#: Ventricular flutter/fibrillation: no QRS complexes to detect, left out of beat scoring.
+VF_LABELS: Final = frozenset({"VF", "VFIB", "VFL"})
+
 ALARM_TYPES: Final = (
     AlarmType("asystole", frozenset({"ecg.asystole"}), frozenset({"ASYS", "ASYSTOLE"})),
     AlarmType(
@@ -62,7 +67,7 @@ ALARM_TYPES: Final = (
         frozenset({"ecg.tachy", "ecg.tachy_extreme"}),
         frozenset({"SVTA", "TACHY", "TACHYCARDIA", "STACH"}),
     ),
-    AlarmType("vf", frozenset({"ecg.vf"}), frozenset({"VF", "VFIB", "VFL"})),
+    AlarmType("vf", frozenset({"ecg.vf"}), VF_LABELS),
     AlarmType("vt", frozenset({"ecg.vt"}), frozenset({"VT"})),
     AlarmType(
         "desaturation",
@@ -245,11 +250,21 @@ def audit(
     beat_audits = []
     if reference.has_beats and beats:
         lo, hi = from_s + BEAT_EDGE_S, to_s - BEAT_EDGE_S
-        ref = reference.beats_s[(reference.beats_s >= lo) & (reference.beats_s < hi)]
+        flutter = merged_episodes(
+            (e for e in reference.episodes if e.label.upper() in VF_LABELS), lo=lo, hi=hi
+        )
+
+        def scored(t: FloatArray) -> FloatArray:
+            keep = (t >= lo) & (t < hi)
+            for s, e in flutter:
+                keep &= (t < s) | (t >= e)
+            return t[keep]
+
+        ref = scored(reference.beats_s)
         for feed in sorted(beats):
             detected_t, fs = beats[feed]
             rel = detected_t - record_start_epoch
-            det = rel[(rel >= lo) & (rel < hi)]
+            det = scored(rel)
             m = match_beats(
                 np.round(ref * fs).astype(np.int64), np.round(det * fs).astype(np.int64), fs=fs
             )
