@@ -120,6 +120,19 @@ def _samples(p: WaveformPayload) -> np.ndarray[Any, np.dtype[np.float64]]:
     return arr
 
 
+def check_waveform_fits(
+    got_kind: SignalKind, got_unit: str, got_fs: float, *, kind: SignalKind, unit: str, fs: float
+) -> None:
+    """ProtocolError unless a waveform's kind, unit and rate are its feed's (payload or
+    typed chunk alike: the one rule of both ingest paths)."""
+    if got_kind != kind:
+        raise ProtocolError("wrong_kind", f"kind: feed carries {kind}, payload says {got_kind}")
+    if got_unit != unit:
+        raise ProtocolError("wrong_unit", f"unit: feed is in {unit!r}, payload says {got_unit!r}")
+    if abs(got_fs - fs) > FS_TOLERANCE * fs:
+        raise ProtocolError("wrong_rate", f"fs: feed is {fs} Hz, payload says {got_fs} Hz")
+
+
 def decode_feed(
     payload: bytes,
     *,
@@ -141,14 +154,7 @@ def decode_feed(
     except ValidationError as exc:
         raise _validation_reason(exc) from exc
     if kind.is_waveform:
-        if wp.kind != kind:
-            raise ProtocolError("wrong_kind", f"kind: feed carries {kind}, payload says {wp.kind}")
-        if wp.unit != unit:
-            raise ProtocolError(
-                "wrong_unit", f"unit: feed is in {unit!r}, payload says {wp.unit!r}"
-            )
-        if abs(wp.fs - fs) > FS_TOLERANCE * fs:
-            raise ProtocolError("wrong_rate", f"fs: feed is {fs} Hz, payload says {wp.fs} Hz")
+        check_waveform_fits(wp.kind, wp.unit, wp.fs, kind=kind, unit=unit, fs=fs)
         return WaveformChunk(
             room=room,
             feed=feed,
