@@ -31,6 +31,7 @@ def start_epoch(epoch: float | None) -> float:
     """The UTC time a record is replayed from: its own, unless missing or before 2001."""
     return epoch if epoch is not None and epoch >= EARLIEST_EPOCH else DEFAULT_START_EPOCH
 
+
 #: WFDB beat annotation symbols (the 19 beat labels of ``wfdb``'s label table).
 BEAT_SYMBOLS: Final = frozenset("NLRBAaJSVrFejnE/fQ?")
 

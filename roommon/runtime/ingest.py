@@ -81,9 +81,7 @@ class FeedIngest:
             return "rejected"
         return self._accept(pipeline, sample, origin)
 
-    def chunk(
-        self, chunk: WaveformChunk, *, origin: DataOrigin | None = None
-    ) -> Outcome:
+    def chunk(self, chunk: WaveformChunk, *, origin: DataOrigin | None = None) -> Outcome:
         """A typed chunk (a record replay's: no payload to decode) for its room and feed,
         checked against the feed as a payload is, counted and handed over the same way."""
         pipeline = self._pipelines.get(chunk.room)
@@ -98,7 +96,11 @@ class FeedIngest:
             return "unknown_feed"
         try:
             check_waveform_fits(
-                chunk.kind, chunk.unit, chunk.fs, kind=feed.kind, unit=feed.effective_unit,
+                chunk.kind,
+                chunk.unit,
+                chunk.fs,
+                kind=feed.kind,
+                unit=feed.effective_unit,
                 fs=feed.fs,
             )
         except ProtocolError as err:

@@ -31,7 +31,7 @@ Action = Literal[
 class CommandPayload(BaseModel):
     """A command (topic ``.../ROOM/command/CLIENT``, QoS 1, not retained)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True)
 
     v: Literal[1]
     id: str = Field(min_length=1, max_length=64, description="Sender's id for the reply.")
@@ -62,7 +62,7 @@ class CommandPayload(BaseModel):
 class CommandReply(BaseModel):
     """The answer to one command (topic ``.../ROOM/command/reply/CLIENT``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     v: Literal[1] = 1
     id: str | None = Field(description="The command's id; null if it could not be read.")

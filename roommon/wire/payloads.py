@@ -37,7 +37,7 @@ Epoch = Annotated[float, Field(gt=946_684_800.0, lt=4_102_444_800.0, description
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------- inbound
@@ -232,7 +232,7 @@ def encode_reading(reading: NumericReading) -> bytes:
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 Transition = Literal[
