@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/scenarios.py
 	$(BIN)/python bench/display.py
+	$(BIN)/python bench/record_replay.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -34,7 +34,7 @@ from roommon.transports.broker import BrokerConfig
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SiteConfig(_Section):

@@ -20,7 +20,7 @@ from roommon.core.phases import Phase
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class AlarmOverride(_Settings):

@@ -25,7 +25,7 @@ from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformC
 class CheckSettings(BaseModel):
     """Base for every check's settings model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,6 +328,9 @@ class EcgCheck(Check):
         assert isinstance(settings, EcgSettings)
         self.cfg = settings
         self._state: dict[str, _FeedState] = {}
+        #: Off (None) in the daemon. A record replay sets it to ``{}`` to collect every
+        #: beat the detector confirms, per feed (UTC seconds), to score them afterwards.
+        self.beat_log: dict[str, list[FloatArray]] | None = None
 
     # ------------------------------------------------------------------ hooks
 
@@ -350,6 +353,8 @@ class EcgCheck(Check):
         else:
             x_kept = x
         beats = st.detector.process(x)
+        if self.beat_log is not None and beats.shape[0]:
+            self.beat_log.setdefault(chunk.feed, []).append(st.t_base + beats / st.fs)
         st.vf.process(x if x_kept is x else np.where(finite, x, 0.0))
         st.t_end = t_end
         self._keep_recent(st, x_kept, st.detector.last_deriv)

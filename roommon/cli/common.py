@@ -9,7 +9,6 @@ load a config the same way and report a bad one the same way (exit 2).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import math
 import signal
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from roommon.core.errors import ConfigError, RoommonError, StoreOpenError, UsageError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from roommon.config import Config
     from roommon.transports.broker import BrokerEndpoint
 
@@ -103,6 +104,8 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) 
     is set (finishing a file, printing its summary) and returns its exit status.
     """
 
+    import asyncio  # not at module level: commands that run no loop start faster
+
     async def runner() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -120,6 +123,8 @@ async def cancel_on_stop(work: Coroutine[Any, Any, int], stop: asyncio.Event) ->
     For commands whose work ends by cancellation (it prints its summary on the
     way out), under :func:`run_until_signal`.
     """
+    import asyncio
+
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(work, name="roommon-command")
         waiter = tg.create_task(stop.wait(), name="roommon-stop")

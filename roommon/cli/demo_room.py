@@ -189,8 +189,14 @@ class DemoRun:
             _, n = console.checks_due.pop(0)
             try:
                 pipeline.recovery_command(
-                    NurseCommand(v=1, id=f"check{n}", room="proc1", action="check_done",
-                                 check_no=n, vitals=True),
+                    NurseCommand(
+                        v=1,
+                        id=f"check{n}",
+                        room="proc1",
+                        action="check_done",
+                        check_no=n,
+                        vitals=True,
+                    ),
                     client="demo-nurse",
                 )
             except CommandError as err:
@@ -236,8 +242,11 @@ async def run_room(
                     await real.sleep(1.0 / speed)
             events = run.daemon.store.events()
             if run.display is not None:
-                print("script done; the room goes on in real time for the display "
-                      "(Ctrl-C ends)", file=out, flush=True)
+                print(
+                    "script done; the room goes on in real time for the display (Ctrl-C ends)",
+                    file=out,
+                    flush=True,
+                )
                 while True:
                     await run.step()
                     await real.sleep(1.0)

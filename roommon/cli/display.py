@@ -64,8 +64,14 @@ def run(args: argparse.Namespace) -> int:
     configure(clock=clock, level=args.log_level)
     host, port = args.listen
     service = DisplayService(
-        config=config, users=users, host=host, port=port, clock=clock, broker=args.broker,
-        client_id=args.client_id, waves=args.waves,
+        config=config,
+        users=users,
+        host=host,
+        port=port,
+        clock=clock,
+        broker=args.broker,
+        client_id=args.client_id,
+        waves=args.waves,
     )
 
     async def main(stop: asyncio.Event) -> int:

@@ -1,21 +1,27 @@
 """``roommon replay``: a recording's feeds through a real daemon on a virtual clock.
 
-Alarms, room and timer events are printed as they happen, then the alarm
-burden. Data is marked replayed. Exit: 0 done, 2 bad usage, configuration,
-file, or a recording that does not fit the config.
+An MCAP recording (docs/recording.md) or a WFDB/EDF record (docs/records.md:
+signals mapped to a room's feeds, with ``--config`` or a config made from the
+record, and an alarm audit against its reference annotations). Alarms, room
+and timer events are printed as they happen, then the alarm burden. Data is
+marked replayed. Exit: 0 done, 2 bad usage, configuration, file, or a
+recording that does not fit the config.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
+import json
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
+import numpy as np
 import structlog
 
 from roommon.cli.common import (
@@ -32,11 +38,15 @@ from roommon.config import Config
 from roommon.core.clock import Clock, RealClock, VirtualClock, iso
 from roommon.core.errors import UsageError
 from roommon.core.logs import configure
+from roommon.core.model import FloatArray
 from roommon.transports.broker import parse_broker_url
 
 if TYPE_CHECKING:
     from roommon.room.pipeline import RoomOutput
-    from roommon.transports.mcap_files import RecordingFile
+    from roommon.runtime.daemon import Daemon
+    from roommon.runtime.replay import ChunkMessage
+    from roommon.transports.mcap_files import RecordedMessage
+    from roommon.wire.payloads import AlarmEventMessage
 
 
 log = structlog.get_logger(__name__)
@@ -45,8 +55,10 @@ REPLAY_DESCRIPTION: Final = (
     "Replay a recording's feeds through a real daemon on a virtual clock starting at the "
     "recording's time: alarms, room and timer events are printed as they happen, then the "
     "alarm burden. Data is marked replayed (never routed to recipients unless "
-    "escalation.route_simulated). Exit 0 done, 2 bad usage, config or file, or a recording "
-    "that does not fit the config."
+    "escalation.route_simulated). A WFDB record or EDF/EDF+ file is mapped to a room's feeds "
+    "(--config, or a config made from the record) and, when annotated, audited: alarms "
+    "against its reference episodes, beats against its reference beats (docs/records.md). "
+    "Exit 0 done, 2 bad usage, config or file, or a recording that does not fit the config."
 )
 
 
@@ -66,6 +78,22 @@ async def replay(
     try:
         if args.broker is not None:
             parse_broker_url(args.broker)  # a bad address is said before anything is read
+        if args.from_s is not None and args.to_s is not None and args.to_s <= args.from_s:
+            raise UsageError("--to must be after --from")
+        if not is_mcap(args.file):
+            return await _replay_record(args, out=out, err=err, outputs=outputs, pacer=pacer)
+        if args.config is None:
+            raise UsageError(
+                "an MCAP recording needs --config (the room config it was recorded for)"
+            )
+        for flag, value in (
+            ("--map", args.map),
+            ("--write-config", args.write_config),
+            ("--json", args.json),
+            ("--room", args.room),
+        ):
+            if value:
+                raise UsageError(f"{flag} is for WFDB/EDF records, not MCAP recordings")
         config = load_or_report(args.config, err)
         if config is None:
             return EXIT_USAGE
@@ -75,8 +103,6 @@ async def replay(
             raise UsageError(str(exc)) from exc
         site, rooms = check_fit(rec, config, args.config)
         run_config = replay_config(config, rooms=rooms, broker=args.broker, as_site=args.as_site)
-        if args.from_s is not None and args.to_s is not None and args.to_s <= args.from_s:
-            raise UsageError("--to must be after --from")
         if rec.start_ns is None:
             raise UsageError(f"{rec.path}: the recording holds no messages")
         start_ns = rec.start_ns + (to_ns(args.from_s) if args.from_s is not None else 0)
@@ -92,23 +118,161 @@ async def replay(
                 state_dir = Path(
                     stack.enter_context(tempfile.TemporaryDirectory(prefix="roommon-replay-"))
                 )
-            return await _replay_run(
-                rec,
+            state = (
+                "complete" if rec.complete else "unfinished (recorder killed?): read up to its cut"
+            )
+            await _replay_run(
+                rec.messages(start_ns=first.log_ns, end_ns=end_ns),
+                header=f"{rec.path} ({state})",
                 config=run_config,
                 site=site,
                 start_ns=first.log_ns,
-                end_ns=end_ns,
                 state_dir=state_dir,
                 speed=args.speed,
                 broker=args.broker,
                 out=out,
                 outputs=outputs,
                 pacer=pacer or RealClock(),
+                on_recorder_event=True,
             )
+            return EXIT_OK
     except (UsageError, RecordingError) as exc:
         what = "error: " if isinstance(exc, UsageError) else ""
         print(f"roommon replay: {what}{exc}", file=err)
         return exit_status(exc)
+
+
+def is_mcap(path: str) -> bool:
+    """MCAP recordings by name or by magic; anything else is a WFDB/EDF record."""
+    if path.lower().endswith(".mcap"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(5) == b"\x89MCAP"
+    except OSError:
+        return False
+
+
+async def _replay_record(
+    args: argparse.Namespace,
+    *,
+    out: TextIO,
+    err: TextIO,
+    outputs: Sequence[RoomOutput],
+    pacer: Clock | None,
+) -> int:
+    """A WFDB/EDF record through a replay daemon, then its alarm audit (when annotated)."""
+    from roommon.checks.ecg import EcgCheck
+    from roommon.config import parse_config
+    from roommon.records.mapping import map_signals, parse_map
+    from roommon.records.reader import open_record
+    from roommon.runtime import record_feeds
+    from roommon.runtime.replay import replay_config
+
+    overrides = parse_map(args.map or [])
+    record = open_record(args.file)
+    if args.json is not None and record.reference is None:
+        raise UsageError(f"--json {args.json}: {record.path} has no reference annotations")
+    mapped, left_out = map_signals(record.signals, overrides)
+    if args.config is not None:
+        if args.write_config is not None:
+            raise UsageError("--write-config writes the config made from the record: drop --config")
+        config = load_or_report(args.config, err)
+        if config is None:
+            return EXIT_USAGE
+        config_path = args.config
+    else:
+        data = record_feeds.default_config_data(mapped)
+        config = parse_config(data, source="<config made from the record>")
+        config_path = "<config made from the record>"
+        if args.write_config is not None:
+            _write_text("--write-config", args.write_config, record_feeds.config_toml(data))
+    plan = record_feeds.plan_record(
+        record,
+        mapped,
+        left_out,
+        config=config,
+        room=args.room,
+        config_path=config_path,
+        from_s=args.from_s,
+        to_s=args.to_s,
+    )
+    run_config = replay_config(
+        plan.config, rooms=[plan.room], broker=args.broker, as_site=args.as_site
+    )
+    for fp in plan.feeds:
+        print(
+            f"roommon replay: signal {fp.signal!r} -> feed {plan.room}/{fp.feed} "
+            f"({fp.kind}, {fp.fs:g} Hz, {fp.unit})",
+            file=out,
+        )
+    for name in plan.left_out:
+        print(f"roommon replay: signal {name!r} left out (no feed for it)", file=out)
+    beats: dict[str, tuple[FloatArray, float]] = {}
+    taps: list[EcgCheck] = []
+
+    def on_start(daemon: Daemon) -> None:
+        for check in daemon.pipelines[plan.room].checks:
+            if isinstance(check, EcgCheck):
+                check.beat_log = {}
+                taps.append(check)
+
+    def on_end(daemon: Daemon) -> None:
+        rates = {fp.feed: fp.fs for fp in plan.feeds}
+        for check in taps:
+            for feed, parts in (check.beat_log or {}).items():
+                beats[feed] = (np.concatenate(parts), rates[feed])
+
+    with contextlib.ExitStack() as stack:
+        if args.state_dir is not None:
+            state_dir = _make_dir(args.state_dir)
+        else:
+            state_dir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="roommon-replay-"))
+            )
+        messages = record_feeds.record_messages(plan)
+        first = next(messages)  # the plan has at least one sample of one feed
+        events = await _replay_run(
+            itertools.chain([first], messages),
+            header=f"record {record.path} ({plan.from_s:g}-{plan.to_s:g} s)",
+            config=run_config,
+            site=plan.config.site.id,
+            start_ns=first.log_ns,
+            state_dir=state_dir,
+            speed=args.speed,
+            broker=args.broker,
+            out=out,
+            outputs=outputs,
+            pacer=pacer or RealClock(),
+            on_start=on_start,
+            on_end=on_end,
+        )
+    if record.reference is None:
+        print("No reference annotations in the record: no alarm audit.", file=out)
+        return EXIT_OK
+    from roommon.runtime.audit import audit
+
+    result = audit(
+        record.reference,
+        events,
+        record_start_epoch=record.start_epoch,
+        from_s=plan.from_s,
+        to_s=plan.to_s,
+        beats=beats,
+    )
+    print("\n".join(result.lines()), file=out)
+    if args.json is not None:
+        doc = {"record": record.path, **result.as_dict()}
+        _write_text("--json", args.json, json.dumps(doc, indent=2) + "\n")
+    out.flush()
+    return EXIT_OK
+
+
+def _write_text(flag: str, path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: {exc.strerror}") from exc
 
 
 def _make_dir(path: str) -> Path:
@@ -118,19 +282,24 @@ def _make_dir(path: str) -> Path:
 
 
 async def _replay_run(
-    rec: RecordingFile,
+    messages: Iterable[RecordedMessage | ChunkMessage],
     *,
+    header: str,
     config: Config,
     site: str,
     start_ns: int,
-    end_ns: int | None,
     state_dir: Path,
     speed: float,
     broker: str | None,
     out: TextIO,
     outputs: Sequence[RoomOutput],
     pacer: Clock,
-) -> int:
+    on_recorder_event: bool = False,
+    on_start: Callable[[Daemon], None] | None = None,
+    on_end: Callable[[Daemon], None] | None = None,
+) -> list[AlarmEventMessage]:
+    """Run ``messages`` through a replay daemon, print what happens and the summary;
+    the replay's alarm log. ``on_start``/``on_end`` see the daemon before and after."""
     from roommon.cli.console import ConsoleOutput, print_burden
     from roommon.runtime.daemon import Daemon
     from roommon.runtime.replay import replay_messages
@@ -138,9 +307,8 @@ async def _replay_run(
     clock = VirtualClock(start=start_ns / 1e9)
     console = ConsoleOutput(clock, out)
     pace = "as fast as possible" if speed == 0 else f"{speed:g}x real time"
-    state = "complete" if rec.complete else "unfinished (recorder killed?): read up to its cut"
     print(
-        f"roommon replay: {rec.path} ({state}) from {iso(start_ns / 1e9)}, rooms "
+        f"roommon replay: {header} from {iso(start_ns / 1e9)}, rooms "
         f"{', '.join(config.rooms)}, {pace}"
         + (f", publishing to {broker} as site {config.site.id}" if broker else "")
         + "; data marked replayed. Not a medical device.",
@@ -156,15 +324,19 @@ async def _replay_run(
         extra_outputs=[console, *outputs],
         state_path=state_dir / "roommon.sqlite3",
     ) as daemon:
+        if on_start is not None:
+            on_start(daemon)
         stats = await replay_messages(
             daemon=daemon,
             clock=clock,
-            messages=rec.messages(start_ns=start_ns, end_ns=end_ns),
+            messages=messages,
             site=site,
             speed=speed,
             pacer=pacer,
-            on_recorder_event=console.line,
+            on_recorder_event=console.line if on_recorder_event else None,
         )
+        if on_end is not None:
+            on_end(daemon)
         events = daemon.store.events()
         feeds = {
             f"{room}/{name}": (f.received, dict(f.rejected))
@@ -197,7 +369,7 @@ async def _replay_run(
         out=out,
     )
     out.flush()
-    return EXIT_OK
+    return events
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -207,8 +379,25 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="replay a recording through a daemon on a virtual clock",
         description=REPLAY_DESCRIPTION,
     )
-    p.add_argument("file", help="MCAP recording")
-    p.add_argument("--config", "-c", required=True, help="roommon config file (TOML)")
+    p.add_argument(
+        "file",
+        help="MCAP recording, WFDB record (.hea, with or without the extension) or EDF/EDF+ file",
+    )
+    p.add_argument(
+        "--config",
+        "-c",
+        help="roommon config file (TOML); needed for MCAP. For a record, default: a config "
+        "made from it (docs/records.md)",
+    )
+    p.add_argument("--room", help="record: the room of --config it feeds (default: the only one)")
+    p.add_argument(
+        "--map",
+        action="append",
+        metavar="NAME=FEED",
+        help="record: signal NAME is feed kind FEED (ecg, pleth, abp) or none; repeatable",
+    )
+    p.add_argument("--write-config", metavar="PATH", help="record: write the config made from it")
+    p.add_argument("--json", metavar="FILE", help="record: write the alarm audit as JSON")
     p.add_argument(
         "--speed",
         type=non_negative,

@@ -12,6 +12,9 @@ ACLs, serial cabling, config) can be tested end to end without a patient.
   publisher reports on stderr, reconnects with capped backoff and resends what
   it could not publish, in order (store and forward, as a device gateway
   does); a broker that refuses the connection ends the run with status 1.
+* **Record mode** (``--from RECORD [--config FILE --room ROOM]``): a WFDB or
+  EDF/EDF+ record's signals as the room's MQTT feeds (docs/records.md),
+  looping, origin ``simulated``, paced like MQTT mode.
 * **Serial mode** (``--protocol P --port PATH | --pty``): the byte format of
   one device (``simulators.serial_devices``) written to a real serial port or
   to the master end of a pseudo-terminal whose slave path is printed first
@@ -48,6 +51,7 @@ from roommon.cli.common import (
 from roommon.core.clock import Clock, RealClock
 from roommon.core.errors import RoommonError, UsageError
 from roommon.core.model import (
+    DataOrigin,
     SignalKind,
     WaveformChunk,
 )
@@ -302,6 +306,112 @@ async def _write_device(
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- record mode
+
+
+async def simulate_record(
+    args: argparse.Namespace, *, clock: Clock, out: TextIO, err: TextIO
+) -> int:
+    """``--from RECORD``: a WFDB/EDF record's signals as a room's MQTT feeds, looping."""
+    from roommon.config import parse_config
+    from roommon.records.mapping import map_signals, parse_map
+    from roommon.records.reader import open_record
+    from roommon.runtime import record_feeds
+
+    overrides = parse_map(args.map or [])
+    record = open_record(args.from_record)
+    mapped, left_out = map_signals(record.signals, overrides)
+    if args.config is not None:
+        config = load_or_report(args.config, err)
+        if config is None:
+            return EXIT_USAGE
+        config_path = args.config
+    else:
+        config_path = "<config made from the record>"
+        config = parse_config(record_feeds.default_config_data(mapped), source=config_path)
+    # Only the room's MQTT feeds are the simulator's to feed (serial ones have their device).
+    rooms = {
+        rid: r.model_copy(
+            update={"feeds": {n: f for n, f in r.feeds.items() if f.transport == "mqtt"}}
+        )
+        for rid, r in config.rooms.items()
+    }
+    plan = record_feeds.plan_record(
+        record,
+        mapped,
+        left_out,
+        config=config.model_copy(update={"rooms": rooms}),
+        room=args.room,
+        config_path=config_path,
+        from_s=None,
+        to_s=None,
+    )
+    target = broker_target(config, args.broker)
+    topics = Topics(config.site.id)
+    speed = "as fast as possible" if args.speed == 0 else f"{args.speed:g}x real time"
+    feeds = ", ".join(f"{fp.signal}->{fp.feed} ({fp.fs:g} Hz)" for fp in plan.feeds)
+    print(
+        f"{PROG}: record {record.path} ({record.duration_s:.0f} s, looping) as room "
+        f"{plan.room} of site {config.site.id}: {feeds} -> {target.url} at {speed}; "
+        "origin 'simulated'. Not a medical device.",
+        file=out,
+        flush=True,
+    )
+    for name in plan.left_out:
+        print(f"{PROG}: signal {name!r} left out (no mqtt feed for it)", file=out, flush=True)
+    length = plan.to_s - plan.from_s
+    per_pass = max(math.ceil(fp.samples.shape[0] / max(1, round(fp.fs))) for fp in plan.feeds)
+    steps = None if args.seconds is None else math.ceil(args.seconds - 1e-9)
+    totals, minute = _Tally(), _Tally()
+    t_start = clock.now()
+    async with FeedPublisher(
+        target=target,
+        client_id=f"roommon-simulate-{plan.room}-{os.getpid()}",
+        qos=args.qos,
+        clock=clock,
+        err=err,
+    ) as publisher:
+        pacer = Pacer(clock=clock, speed=args.speed, step_s=1.0, catch_up=True)
+        done = 0
+        loop = 0
+        try:
+            while True:
+                pending = record_feeds.chunks(
+                    plan,
+                    origin=DataOrigin.SIMULATED,
+                    t0=t_start + loop * length,
+                    seq0=1 + loop * per_pass,
+                )
+                chunk = next(pending, None)
+                while chunk is not None and (steps is None or done < steps):
+                    # A device sends a chunk once its last sample is taken: at the step's end.
+                    await pacer.wait()
+                    done += 1
+                    now = t_start + done
+                    while chunk is not None and chunk.t_end <= now + 1e-6:
+                        topic = topics.feed(plan.room, chunk.feed)
+                        await publisher.publish(topic, encode_waveform(chunk))
+                        minute.chunks += 1
+                        chunk = next(pending, None)
+                    minute.seconds += 1
+                    if _minute_ended(done - 1, done):
+                        print(minute.mqtt_line(done), file=out, flush=True)
+                        totals.absorb(minute)
+                        minute = _Tally()
+                if steps is not None and done >= steps:
+                    break
+                loop += 1
+        finally:
+            totals.absorb(minute)
+            print(
+                f"{PROG}: {done} simulated s ({loop} full passes of the record): "
+                f"{totals.chunks} chunks published",
+                file=out,
+                flush=True,
+            )
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -342,6 +452,19 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         "--script", choices=sorted(SCRIPTS), default="kyphoplasty", help="scripted events"
     )
     mqtt.add_argument("--qos", type=int, choices=(0, 1), default=1, help="feed QoS (default 1)")
+    mqtt.add_argument(
+        "--from",
+        dest="from_record",
+        metavar="RECORD",
+        help="publish a WFDB/EDF record's signals as the room's feeds, looping (with --config: "
+        "its room's mqtt feeds; without: the config made from the record, docs/records.md)",
+    )
+    mqtt.add_argument(
+        "--map",
+        action="append",
+        metavar="NAME=FEED",
+        help="with --from: signal NAME is feed kind FEED (ecg, pleth, abp) or none",
+    )
 
     ser = p.add_argument_group("serial mode: one device's bytes to a serial line")
     ser.add_argument("--protocol", choices=PROTOCOLS)
@@ -371,7 +494,11 @@ async def simulate(args: argparse.Namespace, *, clock: Clock, out: TextIO, err: 
         if args.protocol is not None and args.config is not None:
             raise UsageError("give either --config (MQTT mode) or --protocol (serial mode)")
         if args.protocol is not None:
+            if args.from_record is not None:
+                raise UsageError("--from publishes to MQTT: it does not go with --protocol")
             return await simulate_serial(args, clock=clock, out=out, err=err)
+        if args.from_record is not None:
+            return await simulate_record(args, clock=clock, out=out, err=err)
         serial_only = args.port is not None or args.pty or args.kind
         if args.config is None or serial_only:
             raise UsageError(

@@ -32,7 +32,6 @@ import aiomqtt
 import structlog
 from pydantic import ValidationError
 
-from roommon.config import load_config
 from roommon.core.clock import Clock, RealClock
 from roommon.core.errors import ConfigError, UsageError
 from roommon.transports.broker import BrokerEndpoint, parse_broker_url
@@ -296,6 +295,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _source(args: argparse.Namespace) -> TimersSource:
     """The broker and site to read; UsageError or ConfigError when they cannot be known."""
     if args.config is not None:
+        from roommon.config import load_config
+
         config = load_config(args.config)
         broker = BrokerEndpoint.from_config(config.broker)
         return TimersSource(broker=broker, site=args.site or config.site.id)

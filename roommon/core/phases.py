@@ -27,3 +27,6 @@ PhaseName = Literal[
 
 if {p.value for p in Phase} != set(get_args(PhaseName)):  # pragma: no cover - import-time guard
     raise AssertionError("PhaseName and Phase disagree")
+
+#: Longest recovery plan (and so longest extension) anyone may configure, seconds.
+MAX_PLAN_S = 24 * 3600.0

@@ -23,7 +23,7 @@ LOCAL_SYSTEM: Final = "99RMN"
 class ObservationCode(BaseModel):
     """How one roommon observation is coded in OBX-3/OBX-4/OBX-6."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     code: str = Field(description="OBX-3.1: numeric MDC code (or a local code).")
     name: str = Field(description="OBX-3.2: the reference id, e.g. MDC_ECG_HEART_RATE.")
@@ -55,9 +55,9 @@ def _mdc(
     )
 
 
-def _local(code: str, name: str, unit: tuple[int, str, str] | None, vmd: int, metric: int) -> (
-    ObservationCode
-):
+def _local(
+    code: str, name: str, unit: tuple[int, str, str] | None, vmd: int, metric: int
+) -> ObservationCode:
     unit_code, unit_name, ucum = unit if unit is not None else (0, "", "")
     return ObservationCode(
         code=code,
@@ -133,6 +133,7 @@ VITALS: Final = (
     "abp_pulse_rate",
     "cement_peak_pressure",
 )
+
 
 # PCD-04 (ACM) facet codes (OBX-3 of each facet); overridable like the rest of the table.
 def _facet(code: int, name: str) -> ObservationCode:

@@ -21,7 +21,7 @@ _EUI64 = re.compile(r"^[0-9A-F]{16}$")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ReceiverConfig(_Section):

@@ -24,14 +24,14 @@ from collections.abc import Iterator
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roommon.core.ids import Identifier
-from roommon.wire.timer import MAX_PLAN_S
+from roommon.core.phases import MAX_PLAN_S
 
 #: No plan may ask for more than a day of bed rest or a longer extension: a
 #: value beyond this is a typo (minutes entered as seconds, an extra zero).
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 class CheckSegment(_Section):

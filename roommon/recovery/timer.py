@@ -75,9 +75,9 @@ from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, P
 from roommon.core.errors import CommandError
 from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
 from roommon.core.model import DataOrigin
+from roommon.core.phases import MAX_PLAN_S
 from roommon.recovery.plan import RecoveryPlan
 from roommon.wire.timer import (
-    MAX_PLAN_S,
     CheckInfo,
     EndInfo,
     EndReason,

@@ -530,7 +530,6 @@ class Hl7Output:
                         ]
                     )
 
-
     # ------------------------------------------------------------------ own failures
 
     @contextlib.contextmanager

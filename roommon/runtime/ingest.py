@@ -17,9 +17,9 @@ from typing import Literal
 import structlog
 
 from roommon.core.errors import ProtocolError
-from roommon.core.model import DataOrigin
+from roommon.core.model import DataOrigin, NumericReading, WaveformChunk
 from roommon.room.pipeline import RoomPipeline
-from roommon.wire.payloads import decode_feed
+from roommon.wire.payloads import check_waveform_fits, decode_feed
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +79,43 @@ class FeedIngest:
             self.last_reason = err.reason
             pipeline.reject(feed_name, err)
             return "rejected"
+        return self._accept(pipeline, sample, origin)
+
+    def chunk(self, chunk: WaveformChunk, *, origin: DataOrigin | None = None) -> Outcome:
+        """A typed chunk (a record replay's: no payload to decode) for its room and feed,
+        checked against the feed as a payload is, counted and handed over the same way."""
+        pipeline = self._pipelines.get(chunk.room)
+        if pipeline is None:
+            self._counters["unknown_room"] += 1
+            log.warning("message_unknown_room", room=chunk.room, feed=chunk.feed)
+            return "unknown_room"
+        feed = pipeline.config.feeds.get(chunk.feed)
+        if feed is None or not feed.kind.is_waveform:
+            self._counters["unknown_feed"] += 1
+            log.warning("feed_unknown", room=chunk.room, feed=chunk.feed)
+            return "unknown_feed"
+        try:
+            check_waveform_fits(
+                chunk.kind,
+                chunk.unit,
+                chunk.fs,
+                kind=feed.kind,
+                unit=feed.effective_unit,
+                fs=feed.fs,
+            )
+        except ProtocolError as err:
+            self._counters["feed_rejected"] += 1
+            self.last_reason = err.reason
+            pipeline.reject(chunk.feed, err)
+            return "rejected"
+        return self._accept(pipeline, chunk, origin)
+
+    def _accept(
+        self,
+        pipeline: RoomPipeline,
+        sample: WaveformChunk | NumericReading,
+        origin: DataOrigin | None,
+    ) -> Outcome:
         self._counters["feed_accepted"] += 1
         if origin is not None and sample.origin is not origin:
             sample = dataclasses.replace(sample, origin=origin)

@@ -22,7 +22,7 @@ from roommon.config import Config
 from roommon.core.clock import Clock, VirtualClock
 from roommon.core.errors import UsageError
 from roommon.core.ids import validate_identifier
-from roommon.core.model import DataOrigin
+from roommon.core.model import DataOrigin, WaveformChunk
 from roommon.runtime.daemon import Daemon
 from roommon.transports.broker import parse_broker_url
 from roommon.transports.mcap_files import RECORDER_TOPIC, RecordedMessage, RecordingFile
@@ -30,6 +30,15 @@ from roommon.wire.payloads import FS_TOLERANCE
 from roommon.wire.topics import Topics
 
 log = structlog.get_logger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChunkMessage:
+    """A typed feed chunk and the time it was sent (a WFDB/EDF record's, which has no
+    payload bytes): ingested by :meth:`FeedIngest.chunk`, checked and counted as payloads are."""
+
+    log_ns: int
+    chunk: WaveformChunk
 
 
 @dataclasses.dataclass(slots=True)
@@ -127,11 +136,22 @@ def _ingest(daemon: Daemon, topics: Topics, msg: RecordedMessage, stats: ReplayS
         stats.unknown[f"{room_id}/{feed_name}"] += 1
 
 
+def _ingest_chunk(daemon: Daemon, msg: ChunkMessage, stats: ReplayStats) -> None:
+    stats.feed_messages += 1
+    outcome = daemon.ingest.chunk(msg.chunk, origin=DataOrigin.REPLAYED)
+    if outcome == "accepted":
+        stats.accepted += 1
+    elif outcome == "rejected":
+        stats.rejected[daemon.ingest.last_reason] += 1
+    else:
+        stats.unknown[f"{msg.chunk.room}/{msg.chunk.feed}"] += 1
+
+
 async def replay_messages(
     *,
     daemon: Daemon,
     clock: VirtualClock,
-    messages: Iterable[RecordedMessage],
+    messages: Iterable[RecordedMessage | ChunkMessage],
     site: str,
     speed: float,
     pacer: Clock,
@@ -159,6 +179,9 @@ async def replay_messages(
         elif target > clock.monotonic():
             await clock.advance(target - clock.monotonic())
         stats.messages += 1
+        if isinstance(msg, ChunkMessage):
+            _ingest_chunk(daemon, msg, stats)
+            continue
         if msg.topic == RECORDER_TOPIC:
             stats.recorder_events += 1
             if on_recorder_event is not None:

@@ -24,7 +24,7 @@ from roommon.drivers import DRIVERS, Driver, DriverSample
 from roommon.room.pipeline import RoomPipeline
 from roommon.transports.backoff import Backoff
 from roommon.transports.serial import LinkState, SerialFeed
-from roommon.wire.payloads import check_waveform_matches_feed
+from roommon.wire.payloads import check_waveform_fits
 
 log = structlog.get_logger(__name__)
 
@@ -87,13 +87,13 @@ class SerialPortBinding:
             # put every check's time base off by two (issue 11, defect 11).
             fc = self.pipeline.config.feeds[feed]
             try:
-                check_waveform_matches_feed(
-                    kind=sample.kind,
-                    unit=sample.unit,
-                    fs=sample.fs,
-                    feed_kind=fc.kind,
-                    feed_unit=fc.effective_unit,
-                    feed_fs=fc.fs,
+                check_waveform_fits(
+                    sample.kind,
+                    sample.unit,
+                    sample.fs,
+                    kind=fc.kind,
+                    unit=fc.effective_unit,
+                    fs=fc.fs,
                     source=f"{self.port.protocol} frame",
                 )
             except ProtocolError as err:

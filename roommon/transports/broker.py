@@ -13,16 +13,16 @@ import os
 import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roommon.core.errors import UsageError
 from roommon.transports.backoff import Backoff
+
+if TYPE_CHECKING:
+    import aiomqtt
 
 DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 
@@ -30,7 +30,7 @@ DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 class BrokerConfig(BaseModel):
     """``[broker]``: the MQTT broker roommon talks to."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     host: str = Field(default="127.0.0.1", description="MQTT broker host name or address.")
     port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker TCP port.")
@@ -167,6 +167,10 @@ class BrokerEndpoint:
         client instead (no session options), for a subscriber that needs no v5
         feature: paho builds a v5 properties object for every message received.
         """
+        import aiomqtt  # the MQTT client loads when a connection is made, not at start-up
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
         if mqtt311:
             return aiomqtt.Client(
                 self.host,
@@ -209,6 +213,8 @@ RETRYABLE_CONNACK: Final = frozenset({3, 136, 137, 151, 159})
 
 def connack_code(exc: aiomqtt.MqttError) -> int | None:
     """The CONNACK reason code behind a connection error, if it carries one."""
+    import aiomqtt
+
     if not isinstance(exc, aiomqtt.MqttCodeError):
         return None
     rc = exc.rc

@@ -128,9 +128,7 @@ class MllpConnection:
             raise MllpError("closed", "connection is not open")
         wait = self._timeout if timeout_s is None else timeout_s
         try:
-            block = await within(
-                self._clock, wait, self._reader.readuntil(END_BLOCK), what="reply"
-            )
+            block = await within(self._clock, wait, self._reader.readuntil(END_BLOCK), what="reply")
         except asyncio.IncompleteReadError as exc:
             raise MllpError("closed_by_peer", "connection closed before a whole block") from exc
         except asyncio.LimitOverrunError as exc:

@@ -244,7 +244,11 @@ class DisplayApp:
             )
         response = web.json_response({"ok": True, "user": session.user, "csrf": session.csrf})
         response.set_cookie(
-            COOKIE, session.token, httponly=True, samesite="Strict", path="/",
+            COOKIE,
+            session.token,
+            httponly=True,
+            samesite="Strict",
+            path="/",
             secure=request.secure,
         )
         return response
@@ -271,8 +275,9 @@ class DisplayApp:
             )
         if not self.sessions.csrf_ok(session, request.headers.get("X-CSRF-Token")):
             raise web.HTTPForbidden(
-                text=json.dumps({"ok": False, "error": "the page's security token is stale: "
-                                 "reload the page"}),
+                text=json.dumps(
+                    {"ok": False, "error": "the page's security token is stale: reload the page"}
+                ),
                 content_type="application/json",
             )
         return session
@@ -294,11 +299,14 @@ class DisplayApp:
         self.commands_sent += 1
         reply = await self.commands.command(room, command, actor=session.user)
         ok = bool(reply.get("ok"))
-        text = reply.get("detail") or "done" if ok else refusal_text(
-            str(reply.get("reason")), str(reply.get("detail", ""))
+        text = (
+            reply.get("detail") or "done"
+            if ok
+            else refusal_text(str(reply.get("reason")), str(reply.get("detail", "")))
         )
-        return web.json_response({"ok": ok, "reason": reply.get("reason"), "text": text,
-                                  "reply": reply})
+        return web.json_response(
+            {"ok": ok, "reason": reply.get("reason"), "text": text, "reply": reply}
+        )
 
     async def _recall(self, request: web.Request) -> web.Response:
         strip = self.view.recalls.get(request.match_info["alarm_id"])
@@ -327,8 +335,9 @@ class DisplayServer:
         return f"http://{self._host}:{self.port}"
 
     async def __aenter__(self) -> Self:
-        self._runner = web.AppRunner(self.app.app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            self.app.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()

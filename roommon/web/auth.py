@@ -94,9 +94,11 @@ def set_account(path: Path, user: str, password: str) -> None:
         raise ConfigError(str(path), [("user", str(exc))]) from exc
     if len(password) < 8:
         raise ConfigError(str(path), [("password", "at least 8 characters")])
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else [
-        "# roommon display accounts: NAME scrypt$N$r$p$SALT$HASH (roommon display-user)"
-    ]
+    lines = (
+        path.read_text(encoding="utf-8").splitlines()
+        if path.exists()
+        else ["# roommon display accounts: NAME scrypt$N$r$p$SALT$HASH (roommon display-user)"]
+    )
     lines = [ln for ln in lines if ln.split()[:1] != [user]]
     lines.append(f"{user} {hash_password(password)}")
     path.touch(mode=0o600, exist_ok=True)

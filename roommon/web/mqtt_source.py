@@ -103,7 +103,7 @@ class MqttSource:
         self._waves = waves if config is not None else "all"
         self._wave_feeds: dict[str, list[str]] = {}  # room -> its waveform feeds
         self._reading_feeds: list[str] = []  # topics of every numeric feed
-        for room_id, room in (config.rooms.items() if config is not None else []):
+        for room_id, room in config.rooms.items() if config is not None else []:
             for name, feed in room.feeds.items():
                 if feed.kind.is_waveform:
                     self._wave_feeds.setdefault(room_id, []).append(name)
@@ -240,7 +240,12 @@ class MqttSource:
             if wave_kind(str(raw.get("kind"))):
                 kind, fs, t0, samples = decode_wave(raw)
                 view.on_wave(
-                    room=room, feed=what[1], kind=kind, fs=fs, t0=t0, samples=samples,
+                    room=room,
+                    feed=what[1],
+                    kind=kind,
+                    fs=fs,
+                    t0=t0,
+                    samples=samples,
                     origin=origin,
                 )
             else:

@@ -73,5 +73,3 @@ class DisplayService:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
-
-

@@ -364,8 +364,11 @@ class SiteView:
 
     def recall_list(self, room: str) -> list[Message]:
         return sorted(
-            ({k: v for k, v in r.items() if k != "feeds"} for r in self.recalls.values()
-             if r["room"] == room),
+            (
+                {k: v for k, v in r.items() if k != "feeds"}
+                for r in self.recalls.values()
+                if r["room"] == room
+            ),
             key=lambda r: -float(r["onset"]),
         )
 

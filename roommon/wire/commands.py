@@ -34,7 +34,7 @@ class CommandPayload(BaseModel):
 
     # strict: "60" or true is not a duration, "3" not a check number (no coercion).
     model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, frozen=True, strict=True
+        extra="forbid", allow_inf_nan=False, frozen=True, strict=True, defer_build=True
     )
 
     v: ContractVersion
@@ -66,7 +66,7 @@ class CommandPayload(BaseModel):
 class CommandReply(BaseModel):
     """The answer to one command (topic ``.../ROOM/command/reply/CLIENT``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     v: Literal[1] = 1
     id: str | None = Field(description="The command's id; null if it could not be read.")

@@ -51,7 +51,9 @@ ContractVersion = Annotated[Literal[1], BeforeValidator(_not_bool)]
 class _Strict(BaseModel):
     # strict: a number is a JSON number, never a string or a bool ("95" or true as
     # an SpO2 would otherwise be read as 95 % or 1 %); JSON integers still pass as floats.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, frozen=True, strict=True, defer_build=True
+    )
 
 
 # --------------------------------------------------------------------------- inbound
@@ -162,30 +164,26 @@ def _samples(p: WaveformPayload) -> np.ndarray[Any, np.dtype[np.float64]]:
     return arr
 
 
-def check_waveform_matches_feed(
+def check_waveform_fits(
+    got_kind: SignalKind,
+    got_unit: str,
+    got_fs: float,
     *,
     kind: SignalKind,
     unit: str,
     fs: float,
-    feed_kind: SignalKind,
-    feed_unit: str,
-    feed_fs: float,
     source: str = "payload",
 ) -> None:
-    """Raise ProtocolError unless a chunk's kind, unit and rate are its feed's.
-
-    The one rule for every transport (an MQTT payload, a serial frame): the rate
-    may differ from the configured one by :data:`FS_TOLERANCE`; anything else is
-    refused, never resampled or converted.
-    """
-    if kind != feed_kind:
-        raise ProtocolError("wrong_kind", f"kind: feed carries {feed_kind}, {source} says {kind}")
-    if unit != feed_unit:
-        raise ProtocolError(
-            "wrong_unit", f"unit: feed is in {feed_unit!r}, {source} says {unit!r}"
-        )
-    if abs(fs - feed_fs) > FS_TOLERANCE * feed_fs:
-        raise ProtocolError("wrong_rate", f"fs: feed is {feed_fs:g} Hz, {source} says {fs:g} Hz")
+    """ProtocolError unless a waveform's kind, unit and rate are its feed's (payload,
+    typed chunk or serial frame alike: the one rule of every ingest path). The rate
+    may differ from the configured one by :data:`FS_TOLERANCE`; nothing is resampled
+    or converted."""
+    if got_kind != kind:
+        raise ProtocolError("wrong_kind", f"kind: feed carries {kind}, {source} says {got_kind}")
+    if got_unit != unit:
+        raise ProtocolError("wrong_unit", f"unit: feed is in {unit!r}, {source} says {got_unit!r}")
+    if abs(got_fs - fs) > FS_TOLERANCE * fs:
+        raise ProtocolError("wrong_rate", f"fs: feed is {fs:g} Hz, {source} says {got_fs:g} Hz")
 
 
 def decode_feed(
@@ -209,9 +207,7 @@ def decode_feed(
     except ValidationError as exc:
         raise _validation_reason(exc) from exc
     if kind.is_waveform:
-        check_waveform_matches_feed(
-            kind=wp.kind, unit=wp.unit, fs=wp.fs, feed_kind=kind, feed_unit=unit, feed_fs=fs
-        )
+        check_waveform_fits(wp.kind, wp.unit, wp.fs, kind=kind, unit=unit, fs=fs)
         return WaveformChunk(
             room=room,
             feed=feed,
@@ -289,7 +285,7 @@ def encode_reading(reading: NumericReading) -> bytes:
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 Transition = Literal[

@@ -16,10 +16,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roommon.core.errors import CommandError
+from roommon.core.phases import MAX_PLAN_S
 from roommon.wire.payloads import AlarmSummary, ContractVersion, got_type
-
-#: Longest recovery plan (and so longest extension) anyone may configure.
-MAX_PLAN_S = 24 * 3600.0
 
 TimerState = Literal["idle", "unconfirmed", "interrupted", "confirmed", "target_reached", "ended"]
 EndReason = Literal["target", "early", "cancelled"]
@@ -46,7 +44,7 @@ RECOVERY_ACTIONS: frozenset[str] = frozenset(get_args(RecoveryAction))
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class CheckInfo(_Out):
@@ -179,7 +177,7 @@ class NurseCommand(BaseModel):
 
     # strict: "60" or true is not a duration, "3" not a check number (no coercion).
     model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, frozen=True, strict=True
+        extra="forbid", allow_inf_nan=False, frozen=True, strict=True, defer_build=True
     )
 
     v: ContractVersion
