@@ -31,20 +31,13 @@ from dataclasses import dataclass
 
 import structlog
 
+from roommon.alerts.faults import STORE_UNWRITABLE as STORE_UNWRITABLE
 from roommon.alerts.store import AlarmStore, OutboxRow
-from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.core.errors import StoreError
 from roommon.wire.payloads import AlarmEventMessage
 
 log = structlog.get_logger(__name__)
 
-STORE_UNWRITABLE = ConditionSpec(
-    code="store.unwritable",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.HIGH,
-    description="roommon cannot write its alarm store (disk full, read-only, I/O error): "
-    "alarms are still published but not kept; a restart now would lose them",
-)
 
 #: Ids of rows held in memory start here: above any SQLite rowid roommon will reach,
 #: so the link's ``id`` order stays the publication order.

@@ -21,12 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from roommon.alerts.faults import STORE_FILE as STORE_FILE
 from roommon.core.errors import StoreError
 from roommon.core.sqlite import connect, transaction
 from roommon.wire.payloads import AlarmEventMessage
-
-#: The alarm store's file name in the daemon's state dir.
-STORE_FILE = "roommon.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -28,11 +28,10 @@ from typing import Protocol
 import structlog
 
 from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
-from roommon.checks import CHECKS
-from roommon.checks.base import Check, CheckContext, FeedView
+from roommon.checks.base import Check, CheckContext
 from roommon.config import DaemonConfig, RoomConfig
 from roommon.core.clock import Clock, iso
-from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.conditions import ConditionReport
 from roommon.core.errors import CommandError, ProtocolError, StoreError
 from roommon.core.events import (
     CementMixed,
@@ -48,6 +47,11 @@ from roommon.core.phases import Phase
 from roommon.recovery.service import RoomRecovery
 from roommon.recovery.store import RecoveryStore
 from roommon.recovery.timer import TimerEvent
+
+# ROOM_FAILED and CHECK_FAILED are re-exported: they were defined here first.
+from roommon.room.conditions import CHECK_FAILED as CHECK_FAILED
+from roommon.room.conditions import ROOM_FAILED as ROOM_FAILED
+from roommon.room.conditions import build_checks
 from roommon.room.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
 from roommon.room.sequence import SeqDecision
 from roommon.room.workflow import RoomWorkflow
@@ -62,47 +66,12 @@ from roommon.wire.timer import NurseCommand, TimerEventMessage, TimerMessage
 
 log = structlog.get_logger(__name__)
 
-#: An unexpected exception escaped one of the room's own steps (not a check's).
-ROOM_FAILED = ConditionSpec(
-    code="room.failed",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.HIGH,
-    latching=True,
-    description="roommon failed while processing this room: its alarms cannot be trusted",
-)
 #: Nominal rate assumed for a numeric feed's readings when judging a seq jump (they
 #: come at most about once a second; ten leaves room for bursts after a reconnect).
 MAX_READING_HZ = 10.0
 
 #: A failed room's alarm ends this long after its last failure (it stays latched).
 ROOM_FAILED_CLEAR_S = 60.0
-
-CHECK_FAILED = ConditionSpec(
-    code="check.failed",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.HIGH,
-    description="A check raised an unexpected error; its alarms cannot be trusted",
-)
-
-
-#: Conditions the room itself reports (not a check's, not a feed's).
-ROOM_CONDITIONS = (ROOM_FAILED, CHECK_FAILED)
-
-
-def build_checks(room: str, config: RoomConfig) -> list[Check]:
-    """The room's configured checks, each given views of the feeds of the kinds it wants."""
-    checks = []
-    for check_name, raw in config.checks.items():
-        cls = CHECKS[check_name]
-        settings = cls.settings_model.model_validate(raw)
-        wanted = cls.needs | cls.optional
-        views = {
-            n: FeedView(name=n, kind=f.kind, fs=f.fs, unit=f.effective_unit)
-            for n, f in config.feeds.items()
-            if f.kind in wanted
-        }
-        checks.append(cls(room=room, settings=settings, feeds=views))
-    return checks
 
 
 class RoomOutput(Protocol):

@@ -27,12 +27,11 @@ import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
-from roommon.alerts.guarded_store import STORE_UNWRITABLE
-from roommon.alerts.store import STORE_FILE
+from roommon.alerts.faults import STORE_FILE, STORE_UNWRITABLE
 from roommon.config import Config, RoomConfig
 from roommon.recovery.timer import RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP
+from roommon.room.conditions import ROOM_CONDITIONS, build_checks
 from roommon.room.feeds import FEED_CONDITIONS
-from roommon.room.pipeline import ROOM_CONDITIONS, build_checks
 from roommon.transports.broker import BrokerConfig
 
 RECOVERY_CONDITIONS = (RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP)
