@@ -25,8 +25,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Protocol
 
-import structlog
-
 from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
 from roommon.checks import CHECKS
 from roommon.checks.base import Check, CheckContext, FeedView
@@ -43,6 +41,7 @@ from roommon.core.events import (
     PhaseChanged,
     RoomEvent,
 )
+from roommon.core.log import get_logger
 from roommon.core.model import NUMERIC_FIELDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.core.phases import Phase
 from roommon.recovery.service import RoomRecovery
@@ -59,7 +58,7 @@ from roommon.wire.payloads import (
 )
 from roommon.wire.timer import NurseCommand, TimerEventMessage, TimerMessage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: An unexpected exception escaped one of the room's own steps (not a check's).
 ROOM_FAILED = ConditionSpec(

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import structlog
-
 from roommon.config import FeedConfig, RoomConfig, SerialPortConfig
 from roommon.core.clock import Clock
 from roommon.core.errors import ProtocolError
+from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin, SignalKind
 from roommon.drivers import DRIVERS, Driver, DriverSample
 from roommon.room.pipeline import RoomPipeline
 from roommon.transports.backoff import Backoff
 from roommon.transports.serial import LinkState, SerialFeed
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class SerialPortBinding:

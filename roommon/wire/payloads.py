@@ -14,9 +14,8 @@ import base64
 import binascii
 import json
 import math
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roommon.core.errors import ProtocolError
@@ -34,6 +33,9 @@ from roommon.core.phases import PhaseName
 FS_TOLERANCE = 0.01
 
 Epoch = Annotated[float, Field(gt=946_684_800.0, lt=4_102_444_800.0, description="UTC epoch s")]
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class _Strict(BaseModel):
@@ -96,6 +98,8 @@ def _validation_reason(exc: ValidationError) -> ProtocolError:
 
 
 def _samples(p: WaveformPayload) -> np.ndarray[Any, np.dtype[np.float64]]:
+    import numpy as np
+
     if p.encoding == "json":
         if p.samples is None or p.data is not None:
             raise ProtocolError("invalid", "encoding 'json' needs 'samples' and no 'data'")
