@@ -21,17 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-import structlog
-
 from roommon.alerts.settings import AlarmOverride, AlarmRoomSettings, EscalationConfig
 from roommon.core.clock import iso
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.core.errors import CommandError
+from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
 from roommon.core.phases import Phase
 from roommon.wire.payloads import AlarmEventMessage, AlarmSummary, NotifyMessage, Transition
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ConditionKey = tuple[str, str, str]  # (room, feed, code)
 

@@ -29,14 +29,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import structlog
-
 from roommon.alerts.faults import STORE_UNWRITABLE as STORE_UNWRITABLE
 from roommon.alerts.store import AlarmStore, OutboxRow
 from roommon.core.errors import StoreError
+from roommon.core.log import get_logger
 from roommon.wire.payloads import AlarmEventMessage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 #: Ids of rows held in memory start here: above any SQLite rowid roommon will reach,

@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
-import structlog
 from pydantic import Field, model_validator
 
 from roommon.checks.base import (
@@ -37,12 +36,13 @@ from roommon.checks.base import (
     Measurement,
 )
 from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.log import get_logger
 from roommon.core.model import FloatArray, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.pulses import Beats, PulseDetector
 from roommon.signal.summaries import median_of
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # The ufuncs ndarray.sum/max/min end in, without their Python wrappers.
 _add_reduce = np.add.reduce

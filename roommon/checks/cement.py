@@ -30,7 +30,6 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-import structlog
 from pydantic import Field, model_validator
 
 from roommon.checks.base import (
@@ -49,11 +48,12 @@ from roommon.core.events import (
     InjectionStarted,
     RoomEvent,
 )
+from roommon.core.log import get_logger
 from roommon.core.model import FloatArray, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.thresholds import hysteresis_state, transitions
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _max(a: FloatArray) -> float:

@@ -52,7 +52,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import structlog
 from pydantic import Field, model_validator
 
 from roommon.checks.base import (
@@ -64,13 +63,14 @@ from roommon.checks.base import (
     Measurement,
 )
 from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.log import get_logger
 from roommon.core.model import FloatArray, SignalKind, WaveformChunk
 from roommon.ecg.beats import BeatClassifier
 from roommon.ecg.heart_rate import HeartRate
 from roommon.ecg.qrs import QrsDetector
 from roommon.ecg.vf import VfAnalyser
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class EcgSettings(CheckSettings):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import structlog
 from pydantic import Field, model_validator
 
 from roommon.checks.base import (
@@ -27,9 +26,10 @@ from roommon.checks.base import (
     Measurement,
 )
 from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.log import get_logger
 from roommon.core.model import NumericReading, SignalKind
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class NibpSettings(CheckSettings):

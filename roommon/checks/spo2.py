@@ -29,7 +29,6 @@ from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
-import structlog
 from pydantic import Field, model_validator
 
 from roommon.checks.base import (
@@ -41,12 +40,13 @@ from roommon.checks.base import (
     Measurement,
 )
 from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
+from roommon.core.log import get_logger
 from roommon.core.model import FloatArray, NumericReading, SignalKind, WaveformChunk
 from roommon.signal.blocks import BlockAssembler, BlockSink
 from roommon.signal.pulses import Beats, PulseDetector
 from roommon.signal.summaries import cv_of, median_of, roughness
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _count_nonzero = np.count_nonzero
 

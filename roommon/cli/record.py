@@ -23,8 +23,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TextIO
 
-import structlog
-
 from roommon import __version__
 from roommon.cli.common import (
     EXIT_OK,
@@ -38,6 +36,7 @@ from roommon.cli.common import (
 from roommon.config import Config
 from roommon.core.clock import Clock, RealClock, iso
 from roommon.core.errors import UsageError
+from roommon.core.log import get_logger
 from roommon.core.logs import configure
 from roommon.transports.broker import BrokerEndpoint
 from roommon.transports.mcap_files import FLUSH_S, ChannelDescriber, McapRecording, RecordingError
@@ -45,7 +44,7 @@ from roommon.transports.subscriber import FeedRecorder, RecorderError
 from roommon.wire import registry
 from roommon.wire.topics import Topics
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 RECORD_DESCRIPTION: Final = (
     "Record a site's device feeds (with --all: every roommon topic of the site) from the "

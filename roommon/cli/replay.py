@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
 import numpy as np
-import structlog
 
 from roommon.cli.common import (
     EXIT_OK,
@@ -37,6 +36,7 @@ from roommon.cli.common import (
 from roommon.config import Config
 from roommon.core.clock import Clock, RealClock, VirtualClock, iso
 from roommon.core.errors import UsageError
+from roommon.core.log import get_logger
 from roommon.core.logs import configure
 from roommon.core.model import FloatArray
 from roommon.transports.broker import parse_broker_url
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from roommon.wire.payloads import AlarmEventMessage
 
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 REPLAY_DESCRIPTION: Final = (
     "Replay a recording's feeds through a real daemon on a virtual clock starting at the "

@@ -29,16 +29,16 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 import aiomqtt
-import structlog
 from pydantic import ValidationError
 
 from roommon.core.clock import Clock, RealClock
 from roommon.core.errors import ConfigError, UsageError
+from roommon.core.log import get_logger
 from roommon.transports.broker import BrokerEndpoint, parse_broker_url
 from roommon.wire.timer import TimerMessage
 from roommon.wire.topics import PREFIX, Topics
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: A room's timer message older than this is flagged: the daemon publishes on
 #: every change and at least every few seconds while a recovery runs.

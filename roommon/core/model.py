@@ -11,12 +11,26 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
+    FloatArray = npt.NDArray[np.float64]
+
+
+def __getattr__(name: str) -> Any:
+    # numpy loads with the first module that needs an array, not with the vocabulary
+    # (a command such as ``roommon alarms`` needs the kinds, never an array).
+    if name == "FloatArray":
+        import numpy as np
+        import numpy.typing as npt
+
+        alias = npt.NDArray[np.float64]
+        globals()["FloatArray"] = alias
+        return alias
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SignalKind(enum.StrEnum):

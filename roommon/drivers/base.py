@@ -23,13 +23,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-import structlog
-
 from roommon.core.clock import Clock
 from roommon.core.errors import ProtocolError
+from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin, NumericReading, WaveformChunk
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DriverSample = WaveformChunk | NumericReading
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import structlog
 
+from roommon.core.log import get_logger
 from roommon.core.model import FloatArray
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ENV_VAR: Final = "ROOMMON_PHYSIONET_DIR"
 REPO_ROOT: Final = pathlib.Path(__file__).resolve().parents[2]

@@ -37,12 +37,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-import structlog
-
+from roommon.core.log import get_logger
 from roommon.core.sqlite import connect, transaction
 from roommon.recovery.timer import RecoveryTimer, TimerEvent
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 FILENAME = "recovery.sqlite3"
 

@@ -67,13 +67,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from pydantic import TypeAdapter
 
 from roommon.core.clock import iso
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.core.errors import CommandError
 from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
+from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
 from roommon.core.phases import MAX_PLAN_S
 from roommon.recovery.plan import RecoveryPlan
@@ -88,7 +88,7 @@ from roommon.wire.timer import (
     TimerState,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Wall-clock vs monotonic discrepancy between two ``advance`` calls above
 #: which a clock jump is reported. NTP slews by at most 0.5 ms/s, so over one

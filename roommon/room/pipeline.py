@@ -25,8 +25,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Protocol
 
-import structlog
-
 from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
 from roommon.checks.base import Check, CheckContext
 from roommon.config import DaemonConfig, RoomConfig
@@ -42,6 +40,7 @@ from roommon.core.events import (
     PhaseChanged,
     RoomEvent,
 )
+from roommon.core.log import get_logger
 from roommon.core.model import NUMERIC_FIELDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.core.phases import Phase
 from roommon.recovery.service import RoomRecovery
@@ -64,7 +63,7 @@ from roommon.wire.payloads import (
 )
 from roommon.wire.timer import NurseCommand, TimerEventMessage, TimerMessage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Nominal rate assumed for a numeric feed's readings when judging a seq jump (they
 #: come at most about once a second; ten leaves room for bursts after a reconnect).

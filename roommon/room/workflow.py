@@ -15,12 +15,11 @@ delays.
 
 from __future__ import annotations
 
-import structlog
-
 from roommon.core.events import CementMixed, InjectionEnded, InjectionStarted, RoomEvent
+from roommon.core.log import get_logger
 from roommon.core.phases import Phase
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 #: Room event -> phases it moves from -> phase it moves to.

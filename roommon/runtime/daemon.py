@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Self
 
 import aiomqtt
-import structlog
 
 from roommon import __version__
 from roommon.alerts.engine import Outgoing
@@ -29,6 +28,7 @@ from roommon.core.clock import Clock, iso
 from roommon.core.conditions import ConditionReport
 from roommon.core.errors import CommandError, DaemonFailedError, StoreError
 from roommon.core.ids import validate_identifier
+from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
 from roommon.recovery.store import RecoveryStore
 from roommon.room.pipeline import RoomOutput, RoomPipeline
@@ -46,7 +46,7 @@ from roommon.wire.timer import (
 )
 from roommon.wire.topics import Topics
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class Dispatcher:

@@ -28,14 +28,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
-import structlog
-
 from roommon.alerts.engine import Outgoing
 from roommon.alerts.store import AlarmStore
 from roommon.config import Config
 from roommon.core.clock import Clock
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.core.errors import ConfigError, ProtocolError, StoreError
+from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
 from roommon.hl7 import pcd01, pcd04
 from roommon.hl7.ack import Reply, ack, parse_reply
@@ -48,7 +47,7 @@ from roommon.transports.mllp import MllpConnection, MllpEndpoint, MllpError
 from roommon.wire.payloads import AlarmEventMessage, RoomEventMessage, RoomStateMessage
 from roommon.wire.timer import TimerEventMessage, TimerMessage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 REJECTED = ConditionSpec(
     code="hl7.rejected",

@@ -14,14 +14,13 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Literal
 
-import structlog
-
 from roommon.core.errors import ProtocolError
+from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin, NumericReading, WaveformChunk
 from roommon.room.pipeline import RoomPipeline
 from roommon.wire.payloads import check_waveform_fits, decode_feed
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Outcome = Literal["accepted", "rejected", "unknown_room", "unknown_feed"]
 

@@ -16,12 +16,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import structlog
-
 from roommon.config import Config
 from roommon.core.clock import Clock, VirtualClock
 from roommon.core.errors import UsageError
 from roommon.core.ids import validate_identifier
+from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin, WaveformChunk
 from roommon.runtime.daemon import Daemon
 from roommon.transports.broker import parse_broker_url
@@ -29,7 +28,7 @@ from roommon.transports.mcap_files import RECORDER_TOPIC, RecordedMessage, Recor
 from roommon.wire.payloads import FS_TOLERANCE
 from roommon.wire.topics import Topics
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

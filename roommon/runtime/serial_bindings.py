@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import structlog
-
 from roommon.config import FeedConfig, RoomConfig, SerialPortConfig
 from roommon.core.clock import Clock
 from roommon.core.errors import ProtocolError
+from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin, SignalKind, WaveformChunk
 from roommon.drivers import DRIVERS, Driver, DriverSample
 from roommon.room.pipeline import RoomPipeline
@@ -26,7 +25,7 @@ from roommon.transports.backoff import Backoff
 from roommon.transports.serial import LinkState, SerialFeed
 from roommon.wire.payloads import check_waveform_fits
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class SerialPortBinding:

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Self
 
-import structlog
 from mcap.exceptions import McapError
 from mcap.reader import SeekingReader
 from mcap.records import Channel, Message, Metadata, Schema
@@ -28,10 +27,11 @@ from mcap.writer import Writer
 from roommon import __version__
 from roommon.core.clock import iso
 from roommon.core.errors import FeedError
+from roommon.core.log import get_logger
 from roommon.wire import registry
 from roommon.wire.topics import PREFIX
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Seconds between flushes of the MCAP writer: each flush closes a chunk, so a
 #: recorder killed without a goodbye loses at most this much of the recording.

@@ -22,12 +22,12 @@ from types import TracebackType
 from typing import Protocol, Self
 
 import aiomqtt
-import structlog
 
 from roommon.core.clock import Clock
+from roommon.core.log import get_logger
 from roommon.transports.broker import BrokerEndpoint
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MessageHandler = Callable[[aiomqtt.Message], None]
 

@@ -26,13 +26,13 @@ from typing import Generic, Literal, Protocol, Self, TypeVar
 
 import serial
 import serial_asyncio_fast
-import structlog
 
 from roommon.core.clock import Clock
 from roommon.core.errors import FeedError
+from roommon.core.log import get_logger
 from roommon.transports.backoff import Backoff
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Parity = Literal["N", "E", "O", "M", "S"]
 S = TypeVar("S")

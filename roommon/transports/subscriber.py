@@ -14,13 +14,13 @@ from types import TracebackType
 from typing import Final, Self, TextIO
 
 import aiomqtt
-import structlog
 
 from roommon.core.clock import Clock
 from roommon.core.errors import RoommonError
+from roommon.core.log import get_logger
 from roommon.transports.broker import RETRYABLE_CONNACK, BrokerEndpoint, connack_code
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: MQTT 5 session expiry: a reconnect within this keeps the broker-side session,
 #: so QoS 1 messages sent while only our connection was down are not lost.

@@ -22,15 +22,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-import structlog
 from aiohttp import WSMsgType, web
 
 from roommon.core.clock import Clock
+from roommon.core.log import get_logger
 from roommon.web.auth import Session, Sessions
 from roommon.web.site import Message, SiteView
 from roommon.web.texts import refusal_text
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 COOKIE = "roommon_session"

@@ -19,13 +19,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
 from roommon.core.clock import Clock
 from roommon.core.errors import ConfigError
 from roommon.core.ids import validate_identifier
+from roommon.core.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: scrypt cost: 2**14 x 8 x 1 uses 16 MiB and about 50 ms here; OWASP's minimum is 2**13.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1

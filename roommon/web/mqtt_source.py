@@ -34,15 +34,15 @@ from typing import Any, Literal, Self
 
 import aiomqtt
 import numpy as np
-import structlog
 
 from roommon.config import Config
 from roommon.core.clock import Clock
+from roommon.core.log import get_logger
 from roommon.transports.broker import BrokerEndpoint
 from roommon.web.site import Message, SiteView, wave_kind
 from roommon.wire.topics import PREFIX, Topics
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 REPLY_TIMEOUT_S = 5.0
 _DTYPES = {"i16le-b64": "<i2", "f32le-b64": "<f4"}

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import structlog
 
 from roommon.config import Config
 from roommon.core.clock import Clock
+from roommon.core.log import get_logger
 from roommon.core.model import SignalKind
 from roommon.web.texts import alarm_text
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Message = dict[str, Any]
 Listener = Callable[[Message], None]

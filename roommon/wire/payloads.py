@@ -14,9 +14,8 @@ import base64
 import binascii
 import json
 import math
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
@@ -35,6 +34,9 @@ from roommon.core.phases import PhaseName
 FS_TOLERANCE = 0.01
 
 Epoch = Annotated[float, Field(gt=946_684_800.0, lt=4_102_444_800.0, description="UTC epoch s")]
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _not_bool(value: object) -> object:
@@ -139,6 +141,8 @@ def _json_type(value: object) -> str:
 
 
 def _samples(p: WaveformPayload) -> np.ndarray[Any, np.dtype[np.float64]]:
+    import numpy as np
+
     if p.encoding == "json":
         if p.samples is None or p.data is not None:
             raise ProtocolError("invalid", "encoding 'json' needs 'samples' and no 'data'")
