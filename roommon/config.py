@@ -105,6 +105,14 @@ DEFAULT_STALE_S: Mapping[SignalKind, float] = {
 }
 
 
+#: Phases that need an optional feed of a kind, where its config does not say: the
+#: cement-pressure line is connected only for the injection ("only connected during the
+#: injection phase"); other optional feeds are needed throughout.
+DEFAULT_NEEDED_IN: Mapping[SignalKind, frozenset[Phase]] = {
+    SignalKind.CEMENT_PRESSURE: frozenset({Phase.CEMENT_INJECTION}),
+}
+
+
 class FeedConfig(_Section):
     kind: SignalKind = Field(description="Signal kind carried by the feed.")
     transport: Literal["mqtt", "serial"] = Field(default="mqtt", description="How it arrives.")
@@ -120,6 +128,18 @@ class FeedConfig(_Section):
     required: bool = Field(
         default=True, description="A required feed that never connects is a technical alarm."
     )
+    needed_in: list[Phase] | None = Field(
+        default=None,
+        description="Optional feeds only: the procedure phases that need the feed. Silent or "
+        "disconnected in one of them: feed.silent / feed.disconnected (medium); in any other "
+        "phase at most the low-priority notice feed.silent_optional. Default: cement_injection "
+        "for a cement_pressure feed, every phase for other kinds.",
+    )
+    silent_outside: dict[Phase, Literal["low", "off"]] = Field(
+        default_factory=dict,
+        description="Optional feeds only: per phase outside needed_in, 'low' (the default) "
+        "raises the notice feed.silent_optional when the feed is silent, 'off' nothing.",
+    )
     serial: SerialPortConfig | None = Field(default=None, description="Serial port settings.")
 
     @model_validator(mode="after")
@@ -131,6 +151,16 @@ class FeedConfig(_Section):
         canonical = CANONICAL_UNITS[self.kind]
         if self.unit is not None and self.unit != canonical:
             raise ValueError(f"unit: {self.kind} is carried in {canonical!r}, not {self.unit!r}")
+        if self.required and (self.needed_in is not None or self.silent_outside):
+            field = "needed_in" if self.needed_in is not None else "silent_outside"
+            raise ValueError(f"{field}: only for an optional feed (required = false)")
+        if self.needed_in is not None:
+            overlap = sorted(p.value for p in set(self.silent_outside) & set(self.needed_in))
+            if overlap:
+                raise ValueError(
+                    f"silent_outside: {', '.join(overlap)} is in needed_in (a silence there "
+                    "is feed.silent)"
+                )
         if self.transport == "serial" and self.serial is None:
             raise ValueError("serial: transport 'serial' needs a [serial] table")
         if self.transport == "mqtt" and self.serial is not None:
@@ -140,6 +170,14 @@ class FeedConfig(_Section):
     @property
     def effective_unit(self) -> str:
         return CANONICAL_UNITS[self.kind]
+
+    def needs_feed_in(self, phase: Phase) -> bool:
+        """Whether a silence in ``phase`` is a feed.silent alarm (else a notice at most)."""
+        if self.required:
+            return True
+        if self.needed_in is not None:
+            return phase in self.needed_in
+        return phase in DEFAULT_NEEDED_IN.get(self.kind, frozenset(Phase))
 
     @property
     def effective_stale_s(self) -> float:

@@ -155,6 +155,29 @@ async def test_acknowledge_and_audio_pause_succeed_and_are_attributed(
             },
             "unknown_feed",
         ),
+        # Strictly typed: no string or boolean is read as a number (issue 11, defect 9).
+        (
+            {"v": 1, "id": "x8", "room": "r1", "action": "audio_pause", "duration_s": "60"},
+            "malformed",
+        ),
+        (
+            {"v": 1, "id": "x9", "room": "r1", "action": "audio_pause", "duration_s": True},
+            "malformed",
+        ),
+        (
+            {
+                "v": 1,
+                "id": "x10",
+                "room": "r1",
+                "action": "alarm_pause",
+                "feed": "spo2",
+                "duration_s": "60",
+            },
+            "malformed",
+        ),
+        ({"v": True, "id": "x11", "room": "r1", "action": "audio_pause"}, "malformed"),
+        ({"v": 1, "id": "x12", "room": "r1", "action": "check_done", "check_no": "1"}, "bad_value"),
+        ({"v": 1, "id": "x13", "room": "r1", "action": "check_done", "vitals": 1}, "bad_value"),
     ],
 )
 async def test_invalid_commands_get_a_reason_and_change_nothing(
@@ -173,6 +196,9 @@ async def test_invalid_commands_get_a_reason_and_change_nothing(
         assert [(a.alarm_id, a.state, a.acknowledged) for a in engine.alarms()] == before
         assert engine.last_seq == seq_before
         assert engine.alarm_paused == {}
+        assert engine.audio_paused_until is None
+        if isinstance(body, dict) and isinstance(body.get("duration_s"), str | bool):
+            assert r["detail"].startswith("duration_s: ")
     assert daemon.counters["commands_refused"] == 1
 
 

@@ -29,7 +29,11 @@ def test_example_config_is_valid_and_has_the_four_feeds() -> None:
     assert {"ecg", "nibp", "spo2", "pleth", "cement_pressure"} <= kinds
 
 
-def test_check_config_prints_one_line_summary(capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_prints_one_line_summary(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROOMMON_MQTT_USERNAME", "roommon")  # check-config wants them set
+    monkeypatch.setenv("ROOMMON_MQTT_PASSWORD", "s3cret")
     assert main(["check-config", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1

@@ -2,9 +2,10 @@
 
 Real Mosquitto, real SQLite. A room is broken from inside (a test-only check
 that raises on every chunk and tick, and the room's own steps made to raise);
-the other room must keep monitoring. A failure of the broker link or of the
-store must end with a retained ``offline`` status carrying the reason and a
-non-zero exit, never a silent death.
+the other room must keep monitoring. A failing broker link ends with a
+retained ``offline`` status carrying the reason and a non-zero exit, never a
+silent death; a store that cannot be written is the technical alarm
+``store.unwritable`` while the daemon stays online (issue 11, item 1).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pytest
 from roommon.alerts.store import AlarmStore
 from roommon.checks import CHECKS
 from roommon.cli import main
-from roommon.config import Config, parse_config
-from roommon.core.clock import VirtualClock
+from roommon.config import Config, load_config, parse_config
+from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.model import DataOrigin
 from roommon.runtime.daemon import Daemon
 from roommon.runtime.ingest import FeedIngest, Outcome
@@ -224,12 +225,14 @@ def test_an_exception_escaping_the_broker_link_ends_offline_with_its_reason(
     assert "injected failure in the broker link" in status["reason"]
 
 
-def test_a_store_that_cannot_be_written_ends_offline_with_its_reason(
+async def test_a_read_only_store_is_a_technical_alarm_and_the_daemon_stays_online(
     broker: MosquittoBroker,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Issue 11 item 1: a store that cannot be written no longer ends the daemon (it used
+    to go offline); it is the high-priority alarm store.unwritable and the status says
+    the alarms are not durable, while they are still published."""
     real_init: Callable[..., None] = AlarmStore.__init__
 
     def read_only_after_open(self: AlarmStore, path: Path | str) -> None:
@@ -238,12 +241,25 @@ def test_a_store_that_cannot_be_written_ends_offline_with_its_reason(
         self._db.execute("PRAGMA query_only = ON")
 
     monkeypatch.setattr(AlarmStore, "__init__", read_only_after_open)
-    err = _run_daemon(tmp_path, broker, capsys)
-    assert "StoreError" in err
-    status = asyncio.run(retained_status(broker.port))
-    assert status["status"] == "offline"
-    assert "StoreError" in status["reason"]
-    assert "readonly" in status["reason"]
+    cfg = load_config(run_config(tmp_path, broker.port))
+    status_topic = f"roommon/v1/{SITE}/status/main"
+    alarm_topic = f"roommon/v1/{SITE}/r1/alarm"
+    async with (
+        Daemon(config=cfg, clock=RealClock()) as d,
+        MqttCollector(broker.port, [status_topic, alarm_topic]) as c,
+    ):
+        # the feed never sends: feed.never_seen after stale_s; its event cannot be stored
+        msgs = await c.wait_for(
+            lambda ms: any(m.topic == alarm_topic and m.json()["code"] == "store.unwritable"
+                           for m in ms)
+            and any(m.topic == status_topic and not m.json()["durable"] for m in ms)
+        )
+        assert d.store.degraded
+    codes = {m.json()["code"] for m in msgs if m.topic == alarm_topic}
+    assert {"feed.never_seen", "store.unwritable"} <= codes
+    status = next(m.json() for m in msgs if m.topic == status_topic and not m.json()["durable"])
+    assert status["status"] == "online"
+    assert "readonly" in status["store_error"]
 
 
 MALFORMED = ["127.0.0.1:1", "tcp://127.0.0.1:1883", "mqtt://", "mqtt://h:99999", "127.0.0.1"]

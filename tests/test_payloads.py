@@ -82,9 +82,9 @@ def test_numeric_null_is_unavailable_not_zero() -> None:
         (b"[1,2]", "invalid", ""),
         (
             b'{"v":1,"kind":"ecg","seq":1,"t0":1767225600,"fs":250,"unit":"mV","n":2,'
-            b'"samples":[1,Infinity]}',
+            b'"gain":Infinity,"samples":[1,2]}',
             "non_finite",
-            "samples.1",
+            "gain",
         ),
         (
             b'{"v":2,"kind":"ecg","seq":1,"t0":1767225600,"fs":250,"unit":"mV","n":1,'
@@ -140,6 +140,56 @@ def test_bad_payloads_are_rejected_with_a_reason(payload: bytes, reason: str, de
         decode(payload)
     assert err.value.reason == reason
     assert detail in err.value.detail
+
+
+@pytest.mark.parametrize("encoding", ["json", "f32le-b64"])
+def test_nan_and_inf_samples_are_decoded_for_the_room_to_cut_out(encoding: str) -> None:
+    """Issue 11, defect 10: a bad sample is the room's to cut out, not the chunk's end."""
+    samples = np.array([0.5, np.nan, np.inf, -np.inf, 0.25])
+    body: dict[str, Any] = {"v": 1, "kind": "ecg", "seq": 1, "t0": T0, "fs": 250, "unit": "mV"}
+    body.update(n=5, encoding=encoding)
+    if encoding == "json":
+        body["samples"] = samples.tolist()
+    else:
+        body["data"] = base64.b64encode(samples.astype("<f4").tobytes()).decode()
+    out = decode(json.dumps(body).encode())
+    np.testing.assert_array_equal(out.samples, samples)
+
+
+READING = {"v": 1, "kind": "spo2", "seq": 12, "t": T0, "values": {"spo2": 95}}
+CHUNK = {"v": 1, "kind": "ecg", "seq": 12, "t0": T0, "fs": 250, "unit": "mV", "n": 2}
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "field", "sent"),
+    [
+        (SignalKind.SPO2, {**READING, "seq": "12"}, "seq", 'string "12"'),
+        (SignalKind.SPO2, {**READING, "values": {"spo2": "95"}}, "values.spo2", 'string "95"'),
+        (SignalKind.SPO2, {**READING, "values": {"spo2": True}}, "values.spo2", "boolean true"),
+        (SignalKind.SPO2, {**READING, "t": str(T0)}, "t", "string"),
+        (SignalKind.SPO2, {**READING, "v": True}, "v", "boolean"),
+        (SignalKind.SPO2, {**READING, "seq": 12.5}, "seq", "number 12.5"),
+        (SignalKind.ECG, {**CHUNK, "samples": [0.1, True]}, "samples.1", "boolean true"),
+        (SignalKind.ECG, {**CHUNK, "samples": [0.1, "0.2"]}, "samples.1", 'string "0.2"'),
+        (SignalKind.ECG, {**CHUNK, "fs": "250", "samples": [0.1, 0.2]}, "fs", 'string "250"'),
+        (SignalKind.ECG, {**CHUNK, "n": "2", "samples": [0.1, 0.2]}, "n", 'string "2"'),
+    ],
+)
+def test_wrong_json_types_are_refused_never_coerced(
+    kind: SignalKind, body: dict[str, Any], field: str, sent: str
+) -> None:
+    """Issue 11, defect 9: "95" or true is not an SpO2 of 95 % or 1 %."""
+    with pytest.raises(ProtocolError) as err:
+        decode(json.dumps(body).encode(), kind)
+    assert err.value.reason == "invalid"
+    assert err.value.detail.startswith(f"{field}: ")
+    assert sent in err.value.detail
+
+
+def test_json_integers_still_pass_as_floats() -> None:
+    out = decode(json.dumps({**CHUNK, "samples": [0, 1]}).encode())
+    np.testing.assert_array_equal(out.samples, [0.0, 1.0])
+    assert decode(json.dumps(READING).encode(), SignalKind.SPO2).values == {"spo2": 95.0}
 
 
 @settings(max_examples=200, deadline=None)

@@ -12,11 +12,12 @@ import pytest
 from roommon.checks import CHECKS
 from roommon.config import Config, parse_config
 from roommon.core.clock import VirtualClock
-from roommon.core.errors import ProtocolError
+from roommon.core.errors import ConfigError, ProtocolError
 from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.room.pipeline import RoomPipeline
 from roommon.testing import CaptureOutput
 from roommon.testing.checks import ProbeCheck
+from roommon.wire.commands import CommandPayload
 
 
 def room_config(**overrides: Any) -> Config:
@@ -209,3 +210,136 @@ async def test_ten_minute_scenario_on_the_virtual_clock(clock: VirtualClock) -> 
         ("limit.spo2_low", "cleared"),
     ]
     # how fast this runs is measured in bench/scenarios.py, not asserted here
+
+
+async def test_a_jump_beyond_the_devices_rate_waits_for_the_next_payload(
+    clock: VirtualClock,
+) -> None:
+    """Issue 11, defect 8: a far jump is held; the next payload confirms or refutes it."""
+    p, out = make(clock)
+    f = p.feeds["spo2"]
+    p.ingest(spo2(clock, 0, 97))
+    p.ingest(spo2(clock, 5000, 85))  # the device's counter really jumped...
+    assert (f.received, f.last_seq, f.seq.holding) == (1, 0, 5000)
+    assert "spo2" not in p.measurements or p.measurements["spo2"].value == 97
+    p.ingest(spo2(clock, 5001, 86))  # ...and goes on from there: both accepted, in order
+    assert (f.received, f.last_seq, f.seq.holding, f.gaps) == (3, 5001, None, 1)
+    assert dict(f.rejected) == {}
+    assert p.measurements["spo2"].value == 86
+
+    p.ingest(spo2(clock, 900_000, 50))  # held, and nothing confirms it
+    await clock.advance(5.0)
+    p.ingest(spo2(clock, 5002, 96))  # the count goes on: the jump was not the device's
+    assert dict(f.rejected) == {"seq_jump": 1}
+    p.ingest(spo2(clock, 800_000, 50))
+    await clock.advance(11.0)
+    p.tick()  # unconfirmed past the hold time: refused
+    assert dict(f.rejected) == {"seq_jump": 2}
+    assert (f.received, f.last_seq) == (4, 5002)
+    assert ("feed.bad_payload", "raised") in out.transitions()
+
+
+async def test_a_skip_the_elapsed_time_allows_is_accepted_at_once(clock: VirtualClock) -> None:
+    p, _ = make(clock)
+    f = p.feeds["ekg"]
+    p.ingest(ekg(clock, 0, np.zeros(250)))  # one chunk a second
+    await clock.advance(600.0)  # ten minutes of lost data (cable, network)
+    p.ingest(ekg(clock, 600, np.zeros(250)))
+    assert (f.received, f.last_seq, f.gaps, f.seq.holding) == (2, 600, 1, None)
+    p.ingest(ekg(clock, 601 + 40, np.zeros(250)))  # 40 at once: beyond 32 + 2 x rate x 0 s
+    assert (f.received, f.seq.holding) == (2, 641)
+
+
+def cement(clock: VirtualClock, seq: int) -> WaveformChunk:
+    return WaveformChunk(
+        room="r1",
+        feed="cement",
+        kind=SignalKind.CEMENT_PRESSURE,
+        unit="kPa",
+        fs=50,
+        t0=clock.now(),
+        samples=np.full(50, 100.0),
+        seq=seq,
+    )
+
+
+def set_phase(p: RoomPipeline, phase: str) -> None:
+    cmd = {"v": 1, "id": "p", "room": "r1", "action": "phase_set", "phase": phase}
+    p.command(CommandPayload.model_validate(cmd), client="n")
+
+
+def cement_alarms(out: CaptureOutput) -> list[tuple[str, str, str]]:
+    return [(e.code, e.transition, e.priority) for e in out.events if e.feed == "cement"]
+
+
+async def silence_cement(p: RoomPipeline, clock: VirtualClock, seconds: int) -> None:
+    for _ in range(seconds):
+        await clock.advance(1.0)
+        p.tick()
+
+
+@pytest.mark.parametrize("phase", ["patient_connected", "procedure", "recovery"])
+async def test_an_optional_feed_silent_outside_its_phase_is_a_low_notice_never_medium(
+    clock: VirtualClock, phase: str
+) -> None:
+    """Issue 11, defect 13: the cement line unplugged during recovery raised feed.silent MEDIUM."""
+    optional = {"kind": "cement_pressure", "fs": 50, "required": False, "stale_s": 3}
+    p, out = make(clock, feeds={"cement": optional})
+    set_phase(p, phase)
+    p.ingest(cement(clock, 0))
+    await silence_cement(p, clock, 10)
+    assert cement_alarms(out) == [("feed.silent_optional", "raised", "low")]
+    assert "no data in phase" in next(e.message for e in out.events if e.feed == "cement")
+
+
+async def test_in_the_phase_that_needs_it_the_silence_is_the_medium_alarm_and_follows_the_phase(
+    clock: VirtualClock,
+) -> None:
+    optional = {"kind": "cement_pressure", "fs": 50, "required": False, "stale_s": 3}
+    p, out = make(clock, feeds={"cement": optional})
+    set_phase(p, "cement_injection")
+    p.ingest(cement(clock, 0))
+    await silence_cement(p, clock, 10)
+    assert cement_alarms(out) == [("feed.silent", "raised", "medium")]
+    set_phase(p, "recovery")  # the line is unplugged once the cement is in
+    await silence_cement(p, clock, 30)
+    alarms = cement_alarms(out)
+    assert ("feed.silent", "cleared", "medium") in alarms
+    assert alarms[-1] == ("feed.silent_optional", "raised", "low")
+
+
+async def test_the_notice_is_configurable_per_phase(clock: VirtualClock) -> None:
+    optional = {
+        "kind": "cement_pressure",
+        "fs": 50,
+        "required": False,
+        "stale_s": 3,
+        "needed_in": ["procedure", "cement_injection"],
+        "silent_outside": {"recovery": "off"},
+    }
+    p, out = make(clock, feeds={"cement": optional})
+    set_phase(p, "recovery")
+    p.ingest(cement(clock, 0))
+    await silence_cement(p, clock, 10)
+    assert cement_alarms(out) == []  # "off" in recovery
+    set_phase(p, "procedure")  # needed here by this config
+    await silence_cement(p, clock, 2)
+    assert cement_alarms(out) == [("feed.silent", "raised", "medium")]
+
+
+@pytest.mark.parametrize(
+    ("feed", "message"),
+    [
+        ({"needed_in": ["recovery"]}, "cement.needed_in: only for an optional feed"),
+        ({"required": False, "silent_outside": {"recovery": "loud"}}, "Input should be"),
+        (
+            {"required": False, "needed_in": ["recovery"], "silent_outside": {"recovery": "off"}},
+            "cement.silent_outside: recovery is in needed_in",
+        ),
+    ],
+)
+def test_phase_settings_of_a_feed_are_validated(feed: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        room_config(feeds={"cement": {"kind": "cement_pressure", "fs": 50, **feed}})
+    lines = [f"{path}: {msg}" for path, msg in err.value.problems]
+    assert any(message in line for line in lines), lines

@@ -20,7 +20,8 @@ VITALS = {"heart_rate": 72.0, "spo2": 97.0, "nibp_sys": None}
 
 
 def cmd(action: str, **fields: Any) -> NurseCommand:
-    return NurseCommand(v=1, id="c1", room="or1", action=action, **fields)
+    body = {"v": 1, "id": "c1", "room": "or1", "action": action, **fields}
+    return NurseCommand.model_validate(body)
 
 
 def running(confirmed: bool = True) -> RecoveryTimer:

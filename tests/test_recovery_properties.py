@@ -47,7 +47,8 @@ def command(action: str, x: float) -> NurseCommand:
         fields = {"seconds": max(x, 1.0), "reason": "r" if x > 100 else ""}
     elif action == "recovery_end":
         fields = {"reason": "transfer" if x > 0 else ""}
-    return NurseCommand(v=1, id="c", room="or1", action=action, **fields)
+    body = {"v": 1, "id": "c", "room": "or1", "action": action, **fields}
+    return NurseCommand.model_validate(body)
 
 
 @settings(max_examples=150, deadline=None)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from roommon.config import parse_config
 from roommon.core.clock import RealClock
 from roommon.runtime.daemon import Daemon
 from roommon.testing import CaptureOutput, PtyDevice
-from simulators.serial_devices import encode_masimo_line
+from simulators.serial_devices import encode_masimo_line, encode_rm1_waveform
 
 T0 = 1_767_225_600.0
 
@@ -96,3 +97,54 @@ async def test_masimo_over_pty_to_alarms_with_garbage_unplug_and_replug(
         status = daemon.status_payload("online").decode()
         assert '"reconnects":1' in status
         assert '"frames_good":5' in status
+
+
+def rm1_ecg(seq: int, fs: float, n: int = 25) -> bytes:
+    samples = 0.5 * np.sin(np.linspace(0, 2 * np.pi, n))
+    return encode_rm1_waveform(
+        device_id="EKG1", seq=seq, kind="ecg", unit="mV", fs=fs, samples=samples
+    )
+
+
+async def test_serial_frames_at_a_rate_other_than_the_feeds_are_rejected_wrong_rate(
+    device: PtyDevice, tmp_path: Path
+) -> None:
+    """Issue 11, defect 11: a 500 Hz frame on a 250 Hz feed was accepted over serial."""
+    serial = {"port": str(device.link), "protocol": "roommon_line", "baudrate": 115200}
+    cfg = parse_config(
+        {
+            "site": {"id": "s"},
+            "daemon": {"state_dir": str(tmp_path / "state")},
+            "rooms": {
+                "r1": {
+                    "feeds": {
+                        "ekg": {
+                            "kind": "ecg",
+                            "fs": 250,
+                            "transport": "serial",
+                            "serial": serial,
+                            "stale_s": 60,
+                        }
+                    },
+                }
+            },
+        }
+    )
+    out = CaptureOutput()
+    async with Daemon(
+        config=cfg, clock=RealClock(), use_broker=False, extra_outputs=[out]
+    ) as daemon:
+        feed = daemon.pipelines["r1"].feeds["ekg"]
+        (binding,) = daemon.serial
+        await out.wait_for(lambda o: binding.feed.connected)
+        device.write(rm1_ecg(0, 250))
+        device.write(rm1_ecg(1, 500))  # twice the configured rate
+        device.write(rm1_ecg(2, 251))  # within the 1 % crystal tolerance
+        device.write(rm1_ecg(3, 125))
+        device.write(rm1_ecg(4, 250))
+        await out.wait_for(lambda o: feed.received + feed.rejected["wrong_rate"] == 5)
+        assert feed.received == 3
+        assert dict(feed.rejected) == {"wrong_rate": 2}
+        assert "raised" in transitions(out, "feed.bad_payload")
+        bad = next(e for e in out.events if e.code == "feed.bad_payload")
+        assert "wrong_rate=" in bad.message

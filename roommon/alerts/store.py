@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from roommon.alerts.faults import STORE_FILE as STORE_FILE
+from roommon.core.errors import StoreError
 from roommon.core.sqlite import connect, transaction
 from roommon.wire.payloads import AlarmEventMessage
 
@@ -71,9 +73,18 @@ class AlarmStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._db = connect(path, _SCHEMA)
+        #: Why the first write (at open) failed: opened, but not writable (a full disk).
+        self.open_write_error = ""
         # Acknowledgement times are monotonic readings of the previous process: meaningless
         # now, and the redelivery they guard against concerns a connection that is gone.
-        self._db.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL")
+        self._stale: frozenset[int] = frozenset()
+        try:
+            self._db.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL")
+        except StoreError as exc:  # readable but full or read-only: the caller decides
+            self.open_write_error = str(exc)
+            # Left in place they must not count as acknowledged by this process.
+            rows = self._db.execute("SELECT id FROM outbox WHERE acked_at IS NOT NULL")
+            self._stale = frozenset(i for (i,) in rows.fetchall())
 
     def close(self) -> None:
         self._db.close()
@@ -116,6 +127,16 @@ class AlarmStore:
                 [(t, p, q, int(r)) for t, p, q, r in messages],
             )
 
+    def probe(self) -> None:
+        """A write that changes nothing (the header's user_version, rewritten): raises
+        StoreError while the database cannot be written, and drops stale acknowledgements
+        the open could not."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        self._db.execute(f"PRAGMA user_version = {int(version)}")
+        if self.open_write_error:
+            self._db.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL")
+            self.open_write_error, self._stale = "", frozenset()
+
     def enqueue(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.record((), [(topic, payload, qos, retain)])
 
@@ -140,12 +161,17 @@ class AlarmStore:
             " WHERE acked_at IS NOT NULL AND acked_at >= ? ORDER BY id",
             (since,),
         ).fetchall()
-        return [OutboxRow(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in rows]
+        return [
+            OutboxRow(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in rows if i not in self._stale
+        ]
 
     def forget_acknowledged(self, before: float) -> None:
         self._db.execute(
             "DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (before,)
         )
+        if self._stale:
+            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in self._stale])
+            self._stale = frozenset()
 
     def pending_count(self) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()

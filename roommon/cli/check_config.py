@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_check_config(args: argparse.Namespace) -> int:
-    config = load_or_report(args.file, sys.stderr)
+    config = load_or_report(args.file, sys.stderr, preflight=True)
     if config is None:
         return EXIT_USAGE
     feeds = sum(len(r.feeds) for r in config.rooms.values())

@@ -15,7 +15,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from roommon.core.errors import ConfigError, RoommonError, UsageError
+from roommon.core.errors import ConfigError, RoommonError, StoreOpenError, UsageError
 
 if TYPE_CHECKING:
     import asyncio
@@ -31,24 +31,36 @@ EXIT_USAGE: Final = 2
 def exit_status(err: RoommonError) -> int:
     """The one mapping from roommon's errors to exit codes: what the person asked for
     cannot be done as given (usage, configuration, a file that is not what it should
-    be) is 2; anything that failed while running is 1."""
+    be, a store that cannot be opened) is 2; anything that failed while running is 1."""
     from roommon.transports.mcap_files import RecordingError
 
-    if isinstance(err, UsageError | ConfigError | RecordingError):
+    if isinstance(err, UsageError | ConfigError | RecordingError | StoreOpenError):
         return EXIT_USAGE
     return EXIT_FAILURE
 
 
-def load_or_report(path: str, err: TextIO) -> Config | None:
-    """The validated config, or None after printing one line per problem to ``err``."""
+def load_or_report(path: str, err: TextIO, *, preflight: bool = False) -> Config | None:
+    """The validated config, or None after printing one line per problem to ``err``.
+
+    ``preflight`` (``check-config``, ``run``): also the checks that need more
+    than the file (:mod:`roommon.runtime.preflight`): alarm codes and profile
+    patterns that match nothing, TLS files, credential variables.
+    """
     from roommon.config import load_config
 
     try:
-        return load_config(path)
+        config = load_config(path)
+        if preflight:
+            from roommon.runtime.preflight import preflight_problems
+
+            problems = preflight_problems(config)
+            if problems:
+                raise ConfigError(path, problems)
     except ConfigError as exc:
         for line in exc.lines():
             print(line, file=err)
         return None
+    return config
 
 
 def _number(text: str) -> float:

@@ -37,11 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_report(args.config, sys.stderr)
+    config = load_or_report(args.config, sys.stderr, preflight=True)
     if config is None:
         return EXIT_USAGE
     from roommon.core.clock import RealClock
-    from roommon.core.errors import DaemonFailedError
+    from roommon.core.errors import DaemonFailedError, StoreOpenError
     from roommon.core.logs import configure
     from roommon.room.pipeline import RoomOutput
     from roommon.runtime.daemon import Daemon
@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return run_until_signal(main)
+    except StoreOpenError as err:  # an installation problem, like a bad config: exit 2
+        print(f"roommon run: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except DaemonFailedError as err:
         print(f"roommon run: the daemon failed: {err}", file=sys.stderr)
         return EXIT_FAILURE

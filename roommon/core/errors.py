@@ -69,5 +69,10 @@ class StoreError(RoommonError):
     """
 
 
+class StoreOpenError(StoreError):
+    """A store cannot be opened at all (missing or unusable state dir, a file that is not
+    a database): a start-up problem of the installation, reported like a config error."""
+
+
 class DaemonFailedError(RoommonError):
     """The daemon stopped because shared infrastructure failed (the reason is the message)."""

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from roommon.core.errors import StoreError
+from roommon.core.errors import StoreError, StoreOpenError
 
 
 class _Connection(sqlite3.Connection):
@@ -48,7 +48,7 @@ class _Connection(sqlite3.Connection):
 def connect(path: Path | str, schema: str) -> sqlite3.Connection:
     """Open (creating folders and tables as needed) a database in autocommit mode.
 
-    Raises :class:`StoreError` naming the path and the reason when it cannot.
+    Raises :class:`StoreOpenError` naming the path and the reason when it cannot.
     """
     name = str(path)
     try:
@@ -58,7 +58,7 @@ def connect(path: Path | str, schema: str) -> sqlite3.Connection:
             name, isolation_level=None, check_same_thread=False, factory=_Connection
         )
     except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"cannot open {name}: {exc}") from exc
+        raise StoreOpenError(f"cannot open {name}: {exc}") from exc
     assert isinstance(db, _Connection)
     db.store_path = name
     try:
@@ -67,7 +67,7 @@ def connect(path: Path | str, schema: str) -> sqlite3.Connection:
         db.executescript(schema)
     except StoreError as exc:
         db.close()
-        raise StoreError(f"cannot open {name}: {exc}") from exc
+        raise StoreOpenError(f"cannot open {name}: {exc.__cause__ or exc}") from exc
     return db
 
 

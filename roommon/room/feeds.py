@@ -15,7 +15,16 @@ import numpy as np
 
 from roommon.config import FeedConfig
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
-from roommon.core.model import PHYSICAL_RANGE, DataOrigin, FloatArray, SignalKind
+from roommon.core.model import (
+    PHYSICAL_RANGE,
+    DataOrigin,
+    FloatArray,
+    NumericReading,
+    SignalKind,
+    WaveformChunk,
+)
+from roommon.core.phases import Phase
+from roommon.room.sequence import SeqGate
 
 SILENT = ConditionSpec(
     code="feed.silent",
@@ -47,13 +56,27 @@ SEQ_GAP = ConditionSpec(
     priority=Priority.LOW,
     description="Chunks are missing from the feed (sequence numbers skip)",
 )
+SILENT_OPTIONAL = ConditionSpec(
+    code="feed.silent_optional",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.LOW,
+    description="An optional feed is silent or disconnected in a phase that does not need it",
+)
 DISCONNECTED = ConditionSpec(
     code="feed.disconnected",
     kind=AlarmKind.TECHNICAL,
     priority=Priority.MEDIUM,
     description="The feed's transport (e.g. serial port) is disconnected",
 )
-FEED_CONDITIONS = (SILENT, NEVER_SEEN, BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, DISCONNECTED)
+FEED_CONDITIONS = (
+    SILENT,
+    NEVER_SEEN,
+    BAD_PAYLOAD,
+    BAD_SAMPLES,
+    SEQ_GAP,
+    DISCONNECTED,
+    SILENT_OPTIONAL,
+)
 
 #: A transient problem (a rejected payload, a gap) stays reported this long
 #: after its last occurrence, so a burst is one alarm rather than a flicker.
@@ -73,7 +96,7 @@ class FeedRuntime:
     config: FeedConfig
     last_seen_mono: float | None = None
     last_seen_t: float | None = None
-    last_seq: int | None = None
+    seq: SeqGate[WaveformChunk | NumericReading] = field(default_factory=SeqGate)
     received: int = 0
     bad_samples: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -86,6 +109,11 @@ class FeedRuntime:
     @property
     def kind(self) -> SignalKind:
         return self.config.kind
+
+    @property
+    def last_seq(self) -> int | None:
+        """Seq of the last accepted payload."""
+        return self.seq.last
 
     def status(self, mono: float) -> str:
         if self.last_seen_mono is None:
@@ -116,15 +144,27 @@ class FeedRuntime:
             return []
         return runs
 
-    def evaluate(self, mono: float, started_mono: float, t: float) -> list[ConditionReport]:
-        """Conditions whose presence changed since the last call."""
+    def evaluate(
+        self, mono: float, started_mono: float, t: float, phase: Phase
+    ) -> list[ConditionReport]:
+        """Conditions whose presence changed since the last call, in the room's ``phase``.
+
+        An optional feed silent (or disconnected) in a phase that does not need it is
+        the low-priority notice feed.silent_optional, or nothing where the config says
+        ``off`` for that phase: never feed.silent's medium alarm (issue 11, defect 13).
+        """
         stale = self.config.effective_stale_s
+        silent = self.last_seen_mono is not None and mono - self.last_seen_mono > stale
+        down = self.transport_up is False
+        needed = self.config.needs_feed_in(phase)
+        notice = self.config.silent_outside.get(phase, "low") == "low"
         present = {
-            SILENT.code: self.last_seen_mono is not None and mono - self.last_seen_mono > stale,
+            SILENT.code: silent and needed,
             NEVER_SEEN.code: self.config.required
             and self.last_seen_mono is None
             and mono - started_mono > stale,
-            DISCONNECTED.code: self.transport_up is False,
+            DISCONNECTED.code: down and needed,
+            SILENT_OPTIONAL.code: (silent or down) and not needed and notice,
         }
         for spec in (BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP):
             seen = self._last_problem.get(spec.code)
@@ -141,6 +181,8 @@ class FeedRuntime:
                     BAD_SAMPLES.code: f"{self.bad_samples} bad samples so far",
                     SEQ_GAP.code: f"{self.gaps} gaps so far",
                     DISCONNECTED.code: "transport disconnected",
+                    SILENT_OPTIONAL.code: f"{'disconnected' if down else 'no data'} in phase "
+                    f"{phase.value}, which does not need it",
                 }[spec.code]
                 out.append(
                     ConditionReport(

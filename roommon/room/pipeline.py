@@ -26,11 +26,10 @@ from dataclasses import replace
 from typing import Protocol
 
 from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
-from roommon.checks import CHECKS
-from roommon.checks.base import Check, CheckContext, FeedView
+from roommon.checks.base import Check, CheckContext
 from roommon.config import DaemonConfig, RoomConfig
 from roommon.core.clock import Clock, iso
-from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.conditions import ConditionReport
 from roommon.core.errors import CommandError, ProtocolError, StoreError
 from roommon.core.events import (
     CementMixed,
@@ -47,7 +46,13 @@ from roommon.core.phases import Phase
 from roommon.recovery.service import RoomRecovery
 from roommon.recovery.store import RecoveryStore
 from roommon.recovery.timer import TimerEvent
+
+# ROOM_FAILED and CHECK_FAILED are re-exported: they were defined here first.
+from roommon.room.conditions import CHECK_FAILED as CHECK_FAILED
+from roommon.room.conditions import ROOM_FAILED as ROOM_FAILED
+from roommon.room.conditions import build_checks
 from roommon.room.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
+from roommon.room.sequence import SeqDecision
 from roommon.room.workflow import RoomWorkflow
 from roommon.wire.commands import CommandPayload
 from roommon.wire.payloads import (
@@ -60,23 +65,12 @@ from roommon.wire.timer import NurseCommand, TimerEventMessage, TimerMessage
 
 log = get_logger(__name__)
 
-#: An unexpected exception escaped one of the room's own steps (not a check's).
-ROOM_FAILED = ConditionSpec(
-    code="room.failed",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.HIGH,
-    latching=True,
-    description="roommon failed while processing this room: its alarms cannot be trusted",
-)
+#: Nominal rate assumed for a numeric feed's readings when judging a seq jump (they
+#: come at most about once a second; ten leaves room for bursts after a reconnect).
+MAX_READING_HZ = 10.0
+
 #: A failed room's alarm ends this long after its last failure (it stays latched).
 ROOM_FAILED_CLEAR_S = 60.0
-
-CHECK_FAILED = ConditionSpec(
-    code="check.failed",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.HIGH,
-    description="A check raised an unexpected error; its alarms cannot be trusted",
-)
 
 
 class RoomOutput(Protocol):
@@ -129,23 +123,9 @@ class RoomPipeline:
         self._last_timer_mono = -1e18
         self.checks: list[Check] = []
         self._routes: dict[str, list[Check]] = {name: [] for name in self.feeds}
-        for check_name, raw in config.checks.items():
-            cls = CHECKS[check_name]
-            settings = cls.settings_model.model_validate(raw)
-            wanted = cls.needs | cls.optional
-            views = {
-                n: FeedView(
-                    name=n,
-                    kind=f.kind,
-                    fs=f.config.fs,
-                    unit=f.config.effective_unit,
-                )
-                for n, f in self.feeds.items()
-                if f.kind in wanted
-            }
-            check = cls(room=room, settings=settings, feeds=views)
+        for check in build_checks(room, config):
             self.checks.append(check)
-            for n in views:
+            for n in check.feeds:
                 self._routes[n].append(check)
         self.measurements: dict[str, MeasurementValue] = {}
         self._checked: set[str] = set()  # measurement names some check publishes
@@ -227,23 +207,37 @@ class RoomPipeline:
             self._reject(sample.feed, ProtocolError("unknown_feed", "no such feed of that kind"))
             return
         mono = self._clock.monotonic()
-        if feed.last_seq is not None and sample.seq != feed.last_seq + 1:
-            if sample.seq == feed.last_seq:
-                self._reject(sample.feed, ProtocolError("duplicate", f"seq {sample.seq} again"))
-                return
-            if 0 < sample.seq < feed.last_seq:
-                self._reject(
-                    sample.feed,
-                    ProtocolError("out_of_order", f"seq {sample.seq} after {feed.last_seq}"),
-                )
-                return
-            # A skip forward is lost data; a restart at 0 is a device reboot.
+        rate = (
+            sample.fs / len(sample.samples)
+            if isinstance(sample, WaveformChunk) and len(sample.samples)
+            else MAX_READING_HZ
+        )
+        self._sequenced(feed, feed.seq.offer(sample.seq, sample, mono=mono, rate_hz=rate), mono)
+
+    def _sequenced(
+        self, feed: FeedRuntime, d: SeqDecision[WaveformChunk | NumericReading], mono: float
+    ) -> None:
+        """Carry out the feed's sequence decision: refusals, a gap, then the accepted data."""
+        for _item, err in d.rejected:
+            self._reject(feed.name, err)
+        if d.held:
+            log.warning(
+                "feed_seq_jump_held",
+                room=self.room,
+                feed=feed.name,
+                seq=feed.seq.holding,
+                last=feed.last_seq,
+            )
+        if d.gap:
             feed.gaps += 1
             feed.note_problem(SEQ_GAP.code, mono)
-            log.warning(
-                "feed_seq_gap", room=self.room, feed=sample.feed, seq=sample.seq, last=feed.last_seq
-            )
-        feed.last_seq = sample.seq
+            log.warning("feed_seq_gap", room=self.room, feed=feed.name, detail=d.gap)
+        for item in d.accepted:
+            self._accept(feed, item, mono)
+
+    def _accept(
+        self, feed: FeedRuntime, sample: WaveformChunk | NumericReading, mono: float
+    ) -> None:
         feed.last_seen_mono = mono
         feed.origin = self._origin = sample.origin
         self._phase(self.workflow.on_data(self._clock.now()))
@@ -272,7 +266,11 @@ class RoomPipeline:
             feed.last_seen_t = sample.t
             self._record_reading(sample)
             self._run(sample.feed, lambda c, ctx: c.on_reading(sample, ctx))
-        self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
+        self._feed_health(feed, mono)
+
+    def _feed_health(self, feed: FeedRuntime, mono: float) -> None:
+        """The feed's technical conditions, judged in the room's current phase."""
+        self._conditions(feed.evaluate(mono, self._started, self._clock.now(), self.workflow.phase))
 
     def _record_reading(self, r: NumericReading) -> None:
         """A device's own numbers are measurements too, unless a check of the room publishes
@@ -309,7 +307,7 @@ class RoomPipeline:
         feed.rejected[err.reason] += count
         mono = self._clock.monotonic()
         feed.note_problem(BAD_PAYLOAD.code, mono)
-        self._conditions(feed.evaluate(mono, self._started, self._clock.now()))
+        self._feed_health(feed, mono)
 
     def transport_state(self, feed_name: str, *, up: bool, reason: str = "") -> None:
         with self.guard("transport_state"):
@@ -320,7 +318,7 @@ class RoomPipeline:
         feed = self.feeds[feed_name]
         feed.transport_up = up
         log.info("feed_transport", room=self.room, feed=feed_name, up=up, reason=reason)
-        self._conditions(feed.evaluate(self._clock.monotonic(), self._started, self._clock.now()))
+        self._feed_health(feed, self._clock.monotonic())
         self.publish_state(force=True)
 
     def event(self, event: RoomEvent) -> None:
@@ -341,7 +339,8 @@ class RoomPipeline:
         for check in self.checks:
             self._call(check, lambda c, ctx: c.on_tick(now, ctx))
         for feed in self.feeds.values():
-            self._conditions(feed.evaluate(mono, self._started, now))
+            self._sequenced(feed, feed.seq.expire(mono), mono)
+            self._feed_health(feed, mono)
         self._clear_room_failed(mono, now)
         self._publish_alarms(self.engine.tick(now))
         seen = [f.last_seen_mono for f in self.feeds.values() if f.last_seen_mono is not None]

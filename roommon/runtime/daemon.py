@@ -21,12 +21,15 @@ import aiomqtt
 
 from roommon import __version__
 from roommon.alerts.engine import Outgoing
-from roommon.alerts.store import AlarmStore
+from roommon.alerts.guarded_store import STORE_UNWRITABLE, GuardedAlarmStore
+from roommon.alerts.store import STORE_FILE, AlarmStore
 from roommon.config import Config
 from roommon.core.clock import Clock, iso
+from roommon.core.conditions import ConditionReport
 from roommon.core.errors import CommandError, DaemonFailedError, StoreError
 from roommon.core.ids import validate_identifier
 from roommon.core.log import get_logger
+from roommon.core.model import DataOrigin
 from roommon.recovery.store import RecoveryStore
 from roommon.room.pipeline import RoomOutput, RoomPipeline
 from roommon.runtime.ingest import FeedIngest
@@ -129,9 +132,9 @@ class Daemon:
         self.extra_outputs = list(extra_outputs or [])
         self.use_broker = use_broker
         self.broker = broker or BrokerEndpoint.from_config(config.broker)
-        self._state_path = state_path or config.daemon.state_dir / "roommon.sqlite3"
+        self._state_path = state_path or config.daemon.state_dir / STORE_FILE
         self.counters: Counter[str] = Counter()
-        self.store: AlarmStore
+        self.store: GuardedAlarmStore
         self.link: MqttLink | None = None
         self.pipelines: dict[str, RoomPipeline] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -149,7 +152,8 @@ class Daemon:
 
     async def __aenter__(self) -> Self:
         cfg = self.config
-        self.store = AlarmStore(self._state_path)
+        self.store = GuardedAlarmStore(AlarmStore(self._state_path))
+        self._store_alarmed = False
         self.recovery_store = RecoveryStore.in_state_dir(self._state_path.parent)
         self._started = self.clock.now()
         output = Dispatcher(self)
@@ -288,6 +292,8 @@ class Daemon:
             heartbeat_s=self.config.daemon.heartbeat_s,
             rooms=sorted(self.config.rooms),
             outbox_pending=self.store.pending_count(),
+            durable=not self.store.degraded,
+            store_error=self.store.failure,
             counters=dict(self.counters),
             serial={
                 f"{b.pipeline.room}:{b.port.port}": {
@@ -299,6 +305,33 @@ class Daemon:
             },
         )
         return msg.model_dump_json().encode()
+
+    def _store_health(self) -> None:
+        """Retry a store that cannot be written; while it cannot, every room's alarm says so."""
+        if self.store.degraded:
+            self.store.retry()
+        down = self.store.degraded
+        if down == self._store_alarmed:
+            return
+        self._store_alarmed = down
+        now = self.clock.now()
+        for pipeline in self.pipelines.values():
+            report = ConditionReport(
+                room=pipeline.room,
+                feed="",
+                check="store",
+                spec=STORE_UNWRITABLE,
+                active=down,
+                t=now,
+                message=f"{STORE_UNWRITABLE.description} ({self.store.failure})" if down else "",
+                origin=DataOrigin.LIVE,
+            )
+            with pipeline.guard("store_health"):
+                pipeline.external_conditions([report])
+        if self.link is not None:  # the status says it at once, not at the next heartbeat
+            self.link.publish_retained(
+                self.topics.status(self.config.daemon.instance), self.status_payload("online")
+            )
 
     async def _heartbeat(self) -> None:
         topic = self.topics.status(self.config.daemon.instance)
@@ -315,6 +348,7 @@ class Daemon:
                 binding.tick()
             for pipeline in self.pipelines.values():
                 pipeline.tick()
+            self._store_health()
             next_at += period
             await self.clock.sleep_until(next_at)
 

@@ -6,7 +6,8 @@ cable carries both pleth and SpO2); link state changes go to every feed on
 the port at once (a pulled cable is a technical alarm immediately, not after
 the stale time); frames the driver rejects are reported to the feed as
 rejected payloads, so they are counted, logged and alarmed like bad MQTT
-payloads.
+payloads; a chunk whose rate, unit or kind is not its feed's is refused by the
+same rule as an MQTT payload (``wrong_rate``...).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from roommon.config import FeedConfig, RoomConfig, SerialPortConfig
 from roommon.core.clock import Clock
 from roommon.core.errors import ProtocolError
 from roommon.core.log import get_logger
-from roommon.core.model import DataOrigin, SignalKind
+from roommon.core.model import DataOrigin, SignalKind, WaveformChunk
 from roommon.drivers import DRIVERS, Driver, DriverSample
 from roommon.room.pipeline import RoomPipeline
 from roommon.transports.backoff import Backoff
 from roommon.transports.serial import LinkState, SerialFeed
+from roommon.wire.payloads import check_waveform_fits
 
 log = get_logger(__name__)
 
@@ -79,6 +81,23 @@ class SerialPortBinding:
             )
             self.pipeline.reject(next(iter(self.feeds_by_kind.values())), err)
             return
+        if isinstance(sample, WaveformChunk):
+            # The same rule as MQTT payloads: a 500 Hz frame on a 250 Hz feed would
+            # put every check's time base off by two (issue 11, defect 11).
+            fc = self.pipeline.config.feeds[feed]
+            try:
+                check_waveform_fits(
+                    sample.kind,
+                    sample.unit,
+                    sample.fs,
+                    kind=fc.kind,
+                    unit=fc.effective_unit,
+                    fs=fc.fs,
+                    source=f"{self.port.protocol} frame",
+                )
+            except ProtocolError as err:
+                self.pipeline.reject(feed, err)
+                return
         self.pipeline.ingest(replace(sample, feed=feed) if sample.feed != feed else sample)
 
     def _sync_rejects(self) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roommon.core.errors import UsageError
 from roommon.transports.backoff import Backoff
@@ -38,6 +38,13 @@ class BrokerConfig(BaseModel):
     ca_file: Path | None = Field(
         default=None, description="CA bundle for TLS; system CAs if unset."
     )
+    cert_file: Path | None = Field(
+        default=None, description="Client certificate (PEM) for mutual TLS."
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description="Unencrypted private key (PEM) of cert_file, if not in cert_file itself.",
+    )
     username_env: str | None = Field(
         default=None, description="Name of the environment variable holding the MQTT user name."
     )
@@ -49,6 +56,15 @@ class BrokerConfig(BaseModel):
         default=0.5, gt=0, description="First reconnect delay; doubles up to reconnect_max_s."
     )
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap on the reconnect delay.")
+
+    @model_validator(mode="after")
+    def _tls_files_need_tls(self) -> BrokerConfig:
+        for field in ("ca_file", "cert_file", "key_file"):
+            if getattr(self, field) is not None and not self.tls:
+                raise ValueError(f"{field}: only used with tls = true (it would be ignored)")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file: needs cert_file (the client certificate it belongs to)")
+        return self
 
     def credentials(self) -> tuple[str | None, str | None]:
         """Read user name and password from the named environment variables."""
@@ -84,6 +100,8 @@ class BrokerEndpoint:
     port: int
     tls: bool = False
     ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
     username: str | None = None
     password: str | None = None
     keepalive_s: int = 15
@@ -99,6 +117,8 @@ class BrokerEndpoint:
             port=config.port,
             tls=config.tls,
             ca_file=config.ca_file,
+            cert_file=config.cert_file,
+            key_file=config.key_file,
             username=user,
             password=password,
             keepalive_s=config.keepalive_s,
@@ -122,7 +142,11 @@ class BrokerEndpoint:
     def tls_context(self) -> ssl.SSLContext | None:
         if not self.tls:
             return None
-        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file is not None:
+            key = str(self.key_file) if self.key_file else None
+            ctx.load_cert_chain(certfile=str(self.cert_file), keyfile=key)
+        return ctx
 
     def client(
         self,

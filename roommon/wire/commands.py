@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roommon.core.errors import CommandError
 from roommon.core.phases import PhaseName
+from roommon.wire.payloads import ContractVersion, got_type
 
 Action = Literal[
     "acknowledge",
@@ -31,9 +32,12 @@ Action = Literal[
 class CommandPayload(BaseModel):
     """A command (topic ``.../ROOM/command/CLIENT``, QoS 1, not retained)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True)
+    # strict: "60" or true is not a duration, "3" not a check number (no coercion).
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, frozen=True, strict=True, defer_build=True
+    )
 
-    v: Literal[1]
+    v: ContractVersion
     id: str = Field(min_length=1, max_length=64, description="Sender's id for the reply.")
     room: str = Field(description="Must equal the room in the topic.")
     action: Action
@@ -82,7 +86,7 @@ def parse_command(payload: bytes, *, room: str) -> CommandPayload:
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(payload)"
-        raise CommandError("malformed", f"{loc}: {err['msg']}") from exc
+        raise CommandError("malformed", f"{loc}: {err['msg']}{got_type(err)}") from exc
     if cmd.room != room:
         raise CommandError(
             "wrong_room", f"command names room {cmd.room!r} on room {room!r}'s topic"

@@ -16,7 +16,8 @@ import json
 import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from roommon.core.errors import ProtocolError
 from roommon.core.model import (
@@ -38,8 +39,23 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def _not_bool(value: object) -> object:
+    # A Literal matches by equality, and True == 1: strict mode does not cover it.
+    if isinstance(value, bool):
+        raise PydanticCustomError("literal_error", "Input should be 1, not a boolean")
+    return value
+
+
+#: The ``v`` field of an inbound payload: the JSON number 1 (``true`` is not 1).
+ContractVersion = Annotated[Literal[1], BeforeValidator(_not_bool)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True)
+    # strict: a number is a JSON number, never a string or a bool ("95" or true as
+    # an SpO2 would otherwise be read as 95 % or 1 %); JSON integers still pass as floats.
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, frozen=True, strict=True, defer_build=True
+    )
 
 
 # --------------------------------------------------------------------------- inbound
@@ -48,7 +64,7 @@ class _Strict(BaseModel):
 class WaveformPayload(_Strict):
     """A chunk of a waveform feed (topic ``.../feed/FEED`` of a waveform feed)."""
 
-    v: Literal[1] = Field(description="Payload contract version.")
+    v: ContractVersion = Field(description="Payload contract version.")
     kind: SignalKind = Field(description="Must match the feed's configured kind.")
     seq: int = Field(ge=0, lt=2**53, description="Device chunk sequence number.")
     t0: Epoch = Field(description="UTC epoch seconds of the first sample.")
@@ -61,7 +77,12 @@ class WaveformPayload(_Strict):
         description="'json': samples in 'samples'; otherwise little-endian int16 or "
         "float32 values, base64 in 'data', scaled by 'gain' then shifted by 'offset'.",
     )
-    samples: list[float] | None = Field(default=None, max_length=100_000)
+    samples: list[Annotated[float, Field(allow_inf_nan=True)]] | None = Field(
+        default=None,
+        max_length=100_000,
+        description="NaN or Infinity (non-standard JSON) marks a bad sample: it is cut "
+        "out of the chunk, the samples around it are kept.",
+    )
     data: str | None = Field(default=None, max_length=600_000)
     gain: float = Field(default=1.0, description="Physical value = raw * gain + offset.")
     offset: float = 0.0
@@ -70,7 +91,7 @@ class WaveformPayload(_Strict):
 class ReadingPayload(_Strict):
     """A numeric reading (NIBP result, SpO2 value...) on a numeric feed's topic."""
 
-    v: Literal[1]
+    v: ContractVersion
     kind: SignalKind
     seq: int = Field(ge=0, lt=2**53)
     t: Epoch = Field(description="UTC epoch seconds of the measurement.")
@@ -94,7 +115,29 @@ def _validation_reason(exc: ValidationError) -> ProtocolError:
     if first["type"] == "extra_forbidden":
         return ProtocolError("unknown_field", f"{loc}: unknown field")
     more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
-    return ProtocolError("invalid", f"{loc}: {first['msg']}{more}")
+    return ProtocolError("invalid", f"{loc}: {first['msg']}{got_type(first)}{more}")
+
+
+def got_type(err: Any) -> str:
+    """`` (got a JSON string)`` for a type error: what was sent instead, never coerced."""
+    if not str(err["type"]).endswith("_type"):
+        return ""
+    value = err.get("input")
+    shown = json.dumps(value) if isinstance(value, str | int | float | bool) else ""
+    shown = f" {shown[:24]}" if shown else ""
+    return f" (got the JSON {_json_type(value)}{shown})"
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 def _samples(p: WaveformPayload) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -116,25 +159,35 @@ def _samples(p: WaveformPayload) -> np.ndarray[Any, np.dtype[np.float64]]:
             raise ProtocolError(
                 "sample_count", f"data: {len(raw)} bytes is not a whole number of {name} samples"
             )
-        arr = np.frombuffer(raw, dtype=dtype).astype(np.float64) * p.gain + p.offset
+        with np.errstate(over="ignore", invalid="ignore"):  # inf*0 is a bad sample, not a warning
+            arr = np.frombuffer(raw, dtype=dtype).astype(np.float64) * p.gain + p.offset
     if len(arr) != p.n:
         raise ProtocolError("sample_count", f"n is {p.n} but {len(arr)} samples were sent")
-    if not np.isfinite(arr).all():
-        raise ProtocolError("non_finite", "samples: value is NaN or infinite")
+    # NaN/inf samples (a float32 NaN, a JSON NaN, an overflow of gain) stay in: the
+    # room cuts them out as bad samples and keeps the good ones (docs/topics.md).
     return arr
 
 
 def check_waveform_fits(
-    got_kind: SignalKind, got_unit: str, got_fs: float, *, kind: SignalKind, unit: str, fs: float
+    got_kind: SignalKind,
+    got_unit: str,
+    got_fs: float,
+    *,
+    kind: SignalKind,
+    unit: str,
+    fs: float,
+    source: str = "payload",
 ) -> None:
-    """ProtocolError unless a waveform's kind, unit and rate are its feed's (payload or
-    typed chunk alike: the one rule of both ingest paths)."""
+    """ProtocolError unless a waveform's kind, unit and rate are its feed's (payload,
+    typed chunk or serial frame alike: the one rule of every ingest path). The rate
+    may differ from the configured one by :data:`FS_TOLERANCE`; nothing is resampled
+    or converted."""
     if got_kind != kind:
-        raise ProtocolError("wrong_kind", f"kind: feed carries {kind}, payload says {got_kind}")
+        raise ProtocolError("wrong_kind", f"kind: feed carries {kind}, {source} says {got_kind}")
     if got_unit != unit:
-        raise ProtocolError("wrong_unit", f"unit: feed is in {unit!r}, payload says {got_unit!r}")
+        raise ProtocolError("wrong_unit", f"unit: feed is in {unit!r}, {source} says {got_unit!r}")
     if abs(got_fs - fs) > FS_TOLERANCE * fs:
-        raise ProtocolError("wrong_rate", f"fs: feed is {fs} Hz, payload says {got_fs} Hz")
+        raise ProtocolError("wrong_rate", f"fs: feed is {fs:g} Hz, {source} says {got_fs:g} Hz")
 
 
 def decode_feed(
@@ -370,6 +423,12 @@ class StatusMessage(_Out):
     heartbeat_s: float
     rooms: list[str]
     outbox_pending: int = Field(ge=0, description="Alarm events not yet delivered.")
+    durable: bool = Field(
+        default=True,
+        description="False while the alarm store cannot be written: alarms are published "
+        "from memory and a restart would lose them (alarm store.unwritable).",
+    )
+    store_error: str = Field(default="", description="Why the store cannot be written.")
     counters: dict[str, int] = Field(default_factory=dict)
     serial: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roommon.core.errors import CommandError
 from roommon.core.phases import MAX_PLAN_S
-from roommon.wire.payloads import AlarmSummary
+from roommon.wire.payloads import AlarmSummary, ContractVersion, got_type
 
 TimerState = Literal["idle", "unconfirmed", "interrupted", "confirmed", "target_reached", "ended"]
 EndReason = Literal["target", "early", "cancelled"]
@@ -175,9 +175,12 @@ class NurseCommand(BaseModel):
     commands; the sender is the topic's client id, never a payload field.
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True)
+    # strict: "60" or true is not a duration, "3" not a check number (no coercion).
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, frozen=True, strict=True, defer_build=True
+    )
 
-    v: Literal[1]
+    v: ContractVersion
     id: str = Field(min_length=1, max_length=64, description="Sender's id for the reply.")
     room: str = Field(description="Must equal the room in the topic.")
     action: RecoveryAction
@@ -212,7 +215,7 @@ def parse_nurse_command(payload: bytes, *, room: str) -> NurseCommand:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(payload)"
         reason = "bad_value" if err["loc"] and err["loc"][0] in _VALUE_FIELDS else "malformed"
-        raise CommandError(reason, f"{loc}: {err['msg']}") from exc
+        raise CommandError(reason, f"{loc}: {err['msg']}{got_type(err)}") from exc
     if cmd.room != room:
         raise CommandError(
             "wrong_room", f"command names room {cmd.room!r} on room {room!r}'s topic"
