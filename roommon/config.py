@@ -45,7 +45,9 @@ class SiteConfig(_Section):
 class DaemonConfig(_Section):
     instance: Identifier = Field(default="main", description="Instance id for the status topic.")
     state_dir: Path = Field(
-        default=Path("var"), description="Folder for the SQLite outbox and alarm log."
+        default=Path("var"),
+        description="Folder for the SQLite outbox and alarm log; a relative path is "
+        "relative to the config file's folder.",
     )
     tick_s: float = Field(default=1.0, gt=0, le=5, description="Period of time-based checks.")
     heartbeat_s: float = Field(
@@ -356,4 +358,16 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(p), [("(toml)", str(exc))]) from exc
+    _state_dir_beside(data, p)
     return parse_config(data, source=str(p))
+
+
+def _state_dir_beside(data: dict[str, Any], path: Path) -> None:
+    """A relative ``daemon.state_dir`` (and the default ``var``) is relative to the config
+    file's folder, not to wherever the command happens to be run from."""
+    daemon = data.setdefault("daemon", {})
+    if not isinstance(daemon, dict):
+        return  # validation reports what is wrong with it
+    state_dir = daemon.get("state_dir", "var")
+    if isinstance(state_dir, str) and not Path(state_dir).expanduser().is_absolute():
+        daemon["state_dir"] = str(path.resolve().parent / state_dir)

@@ -144,3 +144,21 @@ def test_checks_command_lists_every_check_with_its_alarms_and_defaults(
         for field in cls.settings_model.model_fields:
             assert f"    {field} = " in out
     assert "feed.silent" in out
+
+
+def test_a_relative_state_dir_is_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    relative = folder / "rel.toml"
+    relative.write_text(
+        '[site]\nid = "s"\n[daemon]\nstate_dir = "state"\n'
+        '[rooms.r1.feeds.spo2]\nkind = "spo2"\n'
+    )
+    default = folder / "default.toml"
+    default.write_text('[site]\nid = "s"\n[rooms.r1.feeds.spo2]\nkind = "spo2"\n')
+    monkeypatch.chdir(tmp_path)  # somewhere else than the config's folder
+    assert load_config(relative).daemon.state_dir == folder / "state"
+    assert load_config(default).daemon.state_dir == folder / "var"
+    assert load_config("etc/rel.toml").daemon.state_dir == folder / "state"

@@ -456,7 +456,10 @@ class RoomAlarms:
             since=alarm.since,
             actor=actor,
         )
-        log.info(
+        # A high-priority alarm starting or escalating is what an operator scanning the log
+        # must not miss: it is logged as a warning, everything else as information.
+        loud = alarm.priority is Priority.HIGH and transition in ("raised", "escalated")
+        (log.warning if loud else log.info)(
             "alarm_" + transition,
             room=self.room,
             feed=alarm.key[1],
