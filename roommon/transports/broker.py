@@ -13,7 +13,7 @@ import os
 import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -171,19 +171,19 @@ class BrokerEndpoint:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
+        common: dict[str, Any] = {
+            "identifier": identifier,
+            "username": self.username,
+            "password": self.password,
+            "will": will,
+            "keepalive": self.keepalive_s,
+            "tls_context": self.tls_context(),
+            "timeout": timeout,
+            "max_queued_outgoing_messages": max_queued_outgoing,
+        }
         if mqtt311:
             return aiomqtt.Client(
-                self.host,
-                self.port,
-                identifier=identifier,
-                username=self.username,
-                password=self.password,
-                protocol=aiomqtt.ProtocolVersion.V311,
-                will=will,
-                keepalive=self.keepalive_s,
-                tls_context=self.tls_context(),
-                timeout=timeout,
-                max_queued_outgoing_messages=max_queued_outgoing,
+                self.host, self.port, protocol=aiomqtt.ProtocolVersion.V311, **common
             )
         props = None
         if session_expiry_s is not None:
@@ -192,17 +192,10 @@ class BrokerEndpoint:
         return aiomqtt.Client(
             self.host,
             self.port,
-            identifier=identifier,
-            username=self.username,
-            password=self.password,
             protocol=aiomqtt.ProtocolVersion.V5,
-            will=will,
-            keepalive=self.keepalive_s,
-            tls_context=self.tls_context(),
-            timeout=timeout,
             clean_start=clean_start,
-            max_queued_outgoing_messages=max_queued_outgoing,
             properties=props,
+            **common,
         )
 
 
