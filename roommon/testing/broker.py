@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -23,9 +25,14 @@ def free_port() -> int:
 
 
 class MosquittoBroker:
-    """A private mosquitto on 127.0.0.1:<free port> that tests can kill and restart."""
+    """A private mosquitto on 127.0.0.1:<free port> that tests can kill and restart.
 
-    def __init__(self, *, port: int | None = None) -> None:
+    ``persistent``: keep sessions, queued QoS 1 messages and retained messages on
+    disk across a restart, as a production broker must (written on a graceful
+    stop, and after every change, so a SIGKILL loses at most the change in flight).
+    """
+
+    def __init__(self, *, port: int | None = None, persistent: bool = False) -> None:
         binary = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
         )
@@ -38,8 +45,15 @@ class MosquittoBroker:
         self.conf.write_text(
             f"listener {self.port} {LOOPBACK}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
-            "max_queued_messages 100000\n"
+            + (
+                # as root, mosquitto would switch to its own user, who cannot write our dir
+                f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+                f"persistence true\npersistence_location {self._dir}/\n"
+                "autosave_on_changes true\nautosave_interval 1\n"
+                if persistent
+                else "persistence false\n"
+            )
+            + "max_queued_messages 100000\n"
             "log_dest stderr\n"
             "log_type error\n"
         )
@@ -76,13 +90,28 @@ class MosquittoBroker:
             self._proc.wait(timeout=10)
         self._release()
 
+    def pause(self) -> None:
+        """SIGSTOP: the broker hangs with its connections open (a half-dead peer)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def _release(self) -> None:
         if self._proc is not None and self._proc.stderr is not None:
             self._proc.stderr.close()
         self._proc = None
 
     def stop(self) -> None:
+        """SIGTERM: a graceful stop (a persistent broker writes its store)."""
         if self._proc is not None and self._proc.poll() is None:
+            self.resume()
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=10)
