@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import pathlib
 import sys
 import tempfile
@@ -34,6 +35,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     configure(clock=RealClock(), level="error", json=False)
+    logging.getLogger("mqtt").setLevel(logging.CRITICAL)  # paho's "pending publish calls"
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # aiomqtt's closed-socket noise
     with tempfile.TemporaryDirectory(prefix="roommon-flap-") as state:
         report = asyncio.run(
             broker_flap(state_dir=pathlib.Path(state), duration_s=args.duration, seed=args.seed)

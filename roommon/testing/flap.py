@@ -86,6 +86,8 @@ class FlapReport:
     #: daemon had not seen the command (lost), or had answered it (the reply was late).
     resends_unexplained: int = 0
     resends_reply_late: int = 0
+    #: Of those: the reply was still in the daemon's outbox (not acknowledged by the broker).
+    resends_reply_unsent: int = 0
     replies: dict[str, list[bytes]] = field(default_factory=dict)
     applied: int = 0
     duplicates_seen_by_daemon: int = 0
@@ -143,7 +145,8 @@ class FlapReport:
             f"  commands: {self.commands} sent, {len(self.replies)} answered, "
             f"{self.resends} re-sent by the nurses (without a SIGKILL since: "
             f"{self.resends_unexplained} unseen by the daemon, {self.resends_reply_late} seen, "
-            f"the reply late), {self.duplicates_seen_by_daemon} copies "
+            f"the reply late: {self.resends_reply_unsent} of them still in the daemon's outbox), "
+            f"{self.duplicates_seen_by_daemon} copies "
             f"recognised by the daemon, {self.applied} applied, {reply_copies} reply copies",
             f"  reconnect after the broker's return: {lag} (bound {self.bound_s} s = "
             f"reconnect_max_s + keepalive_s; {self.unmeasured} brief broker lives ended before "
@@ -232,6 +235,7 @@ class _Flap:
                 clock=self.clock,
                 err=self.quiet,
                 client_id="flap-display",
+                fresh_session=False,  # a session the broker keeps across its restarts
             )
             async with display, asyncio.TaskGroup() as tg:
                 gateways = [
@@ -269,6 +273,12 @@ class _Flap:
     def _complete(self) -> bool:
         events = all(len(self.alarm_ids[room]) >= self.report.events[room] for room in self.rooms)
         return events and len(self.replies) == len(self.sent)
+
+    def _reply_pending(self, cmd_id: str) -> bool:
+        """The daemon's reply to ``cmd_id`` waits in its outbox (no PUBACK from the broker)."""
+        rows = self.daemon.store.pending(100_000)
+        needle = b'"id":"%s"' % cmd_id.encode()
+        return any(needle in r.payload for r in rows if "/reply/" in r.topic)
 
     def _on_alarm(self, _topic: str, payload: bytes, _t: float) -> None:
         event = json.loads(payload)
@@ -357,6 +367,7 @@ class _Flap:
             clock=self.clock,
             err=self.quiet,
             client_id=nurse,
+            fresh_session=False,
         )
         n = 0
         next_command = self.clock.monotonic()
@@ -382,6 +393,8 @@ class _Flap:
                             room = topic.split("/")[3]
                             if self.daemon.command_seen(room, nurse, cmd_id):
                                 self.report.resends_reply_late += 1
+                                if self._reply_pending(cmd_id):
+                                    self.report.resends_reply_unsent += 1
                             else:
                                 self.report.resends_unexplained += 1
                         await publisher.publish(topic, payload)
