@@ -229,6 +229,31 @@ def test_pcd04_raised_alarm_golden_and_field_by_field() -> None:
     }
 
 
+def test_acm_profile_oid_is_the_sites_choice() -> None:
+    """The examples read disagree on MSH-21.3 of PCD-04: a site sends what its engine wants."""
+    from roommon.config import parse_config
+
+    other = "1.3.6.1.4.1.19376.1.6.4.4.1"
+    env = dataclasses.replace(ENV, sender=dataclasses.replace(ENV.sender, acm_profile_oid=other))
+    text = pcd04.build(env, RAISED, CodesTable())
+    validate_v26(text)
+    assert fields(text, "MSH")[20] == f"IHE_PCD_ACM_001^IHE PCD^{other}^ISO"
+    base = {
+        "site": {"id": "s"},
+        "rooms": {"r1": {"feeds": {"spo2": {"kind": "spo2"}}}},
+        "hl7": {"receivers": {"eng": {"host": "127.0.0.1", "port": 2575}}},
+    }
+    assert parse_config(base, source="site.toml").hl7 is not None
+    base["hl7"]["acm_profile_oid"] = other  # type: ignore[index]
+    cfg = parse_config(base, source="site.toml").hl7
+    assert cfg is not None
+    assert cfg.acm_profile_oid == other
+    base["hl7"]["acm_profile_oid"] = "1.2.3"  # type: ignore[index]
+    with pytest.raises(ConfigError) as exc:
+        parse_config(base, source="site.toml")
+    assert exc.value.lines()[0].startswith("site.toml: hl7.acm_profile_oid:")
+
+
 def test_pcd04_threshold_alarm_terms() -> None:
     """Above its limit: MDC_EVT_HI; no limit or no source observation: MDC_EVT_ALARM."""
     high = RAISED.model_copy(

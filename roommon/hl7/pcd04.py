@@ -195,7 +195,11 @@ def build(env: Envelope, event: AlarmEventMessage, codes: CodesTable) -> str:
         )
     ended = event.t if event.transition in ("cleared", "reset") else None
     segments = [
-        msh_segment(env, message_type=MESSAGE_TYPE, profile=PROFILE_PCD04),
+        msh_segment(
+            env,
+            message_type=MESSAGE_TYPE,
+            profile=(*PROFILE_PCD04[:2], sender.acm_profile_oid, PROFILE_PCD04[3]),
+        ),
         pid_segment(env.patient),
         pv1_segment(env.location),
         obr_segment(
