@@ -319,3 +319,66 @@ async def test_a_real_full_filesystem_is_store_unwritable_and_space_again_resume
     seqs = sorted(e["seq"] for e in published.values())
     assert seqs == list(range(1, len(seqs) + 1))  # none twice, none skipped
     assert logged == seqs  # what memory held while the disk was full reached the log
+
+
+async def test_a_recovery_store_that_cannot_be_written_is_an_alarm_and_the_timer_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The recovery timer's own store refusing writes: store.unwritable, the timer keeps
+    its deadlines from memory, and what it did is saved once the store takes writes."""
+    from roommon.core.events import InjectionEnded
+    from roommon.testing import CaptureOutput
+
+    cfg = parse_config(
+        {
+            "site": {"id": SITE},
+            "daemon": {"state_dir": str(tmp_path), "tick_s": 1.0},
+            "rooms": {
+                "r1": {
+                    "feeds": {"cement": {"kind": "cement_pressure", "fs": 50, "required": False}},
+                    "checks": {"cement": {}},
+                    "recovery": {
+                        "default": {
+                            "min_bed_rest_s": 60,
+                            "target_s": 120,
+                            "checks": [{"every_s": 10, "until_s": 120}],
+                            "grace_s": 5,
+                            "confirm_s": 1,
+                        }
+                    },
+                }
+            },
+        }
+    )
+    clock = VirtualClock(start=T0)
+    out = CaptureOutput()
+
+    def store_alarm(transition: str) -> list[AlarmEventMessage]:
+        return [e for e in out.events if e.code == "store.unwritable" and
+                e.transition == transition]
+
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[out]) as d:
+        recovery_db: sqlite3.Connection = d.recovery_store._db
+        recovery_db.execute("PRAGMA query_only = ON")  # real SQLite refusing every write
+        now = clock.now()
+        d.pipelines["r1"].event(
+            InjectionEnded(t=now, injection=1, started_t=now - 60, last_injecting_t=now,
+                           peak_kpa=1500.0)
+        )
+        await clock.run_for(25)
+        kinds = [m.event for m in out.timer_messages]
+        assert "started" in kinds
+        assert "check_due" in kinds
+        (raised,) = store_alarm("raised")
+        assert raised.priority == "high"
+        assert "recovery store" in raised.message
+        assert not json.loads(d.status_payload("online"))["durable"]
+        assert d.recovery_store.load("r1") is None  # nothing reached SQLite
+        recovery_db.execute("PRAGMA query_only = OFF")  # the disk has space again
+        await clock.run_for(3)
+        assert store_alarm("cleared")
+        saved = d.recovery_store.load("r1")
+        assert saved is not None
+        assert saved.seq == d.pipelines["r1"].recovery.timer.seq
+        assert len(d.recovery_store.history(room="r1", entry="event")) == saved.seq
+        assert json.loads(d.status_payload("online"))["durable"]
