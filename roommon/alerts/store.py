@@ -109,10 +109,11 @@ class AlarmStore:
         reserved = self._db.execute("SELECT room, upto FROM seq_reserved").fetchall()
         self._reserved: dict[str, int] = {room: int(upto) for room, upto in reserved}
 
-    def close(self, *, release_seqs: bool = True) -> None:
-        """Close. A clean close gives back the seqs reserved but not used, so the next start
-        continues right after the last event logged; pass ``release_seqs=False`` when events
-        were published that are not in the log (see :mod:`roommon.alerts.guarded_store`)."""
+    def close(self, *, release_seqs: bool = False) -> None:
+        """Close. The daemon's clean shutdown passes ``release_seqs=True``: it gives back the
+        seqs reserved but not used, so the next start continues right after the last event
+        logged. Readers (``roommon alarms``, the HL7 catch-up) never do: the daemon may be
+        running on the same file (see :mod:`roommon.alerts.guarded_store`)."""
         if release_seqs:
             try:
                 self._release_seqs()
