@@ -16,18 +16,22 @@ import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
 
-from roommon.config import parse_config
+from roommon.cli import main
+from roommon.config import Config, parse_config
 from roommon.core.clock import RealClock
+from roommon.core.errors import DaemonFailedError
 from roommon.runtime.daemon import Daemon
+from roommon.runtime.preflight import preflight_problems
 from roommon.testing import LOOPBACK, MosquittoBroker, MqttCollector
-from roommon.testing.pki import CertPair, issue, make_ca
+from roommon.testing.logs import capture_logs
+from roommon.testing.pki import CertPair, issue, make_ca, openssl
 from roommon.transports.broker import BrokerEndpoint
 
 pytestmark = pytest.mark.broker
@@ -157,30 +161,40 @@ def room(rules_below: float = 90) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-async def daemon(
-    secured: SecuredBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Daemon]:
-    """The daemon with mutual TLS and its own account, from a config like a site's."""
-    monkeypatch.setenv("ROOMMON_MQTT_USERNAME", DAEMON)
-    monkeypatch.setenv("ROOMMON_MQTT_PASSWORD", password(DAEMON))
-    cfg = parse_config(
+def site_config(secured: SecuredBroker, state_dir: Path, **tls: Path) -> Config:
+    """A site's config: mutual TLS, the daemon's own account (from the environment)."""
+    files = {"ca_file": secured.ca.cert, "cert_file": secured.client.cert}
+    files |= {"key_file": secured.client.key, **tls}
+    return parse_config(
         {
             "site": {"id": SITE},
             "broker": {
                 "host": LOOPBACK,
                 "port": secured.broker.port,
                 "tls": True,
-                "ca_file": str(secured.ca.cert),
-                "cert_file": str(secured.client.cert),
-                "key_file": str(secured.client.key),
+                **{k: str(v) for k, v in files.items()},
                 "username_env": "ROOMMON_MQTT_USERNAME",
                 "password_env": "ROOMMON_MQTT_PASSWORD",
             },
-            "daemon": {"state_dir": str(tmp_path), "display_clients": [f"roommon-display-{SITE}"]},
+            "daemon": {"state_dir": str(state_dir), "display_clients": [f"roommon-display-{SITE}"]},
             "rooms": {"proc1": room(), "proc2": room()},
         }
     )
+
+
+@pytest.fixture
+def daemon_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROOMMON_MQTT_USERNAME", DAEMON)
+    monkeypatch.setenv("ROOMMON_MQTT_PASSWORD", password(DAEMON))
+
+
+@pytest.fixture
+async def daemon(
+    secured: SecuredBroker, tmp_path: Path, daemon_account: None
+) -> AsyncIterator[Daemon]:
+    """The daemon with mutual TLS and its own account, from a config like a site's."""
+    cfg = site_config(secured, tmp_path)
+    assert preflight_problems(cfg) == []
     async with Daemon(config=cfg, clock=RealClock()) as d:
         assert d.link is not None
         async with asyncio.timeout(10):
@@ -425,3 +439,117 @@ async def test_no_client_takes_over_the_daemons_session(
     # only the daemon's own "online" (its heartbeat may repeat it), never its last will
     assert {m.json()["status"] for m in wall.on(status)} == {"online"}
     assert (daemon.link.connects, daemon.link.disconnects) == (1, 0)
+
+
+# --------------------------------------------------------------------------- TLS refusals
+
+
+@pytest.fixture(scope="module")
+def foreign(secured: SecuredBroker) -> CertPair:
+    """A client certificate from a CA the broker does not know (and that CA's certificate
+    as ``.key`` sibling's issuer: ``foreign-ca.pem``)."""
+    d = secured.broker.dir
+    return issue(d, make_ca(d, "foreign-ca"), "foreign")
+
+
+async def refusal(endpoint: BrokerEndpoint, identifier: str) -> str:
+    with pytest.raises(aiomqtt.MqttError) as caught:
+        async with endpoint.client(identifier=identifier, timeout=2):
+            pass
+    return endpoint.connect_failure([caught.value], identifier=identifier)
+
+
+async def test_a_broker_certificate_not_from_the_ca_file_is_named_with_the_file(
+    secured: SecuredBroker, foreign: CertPair
+) -> None:
+    other_ca = secured.broker.dir / "foreign-ca.pem"
+    endpoint = replace(secured.endpoint("nurse1"), ca_file=other_ca)
+    why = await refusal(endpoint, "nurse1")
+    assert why == (
+        f"TLS: the certificate of broker {LOOPBACK}:{secured.broker.port} does not verify "
+        f"against ca_file {other_ca} (self-signed certificate in certificate chain)"
+    )
+
+
+async def test_a_missing_or_refused_client_certificate_is_named(
+    secured: SecuredBroker, foreign: CertPair
+) -> None:
+    where = f"broker {LOOPBACK}:{secured.broker.port}"
+    why = await refusal(secured.endpoint("nurse1", cert=False), "nurse1")
+    assert why.startswith(
+        f"TLS: {where} requires a client certificate and none is configured "
+        "(broker.cert_file, broker.key_file) ("
+    )
+    endpoint = replace(secured.endpoint("nurse1"), cert_file=foreign.cert, key_file=foreign.key)
+    why = await refusal(endpoint, "nurse1")
+    assert why.startswith(f"TLS: {where} refused the client certificate {foreign.cert} (")
+    assert "unknown ca" in why
+
+
+async def test_the_daemon_logs_a_refused_handshake_in_one_line_naming_the_ca_file(
+    secured: SecuredBroker, foreign: CertPair, tmp_path: Path, daemon_account: None
+) -> None:
+    other_ca = secured.broker.dir / "foreign-ca.pem"
+    cfg = site_config(secured, tmp_path, ca_file=other_ca)
+    assert preflight_problems(cfg) == []  # a good file: only the broker can say it is wrong
+    with capture_logs() as logs:
+        async with Daemon(config=cfg, clock=RealClock()) as d:
+            async with asyncio.timeout(10):
+                while not logs.named("mqtt_disconnected"):  # noqa: ASYNC110 (no event to await)
+                    await asyncio.sleep(0.02)
+            assert d.link is not None
+            assert not d.link.connected.is_set()
+    assert logs.named("mqtt_disconnected")[0]["error"] == (
+        f"TLS: the certificate of broker {LOOPBACK}:{secured.broker.port} does not verify "
+        f"against ca_file {other_ca} (self-signed certificate in certificate chain)"
+    )
+
+
+async def test_a_tls_file_gone_at_connect_ends_the_daemon_with_one_line_naming_it(
+    secured: SecuredBroker, tmp_path: Path, daemon_account: None
+) -> None:
+    key = tmp_path / "client.key"
+    shutil.copy(secured.client.key, key)
+    cfg = site_config(secured, tmp_path, key_file=key)
+    assert preflight_problems(cfg) == []
+    key.unlink()  # after the preflight: a certificate rotation gone wrong
+    with pytest.raises(DaemonFailedError) as caught:
+        async with Daemon(config=cfg, clock=RealClock()), asyncio.timeout(10):
+            await asyncio.Event().wait()  # the link's failure ends the block
+    assert str(caught.value) == (
+        f"BrokerTlsError: broker.key_file: client key {key} does not exist"
+    )
+
+
+def test_run_refuses_a_client_key_that_is_not_the_certificates_or_is_encrypted(
+    secured: SecuredBroker,
+    foreign: CertPair,
+    tmp_path: Path,
+    daemon_account: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """At ``run`` as at ``check-config``: one line naming the file, exit 2, no traceback."""
+    encrypted = tmp_path / "encrypted.key"
+    openssl("ec", "-in", secured.client.key, "-out", encrypted, "-aes256", "-passout", "pass:x")
+    cert = secured.client.cert
+    for key, words in (
+        (foreign.key, f"client certificate {cert} and key {foreign.key} do not load together ("),
+        (encrypted, f"client key {encrypted} is encrypted; roommon needs an unencrypted key"),
+    ):
+        broker = f"""[broker]
+host = "{LOOPBACK}"
+port = {secured.broker.port}
+tls = true
+ca_file = "{secured.ca.cert}"
+cert_file = "{secured.client.cert}"
+key_file = "{key}"
+"""
+        config = tmp_path / "site.toml"
+        config.write_text(
+            f'[site]\nid = "{SITE}"\n{broker}[rooms.proc1.feeds.spo2]\nkind = "spo2"\n'
+        )
+        for command in (["run", "--config", str(config)], ["check-config", str(config)]):
+            assert main(command) == 2
+            lines = capsys.readouterr().err.splitlines()
+            assert len(lines) == 1, lines
+            assert lines[0].startswith(f"{config}: broker.key_file: {words}")
