@@ -11,6 +11,7 @@ the four impersonations of defect 4 among them.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import shutil
@@ -24,6 +25,7 @@ import aiomqtt
 import pytest
 
 from roommon.cli import main
+from roommon.cli.timers import TimersSource, watch
 from roommon.config import Config, parse_config
 from roommon.core.clock import RealClock
 from roommon.core.errors import DaemonFailedError
@@ -553,3 +555,14 @@ key_file = "{key}"
             lines = capsys.readouterr().err.splitlines()
             assert len(lines) == 1, lines
             assert lines[0].startswith(f"{config}: broker.key_file: {words}")
+
+
+async def test_roommon_timers_once_gets_its_probe_back_under_the_shipped_acl(
+    secured: SecuredBroker, daemon: Daemon
+) -> None:
+    out = io.StringIO()
+    source = TimersSource(broker=secured.endpoint("nurse1"), site=SITE)
+    with capture_logs() as logs:
+        assert await watch(source, clock=RealClock(), out=out, once=True, wait_s=10) == 0
+    assert logs.named("timers_probe_not_returned") == []
+    assert out.getvalue()
