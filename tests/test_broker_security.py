@@ -448,8 +448,8 @@ async def test_no_client_takes_over_the_daemons_session(
 
 @pytest.fixture(scope="module")
 def foreign(secured: SecuredBroker) -> CertPair:
-    """A client certificate from a CA the broker does not know (and that CA's certificate
-    as ``.key`` sibling's issuer: ``foreign-ca.pem``)."""
+    """A client certificate from a CA the broker does not know; that CA's certificate is
+    ``foreign-ca.pem`` beside it."""
     d = secured.broker.dir
     return issue(d, make_ca(d, "foreign-ca"), "foreign")
 
