@@ -29,6 +29,7 @@ from roommon.core.clock import VirtualClock
 from roommon.core.sqlite import connect
 from roommon.runtime.daemon import Daemon
 from roommon.testing import MosquittoBroker, MqttCollector, Received
+from roommon.wire.payloads import AlarmEventMessage
 
 pytestmark = pytest.mark.broker
 
@@ -178,6 +179,48 @@ def test_rows_delivered_while_not_durable_are_not_sent_again_and_order_is_kept(
     assert [r.topic for r in g.pending(10)] == ["t/2", "t/4"]  # t/3 was delivered already
     assert [r.topic for r in g.store.pending(10)] == ["t/2", "t/4"]  # and it is all durable
     g.close()
+
+
+def event(room: str, seq: int) -> AlarmEventMessage:
+    return AlarmEventMessage(
+        event_id=f"{room}-{seq}", seq=seq, site=SITE, room=room, alarm_id=f"a-{seq}",
+        condition=f"{room}/spo2/limit.spo2_low", code="limit.spo2_low", check="numeric_limits",
+        feed="spo2", kind="physiological", priority="medium", transition="raised",
+        state="active", audible=True, escalation_level=0, origin="live", t=T0 + seq,
+        time="", since=T0 + seq,
+    )
+
+
+def test_a_crash_while_not_durable_never_gives_a_seq_twice(tmp_path: Path) -> None:
+    """Events published from memory and lost from the log by a crash keep their seqs:
+    the next start continues above the store's reservation, a gap, never a repeat."""
+    path = tmp_path / "store.sqlite3"
+    small_pages(path)
+    g = GuardedAlarmStore(AlarmStore(path))
+    assert g.next_seq("r1") == 1
+    g.record([event("r1", 1), event("r1", 2)], [])  # durable
+    fill(g.store._db)
+    g.record([event("r1", 3), event("r1", 4)], [])  # published from memory only
+    assert g.degraded
+    g.store._db.close()  # the daemon is killed: what memory held is gone
+    restarted = GuardedAlarmStore(AlarmStore(path))
+    assert [e.seq for e in restarted.events(room="r1")] == [1, 2]
+    assert restarted.next_seq("r1") > 4  # 3 and 4 were published: never given again
+    assert restarted.next_seq("r2") == 1  # a room with no events has nothing to skip
+    restarted.close()
+
+
+def test_a_clean_shutdown_gives_the_reserved_seqs_back(tmp_path: Path) -> None:
+    g = GuardedAlarmStore(AlarmStore(tmp_path / "store.sqlite3"))
+    g.record([event("r1", 1), event("r1", 2)], [])
+    g.close()
+    again = GuardedAlarmStore(AlarmStore(tmp_path / "store.sqlite3"))
+    assert again.next_seq("r1") == 3  # no gap after a clean stop
+    again.record([event("r1", 3)], [])
+    again.store._db.close()  # a crash (while durable) this time
+    third = GuardedAlarmStore(AlarmStore(tmp_path / "store.sqlite3"))
+    assert third.next_seq("r1") > 4  # a gap: the sign of a crash; still never a repeat
+    third.close()
 
 
 def test_a_store_opened_read_only_starts_not_durable_and_recovers(

@@ -19,12 +19,12 @@ from roommon.core.conditions import ConditionReport
 from roommon.core.errors import CommandError
 from roommon.core.events import RoomEvent
 from roommon.core.model import DataOrigin
+from roommon.recovery.conditions import RECOVERY_CLOCK_JUMP
 from roommon.recovery.messages import apply_command, event_message
 from roommon.recovery.plan import RecoveryConfig
 from roommon.recovery.store import CommandRecord, RecoveryStore
 from roommon.recovery.timer import (
     CHECK_NAME,
-    RECOVERY_CLOCK_JUMP,
     OverdueEscalation,
     RecoveryTimer,
     TimerEvent,
