@@ -173,7 +173,7 @@ def link_for(port: int, store: AlarmStore, clock: Any, **endpoint: Any) -> MqttL
     )
 
 
-ROWS = 20_000
+ROWS = 4_000
 
 
 async def test_a_connection_lost_during_redelivery_is_noticed_at_once(
