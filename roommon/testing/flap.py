@@ -51,9 +51,9 @@ RECONNECT_MAX_S: Final = 1.0
 #: Seconds the broker stays up, then down, between flaps (uniformly drawn).
 UP_S: Final = (1.5, 3.0)
 DOWN_S: Final = (0.5, 1.5)
-#: Every third time the broker is up only briefly: it falls over again while the daemon
-#: connects or re-sends its outbox, which must not stall the link (issue 11, defect 6).
-SHORT_UP_S: Final = (0.2, 1.2)
+#: Every third broker life ends this soon after it accepted the daemon's connection:
+#: while the daemon subscribes and re-sends its outbox (issue 11, defect 6).
+BRIEF_S: Final = (0.0, 0.05)
 
 
 async def wait_until(
@@ -74,7 +74,7 @@ class FlapReport:
     kills: int = 0
     #: Seconds from the broker listening again to the daemon's link being up, per restart.
     lags: list[float] = field(default_factory=list)
-    #: Brief broker lives that ended before the daemon was back (no lag to measure).
+    #: Brief broker lives, ended while the daemon was starting its session (no lag measured).
     unmeasured: int = 0
     bound_s: float = RECONNECT_MAX_S + KEEPALIVE_S
     events: dict[str, int] = field(default_factory=dict)  # per room, the daemon's last seq
@@ -82,9 +82,10 @@ class FlapReport:
     event_copies: int = 0
     commands: int = 0
     resends: int = 0
-    #: Re-sends needed although no SIGKILL happened since the command was sent: the
-    #: daemon had not seen the command (lost), or had answered it (the reply was late).
+    #: Re-sends of a command the daemon never saw although the broker life that
+    #: acknowledged it was not SIGKILLed: a command lost by the daemon's session.
     resends_unexplained: int = 0
+    #: Re-sends of a command the daemon had answered, with no SIGKILL since: a late reply.
     resends_reply_late: int = 0
     #: Of those: the reply was still in the daemon's outbox (not acknowledged by the broker).
     resends_reply_unsent: int = 0
@@ -92,12 +93,15 @@ class FlapReport:
     applied: int = 0
     duplicates_seen_by_daemon: int = 0
     readings: int = 0
+    #: Seconds from a command's first send to its first reply at the nurse.
+    reply_s: list[float] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         out: list[str] = []
         for room in self.rooms:
-            got = self.received.get(room, [])
+            # (events raised after the count was taken, by late data, may follow: ignored)
             want = list(range(1, self.events.get(room, 0) + 1))
+            got = [seq for seq in self.received.get(room, []) if seq <= len(want)]
             if sorted(got) != want:
                 missing = sorted(set(want) - set(got))
                 out.append(f"{room}: alarm events missing at the subscriber: {missing[:20]}")
@@ -115,8 +119,8 @@ class FlapReport:
             out.append(f"command(s) answered twice with different replies: {differing[:10]}")
         if self.resends_unexplained:
             out.append(
-                f"{self.resends_unexplained} command(s) had to be re-sent although the broker "
-                "was only restarted gracefully since (a command lost by the daemon's session)"
+                f"{self.resends_unexplained} command(s) never reached the daemon although the "
+                "broker that acknowledged them was not SIGKILLed (lost by the daemon's session)"
             )
         if self.applied != self.commands:
             out.append(f"{self.applied} commands applied by the daemon for {self.commands} sent")
@@ -126,6 +130,14 @@ class FlapReport:
         if not self.lags:
             out.append("the broker never flapped")
         return out
+
+    @staticmethod
+    def _spread(values: list[float]) -> str:
+        if not values:
+            return "-"
+        q = statistics.quantiles(values, n=10) if len(values) > 1 else values * 9
+        median = statistics.median(values)
+        return f"median {median:.2f} s, p90 {q[8]:.2f} s, max {max(values):.2f} s"
 
     def lines(self) -> list[str]:
         events = sum(self.events.values())
@@ -143,14 +155,16 @@ class FlapReport:
             f"{sum(len(v) for v in self.received.values())} received (dedupe on event_id), "
             f"{copies} redelivered copies",
             f"  commands: {self.commands} sent, {len(self.replies)} answered, "
-            f"{self.resends} re-sent by the nurses (without a SIGKILL since: "
-            f"{self.resends_unexplained} unseen by the daemon, {self.resends_reply_late} seen, "
-            f"the reply late: {self.resends_reply_unsent} of them still in the daemon's outbox), "
+            f"{self.resends} re-sent by the nurses ({self.resends_unexplained} lost by the "
+            f"daemon's session; {self.resends_reply_late} answered, the reply late with no "
+            "SIGKILL since, "
+            f"{self.resends_reply_unsent} of them still in the daemon's outbox), "
             f"{self.duplicates_seen_by_daemon} copies "
             f"recognised by the daemon, {self.applied} applied, {reply_copies} reply copies",
+            f"  reply at the nurse after the first send: {self._spread(self.reply_s)}",
             f"  reconnect after the broker's return: {lag} (bound {self.bound_s} s = "
-            f"reconnect_max_s + keepalive_s; {self.unmeasured} brief broker lives ended before "
-            "the daemon was back)",
+            f"reconnect_max_s + keepalive_s; {self.unmeasured} brief broker lives ended while "
+            "the daemon was starting its session)",
         ]
 
 
@@ -216,6 +230,10 @@ class _Flap:
         self.stop = asyncio.Event()  # the gateways stop, the nurses send nothing new
         self.stop_nurses = False  # the nurses stop re-sending too
         self.kill_times: list[float] = []
+        self.life = 0  # broker lives, counted from its first start
+        self.life_end: dict[int, str] = {}  # how each ended: "stop" (SIGTERM) or "kill"
+        self.accepted_in: dict[str, int] = {}  # command id -> the broker life that took it
+        self.first_sent: dict[str, float] = {}
         self.last_seq: dict[str, int] = dict.fromkeys(rooms, 0)  # published by each gateway
         self.report = FlapReport(duration_s=0.0, rooms=rooms)
 
@@ -262,6 +280,7 @@ class _Flap:
                 r.events = {room: daemon.engine_seq(room) for room in self.rooms}
                 with contextlib.suppress(TimeoutError):
                     await wait_until(self._complete, within=60)
+                r.events = {room: daemon.engine_seq(room) for room in self.rooms}
                 self.stop_nurses = True
             r.applied = daemon.counters["commands_ok"] + daemon.counters["commands_refused"]
             r.duplicates_seen_by_daemon = daemon.counters["commands_duplicate"]
@@ -271,7 +290,9 @@ class _Flap:
         return r
 
     def _complete(self) -> bool:
-        events = all(len(self.alarm_ids[room]) >= self.report.events[room] for room in self.rooms)
+        events = all(
+            len(self.alarm_ids[room]) >= self.daemon.engine_seq(room) for room in self.rooms
+        )
         return events and len(self.replies) == len(self.sent)
 
     def _reply_pending(self, cmd_id: str) -> bool:
@@ -288,20 +309,30 @@ class _Flap:
             self.received[event["room"]].append(event["seq"])
 
     def _on_reply(self, _topic: str, payload: bytes, _t: float) -> None:
-        self.replies[json.loads(payload)["id"]].append(payload)
+        cmd_id = json.loads(payload)["id"]
+        if cmd_id not in self.replies and cmd_id in self.first_sent:
+            self.report.reply_s.append(self.clock.monotonic() - self.first_sent[cmd_id])
+        self.replies[cmd_id].append(payload)
 
     async def _flap(self, daemon: Daemon, duration_s: float) -> None:
-        """Stop and start the broker until ``duration_s`` is over; time each reconnect."""
+        """Stop and start the broker until ``duration_s`` is over; time each reconnect.
+
+        Every third broker life is brief: it ends just after the broker accepted
+        the daemon's connection, while the daemon subscribes and re-sends its
+        outbox (its redelivery), which must not stall it.
+        """
         link = daemon.link
         assert link is not None
         end = self.clock.monotonic() + duration_s
         kill = False
         back = self.clock.monotonic()  # the broker is up since
         up_for = self.rng.uniform(*UP_S)
+        brief = False
         for flap in itertools.count(1):
             await self.clock.sleep(max(0.0, back + up_for - self.clock.monotonic()))
             if self.clock.monotonic() >= end:
                 return
+            self.life_end[self.life] = "kill" if kill else "stop"
             if kill:
                 self.broker.kill()
                 self.kill_times.append(self.clock.monotonic())
@@ -311,17 +342,20 @@ class _Flap:
                 self.report.stops += 1
             kill = not kill
             await self.clock.sleep(self.rng.uniform(*DOWN_S))
-            short = flap % 3 == 0
-            up_for = self.rng.uniform(*(SHORT_UP_S if short else UP_S))
-            before = link.connects
+            brief = flap % 3 == 0
+            before, accepted = link.connects, link.connacks
             self.broker.start()  # returns once the broker listens
+            self.life += 1
             back = self.clock.monotonic()
-            try:
-                await wait_until(_more_than(link, before), within=up_for if short else 60)
-            except TimeoutError:
-                self.report.unmeasured += 1  # fell over again before the daemon was back
-            else:
-                self.report.lags.append(self.clock.monotonic() - back)
+            if brief:
+                with contextlib.suppress(TimeoutError):
+                    await wait_until(_accepted_more_than(link, accepted), within=10)
+                up_for = self.clock.monotonic() - back + self.rng.uniform(*BRIEF_S)
+                self.report.unmeasured += 1
+                continue
+            up_for = self.rng.uniform(*UP_S)
+            await wait_until(_more_than(link, before), within=60)
+            self.report.lags.append(self.clock.monotonic() - back)
 
     async def _gateway(self, room: str) -> None:
         """A device gateway: an SpO2 reading every 0.1 s, alternately below and above 90 %."""
@@ -382,25 +416,34 @@ class _Flap:
                     topic = f"roommon/v1/{SITE}/{room}/command/{nurse}"
                     payload = json.dumps(body).encode()
                     self.sent[cmd_id] = (topic, payload, now)
+                    self.first_sent[cmd_id] = now
                     await publisher.publish(topic, payload)  # holds through an outage
+                    self.accepted_in[cmd_id] = self.life
                     self.sent[cmd_id] = (topic, payload, self.clock.monotonic())
                     next_command = now + self.COMMAND_PERIOD_S
                 for cmd_id, (topic, payload, at) in list(self.sent.items()):
                     mine = cmd_id.startswith(f"{nurse}-") and cmd_id not in self.replies
                     if mine and self.clock.monotonic() - at >= RESEND_S:
                         self.report.resends += 1
-                        if not any(t >= at for t in self.kill_times):
-                            room = topic.split("/")[3]
-                            if self.daemon.command_seen(room, nurse, cmd_id):
+                        room = topic.split("/")[3]
+                        if self.daemon.command_seen(room, nurse, cmd_id):
+                            if not any(t >= at for t in self.kill_times):
                                 self.report.resends_reply_late += 1
                                 if self._reply_pending(cmd_id):
                                     self.report.resends_reply_unsent += 1
-                            else:
-                                self.report.resends_unexplained += 1
+                        elif self.life_end.get(self.accepted_in[cmd_id]) != "kill":
+                            # the broker life that acknowledged it ended gracefully, or
+                            # runs still: the daemon's session must have had it
+                            self.report.resends_unexplained += 1
                         await publisher.publish(topic, payload)
+                        self.accepted_in[cmd_id] = self.life
                         self.sent[cmd_id] = (topic, payload, self.clock.monotonic())
                 await self.clock.sleep(0.05)
 
 
 def _more_than(link: MqttLink, connects: int) -> Callable[[], bool]:
     return lambda: link.connects > connects
+
+
+def _accepted_more_than(link: MqttLink, connacks: int) -> Callable[[], bool]:
+    return lambda: link.connacks > connacks

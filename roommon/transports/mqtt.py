@@ -110,7 +110,8 @@ class MqttLink:
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.lost = asyncio.Event()  # set while the connection is down after having been up
-        self.connects = 0
+        self.connects = 0  # sessions up (subscribed, online said)
+        self.connacks = 0  # connections the broker accepted (CONNACK), up or not
         self.disconnects = 0
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
@@ -217,6 +218,7 @@ class MqttLink:
                     # still say goodbye (an "online" must never be the last word).
                     self._client = client
                     self.url = endpoint.url
+                    self.connacks += 1
                     async with asyncio.TaskGroup() as tg:
                         # The reader first: it alone notices a connection lost while
                         # the session starts, and reads what the broker queued for us.
