@@ -64,6 +64,16 @@ class DaemonConfig(_Section):
     )
 
 
+class MetricsConfig(_Section):
+    """The operations endpoint: Prometheus metrics on ``/metrics``, health on ``/healthz``
+    (docs/operations.md). Off by default; keep it on loopback and let a local Prometheus
+    or a reverse proxy reach it: it has no authentication."""
+
+    enabled: bool = Field(default=False, description="Serve /metrics and /healthz.")
+    host: str = Field(default="127.0.0.1", description="Address to listen on (loopback).")
+    port: int = Field(default=9464, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+
+
 class SerialPortConfig(_Section):
     """One RS-232 port. Feeds of one room that name the same port share it: a
     pulse oximeter sends its pleth waveform and its SpO2 numerics on one cable,
@@ -245,6 +255,9 @@ class Config(_Section):
     rooms: dict[Identifier, RoomConfig]
     hl7: Hl7Config | None = Field(
         default=None, description="HL7 v2 (IHE PCD-01/PCD-04) over MLLP; docs/hl7.md."
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Metrics and health over HTTP."
     )
 
     @model_validator(mode="after")
