@@ -81,10 +81,10 @@ class SerialPortConfig(_Section):
 
     port: str = Field(description="Serial device path; prefer /dev/serial/by-id/... names.")
     protocol: str = Field(description="Driver name: masimo_ascii, nonin_fmt2, roommon_line.")
-    baudrate: int = Field(default=9600, gt=0, le=4_000_000)
-    bytesize: Literal[7, 8] = 8
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
+    baudrate: int = Field(default=9600, gt=0, le=4_000_000, description="Line speed, bit/s.")
+    bytesize: Literal[7, 8] = Field(default=8, description="Data bits.")
+    parity: Literal["N", "E", "O"] = Field(default="N", description="None, even or odd.")
+    stopbits: Literal[1, 2] = Field(default=1, description="Stop bits.")
     device_id: str | None = Field(
         default=None, description="roommon_line only: accept frames of this device id only."
     )
@@ -206,7 +206,9 @@ class RoomConfig(_Section):
     alarms: dict[str, AlarmOverride] = Field(
         default_factory=dict, description="Overrides of alarm defaults by condition code."
     )
-    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    escalation: EscalationConfig = Field(
+        default_factory=EscalationConfig, description="Who is told of the room's alarms."
+    )
     audio_pause_s: float = Field(
         default=120.0, gt=0, le=900, description="Audio pause length (IEC 60601-1-8 typical 2 min)."
     )
@@ -249,10 +251,10 @@ class RoomConfig(_Section):
 
 
 class Config(_Section):
-    site: SiteConfig
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)
-    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
-    rooms: dict[Identifier, RoomConfig]
+    site: SiteConfig = Field(description="Who this daemon is.")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig, description="The MQTT broker.")
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="The daemon itself.")
+    rooms: dict[Identifier, RoomConfig] = Field(description="Procedure rooms by room id.")
     hl7: Hl7Config | None = Field(
         default=None, description="HL7 v2 (IHE PCD-01/PCD-04) over MLLP; docs/hl7.md."
     )
