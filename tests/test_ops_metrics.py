@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -206,6 +207,18 @@ async def test_metrics_move_with_the_traffic(broker: MosquittoBroker, rig: Rig) 
     status, body = await rig.healthz()
     assert (status, body["healthy"], body["problems"]) == (200, True, [])
     assert value(ss, "roommon_healthy") == 1
+
+
+async def test_every_metric_is_documented(rig: Rig) -> None:
+    async with rig.http.get(f"{rig.server.url}/metrics") as r:
+        families = {f.name for f in text_string_to_metric_families(await r.text())}
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    documented = set(re.findall(r"^\| `(roommon_[a-z_]+)`", doc, flags=re.M))
+    undocumented = {
+        f for f in families if f not in documented and f"{f}_total" not in documented
+    }
+    assert not undocumented, undocumented
+    assert {"roommon_broker_connected", "roommon_alarms_raised"} <= families
 
 
 async def test_every_daemon_has_its_own_registry(rig: Rig) -> None:

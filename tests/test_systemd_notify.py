@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -198,3 +199,44 @@ kind = "spo2"
         sock.sock.close()
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+UNIT = Path(__file__).resolve().parents[1] / "config" / "systemd" / "roommon.service"
+
+
+def unit_settings(text: str) -> dict[str, dict[str, str]]:
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+        else:
+            key, _, value = line.partition("=")
+            current[key] = value
+    return sections
+
+
+def test_the_unit_file_is_a_notify_service_with_a_watchdog_and_a_state_directory(
+    tmp_path: Path,
+) -> None:
+    text = UNIT.read_text()
+    service = unit_settings(text)["Service"]
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert float(service["WatchdogSec"]) > 0
+    assert service["StateDirectory"] == "roommon"  # /var/lib/roommon, the config's state_dir
+    assert service["ExecStart"].endswith("roommon run --config /etc/roommon/roommon.toml")
+    assert service["RestartPreventExitStatus"] == "2"  # a bad config is not restarted in a loop
+    # systemd's own parser: every directive known and well formed (it prints what is not)
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None, "systemd-analyze (Debian: systemd) is needed to check the unit"
+    roommon = Path(sys.executable).with_name("roommon")
+    local = tmp_path / "roommon.service"
+    local.write_text(text.replace("/opt/roommon/venv/bin/roommon", str(roommon)))
+    done = subprocess.run(
+        [analyze, "verify", str(local)], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
