@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from roommon.config import parse_config
 from roommon.core.clock import VirtualClock
+from roommon.core.errors import UsageError
 from roommon.runtime.daemon import Daemon
 from roommon.runtime.health import daemon_health
 from roommon.runtime.metrics import DaemonMetrics
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.broker
 T0 = 1_767_225_600.0
 SITE = "s"
 BASE = f"roommon/v1/{SITE}"
+
+OPERATIONS_DOC = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -212,7 +215,7 @@ async def test_metrics_move_with_the_traffic(broker: MosquittoBroker, rig: Rig) 
 async def test_every_metric_is_documented(rig: Rig) -> None:
     async with rig.http.get(f"{rig.server.url}/metrics") as r:
         families = {f.name for f in text_string_to_metric_families(await r.text())}
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    doc = OPERATIONS_DOC.read_text()
     documented = set(re.findall(r"^\| `(roommon_[a-z_]+)`", doc, flags=re.M))
     undocumented = {
         f for f in families if f not in documented and f"{f}_total" not in documented
@@ -286,3 +289,13 @@ async def test_healthz_is_unhealthy_while_the_rooms_are_not_processed(rig: Rig) 
     status, body = await rig.healthz()
     assert status == 503
     assert "no pass over the rooms" in body["processing"]["detail"]
+
+
+async def test_an_address_in_use_is_one_usage_error(rig: Rig) -> None:
+    taken = OpsServer(
+        registry=DaemonMetrics().registry,
+        health=lambda: daemon_health(rig.daemon),
+        port=rig.server.port,
+    )
+    with pytest.raises(UsageError, match=f"metrics: cannot listen on 127.0.0.1:{rig.server.port}"):
+        await taken.__aenter__()
