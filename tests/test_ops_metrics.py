@@ -205,6 +205,10 @@ async def test_metrics_move_with_the_traffic(broker: MosquittoBroker, rig: Rig) 
     assert (value(ss, "roommon_tick_seconds_count") or 0) >= ticks + 30
     assert (value(ss, "roommon_tick_seconds_sum") or 0) > 0
     assert (value(ss, "roommon_check_seconds_count", room="r1", check="numeric_limits") or 0) > 4
+    assert value(ss, "roommon_tick_seconds_bucket", le="+Inf") == value(
+        ss, "roommon_tick_seconds_count"
+    )
+    assert (value(ss, "roommon_tick_seconds_bucket", le="2.5") or 0) >= ticks + 30
     assert value(ss, "roommon_feed_last_sample_age_seconds", room="r1", feed="spo2") == 30.0
     assert value(ss, "roommon_outbox_depth") is not None
     status, body = await rig.healthz()

@@ -25,8 +25,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
-    SummaryMetricFamily,
 )
 
 from roommon.alerts.engine import Outgoing
@@ -274,13 +274,12 @@ def _infrastructure(d: Daemon) -> Iterator[Metric]:
 
 
 def _work(d: Daemon) -> Iterator[Metric]:
-    tick = SummaryMetricFamily(
+    yield HistogramMetricFamily(
         "roommon_tick_seconds",
         "Work time of the ticker's passes over every room (time-based checks, feed health).",
-        count_value=d.tick_time.count,
+        buckets=d.tick_time.cumulative(),
         sum_value=d.tick_time.seconds,
     )
-    yield tick
     yield _gauge(
         "roommon_tick_last_seconds", "Work time of the last tick pass.", d.tick_time.last_s
     )
@@ -290,12 +289,12 @@ def _work(d: Daemon) -> Iterator[Metric]:
             "Seconds since the last tick pass ended.",
             d.clock.monotonic() - d.last_tick_mono,
         )
-    checks = SummaryMetricFamily(
+    checks = HistogramMetricFamily(
         "roommon_check_seconds",
         "Work time of a check's calls (samples, readings, ticks, events).",
         labels=["room", "check"],
     )
     for room_id, pipeline in d.pipelines.items():
         for name, work in pipeline.check_time.items():
-            checks.add_metric([room_id, name], count_value=work.count, sum_value=work.seconds)
+            checks.add_metric([room_id, name], work.cumulative(), work.seconds)
     yield checks
