@@ -91,9 +91,10 @@ def test_the_examples_commented_serial_feed_is_valid_once_uncommented(
 
 
 def test_the_packaged_example_is_the_repositorys() -> None:
-    """config/example-room.toml is the one people edit; the package carries a copy.
-    Fix: cp config/example-room.toml roommon/examples/example-room.toml"""
+    """config/example-room.toml is the one people edit; roommon/examples/example-room.toml
+    is a symbolic link to it, which the wheel build turns into a copy."""
     assert template_text(EXAMPLE) == EXAMPLE_CONFIG.read_text()
+    assert (ROOT / "roommon" / "examples" / EXAMPLE).is_symlink()
 
 
 def _source_copy(dest: Path) -> Path:
