@@ -23,6 +23,7 @@ from roommon.core.errors import ConfigError, RoommonError, UsageError
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run the daemon"),
     "check-config": ("check_config", "validate a config file"),
+    "init-config": ("init_config", "write a commented starter config"),
     "demo": ("demo", "run a simulated procedure room in-process"),
     "checks": ("checks", "list every check: feeds, alarms, settings and defaults"),
     "alarms": ("alarms", "list logged alarm events and alarm-burden figures"),

@@ -43,6 +43,7 @@ from roommon.core.events import (
 from roommon.core.log import get_logger
 from roommon.core.model import NUMERIC_FIELDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.core.phases import Phase
+from roommon.core.work import WorkTime, work_clock
 from roommon.recovery.service import RoomRecovery
 from roommon.recovery.store import RecoveryStore
 from roommon.recovery.timer import TimerEvent
@@ -122,9 +123,12 @@ class RoomPipeline:
             self.workflow.phase = self.engine.phase = Phase.RECOVERY
         self._last_timer_mono = -1e18
         self.checks: list[Check] = []
+        #: Work time of each check's calls, by check name (metrics).
+        self.check_time: dict[str, WorkTime] = {}
         self._routes: dict[str, list[Check]] = {name: [] for name in self.feeds}
         for check in build_checks(room, config):
             self.checks.append(check)
+            self.check_time[check.name] = WorkTime()
             for n in check.feeds:
                 self._routes[n].append(check)
         self.measurements: dict[str, MeasurementValue] = {}
@@ -454,6 +458,7 @@ class RoomPipeline:
 
     def _call(self, check: Check, fn: _Hook) -> None:
         ctx = CheckContext(room=self.room, check=check.name, origin=self._origin)
+        started = work_clock()
         try:
             fn(check, ctx)
         except Exception as exc:  # supervisor (STYLE rule 6): a check's bug becomes an alarm
@@ -473,6 +478,8 @@ class RoomPipeline:
                 ]
             )
             return
+        finally:
+            self.check_time[check.name].add(work_clock() - started)
         conditions, measurements, events = ctx.drain()
         self._conditions(conditions)
         for m in measurements:
