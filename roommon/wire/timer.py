@@ -161,7 +161,12 @@ class TimerEventMessage(_Out):
     t: float = Field(description="UTC epoch seconds when it happened or fell due.")
     time: str
     emitted: float = Field(description="UTC epoch seconds when the daemon noticed it.")
-    late: bool = Field(description="Noticed more than a tick after it fell due (daemon down).")
+    late: bool = Field(
+        description="A deadline (check due or overdue, minimum or target reached, automatic "
+        "confirmation) noticed more than 5 s after it fell due: the daemon was down or the "
+        "clock jumped. Never set for events stamped with their cause's time (a recovery "
+        "starts at the end of the last injection, known only when the end is detected)."
+    )
     check_no: int | None = None
     actor: str | None = Field(default=None, description="Client id behind a command.")
     reason: str = ""
