@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from roommon.cli import main
@@ -70,3 +72,21 @@ async def test_demo_also_publishes_to_a_broker_and_every_payload_validates(
     assert (status["status"], status["reason"]) == ("offline", "shutdown")
     # simulated data: the alarms are on the room's topic, never on a recipient's
     assert not any("/notify/" in m.topic for m in msgs)
+
+
+def test_demo_narrative_agrees_with_what_the_checks_detect(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every injection the script announces is one the cement check counts, the operator's
+    "cement mixed" reaches the daemon, and the back-dated start is not called late."""
+    assert main(["demo", "--speed", "0", "--minutes", "8"]) == 0
+    out = capsys.readouterr().out
+    announced = [
+        line for line in out.splitlines() if re.search(r"SCRIPT .*injection( \d+)? starts", line)
+    ]
+    counted = [line for line in out.splitlines() if "EVENT cement.injection_started" in line]
+    assert len(announced) == len(counted) == 1
+    assert "EVENT cement.mixed" in out
+    assert "cement.no_mix_time" not in out
+    assert "TIMER started" in out
+    assert "(late)" not in out

@@ -117,7 +117,6 @@ class DemoRun:
             seed=seed,
             script=kyphoplasty_script(),
         )
-        self.operator = {5: CommandPayload(v=1, id="mix", room="proc1", action="cement_mixed")}
         self.second = 0
         self._shown = 0
         self._broker = broker
@@ -171,15 +170,18 @@ class DemoRun:
     async def step(self) -> None:
         """One simulated second: operator, simulator, nurse, clock."""
         console, pipeline, second = self.console, self.daemon.pipelines["proc1"], self.second
-        if second in self.operator:
-            try:
-                pipeline.command(self.operator[second], client="demo-operator")
-            except CommandError as err:
-                console.line(f"COMMAND refused: {err}")
         samples = self.sim.step(1.0)
         for label in self.sim.events[self._shown :]:
             console.line(f"SCRIPT {label}")
         self._shown = len(self.sim.events)
+        for action in self.sim.take_commands():  # the operator's button, as in a real room
+            command = CommandPayload.model_validate(
+                {"v": 1, "id": f"script-{second}-{action}", "room": "proc1", "action": action}
+            )
+            try:
+                pipeline.command(command, client="demo-operator")
+            except CommandError as err:
+                console.line(f"COMMAND refused: {err}")
         for sample in samples:
             pipeline.ingest(sample)
             if self.display_output is not None:
