@@ -200,7 +200,13 @@ class MqttLink:
                     self._lost_at = self._clock.monotonic()
                 if self.connected.is_set():
                     self.lost.set()
-                log.warning("mqtt_disconnected", error="; ".join(str(e) for e in eg.exceptions))
+                # Connected before: the link was lost; never connected: the broker refused
+                # or could not be reached. Either way the line names the broker.
+                log.warning(
+                    "mqtt_disconnected" if self._client is not None else "mqtt_connect_failed",
+                    broker=self._endpoint.url,
+                    error="; ".join(str(e) for e in eg.exceptions),
+                )
             finally:
                 self.connected.clear()
                 self._client = None
