@@ -90,3 +90,16 @@ def test_demo_narrative_agrees_with_what_the_checks_detect(
     assert "cement.no_mix_time" not in out
     assert "TIMER started" in out
     assert "(late)" not in out
+
+
+def test_demo_to_a_broker_that_is_down_warns_and_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from roommon.testing import free_port
+
+    url = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
+    assert main(["demo", "--speed", "0", "--minutes", "1", "--broker", url]) == 1
+    captured = capsys.readouterr()
+    assert f"broker {url} cannot be reached" in captured.err
+    assert f"broker {url} was never reached: nothing was published" in captured.err
+    assert "Alarm burden of this run" in captured.out  # the room still ran to its end

@@ -10,7 +10,9 @@ publishes everything to that broker, exactly as ``roommon run`` would.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -238,11 +240,14 @@ async def run_room(
                     file=out,
                     flush=True,
                 )
+            reached = await _broker_reached(run, broker, out)
             for _ in range(round(minutes * 60)):
                 await run.step()
                 if speed > 0:
                     await real.sleep(1.0 / speed)
             events = run.daemon.store.events()
+            link = run.daemon.link
+            reached = reached or (link is not None and link.connects > 0)
             if run.display is not None:
                 print(
                     "script done; the room goes on in real time for the display (Ctrl-C ends)",
@@ -253,4 +258,34 @@ async def run_room(
                     await run.step()
                     await real.sleep(1.0)
         print_burden(events, hours=minutes / 60, title="Alarm burden of this run:", out=out)
+    if not reached:
+        print(
+            f"roommon demo: warning: broker {broker} was never reached: nothing was published",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     return 0
+
+
+#: How long the demo waits for its ``--broker`` before it says the broker is down.
+BROKER_WAIT_S = 3.0
+
+
+async def _broker_reached(run: DemoRun, broker: str | None, out: TextIO) -> bool:
+    """With ``--broker``: wait (on the wall clock, at most :data:`BROKER_WAIT_S`) for the
+    link, and warn when it is not up; the room runs either way. True without a broker."""
+    link = run.daemon.link
+    if broker is None or link is None:
+        return True
+    try:
+        await asyncio.wait_for(link.connected.wait(), BROKER_WAIT_S)
+    except TimeoutError:
+        print(
+            f"roommon demo: warning: broker {broker} cannot be reached; the room runs "
+            "without it and the demo will exit 1 unless it comes up",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    return True
