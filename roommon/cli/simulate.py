@@ -482,7 +482,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     ser = p.add_argument_group("serial mode: one device's bytes to a serial line")
-    ser.add_argument("--protocol", choices=PROTOCOLS)
+    ser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="serial mode: the device byte format to write (chooses serial mode)",
+    )
     where = ser.add_mutually_exclusive_group()
     where.add_argument("--port", help="serial device to write to (e.g. /dev/ttyUSB0)")
     where.add_argument(
