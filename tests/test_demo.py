@@ -65,7 +65,19 @@ async def test_demo_also_publishes_to_a_broker_and_every_payload_validates(
     assert {"alarm_event", "room_state", "room_event", "timer", "timer_event", "status"} <= topics
     for m in msgs:
         validators[schema_for(m.topic)].validate(m.json())
+    # Payloads keep exact epoch numbers and carry ISO 8601 UTC beside them.
+    from roommon.core.clock import iso
+
+    alarm_events = [m.json() for m in msgs if m.topic.endswith("/alarm")]
+    assert alarm_events
+    assert all(a["since_time"] == iso(a["since"]) for a in alarm_events)
+    timers = [m.json() for m in msgs if m.topic.endswith("/timer")]
+    confirmed = [t for t in timers if t.get("confirmed") is not None]
+    assert all(t["confirmed_time"] == iso(t["confirmed"]) for t in confirmed)
+    assert all(t["first_started_time"] == iso(t["first_started"]) for t in timers
+               if t.get("first_started") is not None)
     state = [m.json() for m in msgs if m.topic.endswith("/state")][-1]
+    assert state["phase_since_time"] == iso(state["phase_since"])
     assert state["feeds"]["ekg"]["received"] > 100
     assert state["measurements"]["heart_rate"]["value"] == pytest.approx(78, abs=3)
     status = [m.json() for m in msgs if m.topic.endswith("/status/demo")][-1]
@@ -103,3 +115,18 @@ def test_demo_to_a_broker_that_is_down_warns_and_exits_1(
     assert f"broker {url} cannot be reached" in captured.err
     assert f"broker {url} was never reached: nothing was published" in captured.err
     assert "Alarm burden of this run" in captured.out  # the room still ran to its end
+
+
+def test_demo_console_reads_as_text_with_units_and_clock_times(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--speed", "0", "--minutes", "8"]) == 0
+    out = capsys.readouterr().out
+    over = next(line for line in out.splitlines() if "RAISED" in line and "over_pressure" in line)
+    assert re.search(r"\[cement\] .*pressure.*: \d+ kPa \(limit 3200 kPa\)$", over), over
+    assert re.search(r"ALARM RAISED +MEDIUM spo2.desat +\[spo2\] SpO2 below the low limit: "
+                     r"\d+ % \(limit 90 %\)", out)
+    ended = next(line for line in out.splitlines() if "EVENT cement.injection_ended" in line)
+    # clock times, not epoch floats; the peak rounded with its unit
+    assert re.search(r"started \d\d:\d\d:\d\d, .*peak_kpa \d+ kPa$", ended), ended
+    assert "per hour" not in out and "/h)" not in out  # 8 minutes are too short for a rate

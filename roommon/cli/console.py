@@ -8,7 +8,8 @@ from typing import TextIO
 
 from roommon.alerts.engine import Outgoing
 from roommon.alerts.store import burden
-from roommon.core.clock import Clock, iso
+from roommon.core import units
+from roommon.core.clock import Clock
 from roommon.wire.payloads import AlarmEventMessage, RoomEventMessage, RoomStateMessage
 from roommon.wire.timer import TimerEventMessage, TimerMessage
 
@@ -19,14 +20,15 @@ _RESET = "\033[0m"
 class ConsoleOutput:
     """Prints alarms and room events as a person wants to read them."""
 
-    def __init__(self, clock: Clock, out: TextIO) -> None:
+    def __init__(self, clock: Clock, out: TextIO, *, utc: bool = False) -> None:
         self._clock = clock
         self._out = out
+        self._utc = utc
         self._colour = out.isatty()
         self.checks_due: list[tuple[float, int]] = []  # (due time, check number)
 
     def line(self, text: str, priority: str | None = None) -> None:
-        t = iso(self._clock.now())[11:19]
+        t = units.clock(self._clock.now(), utc=self._utc, with_zone=False)
         if self._colour and priority in _COLOURS:
             text = f"{_COLOURS[priority]}{text}{_RESET}"
         print(f"{t}  {text}", file=self._out, flush=True)
@@ -34,21 +36,38 @@ class ConsoleOutput:
     def alarms(self, outgoing: list[Outgoing]) -> None:
         for o in outgoing:
             e = o.event
-            value = f" value {e.value:g}" if e.value is not None else ""
-            limit = f" limit {e.limit:g}" if e.limit is not None else ""
+            value = f": {units.alarm_value(e.code, e.value)}" if e.value is not None else ""
+            limit = f" (limit {units.alarm_value(e.code, e.limit)})" if e.limit is not None else ""
             who = (
                 f" -> {', '.join(n.recipient for n in o.notifications)}" if o.notifications else ""
             )
+            text = e.message or e.code
             self.line(
                 f"ALARM {e.transition.upper():12} {e.priority.upper():6} {e.code:26} "
-                f"[{e.feed}]{value}{limit} {e.message}{who}",
+                f"[{e.feed}] {text}{value}{limit}{who}",
                 e.priority,
             )
 
     def room_event(self, message: RoomEventMessage) -> None:
         if message.name != "cement.phase":
-            data = ", ".join(f"{k}={v}" for k, v in message.data.items() if k != "by")
-            self.line(f"EVENT {message.name} {data}")
+            data = ", ".join(
+                f"{k.removesuffix('_t')} {self._readable(k, v)}"
+                for k, v in message.data.items()
+                if k != "by"
+            )
+            self.line(f"EVENT {message.name} {data}".rstrip())
+
+    def _readable(self, key: str, v: object) -> str:
+        """An event datum for a person: epoch times as clock times, kPa and seconds rounded."""
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return str(v)
+        if key.endswith("_t") or key in ("t", "since"):
+            return units.clock(float(v), utc=self._utc, with_zone=False)
+        if key.endswith("_kpa"):
+            return units.value(float(v), "kPa")
+        if key.endswith("_s"):
+            return units.value(float(v), "s")
+        return units.value(float(v)) if isinstance(v, float) else str(v)
 
     def state(self, message: RoomStateMessage) -> None:
         del message  # vitals are printed on a timer, not on every state change
@@ -58,7 +77,7 @@ class ConsoleOutput:
             if m.event == "check_due" and m.check_no is not None:
                 self.checks_due.append((m.t, m.check_no))
             check = f" {m.check_no}" if m.check_no else ""
-            late = " (late)" if m.late else ""
+            late = f" (noticed {units.duration(m.emitted - m.t)} late)" if m.late else ""
             self.line(f"TIMER {m.event}{check}{late} {m.reason}".rstrip())
 
     def timer(self, message: TimerMessage) -> None:
@@ -88,9 +107,9 @@ def print_burden(
     if not rows:
         print("  no alarms", file=out)
     for b in rows:
-        med = f"{b.median_ack_s:.0f} s" if b.median_ack_s is not None else "-"
+        med = units.value(b.median_ack_s, "s") if b.median_ack_s is not None else "-"
         print(
-            f"  {b.room}: {b.alarms} alarms ({b.per_hour:.0f}/h), acknowledged "
+            f"  {b.room}: {b.alarms} alarms ({units.per_hour(b.alarms, b.hours)}), acknowledged "
             f"{b.share_acknowledged:.0%}, median time to acknowledge {med}, "
             f"self-cleared within 10 s {b.share_self_cleared:.0%}",
             file=out,

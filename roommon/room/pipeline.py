@@ -547,6 +547,7 @@ class RoomPipeline:
             alarm_paused=dict(self.engine.alarm_paused),
             phase=self.workflow.phase.value,
             phase_since=self.workflow.since,
+            phase_since_time=iso(self.workflow.since),
             highest_priority=top,
             alarms=alarms,
             feeds={
