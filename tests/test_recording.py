@@ -426,6 +426,10 @@ async def test_record_for_seconds_stamps_the_clock_time(
     await asyncio.wait_for(holder[0].wait_for(lambda r: r.received >= 6), 10)
     await clock.advance(20.0)  # --seconds 30 elapse on the recorder's clock
     assert await asyncio.wait_for(task, 10) == 0
+    # Live counts per topic while it ran (a line every 10 s when not on a terminal).
+    assert "roommon record: 0:00:10 0 messages\n" in out.getvalue()
+    assert (f"roommon record: 0:00:20 6 messages: {ROOM}/feed/ekg 3, {ROOM}/feed/spo2 3\n"
+            in out.getvalue())
     got = read_back(out_path)
     assert {log for log, *_ in got[EKG_TOPIC]} == {round((T0 + 3610) * 1e9)}
     assert [p for _, p, _, _ in got[EKG_TOPIC]] == [round((T0 + k) * 1e9) for k in range(3)]
@@ -559,8 +563,11 @@ def test_a_signal_finishes_the_file(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, err
+    # Nothing arrived: a warning and exit 1; the file is kept, finished, with its link notes.
+    assert proc.returncode == 1, err
     assert "0 messages on 0 topics" in out
+    assert "warning: no message arrived" in err
+    assert f"{out_path} is kept" in err
     rec = open_recording(out_path)
     assert rec.complete
     assert rec.metadata["roommon.recording.end"]["messages"] == "0"
