@@ -7,6 +7,7 @@ import asyncio
 import io
 import itertools
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -582,3 +583,26 @@ def test_record_from_a_broker_that_is_not_there_fails_and_leaves_no_file(
     assert main(argv) == 1
     assert "cannot be reached" in capsys.readouterr().err
     assert not out_path.exists()
+
+
+class Terminal(io.StringIO):
+    """Output that says it is a terminal, as a person's shell is."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_replay_on_a_terminal_shows_progress_with_simulated_time_and_eta(
+    tmp_path: Path, two_minutes: tuple[Path, float]
+) -> None:
+    path, _ = two_minutes
+    out, err = Terminal(), io.StringIO()
+    args = build_parser().parse_args(
+        ["replay", str(path), "--config", str(write_config(tmp_path, port=1))]
+    )
+    assert await replay(args, out=out, err=err) == 0, err.getvalue()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # the terminal's codes
+    assert re.search(r"replay .*100%.*simulated \d\d:\d\d:\d\d \w+ \(0:01:59 of 0:01:59\) ETA",
+                     text), text[-600:]
+    assert "ALARM RAISED" in text  # console lines scroll above the bar
+    assert "Alarm burden of this replay:" in text

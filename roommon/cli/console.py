@@ -3,7 +3,7 @@ lines as a person wants to read them, and the alarm-burden summary."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from roommon.alerts.engine import Outgoing
@@ -20,10 +20,18 @@ _RESET = "\033[0m"
 class ConsoleOutput:
     """Prints alarms and room events as a person wants to read them."""
 
-    def __init__(self, clock: Clock, out: TextIO, *, utc: bool = False) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        out: TextIO,
+        *,
+        utc: bool = False,
+        printer: Callable[[str], None] | None = None,
+    ) -> None:
         self._clock = clock
         self._out = out
         self._utc = utc
+        self.printer = printer  # a progress bar's console, while one is shown
         self._colour = out.isatty()
         self.checks_due: list[tuple[float, int]] = []  # (due time, check number)
 
@@ -31,7 +39,10 @@ class ConsoleOutput:
         t = units.clock(self._clock.now(), utc=self._utc, with_zone=False)
         if self._colour and priority in _COLOURS:
             text = f"{_COLOURS[priority]}{text}{_RESET}"
-        print(f"{t}  {text}", file=self._out, flush=True)
+        if self.printer is not None:
+            self.printer(f"{t}  {text}")
+        else:
+            print(f"{t}  {text}", file=self._out, flush=True)
 
     def alarms(self, outgoing: list[Outgoing]) -> None:
         for o in outgoing:
@@ -114,3 +125,61 @@ def print_burden(
             f"self-cleared within 10 s {b.share_self_cleared:.0%}",
             file=out,
         )
+
+
+class ReplayProgress:
+    """A rich progress bar of a replay on a terminal: recorded time reached (as a clock
+    time and of the whole), share done and the wall-clock ETA. Console lines go through
+    :meth:`print` so they scroll above the bar instead of tearing it."""
+
+    def __init__(self, out: TextIO, *, start_t: float, total_s: float, utc: bool = False) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._start_t = start_t
+        self._utc = utc
+        self._last = -1.0
+        self.console = Console(file=out, force_terminal=True)
+        self._progress = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[sim]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task = self._progress.add_task(
+            "replay", total=max(total_s, 1e-9), sim=self._sim(0.0, total_s)
+        )
+        self._total = total_s
+
+    def _sim(self, at_s: float, total_s: float) -> str:
+        when = units.clock(self._start_t + at_s, utc=self._utc)
+        return f"simulated {when} ({units.duration(at_s)} of {units.duration(total_s)})"
+
+    def __enter__(self) -> ReplayProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.update(self._total)
+        self._progress.stop()
+
+    def update(self, at_s: float) -> None:
+        if at_s - self._last < 1.0 and at_s < self._total:
+            return  # one update per recorded second is plenty
+        self._last = at_s
+        self._progress.update(
+            self._task, completed=min(at_s, self._total), sim=self._sim(at_s, self._total)
+        )
+
+    def print(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)

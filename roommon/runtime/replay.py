@@ -155,12 +155,14 @@ async def replay_messages(
     speed: float,
     pacer: Clock,
     on_recorder_event: Callable[[str], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> ReplayStats:
     """Advance ``clock`` to each message's log time, then ingest it (feeds only).
 
     ``clock`` must start at the first message's log time. At ``speed`` > 0 the
     virtual clock moves in steps of at most one second, each waited for on
-    ``pacer`` so the replay runs ``speed`` times real time.
+    ``pacer`` so the replay runs ``speed`` times real time. ``on_progress`` is told
+    the recorded seconds reached after each message.
     """
     stats = ReplayStats()
     topics = Topics(site)
@@ -180,6 +182,8 @@ async def replay_messages(
         stats.messages += 1
         if isinstance(msg, ChunkMessage):
             _ingest_chunk(daemon, msg, stats)
+            if on_progress is not None:
+                on_progress(target)
             continue
         if msg.topic == RECORDER_TOPIC:
             stats.recorder_events += 1
@@ -187,6 +191,8 @@ async def replay_messages(
                 on_recorder_event(recorder_line(msg.data))
             continue
         _ingest(daemon, topics, msg, stats)
+        if on_progress is not None:
+            on_progress(target)
     await clock.advance(0)  # let what the last message set off run
     stats.virtual_s = clock.monotonic()
     return stats
