@@ -606,3 +606,12 @@ async def test_replay_on_a_terminal_shows_progress_with_simulated_time_and_eta(
                      text), text[-600:]
     assert "ALARM RAISED" in text  # console lines scroll above the bar
     assert "Alarm burden of this replay:" in text
+
+
+
+def test_an_empty_alarm_burden_section_says_no_alarms() -> None:
+    from roommon.cli.console import print_burden
+
+    out = io.StringIO()
+    print_burden([], hours=0.5, title="Alarm burden of this replay:", out=out)
+    assert out.getvalue() == "\nAlarm burden of this replay:\n  no alarms\n"
