@@ -130,3 +130,29 @@ def test_demo_console_reads_as_text_with_units_and_clock_times(
     # clock times, not epoch floats; the peak rounded with its unit
     assert re.search(r"started \d\d:\d\d:\d\d, .*peak_kpa \d+ kPa$", ended), ended
     assert "per hour" not in out and "/h)" not in out  # 8 minutes are too short for a rate
+
+
+def test_ctrl_c_ends_the_demo_cleanly_with_its_summary_so_far() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roommon", "demo", "--speed", "20", "--minutes", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("roommon demo: ")
+        while "EVENT phase.changed" not in proc.stdout.readline():  # the room is running
+            assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "roommon demo: interrupted" in out
+    assert "Alarm burden of this run:" in out

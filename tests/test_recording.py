@@ -615,3 +615,30 @@ def test_an_empty_alarm_burden_section_says_no_alarms() -> None:
     out = io.StringIO()
     print_burden([], hours=0.5, title="Alarm burden of this replay:", out=out)
     assert out.getvalue() == "\nAlarm burden of this replay:\n  no alarms\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_ends_a_replay_cleanly_with_its_summary_so_far(
+    tmp_path: Path, two_minutes: tuple[Path, float], sig: signal.Signals
+) -> None:
+    path, _ = two_minutes
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roommon", "replay", str(path), "--config",
+         str(write_config(tmp_path, port=1)), "--speed", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("roommon replay: ")
+        while "EVENT" not in proc.stdout.readline():  # the replay's daemon is running
+            assert proc.poll() is None
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "interrupted; summary of the replay so far" in out
+    assert "Alarm burden of this replay:" in out

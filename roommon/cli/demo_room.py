@@ -241,22 +241,30 @@ async def run_room(
                     flush=True,
                 )
             reached = await _broker_reached(run, broker, out)
-            for _ in range(round(minutes * 60)):
-                await run.step()
-                if speed > 0:
-                    await real.sleep(1.0 / speed)
+            try:
+                for _ in range(round(minutes * 60)):
+                    await run.step()
+                    if speed > 0:
+                        await real.sleep(1.0 / speed)
+                if run.display is not None:
+                    print(
+                        "script done; the room goes on in real time for the display "
+                        "(Ctrl-C ends)",
+                        file=out,
+                        flush=True,
+                    )
+                    while True:
+                        await run.step()
+                        await real.sleep(1.0)
+            except asyncio.CancelledError:
+                # Ctrl-C (via cancel_on_stop): the room stops here and the burden so far is
+                # printed as at the end of a full run, not left as a traceback.
+                _uncancel()
+                print("\nroommon demo: interrupted", file=out, flush=True)
             events = run.daemon.store.events()
             link = run.daemon.link
             reached = reached or (link is not None and link.connects > 0)
-            if run.display is not None:
-                print(
-                    "script done; the room goes on in real time for the display (Ctrl-C ends)",
-                    file=out,
-                    flush=True,
-                )
-                while True:
-                    await run.step()
-                    await real.sleep(1.0)
+            minutes = run.second / 60
         print_burden(events, hours=minutes / 60, title="Alarm burden of this run:", out=out)
     if not reached:
         print(
@@ -266,6 +274,13 @@ async def run_room(
         )
         return 1
     return 0
+
+
+def _uncancel() -> None:
+    """A cancellation taken as "stop here" is done with: later timeouts work as usual."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 #: How long the demo waits for its ``--broker`` before it says the broker is down.

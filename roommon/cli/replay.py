@@ -11,6 +11,7 @@ recording that does not fit the config.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import itertools
 import json
@@ -392,8 +393,9 @@ async def _run_daemon(
 ) -> tuple[ReplayStats, list[AlarmEventMessage], dict[str, tuple[int, dict[str, int]]]]:
     """The replay daemon over ``messages``: its stats, alarm log and per-feed counts."""
     from roommon.runtime.daemon import Daemon
-    from roommon.runtime.replay import replay_messages
+    from roommon.runtime.replay import ReplayStats, replay_messages
 
+    stats = ReplayStats()
     async with Daemon(
         config=config,
         subscribe_feeds=False,
@@ -404,16 +406,25 @@ async def _run_daemon(
     ) as daemon:
         if on_start is not None:
             on_start(daemon)
-        stats = await replay_messages(
-            on_progress=on_progress,
-            daemon=daemon,
-            clock=clock,
-            messages=messages,
-            site=site,
-            speed=speed,
-            pacer=pacer,
-            on_recorder_event=console.line if on_recorder_event else None,
-        )
+        try:
+            await replay_messages(
+                on_progress=on_progress,
+                daemon=daemon,
+                clock=clock,
+                messages=messages,
+                site=site,
+                speed=speed,
+                pacer=pacer,
+                on_recorder_event=console.line if on_recorder_event else None,
+                stats=stats,
+            )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # taken as "stop here": the daemon's shutdown runs as usual
+            # Ctrl-C (SIGINT/SIGTERM, via cancel_on_stop): the replay ends here, and what
+            # it did so far is summarised like a finished one, not left as a traceback.
+            console.line("roommon replay: interrupted; summary of the replay so far")
         if on_end is not None:
             on_end(daemon)
         events = daemon.store.events()
