@@ -281,3 +281,26 @@ async def test_heartbeat_refreshes_the_retained_status_on_the_daemon_clock(
     assert all(b - a == pytest.approx(1.0) for a, b in itertools.pairwise(beats))
     for m in msgs:
         validate("status", m.json())
+
+
+async def test_run_broker_option_takes_the_place_of_the_configs_broker(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    from roommon.testing import free_port
+
+    config = write_config(tmp_path, free_port())  # the config's broker: nothing listens there
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roommon", "run", "--config", str(config), "--broker", broker.url],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        async with MqttCollector(broker.port, [f"roommon/v1/{SITE}/status/main"]) as c:
+            await c.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms), within=30)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
