@@ -205,11 +205,11 @@ async def test_bad_payloads_are_rejected_counted_and_the_feed_goes_on(
     assert any(a["code"] == "feed.bad_payload" for a in state["alarms"])
 
 
-def run_daemon_process(config_path: Path) -> subprocess.Popen[bytes]:
+def run_daemon_process(config_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with (config_path.parent / "daemon.log").open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "roommon", "run", "--config", str(config_path)],
+            [sys.executable, "-m", "roommon", "run", "--config", str(config_path), *extra],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -289,18 +289,13 @@ async def test_run_broker_option_takes_the_place_of_the_configs_broker(
     from roommon.testing import free_port
 
     config = write_config(tmp_path, free_port())  # the config's broker: nothing listens there
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "roommon", "run", "--config", str(config), "--broker", broker.url],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    proc = run_daemon_process(config, "--broker", broker.url)
     try:
         async with MqttCollector(broker.port, [f"roommon/v1/{SITE}/status/main"]) as c:
             await c.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms), within=30)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
-        assert proc.returncode == 0, err
+        assert proc.wait(timeout=10) == 0, (tmp_path / "daemon.log").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()

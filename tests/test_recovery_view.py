@@ -10,11 +10,10 @@ import aiomqtt
 import pytest
 
 from roommon.cli.timers import add_parser, render, run_timers
-from roommon.core.clock import VirtualClock
+from roommon.core.clock import VirtualClock, iso
 from roommon.recovery.plan import RecoveryPlan
 from roommon.recovery.timer import RecoveryTimer
 from roommon.testing import LOOPBACK, MosquittoBroker
-from roommon.core.clock import iso
 from roommon.wire.payloads import StatusMessage
 from roommon.wire.timer import TimerAlarm, TimerMessage
 from roommon.wire.topics import Topics

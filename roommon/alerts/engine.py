@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from roommon.alerts.settings import AlarmOverride, AlarmRoomSettings, EscalationConfig
+from roommon.core import units
 from roommon.core.clock import iso
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.core.errors import CommandError
@@ -472,5 +473,11 @@ class RoomAlarms:
             seq=seq,
             origin=alarm.origin.value,
             actor=actor,
+            text=event.message,
+            **{
+                name: units.alarm_value(alarm.spec.code, x)
+                for name, x in (("value", alarm.value), ("limit", alarm.limit))
+                if x is not None
+            },
         )
         return Outgoing(event)

@@ -40,6 +40,7 @@ from roommon.checks.base import (
     FeedView,
     Measurement,
 )
+from roommon.core import units
 from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
 from roommon.core.events import (
     CementMixed,
@@ -479,7 +480,11 @@ class CementCheck(Check):
             )
         )
         log.info(
-            "cement_injection_ended", room=self.room, feed=st.feed, n=st.injection, peak=st.peak
+            "cement_injection_ended",
+            room=self.room,
+            feed=st.feed,
+            n=st.injection,
+            peak=units.value(st.peak, "kPa"),
         )
 
     def _set_phase(self, st: _FeedState, phase: Phase, t: float, ctx: CheckContext) -> None:

@@ -19,6 +19,9 @@ from roommon.core import units
 from roommon.core.clock import RealClock
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from roommon.wire.payloads import AlarmEventMessage
 
 #: Width the table is laid out for when the output is not a terminal (a file, a pipe):
@@ -26,8 +29,8 @@ if TYPE_CHECKING:
 PIPE_WIDTH = 220
 
 
-def _table_console(out: TextIO):  # type: ignore[no-untyped-def]  # rich is imported lazily
-    from rich.console import Console
+def _table_console(out: TextIO) -> Console:
+    from rich.console import Console  # lazily: rich loads only when there is a table
 
     return Console(
         file=out, width=None if out.isatty() else PIPE_WIDTH, highlight=False, markup=False
@@ -103,7 +106,7 @@ def _filters(
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _events_table(events: list[AlarmEventMessage], *, utc: bool):  # type: ignore[no-untyped-def]
+def _events_table(events: list[AlarmEventMessage], *, utc: bool) -> Table:
     from rich.table import Table
 
     zone = units.zone(events[0].t, utc=utc)

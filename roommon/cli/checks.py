@@ -77,7 +77,8 @@ def describe_config(config: Config) -> str:
             for field_name, field in cls.settings_model.model_fields.items():
                 value = getattr(settings, field_name)
                 default = field.get_default(call_default_factory=True)
-                changed = f"   (set in the config; default {default!r})" if field_name in raw else ""
+                set_here = field_name in raw
+                changed = f"   (set in the config; default {default!r})" if set_here else ""
                 out.append(f"    {field_name} = {value!r}{changed}")
         for code, override in room.alarms.items():
             set_fields = override.model_dump(exclude_unset=True)

@@ -61,24 +61,8 @@ class ConsoleOutput:
 
     def room_event(self, message: RoomEventMessage) -> None:
         if message.name != "cement.phase":
-            data = ", ".join(
-                f"{k.removesuffix('_t')} {self._readable(k, v)}"
-                for k, v in message.data.items()
-                if k != "by"
-            )
+            data = units.data(message.data, utc=self._utc)
             self.line(f"EVENT {message.name} {data}".rstrip())
-
-    def _readable(self, key: str, v: object) -> str:
-        """An event datum for a person: epoch times as clock times, kPa and seconds rounded."""
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            return str(v)
-        if key.endswith("_t") or key in ("t", "since"):
-            return units.clock(float(v), utc=self._utc, with_zone=False)
-        if key.endswith("_kpa"):
-            return units.value(float(v), "kPa")
-        if key.endswith("_s"):
-            return units.value(float(v), "s")
-        return units.value(float(v)) if isinstance(v, float) else str(v)
 
     def state(self, message: RoomStateMessage) -> None:
         del message  # vitals are printed on a timer, not on every state change

@@ -30,11 +30,11 @@ from typing import TextIO
 import aiomqtt
 from pydantic import ValidationError
 
+from roommon.core import units
 from roommon.core.clock import Clock, RealClock
 from roommon.core.errors import ConfigError, UsageError
 from roommon.core.log import get_logger
 from roommon.transports.broker import BrokerEndpoint, parse_broker_url
-from roommon.core import units
 from roommon.wire.payloads import StatusMessage
 from roommon.wire.timer import TimerMessage
 from roommon.wire.topics import PREFIX, Topics
@@ -146,7 +146,7 @@ def render(
         if m.state == "interrupted":
             lines.append("  injection in progress: the wait restarts when it ends")
             continue
-        def countdown(left: float) -> str:
+        def countdown(left: float, gone: str | None = gone) -> str:
             if gone is not None:
                 return "reached" if left <= 0 else "(not supervised)"
             return "reached" if left <= 0 else f"in {_hms(left)}"

@@ -11,6 +11,7 @@ Standard library only (start-up of ``roommon alarms`` and ``timers`` stays cheap
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -120,6 +121,29 @@ def date_time(t: float, *, utc: bool = False, with_zone: bool = True) -> str:
     """Date and clock time, local unless ``utc``: ``"2026-12-01 14:03:07 CET"``."""
     text = _dt(t, utc=utc).strftime("%Y-%m-%d %H:%M:%S")
     return f"{text} {zone(t, utc=utc)}" if with_zone else text
+
+
+def datum(key: str, v: object, *, utc: bool = False) -> str:
+    """One datum of a room event for a person, judged by its key's suffix: ``*_t`` epoch
+    times as clock times, ``*_kpa`` pressures and ``*_s`` durations with their units."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    if key.endswith("_t") or key in ("t", "since"):
+        return clock(float(v), utc=utc, with_zone=False)
+    if key.endswith("_kpa"):
+        return value(float(v), "kPa")
+    if key.endswith("_s"):
+        return value(float(v), "s")
+    return value(float(v)) if isinstance(v, float) else str(v)
+
+
+def data(items: Mapping[str, object], *, utc: bool = False) -> str:
+    """A room event's data for a person: ``"injection 1, started 14:03:07, peak 3626 kPa"``."""
+    return ", ".join(
+        f"{k.removesuffix('_t').removesuffix('_kpa')} {datum(k, v, utc=utc)}"
+        for k, v in items.items()
+        if k != "by"
+    )
 
 
 #: Below this span a count is not turned into a rate: 2 alarms in 0.02 h are not 100/h.
