@@ -57,12 +57,12 @@ def test_known_codes_come_from_the_checks_feeds_room_and_recovery(tmp_path: Path
     f = tmp_path / "room.toml"
     f.write_text(ROOM)
     cfg = load_config(f)
-    codes = room_condition_codes("proc1", cfg.rooms["proc1"], hl7=False)
+    codes = room_condition_codes(cfg.rooms["proc1"], hl7=False)
     assert {"spo2.desat", "cement.over_pressure", "limit.spo2_floor"} <= codes
     assert {"feed.silent", "room.failed", "check.failed", "recovery.check_overdue"} <= codes
     assert "ecg.tachy" not in codes
     assert "hl7.failed" not in codes
-    assert "hl7.failed" in room_condition_codes("proc1", cfg.rooms["proc1"], hl7=True)
+    assert "hl7.failed" in room_condition_codes(cfg.rooms["proc1"], hl7=True)
 
 
 def test_valid_overrides_and_patterns_pass(

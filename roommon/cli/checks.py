@@ -1,8 +1,8 @@
 """``roommon checks``: what every check needs, watches and can raise, with its defaults.
 
-Generated from the checks' own declarations (``needs``, ``optional``,
-``window_s``, ``conditions``, the settings model's fields and their
-descriptions), so it cannot drift from the code.
+Generated from the checks' declarations (``roommon/checks/declarations/``:
+``needs``, ``optional``, ``window_s``, ``conditions``, the settings model's
+fields and their descriptions), so it cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from roommon.checks.base import Check
+    from roommon.checks.base import CheckDeclaration
     from roommon.config import Config
 
 
-def describe_check(cls: type[Check]) -> list[str]:
+def describe_check(cls: CheckDeclaration) -> list[str]:
     kinds = ", ".join(sorted(k.value for k in cls.needs)) or "-"
     optional = ", ".join(sorted(k.value for k in cls.optional))
     lines = [
@@ -45,11 +45,11 @@ def describe_check(cls: type[Check]) -> list[str]:
 
 def describe() -> str:
     from roommon.checks import CHECKS
-    from roommon.room.feeds import FEED_CONDITIONS
+    from roommon.room.conditions import FEED_CONDITIONS
 
     out = ["Checks (configure with [rooms.ROOM.checks.NAME]; override alarms by code):", ""]
-    for cls in CHECKS.values():
-        out += [*describe_check(cls), ""]
+    for decl in CHECKS.declarations():  # declarations: listing checks never loads numpy
+        out += [*describe_check(decl), ""]
     out.append("[feed]  built in, for every feed")
     out.append("  alarms:")
     out += [
@@ -70,7 +70,8 @@ def describe_config(config: Config) -> str:
         if not room.checks:
             out.append("  no checks configured (feeds are still watched: feed.* alarms)")
         for name, raw in room.checks.items():
-            cls = CHECKS[name]
+            cls = CHECKS.declared(name)  # declarations only: no numpy, no signal code
+            assert cls is not None  # the config was validated against the registry
             settings = cls.settings_model.model_validate(raw)
             feeds = [f for f, fc in room.feeds.items() if fc.kind in cls.needs | cls.optional]
             out.append(f"  [{name}]  feeds: {', '.join(feeds) or '-'}")

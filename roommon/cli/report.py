@@ -289,7 +289,8 @@ def _cement_limit(config: Config, room: str) -> float:
     """The room's over-pressure limit: its cement check's setting, else the default."""
     from roommon.checks import CHECKS
 
-    cls = CHECKS["cement"]
+    cls = CHECKS.declared("cement")
+    assert cls is not None
     settings = cls.settings_model.model_validate(config.rooms[room].checks.get("cement", {}))
     return float(getattr(settings, "max_pressure_kpa"))  # noqa: B009 - a settings model field
 

@@ -29,17 +29,14 @@ from pathlib import Path
 
 from roommon.alerts.faults import STORE_FILE, STORE_UNWRITABLE
 from roommon.config import Config, RoomConfig
-from roommon.recovery.timer import RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP
-from roommon.room.conditions import ROOM_CONDITIONS, build_checks
-from roommon.room.feeds import FEED_CONDITIONS
+from roommon.recovery.conditions import RECOVERY_CONDITIONS
+from roommon.room.conditions import FEED_CONDITIONS, ROOM_CONDITIONS, declared_conditions
 from roommon.transports.broker import BrokerConfig
 
-RECOVERY_CONDITIONS = (RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP)
 
-
-def room_condition_codes(room_id: str, room: RoomConfig, *, hl7: bool) -> set[str]:
+def room_condition_codes(room: RoomConfig, *, hl7: bool) -> set[str]:
     """Every condition code the room can report with this configuration."""
-    specs = [s for check in build_checks(room_id, room) for s in check.condition_specs()]
+    specs = list(declared_conditions(room))
     specs += [*FEED_CONDITIONS, *ROOM_CONDITIONS, *RECOVERY_CONDITIONS, STORE_UNWRITABLE]
     if hl7:  # imported only then: check-config of a room without HL7 stays light
         from roommon.runtime.hl7_output import FAILED, REJECTED, UNDELIVERED
@@ -68,16 +65,16 @@ def _other_check(key: str) -> str:
     """`` (a condition of the ecg check, which this room does not run)``, if it is one."""
     from roommon.checks import CHECKS
 
-    for name, cls in CHECKS.items():
-        if _matches(key, {spec.code for spec in cls.conditions}):
-            return f" (a condition of the {name} check, which this room does not run)"
+    for check in CHECKS.declarations():
+        if _matches(key, {spec.code for spec in check.conditions}):
+            return f" (a condition of the {check.name} check, which this room does not run)"
     return ""
 
 
 def condition_problems(config: Config) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for room_id, room in config.rooms.items():
-        codes = room_condition_codes(room_id, room, hl7=config.hl7 is not None)
+        codes = room_condition_codes(room, hl7=config.hl7 is not None)
         for key in room.alarms:
             if "." in key and not _matches(key, codes):
                 problems.append((f"rooms.{room_id}.alarms.{key}", _unmatched(key, codes)))
