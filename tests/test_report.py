@@ -102,7 +102,7 @@ async def test_report_from_a_replayed_recording_opens_in_chromium_with_its_plots
 def test_report_from_the_alarm_log_since_a_time(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from test_alarm_log import record_hour
+    from tests.test_alarm_log import record_hour
 
     state = tmp_path / "state"
     state.mkdir()

@@ -39,7 +39,6 @@ from roommon.checks.base import (
     FeedView,
     Measurement,
 )
-from roommon.core import units
 from roommon.checks.declarations.cement import (
     CEMENT,
     EARLY_INJECTION,
@@ -50,6 +49,7 @@ from roommon.checks.declarations.cement import (
     SUDDEN_DROP,
     CementSettings,
 )
+from roommon.core import units
 from roommon.core.conditions import ConditionSpec
 from roommon.core.events import (
     CementMixed,

@@ -99,7 +99,9 @@ def _counts_figure(counts: Counter[str], *, xlabel: str, colour: str = "#4c72b0"
     fig, ax = _figure(height=max(1.6, 0.35 * len(names) + 0.8))
     ax.barh(names, [counts[n] for n in names], color=colour)
     ax.set_xlabel(xlabel)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: whole numbers
     return _png(fig)
 
 
