@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import re
 
 import aiomqtt
 import pytest
@@ -116,7 +117,11 @@ def test_render_counts_down_from_deadlines_between_messages() -> None:
     stale = render({"or1": snap}, clock.now() + 120, utc=True)
     assert "[last update 0:02:00 ago]" in stale
     coloured = render({"or1": snap}, clock.now(), utc=True, color=True)
-    assert "\x1b[31;1m  OVERDUE check #2" in coloured
+    assert re.search(r"\x1b\[[0-9;]*31[0-9;]*m  OVERDUE check #2", coloured)  # red
+    assert "[/]" not in coloured  # rich markup rendered, not printed
+    # A nurse's or room's name is never taken for markup.
+    odd = render({"or[1]": snap}, clock.now(), utc=True, color=True)
+    assert "or[1]: CONFIRMED" in odd
 
 
 @pytest.mark.broker

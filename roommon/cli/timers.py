@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import random
 import sys
@@ -49,8 +50,7 @@ REFRESH_S = 1.0
 #: displays do, see StatusMessage).
 HEARTBEATS_MISSED = 3
 
-_RED, _YELLOW, _BOLD, _RESET = "\x1b[31;1m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
-_CLEAR = "\x1b[H\x1b[2J"
+_RED, _YELLOW, _BOLD = "bold red", "yellow", "bold"  # rich styles
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,27 +103,54 @@ def render(
 
     With ``statuses`` (the daemons' retained status by instance), a running recovery
     no daemon is watching is shown as NOT SUPERVISED, without countdowns: nobody
-    would raise its overdue checks.
+    would raise its overdue checks. With ``color``, terminal colours (rich's).
     """
+    text = render_markup(timers, now, utc=utc, statuses=statuses, markup=color)
+    if not color:
+        return text
+    from rich.console import Console
+    from rich.text import Text
 
-    def paint(text: str, code: str) -> str:
-        return f"{code}{text}{_RESET}" if color else text
+    buf = io.StringIO()
+    Console(file=buf, force_terminal=True, color_system="standard", width=10_000).print(
+        Text.from_markup(text), end=""
+    )
+    return buf.getvalue()
+
+
+def render_markup(
+    timers: Mapping[str, TimerMessage],
+    now: float,
+    *,
+    utc: bool = False,
+    statuses: Mapping[str, StatusMessage] | None = None,
+    markup: bool = True,
+) -> str:
+    """:func:`render`'s text, styled with rich markup when ``markup``."""
+    def plain(text: str) -> str:
+        if not markup:
+            return text
+        from rich.markup import escape
+
+        return escape(text)
+
+    def paint(text: str, style: str) -> str:
+        return f"[{style}]{plain(text)}[/]" if markup else text
 
     def hhmm(t: float) -> str:
         return _clock_time(t, utc=utc)
 
     zone = units.zone(now, utc=utc)
-    lines = [f"Recovery timers at {hhmm(now)} ({zone}), {len(timers)} room(s)"]
+    lines = [plain(f"Recovery timers at {hhmm(now)} ({zone}), {len(timers)} room(s)")]
     if not timers:
-        lines.append("  no room has published a timer yet")
+        lines.append(plain("  no room has published a timer yet"))
     for room in sorted(timers):
         m = timers[room]
         head = f"{room}: {m.state.upper().replace('_', ' ')}"
         if m.procedure:
             head += f" ({m.procedure})"
-        if now - m.t > STALE_AFTER_S:
-            head += paint(f"  [last update {_hms(now - m.t)} ago]", _YELLOW)
-        lines.append(paint(head, _BOLD))
+        stale = f"  [last update {_hms(now - m.t)} ago]" if now - m.t > STALE_AFTER_S else ""
+        lines.append(paint(head, _BOLD) + (paint(stale, _YELLOW) if stale else ""))
         if m.state == "idle" or m.started is None:
             continue
         gone = None if statuses is None or m.ended is not None else unsupervised(
@@ -137,14 +164,16 @@ def render(
             how = {"target": "target reached", "early": "ended early", "cancelled": "cancelled"}
             who = f" by {m.ended.by}" if m.ended.by else ""
             why = f": {m.ended.detail}" if m.ended.detail else ""
-            lines.append(f"  {how[m.ended.reason]} at {hhmm(m.ended.t)}{who}{why}")
+            lines.append(plain(f"  {how[m.ended.reason]} at {hhmm(m.ended.t)}{who}{why}"))
             continue
         lines.append(
-            f"  started {hhmm(m.started)} (injections: {m.injections}, restarts: {m.restarts})"
-            + ("" if m.confirmed is not None else "  NOT CONFIRMED")
+            plain(
+                f"  started {hhmm(m.started)} (injections: {m.injections}, "
+                f"restarts: {m.restarts})" + ("" if m.confirmed is not None else "  NOT CONFIRMED")
+            )
         )
         if m.state == "interrupted":
-            lines.append("  injection in progress: the wait restarts when it ends")
+            lines.append(plain("  injection in progress: the wait restarts when it ends"))
             continue
         def countdown(left: float, gone: str | None = gone) -> str:
             if gone is not None:
@@ -153,11 +182,11 @@ def render(
 
         if m.min_deadline is not None:
             state = countdown(m.min_deadline - now)
-            lines.append(f"  minimum bed rest {hhmm(m.min_deadline)}  {state}")
+            lines.append(plain(f"  minimum bed rest {hhmm(m.min_deadline)}  {state}"))
         if m.target_deadline is not None:
             state = countdown(m.target_deadline - now)
             ext = f"  (extended {_hms(m.extended_s)})" if m.extended_s else ""
-            lines.append(f"  target           {hhmm(m.target_deadline)}  {state}{ext}")
+            lines.append(plain(f"  target           {hhmm(m.target_deadline)}  {state}{ext}"))
         overdue = [
             c
             for c in m.checks
@@ -167,9 +196,9 @@ def render(
         if upcoming:
             c = upcoming[0]
             when = "DUE NOW" if c.due <= now else f"in {_hms(c.due - now)}"
-            lines.append(f"  next check #{c.no} at {hhmm(c.due)}  {when}")
+            lines.append(plain(f"  next check #{c.no} at {hhmm(c.due)}  {when}"))
         elif not overdue:
-            lines.append("  all checks done")
+            lines.append(plain("  all checks done"))
         for c in overdue:
             lines.append(
                 paint(f"  OVERDUE check #{c.no} due {hhmm(c.due)}, {_hms(now - c.due)} ago", _RED)
@@ -180,8 +209,10 @@ def render(
             by = f" by {last.done_by}" if last.done_by else ""
             assert last.done_t is not None
             lines.append(
-                f"  checks done {len(done)}/{len(m.checks)}, last #{last.no} "
-                f"at {hhmm(last.done_t)}{by}"
+                plain(
+                    f"  checks done {len(done)}/{len(m.checks)}, last #{last.no} "
+                    f"at {hhmm(last.done_t)}{by}"
+                )
             )
         for a in m.alarms:
             feed = f" [{a.feed}]" if a.feed else ""
@@ -313,16 +344,30 @@ async def _live(
             if _apply(view, str(m.topic), payload, site):
                 changed.set()
 
+    async def draw_live() -> None:
+        # On a terminal: a rich live view redrawn every second so the countdowns move.
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        def view_text() -> Text:
+            return Text.from_markup(
+                render_markup(view.timers, clock.now(), utc=utc, statuses=view.statuses)
+            )
+
+        console = Console(file=out)
+        with Live(view_text(), console=console, auto_refresh=False, screen=True) as live:
+            while True:
+                await clock.sleep(REFRESH_S)
+                live.update(view_text(), refresh=True)
+
     async def draw() -> None:
-        # On a terminal: redraw every second so the countdowns move. Otherwise
-        # (a log, a pipe): print a block when a timer changes, and once a minute.
+        if tty:
+            await draw_live()
+            return
+        # Not a terminal (a log, a pipe): a block when a timer changes, and once a minute.
         quiet = 0.0
         while True:
-            if tty:
-                out.write(_CLEAR + _render(view, clock.now(), utc=utc, color=color))
-                out.flush()
-                await clock.sleep(REFRESH_S)
-                continue
             if changed.is_set() or quiet >= 60.0:
                 changed.clear()
                 quiet = 0.0
