@@ -130,6 +130,7 @@ def test_demo_console_reads_as_text_with_units_and_clock_times(
     # clock times, not epoch floats; the peak rounded with its unit
     assert re.search(r"started \d\d:\d\d:\d\d, .*peak \d+ kPa$", ended), ended
     assert "/h)" not in out  # 8 minutes are too short for a rate
+    assert re.search(r"Times are \w+\.\n", out)  # the zone the console's clock times are in
 
 
 def test_ctrl_c_ends_the_demo_cleanly_with_its_summary_so_far() -> None:

@@ -20,6 +20,7 @@ from typing import TextIO
 
 from roommon.cli.console import ConsoleOutput, print_burden, vitals_line
 from roommon.config import Config, parse_config
+from roommon.core import units
 from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.errors import CommandError
 from roommon.room.pipeline import RoomOutput
@@ -226,7 +227,8 @@ async def run_room(
         print(
             f"roommon demo: {minutes:g} simulated minutes at {speed:g}x "
             f"({'broker ' + broker if broker else 'no broker'}); "
-            "simulated data: nothing is paged. Not a medical device.",
+            "simulated data: nothing is paged. Not a medical device. "
+            f"Times are {units.zone(RealClock().now())}.",
             file=out,
         )
         real = RealClock()

@@ -36,7 +36,7 @@ from roommon.cli.common import (
 )
 from roommon.config import Config
 from roommon.core import units
-from roommon.core.clock import Clock, RealClock, VirtualClock, iso
+from roommon.core.clock import Clock, RealClock, VirtualClock
 from roommon.core.errors import UsageError
 from roommon.core.log import get_logger
 from roommon.core.logs import configure
@@ -313,7 +313,8 @@ async def _replay_run(
     console = ConsoleOutput(clock, out)
     pace = "as fast as possible" if speed == 0 else f"{speed:g}x real time"
     print(
-        f"roommon replay: {header} from {iso(start_ns / 1e9)}, rooms "
+        f"roommon replay: {header} from {units.date_time(start_ns / 1e9)} "
+        f"(times below in {units.zone(start_ns / 1e9)}), rooms "
         f"{', '.join(config.rooms)}, {pace}"
         + (f", publishing to {broker} as site {config.site.id}" if broker else "")
         + "; data marked replayed. Not a medical device.",
