@@ -26,7 +26,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import aiomqtt
 from pydantic import ValidationError
@@ -36,9 +36,11 @@ from roommon.core.clock import Clock, RealClock
 from roommon.core.errors import ConfigError, UsageError
 from roommon.core.log import get_logger
 from roommon.transports.broker import BrokerEndpoint, parse_broker_url
-from roommon.wire.payloads import StatusMessage
 from roommon.wire.timer import TimerMessage
 from roommon.wire.topics import PREFIX, Topics
+
+if TYPE_CHECKING:
+    from roommon.wire.payloads import StatusMessage
 
 log = get_logger(__name__)
 
@@ -236,6 +238,8 @@ class _View:
 def _apply_status(statuses: dict[str, StatusMessage], instance: str, payload: bytes) -> bool:
     if not payload:
         return statuses.pop(instance, None) is not None
+    from roommon.wire.payloads import StatusMessage  # with the first status: start-up stays light
+
     try:
         statuses[instance] = StatusMessage.model_validate_json(payload)
     except ValidationError as exc:
