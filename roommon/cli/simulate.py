@@ -329,13 +329,15 @@ async def simulate_record(
 ) -> int:
     """``--from RECORD``: a WFDB/EDF record's signals as a room's MQTT feeds, looping."""
     from roommon.config import parse_config
-    from roommon.records.mapping import map_signals, parse_map
+    from roommon.records.mapping import map_numerics, map_signals, parse_map
     from roommon.records.reader import open_record
     from roommon.runtime import record_feeds
 
     overrides = parse_map(args.map or [])
     record = open_record(args.from_record)
     mapped, left_out = map_signals(record.signals, overrides)
+    numerics, numerics_out = map_numerics(record.numerics, overrides)
+    left_out = [*left_out, *numerics_out]
     if args.config is not None:
         config = load_or_report(args.config, err)
         if config is None:
@@ -343,7 +345,9 @@ async def simulate_record(
         config_path = args.config
     else:
         config_path = "<config made from the record>"
-        config = parse_config(record_feeds.default_config_data(mapped), source=config_path)
+        config = parse_config(
+            record_feeds.default_config_data(mapped, numerics), source=config_path
+        )
     # Only the room's MQTT feeds are the simulator's to feed (serial ones have their device).
     rooms = {
         rid: r.model_copy(
@@ -360,11 +364,15 @@ async def simulate_record(
         config_path=config_path,
         from_s=None,
         to_s=None,
+        numerics=numerics,
     )
     target = broker_target(config, args.broker)
     topics = Topics(config.site.id)
     speed = "as fast as possible" if args.speed == 0 else f"{args.speed:g}x real time"
-    feeds = ", ".join(f"{fp.signal}->{fp.feed} ({fp.fs:g} Hz)" for fp in plan.feeds)
+    feeds = ", ".join(
+        [f"{fp.signal}->{fp.feed} ({fp.fs:g} Hz)" for fp in plan.feeds]
+        + [f"{'+'.join(rp.signals.values())}->{rp.feed} (readings)" for rp in plan.readings]
+    )
     print(
         f"{PROG}: record {record.path} ({record.duration_s:.0f} s, looping) as room "
         f"{plan.room} of site {config.site.id}: {feeds} -> {target.url} at {speed}; "
@@ -375,7 +383,10 @@ async def simulate_record(
     for name in plan.left_out:
         print(f"{PROG}: signal {name!r} left out (no mqtt feed for it)", file=out, flush=True)
     length = plan.to_s - plan.from_s
-    per_pass = max(math.ceil(fp.samples.shape[0] / max(1, round(fp.fs))) for fp in plan.feeds)
+    per_pass = max(
+        [math.ceil(fp.samples.shape[0] / max(1, round(fp.fs))) for fp in plan.feeds]
+        + [rp.t_s.shape[0] for rp in plan.readings]
+    )
     steps = None if args.seconds is None else math.ceil(args.seconds - 1e-9)
     totals, minute = _Tally(), _Tally()
     t_start = clock.now()
@@ -397,8 +408,17 @@ async def simulate_record(
                     t0=t_start + loop * length,
                     seq0=1 + loop * per_pass,
                 )
+                values = record_feeds.readings(
+                    plan,
+                    origin=DataOrigin.SIMULATED,
+                    t0=t_start + loop * length,
+                    seq0=1 + loop * per_pass,
+                )
                 chunk = next(pending, None)
-                while chunk is not None and (steps is None or done < steps):
+                reading = next(values, None)
+                while (chunk is not None or reading is not None) and (
+                    steps is None or done < steps
+                ):
                     # A device sends a chunk once its last sample is taken: at the step's end.
                     await pacer.wait()
                     done += 1
@@ -408,6 +428,12 @@ async def simulate_record(
                         await publisher.publish(topic, encode_waveform(chunk))
                         minute.chunks += 1
                         chunk = next(pending, None)
+                    # the monitor's numerics, as its own device sends them: when measured
+                    while reading is not None and reading.t <= now + 1e-6:
+                        topic = topics.feed(plan.room, reading.feed)
+                        await publisher.publish(topic, encode_reading(reading))
+                        minute.readings += 1
+                        reading = next(values, None)
                     minute.seconds += 1
                     if _minute_ended(done - 1, done):
                         print(minute.mqtt_line(done), file=out, flush=True)
@@ -420,7 +446,7 @@ async def simulate_record(
             totals.absorb(minute)
             print(
                 f"{PROG}: {done} simulated s ({loop} full passes of the record): "
-                f"{totals.chunks} chunks published",
+                f"{totals.chunks} chunks and {totals.readings} readings published",
                 file=out,
                 flush=True,
             )

@@ -132,6 +132,7 @@ class Hl7Output:
             facility=self._cfg.sending_facility or self._site,
             eui64=self._cfg.eui64(self._site, config.daemon.instance),
             processing_id=self._cfg.processing_id,
+            acm_profile_oid=self._cfg.acm_profile_oid,
         )
         self.receivers: dict[str, ReceiverState] = {
             name: ReceiverState(name) for name in self._cfg.receivers

@@ -25,7 +25,7 @@ import aiomqtt
 
 from roommon.core.clock import Clock
 from roommon.core.log import get_logger
-from roommon.transports.broker import BrokerEndpoint
+from roommon.transports.broker import BrokerEndpoint, BrokerTlsError
 
 log = get_logger(__name__)
 
@@ -161,7 +161,7 @@ class MqttLink:
                 client = self._endpoint.client(identifier=f"{self._client_id}-last-word")
                 async with client:
                     await client.publish(self._will.topic, payload, qos=1, retain=True)
-        except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+        except (aiomqtt.MqttError, TimeoutError, OSError, BrokerTlsError) as exc:
             log.error("mqtt_last_word_failed", broker=self._endpoint.url, error=str(exc))
             return False
         return True
@@ -205,7 +205,9 @@ class MqttLink:
                 log.warning(
                     "mqtt_disconnected" if self._client is not None else "mqtt_connect_failed",
                     broker=self._endpoint.url,
-                    error="; ".join(str(e) for e in eg.exceptions),
+                    error=self._endpoint.connect_failure(
+                        eg.exceptions, identifier=self._client_id
+                    ),
                 )
             finally:
                 self.connected.clear()
