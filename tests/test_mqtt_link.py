@@ -74,10 +74,11 @@ async def test_a_refused_connection_is_logged_naming_the_broker(tmp_path: Path) 
             async with link:
                 async with asyncio.timeout(10):  # bound only: the first attempt fails at once
                     # Polls the capture, which has no event to wait on (bounded above).
-                    while not logs.named("mqtt_connect_failed"):  # noqa: ASYNC110
+                    while not logs.named("mqtt_disconnected"):  # noqa: ASYNC110
                         await asyncio.sleep(0.01)
     finally:
         store.close()
-    entry = logs.named("mqtt_connect_failed")[0]
+    entry = logs.named("mqtt_disconnected")[0]
     assert entry["broker"] == endpoint.url == f"mqtt://{LOOPBACK}:{endpoint.port}"
     assert entry["log_level"] == "warning"
+    assert entry["connected"] is False  # refused at connect, not a lost link

@@ -200,11 +200,12 @@ class MqttLink:
                     self._lost_at = self._clock.monotonic()
                 if self.connected.is_set():
                     self.lost.set()
-                # Connected before: the link was lost; never connected: the broker refused
-                # or could not be reached. Either way the line names the broker.
+                # The link was lost, or the broker refused or could not be reached
+                # (``connected`` False): either way the line names the broker.
                 log.warning(
-                    "mqtt_disconnected" if self._client is not None else "mqtt_connect_failed",
+                    "mqtt_disconnected",
                     broker=self._endpoint.url,
+                    connected=self._client is not None,
                     error=self._endpoint.connect_failure(
                         eg.exceptions, identifier=self._client_id
                     ),
