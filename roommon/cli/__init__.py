@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("record", "record device feeds from the broker to an MCAP file"),
     "replay": ("replay", "replay a recording through a daemon on a virtual clock"),
     "ecg-beats": ("ecg_beats", "print the detected beats of a WFDB record"),
+    "report": ("report", "write the alarm-burden report (self-contained HTML with plots)"),
     "display": ("display", "serve the wall display and nurses' station (web)"),
     "display-user": ("display_user", "add or change a display account"),
 }

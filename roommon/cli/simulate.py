@@ -56,6 +56,7 @@ from roommon.core.model import (
     WaveformChunk,
 )
 from roommon.transports.publisher import FeedPublisher, PublisherError
+from roommon.wire.commands import CommandPayload
 from roommon.wire.payloads import encode_reading, encode_waveform
 from roommon.wire.topics import Topics
 from simulators.device_line import DeviceLine, DeviceLineError
@@ -134,9 +135,10 @@ async def simulate_mqtt(args: argparse.Namespace, *, clock: Clock, out: TextIO, 
     steps = None if args.seconds is None else math.ceil(args.seconds - 1e-9)
     totals = _Tally()
     minute = _Tally()
+    client_id = f"roommon-simulate-{room_id}-{os.getpid()}"
     async with FeedPublisher(
         target=target,
-        client_id=f"roommon-simulate-{room_id}-{os.getpid()}",
+        client_id=client_id,
         qos=args.qos,
         clock=clock,
         err=err,
@@ -156,6 +158,16 @@ async def simulate_mqtt(args: argparse.Namespace, *, clock: Clock, out: TextIO, 
                     else:
                         await publisher.publish(topic, encode_reading(sample))
                         minute.readings += 1
+                for action in sim.take_commands():
+                    # The operator's button (``cement_mixed``...), published as a display
+                    # would, under this client's own id (the broker's ACL pattern).
+                    command = CommandPayload.model_validate(
+                        {"v": 1, "id": f"sim-{done}-{action}", "room": room_id, "action": action}
+                    )
+                    await publisher.publish(
+                        topics.command(room_id, client_id), command.model_dump_json().encode()
+                    )
+                    minute.commands += 1
                 minute.actions.extend(sim.events[played:])
                 played = len(sim.events)
                 minute.seconds += 1
@@ -168,7 +180,8 @@ async def simulate_mqtt(args: argparse.Namespace, *, clock: Clock, out: TextIO, 
             totals.absorb(minute)
             print(
                 f"{PROG}: {totals.seconds} simulated s: {totals.chunks} chunks, "
-                f"{totals.readings} readings, {len(totals.actions)} script actions; "
+                f"{totals.readings} readings, {len(totals.actions)} script actions, "
+                f"{totals.commands} operator commands; "
                 f"{publisher.outages} broker outage(s)",
                 file=out,
                 flush=True,
@@ -181,6 +194,7 @@ class _Tally:
     seconds: int = 0
     chunks: int = 0
     readings: int = 0
+    commands: int = 0
     frames: int = 0
     nbytes: int = 0
     dropped: int = 0
@@ -190,6 +204,7 @@ class _Tally:
         self.seconds += other.seconds
         self.chunks += other.chunks
         self.readings += other.readings
+        self.commands += other.commands
         self.frames += other.frames
         self.nbytes += other.nbytes
         self.dropped += other.dropped
@@ -493,7 +508,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     ser = p.add_argument_group("serial mode: one device's bytes to a serial line")
-    ser.add_argument("--protocol", choices=PROTOCOLS)
+    ser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="serial mode: the device byte format to write (chooses serial mode)",
+    )
     where = ser.add_mutually_exclusive_group()
     where.add_argument("--port", help="serial device to write to (e.g. /dev/ttyUSB0)")
     where.add_argument(

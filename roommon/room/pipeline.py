@@ -28,6 +28,7 @@ from typing import Protocol
 from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
 from roommon.checks.base import Check, CheckContext
 from roommon.config import DaemonConfig, RoomConfig
+from roommon.core import units
 from roommon.core.clock import Clock, iso
 from roommon.core.conditions import ConditionReport
 from roommon.core.errors import CommandError, ProtocolError, StoreError
@@ -506,7 +507,14 @@ class RoomPipeline:
             self._phase(self.workflow.on_room_event(e))
             if isinstance(e, InjectionStarted | InjectionEnded):
                 self._timer(self.recovery.on_room_event(e, self._clock.now()))
-            log.info("room_event", room=self.room, feed=e.feed, name=e.name, data=data)
+            log.info(
+                "room_event",
+                room=self.room,
+                feed=e.feed,
+                name=e.name,
+                data=data,
+                text=units.data(data, utc=True),
+            )
             self._output.room_event(
                 RoomEventMessage(
                     site=self.site,
@@ -554,6 +562,7 @@ class RoomPipeline:
             alarm_paused=dict(self.engine.alarm_paused),
             phase=self.workflow.phase.value,
             phase_since=self.workflow.since,
+            phase_since_time=iso(self.workflow.since),
             highest_priority=top,
             alarms=alarms,
             feeds={
