@@ -233,8 +233,10 @@ async def test_simulate_from_a_monitor_record_sends_its_numerics_as_readings(
     async with MqttCollector(broker.port, ["roommon/v1/+/+/feed/#"]) as c:
         status = await simulate(args, clock=RealClock(), out=out, err=err)
         assert (status, err.getvalue()) == (0, "")
-        msgs = await c.wait_for(
-            lambda ms: sum(m.topic.endswith("/feed/spo2") for m in ms) >= 4, within=10.0
+        msgs = await c.wait_for(  # everything published: 4 s of pleth, readings at 0..4 s
+            lambda ms: sum(m.topic.endswith("/feed/spo2") for m in ms) >= 5
+            and sum(m.topic.endswith("/feed/pleth") for m in ms) >= 4,
+            within=10.0,
         )
     readings = [m.json() for m in msgs if m.topic.endswith("/feed/spo2")]
     chunks = [m.json() for m in msgs if m.topic.endswith("/feed/pleth")]
