@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/record_replay.py
 	$(BIN)/python bench/record_spo2.py
 	$(BIN)/python bench/broker_flap.py
+	$(BIN)/python bench/ops_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -193,3 +193,17 @@ def test_broker_failover_list_and_protocol_reach_the_endpoint() -> None:
         endpoint.with_url("mqtt://x:1,mqtts://y:2")
     with pytest.raises(UsageError, match="--broker: expected"):
         endpoint.with_url("mqtt://x:1,nonsense")
+
+
+def test_checks_with_config_shows_each_rooms_checks_as_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "room.toml"
+    f.write_text(GOOD + "[rooms.r1.checks.ecg]\nasystole_s = 6.0\n")
+    assert main(["checks", "--config", str(f)]) == 0
+    out = capsys.readouterr().out.split(f"As configured in {f}:")[1]
+    assert "Room r1:" in out
+    assert "[ecg]  feeds: ekg" in out
+    assert "asystole_s = 6.0   (set in the config; default 4.0)" in out
+    (tmp_path / "bad.toml").write_text("[site]\n")
+    assert main(["checks", "--config", str(tmp_path / "bad.toml")]) == 2

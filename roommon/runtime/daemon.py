@@ -30,6 +30,7 @@ from roommon.core.errors import CommandError, DaemonFailedError, StoreError
 from roommon.core.ids import validate_identifier
 from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
+from roommon.core.work import WorkTime, work_clock
 from roommon.recovery.store import RecoveryStore
 from roommon.room.pipeline import RoomOutput, RoomPipeline
 from roommon.runtime.ingest import FeedIngest
@@ -155,6 +156,10 @@ class Daemon:
         self._commands_seen: OrderedDict[tuple[str, str, str], tuple[bytes, CommandReply]] = (
             OrderedDict()
         )
+        #: Work time of the ticker's passes over every room, and the monotonic time the
+        #: last pass ended: the health check and the systemd watchdog judge by it.
+        self.tick_time = WorkTime()
+        self.last_tick_mono: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -373,11 +378,14 @@ class Daemon:
         period = self.config.daemon.tick_s
         next_at = self.clock.monotonic()
         while True:
+            started = work_clock()
             for binding in self.serial:
                 binding.tick()
             for pipeline in self.pipelines.values():
                 pipeline.tick()
             self._store_health()
+            self.tick_time.add(work_clock() - started)
+            self.last_tick_mono = self.clock.monotonic()
             next_at += period
             await self.clock.sleep_until(next_at)
 

@@ -232,8 +232,14 @@ class MqttLink:
                     self._lost_at = self._clock.monotonic()
                 if self.connected.is_set():
                     self.lost.set()
-                why = endpoint.connect_failure(eg.exceptions, identifier=self._client_id)
-                log.warning("mqtt_disconnected", broker=endpoint.url, error=why)
+                # The link was lost, or the broker refused or could not be reached
+                # (``connected`` False): either way the line names the broker.
+                log.warning(
+                    "mqtt_disconnected",
+                    broker=endpoint.url,
+                    connected=self._client is not None,
+                    error=endpoint.connect_failure(eg.exceptions, identifier=self._client_id),
+                )
             finally:
                 self.connected.clear()
                 self._client = None
