@@ -97,6 +97,34 @@ async def test_a_command_sent_while_the_daemon_reconnects_gets_exactly_one_reply
     assert daemon.counters["commands_ok"] == 2
 
 
+async def test_a_command_queued_while_no_daemon_ran_is_not_applied_at_start(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The session is resumed across reconnects, not from a previous run.
+
+    An audio pause asked for while the daemon was stopped (an hour ago, perhaps)
+    must not act when it starts; its sender got no reply and can ask again.
+    """
+    cfg = config(broker.port, tmp_path)
+    reply_topic = f"{BASE}/r1/reply/nurse-1"
+    async with Daemon(config=cfg, clock=RealClock()) as first:
+        assert first.link is not None
+        async with asyncio.timeout(10):
+            await first.link.connected.wait()
+    # stopped: its session (session_expiry_s 3600) stays on the broker and queues this
+    async with MqttCollector(broker.port, [reply_topic], client_id="nurse-1") as nurse:
+        await nurse.publish(f"{BASE}/r1/command/nurse-1", command("while-stopped"))
+        async with Daemon(config=cfg, clock=RealClock()) as second:
+            assert second.link is not None
+            async with asyncio.timeout(10):
+                await second.link.connected.wait()
+            await nurse.publish(f"{BASE}/r1/command/nurse-1", command("after-start"))
+            await nurse.wait_for(lambda ms: any(m.json()["id"] == "after-start" for m in ms))
+    assert [m.json()["id"] for m in nurse.messages] == ["after-start"]
+    assert second.counters["commands_ok"] == 1
+    assert second.pipelines["r1"].engine.audio_paused_until is not None  # by after-start
+
+
 async def test_a_redelivered_command_is_applied_once_and_decided_once(
     broker: MosquittoBroker, tmp_path: Path
 ) -> None:

@@ -85,7 +85,8 @@ class BrokerConfig(BaseModel):
         le=2**32 - 1,
         description="How long the broker keeps the daemon's session (its subscriptions and the "
         "QoS 1 commands and feed data queued for it) after a disconnect; the daemon resumes it "
-        "on every connection. 0: a clean session on every connection (what arrives while the "
+        "on every reconnect (a session left by a previous run is dropped at start). 0: a clean "
+        "session on every connection (what arrives while the "
         "daemon reconnects is lost). With MQTT 3.1.1 any value above 0 means clean_session = "
         "false and the broker's own expiry applies.",
     )

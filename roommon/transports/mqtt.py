@@ -6,9 +6,10 @@ run a reader and a writer as named tasks until the connection fails; wait the
 endpoint's :class:`~roommon.transports.backoff.Backoff` on the clock; repeat.
 
 * **A persistent session.** The link resumes its broker-side session on every
-  connection (MQTT 5 clean start false with the endpoint's session expiry;
+  reconnect (MQTT 5 clean start false with the endpoint's session expiry;
   3.1.1 clean session false), so QoS 1 commands and feed data published while
-  it reconnects are queued by the broker and delivered when it is back.
+  it reconnects are queued by the broker and delivered when it is back. A
+  session a previous run left is dropped at the first connection.
 * **No stalls.** The reader runs from the CONNACK on, during subscribe, the
   online status and the redelivery, so a lost connection is noticed at once
   (aiomqtt does not wake a publish whose connection dropped: only the reader
@@ -121,6 +122,7 @@ class MqttLink:
         self._redeliver_s = redeliver_s
         self._addresses = endpoint.addresses()
         self._address = 0
+        self._session_fresh = False  # the old session (of a previous run) is dropped
         #: The broker address of the current (or last) connection.
         self.url = endpoint.url
 
@@ -213,6 +215,8 @@ class MqttLink:
         while True:
             endpoint = self._addresses[self._address]
             try:
+                if not self._session_fresh:
+                    await self._drop_old_session(endpoint)
                 async with self._client_for(endpoint) as client:
                     # Known before anything is sent, so a shutdown from here on can
                     # still say goodbye (an "online" must never be the last word).
@@ -260,6 +264,25 @@ class MqttLink:
                 attempt=attempt + 1,
             )
             await self._clock.sleep(delay)
+
+    async def _drop_old_session(self, endpoint: BrokerEndpoint) -> None:
+        """Once per run, before the first session: end what a previous run left.
+
+        The session is resumed on every reconnect of this run, but not from a
+        previous run: a command queued while no daemon ran (an audio pause asked
+        for an hour ago) must not act now; its sender got no reply. A connection
+        with clean start (and no session expiry) ends the old session; the next
+        one starts the new session without clean start, which is also the only
+        kind Mosquitto 2.0 keeps across its own restart.
+        """
+        if self._endpoint.session_expiry_s == 0:
+            self._session_fresh = True
+            return
+        async with endpoint.client(
+            identifier=self._client_id, clean_start=True, timeout=float(endpoint.keepalive_s)
+        ):
+            pass
+        self._session_fresh = True
 
     async def _start_session(self, client: aiomqtt.Client) -> None:
         """Subscribe, say online, queue every retained topic again: the link is up."""
