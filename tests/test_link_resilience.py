@@ -289,3 +289,36 @@ async def test_the_link_fails_over_to_the_next_broker_address(
     finally:
         store.close()
         other.close()
+
+
+async def test_a_subscriber_keeps_its_session_across_a_broker_restart(
+    persistent_broker: MosquittoBroker,
+) -> None:
+    """``roommon record``'s subscription (and the flap test's display): Mosquitto 2.0
+    keeps a session across its restart only if it was begun without clean start."""
+    import io
+
+    from roommon.transports.subscriber import FeedRecorder
+
+    broker = persistent_broker
+    clock = VirtualClock()
+    got: list[bytes] = []
+    recorder = FeedRecorder(
+        target=BrokerEndpoint(host=LOOPBACK, port=broker.port),
+        filters=["roommon/v1/s/+/alarm"],
+        sink=lambda _topic, payload, _t: got.append(payload),
+        clock=clock,
+        err=io.StringIO(),
+        client_id="display-9",
+    )
+    async with recorder:
+        broker.stop()
+        await wait_until(lambda: not recorder.connected)
+        broker.start()
+        # published while the recorder waits out its backoff (virtual clock)
+        async with MqttCollector(broker.port, [], client_id="pub") as pub:
+            await pub.publish("roommon/v1/s/r1/alarm", b'{"while":"away"}')
+        await clock.advance(2.0)
+        async with asyncio.timeout(10):
+            await recorder.wait_for(lambda r: r.received >= 1)
+    assert got == [b'{"while":"away"}']

@@ -253,7 +253,6 @@ class _Flap:
                 clock=self.clock,
                 err=self.quiet,
                 client_id="flap-display",
-                fresh_session=False,  # a session the broker keeps across its restarts
             )
             async with display, asyncio.TaskGroup() as tg:
                 gateways = [
@@ -401,7 +400,6 @@ class _Flap:
             clock=self.clock,
             err=self.quiet,
             client_id=nurse,
-            fresh_session=False,
         )
         n = 0
         next_command = self.clock.monotonic()

@@ -58,7 +58,6 @@ class FeedRecorder:
         on_link: LinkEvent | None = None,
         qos: int = 1,
         rng: random.Random | None = None,
-        fresh_session: bool = True,
     ) -> None:
         self._target = target
         self._filters = filters
@@ -69,7 +68,6 @@ class FeedRecorder:
         self._on_link = on_link or (lambda _event, _detail: None)
         self._qos = qos
         self._rng = rng or random.Random()
-        self._fresh_session = fresh_session
         self._client: aiomqtt.Client | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
@@ -113,14 +111,17 @@ class FeedRecorder:
             self._changed.notify_all()
 
     async def _connect(self) -> None:
+        if self.connects == 0:
+            # A fresh session at start: a connection with clean start ends what a
+            # previous run left; the session proper then starts without clean start,
+            # the only kind Mosquitto 2.0 keeps across its own restart.
+            async with self._target.client(identifier=self._client_id, clean_start=True):
+                pass
         client = self._target.client(
             identifier=self._client_id,
             # Resume the broker's session after our own connection drops (the
-            # broker queued QoS 1 messages meanwhile); a fresh session at start
-            # unless told otherwise. (Mosquitto 2.0 keeps a session across its own
-            # restart only if it was begun without clean start: a subscriber that
-            # must survive broker restarts passes fresh_session=False.)
-            clean_start=self._fresh_session and self.connects == 0,
+            # broker queued QoS 1 messages meanwhile).
+            clean_start=False,
             session_expiry_s=SESSION_EXPIRY_S,
         )
         await client.__aenter__()
