@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -147,6 +149,14 @@ class Daemon:
         self.ingest: FeedIngest
         #: Why the daemon stopped, when shared infrastructure failed ("" otherwise).
         self.failure = ""
+        # Rooms' next deadlines: a heap of (time, n, room) with stale entries left in it
+        # (the current one is in _due_at), the time the deadline task sleeps until, and
+        # the event that wakes it when an earlier deadline appears.
+        self._due_heap: list[tuple[float, int, str]] = []
+        self._due_at: dict[str, float] = {}
+        self._due_n = itertools.count()
+        self._due_target = float("inf")
+        self._due_wake = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,6 +187,8 @@ class Daemon:
             stale = self.store.open_alarms(room_id)
             if stale:
                 output.alarms(pipeline.engine.close_stale(stale, self.clock.now()))
+            pipeline.on_deadline = self._deadline_moved
+            pipeline.refresh_deadline()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._stack = contextlib.AsyncExitStack()
@@ -205,6 +217,7 @@ class Daemon:
         self._tasks = [
             self._tg.create_task(self._ticker(), name="roommon-ticker"),
             self._tg.create_task(self._heartbeat(), name="roommon-heartbeat"),
+            self._tg.create_task(self._deadlines(), name="roommon-deadlines"),
         ]
         log.info("daemon_started", site=cfg.site.id, rooms=list(cfg.rooms), broker=self.use_broker)
         return self
@@ -351,6 +364,71 @@ class Daemon:
             self._store_health()
             next_at += period
             await self.clock.sleep_until(next_at)
+
+    def _deadline_moved(self, pipeline: RoomPipeline) -> None:
+        t = pipeline.deadline
+        if t is None:
+            self._due_at.pop(pipeline.room, None)
+            return
+        self._due_at[pipeline.room] = t
+        heapq.heappush(self._due_heap, (t, next(self._due_n), pipeline.room))
+        if t < self._due_target:
+            self._due_wake.set()
+
+    def _next_due(self) -> float | None:
+        heap = self._due_heap
+        while heap and self._due_at.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)  # stale: that room's deadline moved since
+        return heap[0][0] if heap else None
+
+    async def _deadlines(self) -> None:
+        """Sleep on the clock until the earliest room deadline, run that room's time-based
+        rules at that instant (see :meth:`RoomPipeline.due`), repeat.
+
+        The 1 s ticker still runs everything else; this task is what makes a condition
+        delay end in an alarm at its deadline, not up to a tick later.
+        """
+        while True:
+            self._due_wake.clear()
+            t = self._next_due()
+            now = self.clock.now()
+            if t is not None and t <= now:
+                self._run_due(now)
+                await asyncio.sleep(0)  # let the reader and the writer in between
+                continue
+            self._due_target = float("inf") if t is None else t
+            sleeper = None
+            if t is not None:
+                assert self._tg is not None
+                mono = self.clock.monotonic() + (t - now)
+                sleeper = self._tg.create_task(
+                    self._sleep_then_wake(mono), name="roommon-deadline-sleep"
+                )
+            try:
+                await self._due_wake.wait()
+            finally:
+                if sleeper is not None:
+                    sleeper.cancel()
+
+    async def _sleep_then_wake(self, monotonic_deadline: float) -> None:
+        await self.clock.sleep_until(monotonic_deadline)
+        self._due_wake.set()
+
+    def _run_due(self, now: float) -> None:
+        """Every room whose deadline is at or before ``now``, once each."""
+        fired: list[RoomPipeline] = []
+        while (t := self._next_due()) is not None and t <= now:
+            _, _, room = heapq.heappop(self._due_heap)
+            del self._due_at[room]
+            pipeline = self.pipelines[room]
+            pipeline.due()
+            fired.append(pipeline)
+        for pipeline in fired:
+            if pipeline.deadline is not None and pipeline.deadline <= now:
+                # Nothing fell due although the deadline said so: leave it to the next tick
+                # rather than spin (the periodic tick evaluates every rule anyway).
+                log.warning("deadline_not_due", room=pipeline.room, deadline=pipeline.deadline)
+                self._due_at.pop(pipeline.room, None)
 
     # ------------------------------------------------------------------ inbound
 
