@@ -23,6 +23,7 @@ import aiomqtt
 
 from roommon import __version__
 from roommon.alerts.engine import Outgoing
+from roommon.alerts.faults import DAEMON_OVERLOADED
 from roommon.alerts.guarded_store import STORE_UNWRITABLE, GuardedAlarmStore
 from roommon.alerts.store import STORE_FILE, AlarmStore
 from roommon.config import Config
@@ -34,6 +35,7 @@ from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
 from roommon.recovery.store import RecoveryStore
 from roommon.room.pipeline import RoomOutput, RoomPipeline
+from roommon.runtime.inbound import Inbound, InboundQueue, InputLag
 from roommon.runtime.ingest import FeedIngest
 from roommon.runtime.serial_bindings import SerialPortBinding, serial_bindings
 from roommon.transports.broker import BrokerEndpoint
@@ -49,6 +51,10 @@ from roommon.wire.timer import (
 from roommon.wire.topics import Topics
 
 log = get_logger(__name__)
+
+#: Feed messages processed between two yields to the event loop (the reader, the
+#: writer and the deadline task run in between).
+DRAIN_BATCH = 200
 
 
 class Dispatcher:
@@ -157,6 +163,12 @@ class Daemon:
         self._due_n = itertools.count()
         self._due_target = float("inf")
         self._due_wake = asyncio.Event()
+        #: The live inbound path: the bounded queue between the MQTT reader and the
+        #: ingest, and the input lag per room (plain attributes, for metrics).
+        self.inbound = InboundQueue(capacity=config.daemon.inbound_queue_max)
+        self.lag = InputLag()
+        self.overloaded: set[str] = set()
+        self._shed_seen: Counter[tuple[str, str]] = Counter()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -218,6 +230,7 @@ class Daemon:
             self._tg.create_task(self._ticker(), name="roommon-ticker"),
             self._tg.create_task(self._heartbeat(), name="roommon-heartbeat"),
             self._tg.create_task(self._deadlines(), name="roommon-deadlines"),
+            self._tg.create_task(self._drain(), name="roommon-inbound"),
         ]
         log.info("daemon_started", site=cfg.site.id, rooms=list(cfg.rooms), broker=self.use_broker)
         return self
@@ -308,6 +321,11 @@ class Daemon:
             durable=not self.store.degraded,
             store_error=self.store.failure,
             counters=dict(self.counters),
+            input_lag_s=round(self.lag.lag_s, 3),
+            inbound_queued=self.inbound.queued,
+            inbound_high_water=self.inbound.high_water,
+            shed={f"{room}/{feed}": n for (room, feed), n in sorted(self.inbound.shed.items())},
+            overloaded=sorted(self.overloaded),
             serial={
                 f"{b.pipeline.room}:{b.port.port}": {
                     "connected": b.feed.connected,
@@ -362,6 +380,7 @@ class Daemon:
             for pipeline in self.pipelines.values():
                 pipeline.tick()
             self._store_health()
+            self._overload()
             next_at += period
             await self.clock.sleep_until(next_at)
 
@@ -443,7 +462,7 @@ class Daemon:
         room_id, rest = parsed
         if len(rest) == 2 and rest[0] == "feed":
             if self.subscribe_feeds:
-                self.ingest.payload(room_id, rest[1], payload)
+                self.inbound.put(Inbound(room_id, rest[1], payload, self.clock.monotonic()))
             else:
                 self.counters["live_feed_ignored"] += 1
             return
@@ -456,6 +475,81 @@ class Daemon:
             self.handle_command(pipeline, rest[1], payload)
         else:
             self.counters["unroutable"] += 1
+
+    async def _drain(self) -> None:
+        """Feed messages from the bounded queue to their rooms, noting each one's input lag."""
+        queue, ingest, clock, lag = self.inbound, self.ingest, self.clock, self.lag
+        while True:
+            await queue.ready.wait()
+            for item in queue.take(DRAIN_BATCH):
+                if ingest.payload(item.room, item.feed, item.payload) == "accepted":
+                    now, mono = clock.now(), clock.monotonic()
+                    lag.sample(
+                        item.room,
+                        item.feed,
+                        offset=now - ingest.last_sample_t,
+                        waited=mono - item.received,
+                        mono=mono,
+                    )
+            await asyncio.sleep(0)
+
+    def _overload(self) -> None:
+        """Once a tick: each room whose input lag passed ``overload_lag_s``, or whose feed
+        messages were shed, has ``daemon.overloaded``; it clears when it has caught up."""
+        limit = self.config.daemon.overload_lag_s
+        by_room = self.lag.roll()
+        shed_now: Counter[str] = Counter()
+        for (room, _feed), n in self.inbound.shed.items():
+            new = n - self._shed_seen[(room, _feed)]
+            if new:
+                shed_now[room] += new
+        self._shed_seen = Counter(self.inbound.shed)
+        now = self.clock.now()
+        raised, cleared = [], []
+        for room, pipeline in self.pipelines.items():
+            behind = by_room.get(room, 0.0)
+            shed = shed_now.get(room, 0)
+            active = behind > limit or shed > 0
+            if not active and room not in self.overloaded:
+                continue
+            parts = [f"input {behind:.1f} s behind real time (limit {limit:g} s)"]
+            if shed:
+                parts.append(f"{shed} feed messages shed in the last tick")
+            report = ConditionReport(
+                room=room,
+                feed="",
+                check="daemon",
+                spec=DAEMON_OVERLOADED,
+                active=active,
+                t=now,
+                value=round(behind, 3),
+                limit=limit,
+                message="; ".join(parts) if active else "",
+                origin=DataOrigin.LIVE,
+            )
+            with pipeline.guard("overload"):
+                pipeline.external_conditions([report])
+            if active and room not in self.overloaded:
+                self.overloaded.add(room)
+                raised.append(room)
+            elif not active:
+                self.overloaded.discard(room)
+                cleared.append(room)
+        if raised:
+            log.warning(
+                "daemon_overloaded",
+                rooms=raised,
+                overloaded=len(self.overloaded),
+                lag_s=round(self.lag.lag_s, 3),
+                queued=self.inbound.queued,
+                shed=self.inbound.shed_total,
+            )
+        if cleared and not self.overloaded:
+            log.info("daemon_caught_up", lag_s=round(self.lag.lag_s, 3))
+        if (raised or cleared) and self.link is not None:  # the status says it at once
+            self.link.publish_retained(
+                self.topics.status(self.config.daemon.instance), self.status_payload("online")
+            )
 
     def handle_command(self, pipeline: RoomPipeline, client: str, payload: bytes) -> CommandReply:
         """Apply one command from ``client`` (the topic's client id), reply and return the reply.

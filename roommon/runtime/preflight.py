@@ -27,7 +27,7 @@ import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
-from roommon.alerts.faults import STORE_FILE, STORE_UNWRITABLE
+from roommon.alerts.faults import DAEMON_OVERLOADED, STORE_FILE, STORE_UNWRITABLE
 from roommon.config import Config, RoomConfig
 from roommon.recovery.timer import RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP
 from roommon.room.conditions import ROOM_CONDITIONS, build_checks
@@ -40,7 +40,13 @@ RECOVERY_CONDITIONS = (RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP)
 def room_condition_codes(room_id: str, room: RoomConfig, *, hl7: bool) -> set[str]:
     """Every condition code the room can report with this configuration."""
     specs = [s for check in build_checks(room_id, room) for s in check.condition_specs()]
-    specs += [*FEED_CONDITIONS, *ROOM_CONDITIONS, *RECOVERY_CONDITIONS, STORE_UNWRITABLE]
+    specs += [
+        *FEED_CONDITIONS,
+        *ROOM_CONDITIONS,
+        *RECOVERY_CONDITIONS,
+        STORE_UNWRITABLE,
+        DAEMON_OVERLOADED,
+    ]
     if hl7:  # imported only then: check-config of a room without HL7 stays light
         from roommon.runtime.hl7_output import FAILED, REJECTED, UNDELIVERED
 

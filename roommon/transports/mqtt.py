@@ -219,8 +219,15 @@ class MqttLink:
             await self._clock.sleep(delay)
 
     async def _read(self, client: aiomqtt.Client) -> None:
+        # aiomqtt's iterator costs a task and an asyncio.wait per message, and lets its
+        # (unbounded) queue grow when messages come faster than that: after each wake,
+        # what else is queued is handed over directly, so the queue never backs up here
+        # (the daemon's own queue is bounded and counts what it sheds).
+        queue = client._queue
         async for message in client.messages:
             self._on_message(message)
+            while not queue.empty():
+                self._on_message(queue.get_nowait())
 
     async def _flush(self, client: aiomqtt.Client) -> None:
         """Send what is queued, alarms first.
