@@ -216,10 +216,9 @@ class Daemon:
                 client_id=f"roommon-{cfg.site.id}-{cfg.daemon.instance}",
                 store=self.store,
                 clock=self.clock,
-                subscriptions=[
-                    *([self.topics.feed_filter()] if self.subscribe_feeds else []),
-                    self.topics.command_filter(),
-                ],
+                subscriptions=self.topics.daemon_filters(
+                    list(self.pipelines), feeds=self.subscribe_feeds
+                ),
                 on_message=self.handle_message,
                 will_topic=self.topics.status(cfg.daemon.instance),
                 will_payload=self.status_payload("offline", "connection lost"),

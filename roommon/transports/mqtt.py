@@ -178,8 +178,11 @@ class MqttLink:
                     # Known before anything is sent, so a shutdown from here on can
                     # still say goodbye (an "online" must never be the last word).
                     self._client = client
-                    for topic in self._subscriptions:
-                        await client.subscribe(topic, qos=1)
+                    # A sharded daemon has two filters per room: SUBSCRIBE them in
+                    # packets of BATCH, not one round trip each.
+                    subs = self._subscriptions
+                    for i in range(0, len(subs), BATCH):
+                        await client.subscribe([(t, 1) for t in subs[i : i + BATCH]])
                     await client.publish(self._will.topic, self._online(), qos=1, retain=True)
                     await self._redeliver(client)
                     self.lost.clear()
