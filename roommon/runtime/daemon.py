@@ -19,8 +19,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import aiomqtt
-
 from roommon import __version__
 from roommon.alerts.engine import Outgoing
 from roommon.alerts.faults import DAEMON_OVERLOADED
@@ -39,7 +37,7 @@ from roommon.runtime.inbound import Inbound, InboundQueue, InputLag
 from roommon.runtime.ingest import FeedIngest
 from roommon.runtime.serial_bindings import SerialPortBinding, serial_bindings
 from roommon.transports.broker import BrokerEndpoint
-from roommon.transports.mqtt import MqttLink
+from roommon.transports.mqtt import InboundMessage, MqttLink
 from roommon.wire.commands import CommandReply, parse_command
 from roommon.wire.payloads import RoomEventMessage, RoomStateMessage, StatusMessage
 from roommon.wire.timer import (
@@ -450,7 +448,7 @@ class Daemon:
 
     # ------------------------------------------------------------------ inbound
 
-    def handle_message(self, message: aiomqtt.Message) -> None:
+    def handle_message(self, message: InboundMessage) -> None:
         """Route one inbound MQTT message to its room (each room entry is guarded)."""
         topic = str(message.topic)
         payload = message.payload if isinstance(message.payload, bytes) else b""

@@ -29,7 +29,20 @@ from roommon.transports.broker import BrokerEndpoint
 
 log = get_logger(__name__)
 
-MessageHandler = Callable[[aiomqtt.Message], None]
+
+
+class InboundMessage(Protocol):
+    """What the message handler is given: a topic (``str()`` of it is the topic name)
+    and a payload. paho's own message object on the live path (no aiomqtt copy of it
+    per message), an :class:`aiomqtt.Message` elsewhere."""
+
+    @property
+    def topic(self) -> object: ...
+    @property
+    def payload(self) -> object: ...
+
+
+MessageHandler = Callable[[InboundMessage], None]
 
 #: Messages in flight per round trip (outbox rows, or retained topics); the broker
 #: acknowledges them in order.
@@ -178,11 +191,8 @@ class MqttLink:
                     # Known before anything is sent, so a shutdown from here on can
                     # still say goodbye (an "online" must never be the last word).
                     self._client = client
-                    # A sharded daemon has two filters per room: SUBSCRIBE them in
-                    # packets of BATCH, not one round trip each.
-                    subs = self._subscriptions
-                    for i in range(0, len(subs), BATCH):
-                        await client.subscribe([(t, 1) for t in subs[i : i + BATCH]])
+                    for topic in self._subscriptions:
+                        await client.subscribe(topic, qos=1)
                     await client.publish(self._will.topic, self._online(), qos=1, retain=True)
                     await self._redeliver(client)
                     self.lost.clear()
@@ -222,15 +232,33 @@ class MqttLink:
             await self._clock.sleep(delay)
 
     async def _read(self, client: aiomqtt.Client) -> None:
-        # aiomqtt's iterator costs a task and an asyncio.wait per message, and lets its
-        # (unbounded) queue grow when messages come faster than that: after each wake,
-        # what else is queued is handed over directly, so the queue never backs up here
-        # (the daemon's own queue is bounded and counts what it sheds).
+        """Hand every inbound message to the handler from paho's own callback.
+
+        aiomqtt's message iterator costs a task and an ``asyncio.wait`` per message
+        plus a copy of each message, and lets its (unbounded) queue grow when messages
+        come faster than that (``bench/input_cost.py``: about 3x the CPU of this).
+        Here paho's ``on_message`` calls the handler directly, inside the socket
+        read; the handler only routes (the daemon's own queue is bounded and counts
+        what it sheds). The reader then just waits for the connection to end.
+        """
+        paho = client._client
         queue = client._queue
-        async for message in client.messages:
-            self._on_message(message)
-            while not queue.empty():
-                self._on_message(queue.get_nowait())
+        while not queue.empty():  # arrived before this reader started
+            self._on_message(queue.get_nowait())
+        on_message = self._on_message
+
+        def from_paho(_client: object, _userdata: object, message: InboundMessage) -> None:
+            on_message(message)
+
+        paho.on_message = from_paho
+        disconnected = client._disconnected
+        try:
+            await asyncio.shield(disconnected)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # whatever paho or aiomqtt failed with: a lost connection
+            raise aiomqtt.MqttError("Disconnected during message iteration") from exc
+        raise aiomqtt.MqttError("Disconnected")
 
     async def _flush(self, client: aiomqtt.Client) -> None:
         """Send what is queued, alarms first.
