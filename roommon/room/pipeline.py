@@ -288,7 +288,8 @@ class RoomPipeline:
             feed.last_seen_t = sample.t
             self._record_reading(sample)
             self._run(sample.feed, lambda c, ctx: c.on_reading(sample, ctx))
-        self._feed_health(feed, mono)
+        if feed.needs_evaluation(self.workflow.phase):
+            self._feed_health(feed, mono)
 
     def _feed_health(self, feed: FeedRuntime, mono: float) -> None:
         """The feed's technical conditions, judged in the room's current phase."""
@@ -556,10 +557,12 @@ class RoomPipeline:
                     self._call(check, lambda c, ctx, e=e: c.on_event(e, ctx))
 
     def _conditions(self, reports: Iterable[ConditionReport]) -> None:
-        now = self._clock.now()
         out: list[Outgoing] = []
-        for r in reports:
-            self._deadline_dirty = True
+        now = 0.0
+        for i, r in enumerate(reports):
+            if i == 0:
+                now = self._clock.now()
+                self._deadline_dirty = True
             out += self.engine.report(r, now)
         self._publish_alarms(out)
 
