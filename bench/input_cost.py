@@ -80,7 +80,13 @@ def run_blast(args: argparse.Namespace) -> None:
 
 
 async def receive(
-    port: int, count: int, *, mqtt311: bool, drain: bool, direct: bool = False
+    port: int,
+    count: int,
+    *,
+    mqtt311: bool,
+    drain: bool,
+    direct: bool = False,
+    buffered: bool = False,
 ) -> float:
     """CPU seconds per message for receiving ``count`` messages: with aiomqtt's iterator,
     with it draining the queue after each wake (``drain``), or from paho's callback
@@ -112,6 +118,10 @@ async def receive(
                     handle(m)
 
                 client._client.on_message = on_paho
+                if buffered:
+                    from roommon.transports.read_buffer import ReadBuffer
+
+                    client._client._sock = ReadBuffer(client._client._sock)
                 await asyncio.Event().wait()
             queue = client._queue
             async for m in client.messages:
@@ -201,10 +211,12 @@ async def main(args: argparse.Namespace) -> None:
         for name, v311, how in (
             ("receive MQTT 5, aiomqtt iterator (before)", False, "iterator"),
             ("receive MQTT 5, iterator + drain", False, "drain"),
-            ("receive MQTT 5, paho callback (now)", False, "direct"),
+            ("receive MQTT 5, paho callback", False, "direct"),
+            ("receive MQTT 5, paho callback + read buffer (now)", False, "buffered"),
             ("receive MQTT 3.1.1, aiomqtt iterator", True, "iterator"),
             ("receive MQTT 3.1.1, iterator + drain", True, "drain"),
             ("receive MQTT 3.1.1, paho callback", True, "direct"),
+            ("receive MQTT 3.1.1, paho callback + read buffer", True, "buffered"),
         ):
             runs = [
                 await receive(
@@ -212,7 +224,8 @@ async def main(args: argparse.Namespace) -> None:
                     args.count,
                     mqtt311=v311,
                     drain=how == "drain",
-                    direct=how == "direct",
+                    direct=how in ("direct", "buffered"),
+                    buffered=how == "buffered",
                 )
                 for _ in range(args.repeat)
             ]
@@ -231,8 +244,8 @@ async def main(args: argparse.Namespace) -> None:
         print(f"  {name:48s} {1e6 * rows[name]:7.1f} us/message", flush=True)
     before = rows["receive MQTT 5, aiomqtt iterator (before)"] + rows["ingest: decode + rooms"]
     for label, recv in (
-        ("MQTT 5 + paho callback", "receive MQTT 5, paho callback (now)"),
-        ("MQTT 3.1.1 + callback", "receive MQTT 3.1.1, paho callback"),
+        ("MQTT 5, callback + buffer", "receive MQTT 5, paho callback + read buffer (now)"),
+        ("MQTT 3.1.1, callback + buffer", "receive MQTT 3.1.1, paho callback + read buffer"),
     ):
         total = rows[recv] + rows["ingest: decode + rooms"]
         print(
