@@ -29,12 +29,17 @@ from collections.abc import Callable
 
 import structlog
 
-from roommon.checks.abp import AbpCheck, AbpSettings
+from roommon.checks.abp import AbpCheck
 from roommon.checks.base import Check, CheckContext, Measurement
-from roommon.checks.cement import CementCheck, CementSettings
-from roommon.checks.ecg import EcgCheck, EcgSettings
-from roommon.checks.nibp import NibpCheck, NibpSettings
-from roommon.checks.spo2 import SpO2Check, SpO2Settings
+from roommon.checks.cement import CementCheck
+from roommon.checks.declarations.abp import AbpSettings
+from roommon.checks.declarations.cement import CementSettings
+from roommon.checks.declarations.ecg import EcgSettings
+from roommon.checks.declarations.nibp import NibpSettings
+from roommon.checks.declarations.spo2 import SpO2Settings
+from roommon.checks.ecg import EcgCheck
+from roommon.checks.nibp import NibpCheck
+from roommon.checks.spo2 import SpO2Check
 from roommon.core.model import NumericReading, SignalKind, WaveformChunk
 from simulators.abp import ArterialPressureSimulator
 from simulators.cement import CementPressureSimulator

@@ -64,7 +64,8 @@ import structlog
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from roommon.checks.base import CheckContext, FeedView
-from roommon.checks.ecg import EcgCheck, EcgSettings
+from roommon.checks.declarations.ecg import EcgSettings
+from roommon.checks.ecg import EcgCheck
 from roommon.core.model import SignalKind, WaveformChunk
 from roommon.ecg.heart_rate import HeartRate
 from roommon.ecg.offline import MatchResult, detect_samples, match_beats

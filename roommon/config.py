@@ -325,7 +325,7 @@ def _check_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
         kinds = {f.get("kind") for f in feeds.values() if isinstance(f, Mapping)}
         for name, raw in room["checks"].items():
             path: tuple[int | str, ...] = ("rooms", room_id, "checks", name)
-            check = CHECKS.get(name)
+            check = CHECKS.declared(name)
             if check is None:
                 known = ", ".join(sorted(CHECKS)) or "none"
                 problems.append((_loc(path), f"unknown check (known: {known})"))

@@ -51,7 +51,7 @@ def record_hour(db: Path) -> None:
         keep(rep(PROBE, True, start))
         keep(rep(PROBE, False, start + 4))
     keep(rep(PROBE, True, 3599.0))  # the hour ends with one still active
-    store.close()
+    store.close(release_seqs=True)  # as the daemon's clean shutdown does
 
 
 def test_burden_figures(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roommon.checks.abp import AbpCheck, AbpSettings
+from roommon.checks.abp import AbpCheck
 from roommon.checks.base import CheckContext, FeedView
+from roommon.checks.declarations.abp import AbpSettings
 from roommon.core.model import SignalKind, WaveformChunk
 from roommon.records.physionet import record_path
 from roommon.testing.checks import CheckHarness

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from roommon.checks.base import FeedView
-from roommon.checks.cement import CementCheck, CementSettings
+from roommon.checks.cement import CementCheck
+from roommon.checks.declarations.cement import CementSettings
 from roommon.core.events import CementMixed
 from roommon.core.model import SignalKind, WaveformChunk
 from roommon.testing.checks import CheckHarness

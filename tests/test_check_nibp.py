@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from roommon.checks.base import CheckContext, FeedView
-from roommon.checks.nibp import NibpCheck, NibpSettings
+from roommon.checks.declarations.nibp import NibpSettings
+from roommon.checks.nibp import NibpCheck
 from roommon.core.clock import VirtualClock
 from roommon.core.conditions import ConditionReport
 from roommon.core.model import NumericReading, SignalKind

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roommon.checks.base import CheckContext, FeedView, Measurement
-from roommon.checks.spo2 import DESAT, DESAT_CRITICAL, SpO2Check, SpO2Settings
+from roommon.checks.declarations.spo2 import DESAT, DESAT_CRITICAL, SpO2Settings
+from roommon.checks.spo2 import SpO2Check
 from roommon.core.conditions import ConditionReport
 from roommon.core.model import NumericReading, SignalKind, WaveformChunk
 from roommon.records.physionet import record_path

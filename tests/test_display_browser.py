@@ -76,6 +76,8 @@ stale_s = 3600
 [rooms.r1.checks.spo2]
 [rooms.r1.checks.cement]
 end_after_s = 2.0
+[rooms.r1.checks.numeric_limits]
+rules = [{{ kind = "spo2", field = "pulse_rate", above = 120, priority = "low" }}]
 [rooms.r1.alarms."spo2.desat"]
 delay_s = 1
 [rooms.r1.alarms."cement.no_mix_time"]
@@ -127,6 +129,7 @@ class Feeder:
 
     def __init__(self, collector: MqttCollector) -> None:
         self.spo2 = 97.0
+        self.pulse_rate = 72.0
         self._collector = collector
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
@@ -145,7 +148,7 @@ class Feeder:
         while True:
             self._seq += 1
             payload = {"v": 1, "kind": "spo2", "seq": self._seq, "t": clock.now(),
-                       "values": {"spo2": self.spo2, "pulse_rate": 72.0},
+                       "values": {"spo2": self.spo2, "pulse_rate": self.pulse_rate},
                        "origin": "simulated"}
             with contextlib.suppress(aiomqtt.MqttError):  # the broker is stopped at the end
                 await self._collector.publish(f"{BASE}/feed/spo2", json.dumps(payload).encode())
@@ -258,6 +261,26 @@ async def test_sound_says_it_is_off_until_enabled_then_plays_the_medium_pattern(
     await expect(banner).to_have_count(0)
     await expect(page.locator("body")).to_have_attribute("data-bursts", "1", timeout=TIMEOUT_MS)
     await expect(page.locator("body")).to_have_attribute("data-pattern", "medium:3")
+
+
+async def test_the_highest_audible_priority_sounds_its_own_pattern(rig: Rig) -> None:
+    """IEC 60601-1-8 bursts: high 10 pulses, medium 3, low 2; a higher priority at once."""
+    body = rig.room.locator("body")
+    await expect(body).to_have_attribute("data-sound", "on")  # enabled by the test above
+    rig.feeder.pulse_rate = 130.0  # a low-priority limit: medium still the highest audible
+    row = rig.room.locator('#alarm-list tr[data-priority="low"]')
+    await expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+    await expect(body).to_have_attribute("data-playing", "medium")
+    rig.feeder.spo2 = 80.0  # below the critical limit: a high-priority alarm
+    await expect(body).to_have_attribute("data-playing", "high", timeout=TIMEOUT_MS)
+    await expect(body).to_have_attribute("data-pattern", "high:10")
+    rig.feeder.spo2 = 97.0  # both desaturation alarms end: only the low one is left
+    await expect(body).to_have_attribute("data-playing", "low", timeout=TIMEOUT_MS)
+    await expect(body).to_have_attribute("data-pattern", "low:2")
+    rig.feeder.pulse_rate, rig.feeder.spo2 = 72.0, 87.0  # back to the shift's desaturation
+    await expect(row).to_have_count(0, timeout=TIMEOUT_MS)
+    await expect(body).to_have_attribute("data-playing", "medium", timeout=TIMEOUT_MS)
+    await expect(rig.room.locator("button[data-ack]")).to_have_count(1)
 
 
 async def test_an_action_without_a_session_is_refused(rig: Rig) -> None:

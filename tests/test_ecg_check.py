@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roommon.checks.base import CheckContext, FeedView, Measurement
-from roommon.checks.ecg import EcgCheck, EcgSettings, _percentile
+from roommon.checks.declarations.ecg import EcgSettings
+from roommon.checks.ecg import EcgCheck, _percentile
 from roommon.core.conditions import AlarmKind, ConditionReport, Priority
 from roommon.core.model import SignalKind, WaveformChunk
 from simulators.ecg import EcgSimulator

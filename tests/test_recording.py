@@ -19,8 +19,8 @@ import pytest
 from mcap.reader import make_reader
 from mcap.writer import Writer
 
-from roommon.checks.ecg import EcgSettings
-from roommon.checks.spo2 import DESAT, DESAT_CRITICAL
+from roommon.checks.declarations.ecg import EcgSettings
+from roommon.checks.declarations.spo2 import DESAT, DESAT_CRITICAL
 from roommon.cli import build_parser, main
 from roommon.cli.record import channel_describer, record, topic_schema
 from roommon.cli.replay import replay

@@ -6,11 +6,11 @@ from collections import Counter
 
 from roommon.core.clock import VirtualClock
 from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
+from roommon.recovery.conditions import RECOVERY_CHECK_OVERDUE
 from roommon.recovery.messages import event_message
 from roommon.recovery.plan import RecoveryPlan
 from roommon.recovery.timer import (
     CLOCK_JUMP_THRESHOLD_S,
-    RECOVERY_CHECK_OVERDUE,
     OverdueEscalation,
     RecoveryTimer,
     TimerEvent,

@@ -10,10 +10,11 @@ transport or to the alarm engine.
 from __future__ import annotations
 
 import abc
+import importlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,6 +27,60 @@ class CheckSettings(BaseModel):
     """Base for every check's settings model: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckDeclaration:
+    """What the rest of roommon may know of a check without importing its implementation.
+
+    The config, ``check-config`` and the display's texts read declarations
+    (``roommon/checks/declarations/``): settings model, needed feed kinds and
+    condition specs. Only a running room imports the implementation (numpy, the
+    signal code), through :meth:`load`. An implementation takes its class
+    attributes from its declaration (``class SpO2Check(Check, declaration=SPO2)``),
+    so the two cannot disagree.
+    """
+
+    name: str
+    needs: frozenset[SignalKind]
+    settings_model: type[CheckSettings]
+    conditions: tuple[ConditionSpec, ...] = ()
+    optional: frozenset[SignalKind] = frozenset()
+    window_s: float = 0.0
+    #: ``"module:Class"`` of the implementation.
+    implementation: str
+    #: Conditions that follow from the settings (rule-driven checks), besides ``conditions``.
+    rule_conditions: Callable[[Any], tuple[ConditionSpec, ...]] | None = None
+
+    def condition_specs(self, settings: CheckSettings) -> tuple[ConditionSpec, ...]:
+        """Every condition a check with these settings can report."""
+        if self.rule_conditions is None:
+            return self.conditions
+        return self.conditions + self.rule_conditions(settings)
+
+    def load(self) -> type[Check]:
+        """Import the implementation (the first call costs numpy and the signal code)."""
+        module, _, attr = self.implementation.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        if not (isinstance(cls, type) and issubclass(cls, Check) and cls.name == self.name):
+            raise TypeError(f"{self.implementation} is not the {self.name!r} check")
+        return cls
+
+    @classmethod
+    def of(cls, check: type[Check]) -> CheckDeclaration:
+        """The declaration of a check class defined without one (tests' probe checks)."""
+        declared: CheckDeclaration | None = getattr(check, "declaration", None)
+        if declared is not None and declared.name == check.name:
+            return declared
+        return cls(
+            name=check.name,
+            needs=check.needs,
+            settings_model=check.settings_model,
+            conditions=check.conditions,
+            optional=check.optional,
+            window_s=check.window_s,
+            implementation=f"{check.__module__}:{check.__qualname__}",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +213,18 @@ class Check(abc.ABC):
     window_s: ClassVar[float] = 0.0
     settings_model: ClassVar[type[CheckSettings]]
     conditions: ClassVar[tuple[ConditionSpec, ...]]
+    declaration: ClassVar[CheckDeclaration | None] = None
+
+    def __init_subclass__(cls, *, declaration: CheckDeclaration | None = None, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if declaration is not None:
+            cls.declaration = declaration
+            cls.name = declaration.name
+            cls.needs = declaration.needs
+            cls.optional = declaration.optional
+            cls.window_s = declaration.window_s
+            cls.settings_model = declaration.settings_model
+            cls.conditions = declaration.conditions
 
     def __init__(
         self, *, room: str, settings: CheckSettings, feeds: Mapping[str, FeedView]
@@ -168,7 +235,9 @@ class Check(abc.ABC):
 
     def condition_specs(self) -> tuple[ConditionSpec, ...]:
         """Conditions this instance can report (rule-driven checks extend the class list)."""
-        return self.conditions
+        if self.declaration is None:
+            return self.conditions
+        return self.declaration.condition_specs(self.settings)
 
     def on_chunk(self, chunk: WaveformChunk, ctx: CheckContext) -> None:  # noqa: B027 - optional hook
         """New samples of a waveform feed (already in the ring buffer)."""

@@ -9,72 +9,22 @@ The condition delay is the alarm engine's (``delay_s`` of the rule).
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
-
-from pydantic import Field, model_validator
 
 from roommon.checks.base import Check, CheckContext, CheckSettings, FeedView
-from roommon.core.conditions import AlarmKind, ConditionSpec, Priority
-from roommon.core.model import NUMERIC_FIELDS, NumericReading, SignalKind
+from roommon.checks.declarations.numeric_limits import (
+    NUMERIC_LIMITS,
+    NumericLimitsSettings,
+    rule_spec,
+)
+from roommon.core.model import NumericReading
 
 
-class LimitRule(CheckSettings):
-    kind: Literal["spo2", "nibp"] = Field(description="Feed kind the field belongs to.")
-    field: str = Field(description="Reading field, e.g. 'spo2' or 'systolic'.")
-    below: float | None = Field(default=None, description="Condition when value < below.")
-    above: float | None = Field(default=None, description="Condition when value > above.")
-    hysteresis: float = Field(default=0.0, ge=0, description="Margin back past the limit to end.")
-    priority: Literal["low", "medium", "high"] = "medium"
-    delay_s: float = Field(default=0.0, ge=0, le=300, description="Condition delay.")
-    name: str = Field(default="", description="Code suffix; default FIELD_low / FIELD_high.")
-
-    @model_validator(mode="after")
-    def _valid(self) -> LimitRule:
-        fields = NUMERIC_FIELDS[SignalKind(self.kind)]
-        if self.field not in fields:
-            raise ValueError(f"field: {self.kind} readings have no field {self.field!r}")
-        if (self.below is None) == (self.above is None):
-            raise ValueError("below: give exactly one of 'below' or 'above'")
-        return self
-
-    @property
-    def code(self) -> str:
-        side = "low" if self.below is not None else "high"
-        return f"limit.{self.name or f'{self.field}_{side}'}"
-
-
-class NumericLimitsSettings(CheckSettings):
-    rules: list[LimitRule] = Field(default_factory=list, description="Limit rules.")
-
-
-class NumericLimitsCheck(Check):
-    name: ClassVar[str] = "numeric_limits"
-    needs: ClassVar[frozenset[SignalKind]] = frozenset()
-    optional: ClassVar[frozenset[SignalKind]] = frozenset({SignalKind.SPO2, SignalKind.NIBP})
-    settings_model: ClassVar[type[CheckSettings]] = NumericLimitsSettings
-    conditions: ClassVar[tuple[ConditionSpec, ...]] = ()
-
+class NumericLimitsCheck(Check, declaration=NUMERIC_LIMITS):
     def __init__(self, *, room: str, settings: CheckSettings, feeds: dict[str, FeedView]) -> None:
         super().__init__(room=room, settings=settings, feeds=feeds)
         assert isinstance(settings, NumericLimitsSettings)
-        self._rules = [
-            (
-                rule,
-                ConditionSpec(
-                    code=rule.code,
-                    kind=AlarmKind.PHYSIOLOGICAL,
-                    priority=Priority[rule.priority.upper()],
-                    description=f"{rule.field} {'below' if rule.below is not None else 'above'} "
-                    f"{rule.below if rule.below is not None else rule.above}",
-                    delay_s=rule.delay_s,
-                ),
-            )
-            for rule in settings.rules
-        ]
+        self._rules = [(rule, rule_spec(rule)) for rule in settings.rules]
         self._active: dict[tuple[str, str], bool] = {}
-
-    def condition_specs(self) -> tuple[ConditionSpec, ...]:
-        return tuple(spec for _, spec in self._rules)
 
     def on_reading(self, reading: NumericReading, ctx: CheckContext) -> None:
         for rule, spec in self._rules:

@@ -1,8 +1,8 @@
 """``roommon checks``: what every check needs, watches and can raise, with its defaults.
 
-Generated from the checks' own declarations (``needs``, ``optional``,
-``window_s``, ``conditions``, the settings model's fields and their
-descriptions), so it cannot drift from the code.
+Generated from the checks' declarations (``roommon/checks/declarations/``:
+``needs``, ``optional``, ``window_s``, ``conditions``, the settings model's
+fields and their descriptions), so it cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from roommon.checks.base import Check
+    from roommon.checks.base import CheckDeclaration
 
 
-def describe_check(cls: type[Check]) -> list[str]:
+def describe_check(cls: CheckDeclaration) -> list[str]:
     kinds = ", ".join(sorted(k.value for k in cls.needs)) or "-"
     optional = ", ".join(sorted(k.value for k in cls.optional))
     lines = [
@@ -44,11 +44,11 @@ def describe_check(cls: type[Check]) -> list[str]:
 
 def describe() -> str:
     from roommon.checks import CHECKS
-    from roommon.room.feeds import FEED_CONDITIONS
+    from roommon.room.conditions import FEED_CONDITIONS
 
     out = ["Checks (configure with [rooms.ROOM.checks.NAME]; override alarms by code):", ""]
-    for cls in CHECKS.values():
-        out += [*describe_check(cls), ""]
+    for decl in CHECKS.declarations():  # declarations: listing checks never loads numpy
+        out += [*describe_check(decl), ""]
     out.append("[feed]  built in, for every feed")
     out.append("  alarms:")
     out += [

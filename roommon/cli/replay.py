@@ -164,7 +164,7 @@ async def _replay_record(
     """A WFDB/EDF record through a replay daemon, then its alarm audit (when annotated)."""
     from roommon.checks.ecg import EcgCheck
     from roommon.config import parse_config
-    from roommon.records.mapping import map_signals, parse_map
+    from roommon.records.mapping import map_numerics, map_signals, parse_map
     from roommon.records.reader import open_record
     from roommon.runtime import record_feeds
     from roommon.runtime.replay import replay_config
@@ -174,6 +174,7 @@ async def _replay_record(
     if args.json is not None and record.reference is None:
         raise UsageError(f"--json {args.json}: {record.path} has no reference annotations")
     mapped, left_out = map_signals(record.signals, overrides)
+    numerics, numerics_out = map_numerics(record.numerics, overrides)
     if args.config is not None:
         if args.write_config is not None:
             raise UsageError("--write-config writes the config made from the record: drop --config")
@@ -182,7 +183,7 @@ async def _replay_record(
             return EXIT_USAGE
         config_path = args.config
     else:
-        data = record_feeds.default_config_data(mapped)
+        data = record_feeds.default_config_data(mapped, numerics)
         config = parse_config(data, source="<config made from the record>")
         config_path = "<config made from the record>"
         if args.write_config is not None:
@@ -196,6 +197,7 @@ async def _replay_record(
         config_path=config_path,
         from_s=args.from_s,
         to_s=args.to_s,
+        numerics=numerics,
     )
     run_config = replay_config(
         plan.config, rooms=[plan.room], broker=args.broker, as_site=args.as_site
@@ -206,8 +208,19 @@ async def _replay_record(
             f"({fp.kind}, {fp.fs:g} Hz, {fp.unit})",
             file=out,
         )
+    for rp in plan.readings:
+        for field, name in rp.signals.items():
+            print(
+                f"roommon replay: numeric {name!r} -> feed {plan.room}/{rp.feed} "
+                f"({rp.kind} {field})",
+                file=out,
+            )
+    held = {s.name: s.unmapped_reason for s in record.signals if s.unmapped_reason}
     for name in plan.left_out:
-        print(f"roommon replay: signal {name!r} left out (no feed for it)", file=out)
+        why = held.get(name, "no feed for it")
+        print(f"roommon replay: signal {name!r} left out ({why})", file=out)
+    for name in numerics_out:
+        print(f"roommon replay: numeric {name!r} left out (no feed for it)", file=out)
     beats: dict[str, tuple[FloatArray, float]] = {}
     taps: list[EcgCheck] = []
 

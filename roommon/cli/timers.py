@@ -183,7 +183,9 @@ async def watch(
     timers: dict[str, TimerMessage] = {}
     client_id = f"roommon-timers-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     broker, site = source.broker, source.site
-    probe = f"{PREFIX}/{site}/_view/{client_id}"
+    # Under the account's name when there is one: the shipped ACL lets an account write
+    # only its own probe (config/mosquitto/roommon.acl), and its client id IS its name.
+    probe = f"{PREFIX}/{site}/_view/{broker.username or client_id}"
     backoff = broker.backoff()
     rng = random.Random()
     attempt = 0

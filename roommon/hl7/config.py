@@ -84,6 +84,12 @@ class Hl7Config(_Section):
     processing_id: Literal["P", "T", "D"] = Field(
         default="P", description="MSH-11: production, training or debugging."
     )
+    acm_profile_oid: Literal["1.3.6.1.4.1.19376.1.6.4.4", "1.3.6.1.4.1.19376.1.6.4.4.1"] = Field(
+        default="1.3.6.1.4.1.19376.1.6.4.4",
+        description="MSH-21.3 of PCD-04 (ACM) messages: public PCD example messages use both "
+        "forms and the Technical Framework's table could not be checked (docs/hl7.md); "
+        "send what the receiving engine expects.",
+    )
     period_s: float = Field(
         default=60.0, ge=5, le=3600, description="Seconds between periodic vitals reports."
     )

@@ -70,12 +70,13 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from roommon.core.clock import iso
-from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.conditions import ConditionReport
 from roommon.core.errors import CommandError
 from roommon.core.events import InjectionEnded, InjectionStarted, RoomEvent
 from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
 from roommon.core.phases import MAX_PLAN_S
+from roommon.recovery.conditions import RECOVERY_CHECK_OVERDUE
 from roommon.recovery.plan import RecoveryPlan
 from roommon.wire.timer import (
     CheckInfo,
@@ -101,21 +102,6 @@ OVERDUE_FEED_PREFIX = "check"
 #: Check name on the condition reports of this module.
 CHECK_NAME = "recovery"
 
-RECOVERY_CHECK_OVERDUE = ConditionSpec(
-    code="recovery.check_overdue",
-    kind=AlarmKind.TECHNICAL,  # a care-process alarm, not a physiological reading
-    priority=Priority.MEDIUM,
-    description="A scheduled recovery check is overdue (due time plus grace passed, not done).",
-)
-RECOVERY_CLOCK_JUMP = ConditionSpec(
-    code="recovery.clock_jump",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.LOW,
-    # Latching: the jump is an instant, but the bed-rest times it distorted need
-    # a human look, so the alarm stays until someone resets it.
-    latching=True,
-    description="The wall clock jumped during a recovery; bed-rest times may be off by the jump.",
-)
 
 #: Kinds emitted at most once per recovery generation and check (see TimerEvent.once_key).
 ONCE_KINDS: frozenset[str] = frozenset(

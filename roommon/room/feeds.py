@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from roommon.config import FeedConfig
-from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
+from roommon.core.conditions import ConditionReport
 from roommon.core.model import (
     PHYSICAL_RANGE,
     DataOrigin,
@@ -24,59 +24,17 @@ from roommon.core.model import (
     WaveformChunk,
 )
 from roommon.core.phases import Phase
-from roommon.room.sequence import SeqGate
-
-SILENT = ConditionSpec(
-    code="feed.silent",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.MEDIUM,
-    description="No data from the feed for longer than its stale time",
-)
-NEVER_SEEN = ConditionSpec(
-    code="feed.never_seen",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.MEDIUM,
-    description="A required feed has sent nothing since the daemon started",
-)
-BAD_PAYLOAD = ConditionSpec(
-    code="feed.bad_payload",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.LOW,
-    description="The feed sends payloads or frames that are rejected",
-)
-BAD_SAMPLES = ConditionSpec(
-    code="feed.bad_samples",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.LOW,
-    description="The feed sends NaN, infinite or physically impossible samples",
-)
-SEQ_GAP = ConditionSpec(
-    code="feed.seq_gap",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.LOW,
-    description="Chunks are missing from the feed (sequence numbers skip)",
-)
-SILENT_OPTIONAL = ConditionSpec(
-    code="feed.silent_optional",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.LOW,
-    description="An optional feed is silent or disconnected in a phase that does not need it",
-)
-DISCONNECTED = ConditionSpec(
-    code="feed.disconnected",
-    kind=AlarmKind.TECHNICAL,
-    priority=Priority.MEDIUM,
-    description="The feed's transport (e.g. serial port) is disconnected",
-)
-FEED_CONDITIONS = (
-    SILENT,
-    NEVER_SEEN,
+from roommon.room.conditions import (
     BAD_PAYLOAD,
     BAD_SAMPLES,
-    SEQ_GAP,
     DISCONNECTED,
+    FEED_CONDITIONS,
+    NEVER_SEEN,
+    SEQ_GAP,
+    SILENT,
     SILENT_OPTIONAL,
 )
+from roommon.room.sequence import SeqGate
 
 #: A transient problem (a rejected payload, a gap) stays reported this long
 #: after its last occurrence, so a burst is one alarm rather than a flicker.

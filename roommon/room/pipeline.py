@@ -46,12 +46,12 @@ from roommon.core.phases import Phase
 from roommon.recovery.service import RoomRecovery
 from roommon.recovery.store import RecoveryStore
 from roommon.recovery.timer import TimerEvent
+from roommon.room.conditions import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, build_checks
 
 # ROOM_FAILED and CHECK_FAILED are re-exported: they were defined here first.
 from roommon.room.conditions import CHECK_FAILED as CHECK_FAILED
 from roommon.room.conditions import ROOM_FAILED as ROOM_FAILED
-from roommon.room.conditions import build_checks
-from roommon.room.feeds import BAD_PAYLOAD, BAD_SAMPLES, SEQ_GAP, FeedRuntime
+from roommon.room.feeds import FeedRuntime
 from roommon.room.sequence import SeqDecision
 from roommon.room.workflow import RoomWorkflow
 from roommon.wire.commands import CommandPayload

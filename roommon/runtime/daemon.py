@@ -315,8 +315,8 @@ class Daemon:
             heartbeat_s=self.config.daemon.heartbeat_s,
             rooms=sorted(self.config.rooms),
             outbox_pending=self.store.pending_count(),
-            durable=not self.store.degraded,
-            store_error=self.store.failure,
+            durable=not self._store_failure(),
+            store_error=self._store_failure(),
             counters=dict(self.counters),
             input_lag_s=round(self.lag.lag_s, 3),
             inbound_queued=self.inbound.queued,
@@ -334,15 +334,25 @@ class Daemon:
         )
         return msg.model_dump_json().encode()
 
+    def _store_failure(self) -> str:
+        """Why a store cannot be written ("" when the alarm and recovery stores both can)."""
+        recovery = sorted({p.recovery.save_failure for p in self.pipelines.values()} - {""})
+        return "; ".join(filter(None, [self.store.failure, *recovery]))
+
     def _store_health(self) -> None:
         """Retry a store that cannot be written; while it cannot, every room's alarm says so."""
         if self.store.degraded:
             self.store.retry()
-        down = self.store.degraded
+        now = self.clock.now()
+        for pipeline in self.pipelines.values():
+            if pipeline.recovery.save_failure:
+                with pipeline.guard("store_health"):
+                    pipeline.recovery.retry(now)
+        failure = self._store_failure()
+        down = bool(failure)
         if down == self._store_alarmed:
             return
         self._store_alarmed = down
-        now = self.clock.now()
         for pipeline in self.pipelines.values():
             report = ConditionReport(
                 room=pipeline.room,
@@ -351,7 +361,7 @@ class Daemon:
                 spec=STORE_UNWRITABLE,
                 active=down,
                 t=now,
-                message=f"{STORE_UNWRITABLE.description} ({self.store.failure})" if down else "",
+                message=f"{STORE_UNWRITABLE.description} ({failure})" if down else "",
                 origin=DataOrigin.LIVE,
             )
             with pipeline.guard("store_health"):

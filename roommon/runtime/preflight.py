@@ -23,23 +23,19 @@ from __future__ import annotations
 
 import difflib
 import os
-import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
 from roommon.alerts.faults import DAEMON_OVERLOADED, STORE_FILE, STORE_UNWRITABLE
 from roommon.config import Config, RoomConfig
-from roommon.recovery.timer import RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP
-from roommon.room.conditions import ROOM_CONDITIONS, build_checks
-from roommon.room.feeds import FEED_CONDITIONS
-from roommon.transports.broker import BrokerConfig
-
-RECOVERY_CONDITIONS = (RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP)
+from roommon.recovery.conditions import RECOVERY_CONDITIONS
+from roommon.room.conditions import FEED_CONDITIONS, ROOM_CONDITIONS, declared_conditions
+from roommon.transports.broker import BrokerConfig, tls_file_problems
 
 
-def room_condition_codes(room_id: str, room: RoomConfig, *, hl7: bool) -> set[str]:
+def room_condition_codes(room: RoomConfig, *, hl7: bool) -> set[str]:
     """Every condition code the room can report with this configuration."""
-    specs = [s for check in build_checks(room_id, room) for s in check.condition_specs()]
+    specs = list(declared_conditions(room))
     specs += [
         *FEED_CONDITIONS,
         *ROOM_CONDITIONS,
@@ -74,16 +70,16 @@ def _other_check(key: str) -> str:
     """`` (a condition of the ecg check, which this room does not run)``, if it is one."""
     from roommon.checks import CHECKS
 
-    for name, cls in CHECKS.items():
-        if _matches(key, {spec.code for spec in cls.conditions}):
-            return f" (a condition of the {name} check, which this room does not run)"
+    for check in CHECKS.declarations():
+        if _matches(key, {spec.code for spec in check.conditions}):
+            return f" (a condition of the {check.name} check, which this room does not run)"
     return ""
 
 
 def condition_problems(config: Config) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for room_id, room in config.rooms.items():
-        codes = room_condition_codes(room_id, room, hl7=config.hl7 is not None)
+        codes = room_condition_codes(room, hl7=config.hl7 is not None)
         for key in room.alarms:
             if "." in key and not _matches(key, codes):
                 problems.append((f"rooms.{room_id}.alarms.{key}", _unmatched(key, codes)))
@@ -95,65 +91,12 @@ def condition_problems(config: Config) -> list[tuple[str, str]]:
     return problems
 
 
-_LABELS = {"ca_file": "CA file", "cert_file": "client certificate", "key_file": "client key"}
-
-
-def _file_problem(path: Path, field: str) -> str | None:
-    what = _LABELS[field]
-    if not path.exists():
-        return f"{what} {path} does not exist"
-    if not path.is_file():
-        return f"{what} {path} is not a file"
-    try:
-        text = path.read_text(encoding="ascii", errors="replace")
-    except OSError as exc:
-        return f"{what} {path} cannot be read ({exc.strerror or exc})"
-    marker = "PRIVATE KEY-----" if field == "key_file" else "-----BEGIN CERTIFICATE-----"
-    if marker not in text:
-        kind = "private key" if field == "key_file" else "certificate"
-        return f"{what} {path} is not a PEM {kind} (no {marker.strip('-')} block)"
-    return None
-
-
-def _no_password() -> str:
-    raise ValueError("the client key is encrypted; roommon needs an unencrypted key file")
-
-
 def tls_problems(broker: BrokerConfig) -> list[tuple[str, str]]:
-    """The TLS files named in ``[broker]``: present, readable, PEM that OpenSSL accepts."""
-    problems: list[tuple[str, str]] = []
-    bad = set()
-    for field in ("ca_file", "cert_file", "key_file"):
-        path: Path | None = getattr(broker, field)
-        problem = None if path is None else _file_problem(path, field)
-        if problem:
-            problems.append((f"broker.{field}", problem))
-            bad.add(field)
-    if broker.ca_file is not None and "ca_file" not in bad:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        try:
-            ctx.load_verify_locations(cafile=str(broker.ca_file))
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            problems.append(
-                ("broker.ca_file", f"CA file {broker.ca_file} does not load ({_reason(exc)})")
-            )
-    if broker.cert_file is not None and not bad & {"cert_file", "key_file"}:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        key = str(broker.key_file) if broker.key_file else None
-        try:
-            ctx.load_cert_chain(certfile=str(broker.cert_file), keyfile=key, password=_no_password)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            field = "broker.key_file" if broker.key_file else "broker.cert_file"
-            problems.append(
-                (field, f"client certificate and key do not load together ({_reason(exc)})")
-            )
-    return problems
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
-    return str(exc)
+    """The TLS files named in ``[broker]``: present, readable, PEM that OpenSSL accepts,
+    the key the certificate's (the same checks name the file when a connection is made)."""
+    return tls_file_problems(
+        ca_file=broker.ca_file, cert_file=broker.cert_file, key_file=broker.key_file
+    )
 
 
 def credential_problems(broker: BrokerConfig) -> list[tuple[str, str]]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import cache
 
 from roommon.checks import CHECKS
-from roommon.recovery.timer import RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP
-from roommon.room.feeds import FEED_CONDITIONS
+from roommon.recovery.conditions import RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP
+from roommon.room.conditions import FEED_CONDITIONS
 from roommon.room.pipeline import CHECK_FAILED
 
 #: Command refusal tokens (docs/topics.md) -> what the person is told.
@@ -35,8 +35,8 @@ def alarm_texts() -> dict[str, str]:
     """Condition code -> description, for every check and feed condition."""
     extra = (*FEED_CONDITIONS, CHECK_FAILED, RECOVERY_CHECK_OVERDUE, RECOVERY_CLOCK_JUMP)
     texts = {spec.code: spec.description for spec in extra}
-    for cls in CHECKS.values():
-        texts.update({spec.code: spec.description for spec in cls.conditions})
+    for check in CHECKS.declarations():
+        texts.update({spec.code: spec.description for spec in check.conditions})
     return texts
 
 
