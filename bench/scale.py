@@ -355,6 +355,7 @@ class Trial:
     lag_max: float = 0.0
     lag_end: float = 0.0
     no_status: bool = False
+    load: float = 0.0  # the machine's 1-minute load average at the end of the trial
     shed: int = 0
     rejected: int = 0
     missing: int = 0
@@ -454,6 +455,7 @@ async def trial(
                         rss_max = max(rss_max, proc_rss_mb(daemon.pid))
                         await asyncio.sleep(0.5)
                     cpu1, t1 = proc_cpu_s(daemon.pid), time.monotonic()
+                    res.load = os.getloadavg()[0]
                     win1 = time.time()
                     outs = [json.loads((await asyncio.to_thread(p.communicate))[0]) for p in pubs]
                     await asyncio.sleep(2.5)  # the last status after the publishers ended
@@ -513,7 +515,7 @@ def show(t: Trial) -> None:
         f"({t.cpu_pct_room:.3f} %/room)  rss {t.rss_mb:6.1f} MB (idle {t.rss_idle_mb:.0f})  "
         f"lag {t.lag_max:5.2f} s  alarm p50 {1000 * t.p(0.5):5.0f} ms "
         f"p99 {1000 * t.p(0.99):5.0f} ms (of which delivery p99 {1000 * t.p(0.99, True):4.0f} ms)"
-        f"  pub late {t.publisher_late:.2f} s  {verdict}",
+        f"  pub late {t.publisher_late:.2f} s  load {t.load:.1f}  {verdict}",
         flush=True,
     )
 
@@ -573,6 +575,13 @@ async def main(args: argparse.Namespace) -> None:
             f"after the {STEP_DELAY_S:g} s delay p50 {1000 * b.p(0.5):.0f} ms / p99 "
             f"{1000 * b.p(0.99):.0f} ms; input/broker ceiling = "
             f"{b.msgs_in_s:.0f}/{ceiling:.0f} = {b.msgs_in_s / ceiling:.2f}",
+            flush=True,
+        )
+        print(
+            f"projection: at {b.cpu_pct_room:.3f} % of a core per room (process CPU time, which "
+            f"contention does not inflate much), one free core would carry about "
+            f"{100 / b.cpu_pct_room:.0f} rooms; under this run's load average the daemon got "
+            f"only its share of the 2 cores",
             flush=True,
         )
         if args.overload:

@@ -21,12 +21,14 @@ CHUNK = 256 * 1024
 class ReadBuffer:
     """Wraps a (non-blocking, possibly TLS) socket; only ``recv`` and ``pending`` differ."""
 
-    __slots__ = ("_buf", "_pos", "_sock")
+    __slots__ = ("_buf", "_inner_pending", "_pos", "_sock")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        # A TLS socket's decoded bytes; looked up once (it is polled after every packet).
+        self._inner_pending = getattr(sock, "pending", None)
 
     def recv(self, bufsize: int) -> bytes:
         """Up to ``bufsize`` bytes: buffered ones first, else one ``recv`` of the socket
@@ -45,7 +47,7 @@ class ReadBuffer:
 
     def pending(self) -> int:
         """Bytes readable without waiting: buffered here, and decoded by TLS."""
-        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        inner = self._inner_pending() if self._inner_pending is not None else 0
         return len(self._buf) - self._pos + int(inner)
 
     def __getattr__(self, name: str) -> Any:
