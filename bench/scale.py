@@ -311,10 +311,11 @@ async def broker_ceiling(port: int, seconds: float) -> float:
 # ---------------------------------------------------------------------- daemon process
 
 
-def site_config(port: int, state: Path, rooms: int, lag_limit: float) -> str:
+def site_config(port: int, state: Path, rooms: int, lag_limit: float | None) -> str:
+    lag = "" if lag_limit is None else f"overload_lag_s = {lag_limit}\n"
     lines = [
         f'[site]\nid = "{SITE}"\n[broker]\nhost = "127.0.0.1"\nport = {port}\n'
-        f'[daemon]\nstate_dir = "{state}"\nheartbeat_s = 1.0\noverload_lag_s = {lag_limit}\n'
+        f'[daemon]\nstate_dir = "{state}"\nheartbeat_s = 1.0\n{lag}'
     ]
     for i in range(rooms):
         r = f"rooms.room{i:04d}"
@@ -329,6 +330,14 @@ def site_config(port: int, state: Path, rooms: int, lag_limit: float) -> str:
             f'below = 88, priority = "high", delay_s = {STEP_DELAY_S}, name = "bench_step" }}]\n'
         )
     return "".join(lines)
+
+
+FROM_OTHER = (
+    "import sys, importlib.machinery; sys.path.insert(0, {path!r}); "
+    "sys.meta_path.insert(0, importlib.machinery.PathFinder); "
+    "import roommon; print('roommon from', roommon.__file__, file=sys.stderr); "
+    "from roommon.cli import main; sys.argv[0] = 'roommon'; sys.exit(main())"
+)
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -388,11 +397,15 @@ async def trial(
     res = Trial(rooms=rooms, duration=duration)
     with tempfile.TemporaryDirectory(prefix="roommon-scale-") as tmp:
         cfg = Path(tmp) / "site.toml"
-        cfg.write_text(site_config(port, Path(tmp) / "state", rooms, args.max_lag))
+        lag = None if args.roommon_from else args.max_lag  # another checkout may lack it
+        cfg.write_text(site_config(port, Path(tmp) / "state", rooms, lag))
         cmd = [sys.executable]
         if profile is not None:
             cmd += ["-m", "cProfile", "-o", str(profile)]
-        cmd += ["-m", "roommon", "run", "--config", str(cfg)]
+        if args.roommon_from:  # that checkout's roommon package, ahead of the installed one
+            cmd += ["-c", FROM_OTHER.format(path=args.roommon_from), "run", "--config", str(cfg)]
+        else:
+            cmd += ["-m", "roommon", "run", "--config", str(cfg)]
         daemon = spawn(cmd, out=subprocess.DEVNULL, err=subprocess.DEVNULL)
         statuses: list[tuple[float, dict[str, Any]]] = []
         online = asyncio.Event()
@@ -632,6 +645,12 @@ def cli() -> None:
     ap.add_argument("--max-p99", type=float, default=0.5, help="Alarm latency p99 bound, s.")
     ap.add_argument("--no-overload", dest="overload", action="store_false")
     ap.add_argument("--profile", type=int, default=25, help="Profile entries (0: no profile).")
+    ap.add_argument(
+        "--roommon-from",
+        default="",
+        help="Run the daemon from another checkout's folder holding roommon/ (a before/after "
+        "comparison: e.g. `git archive main roommon | tar -x -C /tmp/before`).",
+    )
     args = ap.parse_args()
     if args.role == "publish":
         run_publisher(args)
