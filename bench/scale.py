@@ -290,6 +290,11 @@ def run_counter(args: argparse.Namespace) -> None:
     print(json.dumps({"per_s": counts}))
 
 
+def daemon_log(path: str) -> Any:
+    """Where the daemon's log goes: nowhere, or appended to ``path``."""
+    return open(path or os.devnull, "ab")
+
+
 def spawn(cmd: list[str], *, out: Any = subprocess.PIPE, err: Any = None) -> subprocess.Popen[str]:
     return subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
 
@@ -406,7 +411,7 @@ async def trial(
             cmd += ["-c", FROM_OTHER.format(path=args.roommon_from), "run", "--config", str(cfg)]
         else:
             cmd += ["-m", "roommon", "run", "--config", str(cfg)]
-        daemon = spawn(cmd, out=subprocess.DEVNULL, err=subprocess.DEVNULL)
+        daemon = spawn(cmd, out=subprocess.DEVNULL, err=daemon_log(args.daemon_log))
         statuses: list[tuple[float, dict[str, Any]]] = []
         online = asyncio.Event()
         alarms: dict[str, float] = {}
@@ -645,6 +650,7 @@ def cli() -> None:
     ap.add_argument("--max-p99", type=float, default=0.5, help="Alarm latency p99 bound, s.")
     ap.add_argument("--no-overload", dest="overload", action="store_false")
     ap.add_argument("--profile", type=int, default=25, help="Profile entries (0: no profile).")
+    ap.add_argument("--daemon-log", default="", help="Append the daemons' logs to this file.")
     ap.add_argument(
         "--roommon-from",
         default="",
