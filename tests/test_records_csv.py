@@ -19,9 +19,11 @@ import pytest
 from roommon.checks.declarations.spo2 import DESAT
 from roommon.cli import build_parser, main
 from roommon.cli.replay import replay
+from roommon.cli.simulate import simulate
+from roommon.core.clock import RealClock
 from roommon.records.physionet_csv import read_csv_record
 from roommon.records.record import DEFAULT_START_EPOCH
-from roommon.testing import CaptureOutput
+from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector
 from roommon.wire.payloads import RoomStateMessage
 from tests.physionet_fixtures import physionet_record
 
@@ -214,3 +216,34 @@ def test_missing_signals_file_is_named(tmp_path: Path, capsys: pytest.CaptureFix
     assert status == 2
     assert len(err) == 1, err
     assert f"{tmp_path / 'rec_02_Signals.csv'}: signal file of record" in err[0], err
+
+
+@pytest.mark.broker
+async def test_simulate_from_a_monitor_record_sends_its_numerics_as_readings(
+    broker: MosquittoBroker,
+) -> None:
+    """``simulate --from`` a bidmc record: the pleth as chunks and the monitor's SpO2 and
+    pulse rate as readings of one spo2 feed, at their own times, marked simulated."""
+    path = physionet_record("bidmc", "bidmc_02")
+    args = build_parser().parse_args(
+        ["simulate", "--from", str(path), "--broker", f"mqtt://127.0.0.1:{broker.port}",
+         "--speed", "0", "--seconds", "4"]
+    )
+    out, err = io.StringIO(), io.StringIO()
+    async with MqttCollector(broker.port, ["roommon/v1/+/+/feed/#"]) as c:
+        status = await simulate(args, clock=RealClock(), out=out, err=err)
+        assert (status, err.getvalue()) == (0, "")
+        msgs = await c.wait_for(  # everything published: 4 s of pleth, readings at 0..4 s
+            lambda ms: sum(m.topic.endswith("/feed/spo2") for m in ms) >= 5
+            and sum(m.topic.endswith("/feed/pleth") for m in ms) >= 4,
+            within=10.0,
+        )
+    readings = [m.json() for m in msgs if m.topic.endswith("/feed/spo2")]
+    chunks = [m.json() for m in msgs if m.topic.endswith("/feed/pleth")]
+    assert len(chunks) == 4
+    numerics = monitor(path)
+    assert [r["values"]["spo2"] for r in readings[:4]] == list(numerics["SpO2"][:4])
+    assert [r["values"]["pulse_rate"] for r in readings[:4]] == list(numerics["PULSE"][:4])
+    assert [r["t"] - readings[0]["t"] for r in readings[:4]] == [0.0, 1.0, 2.0, 3.0]
+    assert {r["origin"] for r in readings} == {"simulated"}
+    assert "4 chunks and 5 readings published" in out.getvalue()

@@ -31,6 +31,7 @@ from roommon.core.errors import CommandError, DaemonFailedError, StoreError
 from roommon.core.ids import validate_identifier
 from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
+from roommon.core.work import WorkTime, work_clock
 from roommon.recovery.store import RecoveryStore
 from roommon.room.pipeline import RoomOutput, RoomPipeline
 from roommon.runtime.inbound import Inbound, InboundQueue, InputLag
@@ -167,6 +168,10 @@ class Daemon:
         self.lag = InputLag()
         self.overloaded: set[str] = set()
         self._shed_seen: Counter[tuple[str, str]] = Counter()
+        #: Work time of the ticker's passes over every room, and the monotonic time the
+        #: last pass ended: the health check and the systemd watchdog judge by it.
+        self.tick_time = WorkTime()
+        self.last_tick_mono: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -382,12 +387,15 @@ class Daemon:
         period = self.config.daemon.tick_s
         next_at = self.clock.monotonic()
         while True:
+            started = work_clock()
             for binding in self.serial:
                 binding.tick()
             for pipeline in self.pipelines.values():
                 pipeline.tick()
             self._store_health()
             self._overload()
+            self.tick_time.add(work_clock() - started)
+            self.last_tick_mono = self.clock.monotonic()
             next_at += period
             await self.clock.sleep_until(next_at)
 

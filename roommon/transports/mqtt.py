@@ -214,8 +214,16 @@ class MqttLink:
                     self._lost_at = self._clock.monotonic()
                 if self.connected.is_set():
                     self.lost.set()
-                why = self._endpoint.connect_failure(eg.exceptions, identifier=self._client_id)
-                log.warning("mqtt_disconnected", error=why)
+                # The link was lost, or the broker refused or could not be reached
+                # (``connected`` False): either way the line names the broker.
+                log.warning(
+                    "mqtt_disconnected",
+                    broker=self._endpoint.url,
+                    connected=self._client is not None,
+                    error=self._endpoint.connect_failure(
+                        eg.exceptions, identifier=self._client_id
+                    ),
+                )
             finally:
                 self.connected.clear()
                 self._client = None
