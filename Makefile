@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/display.py
 	$(BIN)/python bench/record_replay.py
 	$(BIN)/python bench/record_spo2.py
+	$(BIN)/python bench/broker_flap.py
 	$(BIN)/python bench/ops_overhead.py
 	$(BIN)/python bench/input_cost.py
 	$(BIN)/python bench/scale.py

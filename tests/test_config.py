@@ -50,6 +50,13 @@ BROKEN = [
     ),
     (GOOD + "[broker]\nport = 0\n", "broker.port", "greater than or equal to 1"),
     (GOOD + '[broker]\npassword = "hunter2"\n', "broker.password", "unknown field"),
+    (GOOD + '[broker]\nprotocol = "3"\n', "broker.protocol", "'5' or '3.1.1'"),
+    (GOOD + '[broker]\nfailover = ["a:1", "b:x"]\n', "broker", "failover[1]: expected HOST[:PORT]"),
+    (
+        GOOD + "[broker]\nsession_expiry_s = -1\n",
+        "broker.session_expiry_s",
+        "greater than or equal",
+    ),
     (GOOD.replace("fs = 250", "fs = 0"), "rooms.r1.feeds.ekg.fs", "sample rate > 0"),
     (GOOD.replace('kind = "ecg"', 'kind = "eeg"'), "rooms.r1.feeds.ekg.kind", "Input should be"),
     (GOOD + 'unit = "uV"\n', "rooms.r1.feeds.ekg.unit", "carried in 'mV'"),
@@ -162,6 +169,30 @@ def test_a_relative_state_dir_is_relative_to_the_config_file(
     assert load_config(relative).daemon.state_dir == folder / "state"
     assert load_config(default).daemon.state_dir == folder / "var"
     assert load_config("etc/rel.toml").daemon.state_dir == folder / "state"
+
+
+def test_broker_failover_list_and_protocol_reach_the_endpoint() -> None:
+    from roommon.core.errors import UsageError
+    from roommon.transports.broker import BrokerConfig, BrokerEndpoint
+
+    cfg = BrokerConfig(host="n1", port=1884, failover=["n2", "n3:1885", "[::1]:1886"])
+    endpoint = BrokerEndpoint.from_config(cfg)
+    assert [e.url for e in endpoint.addresses()] == [
+        "mqtt://n1:1884",
+        "mqtt://n2:1884",  # the port defaults to the config's
+        "mqtt://n3:1885",
+        "mqtt://::1:1886",
+    ]
+    assert endpoint.protocol == "5"
+    assert BrokerEndpoint.from_config(BrokerConfig(protocol="3.1.1")).protocol == "3.1.1"
+    # --broker: one URL replaces the config's broker and its failover list; several fail over
+    assert [e.url for e in endpoint.with_url("mqtt://x:1").addresses()] == ["mqtt://x:1"]
+    several = endpoint.with_url("mqtt://x:1,mqtt://y:2")
+    assert [e.url for e in several.addresses()] == ["mqtt://x:1", "mqtt://y:2"]
+    with pytest.raises(UsageError, match="mix of mqtt:// and mqtts://"):
+        endpoint.with_url("mqtt://x:1,mqtts://y:2")
+    with pytest.raises(UsageError, match="--broker: expected"):
+        endpoint.with_url("mqtt://x:1,nonsense")
 
 
 def test_checks_with_config_shows_each_rooms_checks_as_configured(

@@ -25,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--broker",
         help="mqtt[s]://HOST[:PORT] instead of the config's broker (credentials still from "
-        "the config's environment variables)",
+        "the config's environment variables); several, comma-separated: the nodes of a "
+        "cluster to fail over between, in order",
     )
     p.add_argument(
         "--log-level",

@@ -14,7 +14,7 @@ import contextlib
 import heapq
 import itertools
 import json
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -51,6 +51,9 @@ from roommon.wire.topics import Topics
 
 log = get_logger(__name__)
 
+#: Command ids remembered to answer a redelivered copy once (a persistent session and
+#: clients that re-send until they hear back deliver some commands twice).
+COMMANDS_REMEMBERED = 4096
 #: Feed messages processed between two yields to the event loop (the reader, the
 #: writer and the deadline task run in between).
 DRAIN_BATCH = 200
@@ -154,6 +157,10 @@ class Daemon:
         self.ingest: FeedIngest
         #: Why the daemon stopped, when shared infrastructure failed ("" otherwise).
         self.failure = ""
+        #: (room, client, command id) -> the command's payload and its reply, newest last.
+        self._commands_seen: OrderedDict[tuple[str, str, str], tuple[bytes, CommandReply]] = (
+            OrderedDict()
+        )
         # Rooms' next deadlines: a heap of (time, n, room) with stale entries left in it
         # (the current one is in _due_at), the time the deadline task sleeps until, and
         # the event that wakes it when an earlier deadline appears.
@@ -226,6 +233,7 @@ class Daemon:
                 will_topic=self.topics.status(cfg.daemon.instance),
                 will_payload=self.status_payload("offline", "connection lost"),
                 online=lambda: self.status_payload("online"),
+                on_connected=self._refresh_retained,
             )
             await self.link.__aenter__()
         self._tasks = [
@@ -299,6 +307,16 @@ class Daemon:
     def engine_seq(self, room: str) -> int:
         """Sequence number of the newest alarm event of a room."""
         return self.pipelines[room].engine.last_seq
+
+    def _refresh_retained(self) -> None:
+        """After each (re)connect: every room's state again, freshly stamped.
+
+        The broker may have lost its retained messages (a crash without persistence)
+        or hold old ones; a display subscribing now must not wait for a change.
+        """
+        for pipeline in self.pipelines.values():
+            with contextlib.suppress(StoreError), pipeline.guard("refresh_state"):
+                pipeline.publish_state(force=True)
 
     def wake_writer(self) -> None:
         if self.link is not None:
@@ -585,6 +603,11 @@ class Daemon:
                 action = raw.get("action") if isinstance(raw.get("action"), str) else None
         except ValueError:
             pass
+        key = None if cmd_id is None else (pipeline.room, client, cmd_id)
+        if key is not None and (answered := self._answered(key, payload)) is not None:
+            self._send_reply(answered)  # the same bytes again: the sender did not hear it
+            return answered
+        received = payload
         try:
             if isinstance(raw, dict):
                 actor, payload = self._actor(client, raw, payload)
@@ -618,11 +641,43 @@ class Daemon:
             detail=detail,
             t=self.clock.now(),
         )
+        if key is not None:
+            self._remember(key, received, reply)
+        self._send_reply(reply)
+        return reply
+
+    def _send_reply(self, reply: CommandReply) -> None:
         if self.link is not None:
-            topic = self.topics.reply(pipeline.room, client)
+            topic = self.topics.reply(reply.room, reply.client)
             self.store.enqueue(topic, reply.model_dump_json().encode())
             self.wake_writer()
-        return reply
+
+    def command_seen(self, room: str, client: str, cmd_id: str) -> bool:
+        """The daemon has applied (and answered) the command ``cmd_id`` of ``client``."""
+        return (room, client, cmd_id) in self._commands_seen
+
+    def _answered(self, key: tuple[str, str, str], payload: bytes) -> CommandReply | None:
+        """The reply already given to this command, if ``payload`` is a copy of it.
+
+        The same id with the same bytes from the same client is the same command
+        (a QoS 1 redelivery of the daemon's persistent session, or a client
+        re-sending until it hears back): it is applied and decided once. A copy
+        gets that same reply again, byte for byte (a client that re-sends has
+        not heard it), which a client dedupes on the command id like an alarm
+        event on its ``event_id``.
+        """
+        seen = self._commands_seen.get(key)
+        if seen is None or seen[0] != payload:
+            return None
+        self.counters["commands_duplicate"] += 1
+        log.info("command_duplicate", room=key[0], client=key[1], id=key[2])
+        return seen[1]
+
+    def _remember(self, key: tuple[str, str, str], payload: bytes, reply: CommandReply) -> None:
+        self._commands_seen[key] = (payload, reply)
+        self._commands_seen.move_to_end(key)
+        while len(self._commands_seen) > COMMANDS_REMEMBERED:
+            self._commands_seen.popitem(last=False)
 
     def _actor(self, client: str, raw: dict[str, object], payload: bytes) -> tuple[str, bytes]:
         """The actor of a command and the payload without its ``actor`` field."""

@@ -1,6 +1,8 @@
 """Fakes and rigs shipped for tests (ours and users'), all real parts.
 
-* :mod:`~roommon.testing.broker`: a real Mosquitto on a free loopback port;
+* :mod:`~roommon.testing.broker`: a real Mosquitto on a free loopback port (persistent if asked);
+* :mod:`~roommon.testing.nats`: a real 3-node NATS cluster (JetStream, MQTT) on free loopback ports;
+* :mod:`~roommon.testing.flap`: a daemon, gateways, nurses and a display while the broker flaps;
 * :mod:`~roommon.testing.pki`: a CA, server and client certificates made by ``openssl``;
 * :mod:`~roommon.testing.collector`: a real MQTT subscriber keeping what it gets;
 * :mod:`~roommon.testing.capture`: a room output capturing alarms, events, state;

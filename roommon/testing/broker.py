@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -30,9 +32,14 @@ class MosquittoBroker:
     loopback); files it names can live in :attr:`dir`, removed by :meth:`close`.
     When that config logs to a file, set :attr:`log_file`: :meth:`start` then reports
     its tail if mosquitto exits (it says little on stderr then).
+
+    ``persistent``: keep sessions, queued QoS 1 messages and retained messages on
+    disk across a restart, as a production broker must (written on a graceful
+    stop, and after every 100 changes: a SIGKILL loses at most those; saving after
+    each one made the broker itself the bottleneck of the broker-flap run).
     """
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, persistent: bool = False) -> None:
         binary = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
         )
@@ -45,8 +52,15 @@ class MosquittoBroker:
         self.conf.write_text(
             f"listener {self.port} {LOOPBACK}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
-            "max_queued_messages 100000\n"
+            + (
+                # as root, mosquitto would switch to its own user, who cannot write our dir
+                f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+                f"persistence true\npersistence_location {self._dir}/\n"
+                "autosave_on_changes true\nautosave_interval 100\n"
+                if persistent
+                else "persistence false\n"
+            )
+            + "max_queued_messages 100000\n"
             "log_dest stderr\n"
             "log_type error\n"
         )
@@ -91,13 +105,28 @@ class MosquittoBroker:
             self._proc.wait(timeout=10)
         self._release()
 
+    def pause(self) -> None:
+        """SIGSTOP: the broker hangs with its connections open (a half-dead peer)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def _release(self) -> None:
         if self._proc is not None and self._proc.stderr is not None:
             self._proc.stderr.close()
         self._proc = None
 
     def stop(self) -> None:
+        """SIGTERM: a graceful stop (a persistent broker writes its store)."""
         if self._proc is not None and self._proc.poll() is None:
+            self.resume()
             self._proc.terminate()
             try:
                 self._proc.wait(timeout=10)

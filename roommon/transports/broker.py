@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -68,6 +68,37 @@ class BrokerConfig(BaseModel):
         default=0.5, gt=0, description="First reconnect delay; doubles up to reconnect_max_s."
     )
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap on the reconnect delay.")
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description='MQTT protocol version of every connection: "5" or "3.1.1" (for brokers '
+        "that speak only 3.1.1, such as NATS).",
+    )
+    failover: list[str] = Field(
+        default_factory=list,
+        description="Further nodes of the same broker cluster, HOST[:PORT] each (port defaults "
+        "to port; same TLS and credentials): when a connection is lost or refused the daemon "
+        "tries the next address at once, and after a whole round the reconnect delay.",
+    )
+    session_expiry_s: int = Field(
+        default=3600,
+        ge=0,
+        le=2**32 - 1,
+        description="How long the broker keeps the daemon's session (its subscriptions and the "
+        "QoS 1 commands and feed data queued for it) after a disconnect; the daemon resumes it "
+        "on every reconnect (a session left by a previous run is dropped at start). 0: a clean "
+        "session on every connection (what arrives while the "
+        "daemon reconnects is lost). With MQTT 3.1.1 any value above 0 means clean_session = "
+        "false and the broker's own expiry applies.",
+    )
+
+    @model_validator(mode="after")
+    def _failover_addresses(self) -> BrokerConfig:
+        for i, text in enumerate(self.failover):
+            try:
+                parse_host_port(text, default_port=self.port)
+            except ValueError as exc:
+                raise ValueError(f"failover[{i}]: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _tls_files_need_tls(self) -> BrokerConfig:
@@ -83,6 +114,18 @@ class BrokerConfig(BaseModel):
         user = os.environ.get(self.username_env) if self.username_env else None
         password = os.environ.get(self.password_env) if self.password_env else None
         return user, password
+
+
+def parse_host_port(text: str, *, default_port: int) -> tuple[str, int]:
+    """``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) -> (host, port); ValueError saying why not."""
+    try:
+        url = urlsplit(f"//{text}")
+        port = url.port
+    except ValueError as exc:
+        raise ValueError(f"expected HOST[:PORT], got {text!r} ({exc})") from None
+    if not url.hostname or url.path or url.query or url.fragment or url.username:
+        raise ValueError(f"expected HOST[:PORT], got {text!r}")
+    return url.hostname, port or default_port
 
 
 def parse_broker_url(text: str, *, option: str = "--broker") -> tuple[str, int, bool]:
@@ -104,6 +147,17 @@ def parse_broker_url(text: str, *, option: str = "--broker") -> tuple[str, int, 
     return url.hostname, port or DEFAULT_PORTS[url.scheme], url.scheme == "mqtts"
 
 
+def parse_broker_urls(text: str, *, option: str = "--broker") -> list[tuple[str, int, bool]]:
+    """Comma-separated broker URLs (the first, then the nodes to fail over to).
+
+    All must use the same scheme: one TLS setting applies to every node.
+    """
+    parsed = [parse_broker_url(part.strip(), option=option) for part in text.split(",")]
+    if len({tls for _h, _p, tls in parsed}) > 1:
+        raise UsageError(f"{option}: mix of mqtt:// and mqtts:// in {text!r} (one TLS setting)")
+    return parsed
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerEndpoint:
     """Where and how to connect: a broker config with any ``--broker`` override applied."""
@@ -119,6 +173,11 @@ class BrokerEndpoint:
     keepalive_s: int = 15
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
+    protocol: Literal["5", "3.1.1"] = "5"
+    #: Further nodes of the cluster, tried in turn after this one (see :meth:`addresses`).
+    failover: tuple[tuple[str, int], ...] = ()
+    #: The daemon's persistent session (see BrokerConfig.session_expiry_s).
+    session_expiry_s: int = 3600
 
     @classmethod
     def from_config(cls, config: BrokerConfig, *, url: str | None = None) -> BrokerEndpoint:
@@ -136,12 +195,22 @@ class BrokerEndpoint:
             keepalive_s=config.keepalive_s,
             reconnect_initial_s=config.reconnect_initial_s,
             reconnect_max_s=config.reconnect_max_s,
+            protocol=config.protocol,
+            failover=tuple(parse_host_port(a, default_port=config.port) for a in config.failover),
+            session_expiry_s=config.session_expiry_s,
         )
         return endpoint.with_url(url) if url is not None else endpoint
 
     def with_url(self, url: str, *, option: str = "--broker") -> BrokerEndpoint:
-        host, port, tls = parse_broker_url(url, option=option)
-        return replace(self, host=host, port=port, tls=tls)
+        """``url`` (one broker, or several comma-separated: the first and its failover nodes)."""
+        (host, port, tls), *rest = parse_broker_urls(url, option=option)
+        return replace(
+            self, host=host, port=port, tls=tls, failover=tuple((h, p) for h, p, _ in rest)
+        )
+
+    def addresses(self) -> list[BrokerEndpoint]:
+        """This node and each failover node, in order, each as a one-address endpoint."""
+        return [self] + [replace(self, host=h, port=p, failover=()) for h, p in self.failover]
 
     @property
     def url(self) -> str:
@@ -215,13 +284,15 @@ class BrokerEndpoint:
         session_expiry_s: int | None = None,
         mqtt311: bool = False,
     ) -> aiomqtt.Client:
-        """A new (not yet connected) MQTT 5 client for this endpoint.
+        """A new (not yet connected) client for this endpoint, in its protocol version.
 
         ``session_expiry_s``: keep the broker-side session (subscriptions and
         queued QoS 1 messages) this long after a disconnect; with
         ``clean_start=False`` a reconnect resumes it. ``mqtt311``: an MQTT 3.1.1
-        client instead (no session options), for a subscriber that needs no v5
-        feature: paho builds a v5 properties object for every message received.
+        client whatever the endpoint's protocol, for a subscriber that needs no
+        v5 feature (paho builds a v5 properties object for every message
+        received). In 3.1.1 a session is ``clean_session = clean_start``; its
+        expiry is the broker's.
         """
         import aiomqtt  # the MQTT client loads when a connection is made, not at start-up
         from paho.mqtt.packettypes import PacketTypes
@@ -238,9 +309,13 @@ class BrokerEndpoint:
             "timeout": timeout,
             "max_queued_outgoing_messages": max_queued_outgoing,
         }
-        if mqtt311:
+        if mqtt311 or self.protocol == "3.1.1":
             return aiomqtt.Client(
-                self.host, self.port, protocol=aiomqtt.ProtocolVersion.V311, **common
+                self.host,
+                self.port,
+                protocol=aiomqtt.ProtocolVersion.V311,
+                clean_session=clean_start,
+                **common,
             )
         props = None
         if session_expiry_s is not None:

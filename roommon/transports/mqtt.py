@@ -1,15 +1,31 @@
-"""The daemon's one supervised MQTT connection (aiomqtt, MQTT 5).
+"""The daemon's one supervised MQTT connection (aiomqtt; MQTT 5 or 3.1.1).
 
 aiomqtt has no auto-reconnect, so :class:`MqttLink` runs a supervisor loop:
-connect (with a last will marking the daemon offline), subscribe, announce
-online, then run a reader and a writer as named tasks until the connection
-fails; wait the endpoint's :class:`~roommon.transports.backoff.Backoff` on the
-clock; repeat. While the broker is away nothing is dropped: QoS 1 messages
-wait in a durable :class:`Outbox` (the daemon's SQLite alarm store) and
-retained messages (room state, status) keep only their latest value, which is
-what a retained topic holds anyway. Inbound messages are handed to a
-synchronous callback. The link moves messages; what they mean is the
-runtime's business.
+connect (with a last will marking the daemon offline), and from that moment
+run a reader and a writer as named tasks until the connection fails; wait the
+endpoint's :class:`~roommon.transports.backoff.Backoff` on the clock; repeat.
+
+* **A persistent session.** The link resumes its broker-side session on every
+  reconnect (MQTT 5 clean start false with the endpoint's session expiry;
+  3.1.1 clean session false), so QoS 1 commands and feed data published while
+  it reconnects are queued by the broker and delivered when it is back. A
+  session a previous run left is dropped at the first connection.
+* **No stalls.** The reader runs from the CONNACK on, during subscribe, the
+  online status and the redelivery, so a lost connection is noticed at once
+  (aiomqtt does not wake a publish whose connection dropped: only the reader
+  sees it) and messages the broker queued are read while the outbox replays.
+  A publish not acknowledged within the keepalive is a lost connection too.
+* **Failover.** With several addresses (a broker cluster), a connection lost or
+  refused moves to the next address at once; the backoff is waited after a
+  whole round.
+* **Nothing dropped while away.** QoS 1 messages wait in a durable
+  :class:`Outbox` (the daemon's SQLite alarm store); retained messages (room
+  state, timers, status) keep only their latest value, and every retained
+  topic's latest value is sent again after each reconnect, so a broker that
+  lost its retained store (a crash) holds fresh state again at once.
+
+Inbound messages are handed to a synchronous callback. The link moves
+messages; what they mean is the runtime's business.
 """
 
 from __future__ import annotations
@@ -90,6 +106,7 @@ class MqttLink:
         online: Callable[[], bytes],
         rng: random.Random | None = None,
         redeliver_s: float = 30.0,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._backoff = endpoint.backoff()
@@ -101,12 +118,15 @@ class MqttLink:
         self._will = aiomqtt.Will(topic=will_topic, payload=will_payload, qos=1, retain=True)
         self._online = online
         self._rng = rng or random.Random()
-        self._retained: dict[str, bytes] = {}
+        self._retained: dict[str, bytes] = {}  # waiting to be sent
+        self._retained_latest: dict[str, bytes] = {}  # every retained topic's newest payload
+        self._on_connected = on_connected
         self._wake = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.lost = asyncio.Event()  # set while the connection is down after having been up
-        self.connects = 0
+        self.connects = 0  # sessions up (subscribed, online said)
+        self.connacks = 0  # connections the broker accepted (CONNACK), up or not
         self.disconnects = 0
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
@@ -114,12 +134,18 @@ class MqttLink:
         # Monotonic time of the last unexpected disconnect not yet followed by a redelivery.
         self._lost_at: float | None = None
         self._redeliver_s = redeliver_s
+        self._addresses = endpoint.addresses()
+        self._address = 0
+        self._session_fresh = False  # the old session (of a previous run) is dropped
+        #: The broker address of the current (or last) connection.
+        self.url = endpoint.url
 
     # ------------------------------------------------------------------ API
 
     def publish_retained(self, topic: str, payload: bytes) -> None:
         """Latest-wins retained message; sent now or on the next connection."""
         self._retained[topic] = payload
+        self._retained_latest[topic] = payload
         self._wake.set()
 
     def outbox_changed(self) -> None:
@@ -159,6 +185,11 @@ class MqttLink:
             log.warning("mqtt_goodbye_failed", error=str(exc))
 
     @property
+    def pending_retained(self) -> int:
+        """Retained topics whose newest payload the broker has not acknowledged yet."""
+        return len(self._retained)
+
+    @property
     def healthy(self) -> bool:
         """The supervisor is running (connected or reconnecting), not dead of an error."""
         return self._task is not None and not self._task.done()
@@ -172,41 +203,46 @@ class MqttLink:
         """
         try:
             async with asyncio.timeout(timeout_s):
-                client = self._endpoint.client(identifier=f"{self._client_id}-last-word")
+                endpoint = self._addresses[self._address]
+                client = endpoint.client(identifier=f"{self._client_id}-last-word")
                 async with client:
                     await client.publish(self._will.topic, payload, qos=1, retain=True)
         except (aiomqtt.MqttError, TimeoutError, OSError, BrokerTlsError) as exc:
-            log.error("mqtt_last_word_failed", broker=self._endpoint.url, error=str(exc))
+            log.error("mqtt_last_word_failed", broker=self.url, error=str(exc))
             return False
         return True
 
     # ------------------------------------------------------------------ loops
 
+    def _client_for(self, endpoint: BrokerEndpoint) -> aiomqtt.Client:
+        return endpoint.client(
+            identifier=self._client_id,
+            will=self._will,
+            clean_start=self._endpoint.session_expiry_s == 0,
+            session_expiry_s=self._endpoint.session_expiry_s or None,
+            # A publish not acknowledged within the keepalive means the connection is gone.
+            timeout=float(self._endpoint.keepalive_s),
+        )
+
     async def _supervise(self) -> None:
-        attempt = 0
+        failures = 0
         while True:
+            endpoint = self._addresses[self._address]
             try:
-                async with self._endpoint.client(
-                    identifier=self._client_id, will=self._will
-                ) as client:
+                if not self._session_fresh:
+                    await self._drop_old_session(endpoint)
+                async with self._client_for(endpoint) as client:
                     # Known before anything is sent, so a shutdown from here on can
                     # still say goodbye (an "online" must never be the last word).
                     self._client = client
-                    for topic in self._subscriptions:
-                        await client.subscribe(topic, qos=1)
-                    await client.publish(self._will.topic, self._online(), qos=1, retain=True)
-                    await self._redeliver(client)
-                    self.lost.clear()
-                    self.connected.set()
-                    self.connects += 1
-                    attempt = 0
-                    log.info(
-                        "mqtt_connected",
-                        broker=self._endpoint.url,
-                        outbox=self._store.pending_count(),
-                    )
+                    self.url = endpoint.url
+                    self.connacks += 1
                     async with asyncio.TaskGroup() as tg:
+                        # The reader first: it alone notices a connection lost while
+                        # the session starts, and reads what the broker queued for us.
                         tg.create_task(self._read(client), name="mqtt-reader")
+                        await self._start_session(client)
+                        failures = 0
                         tg.create_task(self._write(client), name="mqtt-writer")
             except* aiomqtt.MqttError as eg:
                 self.disconnects += 1
@@ -218,11 +254,9 @@ class MqttLink:
                 # (``connected`` False): either way the line names the broker.
                 log.warning(
                     "mqtt_disconnected",
-                    broker=self._endpoint.url,
+                    broker=endpoint.url,
                     connected=self._client is not None,
-                    error=self._endpoint.connect_failure(
-                        eg.exceptions, identifier=self._client_id
-                    ),
+                    error=endpoint.connect_failure(eg.exceptions, identifier=self._client_id),
                 )
             finally:
                 self.connected.clear()
@@ -231,15 +265,54 @@ class MqttLink:
                 # aiomqtt may turn the CancelledError of a shutdown into an MqttError
                 # while disconnecting; never let that swallow the shutdown.
                 raise asyncio.CancelledError
+            failures += 1
+            self._address = (self._address + 1) % len(self._addresses)
+            if failures % len(self._addresses):
+                continue  # another node of the cluster not yet tried in this round
+            attempt = failures // len(self._addresses) - 1
             delay = self._backoff.delay(attempt, self._rng)
-            attempt += 1
             log.info(
                 "mqtt_reconnect_wait",
-                broker=self._endpoint.url,
+                broker=self._addresses[self._address].url,
                 seconds=round(delay, 3),
-                attempt=attempt,
+                attempt=attempt + 1,
             )
             await self._clock.sleep(delay)
+
+    async def _drop_old_session(self, endpoint: BrokerEndpoint) -> None:
+        """Once per run, before the first session: end what a previous run left.
+
+        The session is resumed on every reconnect of this run, but not from a
+        previous run: a command queued while no daemon ran (an audio pause asked
+        for an hour ago) must not act now; its sender got no reply. A connection
+        with clean start (and no session expiry) ends the old session; the next
+        one starts the new session without clean start, which is also the only
+        kind Mosquitto 2.0 keeps across its own restart.
+        """
+        if self._endpoint.session_expiry_s == 0:
+            self._session_fresh = True
+            return
+        async with endpoint.client(
+            identifier=self._client_id, clean_start=True, timeout=float(endpoint.keepalive_s)
+        ):
+            pass
+        self._session_fresh = True
+
+    async def _start_session(self, client: aiomqtt.Client) -> None:
+        """Subscribe, say online, queue every retained topic again: the link is up."""
+        for topic in self._subscriptions:
+            await client.subscribe(topic, qos=1)
+        await client.publish(self._will.topic, self._online(), qos=1, retain=True)
+        # The broker may have lost its retained store (a crash) or hold an old value:
+        # send every retained topic's newest payload again (after the outbox).
+        for topic, payload in self._retained_latest.items():
+            self._retained.setdefault(topic, payload)
+        if self._on_connected is not None:
+            self._on_connected()
+        self.lost.clear()
+        self.connected.set()
+        self.connects += 1
+        log.info("mqtt_connected", broker=self.url, outbox=self._store.pending_count())
 
     async def _read(self, client: aiomqtt.Client) -> None:
         """Hand every inbound message to the handler from paho's own callback.
@@ -309,7 +382,6 @@ class MqttLink:
         if self._lost_at is None:
             return
         rows = self._store.recently_acknowledged(self._lost_at - self._redeliver_s)
-        self._lost_at = None
         if rows:
             log.info("mqtt_redeliver", rows=len(rows))
         for i in range(0, len(rows), BATCH):
@@ -317,8 +389,12 @@ class MqttLink:
             await asyncio.gather(
                 *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in batch)
             )
+        # Only now: a connection lost during the redelivery must start it again from the
+        # first loss, not from its own (the rows between would never be re-sent).
+        self._lost_at = None
 
     async def _write(self, client: aiomqtt.Client) -> None:
+        await self._redeliver(client)
         while True:
             self._wake.clear()
             await self._flush(client)

@@ -111,11 +111,17 @@ class FeedRecorder:
             self._changed.notify_all()
 
     async def _connect(self) -> None:
+        if self.connects == 0:
+            # A fresh session at start: a connection with clean start ends what a
+            # previous run left; the session proper then starts without clean start,
+            # the only kind Mosquitto 2.0 keeps across its own restart.
+            async with self._target.client(identifier=self._client_id, clean_start=True):
+                pass
         client = self._target.client(
             identifier=self._client_id,
             # Resume the broker's session after our own connection drops (the
-            # broker queued QoS 1 messages meanwhile); a fresh session at start.
-            clean_start=self.connects == 0,
+            # broker queued QoS 1 messages meanwhile).
+            clean_start=False,
             session_expiry_s=SESSION_EXPIRY_S,
         )
         await client.__aenter__()
