@@ -55,6 +55,14 @@ class EcgSettings(CheckSettings):
         "exceeds this share of the clean QRS slope: a clean ECG is quiet between QRS "
         "complexes (the shared PhysioNet records stay below 0.095).",
     )
+    noise_hf_ratio: float = Field(
+        3.5,
+        gt=1,
+        description="Noise also when the high-frequency content (median absolute second "
+        "difference over 2 s) exceeds this many times its own 10th percentile over the "
+        "last 5 minutes (and 1 % of the QRS amplitude): muscle artefact. Clean MIT-BIH "
+        "seconds pass 3.5 in about 0.5 % of seconds.",
+    )
     vt_beats: int = Field(
         6,
         ge=3,
