@@ -16,6 +16,7 @@ from roommon.ecg.offline import detect_samples, match_beats
 from roommon.ecg.reference import Reference, read_reference
 from roommon.records.physionet import read_channel
 from roommon.testing.ecg_replay import EcgRoomRun, replay_ecg_through_room
+from tests.ecg_signals import pacer_pulse
 from tests.physionet_fixtures import physionet_record
 
 pytestmark = pytest.mark.physionet
@@ -195,6 +196,39 @@ async def test_muscle_noise_at_6_and_0_db_shows_no_wrong_rate(record: str, snr_d
     assert None in run.shown_rate[62:149]
     for code in ("ecg.vf", "ecg.vt", "ecg.asystole", "ecg.brady", "ecg.tachy"):
         assert not ever(run, code), code
+
+
+async def test_pacing_without_capture_is_asystole_not_a_rate() -> None:
+    # mitdb 107 (paced throughout) for 40 s, then capture is lost: the pacemaker goes
+    # on firing at the patient's paced rate into a heart that no longer answers (a
+    # quiet baseline, as in the asystole test). Its pulses (4 mV x 0.5 ms with their
+    # recharge, as the sampler sees them) are not beats.
+    x, fs, ref = excerpt("mitdb", "107", 0.0, 39.5)
+    rng = np.random.default_rng(5)
+    quiet = x[-1] + np.round(rng.normal(0.0, 0.002, round(20 * fs)) / 0.005) * 0.005
+    beats = ref.beats[ref.beats < x.shape[0]]
+    paced_rr = float(np.median(np.diff(beats))) / fs
+    y = np.concatenate((x, quiet))
+    t = beats[-1] / fs + paced_rr
+    k = 0
+    while t < y.shape[0] / fs - 0.1:
+        i = round(t * fs)
+        p = pacer_pulse(fs, phase=(0.37 * k) % 1.0)
+        y[i : i + p.shape[0]] += p
+        t += paced_rr
+        k += 1
+    run = await replay_ecg_through_room(y, fs=fs)
+    raised = run.raised("ecg.asystole")
+    assert raised
+    assert 4.0 <= raised[0] - beats[-1] / fs <= 5.0
+    assert not any(c == "ecg.asystole" and tr == "cleared" for _, c, tr in run.events)
+    assert run.rhythm[-1] == "asystole"
+    assert run.shown_rate[-1] == 0.0
+    # Where the front end is said to remove pacer pulses and does not, they are beats:
+    # the setting is what makes the difference.
+    unfiltered = await replay_ecg_through_room(y, fs=fs, checks={"pacer_rejection": False})
+    assert unfiltered.shown_rate[-1] is not None
+    assert unfiltered.shown_rate[-1] > 30.0
 
 
 @pytest.mark.parametrize("record", ["102", "104", "107", "217"])

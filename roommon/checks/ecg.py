@@ -88,6 +88,8 @@ from roommon.core.log import get_logger
 from roommon.core.model import FloatArray, SignalKind, WaveformChunk
 from roommon.ecg.beats import BeatClassifier
 from roommon.ecg.heart_rate import HeartRate
+from roommon.ecg.pacer import MIN_FS as PACER_MIN_FS
+from roommon.ecg.pacer import PacerFilter
 from roommon.ecg.qrs import QrsDetector
 from roommon.ecg.vf import VfAnalyser
 
@@ -162,6 +164,7 @@ class _FeedState:
     hf_noisy: bool = False  # the high-frequency feature alone says noisy
     hf_next_t: float = -math.inf  # when the next value joins hf_hist
     hf_floor: float = 0.0  # HF feature floor, share of the QRS amplitude at this rate
+    pacer: PacerFilter | None = None  # pacer-pulse blanking (None: the front end does it)
 
 
 def _percentile(a: FloatArray, q: float) -> float:
@@ -218,9 +221,13 @@ class EcgCheck(Check, declaration=ECG):
             x_kept = np.where(finite, x, np.nan)
         else:
             x_kept = x
-        beats = st.detector.process(x)
+        # Pacer pulses blanked (the same sample indices, a few samples later).
+        xd = x_kept if st.pacer is None else st.pacer.process(x_kept)
+        beats = st.detector.process(xd)
         if self.beat_log is not None and beats.shape[0]:
             self.beat_log.setdefault(chunk.feed, []).append(st.t_base + beats / st.fs)
+        # The VF analysis keeps the raw signal: its windows end at fixed sample
+        # positions, and a delayed input would analyse each a chunk later.
         st.vf.process(x if x_kept is x else np.where(finite, x, 0.0))
         st.t_end = t_end
         self._keep_recent(st, x_kept, st.detector.last_deriv)
@@ -284,6 +291,9 @@ class EcgCheck(Check, declaration=ECG):
             if self.cfg.vt_bpm < rate < VT_MAX_BPM:
                 st.vt_since_beat = t
 
+    def _pacer(self, fs: float) -> PacerFilter | None:
+        return PacerFilter(fs=fs) if self.cfg.pacer_rejection and fs >= PACER_MIN_FS else None
+
     def _new_state(self, chunk: WaveformChunk) -> _FeedState:
         fs = chunk.fs
         st = _FeedState(
@@ -297,7 +307,8 @@ class EcgCheck(Check, declaration=ECG):
         st.keep_n = round(2.0 * fs)
         st.noise_n = round(1.5 * fs)
         st.hf_floor = HF_FLOOR * (HF_FLOOR_FS / fs) ** 2
-        st.latency_s = st.detector.latency_s
+        st.pacer = self._pacer(fs)
+        st.latency_s = st.detector.latency_s + (st.pacer.delay / fs if st.pacer else 0.0)
         st.t_base = chunk.t0
         st.readable_since = chunk.t0
         self._state[chunk.feed] = st
@@ -319,6 +330,7 @@ class EcgCheck(Check, declaration=ECG):
             missing_s=chunk.t0 - st.t_end,
         )
         st.detector = QrsDetector(fs=st.fs)
+        st.pacer = self._pacer(st.fs)
         st.vf = VfAnalyser(fs=st.fs)
         st.classifier = BeatClassifier(fs=st.fs)
         st.vent_run.clear()

@@ -63,6 +63,15 @@ class EcgSettings(CheckSettings):
         "last 5 minutes (and 1 % of the QRS amplitude): muscle artefact. Clean MIT-BIH "
         "seconds pass 3.5 in about 0.5 % of seconds.",
     )
+    pacer_rejection: bool = Field(
+        True,
+        description="Find pacemaker pulses in the EKG (one or two samples far off the line "
+        "through their neighbours, at most 4 ms wide) and blank them before QRS "
+        "detection, so that pacing without capture is asystole, not a rate, and a "
+        "pacemaker's pulse is never a beat of its own. Only at 300 Hz and above (below, "
+        "a pulse cannot be told from a sharp R wave: the front end must remove them); "
+        "turn off where the front end removes pacer pulses itself.",
+    )
     vt_beats: int = Field(
         6,
         ge=3,
