@@ -56,12 +56,12 @@ class EcgSettings(CheckSettings):
         "complexes (the shared PhysioNet records stay below 0.095).",
     )
     noise_hf_ratio: float = Field(
-        3.5,
+        3.0,
         gt=1,
         description="Noise also when the high-frequency content (median absolute second "
         "difference over 2 s) exceeds this many times its own 10th percentile over the "
-        "last 5 minutes (and 1 % of the QRS amplitude): muscle artefact. Clean MIT-BIH "
-        "seconds pass 3.5 in about 0.5 % of seconds.",
+        "last 5 minutes (and 1 % of the QRS amplitude at 360 Hz): muscle artefact. Clean "
+        "MIT-BIH seconds pass 3 in about 0.4 % of seconds.",
     )
     pacer_rejection: bool = Field(
         True,
