@@ -38,6 +38,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/scenarios.py
 	$(BIN)/python bench/display.py
 	$(BIN)/python bench/record_replay.py
+	$(BIN)/python bench/record_spo2.py
+	$(BIN)/python bench/ops_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

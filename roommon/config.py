@@ -64,6 +64,16 @@ class DaemonConfig(_Section):
     )
 
 
+class MetricsConfig(_Section):
+    """The operations endpoint: Prometheus metrics on ``/metrics``, health on ``/healthz``
+    (docs/operations.md). Off by default; keep it on loopback and let a local Prometheus
+    or a reverse proxy reach it: it has no authentication."""
+
+    enabled: bool = Field(default=False, description="Serve /metrics and /healthz.")
+    host: str = Field(default="127.0.0.1", description="Address to listen on (loopback).")
+    port: int = Field(default=9464, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+
+
 class SerialPortConfig(_Section):
     """One RS-232 port. Feeds of one room that name the same port share it: a
     pulse oximeter sends its pleth waveform and its SpO2 numerics on one cable,
@@ -71,10 +81,10 @@ class SerialPortConfig(_Section):
 
     port: str = Field(description="Serial device path; prefer /dev/serial/by-id/... names.")
     protocol: str = Field(description="Driver name: masimo_ascii, nonin_fmt2, roommon_line.")
-    baudrate: int = Field(default=9600, gt=0, le=4_000_000)
-    bytesize: Literal[7, 8] = 8
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
+    baudrate: int = Field(default=9600, gt=0, le=4_000_000, description="Line speed, bit/s.")
+    bytesize: Literal[7, 8] = Field(default=8, description="Data bits.")
+    parity: Literal["N", "E", "O"] = Field(default="N", description="None, even or odd.")
+    stopbits: Literal[1, 2] = Field(default=1, description="Stop bits.")
     device_id: str | None = Field(
         default=None, description="roommon_line only: accept frames of this device id only."
     )
@@ -196,7 +206,9 @@ class RoomConfig(_Section):
     alarms: dict[str, AlarmOverride] = Field(
         default_factory=dict, description="Overrides of alarm defaults by condition code."
     )
-    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    escalation: EscalationConfig = Field(
+        default_factory=EscalationConfig, description="Who is told of the room's alarms."
+    )
     audio_pause_s: float = Field(
         default=120.0, gt=0, le=900, description="Audio pause length (IEC 60601-1-8 typical 2 min)."
     )
@@ -239,12 +251,15 @@ class RoomConfig(_Section):
 
 
 class Config(_Section):
-    site: SiteConfig
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)
-    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
-    rooms: dict[Identifier, RoomConfig]
+    site: SiteConfig = Field(description="Who this daemon is.")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig, description="The MQTT broker.")
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="The daemon itself.")
+    rooms: dict[Identifier, RoomConfig] = Field(description="Procedure rooms by room id.")
     hl7: Hl7Config | None = Field(
         default=None, description="HL7 v2 (IHE PCD-01/PCD-04) over MLLP; docs/hl7.md."
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Metrics and health over HTTP."
     )
 
     @model_validator(mode="after")

@@ -49,6 +49,9 @@ class RoomSimulator:
     _ecg_seq: int = 0
     _done: int = 0
     events: list[str] = field(default_factory=list)  # labels of actions played, for display
+    #: Operator commands (``cement_mixed``...) the script asked for and nobody sent yet:
+    #: the runner sends them as the room's operator would (see :meth:`take_commands`).
+    commands: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, feed in self.config.feeds.items():
@@ -89,6 +92,11 @@ class RoomSimulator:
         if self.ecg is not None and self.pleth is not None:
             self.pleth.set_rate(self.ecg.rate_bpm)  # one heart: pulse and EKG rate agree
         self.script.sort(key=lambda a: a.at_s)
+
+    def take_commands(self) -> list[str]:
+        """The operator commands due since the last call (actions of ``wire.commands``)."""
+        due, self.commands = self.commands, []
+        return due
 
     def step(self, seconds: float = 1.0) -> list[Sample]:
         """Play due script actions, then produce the next ``seconds`` of every feed."""
@@ -133,8 +141,19 @@ class RoomSimulator:
         return [replace(s, origin=DataOrigin.SIMULATED) for s in out]
 
 
+def operator(action: str) -> Callable[[RoomSimulator], None]:
+    """A script step that has the room's operator send a command (e.g. ``cement_mixed``)."""
+    return lambda r: r.commands.append(action)
+
+
 def kyphoplasty_script() -> list[Action]:
-    """Ten minutes of a single-level kyphoplasty (cement mixed at 5 s) with things going wrong."""
+    """Ten minutes of a single-level kyphoplasty with things going wrong.
+
+    The operator presses "cement mixed" at 5 s. One injection, as the cement check
+    counts it: its pauses (10 s, then 50 s to reload the cannula) are shorter than
+    the check's ``end_after_s`` (60 s), so the check reports its end a minute after
+    the last push, and the recovery timer starts back-dated to that push.
+    """
 
     def desat(v: float) -> Callable[[RoomSimulator], None]:
         return lambda r: r.pleth.set_spo2(v) if r.pleth else None
@@ -181,13 +200,16 @@ def kyphoplasty_script() -> list[Action]:
     return [
         Action(100, "patient desaturates to 86 %", desat(86.0)),
         Action(142, "SpO2 recovers", desat(97.0)),
-        Action(250, "cement injection 1 starts", inject),
+        Action(5, "operator presses 'cement mixed'", operator("cement_mixed")),
+        Action(250, "cement injection starts", inject),
         Action(280, "injection paused", pause),
         Action(290, "injection resumes", inject),
-        Action(320, "injection 1 ends", pause),
-        Action(370, "cement injection 2 starts", inject),
+        Action(320, "injection paused to reload the cannula", pause),
+        Action(370, "injection resumes", inject),
         Action(385, "pressure spike on the injector", spike),
-        Action(410, "injection 2 ends", pause),
+        Action(
+            410, "injection ends (the check marks its end after 60 s without pressure)", pause
+        ),
         Action(440, "sinus tachycardia 150 bpm", hr(150.0)),
         Action(470, "heart rate settles at 78 bpm", hr(78.0)),
         Action(480, "SpO2 probe falls off", probe(False)),

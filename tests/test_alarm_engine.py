@@ -304,3 +304,20 @@ def test_latched_alarm_returns_to_active_when_condition_comes_back() -> None:
     assert transitions(out) == [("cement.sudden_drop", "raised")]
     assert len(e.alarms()) == 1
     assert e.alarms()[0].state == "active"
+
+
+def test_high_priority_alarms_raised_or_escalated_are_logged_as_warnings() -> None:
+    from roommon.testing.logs import capture_logs
+
+    e = engine(escalation=ESCALATION)
+    with capture_logs() as logs:
+        e.report(rep(ASYS, True, T0, feed="ekg"), T0)
+        e.tick(T0 + 20)  # escalated
+        e.report(rep(PROBE, True, T0 + 21), T0 + 21)
+        e.acknowledge(e.alarms()[0].alarm_id, T0 + 30, actor="dr-b")
+    levels = {(x["event"], x["code"]): x["log_level"] for x in logs.entries if "code" in x
+              and x["event"].startswith("alarm_")}
+    assert levels[("alarm_raised", "ecg.asystole")] == "warning"
+    assert levels[("alarm_escalated", "ecg.asystole")] == "warning"
+    assert levels[("alarm_acknowledged", "ecg.asystole")] == "info"
+    assert levels[("alarm_raised", "spo2.probe_off")] == "info"

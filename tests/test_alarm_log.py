@@ -51,7 +51,7 @@ def record_hour(db: Path) -> None:
         keep(rep(PROBE, True, start))
         keep(rep(PROBE, False, start + 4))
     keep(rep(PROBE, True, 3599.0))  # the hour ends with one still active
-    store.close()
+    store.close(release_seqs=True)  # as the daemon's clean shutdown does
 
 
 def test_burden_figures(tmp_path: Path) -> None:
@@ -140,3 +140,56 @@ async def test_alarms_left_open_by_a_previous_run_are_closed_at_start(tmp_path: 
     assert (again.transition, again.seq) == ("raised", 3)
     assert again.alarm_id != old.alarm_id
     assert [e.seq for e in logged] == [1, 2, 3]
+
+
+def test_alarms_table_columns_values_origin_filter_zone_and_short_spans(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from roommon.core.model import DataOrigin
+
+    cfg = parse_config(
+        {"site": {"id": "s"}, "rooms": {"r1": {"feeds": {"spo2": {"kind": "spo2"}}}}}
+    )
+    db = tmp_path / "roommon.sqlite3"
+    store = AlarmStore(db)
+    e = RoomAlarms(site="s", room="r1", config=cfg.rooms["r1"], next_seq=store.next_seq("r1"))
+    for t, origin in ((0.0, DataOrigin.LIVE), (40.0, DataOrigin.SIMULATED)):
+        r = ConditionReport(room="r1", feed="spo2", check="spo2", spec=DESAT, active=True,
+                            t=T0 + t, value=86.8733, limit=90.0, origin=origin)
+        store.record([o.event for o in e.report(r, T0 + t) + e.tick(T0 + t + 15)], [])
+        off = ConditionReport(room="r1", feed="spo2", check="spo2", spec=DESAT, active=False,
+                              t=T0 + t + 20, origin=origin)
+        store.record([o.event for o in e.report(off, T0 + t + 20) + e.tick(T0 + t + 20)], [])
+    store.close()
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        assert main(["alarms", "--db", str(db)]) == 0
+        local = capsys.readouterr().out
+        assert main(["alarms", "--db", str(db), "--utc", "--origin", "live"]) == 0
+        utc = capsys.readouterr().out
+        assert main(["alarms", "--db", str(db), "--origin", "replayed"]) == 0
+        nothing = capsys.readouterr().out
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert "time (CET)" in local
+    assert "2026-01-01 01:00:15" in local  # T0 + 15 s, UTC+1
+    assert "time (UTC)" in utc
+    assert "2026-01-01 00:00:15" in utc
+    rows = [line for line in local.splitlines() if " raised " in line]
+    assert len(rows) == 2
+    assert all("87 mmHg" not in r and "87 %" in r and "90 %" in r for r in rows)
+    assert {"live", "simulated"} <= {w for r in rows for w in r.split()}
+    assert sum(" raised " in line for line in utc.splitlines()) == 1  # only the live one
+    assert "simulated" not in utc.split("Alarm burden")[0]
+    # Every line of the table is as wide as its header: the time column fits its stamps.
+    table = [line for line in local.split("Alarm burden")[0].splitlines() if "│" in line]
+    assert len({len(line.rstrip()) for line in table}) == 1
+    # A minute of alarms is not turned into a rate per hour.
+    assert "too short for a rate" in local
+    assert "/h" not in local
+    assert nothing.strip() == "no alarms (replayed)"

@@ -162,3 +162,17 @@ def test_a_relative_state_dir_is_relative_to_the_config_file(
     assert load_config(relative).daemon.state_dir == folder / "state"
     assert load_config(default).daemon.state_dir == folder / "var"
     assert load_config("etc/rel.toml").daemon.state_dir == folder / "state"
+
+
+def test_checks_with_config_shows_each_rooms_checks_as_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "room.toml"
+    f.write_text(GOOD + "[rooms.r1.checks.ecg]\nasystole_s = 6.0\n")
+    assert main(["checks", "--config", str(f)]) == 0
+    out = capsys.readouterr().out.split(f"As configured in {f}:")[1]
+    assert "Room r1:" in out
+    assert "[ecg]  feeds: ekg" in out
+    assert "asystole_s = 6.0   (set in the config; default 4.0)" in out
+    (tmp_path / "bad.toml").write_text("[site]\n")
+    assert main(["checks", "--config", str(tmp_path / "bad.toml")]) == 2

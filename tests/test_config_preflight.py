@@ -21,6 +21,7 @@ from roommon.config import load_config, parse_config
 from roommon.runtime.preflight import preflight_problems, room_condition_codes
 from roommon.testing import MosquittoBroker
 from roommon.testing.broker import free_port
+from roommon.testing.pki import issue, make_ca
 from roommon.transports.broker import BrokerEndpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,38 +153,12 @@ def test_the_example_config_needs_its_credential_variables(
 # --------------------------------------------------------------------------- TLS
 
 
-def openssl(*args: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
-
-
-#: A new EC P-256 key, unencrypted: fast to make, and what a small broker setup uses.
-NEW_KEY = ("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-
-
-def make_ca(d: Path, name: str) -> tuple[Path, Path]:
-    cert, key = d / f"{name}.pem", d / f"{name}.key"
-    openssl(*NEW_KEY, "-x509", "-days", "2", "-keyout", key, "-out", cert, "-subj", f"/CN={name}")
-    return cert, key
-
-
-def issue(d: Path, ca: tuple[Path, Path], name: str, *, ip: bool = False) -> tuple[Path, Path]:
-    cert, key = d / f"{name}.pem", d / f"{name}.key"
-    csr, ext = d / f"{name}.csr", d / f"{name}.ext"
-    openssl(*NEW_KEY, "-keyout", key, "-out", csr, "-subj", f"/CN={'127.0.0.1' if ip else name}")
-    ext.write_text("subjectAltName=IP:127.0.0.1\n" if ip else "basicConstraints=CA:FALSE\n")
-    openssl(
-        "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-        "-days", "2", "-out", cert, "-extfile", ext,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("pki")
     ca = make_ca(d, "ca")
     other_ca = make_ca(d, "other")
-    server = issue(d, ca, "server", ip=True)
+    server = issue(d, ca, "server", ip="127.0.0.1")
     client = issue(d, ca, "client")
     garbled = d / "garbled.pem"
     garbled.write_text(
@@ -192,12 +167,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     text = d / "notes.txt"
     text.write_text("this is no certificate\n")
     return {
-        "ca": ca[0],
-        "server": server[0],
-        "server_key": server[1],
-        "client": client[0],
-        "client_key": client[1],
-        "other_key": other_ca[1],
+        "ca": ca.cert,
+        "server": server.cert,
+        "server_key": server.key,
+        "client": client.cert,
+        "client_key": client.key,
+        "other_key": other_ca.key,
         "garbled": garbled,
         "text": text,
     }

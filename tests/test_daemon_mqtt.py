@@ -205,11 +205,11 @@ async def test_bad_payloads_are_rejected_counted_and_the_feed_goes_on(
     assert any(a["code"] == "feed.bad_payload" for a in state["alarms"])
 
 
-def run_daemon_process(config_path: Path) -> subprocess.Popen[bytes]:
+def run_daemon_process(config_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with (config_path.parent / "daemon.log").open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "roommon", "run", "--config", str(config_path)],
+            [sys.executable, "-m", "roommon", "run", "--config", str(config_path), *extra],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -281,3 +281,21 @@ async def test_heartbeat_refreshes_the_retained_status_on_the_daemon_clock(
     assert all(b - a == pytest.approx(1.0) for a, b in itertools.pairwise(beats))
     for m in msgs:
         validate("status", m.json())
+
+
+async def test_run_broker_option_takes_the_place_of_the_configs_broker(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    from roommon.testing import free_port
+
+    config = write_config(tmp_path, free_port())  # the config's broker: nothing listens there
+    proc = run_daemon_process(config, "--broker", broker.url)
+    try:
+        async with MqttCollector(broker.port, [f"roommon/v1/{SITE}/status/main"]) as c:
+            await c.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms), within=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, (tmp_path / "daemon.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 
 import numpy as np
 import pytest
@@ -94,14 +95,38 @@ def test_robust_rate_is_not_moved_by_one_false_beat() -> None:
 @pytest.mark.physionet
 def test_ecg_beats_cli(capsys: pytest.CaptureFixture[str]) -> None:
     path = physionet_record("mitdb", "100")
-    assert main(["ecg-beats", str(path), "--chunk-seconds", "0.5"]) == 0
+    assert main(["ecg-beats", str(path), "--chunk-seconds", "0.5", "--samples"]) == 0
     printed = [int(line) for line in capsys.readouterr().out.split()]
     assert printed == detect_record(path, chunk_seconds=0.5).tolist()
     assert len(printed) > 2200
     parser = argparse.ArgumentParser(prog="roommon")
     add_parser(parser.add_subparsers())
-    args = parser.parse_args(["ecg-beats", str(path), "--channel", "1"])
+    args = parser.parse_args(["ecg-beats", str(path), "--channel", "1", "--samples"])
     out = io.StringIO()
     assert args.func(args, out=out) == 0
     assert len(out.getvalue().split()) > 2200
     assert main(["ecg-beats", "/nonexistent/record"]) == 1
+
+
+@pytest.mark.physionet
+@pytest.mark.parametrize("suffix", ["", ".dat", ".hea"])
+def test_ecg_beats_table_with_rr_rate_and_se_p(
+    capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    """With or without the extension; with 100.atr beside the record, Se and +P."""
+    path = physionet_record("mitdb", "100")
+    assert main(["ecg-beats", f"{path}{suffix}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["beat", "sample", "time", "RR", "(s)", "HR", "(bpm)"]
+    beats = detect_record(path).tolist()
+    first, second = lines[1].split(), lines[2].split()
+    assert first == ["1", str(beats[0]), f"0:00:00.{round(beats[0] / 360 * 1000):03d}", "-", "-"]
+    rr = (beats[1] - beats[0]) / 360
+    assert second[3] == f"{rr:.3f}"
+    assert second[4] == f"{60 / rr:.0f}"
+    assert lines[-2].startswith(f"{len(beats)} beats in 0:30:06 (360 Hz)")
+    assert re.fullmatch(
+        r"against 100\.atr \(\d+ reference beats, ±150 ms\): Se 99\.\d\d % "
+        r"\(TP \d+, FN \d+\), \+P \d+\.\d\d % \(FP \d+\)",
+        lines[-1],
+    ), lines[-1]

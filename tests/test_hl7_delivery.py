@@ -394,3 +394,34 @@ async def test_a_failing_delivery_task_is_a_technical_alarm_and_restarts(tmp_pat
             await until(clock, lambda: "hl7.failed" not in active_codes(daemon, clock))
             assert not out.failures
     assert peer.messages  # the raised alarm (and the hl7.failed ones) went out after all
+
+
+async def test_a_queue_that_cannot_be_written_holds_its_messages_in_order_as_an_alarm(
+    tmp_path: Path,
+) -> None:
+    """The HL7 queue's store refusing writes (a full disk) must not end the daemon: the
+    messages wait in memory, in order, hl7.failed says so, and they all go out, in order,
+    once the store takes writes again."""
+    clock = VirtualClock()
+    peer = MllpPeer()
+    await peer.start()
+    try:
+        async with running(config(peer.port, tmp_path / "state"), clock) as (daemon, out):
+            room = Room(daemon, clock)
+            room.alarms(2)
+            await until(clock, lambda: out.queue.pending_count() == 0)
+            out.queue._db.execute("PRAGMA query_only = ON")  # real SQLite refusing writes
+            room.alarms(6)  # the room goes on
+            await until(clock, lambda: "hl7.failed" in active_codes(daemon, clock))
+            assert out.counters["queue_write_failed"] >= 1
+            assert "queue" in out.failures
+            out.queue._db.execute("PRAGMA query_only = OFF")  # space again
+            await until(clock, lambda: not out.failures and out.queue.pending_count() == 0)
+            await until(clock, lambda: "hl7.failed" not in active_codes(daemon, clock))
+            await until(clock, lambda: out.queue.pending_count() == 0)
+            queued = out.counters["queued_pcd01"] + out.counters["queued_pcd04"]
+    finally:
+        await peer.stop()
+    ids = list(dict.fromkeys(number(c) for c in peer.control_ids()))
+    assert ids == list(range(1, queued + 1))  # every message, in order
+    assert queued >= 8  # the 8 alarm transitions, and the hl7.failed ones

@@ -1,10 +1,21 @@
 """HL7 message builders against golden messages, field by field.
 
 The golden files (tests/golden/*.hl7, one segment per line) were reviewed
-field by field against the IHE PCD Technical Framework Vol. 2 (PCD-01,
-appendix B common segments) and the ACM profile (PCD-04); the assertions
-below name what each field must be and why. A change to a builder that
-changes a message fails here until the golden file is reviewed again.
+field by field; the comment on each assertion says where the field's value
+comes from, with these tags (docs/hl7.md, "What was checked", says what each
+source is and what could not be read):
+
+- [ACM 3.Z.7]: the IHE PCD ACM supplement, Rev. 1.3 (2012-08-16), section
+  3.Z.7 (facets told apart by OBX-4; priority and source only in facet 1's
+  OBX-8; the event phase and alarm state facets).
+- [EX]: what the public IHE PCD example messages that could be read agree on
+  (vendor data-export guides, Connectathon-style examples); the Technical
+  Framework table itself could not be read here.
+- [HL7]: the HL7 v2.6 base standard, checked by hl7apy (validate_v26).
+- [RMN]: roommon's own choice where the sources leave it open.
+
+A change to a builder that changes a message fails here until the golden
+file is reviewed again.
 """
 
 from __future__ import annotations
@@ -114,53 +125,57 @@ def test_pcd01_vitals_report_golden_and_field_by_field() -> None:
         start=T + 60,
     )
     golden("pcd01_vitals.hl7", text)
-    validate_v26(text)
+    validate_v26(text)  # [HL7] structure, data types, required fields
     msh = fields(text, "MSH")
-    assert msh[1] == "^~\\&"  # MSH-2 encoding characters
-    assert msh[2] == "ROOMMON^0012AB34CD56EF78^EUI-64"  # MSH-3 HD with the device EUI-64
-    assert msh[3] == "HOSP_A"  # MSH-4 sending facility
-    assert msh[6] == "20260101000100.000+0000"  # MSH-7 with the time zone PCD requires
-    assert msh[8] == "ORU^R01^ORU_R01"  # MSH-9 message code ^ trigger ^ structure
-    assert msh[9] == "main-41"  # MSH-10 control id (the ACK's MSA-2)
-    assert (msh[10], msh[11]) == ("P", "2.6")  # MSH-11 processing id, MSH-12 version
-    assert (msh[14], msh[15]) == ("AL", "NE")  # MSH-15/16: accept ACK always, app ACK never
-    assert msh[17] == "UNICODE UTF-8"  # MSH-18
-    assert msh[20] == "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"  # MSH-21
-    assert fields(text, "PID")[3] == "MRN-000123^^^HOSP_A^MR"  # PID-3 CX: id^^^authority^type
-    assert fields(text, "PID")[5] == "^^^^^^U"  # PID-5: name unknown to a monitor (type U)
-    assert fields(text, "PV1")[2] == "I"  # PV1-2 patient class
-    assert fields(text, "PV1")[3] == "OR^KYPHO1^1^HOSP_A"  # PV1-3 point of care^room^bed^fac.
+    assert msh[1] == "^~\\&"  # MSH-2 encoding characters [HL7]
+    assert msh[2] == "ROOMMON^0012AB34CD56EF78^EUI-64"  # MSH-3 HD: name^EUI-64^EUI-64 [EX]
+    assert msh[3] == "HOSP_A"  # MSH-4 sending facility [RMN: from the config]
+    assert msh[6] == "20260101000100.000+0000"  # MSH-7 with a time-zone offset [EX]
+    assert msh[8] == "ORU^R01^ORU_R01"  # MSH-9 code^trigger^structure [EX, HL7]
+    assert msh[9] == "main-41"  # MSH-10 control id, echoed in the ACK's MSA-2 [HL7]
+    assert (msh[10], msh[11]) == ("P", "2.6")  # MSH-11 processing id, MSH-12 version [EX]
+    assert (msh[14], msh[15]) == ("AL", "NE")  # MSH-15/16 original-mode ACK [EX]
+    assert msh[17] == "UNICODE UTF-8"  # MSH-18 character set [EX]
+    # MSH-21 DEC profile: every readable example carries this OID [EX]
+    assert msh[20] == "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
+    assert fields(text, "PID")[3] == "MRN-000123^^^HOSP_A^MR"  # PID-3 CX id^^^auth^type [HL7]
+    assert fields(text, "PID")[5] == "^^^^^^U"  # PID-5 name unknown to a monitor [EX]
+    assert fields(text, "PV1")[2] == "I"  # PV1-2 patient class [EX]
+    assert fields(text, "PV1")[3] == "OR^KYPHO1^1^HOSP_A"  # PV1-3 PL poc^room^bed^fac. [HL7]
     obr = fields(text, "OBR")
-    assert obr[1] == "1"  # one OBR per report
+    assert obr[1] == "1"  # one OBR per report [RMN]
+    # OBR-2/OBR-3 EI: id^application^EUI-64^EUI-64 [EX]
     assert obr[2] == obr[3] == "r1-1767225660000-1^ROOMMON^0012AB34CD56EF78^EUI-64"
-    assert obr[4] == "182777000^monitoring of patient^SCT"  # OBR-4, as the DEC examples
-    assert obr[7] == "20260101000100.000+0000"  # OBR-7 observation time
+    assert obr[4] == "182777000^monitoring of patient^SCT"  # OBR-4 [EX]
+    assert obr[7] == "20260101000100.000+0000"  # OBR-7 observation time [HL7]
     obx = [s.split("|") for s in text.split("\r") if s.startswith("OBX|")]
-    assert [o[1] for o in obx] == [str(i) for i in range(1, len(obx) + 1)]  # OBX-1 set ids
+    assert [o[1] for o in obx] == [str(i) for i in range(1, len(obx) + 1)]  # OBX-1 [HL7]
     mds = obx[0]
-    assert mds[3] == "69798^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC"
-    assert mds[4] == "1.0.0.0"
+    # the device (MDS) first, no value, OBX-11 X; 69965 in every example read [EX]
+    assert mds[3] == "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC"
+    assert mds[4] == "1.0.0.0"  # OBX-4 of the MDS itself [EX]
     assert mds[11] == "X"
     assert not mds[2]
     hr = obx[1]
     assert hr[2:7] == [
-        "NM",
-        "147842^MDC_ECG_HEART_RATE^MDC",
-        "1.1.1.1",  # OBX-4: MDS.VMD.channel.metric
+        "NM",  # OBX-2 [HL7]
+        "147842^MDC_ECG_HEART_RATE^MDC",  # OBX-3 MDC code^reference id^MDC [EX]
+        "1.1.1.1",  # OBX-4 MDS.VMD.channel.metric [EX]; the ordinals are roommon's [RMN]
         "71.5",
-        "264864^MDC_DIM_BEAT_PER_MIN^MDC^/min^/min^UCUM",  # OBX-6 MDC unit + UCUM alternate
+        "264864^MDC_DIM_BEAT_PER_MIN^MDC^/min^/min^UCUM",  # OBX-6 MDC unit, UCUM alt. [EX]
     ]
-    assert hr[11] == "R"
-    assert hr[14] == "20260101000059.000+0000"
-    assert hr[18] == "0012AB34CD56EF78^^0012AB34CD56EF78^EUI-64"  # OBX-18 equipment
+    assert hr[11] == "R"  # OBX-11 [HL7 table 0085]
+    assert hr[14] == "20260101000059.000+0000"  # OBX-14 the value's own time [RMN]
+    assert hr[18] == "0012AB34CD56EF78^^0012AB34CD56EF78^EUI-64"  # OBX-18 equipment [EX]
     spo2 = obx[2]
     assert spo2[3].startswith("150456^")
-    assert spo2[5] == ""
+    assert spo2[5] == ""  # no trustworthy value: empty OBX-5, OBX-11 X [EX]
     assert spo2[11] == "X"
     by_code = {o[3].split("^")[1]: o for o in obx}
     assert by_code["MDC_PRESS_BLD_NONINV_MEAN"][5] == "92.333"
     assert by_code["MDC_PRESS_BLD_NONINV_SYS"][6].startswith("266016^MDC_DIM_MMHG^MDC^mm[Hg]")
     cement = by_code["cement injection peak pressure"]
+    # no MDC term: a local code in a 99zzz system [HL7 table 0396, RMN]
     assert cement[3] == "RMN_CEMENT_INJ_PRESS_PEAK^cement injection peak pressure^99RMN"
     assert cement[5] == "1712.25"
     assert cement[6].endswith("^kPa^kPa^UCUM")
@@ -173,41 +188,89 @@ def test_pcd01_vitals_report_golden_and_field_by_field() -> None:
 def test_pcd04_raised_alarm_golden_and_field_by_field() -> None:
     text = pcd04.build(ENV, RAISED, CodesTable())
     golden("pcd04_raised.hl7", text)
-    validate_v26(text)
+    validate_v26(text)  # [HL7], against ORU_R01's groups (v2.6 has no ORU_R40 structure)
     msh = fields(text, "MSH")
-    assert msh[8] == "ORU^R40^ORU_R40"  # ACM: Report Alert
+    assert msh[8] == "ORU^R40^ORU_R40"  # MSH-9 Report Alert [EX]
+    # MSH-21 ACM profile; the examples read disagree on a trailing ".1" (docs/hl7.md) [EX]
     assert msh[20] == "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO"
     obr = fields(text, "OBR")
-    assert obr[2].startswith("ev-0001^")  # OBR-2: this event
-    assert obr[3].startswith("al-0042^")  # OBR-3: the alarm, the same for all its events
-    assert obr[4] == "196616^MDC_EVT_ALARM^MDC"
-    assert obr[7] == "20260101000101.000+0000"
-    assert len(obr) == 8
+    assert obr[2].startswith("ev-0001^")  # OBR-2: this event [RMN]
+    assert obr[3].startswith("al-0042^")  # OBR-3: the alarm, the same for all its events [RMN]
+    assert obr[4] == "196616^MDC_EVT_ALARM^MDC"  # OBR-4 [EX]
+    assert obr[7] == "20260101000101.000+0000"  # OBR-7 the alarm's start [RMN]
+    assert len(obr) == 8  # no OBR-8 while the alarm lasts [RMN]
     obx = [s.split("|") for s in text.split("\r") if s.startswith("OBX|")]
     subs = [o[4] for o in obx]
-    # facets under the source's containment (the SpO2 metric 1.2.1.1), facet number last
-    assert subs == ["1.0.0.0"] + [f"1.2.1.1.{i}" for i in range(1, 8)]
+    # OBX-4: the source's containment (the SpO2 metric 1.2.1.1), then the facet [ACM 3.Z.7]
+    assert subs == ["1.0.0.0"] + [f"1.2.1.1.{i}" for i in range(1, 6)]
     ident = obx[1]
-    assert ident[3] == "196616^MDC_EVT_ALARM^MDC^spo2.desat^spo2.desat^99RMN"
-    assert ident[5] == "SpO2 86 % < 90 % \\F\\ 10 s"  # text escaped
-    assert ident[8] == "L~PM~SP"  # below its limit, priority medium, physiological
+    # facet 1: a value below its limit is MDC_EVT_LO_VAL_LT_LIM [EX]; roommon's code as the
+    # CWE alternate identifier [HL7 CWE.4-6, RMN]
+    assert ident[3] == "196674^MDC_EVT_LO_VAL_LT_LIM^MDC^spo2.desat^spo2.desat^99RMN"
+    assert ident[2] == "ST"
+    assert ident[5] == "SpO2 86 % < 90 % \\F\\ 10 s"  # OBX-5 the alarm text, escaped [HL7]
+    # OBX-8 of facet 1 only: below its limit, priority medium, physiological [ACM 3.Z.7, EX]
+    assert ident[8] == "L~PM~SP"
+    assert all(not o[8] for o in obx[2:])  # not repeated in the other facets [ACM 3.Z.7]
     source = obx[2]
     assert source[2:8] == [
         "NM",
-        "150456^MDC_PULS_OXIM_SAT_O2^MDC",
+        "150456^MDC_PULS_OXIM_SAT_O2^MDC",  # facet 2: the observation itself [EX]
         "1.2.1.1.2",
         "86",
         "262688^MDC_DIM_PERCENT^MDC^%^%^UCUM",
-        ">90",  # OBX-7: the limit as the range the value should be in
+        ">90",  # OBX-7: the limit as the range the value should be in [EX]
     ]
-    facets = {o[3].split("^")[1]: o[5] for o in obx[3:]}
-    assert facets == {
-        "MDC_ATTR_EVENT_PHASE": "start",
-        "MDC_ATTR_ALARM_STATE": "active",
-        "MDC_ATTR_ALARM_INACTIVATION_STATE": "enabled",
-        "MDC_ATTR_ALARM_PRIORITY": "PM",
-        "MDC_ATTR_ALERT_TYPE": "SP",
+    facets = {o[3]: (o[2], o[5]) for o in obx[3:]}
+    assert facets == {  # facet codes as the examples read agree [EX]; values [ACM 3.Z.7]
+        "68481^MDC_ATTR_EVENT_PHASE^MDC": ("ST", "start"),
+        "68482^MDC_ATTR_ALARM_STATE^MDC": ("ST", "active"),
+        "68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC": ("ST", "enabled"),
     }
+
+
+def test_acm_profile_oid_is_the_sites_choice() -> None:
+    """The examples read disagree on MSH-21.3 of PCD-04: a site sends what its engine wants."""
+    from roommon.config import parse_config
+
+    other = "1.3.6.1.4.1.19376.1.6.4.4.1"
+    env = dataclasses.replace(ENV, sender=dataclasses.replace(ENV.sender, acm_profile_oid=other))
+    text = pcd04.build(env, RAISED, CodesTable())
+    validate_v26(text)
+    assert fields(text, "MSH")[20] == f"IHE_PCD_ACM_001^IHE PCD^{other}^ISO"
+    base = {
+        "site": {"id": "s"},
+        "rooms": {"r1": {"feeds": {"spo2": {"kind": "spo2"}}}},
+        "hl7": {"receivers": {"eng": {"host": "127.0.0.1", "port": 2575}}},
+    }
+    assert parse_config(base, source="site.toml").hl7 is not None
+    base["hl7"]["acm_profile_oid"] = other  # type: ignore[index]
+    cfg = parse_config(base, source="site.toml").hl7
+    assert cfg is not None
+    assert cfg.acm_profile_oid == other
+    base["hl7"]["acm_profile_oid"] = "1.2.3"  # type: ignore[index]
+    with pytest.raises(ConfigError) as exc:
+        parse_config(base, source="site.toml")
+    assert exc.value.lines()[0].startswith("site.toml: hl7.acm_profile_oid:")
+
+
+def test_pcd04_threshold_alarm_terms() -> None:
+    """Above its limit: MDC_EVT_HI; no limit or no source observation: MDC_EVT_ALARM."""
+    high = RAISED.model_copy(
+        update={"code": "nibp.hypertension", "check": "nibp", "value": 182.0, "limit": 160.0}
+    )
+    text = pcd04.build(ENV, high, CodesTable())
+    obx = [o.split("|") for o in text.split("\r") if o[:4] == "OBX|"]
+    assert obx[1][3] == "196648^MDC_EVT_HI^MDC^nibp.hypertension^nibp.hypertension^99RMN"
+    assert obx[1][8] == "H~PM~SP"
+    assert obx[2][3].startswith("150021^MDC_PRESS_BLD_NONINV_SYS^")
+    assert obx[2][7] == "<160"
+    for update in ({"code": "ecg.asystole", "value": None, "limit": None}, {"code": "x.y"}):
+        event = RAISED.model_copy(update=update)
+        text = pcd04.build(ENV, event, CodesTable())
+        validate_v26(text)
+        ident = next(o for o in text.split("\r") if o.startswith("OBX|2|")).split("|")
+        assert ident[3].startswith("196616^MDC_EVT_ALARM^MDC^")
 
 
 @pytest.mark.parametrize(
@@ -259,9 +322,10 @@ def test_technical_alarm_names_its_feed_as_source() -> None:
     text = pcd04.build(ENV, event, CodesTable())
     validate_v26(text)
     obx = [o.split("|") for o in text.split("\r") if o.startswith("OBX|")]
-    assert [o[4] for o in obx[1:]] == [f"1.0.0.0.{i}" for i in range(1, 8)]
+    assert [o[4] for o in obx[1:]] == [f"1.0.0.0.{i}" for i in range(1, 6)]
+    assert obx[1][3] == "196616^MDC_EVT_ALARM^MDC^feed.silent^feed.silent^99RMN"
     assert obx[1][8] == "PH~ST"
-    assert obx[2][3] == "68164^MDC_ATTR_ALERT_SOURCE^MDC"
+    assert obx[2][3] == "68480^MDC_ATTR_ALERT_SOURCE^MDC"
     assert obx[2][5] == "ekg"
 
 

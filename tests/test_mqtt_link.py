@@ -48,3 +48,37 @@ async def test_alarms_go_out_ahead_of_a_backlog_of_retained_state(
     states = [m for m in got if m.topic.endswith("/state")]
     assert len(states) == BACKLOG  # coalesced: one message per room
     assert next(m.payload for m in states if m.topic == "roommon/v1/t/room0/state") == b'{"n":2}'
+
+
+async def test_a_refused_connection_is_logged_naming_the_broker(tmp_path: Path) -> None:
+    import asyncio
+
+    from roommon.testing import free_port
+    from roommon.testing.logs import capture_logs
+
+    endpoint = BrokerEndpoint(host=LOOPBACK, port=free_port())  # nothing listens there
+    store = AlarmStore(tmp_path / "roommon.sqlite3")
+    link = MqttLink(
+        endpoint=endpoint,
+        client_id="roommon-t-refused",
+        store=store,
+        clock=RealClock(),
+        subscriptions=[],
+        on_message=lambda _m: None,
+        will_topic="roommon/v1/t/status/main",
+        will_payload=b'{"status":"offline"}',
+        online=lambda: b'{"status":"online"}',
+    )
+    try:
+        with capture_logs() as logs:
+            async with link:
+                async with asyncio.timeout(10):  # bound only: the first attempt fails at once
+                    # Polls the capture, which has no event to wait on (bounded above).
+                    while not logs.named("mqtt_disconnected"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.01)
+    finally:
+        store.close()
+    entry = logs.named("mqtt_disconnected")[0]
+    assert entry["broker"] == endpoint.url == f"mqtt://{LOOPBACK}:{endpoint.port}"
+    assert entry["log_level"] == "warning"
+    assert entry["connected"] is False  # refused at connect, not a lost link

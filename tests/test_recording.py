@@ -7,6 +7,7 @@ import asyncio
 import io
 import itertools
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -426,6 +427,10 @@ async def test_record_for_seconds_stamps_the_clock_time(
     await asyncio.wait_for(holder[0].wait_for(lambda r: r.received >= 6), 10)
     await clock.advance(20.0)  # --seconds 30 elapse on the recorder's clock
     assert await asyncio.wait_for(task, 10) == 0
+    # Live counts per topic while it ran (a line every 10 s when not on a terminal).
+    assert "roommon record: 0:00:10 0 messages\n" in out.getvalue()
+    assert (f"roommon record: 0:00:20 6 messages: {ROOM}/feed/ekg 3, {ROOM}/feed/spo2 3\n"
+            in out.getvalue())
     got = read_back(out_path)
     assert {log for log, *_ in got[EKG_TOPIC]} == {round((T0 + 3610) * 1e9)}
     assert [p for _, p, _, _ in got[EKG_TOPIC]] == [round((T0 + k) * 1e9) for k in range(3)]
@@ -559,8 +564,11 @@ def test_a_signal_finishes_the_file(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, err
+    # Nothing arrived: a warning and exit 1; the file is kept, finished, with its link notes.
+    assert proc.returncode == 1, err
     assert "0 messages on 0 topics" in out
+    assert "warning: no message arrived" in err
+    assert f"{out_path} is kept" in err
     rec = open_recording(out_path)
     assert rec.complete
     assert rec.metadata["roommon.recording.end"]["messages"] == "0"
@@ -575,3 +583,62 @@ def test_record_from_a_broker_that_is_not_there_fails_and_leaves_no_file(
     assert main(argv) == 1
     assert "cannot be reached" in capsys.readouterr().err
     assert not out_path.exists()
+
+
+class Terminal(io.StringIO):
+    """Output that says it is a terminal, as a person's shell is."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_replay_on_a_terminal_shows_progress_with_simulated_time_and_eta(
+    tmp_path: Path, two_minutes: tuple[Path, float]
+) -> None:
+    path, _ = two_minutes
+    out, err = Terminal(), io.StringIO()
+    args = build_parser().parse_args(
+        ["replay", str(path), "--config", str(write_config(tmp_path, port=1))]
+    )
+    assert await replay(args, out=out, err=err) == 0, err.getvalue()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # the terminal's codes
+    assert re.search(r"replay .*100%.*simulated \d\d:\d\d:\d\d \w+ \(0:01:59 of 0:01:59\) ETA",
+                     text), text[-600:]
+    assert "ALARM RAISED" in text  # console lines scroll above the bar
+    assert "Alarm burden of this replay:" in text
+
+
+
+def test_an_empty_alarm_burden_section_says_no_alarms() -> None:
+    from roommon.cli.console import print_burden
+
+    out = io.StringIO()
+    print_burden([], hours=0.5, title="Alarm burden of this replay:", out=out)
+    assert out.getvalue() == "\nAlarm burden of this replay:\n  no alarms\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_ends_a_replay_cleanly_with_its_summary_so_far(
+    tmp_path: Path, two_minutes: tuple[Path, float], sig: signal.Signals
+) -> None:
+    path, _ = two_minutes
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roommon", "replay", str(path), "--config",
+         str(write_config(tmp_path, port=1)), "--speed", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("roommon replay: ")
+        while "EVENT" not in proc.stdout.readline():  # the replay's daemon is running
+            assert proc.poll() is None
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "interrupted; summary of the replay so far" in out
+    assert "Alarm burden of this replay:" in out

@@ -295,3 +295,23 @@ def test_event_message_ids_are_stable_and_late_flag() -> None:
     assert len({m.event_id for m in first}) == len(first)
     assert first[0].event == "check_due"
     assert first[0].late is True  # due at t0+900, noticed at t0+1000
+
+
+def test_late_only_for_deadlines_noticed_late_not_for_a_back_dated_start() -> None:
+    """The start is back-dated to the injection's end, which the cement check knows only
+    end_after_s (60 s) later: that is not "late". A deadline passed while the daemon was
+    down is."""
+    from roommon.recovery.messages import event_message
+
+    timer = RecoveryTimer(room="or1")
+    end = 1_000_000.0
+    started = timer.injection_ended(at=end, now=end + 61.0, plan=PLAN, injection=1)
+    assert [e.kind for e in started] == ["started"]
+    assert not event_message("s", "or1", started[0]).late
+    # check 1 falls due 15 min after the start; noticed on time, then one noticed 10 min late
+    on_time = timer.advance(end + 15 * 60 + 0.5)
+    assert [(e.kind, event_message("s", "or1", e).late) for e in on_time] == [
+        ("check_due", False)
+    ]
+    missed = timer.advance(end + 40 * 60)
+    assert ("check_due", True) in [(e.kind, event_message("s", "or1", e).late) for e in missed]

@@ -571,12 +571,42 @@ async def test_mqtt_minute_summaries_and_script(broker: MosquittoBroker, tmp_pat
         msgs = await c.wait_for(lambda ms: len(ms) >= 125, within=TIMEOUT)
     assert status == 0
     lines = out.splitlines()
-    assert lines[1] == "[00:01:00 simulated] sent 240 chunks, 62 readings; script: -"
+    assert lines[1] == (
+        "[00:01:00 simulated] sent 240 chunks, 62 readings; "
+        "script: operator presses 'cement mixed'"
+    )
     assert lines[2] == (
         "[00:02:00 simulated] sent 240 chunks, 61 readings; script: patient desaturates to 86 %"
     )
-    assert lines[3].endswith("125 simulated s: 500 chunks, 128 readings, 1 script actions; "
-                             "0 broker outage(s)")
+    assert lines[3].endswith("125 simulated s: 500 chunks, 128 readings, 2 script actions, "
+                             "1 operator commands; 0 broker outage(s)")
     spo2 = [m.json()["values"]["spo2"] for m in msgs]
     assert min(spo2[:99]) >= 96
     assert max(spo2[-10:]) <= 88  # the scripted desaturation reached the wire
+
+
+@pytest.mark.broker
+async def test_kyphoplasty_script_sends_cement_mixed_and_the_daemon_takes_it(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """As in the demo, the operator's "cement mixed" goes to the daemon, so the cement
+    check's working-time clock runs and cement.no_mix_time is not raised."""
+    path = write_config(
+        tmp_path, broker.port, serial_feed=False, extra="[rooms.r1.checks.cement]\n"
+    )
+    config = parse_config(tomllib.loads(path.read_text()))
+    capture = CaptureOutput()
+    async with Daemon(config=config, clock=RealClock(), extra_outputs=[capture]) as daemon:
+        assert daemon.link is not None
+        async with asyncio.timeout(TIMEOUT):
+            await daemon.link.connected.wait()
+        async with MqttCollector(broker.port, [f"roommon/v1/{SITE}/r1/command/#"]) as c:
+            status, _, err = await run(
+                "--config", str(path), "--speed", "0", "--seconds", "8", "--qos", "1"
+            )
+            assert (status, err) == (0, "")
+            msgs = await c.wait_for(lambda ms: len(ms) >= 1, within=TIMEOUT)
+        assert [m.json()["action"] for m in msgs] == ["cement_mixed"]
+        await capture.wait_for(
+            lambda cap: any(e.name == "cement.mixed" for e in cap.room_events), within=TIMEOUT
+        )

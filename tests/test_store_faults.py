@@ -29,6 +29,7 @@ from roommon.core.clock import VirtualClock
 from roommon.core.sqlite import connect
 from roommon.runtime.daemon import Daemon
 from roommon.testing import MosquittoBroker, MqttCollector, Received
+from roommon.wire.payloads import AlarmEventMessage
 
 pytestmark = pytest.mark.broker
 
@@ -180,6 +181,49 @@ def test_rows_delivered_while_not_durable_are_not_sent_again_and_order_is_kept(
     g.close()
 
 
+def event(room: str, seq: int) -> AlarmEventMessage:
+    return AlarmEventMessage(
+        event_id=f"{room}-{seq}", seq=seq, site=SITE, room=room, alarm_id=f"a-{seq}",
+        condition=f"{room}/spo2/limit.spo2_low", code="limit.spo2_low", check="numeric_limits",
+        feed="spo2", kind="physiological", priority="medium", transition="raised",
+        state="active", audible=True, escalation_level=0, origin="live", t=T0 + seq,
+        time="", since=T0 + seq,
+    )
+
+
+def test_a_crash_while_not_durable_never_gives_a_seq_twice(tmp_path: Path) -> None:
+    """Events published from memory and lost from the log by a crash keep their seqs:
+    the next start continues above the store's reservation, a gap, never a repeat."""
+    path = tmp_path / "store.sqlite3"
+    small_pages(path)
+    g = GuardedAlarmStore(AlarmStore(path))
+    assert g.next_seq("r1") == 1
+    g.record([event("r1", 1), event("r1", 2)], [])  # durable
+    fill(g.store._db)
+    g.record([event("r1", 3), event("r1", 4)], [])  # published from memory only
+    assert g.degraded
+    AlarmStore(path).close()  # a reader (roommon alarms) meanwhile gives nothing back
+    g.store._db.close()  # the daemon is killed: what memory held is gone
+    restarted = GuardedAlarmStore(AlarmStore(path))
+    assert [e.seq for e in restarted.events(room="r1")] == [1, 2]
+    assert restarted.next_seq("r1") > 4  # 3 and 4 were published: never given again
+    assert restarted.next_seq("r2") == 1  # a room with no events has nothing to skip
+    restarted.close()
+
+
+def test_a_clean_shutdown_gives_the_reserved_seqs_back(tmp_path: Path) -> None:
+    g = GuardedAlarmStore(AlarmStore(tmp_path / "store.sqlite3"))
+    g.record([event("r1", 1), event("r1", 2)], [])
+    g.close()
+    again = GuardedAlarmStore(AlarmStore(tmp_path / "store.sqlite3"))
+    assert again.next_seq("r1") == 3  # no gap after a clean stop
+    again.record([event("r1", 3)], [])
+    again.store._db.close()  # a crash (while durable) this time
+    third = GuardedAlarmStore(AlarmStore(tmp_path / "store.sqlite3"))
+    assert third.next_seq("r1") > 4  # a gap: the sign of a crash; still never a repeat
+    third.close()
+
+
 def test_a_store_opened_read_only_starts_not_durable_and_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -276,3 +320,66 @@ async def test_a_real_full_filesystem_is_store_unwritable_and_space_again_resume
     seqs = sorted(e["seq"] for e in published.values())
     assert seqs == list(range(1, len(seqs) + 1))  # none twice, none skipped
     assert logged == seqs  # what memory held while the disk was full reached the log
+
+
+async def test_a_recovery_store_that_cannot_be_written_is_an_alarm_and_the_timer_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The recovery timer's own store refusing writes: store.unwritable, the timer keeps
+    its deadlines from memory, and what it did is saved once the store takes writes."""
+    from roommon.core.events import InjectionEnded
+    from roommon.testing import CaptureOutput
+
+    cfg = parse_config(
+        {
+            "site": {"id": SITE},
+            "daemon": {"state_dir": str(tmp_path), "tick_s": 1.0},
+            "rooms": {
+                "r1": {
+                    "feeds": {"cement": {"kind": "cement_pressure", "fs": 50, "required": False}},
+                    "checks": {"cement": {}},
+                    "recovery": {
+                        "default": {
+                            "min_bed_rest_s": 60,
+                            "target_s": 120,
+                            "checks": [{"every_s": 10, "until_s": 120}],
+                            "grace_s": 5,
+                            "confirm_s": 1,
+                        }
+                    },
+                }
+            },
+        }
+    )
+    clock = VirtualClock(start=T0)
+    out = CaptureOutput()
+
+    def store_alarm(transition: str) -> list[AlarmEventMessage]:
+        return [e for e in out.events if e.code == "store.unwritable" and
+                e.transition == transition]
+
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[out]) as d:
+        recovery_db: sqlite3.Connection = d.recovery_store._db
+        recovery_db.execute("PRAGMA query_only = ON")  # real SQLite refusing every write
+        now = clock.now()
+        d.pipelines["r1"].event(
+            InjectionEnded(t=now, injection=1, started_t=now - 60, last_injecting_t=now,
+                           peak_kpa=1500.0)
+        )
+        await clock.run_for(25)
+        kinds = [m.event for m in out.timer_messages]
+        assert "started" in kinds
+        assert "check_due" in kinds
+        (raised,) = store_alarm("raised")
+        assert raised.priority == "high"
+        assert "recovery store" in raised.message
+        assert not json.loads(d.status_payload("online"))["durable"]
+        assert d.recovery_store.load("r1") is None  # nothing reached SQLite
+        recovery_db.execute("PRAGMA query_only = OFF")  # the disk has space again
+        await clock.run_for(3)
+        assert store_alarm("cleared")
+        saved = d.recovery_store.load("r1")
+        assert saved is not None
+        assert saved.seq == d.pipelines["r1"].recovery.timer.seq
+        assert len(d.recovery_store.history(room="r1", entry="event")) == saved.seq
+        assert json.loads(d.status_payload("online"))["durable"]

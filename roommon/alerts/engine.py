@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from roommon.alerts.settings import AlarmOverride, AlarmRoomSettings, EscalationConfig
+from roommon.core import units
 from roommon.core.clock import iso
 from roommon.core.conditions import AlarmKind, ConditionReport, ConditionSpec, Priority
 from roommon.core.errors import CommandError
@@ -154,7 +155,7 @@ class RoomAlarms:
                 since=a.since,
                 value=a.value,
                 limit=a.limit,
-                message=a.message,
+                message=a.message or a.spec.description,
                 origin=a.origin.value,
                 escalation_level=a.escalation_level,
             )
@@ -449,11 +450,14 @@ class RoomAlarms:
             escalation_level=alarm.escalation_level,
             value=alarm.value,
             limit=alarm.limit,
-            message=alarm.message,
+            # The check's own words when it gave any, else what the condition is: a
+            # person reading a log, a display or a page always gets text, not a code.
+            message=alarm.message or alarm.spec.description,
             origin=alarm.origin.value,
             t=now,
             time=iso(now),
             since=alarm.since,
+            since_time=iso(alarm.since),
             actor=actor,
         )
         # A high-priority alarm starting or escalating is what an operator scanning the log
@@ -469,5 +473,11 @@ class RoomAlarms:
             seq=seq,
             origin=alarm.origin.value,
             actor=actor,
+            text=event.message,
+            **{
+                name: units.alarm_value(alarm.spec.code, x)
+                for name, x in (("value", alarm.value), ("limit", alarm.limit))
+                if x is not None
+            },
         )
         return Outgoing(event)

@@ -18,7 +18,11 @@ becomes **not durable** instead of stopping the daemon:
   log with the seqs they were published with (a seq is never given twice),
   the rows not yet delivered move to the durable outbox (a row in flight may
   then be delivered twice: subscribers dedupe on ``event_id``), and the
-  store is durable again.
+  store is durable again;
+* a crash while not durable loses from the log what only memory held, but
+  not the seqs: the next start continues above the seqs the store reserved
+  (:data:`~roommon.alerts.store.SEQ_BLOCK` ahead), so subscribers see a gap,
+  never a seq given to a second event.
 
 Reads (``next_seq``, ``open_alarms``, the alarm log) go to SQLite directly:
 they work on a full disk.
@@ -202,7 +206,18 @@ class GuardedAlarmStore:
     # ------------------------------------------------------------------ reads
 
     def next_seq(self, room: str) -> int:
-        return self.store.next_seq(room)
+        seq = self.store.next_seq(room)
+        last = self.store.last_logged_seq(room)
+        if seq > last + 1:
+            log.warning(
+                "seq_continues_above_reservation",
+                room=room,
+                last_logged=last,
+                next_seq=seq,
+                why="the last run did not shut down cleanly: events after the last one logged "
+                "may have been published from memory and are not in the log",
+            )
+        return seq
 
     def open_alarms(self, room: str) -> list[AlarmEventMessage]:
         return self.store.open_alarms(room)
@@ -219,4 +234,5 @@ class GuardedAlarmStore:
         return self.store.events(room=room, since=since, priority=priority, kind=kind)
 
     def close(self) -> None:
-        self.store.close()
+        """Close; only a durable store gives back the seqs it reserved but did not use."""
+        self.store.close(release_seqs=not self.degraded)

@@ -26,11 +26,19 @@ class _Settings(BaseModel):
 class AlarmOverride(_Settings):
     """Per-room override of a condition's alarm defaults (keyed by condition code)."""
 
-    delay_s: float | None = Field(default=None, ge=0, le=300)
-    clear_delay_s: float | None = Field(default=None, ge=0, le=300)
-    latching: bool | None = None
-    priority: Literal["low", "medium", "high"] | None = None
-    enabled: bool = True
+    delay_s: float | None = Field(
+        default=None, ge=0, le=300, description="Seconds the condition lasts before it alarms."
+    )
+    clear_delay_s: float | None = Field(
+        default=None, ge=0, le=300, description="Seconds the condition is gone before it clears."
+    )
+    latching: bool | None = Field(
+        default=None, description="The alarm stays until reset after its condition ends."
+    )
+    priority: Literal["low", "medium", "high"] | None = Field(
+        default=None, description="Alarm priority instead of the condition's own."
+    )
+    enabled: bool = Field(default=True, description="false: the condition never alarms here.")
 
 
 class EscalationStep(_Settings):
@@ -44,11 +52,15 @@ class EscalationConfig(_Settings):
     notify: list[Identifier] = Field(
         default_factory=list, description="Recipients told of every new alarm of the room."
     )
-    low: list[EscalationStep] = Field(default_factory=list)
+    low: list[EscalationStep] = Field(
+        default_factory=list, description="Steps for low-priority alarms, by after_s."
+    )
     medium: list[EscalationStep] = Field(
         default_factory=list, description="e.g. [{after_s = 60, to = 'charge-nurse'}]"
     )
-    high: list[EscalationStep] = Field(default_factory=list)
+    high: list[EscalationStep] = Field(
+        default_factory=list, description="Steps for high-priority alarms, by after_s."
+    )
     route_simulated: bool = Field(
         default=False,
         description="Route alarms from simulated or replayed data to recipients (off: never).",

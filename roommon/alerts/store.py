@@ -12,6 +12,14 @@ So acknowledged rows are kept for a redelivery window, and after an
 unexpected disconnect the rows acknowledged within that window before it are
 sent again, first and in order. Subscribers dedupe on ``event_id``; the
 price of never losing an event is the occasional duplicate.
+
+A seq is never given to two events, even across a crash while the store
+could not be written (when events are published from memory before they are
+logged, :mod:`roommon.alerts.guarded_store`): every write that logs an event
+also keeps a reservation :data:`SEQ_BLOCK` seqs ahead of it, and a start after
+a run that did not shut down cleanly continues above the reservation. The
+subscribers then see a gap in ``seq``: the honest sign that events may be
+missing from the log. A clean shutdown gives the unused reservation back.
 """
 
 from __future__ import annotations
@@ -23,8 +31,15 @@ from pathlib import Path
 
 from roommon.alerts.faults import STORE_FILE as STORE_FILE
 from roommon.core.errors import StoreError
+from roommon.core.log import get_logger
 from roommon.core.sqlite import connect, transaction
 from roommon.wire.payloads import AlarmEventMessage
+
+log = get_logger(__name__)
+
+#: Seqs reserved ahead of the last one logged, per room: a daemon that cannot write its
+#: store may publish this many events of a room from memory before a seq could repeat.
+SEQ_BLOCK = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -54,6 +69,12 @@ CREATE TABLE IF NOT EXISTS alarm_log (
     PRIMARY KEY (room, seq)
 );
 CREATE INDEX IF NOT EXISTS alarm_log_t ON alarm_log (t);
+-- Per room, the highest seq this store has let the daemon use: the next start
+-- continues above it unless the last run shut down cleanly (see next_seq).
+CREATE TABLE IF NOT EXISTS seq_reserved (
+    room TEXT PRIMARY KEY,
+    upto INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS alarm_log_alarm ON alarm_log (alarm_id);
 """
 
@@ -85,9 +106,31 @@ class AlarmStore:
             # Left in place they must not count as acknowledged by this process.
             rows = self._db.execute("SELECT id FROM outbox WHERE acked_at IS NOT NULL")
             self._stale = frozenset(i for (i,) in rows.fetchall())
+        reserved = self._db.execute("SELECT room, upto FROM seq_reserved").fetchall()
+        self._reserved: dict[str, int] = {room: int(upto) for room, upto in reserved}
 
-    def close(self) -> None:
+    def close(self, *, release_seqs: bool = False) -> None:
+        """Close. The daemon's clean shutdown passes ``release_seqs=True``: it gives back the
+        seqs reserved but not used, so the next start continues right after the last event
+        logged. Readers (``roommon alarms``, the HL7 catch-up) never do: the daemon may be
+        running on the same file (see :mod:`roommon.alerts.guarded_store`)."""
+        if release_seqs:
+            try:
+                self._release_seqs()
+            except StoreError as exc:  # the next start merely continues above the reservation
+                log.warning("seq_release_failed", path=str(self.path), error=str(exc))
         self._db.close()
+
+    def _release_seqs(self) -> None:
+        with transaction(self._db) as db:
+            db.execute(
+                "UPDATE seq_reserved SET upto = COALESCE("
+                "(SELECT MAX(seq) FROM alarm_log WHERE room = seq_reserved.room), 0)"
+            )
+        self._reserved = {
+            room: int(upto)
+            for room, upto in self._db.execute("SELECT room, upto FROM seq_reserved").fetchall()
+        }
 
     # ------------------------------------------------------------------ writing
 
@@ -126,6 +169,18 @@ class AlarmStore:
                 "INSERT INTO outbox (topic, payload, qos, retain) VALUES (?,?,?,?)",
                 [(t, p, q, int(r)) for t, p, q, r in messages],
             )
+            reserve: dict[str, int] = {}
+            for e in events:
+                held = max(self._reserved.get(e.room, 0), reserve.get(e.room, 0))
+                if e.seq + SEQ_BLOCK // 2 > held:  # always at least half a block ahead
+                    reserve[e.room] = e.seq + SEQ_BLOCK
+            if reserve:  # once every SEQ_BLOCK / 2 events of a room, not once per event
+                db.executemany(
+                    "INSERT INTO seq_reserved (room, upto) VALUES (?, ?)"
+                    " ON CONFLICT (room) DO UPDATE SET upto = excluded.upto",
+                    list(reserve.items()),
+                )
+        self._reserved.update(reserve)
 
     def probe(self) -> None:
         """A write that changes nothing (the header's user_version, rewritten): raises
@@ -180,8 +235,14 @@ class AlarmStore:
     # ------------------------------------------------------------------ log
 
     def next_seq(self, room: str) -> int:
+        """The room's next seq: after its last event logged and after its reservation (which
+        a clean shutdown gave back, so only a crash leaves a gap)."""
         row = self._db.execute("SELECT MAX(seq) FROM alarm_log WHERE room = ?", (room,)).fetchone()
-        return int(row[0] or 0) + 1
+        return max(int(row[0] or 0), self._reserved.get(room, 0)) + 1
+
+    def last_logged_seq(self, room: str) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM alarm_log WHERE room = ?", (room,)).fetchone()
+        return int(row[0] or 0)
 
     def open_alarms(self, room: str) -> list[AlarmEventMessage]:
         """The last event of each alarm of ``room`` that was never cleared or reset."""

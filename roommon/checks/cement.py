@@ -49,6 +49,7 @@ from roommon.checks.declarations.cement import (
     SUDDEN_DROP,
     CementSettings,
 )
+from roommon.core import units
 from roommon.core.conditions import ConditionSpec
 from roommon.core.events import (
     CementMixed,
@@ -313,7 +314,11 @@ class CementCheck(Check, declaration=CEMENT):
             )
         )
         log.info(
-            "cement_injection_ended", room=self.room, feed=st.feed, n=st.injection, peak=st.peak
+            "cement_injection_ended",
+            room=self.room,
+            feed=st.feed,
+            n=st.injection,
+            peak=units.value(st.peak, "kPa"),
         )
 
     def _set_phase(self, st: _FeedState, phase: Phase, t: float, ctx: CheckContext) -> None:

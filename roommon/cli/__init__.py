@@ -23,6 +23,7 @@ from roommon.core.errors import ConfigError, RoommonError, UsageError
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run the daemon"),
     "check-config": ("check_config", "validate a config file"),
+    "init-config": ("init_config", "write a commented starter config"),
     "demo": ("demo", "run a simulated procedure room in-process"),
     "checks": ("checks", "list every check: feeds, alarms, settings and defaults"),
     "alarms": ("alarms", "list logged alarm events and alarm-burden figures"),
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("record", "record device feeds from the broker to an MCAP file"),
     "replay": ("replay", "replay a recording through a daemon on a virtual clock"),
     "ecg-beats": ("ecg_beats", "print the detected beats of a WFDB record"),
+    "report": ("report", "write the alarm-burden report (self-contained HTML with plots)"),
     "display": ("display", "serve the wall display and nurses' station (web)"),
     "display-user": ("display_user", "add or change a display account"),
 }

@@ -10,7 +10,9 @@ publishes everything to that broker, exactly as ``roommon run`` would.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import TextIO
 
 from roommon.cli.console import ConsoleOutput, print_burden, vitals_line
 from roommon.config import Config, parse_config
+from roommon.core import units
 from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.errors import CommandError
 from roommon.room.pipeline import RoomOutput
@@ -117,7 +120,6 @@ class DemoRun:
             seed=seed,
             script=kyphoplasty_script(),
         )
-        self.operator = {5: CommandPayload(v=1, id="mix", room="proc1", action="cement_mixed")}
         self.second = 0
         self._shown = 0
         self._broker = broker
@@ -171,15 +173,18 @@ class DemoRun:
     async def step(self) -> None:
         """One simulated second: operator, simulator, nurse, clock."""
         console, pipeline, second = self.console, self.daemon.pipelines["proc1"], self.second
-        if second in self.operator:
-            try:
-                pipeline.command(self.operator[second], client="demo-operator")
-            except CommandError as err:
-                console.line(f"COMMAND refused: {err}")
         samples = self.sim.step(1.0)
         for label in self.sim.events[self._shown :]:
             console.line(f"SCRIPT {label}")
         self._shown = len(self.sim.events)
+        for action in self.sim.take_commands():  # the operator's button, as in a real room
+            command = CommandPayload.model_validate(
+                {"v": 1, "id": f"script-{second}-{action}", "room": "proc1", "action": action}
+            )
+            try:
+                pipeline.command(command, client="demo-operator")
+            except CommandError as err:
+                console.line(f"COMMAND refused: {err}")
         for sample in samples:
             pipeline.ingest(sample)
             if self.display_output is not None:
@@ -222,7 +227,8 @@ async def run_room(
         print(
             f"roommon demo: {minutes:g} simulated minutes at {speed:g}x "
             f"({'broker ' + broker if broker else 'no broker'}); "
-            "simulated data: nothing is paged. Not a medical device.",
+            "simulated data: nothing is paged. Not a medical device. "
+            f"Times are {units.zone(RealClock().now())}.",
             file=out,
         )
         real = RealClock()
@@ -236,19 +242,67 @@ async def run_room(
                     file=out,
                     flush=True,
                 )
-            for _ in range(round(minutes * 60)):
-                await run.step()
-                if speed > 0:
-                    await real.sleep(1.0 / speed)
-            events = run.daemon.store.events()
-            if run.display is not None:
-                print(
-                    "script done; the room goes on in real time for the display (Ctrl-C ends)",
-                    file=out,
-                    flush=True,
-                )
-                while True:
+            reached = await _broker_reached(run, broker, out)
+            try:
+                for _ in range(round(minutes * 60)):
                     await run.step()
-                    await real.sleep(1.0)
+                    if speed > 0:
+                        await real.sleep(1.0 / speed)
+                if run.display is not None:
+                    print(
+                        "script done; the room goes on in real time for the display "
+                        "(Ctrl-C ends)",
+                        file=out,
+                        flush=True,
+                    )
+                    while True:
+                        await run.step()
+                        await real.sleep(1.0)
+            except asyncio.CancelledError:
+                # Ctrl-C (via cancel_on_stop): the room stops here and the burden so far is
+                # printed as at the end of a full run, not left as a traceback.
+                _uncancel()
+                print("\nroommon demo: interrupted", file=out, flush=True)
+            events = run.daemon.store.events()
+            link = run.daemon.link
+            reached = reached or (link is not None and link.connects > 0)
+            minutes = run.second / 60
         print_burden(events, hours=minutes / 60, title="Alarm burden of this run:", out=out)
+    if not reached:
+        print(
+            f"roommon demo: warning: broker {broker} was never reached: nothing was published",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     return 0
+
+
+def _uncancel() -> None:
+    """A cancellation taken as "stop here" is done with: later timeouts work as usual."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+#: How long the demo waits for its ``--broker`` before it says the broker is down.
+BROKER_WAIT_S = 3.0
+
+
+async def _broker_reached(run: DemoRun, broker: str | None, out: TextIO) -> bool:
+    """With ``--broker``: wait (on the wall clock, at most :data:`BROKER_WAIT_S`) for the
+    link, and warn when it is not up; the room runs either way. True without a broker."""
+    link = run.daemon.link
+    if broker is None or link is None:
+        return True
+    try:
+        await asyncio.wait_for(link.connected.wait(), BROKER_WAIT_S)
+    except TimeoutError:
+        print(
+            f"roommon demo: warning: broker {broker} cannot be reached; the room runs "
+            "without it and the demo will exit 1 unless it comes up",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    return True

@@ -45,7 +45,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="follow the waveforms of the rooms a page shows (default), or of every room "
         "(alarm recall for every room, more CPU)",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log level written (default info)",
+    )
     p.set_defaults(func=run)
 
 

@@ -9,7 +9,11 @@ on the ``_roommon/recorder`` channel); the file is flushed every
 :data:`~roommon.transports.mcap_files.FLUSH_S` so a killed recorder leaves a
 file readable up to the last flush, and SIGINT/SIGTERM finish it with summary
 and index. Exit: 0 done, 1 broker refused or unreachable at start, 2 bad
-usage, configuration or file.
+usage, configuration or file, or an empty recording (nothing arrived: the file is
+kept, as it holds the recorder's link notes, and a warning says so).
+
+While it runs it shows the messages recorded per topic: on a terminal a live
+table (rich), otherwise one line every :data:`LIVE_S` seconds.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Final, TextIO
 
 from roommon import __version__
 from roommon.cli.common import (
+    EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
     broker_target,
@@ -34,6 +39,7 @@ from roommon.cli.common import (
     run_until_signal,
 )
 from roommon.config import Config
+from roommon.core import units
 from roommon.core.clock import Clock, RealClock, iso
 from roommon.core.errors import UsageError
 from roommon.core.log import get_logger
@@ -48,9 +54,14 @@ log = get_logger(__name__)
 
 RECORD_DESCRIPTION: Final = (
     "Record a site's device feeds (with --all: every roommon topic of the site) from the "
-    "MQTT broker into an MCAP file, one channel per topic, until --seconds or SIGINT/SIGTERM. "
-    "Exit 0 done, 1 broker refused or unreachable at start, 2 bad usage, config or file."
+    "MQTT broker into an MCAP file, one channel per topic, until --seconds or SIGINT/SIGTERM, "
+    "showing the messages per topic as they come. Exit 0 done, 1 broker refused or "
+    "unreachable at start, or nothing recorded (the empty file is kept), 2 bad usage, "
+    "config or file."
 )
+
+#: Period of the live counts when the output is not a terminal (a log, a pipe).
+LIVE_S: Final = 10.0
 
 
 def topic_schema(topic: str, *, site: str, config: Config) -> str | None:
@@ -220,6 +231,9 @@ async def _record_into(
                 on_recorder(recorder)
             async with asyncio.TaskGroup() as tg:
                 flusher = tg.create_task(_flush_every(rec, clock), name="roommon-record-flush")
+                live = tg.create_task(
+                    _show_counts(rec, clock, out, started), name="roommon-record-live"
+                )
                 timer = None
                 if seconds is not None:
                     timer = tg.create_task(
@@ -227,6 +241,7 @@ async def _record_into(
                     )
                 await stop.wait()
                 flusher.cancel()
+                live.cancel()
                 if timer is not None:
                     timer.cancel()
     finally:
@@ -246,7 +261,53 @@ async def _record_into(
                 }
             )
             _print_record_summary(rec, recorder=recorder, took=took, out=out)
+    if rec.messages == 0:
+        print(
+            f"roommon record: warning: no message arrived on {' '.join(filters)} from "
+            f"{target.url}: nothing recorded. {rec.path} is kept (it holds the recorder's link "
+            "notes); record again with another --out or delete it.",
+            file=err,
+            flush=True,
+        )
+        return EXIT_FAILURE
     return EXIT_OK
+
+
+def _short(topic: str) -> str:
+    """A topic without the ``roommon/v1/SITE/`` everyone shares."""
+    return topic.split("/", 3)[3] if topic.count("/") >= 3 else topic
+
+
+async def _show_counts(rec: McapRecording, clock: Clock, out: TextIO, started: float) -> None:
+    """Messages per topic as they come: a live rich table on a terminal, else a line
+    every :data:`LIVE_S` seconds of the clock."""
+    if not out.isatty():
+        while True:
+            await clock.sleep(LIVE_S)
+            counts = ", ".join(f"{_short(t)} {n}" for t, n in sorted(rec.counts.items()))
+            print(
+                f"roommon record: {units.duration(clock.monotonic() - started)} "
+                f"{rec.messages} messages" + (f": {counts}" if counts else ""),
+                file=out,
+                flush=True,
+            )
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    def table() -> Table:
+        t = Table(title=f"recording {units.duration(clock.monotonic() - started)}")
+        t.add_column("topic")
+        t.add_column("messages", justify="right")
+        for topic, n in sorted(rec.counts.items()):
+            t.add_row(_short(topic), str(n))
+        t.add_row("[bold]all[/bold]", f"[bold]{rec.messages}[/bold]")
+        return t
+
+    with Live(table(), console=Console(file=out), auto_refresh=False, transient=True) as view:
+        while True:
+            await clock.sleep(1.0)
+            view.update(table(), refresh=True)
 
 
 async def _flush_every(rec: McapRecording, clock: Clock) -> None:

@@ -11,6 +11,7 @@ recording that does not fit the config.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import itertools
 import json
@@ -34,7 +35,8 @@ from roommon.cli.common import (
     run_until_signal,
 )
 from roommon.config import Config
-from roommon.core.clock import Clock, RealClock, VirtualClock, iso
+from roommon.core import units
+from roommon.core.clock import Clock, RealClock, VirtualClock
 from roommon.core.errors import UsageError
 from roommon.core.log import get_logger
 from roommon.core.logs import configure
@@ -42,9 +44,10 @@ from roommon.core.model import FloatArray
 from roommon.transports.broker import parse_broker_url
 
 if TYPE_CHECKING:
+    from roommon.cli.console import ConsoleOutput
     from roommon.room.pipeline import RoomOutput
     from roommon.runtime.daemon import Daemon
-    from roommon.runtime.replay import ChunkMessage
+    from roommon.runtime.replay import ChunkMessage, ReplayStats
     from roommon.transports.mcap_files import RecordedMessage
     from roommon.wire.payloads import AlarmEventMessage
 
@@ -58,6 +61,7 @@ REPLAY_DESCRIPTION: Final = (
     "escalation.route_simulated). A WFDB record or EDF/EDF+ file is mapped to a room's feeds "
     "(--config, or a config made from the record) and, when annotated, audited: alarms "
     "against its reference episodes, beats against its reference beats (docs/records.md). "
+    "On a terminal a progress bar shows the recorded time reached and the ETA. "
     "Exit 0 done, 2 bad usage, config or file, or a recording that does not fit the config."
 )
 
@@ -127,6 +131,7 @@ async def replay(
                 config=run_config,
                 site=site,
                 start_ns=first.log_ns,
+                total_s=((end_ns or rec.end_ns or first.log_ns) - first.log_ns) / 1e9,
                 state_dir=state_dir,
                 speed=args.speed,
                 broker=args.broker,
@@ -164,7 +169,7 @@ async def _replay_record(
     """A WFDB/EDF record through a replay daemon, then its alarm audit (when annotated)."""
     from roommon.checks.ecg import EcgCheck
     from roommon.config import parse_config
-    from roommon.records.mapping import map_signals, parse_map
+    from roommon.records.mapping import map_numerics, map_signals, parse_map
     from roommon.records.reader import open_record
     from roommon.runtime import record_feeds
     from roommon.runtime.replay import replay_config
@@ -174,6 +179,7 @@ async def _replay_record(
     if args.json is not None and record.reference is None:
         raise UsageError(f"--json {args.json}: {record.path} has no reference annotations")
     mapped, left_out = map_signals(record.signals, overrides)
+    numerics, numerics_out = map_numerics(record.numerics, overrides)
     if args.config is not None:
         if args.write_config is not None:
             raise UsageError("--write-config writes the config made from the record: drop --config")
@@ -182,7 +188,7 @@ async def _replay_record(
             return EXIT_USAGE
         config_path = args.config
     else:
-        data = record_feeds.default_config_data(mapped)
+        data = record_feeds.default_config_data(mapped, numerics)
         config = parse_config(data, source="<config made from the record>")
         config_path = "<config made from the record>"
         if args.write_config is not None:
@@ -196,6 +202,7 @@ async def _replay_record(
         config_path=config_path,
         from_s=args.from_s,
         to_s=args.to_s,
+        numerics=numerics,
     )
     run_config = replay_config(
         plan.config, rooms=[plan.room], broker=args.broker, as_site=args.as_site
@@ -206,8 +213,19 @@ async def _replay_record(
             f"({fp.kind}, {fp.fs:g} Hz, {fp.unit})",
             file=out,
         )
+    for rp in plan.readings:
+        for field, name in rp.signals.items():
+            print(
+                f"roommon replay: numeric {name!r} -> feed {plan.room}/{rp.feed} "
+                f"({rp.kind} {field})",
+                file=out,
+            )
+    held = {s.name: s.unmapped_reason for s in record.signals if s.unmapped_reason}
     for name in plan.left_out:
-        print(f"roommon replay: signal {name!r} left out (no feed for it)", file=out)
+        why = held.get(name, "no feed for it")
+        print(f"roommon replay: signal {name!r} left out ({why})", file=out)
+    for name in numerics_out:
+        print(f"roommon replay: numeric {name!r} left out (no feed for it)", file=out)
     beats: dict[str, tuple[FloatArray, float]] = {}
     taps: list[EcgCheck] = []
 
@@ -238,6 +256,7 @@ async def _replay_record(
             config=run_config,
             site=plan.config.site.id,
             start_ns=first.log_ns,
+            total_s=plan.to_s - plan.from_s,
             state_dir=state_dir,
             speed=args.speed,
             broker=args.broker,
@@ -288,6 +307,7 @@ async def _replay_run(
     config: Config,
     site: str,
     start_ns: int,
+    total_s: float,
     state_dir: Path,
     speed: float,
     broker: str | None,
@@ -300,15 +320,14 @@ async def _replay_run(
 ) -> list[AlarmEventMessage]:
     """Run ``messages`` through a replay daemon, print what happens and the summary;
     the replay's alarm log. ``on_start``/``on_end`` see the daemon before and after."""
-    from roommon.cli.console import ConsoleOutput, print_burden
-    from roommon.runtime.daemon import Daemon
-    from roommon.runtime.replay import replay_messages
+    from roommon.cli.console import ConsoleOutput, ReplayProgress, print_burden
 
     clock = VirtualClock(start=start_ns / 1e9)
     console = ConsoleOutput(clock, out)
     pace = "as fast as possible" if speed == 0 else f"{speed:g}x real time"
     print(
-        f"roommon replay: {header} from {iso(start_ns / 1e9)}, rooms "
+        f"roommon replay: {header} from {units.date_time(start_ns / 1e9)} "
+        f"(times below in {units.zone(start_ns / 1e9)}), rooms "
         f"{', '.join(config.rooms)}, {pace}"
         + (f", publishing to {broker} as site {config.site.id}" if broker else "")
         + "; data marked replayed. Not a medical device.",
@@ -316,33 +335,29 @@ async def _replay_run(
         flush=True,
     )
     wall = pacer.monotonic()
-    async with Daemon(
-        config=config,
-        subscribe_feeds=False,
-        clock=clock,
-        use_broker=broker is not None,
-        extra_outputs=[console, *outputs],
-        state_path=state_dir / "roommon.sqlite3",
-    ) as daemon:
-        if on_start is not None:
-            on_start(daemon)
-        stats = await replay_messages(
-            daemon=daemon,
-            clock=clock,
-            messages=messages,
+    progress = (
+        ReplayProgress(out, start_t=start_ns / 1e9, total_s=total_s) if out.isatty() else None
+    )
+    with contextlib.ExitStack() as bar:
+        if progress is not None:
+            console.printer = bar.enter_context(progress).print
+        stats, events, feeds = await _run_daemon(
+            messages,
+            config=config,
             site=site,
+            clock=clock,
+            console=console,
+            state_dir=state_dir,
             speed=speed,
+            broker=broker,
+            outputs=outputs,
             pacer=pacer,
-            on_recorder_event=console.line if on_recorder_event else None,
+            on_recorder_event=on_recorder_event,
+            on_start=on_start,
+            on_end=on_end,
+            on_progress=progress.update if progress is not None else None,
         )
-        if on_end is not None:
-            on_end(daemon)
-        events = daemon.store.events()
-        feeds = {
-            f"{room}/{name}": (f.received, dict(f.rejected))
-            for room, p in daemon.pipelines.items()
-            for name, f in p.feeds.items()
-        }
+    console.printer = None
     took = pacer.monotonic() - wall
     raised = Counter(e.code for e in events if e.transition == "raised")
     ratio = f"{stats.virtual_s / took:.0f}x" if took > 0 else "-"
@@ -351,7 +366,7 @@ async def _replay_run(
         f"{stats.accepted} accepted, {sum(stats.rejected.values())} rejected"
         + (f" {dict(stats.rejected)}" if stats.rejected else "")
         + (f", {sum(stats.unknown.values())} for unconfigured feeds" if stats.unknown else "")
-        + f"), {stats.virtual_s:.1f} recorded s in {took:.2f} s ({ratio})",
+        + f"), {units.duration(stats.virtual_s)} recorded in {took:.2f} s ({ratio})",
         file=out,
     )
     for feed, (received, rejected) in sorted(feeds.items()):
@@ -370,6 +385,69 @@ async def _replay_run(
     )
     out.flush()
     return events
+
+
+
+async def _run_daemon(
+    messages: Iterable[RecordedMessage | ChunkMessage],
+    *,
+    config: Config,
+    site: str,
+    clock: VirtualClock,
+    console: ConsoleOutput,
+    state_dir: Path,
+    speed: float,
+    broker: str | None,
+    outputs: Sequence[RoomOutput],
+    pacer: Clock,
+    on_recorder_event: bool,
+    on_start: Callable[[Daemon], None] | None,
+    on_end: Callable[[Daemon], None] | None,
+    on_progress: Callable[[float], None] | None,
+) -> tuple[ReplayStats, list[AlarmEventMessage], dict[str, tuple[int, dict[str, int]]]]:
+    """The replay daemon over ``messages``: its stats, alarm log and per-feed counts."""
+    from roommon.runtime.daemon import Daemon
+    from roommon.runtime.replay import ReplayStats, replay_messages
+
+    stats = ReplayStats()
+    async with Daemon(
+        config=config,
+        subscribe_feeds=False,
+        clock=clock,
+        use_broker=broker is not None,
+        extra_outputs=[console, *outputs],
+        state_path=state_dir / "roommon.sqlite3",
+    ) as daemon:
+        if on_start is not None:
+            on_start(daemon)
+        try:
+            await replay_messages(
+                on_progress=on_progress,
+                daemon=daemon,
+                clock=clock,
+                messages=messages,
+                site=site,
+                speed=speed,
+                pacer=pacer,
+                on_recorder_event=console.line if on_recorder_event else None,
+                stats=stats,
+            )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # taken as "stop here": the daemon's shutdown runs as usual
+            # Ctrl-C (SIGINT/SIGTERM, via cancel_on_stop): the replay ends here, and what
+            # it did so far is summarised like a finished one, not left as a traceback.
+            console.line("roommon replay: interrupted; summary of the replay so far")
+        if on_end is not None:
+            on_end(daemon)
+        events = daemon.store.events()
+        feeds = {
+            f"{room}/{name}": (f.received, dict(f.rejected))
+            for room, p in daemon.pipelines.items()
+            for name, f in p.feeds.items()
+        }
+    return stats, events, feeds
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_or_report(args.config, sys.stderr, preflight=True)
     if config is None:
         return EXIT_USAGE
+    from roommon.cli.ops import metrics_output, operations
     from roommon.core.clock import RealClock
     from roommon.core.errors import DaemonFailedError, StoreOpenError
     from roommon.core.logs import configure
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     async def main(stop: asyncio.Event) -> int:
         async with contextlib.AsyncExitStack() as stack:
-            extra: list[RoomOutput] = []
+            metrics = metrics_output(config)  # /metrics and /healthz, when [metrics] enables them
+            extra: list[RoomOutput] = [] if metrics is None else [metrics]
             hl7 = None
             if config.hl7 is not None:  # HL7 out (docs/hl7.md): entered first, left last
                 hl7 = await stack.enter_async_context(Hl7Output(config=config, clock=clock))
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             )
             if hl7 is not None:
                 hl7.attach(daemon.pipelines)
+            await stack.enter_async_context(operations(daemon, metrics))  # then READY=1
             await stop.wait()
         return EXIT_OK
 

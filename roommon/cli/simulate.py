@@ -56,6 +56,7 @@ from roommon.core.model import (
     WaveformChunk,
 )
 from roommon.transports.publisher import FeedPublisher, PublisherError
+from roommon.wire.commands import CommandPayload
 from roommon.wire.payloads import encode_reading, encode_waveform
 from roommon.wire.topics import Topics
 from simulators.device_line import DeviceLine, DeviceLineError
@@ -134,9 +135,10 @@ async def simulate_mqtt(args: argparse.Namespace, *, clock: Clock, out: TextIO, 
     steps = None if args.seconds is None else math.ceil(args.seconds - 1e-9)
     totals = _Tally()
     minute = _Tally()
+    client_id = f"roommon-simulate-{room_id}-{os.getpid()}"
     async with FeedPublisher(
         target=target,
-        client_id=f"roommon-simulate-{room_id}-{os.getpid()}",
+        client_id=client_id,
         qos=args.qos,
         clock=clock,
         err=err,
@@ -156,6 +158,16 @@ async def simulate_mqtt(args: argparse.Namespace, *, clock: Clock, out: TextIO, 
                     else:
                         await publisher.publish(topic, encode_reading(sample))
                         minute.readings += 1
+                for action in sim.take_commands():
+                    # The operator's button (``cement_mixed``...), published as a display
+                    # would, under this client's own id (the broker's ACL pattern).
+                    command = CommandPayload.model_validate(
+                        {"v": 1, "id": f"sim-{done}-{action}", "room": room_id, "action": action}
+                    )
+                    await publisher.publish(
+                        topics.command(room_id, client_id), command.model_dump_json().encode()
+                    )
+                    minute.commands += 1
                 minute.actions.extend(sim.events[played:])
                 played = len(sim.events)
                 minute.seconds += 1
@@ -168,7 +180,8 @@ async def simulate_mqtt(args: argparse.Namespace, *, clock: Clock, out: TextIO, 
             totals.absorb(minute)
             print(
                 f"{PROG}: {totals.seconds} simulated s: {totals.chunks} chunks, "
-                f"{totals.readings} readings, {len(totals.actions)} script actions; "
+                f"{totals.readings} readings, {len(totals.actions)} script actions, "
+                f"{totals.commands} operator commands; "
                 f"{publisher.outages} broker outage(s)",
                 file=out,
                 flush=True,
@@ -181,6 +194,7 @@ class _Tally:
     seconds: int = 0
     chunks: int = 0
     readings: int = 0
+    commands: int = 0
     frames: int = 0
     nbytes: int = 0
     dropped: int = 0
@@ -190,6 +204,7 @@ class _Tally:
         self.seconds += other.seconds
         self.chunks += other.chunks
         self.readings += other.readings
+        self.commands += other.commands
         self.frames += other.frames
         self.nbytes += other.nbytes
         self.dropped += other.dropped
@@ -314,13 +329,15 @@ async def simulate_record(
 ) -> int:
     """``--from RECORD``: a WFDB/EDF record's signals as a room's MQTT feeds, looping."""
     from roommon.config import parse_config
-    from roommon.records.mapping import map_signals, parse_map
+    from roommon.records.mapping import map_numerics, map_signals, parse_map
     from roommon.records.reader import open_record
     from roommon.runtime import record_feeds
 
     overrides = parse_map(args.map or [])
     record = open_record(args.from_record)
     mapped, left_out = map_signals(record.signals, overrides)
+    numerics, numerics_out = map_numerics(record.numerics, overrides)
+    left_out = [*left_out, *numerics_out]
     if args.config is not None:
         config = load_or_report(args.config, err)
         if config is None:
@@ -328,7 +345,9 @@ async def simulate_record(
         config_path = args.config
     else:
         config_path = "<config made from the record>"
-        config = parse_config(record_feeds.default_config_data(mapped), source=config_path)
+        config = parse_config(
+            record_feeds.default_config_data(mapped, numerics), source=config_path
+        )
     # Only the room's MQTT feeds are the simulator's to feed (serial ones have their device).
     rooms = {
         rid: r.model_copy(
@@ -345,11 +364,15 @@ async def simulate_record(
         config_path=config_path,
         from_s=None,
         to_s=None,
+        numerics=numerics,
     )
     target = broker_target(config, args.broker)
     topics = Topics(config.site.id)
     speed = "as fast as possible" if args.speed == 0 else f"{args.speed:g}x real time"
-    feeds = ", ".join(f"{fp.signal}->{fp.feed} ({fp.fs:g} Hz)" for fp in plan.feeds)
+    feeds = ", ".join(
+        [f"{fp.signal}->{fp.feed} ({fp.fs:g} Hz)" for fp in plan.feeds]
+        + [f"{'+'.join(rp.signals.values())}->{rp.feed} (readings)" for rp in plan.readings]
+    )
     print(
         f"{PROG}: record {record.path} ({record.duration_s:.0f} s, looping) as room "
         f"{plan.room} of site {config.site.id}: {feeds} -> {target.url} at {speed}; "
@@ -360,7 +383,10 @@ async def simulate_record(
     for name in plan.left_out:
         print(f"{PROG}: signal {name!r} left out (no mqtt feed for it)", file=out, flush=True)
     length = plan.to_s - plan.from_s
-    per_pass = max(math.ceil(fp.samples.shape[0] / max(1, round(fp.fs))) for fp in plan.feeds)
+    per_pass = max(
+        [math.ceil(fp.samples.shape[0] / max(1, round(fp.fs))) for fp in plan.feeds]
+        + [rp.t_s.shape[0] for rp in plan.readings]
+    )
     steps = None if args.seconds is None else math.ceil(args.seconds - 1e-9)
     totals, minute = _Tally(), _Tally()
     t_start = clock.now()
@@ -382,8 +408,17 @@ async def simulate_record(
                     t0=t_start + loop * length,
                     seq0=1 + loop * per_pass,
                 )
+                values = record_feeds.readings(
+                    plan,
+                    origin=DataOrigin.SIMULATED,
+                    t0=t_start + loop * length,
+                    seq0=1 + loop * per_pass,
+                )
                 chunk = next(pending, None)
-                while chunk is not None and (steps is None or done < steps):
+                reading = next(values, None)
+                while (chunk is not None or reading is not None) and (
+                    steps is None or done < steps
+                ):
                     # A device sends a chunk once its last sample is taken: at the step's end.
                     await pacer.wait()
                     done += 1
@@ -393,6 +428,12 @@ async def simulate_record(
                         await publisher.publish(topic, encode_waveform(chunk))
                         minute.chunks += 1
                         chunk = next(pending, None)
+                    # the monitor's numerics, as its own device sends them: when measured
+                    while reading is not None and reading.t <= now + 1e-6:
+                        topic = topics.feed(plan.room, reading.feed)
+                        await publisher.publish(topic, encode_reading(reading))
+                        minute.readings += 1
+                        reading = next(values, None)
                     minute.seconds += 1
                     if _minute_ended(done - 1, done):
                         print(minute.mqtt_line(done), file=out, flush=True)
@@ -405,7 +446,7 @@ async def simulate_record(
             totals.absorb(minute)
             print(
                 f"{PROG}: {done} simulated s ({loop} full passes of the record): "
-                f"{totals.chunks} chunks published",
+                f"{totals.chunks} chunks and {totals.readings} readings published",
                 file=out,
                 flush=True,
             )
@@ -467,7 +508,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     ser = p.add_argument_group("serial mode: one device's bytes to a serial line")
-    ser.add_argument("--protocol", choices=PROTOCOLS)
+    ser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="serial mode: the device byte format to write (chooses serial mode)",
+    )
     where = ser.add_mutually_exclusive_group()
     where.add_argument("--port", help="serial device to write to (e.g. /dev/ttyUSB0)")
     where.add_argument(

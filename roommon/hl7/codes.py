@@ -81,9 +81,10 @@ SECONDS: Final = (264320, "MDC_DIM_SEC", "s")
 # VMD ordinals of OBX-4: one per instrument group of the room.
 VMD_ECG, VMD_PULSOX, VMD_NIBP, VMD_ABP, VMD_CEMENT, VMD_PROCEDURE = 1, 2, 3, 4, 5, 6
 
-#: The device (MDS) observation that heads every PCD-01 and PCD-04 report.
+#: The device (MDS) observation that heads every PCD-01 and PCD-04 report
+#: (69965: every public PCD example message read agrees; docs/hl7.md, "What was checked").
 MDS: Final = ObservationCode(
-    code="69798",
+    code="69965",
     name="MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS",
     vmd=0,
     channel=0,
@@ -135,19 +136,23 @@ VITALS: Final = (
 )
 
 
-# PCD-04 (ACM) facet codes (OBX-3 of each facet); overridable like the rest of the table.
+# PCD-04 (ACM) codes: OBX-3 of facet 1 (the alert) and of the facets 2-5; overridable like
+# the rest of the table. Where each number comes from, and which could not be checked against
+# the Technical Framework text, is in docs/hl7.md ("What was checked").
 def _facet(code: int, name: str) -> ObservationCode:
     return ObservationCode(code=str(code), name=name, vmd=0, channel=0, metric=1)
 
 
 ALERT_CODES: Final[Mapping[str, ObservationCode]] = {
+    # facet 1 when no specific MDC event term is known (roommon's code as the alternate)
     "alarm": _facet(196616, "MDC_EVT_ALARM"),
-    "alert_source": _facet(68164, "MDC_ATTR_ALERT_SOURCE"),
-    "event_phase": _facet(68165, "MDC_ATTR_EVENT_PHASE"),
-    "alarm_state": _facet(68166, "MDC_ATTR_ALARM_STATE"),
-    "inactivation_state": _facet(68167, "MDC_ATTR_ALARM_INACTIVATION_STATE"),
-    "alarm_priority": _facet(68484, "MDC_ATTR_ALARM_PRIORITY"),
-    "alert_type": _facet(68485, "MDC_ATTR_ALERT_TYPE"),
+    # facet 1 of a threshold alarm: the value below / above its limit
+    "event_low": _facet(196674, "MDC_EVT_LO_VAL_LT_LIM"),
+    "event_high": _facet(196648, "MDC_EVT_HI"),
+    "alert_source": _facet(68480, "MDC_ATTR_ALERT_SOURCE"),
+    "event_phase": _facet(68481, "MDC_ATTR_EVENT_PHASE"),
+    "alarm_state": _facet(68482, "MDC_ATTR_ALARM_STATE"),
+    "inactivation_state": _facet(68483, "MDC_ATTR_ALARM_INACTIVATION_STATE"),
 }
 
 

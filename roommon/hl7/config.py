@@ -44,7 +44,9 @@ class ReceiverConfig(_Section):
         min_length=1,
         description="pcd01: vitals, events, recovery (ORU^R01); pcd04: alarms (ORU^R40).",
     )
-    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, le=120, description="Seconds to wait for the TCP connection."
+    )
     ack_timeout_s: float = Field(
         default=10.0, gt=0, le=600, description="Wait this long for the ACK, then reconnect."
     )
@@ -56,7 +58,9 @@ class ReceiverConfig(_Section):
         description="This many AE/AR answers within reject_window_s raise the technical "
         "alarm hl7.rejected in the receiver's rooms.",
     )
-    reject_window_s: float = Field(default=3600.0, gt=0)
+    reject_window_s: float = Field(
+        default=3600.0, gt=0, description="Seconds over which reject_alarm_after counts."
+    )
 
     def serves(self, room: str, kind: MessageKind) -> bool:
         return kind in self.messages and (not self.rooms or room in self.rooms)
@@ -65,9 +69,9 @@ class ReceiverConfig(_Section):
 class LocationConfig(_Section):
     """PV1-3 of a room's messages (defaults: point of care and room = the room id)."""
 
-    point_of_care: str = ""
-    room: str = ""
-    bed: str = ""
+    point_of_care: str = Field(default="", description="PV1-3.1; default: the room id.")
+    room: str = Field(default="", description="PV1-3.2; default: the room id.")
+    bed: str = Field(default="", description="PV1-3.3.")
     facility: str = Field(default="", description="Default: the sending facility.")
 
 
@@ -84,11 +88,19 @@ class Hl7Config(_Section):
     processing_id: Literal["P", "T", "D"] = Field(
         default="P", description="MSH-11: production, training or debugging."
     )
+    acm_profile_oid: Literal["1.3.6.1.4.1.19376.1.6.4.4", "1.3.6.1.4.1.19376.1.6.4.4.1"] = Field(
+        default="1.3.6.1.4.1.19376.1.6.4.4",
+        description="MSH-21.3 of PCD-04 (ACM) messages: public PCD example messages use both "
+        "forms and the Technical Framework's table could not be checked (docs/hl7.md); "
+        "send what the receiving engine expects.",
+    )
     period_s: float = Field(
         default=60.0, ge=5, le=3600, description="Seconds between periodic vitals reports."
     )
     on_nibp: bool = Field(default=True, description="Also report vitals on each NIBP reading.")
-    receivers: dict[Identifier, ReceiverConfig] = Field(min_length=1)
+    receivers: dict[Identifier, ReceiverConfig] = Field(
+        min_length=1, description="MLLP peers (interface engines) by name."
+    )
     locations: dict[Identifier, LocationConfig] = Field(
         default_factory=dict, description="Per room PV1-3; rooms not listed use their id."
     )

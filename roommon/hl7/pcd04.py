@@ -3,10 +3,14 @@
 Pure builder from :class:`~roommon.wire.payloads.AlarmEventMessage`. The OBR
 carries the alarm's identity (OBR-3, constant over the alarm's life; OBR-2
 the identity of this one event) and the OBX facets, each with the sub-id of
-the alarm's source plus a facet number: 1 the alarm (roommon's condition as
-the alternate code, its text, abnormal flags), 2 its source (the observation
-with its value, unit and limit), 3 the event phase, 4 the alarm state, 5 the
-inactivation state (with who acknowledged it), 6 the priority, 7 the kind.
+the alarm's source plus a facet number: 1 the alarm (the MDC event term:
+``MDC_EVT_LO_VAL_LT_LIM`` / ``MDC_EVT_HI`` for a value past its limit, else
+``MDC_EVT_ALARM``; roommon's condition as the alternate code; its text; OBX-8
+with the side of the limit, the priority and the kind), 2 its source (the
+observation with its value, unit and limit), 3 the event phase, 4 the alarm
+state, 5 the inactivation state (with who acknowledged it). Priority and kind
+are only in facet 1's OBX-8: the ACM supplement (Rev. 1.3, 3.Z.7) says they
+are not repeated in other facets. docs/hl7.md says what was checked where.
 """
 
 from __future__ import annotations
@@ -98,6 +102,15 @@ def _source(event: AlarmEventMessage, codes: CodesTable) -> ObservationCode | No
     return codes.get(name) if name is not None else None
 
 
+def _alert_code(side: str, codes: CodesTable) -> ObservationCode:
+    """Facet 1's OBX-3: the threshold event term when the source's value is past its limit."""
+    if side == "L":
+        return codes["event_low"]
+    if side == "H":
+        return codes["event_high"]
+    return codes["alarm"]
+
+
 def limit_flags(event: AlarmEventMessage) -> tuple[str, str]:
     """OBX-7 and the HL7 table 0078 flag: which side of its limit the value is."""
     if event.value is None or event.limit is None:
@@ -116,7 +129,7 @@ def build(env: Envelope, event: AlarmEventMessage, codes: CodesTable) -> str:
     at = event.t
     reference, side = limit_flags(event)
     flags = [f for f in (side, PRIORITY[event.priority], ALERT_TYPE[event.kind]) if f]
-    alarm = codes["alarm"]
+    alarm = _alert_code(side if source is not None else "", codes)
     text = event.message or event.code
     facets = [
         obx_segment(
@@ -165,8 +178,6 @@ def build(env: Envelope, event: AlarmEventMessage, codes: CodesTable) -> str:
             ("event_phase", EVENT_PHASE[event.transition], ""),
             ("alarm_state", ALARM_STATE[event.state], ""),
             ("inactivation_state", inactivation, actor),
-            ("alarm_priority", PRIORITY[event.priority], ""),
-            ("alert_type", ALERT_TYPE[event.kind], ""),
         ),
         start=3,
     ):
@@ -184,7 +195,11 @@ def build(env: Envelope, event: AlarmEventMessage, codes: CodesTable) -> str:
         )
     ended = event.t if event.transition in ("cleared", "reset") else None
     segments = [
-        msh_segment(env, message_type=MESSAGE_TYPE, profile=PROFILE_PCD04),
+        msh_segment(
+            env,
+            message_type=MESSAGE_TYPE,
+            profile=(*PROFILE_PCD04[:2], sender.acm_profile_oid, PROFILE_PCD04[3]),
+        ),
         pid_segment(env.patient),
         pv1_segment(env.location),
         obr_segment(

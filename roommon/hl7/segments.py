@@ -37,6 +37,7 @@ class Sender:
     facility: str
     eui64: str  # 16 upper-case hex digits: this roommon instance as a device
     processing_id: str = "P"
+    acm_profile_oid: str = "1.3.6.1.4.1.19376.1.6.4.4"  # MSH-21.3 of PCD-04 (config)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,16 @@
   mV, ``mmHg``/``kPa``/``cmH2O`` to mmHg; pleth is in arbitrary units
   (``au``, ``NU``, ``%`` or none). Any other unit is an error naming the
   signal and the unit: a wrong scale would turn every check into a guess.
+* **Signals a reader holds back** (:attr:`RecordSignal.unmapped_reason`: the
+  PhysioNet CSV form's normalised ECG leads) are left out, with the reader's
+  reason, unless ``--map`` names them; then their unit is judged as above.
+* **Numerics** (a monitor's own values, :attr:`Record.numerics`,
+  :data:`NUMERIC_RULES`): ``SpO2`` and ``PULSE`` become the ``spo2`` and
+  ``pulse_rate`` fields of one ``spo2`` reading feed; the monitor's ``HR`` and
+  ``RESP`` are left out (roommon's EKG check computes its own heart rate;
+  no roommon feed takes respiration). Units as :data:`NUMERIC_UNIT_FACTORS`;
+  an unknown one is an error naming the numeric. ``--map NAME=none`` leaves a
+  numeric out.
 * **Rates**: a signal whose rate differs from its feed's configured rate is
   resampled with polyphase filtering (:func:`scipy.signal.resample_poly`,
   anti-aliasing Kaiser window, up/down the reduced ratio of the two rates).
@@ -59,6 +69,20 @@ UNIT_FACTORS: Final[dict[SignalKind, dict[str, float]]] = {
     SignalKind.ECG: {"mV": 1.0, "uV": 1e-3, "µV": 1e-3, "μV": 1e-3, "V": 1e3},
     SignalKind.ABP: {"mmHg": 1.0, "kPa": 7.500617, "cmH2O": 0.7355592},
     SignalKind.PLETH: {"au": 1.0, "NU": 1.0, "%": 1.0, "": 1.0},
+}
+
+
+#: Numerics by name (case-insensitive, whole name) -> (numeric feed kind, field); None:
+#: left out (said so). The feed is named after its kind (``spo2``).
+NUMERIC_RULES: Final[tuple[tuple[re.Pattern[str], tuple[SignalKind, str] | None], ...]] = (
+    (re.compile(r"SPO2|SPO2[ _-]?%", re.IGNORECASE), (SignalKind.SPO2, "spo2")),
+    (re.compile(r"PULSE|PR|PULSE[ _-]?RATE", re.IGNORECASE), (SignalKind.SPO2, "pulse_rate")),
+    (re.compile(r"HR|RESP|RR|ABP.*|ART.*|CVP|PAP.*|NBP.*|TEMP.*|PVC", re.IGNORECASE), None),
+)
+#: (numeric field) -> unit -> factor to the field's unit (NUMERIC_FIELDS).
+NUMERIC_UNIT_FACTORS: Final[dict[str, dict[str, float]]] = {
+    "spo2": {"%": 1.0},
+    "pulse_rate": {"bpm": 1.0, "/min": 1.0, "1/min": 1.0},
 }
 
 
@@ -163,7 +187,11 @@ def map_signals(
     mapped: list[MappedSignal] = []
     left_out: list[str] = []
     taken: set[str] = set()
+    named = {n.lower() for n in overrides}
     for sig in signals:
+        if sig.unmapped_reason and sig.name.strip().lower() not in named:
+            left_out.append(sig.name)
+            continue
         kind = kind_for(sig.name, overrides)
         if kind is None:
             left_out.append(sig.name)
@@ -179,4 +207,64 @@ def map_signals(
     if not mapped:
         names = ", ".join(repr(s.name) for s in signals) or "none"
         raise RecordError(f"no signal of the record maps to a feed (signals: {names})")
+    return mapped, left_out
+
+
+@dataclass(frozen=True, slots=True)
+class MappedNumeric:
+    """A record's numeric series assigned to a field of a numeric feed, in the field's unit."""
+
+    signal: RecordSignal
+    kind: SignalKind
+    field: str
+    feed: str
+    values: FloatArray
+
+
+def map_numerics(
+    numerics: tuple[RecordSignal, ...], overrides: dict[str, str]
+) -> tuple[list[MappedNumeric], list[str]]:
+    """The record's numerics that go to numeric feeds, and the names of those left out.
+
+    RecordError for a numeric of unknown name (unless ``--map NAME=none``) or unit, or
+    two numerics for one field.
+    """
+    mapped: list[MappedNumeric] = []
+    left_out: list[str] = []
+    fields: dict[tuple[SignalKind, str], str] = {}
+    skip = {n.lower() for n, target in overrides.items() if target == SKIP}
+    for sig in numerics:
+        key = sig.name.strip()
+        if key.lower() in skip:
+            left_out.append(sig.name)
+            continue
+        rule = next((r for r in NUMERIC_RULES if r[0].fullmatch(key)), None)
+        if rule is None:
+            raise RecordError(
+                f"numeric {sig.name!r}: unknown numeric name (give --map '{sig.name}=none' "
+                "to leave it out)"
+            )
+        if rule[1] is None:
+            left_out.append(sig.name)
+            continue
+        kind, field = rule[1]
+        factors = NUMERIC_UNIT_FACTORS[field]
+        unit = sig.unit.strip().lower()
+        factor = next((f for u, f in factors.items() if u.lower() == unit), None)
+        if factor is None:
+            raise RecordError(
+                f"numeric {sig.name!r}: unknown unit {sig.unit!r} for {kind} field {field} "
+                f"(known: {', '.join(factors)})"
+            )
+        other = fields.get((kind, field))
+        if other is not None:
+            raise RecordError(
+                f"numerics {other!r} and {sig.name!r} both map to {kind} field {field} "
+                f"(give --map '{sig.name}=none')"
+            )
+        fields[(kind, field)] = sig.name
+        values = sig.samples if factor == 1.0 else sig.samples * factor
+        mapped.append(
+            MappedNumeric(signal=sig, kind=kind, field=field, feed=kind.value, values=values)
+        )
     return mapped, left_out

@@ -48,7 +48,11 @@ def search_dirs() -> list[pathlib.Path]:
 
 
 def _present(base: pathlib.Path) -> bool:
-    return base.with_suffix(".hea").is_file() or base.with_suffix(".csv").is_file()
+    return (
+        base.with_suffix(".hea").is_file()
+        or base.with_suffix(".csv").is_file()
+        or base.with_name(base.name + "_Signals.csv").is_file()  # PhysioNet's CSV form (bidmc)
+    )
 
 
 def record_path(db: str, record: str, *, download: bool = True) -> pathlib.Path:

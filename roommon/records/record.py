@@ -1,8 +1,9 @@
 """A recorded patient record in physical units, and its reference annotations.
 
-What the WFDB and EDF readers (:mod:`roommon.records.wfdb_files`,
-:mod:`roommon.records.edf`) return, independent of the file format: each
-signal with its name, unit and own sample rate, the record's start time, and
+What the WFDB, EDF and PhysioNet CSV readers (:mod:`roommon.records.wfdb_files`,
+:mod:`roommon.records.edf`, :mod:`roommon.records.physionet_csv`) return,
+independent of the file format: each signal with its name, unit and own sample
+rate, a monitor's numerics where the record has them, the record's start time, and
 the annotations made by people (beats, rhythm episodes) that a replay scores
 the room's alarms against (:mod:`roommon.runtime.audit`).
 
@@ -48,6 +49,9 @@ class RecordSignal:
     unit: str
     fs: float
     samples: FloatArray
+    #: Why the reader leaves this signal out unless ``--map`` names it (then its unit is
+    #: judged as any other's); empty: mapped by its name as usual.
+    unmapped_reason: str = ""
 
     @property
     def duration_s(self) -> float:
@@ -86,6 +90,9 @@ class Record:
     signals: tuple[RecordSignal, ...]
     start_epoch: float
     reference: Reference | None = None
+    #: A monitor's own numerics (SpO2, pulse rate...), each a series at its own rate
+    #: (:func:`roommon.records.mapping.map_numerics` maps them to numeric feeds).
+    numerics: tuple[RecordSignal, ...] = ()
 
     @property
     def duration_s(self) -> float:

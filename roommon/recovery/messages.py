@@ -24,8 +24,26 @@ if TYPE_CHECKING:
 EVENT_ID_NAMESPACE = uuid.UUID("6f0d5a7e-3c1b-4e0f-9a57-2b8f4c1d9e61")
 
 
-#: An event noticed this long after it fell due was missed (daemon down, clock jump).
+#: A deadline noticed this long after it fell due was missed (daemon down, clock jump).
 LATE_AFTER_S = 5.0
+
+#: The events that fall due at a deadline the timer set itself; only these can be
+#: noticed late. The others (``started``, ``restarted``, ``interrupted``, a nurse's
+#: command) are stamped with the time of their cause: a recovery starts at the end
+#: of the last injection, which the cement check can only know ``end_after_s``
+#: (60 s) later, and that back-dating is by design, not lateness.
+DEADLINE_KINDS: frozenset[str] = frozenset(
+    {"check_due", "check_overdue", "min_reached", "target_reached"}
+)
+
+
+def noticed_late(event: TimerEvent) -> bool:
+    """True when a deadline (or an automatic confirmation) was noticed more than
+    :data:`LATE_AFTER_S` after it fell due: the daemon was down or the clock jumped."""
+    deadline = event.kind in DEADLINE_KINDS or (
+        event.kind == "confirmed" and bool(event.data.get("auto"))
+    )
+    return deadline and event.emitted - event.t > LATE_AFTER_S
 
 
 def event_message(site: str, room: str, event: TimerEvent) -> TimerEventMessage:
@@ -43,7 +61,7 @@ def event_message(site: str, room: str, event: TimerEvent) -> TimerEventMessage:
         t=event.t,
         time=iso(event.t),
         emitted=event.emitted,
-        late=event.emitted - event.t > LATE_AFTER_S,
+        late=noticed_late(event),
         check_no=event.check_no,
         actor=event.actor,
         reason=event.reason,

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from roommon.core.conditions import ConditionReport
-from roommon.core.errors import CommandError
+from roommon.core.errors import CommandError, StoreError
 from roommon.core.events import RoomEvent
+from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
 from roommon.recovery.conditions import RECOVERY_CLOCK_JUMP
 from roommon.recovery.messages import apply_command, event_message
@@ -31,6 +32,8 @@ from roommon.recovery.timer import (
 )
 from roommon.wire.payloads import AlarmSummary
 from roommon.wire.timer import NurseCommand, TimerAlarm, TimerEventMessage, TimerMessage
+
+log = get_logger(__name__)
 
 
 class RoomRecovery:
@@ -51,6 +54,11 @@ class RoomRecovery:
         self.timer = store.load(room) or RecoveryTimer(room=room)
         self._escalation = OverdueEscalation(room=room)
         self._pending_command: CommandRecord | None = None
+        #: Why the last save failed ("" while the store takes writes): the timer goes on
+        #: from memory, and what it did waits in ``_unsaved`` for the next save.
+        self.save_failure = ""
+        self._unsaved_events: list[TimerEvent] = []
+        self._unsaved_commands: list[CommandRecord] = []
 
     # ------------------------------------------------------------------ inputs
 
@@ -72,18 +80,24 @@ class RoomRecovery:
         try:
             events = apply_command(self.timer, cmd, now=now, by=by, vitals=vitals)
         except CommandError as err:
-            self._store.log_command(
-                CommandRecord(
-                    room=self.room,
-                    t=now,
-                    by=by,
-                    action=cmd.action,
-                    fields=fields,
-                    outcome=err.reason,
-                    detail=err.detail,
-                    recovery_id=self.timer.recovery_id,
-                )
+            refused = CommandRecord(
+                room=self.room,
+                t=now,
+                by=by,
+                action=cmd.action,
+                fields=fields,
+                outcome=err.reason,
+                detail=err.detail,
+                recovery_id=self.timer.recovery_id,
             )
+            if self.save_failure:
+                self._unsaved_commands.append(refused)
+            else:
+                try:
+                    self._store.log_command(refused)
+                except StoreError as exc:
+                    self._unsaved_commands.append(refused)
+                    self._failed(exc)
             raise
         self._pending_command = CommandRecord(
             room=self.room,
@@ -96,10 +110,49 @@ class RoomRecovery:
         return events
 
     def commit(self, events: list[TimerEvent], now: float) -> None:
-        """Persist the timer state after ``events`` (and the command behind them)."""
+        """Persist the timer state after ``events`` (and the command behind them).
+
+        A store that cannot be written (a :class:`StoreError`: disk full, read-only)
+        does not stop the timer: its state lives on in memory, what it did is kept for
+        the next save, :attr:`save_failure` says why (the daemon's ``store.unwritable``
+        alarm), and :meth:`retry` saves it all in one transaction once the store takes
+        writes again. A crash meanwhile re-emits the unsaved events on restart with
+        the same ids (see :mod:`roommon.recovery.store`).
+        """
         command, self._pending_command = self._pending_command, None
-        if events or command is not None:
-            self._store.save(self.timer, events, at=now, command=command)
+        if command is not None:
+            self._unsaved_commands.append(command)
+        self._unsaved_events += events
+        if (self._unsaved_events or self._unsaved_commands) and not self.save_failure:
+            self._save(now)
+
+    def retry(self, now: float) -> bool:
+        """Save what memory holds; True when the room's timer is durable (again)."""
+        return not self.save_failure or self._save(now)
+
+    def _save(self, now: float) -> bool:
+        try:
+            self._store.save(
+                self.timer, self._unsaved_events, at=now, commands=self._unsaved_commands
+            )
+        except StoreError as exc:
+            self._failed(exc)
+            return False
+        if self.save_failure:
+            log.info(
+                "recovery_store_writable_again",
+                room=self.room,
+                events=len(self._unsaved_events),
+                commands=len(self._unsaved_commands),
+            )
+        self.save_failure = ""
+        self._unsaved_events, self._unsaved_commands = [], []
+        return True
+
+    def _failed(self, exc: StoreError) -> None:
+        if not self.save_failure:
+            log.error("recovery_store_unwritable", room=self.room, error=str(exc))
+        self.save_failure = f"recovery store: {exc}"
 
     def note_alarms(self, summaries: Iterable[AlarmSummary]) -> None:
         self.timer.note_alarms(

@@ -144,11 +144,13 @@ class RecoveryStore:
         *,
         at: float,
         command: CommandRecord | None = None,
+        commands: Iterable[CommandRecord] = (),
     ) -> None:
-        """Save ``timer``'s state, append ``events`` and ``command``, in one transaction.
+        """Save ``timer``'s state, append ``events`` and the commands, in one transaction.
 
         ``at`` is the time of the operation (kept with the state for a quick
         look). Saving the same events twice keeps one copy (unique room+seq).
+        ``commands`` are earlier ones a failed save still holds (they go first).
         """
         with transaction(self._db) as db:
             db.execute(
@@ -158,8 +160,8 @@ class RecoveryStore:
                 " timer_state = excluded.timer_state, saved_t = excluded.saved_t",
                 (timer.room, timer.to_json(), timer.seq, timer.recovery_id, timer.state, at),
             )
-            if command is not None:
-                _insert_command(db, command)
+            for c in [*commands, *([command] if command is not None else [])]:
+                _insert_command(db, c)
             db.executemany(
                 "INSERT OR IGNORE INTO history (room, entry, recovery_id, seq, kind, check_no, t,"
                 " emitted, actor, outcome, data) VALUES (?,'event',?,?,?,?,?,?,?,NULL,?)",

@@ -28,6 +28,7 @@ from typing import Protocol
 from roommon.alerts.engine import WHOLE_ROOM, Outgoing, RoomAlarms
 from roommon.checks.base import Check, CheckContext
 from roommon.config import DaemonConfig, RoomConfig
+from roommon.core import units
 from roommon.core.clock import Clock, iso
 from roommon.core.conditions import ConditionReport
 from roommon.core.errors import CommandError, ProtocolError, StoreError
@@ -43,6 +44,7 @@ from roommon.core.events import (
 from roommon.core.log import get_logger
 from roommon.core.model import NUMERIC_FIELDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.core.phases import Phase
+from roommon.core.work import WorkTime, work_clock
 from roommon.recovery.service import RoomRecovery
 from roommon.recovery.store import RecoveryStore
 from roommon.recovery.timer import TimerEvent
@@ -122,9 +124,12 @@ class RoomPipeline:
             self.workflow.phase = self.engine.phase = Phase.RECOVERY
         self._last_timer_mono = -1e18
         self.checks: list[Check] = []
+        #: Work time of each check's calls, by check name (metrics).
+        self.check_time: dict[str, WorkTime] = {}
         self._routes: dict[str, list[Check]] = {name: [] for name in self.feeds}
         for check in build_checks(room, config):
             self.checks.append(check)
+            self.check_time[check.name] = WorkTime()
             for n in check.feeds:
                 self._routes[n].append(check)
         self.measurements: dict[str, MeasurementValue] = {}
@@ -454,6 +459,7 @@ class RoomPipeline:
 
     def _call(self, check: Check, fn: _Hook) -> None:
         ctx = CheckContext(room=self.room, check=check.name, origin=self._origin)
+        started = work_clock()
         try:
             fn(check, ctx)
         except Exception as exc:  # supervisor (STYLE rule 6): a check's bug becomes an alarm
@@ -473,6 +479,8 @@ class RoomPipeline:
                 ]
             )
             return
+        finally:
+            self.check_time[check.name].add(work_clock() - started)
         conditions, measurements, events = ctx.drain()
         self._conditions(conditions)
         for m in measurements:
@@ -499,7 +507,14 @@ class RoomPipeline:
             self._phase(self.workflow.on_room_event(e))
             if isinstance(e, InjectionStarted | InjectionEnded):
                 self._timer(self.recovery.on_room_event(e, self._clock.now()))
-            log.info("room_event", room=self.room, feed=e.feed, name=e.name, data=data)
+            log.info(
+                "room_event",
+                room=self.room,
+                feed=e.feed,
+                name=e.name,
+                data=data,
+                text=units.data(data, utc=True),
+            )
             self._output.room_event(
                 RoomEventMessage(
                     site=self.site,
@@ -547,6 +562,7 @@ class RoomPipeline:
             alarm_paused=dict(self.engine.alarm_paused),
             phase=self.workflow.phase.value,
             phase_since=self.workflow.since,
+            phase_since_time=iso(self.workflow.since),
             highest_priority=top,
             alarms=alarms,
             feeds={

@@ -30,6 +30,7 @@ from roommon.core.errors import CommandError, DaemonFailedError, StoreError
 from roommon.core.ids import validate_identifier
 from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
+from roommon.core.work import WorkTime, work_clock
 from roommon.recovery.store import RecoveryStore
 from roommon.room.pipeline import RoomOutput, RoomPipeline
 from roommon.runtime.ingest import FeedIngest
@@ -147,6 +148,10 @@ class Daemon:
         self.ingest: FeedIngest
         #: Why the daemon stopped, when shared infrastructure failed ("" otherwise).
         self.failure = ""
+        #: Work time of the ticker's passes over every room, and the monotonic time the
+        #: last pass ended: the health check and the systemd watchdog judge by it.
+        self.tick_time = WorkTime()
+        self.last_tick_mono: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -292,8 +297,8 @@ class Daemon:
             heartbeat_s=self.config.daemon.heartbeat_s,
             rooms=sorted(self.config.rooms),
             outbox_pending=self.store.pending_count(),
-            durable=not self.store.degraded,
-            store_error=self.store.failure,
+            durable=not self._store_failure(),
+            store_error=self._store_failure(),
             counters=dict(self.counters),
             serial={
                 f"{b.pipeline.room}:{b.port.port}": {
@@ -306,15 +311,25 @@ class Daemon:
         )
         return msg.model_dump_json().encode()
 
+    def _store_failure(self) -> str:
+        """Why a store cannot be written ("" when the alarm and recovery stores both can)."""
+        recovery = sorted({p.recovery.save_failure for p in self.pipelines.values()} - {""})
+        return "; ".join(filter(None, [self.store.failure, *recovery]))
+
     def _store_health(self) -> None:
         """Retry a store that cannot be written; while it cannot, every room's alarm says so."""
         if self.store.degraded:
             self.store.retry()
-        down = self.store.degraded
+        now = self.clock.now()
+        for pipeline in self.pipelines.values():
+            if pipeline.recovery.save_failure:
+                with pipeline.guard("store_health"):
+                    pipeline.recovery.retry(now)
+        failure = self._store_failure()
+        down = bool(failure)
         if down == self._store_alarmed:
             return
         self._store_alarmed = down
-        now = self.clock.now()
         for pipeline in self.pipelines.values():
             report = ConditionReport(
                 room=pipeline.room,
@@ -323,7 +338,7 @@ class Daemon:
                 spec=STORE_UNWRITABLE,
                 active=down,
                 t=now,
-                message=f"{STORE_UNWRITABLE.description} ({self.store.failure})" if down else "",
+                message=f"{STORE_UNWRITABLE.description} ({failure})" if down else "",
                 origin=DataOrigin.LIVE,
             )
             with pipeline.guard("store_health"):
@@ -344,11 +359,14 @@ class Daemon:
         period = self.config.daemon.tick_s
         next_at = self.clock.monotonic()
         while True:
+            started = work_clock()
             for binding in self.serial:
                 binding.tick()
             for pipeline in self.pipelines.values():
                 pipeline.tick()
             self._store_health()
+            self.tick_time.add(work_clock() - started)
+            self.last_tick_mono = self.clock.monotonic()
             next_at += period
             await self.clock.sleep_until(next_at)
 

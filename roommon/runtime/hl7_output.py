@@ -89,6 +89,21 @@ class ReceiverState:
     last_error: str = ""
 
 
+#: Messages held in memory at most while the queue cannot be written (then vitals are shed).
+MAX_HELD = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A message waiting for the queue to take it (the queue's store cannot be written)."""
+
+    room: str
+    kind: MessageKind
+    now: float
+    builds: dict[str, Callable[[str], str]]
+    alarm_seq: int | None
+
+
 class Hl7Output:
     """Async context manager; enter it, hand it to the Daemon, then :meth:`attach` the rooms."""
 
@@ -117,6 +132,7 @@ class Hl7Output:
             facility=self._cfg.sending_facility or self._site,
             eui64=self._cfg.eui64(self._site, config.daemon.instance),
             processing_id=self._cfg.processing_id,
+            acm_profile_oid=self._cfg.acm_profile_oid,
         )
         self.receivers: dict[str, ReceiverState] = {
             name: ReceiverState(name) for name in self._cfg.receivers
@@ -135,6 +151,9 @@ class Hl7Output:
         self.failures: dict[str, str] = {}
         self._failures_changed = asyncio.Event()
         self._failed_raised = False
+        #: Messages the queue could not take yet (its store cannot be written), in order.
+        self._held: deque[_Held] = deque()
+        self._unsaved_patients: dict[str, tuple[Patient | None, float]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -153,6 +172,9 @@ class Hl7Output:
             )
         self._tasks.append(
             self._tg.create_task(self._supervise("periodic", self._periodic), name="hl7-periodic")
+        )
+        self._tasks.append(
+            self._tg.create_task(self._supervise("held", self._retry_held), name="hl7-held")
         )
         self._tasks.append(
             self._tg.create_task(
@@ -274,8 +296,22 @@ class Hl7Output:
             self.patients.pop(room, None)
         else:
             self.patients[room] = patient
-        self.queue.set_patient(room, patient, self._clock.now())
         log.info("hl7_patient", room=room, patient=patient.id if patient else None)
+        self._unsaved_patients[room] = (patient, self._clock.now())
+        self._write_patients()
+
+    def _write_patients(self) -> None:
+        """Keep each room's current patient durably; on a full disk it lives in memory (the
+        messages carry it) and is written with the held messages once the store takes it."""
+        while self._unsaved_patients:
+            room, (patient, t) = next(iter(self._unsaved_patients.items()))
+            try:
+                self.queue.set_patient(room, patient, t)
+            except StoreError as exc:
+                self.counters["queue_write_failed"] += 1
+                self._note_failure("queue", exc)
+                return
+            del self._unsaved_patients[room]
 
     def location(self, room: str) -> Location:
         loc = self._cfg.locations.get(room)
@@ -327,15 +363,56 @@ class Hl7Output:
                 )
 
             builds[name] = text
-        try:
-            self.queue.enqueue(room=room, kind=kind, now=now, builds=builds, alarm_seq=alarm_seq)
-        except (ValueError, KeyError) as exc:  # a value no HL7 type can carry
-            self.counters["build_failed"] += 1
-            log.error("hl7_build_failed", room=room, kind=kind, error=str(exc))
-            return
-        for name in builds:
-            self.counters[f"queued_{kind}"] += 1
-            self._wake[name].set()
+        self._held.append(_Held(room, kind, now, builds, alarm_seq))
+        self._write_held()
+
+    def _write_held(self) -> bool:
+        """Write the messages held in memory to the queue, oldest first; False while the
+        queue cannot be written (a full disk: hl7.failed, and they wait here, in order)."""
+        while self._held:
+            h = self._held[0]
+            try:
+                self.queue.enqueue(
+                    room=h.room, kind=h.kind, now=h.now, builds=h.builds, alarm_seq=h.alarm_seq
+                )
+            except (ValueError, KeyError) as exc:  # a value no HL7 type can carry
+                self.counters["build_failed"] += 1
+                log.error("hl7_build_failed", room=h.room, kind=h.kind, error=str(exc))
+            except StoreError as exc:
+                if "queue" not in self.failures:
+                    log.error("hl7_queue_unwritable", error=str(exc), held=len(self._held))
+                self.counters["queue_write_failed"] += 1
+                self._note_failure("queue", exc)
+                self._shed_held()
+                return False
+            else:
+                for name in h.builds:
+                    self.counters[f"queued_{h.kind}"] += 1
+                    self._wake[name].set()
+            self._held.popleft()
+        if "queue" in self.failures and not self._unsaved_patients:
+            log.info("hl7_queue_writable_again")
+            self._recovered("queue")
+        return True
+
+    def _shed_held(self) -> None:
+        """Bound memory on a long outage: the oldest periodic vitals go first, counted;
+        alarm and event messages are kept."""
+        while len(self._held) > MAX_HELD:
+            oldest = next((h for h in self._held if h.kind == "pcd01"), None)
+            if oldest is None:
+                break
+            self._held.remove(oldest)
+            self.counters["shed_pcd01"] += 1
+            log.warning("hl7_message_shed", room=oldest.room, kind=oldest.kind, held=MAX_HELD)
+
+    async def _retry_held(self) -> None:
+        while True:
+            await self._clock.sleep(1.0)
+            if self._unsaved_patients:
+                self._write_patients()
+            if self._held or "queue" in self.failures:
+                self._write_held()
 
     async def _periodic(self) -> None:
         period = self._cfg.period_s

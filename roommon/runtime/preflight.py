@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from roommon.alerts.faults import STORE_FILE, STORE_UNWRITABLE
 from roommon.config import Config, RoomConfig
 from roommon.recovery.conditions import RECOVERY_CONDITIONS
 from roommon.room.conditions import FEED_CONDITIONS, ROOM_CONDITIONS, declared_conditions
-from roommon.transports.broker import BrokerConfig
+from roommon.transports.broker import BrokerConfig, tls_file_problems
 
 
 def room_condition_codes(room: RoomConfig, *, hl7: bool) -> set[str]:
@@ -86,65 +85,12 @@ def condition_problems(config: Config) -> list[tuple[str, str]]:
     return problems
 
 
-_LABELS = {"ca_file": "CA file", "cert_file": "client certificate", "key_file": "client key"}
-
-
-def _file_problem(path: Path, field: str) -> str | None:
-    what = _LABELS[field]
-    if not path.exists():
-        return f"{what} {path} does not exist"
-    if not path.is_file():
-        return f"{what} {path} is not a file"
-    try:
-        text = path.read_text(encoding="ascii", errors="replace")
-    except OSError as exc:
-        return f"{what} {path} cannot be read ({exc.strerror or exc})"
-    marker = "PRIVATE KEY-----" if field == "key_file" else "-----BEGIN CERTIFICATE-----"
-    if marker not in text:
-        kind = "private key" if field == "key_file" else "certificate"
-        return f"{what} {path} is not a PEM {kind} (no {marker.strip('-')} block)"
-    return None
-
-
-def _no_password() -> str:
-    raise ValueError("the client key is encrypted; roommon needs an unencrypted key file")
-
-
 def tls_problems(broker: BrokerConfig) -> list[tuple[str, str]]:
-    """The TLS files named in ``[broker]``: present, readable, PEM that OpenSSL accepts."""
-    problems: list[tuple[str, str]] = []
-    bad = set()
-    for field in ("ca_file", "cert_file", "key_file"):
-        path: Path | None = getattr(broker, field)
-        problem = None if path is None else _file_problem(path, field)
-        if problem:
-            problems.append((f"broker.{field}", problem))
-            bad.add(field)
-    if broker.ca_file is not None and "ca_file" not in bad:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        try:
-            ctx.load_verify_locations(cafile=str(broker.ca_file))
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            problems.append(
-                ("broker.ca_file", f"CA file {broker.ca_file} does not load ({_reason(exc)})")
-            )
-    if broker.cert_file is not None and not bad & {"cert_file", "key_file"}:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        key = str(broker.key_file) if broker.key_file else None
-        try:
-            ctx.load_cert_chain(certfile=str(broker.cert_file), keyfile=key, password=_no_password)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            field = "broker.key_file" if broker.key_file else "broker.cert_file"
-            problems.append(
-                (field, f"client certificate and key do not load together ({_reason(exc)})")
-            )
-    return problems
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
-    return str(exc)
+    """The TLS files named in ``[broker]``: present, readable, PEM that OpenSSL accepts,
+    the key the certificate's (the same checks name the file when a connection is made)."""
+    return tls_file_problems(
+        ca_file=broker.ca_file, cert_file=broker.cert_file, key_file=broker.key_file
+    )
 
 
 def credential_problems(broker: BrokerConfig) -> list[tuple[str, str]]:

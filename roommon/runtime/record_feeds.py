@@ -12,11 +12,18 @@ sample as it does a decoded payload's); the JSON encoding is skipped, as
 typed chunks need none. The simulator (``roommon simulate --from``) encodes
 the same chunks as the documented payloads and publishes them.
 
+A record's numerics (a monitor's own SpO2 and pulse rate,
+:func:`~roommon.records.mapping.map_numerics`) become readings of the room's
+numeric feed of their kind, one a second at the record's times, handed over
+as the documented reading payloads on the feed's topic, so they take the
+daemon's payload path (decoded and judged as a device's) at their time.
+
 Without a config, :func:`default_config` makes one from the record: site
 ``records``, one room ``rec``, one feed per mapped signal at the signal's own
-rate (named after it: ``MLII`` -> ``mlii``), and the checks of the kinds
-present (``ecg`` for EKG leads, ``abp`` for arterial pressure) with their
-documented defaults.
+rate (named after it: ``MLII`` -> ``mlii``), one ``spo2`` feed for SpO2 and
+pulse-rate numerics, and the checks of the kinds present (``ecg`` for EKG
+leads, ``abp`` for arterial pressure, ``spo2`` for SpO2 numerics, with the
+pleth as its waveform when there is one) with their documented defaults.
 """
 
 from __future__ import annotations
@@ -30,17 +37,29 @@ from typing import Any, Final
 import numpy as np
 
 from roommon.config import Config, parse_config
-from roommon.core.model import DataOrigin, FloatArray, SignalKind, WaveformChunk
-from roommon.records.mapping import MappedSignal, resample
+from roommon.core.model import (
+    DataOrigin,
+    FloatArray,
+    NumericReading,
+    SignalKind,
+    WaveformChunk,
+)
+from roommon.records.mapping import MappedNumeric, MappedSignal, resample
 from roommon.records.record import Record, RecordError
 from roommon.runtime.replay import ChunkMessage
+from roommon.transports.mcap_files import RecordedMessage
+from roommon.wire.payloads import encode_reading
 from roommon.wire.topics import Topics
 
 DEFAULT_SITE: Final = "records"
 DEFAULT_ROOM: Final = "rec"
 CHUNK_S: Final = 1.0
 #: The check run for each feed kind in a config made from a record (documented defaults).
-KIND_CHECKS: Final[dict[SignalKind, str]] = {SignalKind.ECG: "ecg", SignalKind.ABP: "abp"}
+KIND_CHECKS: Final[dict[SignalKind, str]] = {
+    SignalKind.ECG: "ecg",
+    SignalKind.ABP: "abp",
+    SignalKind.SPO2: "spo2",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +75,18 @@ class FeedPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadingPlan:
+    """One numeric feed of the room and the record's series for its fields (windowed):
+    ``values[field][i]`` at ``t_s[i]`` seconds from the window's start (NaN: none)."""
+
+    feed: str
+    kind: SignalKind
+    signals: dict[str, str]  # field -> the record's numeric name
+    t_s: FloatArray
+    values: dict[str, FloatArray]
+
+
+@dataclass(frozen=True, slots=True)
 class RecordPlan:
     """What a replay of a record feeds: which room, which feeds, from when."""
 
@@ -67,6 +98,7 @@ class RecordPlan:
     from_s: float  # window, seconds from the record's start
     to_s: float
     left_out: tuple[str, ...]
+    readings: tuple[ReadingPlan, ...] = ()
 
     @property
     def topics(self) -> Topics:
@@ -74,15 +106,31 @@ class RecordPlan:
 
 
 def default_config_data(
-    mapped: list[MappedSignal], *, site: str = DEFAULT_SITE, room: str = DEFAULT_ROOM
+    mapped: list[MappedSignal],
+    numerics: list[MappedNumeric] | None = None,
+    *,
+    site: str = DEFAULT_SITE,
+    room: str = DEFAULT_ROOM,
 ) -> dict[str, Any]:
-    """The config, as TOML-shaped data, made from a record's mapped signals."""
+    """The config, as TOML-shaped data, made from a record's mapped signals and numerics."""
     feeds: dict[str, Any] = {}
     checks: dict[str, Any] = {}
     for m in mapped:
         fs = m.signal.fs
         feeds[m.feed] = {"kind": m.kind.value, "fs": float(fs)}
         check = KIND_CHECKS.get(m.kind)
+        if check is not None:
+            checks[check] = {}
+    waveforms = set(feeds)
+    for n in numerics or []:
+        if n.feed in waveforms:  # a waveform named like the numeric feed: no room for both
+            raise RecordError(
+                f"signal {n.feed!r} and numeric {n.signal.name!r} both need feed {n.feed!r}: "
+                f"give --map '{n.signal.name}=none' or --config"
+            )
+        feeds.setdefault(n.feed, {"kind": n.kind.value})
+    for n in numerics or []:
+        check = KIND_CHECKS.get(n.kind)
         if check is not None:
             checks[check] = {}
     return {
@@ -131,12 +179,14 @@ def plan_record(
     config_path: str,
     from_s: float | None,
     to_s: float | None,
+    numerics: list[MappedNumeric] | None = None,
 ) -> RecordPlan:
     """Assign the mapped signals to ``room``'s feeds and cut the window; UsageError if none fit.
 
     A signal goes to the room's feed of its own name (``mlii``) when that feed has
     its kind, else to the next feed of its kind not yet taken; a signal with no
-    feed left is left out (and said so).
+    feed left is left out (and said so). Numerics go to the room's first numeric
+    feed of their kind (all fields of a kind to the same feed), or are left out.
     """
     if room is None:
         if len(config.rooms) != 1:
@@ -182,7 +232,8 @@ def plan_record(
                 samples=np.ascontiguousarray(x[i0:i1]),
             )
         )
-    if not plans:
+    readings = _plan_readings(numerics or [], room_cfg.feeds, start, end, skipped)
+    if not plans and not readings:
         kinds = ", ".join(sorted({m.kind.value for m in mapped}))
         raise RecordError(
             f"{config_path}: room {room!r} has no feed of kind {kinds} for the record"
@@ -196,7 +247,78 @@ def plan_record(
         from_s=start,
         to_s=end,
         left_out=tuple(skipped),
+        readings=readings,
     )
+
+
+def _plan_readings(
+    numerics: list[MappedNumeric],
+    feeds: dict[str, Any],
+    start: float,
+    end: float,
+    skipped: list[str],
+) -> tuple[ReadingPlan, ...]:
+    by_feed: dict[str, list[MappedNumeric]] = {}
+    for n in numerics:
+        feed = next((name for name, f in feeds.items() if f.kind is n.kind), None)
+        if feed is None:
+            skipped.append(n.signal.name)
+            continue
+        by_feed.setdefault(feed, []).append(n)
+    plans = []
+    for feed, parts in by_feed.items():
+        fs = parts[0].signal.fs
+        if any(p.signal.fs != fs for p in parts):
+            raise RecordError(
+                f"numerics {', '.join(p.signal.name for p in parts)} of feed {feed!r} are at "
+                "different rates"
+            )
+        n = min(p.values.shape[0] for p in parts)
+        t = np.arange(n) / fs
+        keep = (t >= start - 1e-9) & (t < end - 1e-9)
+        plans.append(
+            ReadingPlan(
+                feed=feed,
+                kind=parts[0].kind,
+                signals={p.field: p.signal.name for p in parts},
+                t_s=t[keep] - start,
+                values={p.field: np.ascontiguousarray(p.values[:n][keep]) for p in parts},
+            )
+        )
+    return tuple(plans)
+
+
+def readings(
+    plan: RecordPlan, *, origin: DataOrigin, t0: float | None = None, seq0: int = 1
+) -> Iterator[NumericReading]:
+    """The plan's numerics as readings in time order, one per row (a missing value: NaN,
+    sent as ``null``: the monitor had none then, as a device says it)."""
+    start = plan.start_epoch if t0 is None else t0
+
+    def feed_readings(rp: ReadingPlan, order: int) -> Iterator[tuple[float, int, NumericReading]]:
+        seq = seq0
+        fields = list(rp.values)
+        for i in range(rp.t_s.shape[0]):
+            values = {f: float(rp.values[f][i]) for f in fields}
+            t = start + float(rp.t_s[i])
+            yield (
+                t,
+                order,
+                NumericReading(
+                    room=plan.room,
+                    feed=rp.feed,
+                    kind=rp.kind,
+                    t=t,
+                    values=values,
+                    seq=seq,
+                    origin=origin,
+                ),
+            )
+            seq += 1
+
+    streams = [feed_readings(rp, order) for order, rp in enumerate(plan.readings)]
+    for _, _, reading in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
+        yield reading
 
 
 def chunks(
@@ -227,8 +349,22 @@ def chunks(
         yield chunk
 
 
-def record_messages(plan: RecordPlan) -> Iterator[ChunkMessage]:
-    """The plan's chunks with their send times (log time = the chunk's end), marked
-    replayed, for :func:`roommon.runtime.replay.replay_messages`."""
-    for c in chunks(plan, origin=DataOrigin.REPLAYED):
-        yield ChunkMessage(log_ns=round(c.t_end * 1e9), chunk=c)
+def record_messages(plan: RecordPlan) -> Iterator[ChunkMessage | RecordedMessage]:
+    """The plan's chunks with their send times (log time = the chunk's end) and its
+    numerics as reading payloads at their times, in time order, marked replayed, for
+    :func:`roommon.runtime.replay.replay_messages`."""
+    topics = plan.topics
+    waves: Iterator[ChunkMessage | RecordedMessage] = (
+        ChunkMessage(log_ns=round(c.t_end * 1e9), chunk=c)
+        for c in chunks(plan, origin=DataOrigin.REPLAYED)
+    )
+    values: Iterator[ChunkMessage | RecordedMessage] = (
+        RecordedMessage(
+            topic=topics.feed(r.room, r.feed),
+            log_ns=(ns := round(r.t * 1e9)),
+            publish_ns=ns,
+            data=encode_reading(r),
+        )
+        for r in readings(plan, origin=DataOrigin.REPLAYED)
+    )
+    yield from heapq.merge(waves, values, key=lambda m: m.log_ns)

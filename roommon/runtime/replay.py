@@ -155,14 +155,18 @@ async def replay_messages(
     speed: float,
     pacer: Clock,
     on_recorder_event: Callable[[str], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    stats: ReplayStats | None = None,
 ) -> ReplayStats:
     """Advance ``clock`` to each message's log time, then ingest it (feeds only).
 
     ``clock`` must start at the first message's log time. At ``speed`` > 0 the
     virtual clock moves in steps of at most one second, each waited for on
-    ``pacer`` so the replay runs ``speed`` times real time.
+    ``pacer`` so the replay runs ``speed`` times real time. ``on_progress`` is told
+    the recorded seconds reached after each message. ``stats`` (given by a caller
+    that may cancel the replay) are kept up to date message by message.
     """
-    stats = ReplayStats()
+    stats = stats if stats is not None else ReplayStats()
     topics = Topics(site)
     t0_ns: int | None = None
     wall0 = pacer.monotonic()
@@ -178,8 +182,11 @@ async def replay_messages(
         elif target > clock.monotonic():
             await clock.advance(target - clock.monotonic())
         stats.messages += 1
+        stats.virtual_s = clock.monotonic()
         if isinstance(msg, ChunkMessage):
             _ingest_chunk(daemon, msg, stats)
+            if on_progress is not None:
+                on_progress(target)
             continue
         if msg.topic == RECORDER_TOPIC:
             stats.recorder_events += 1
@@ -187,6 +194,8 @@ async def replay_messages(
                 on_recorder_event(recorder_line(msg.data))
             continue
         _ingest(daemon, topics, msg, stats)
+        if on_progress is not None:
+            on_progress(target)
     await clock.advance(0)  # let what the last message set off run
     stats.virtual_s = clock.monotonic()
     return stats

@@ -1,6 +1,7 @@
 """Fakes and rigs shipped for tests (ours and users'), all real parts.
 
 * :mod:`~roommon.testing.broker`: a real Mosquitto on a free loopback port;
+* :mod:`~roommon.testing.pki`: a CA, server and client certificates made by ``openssl``;
 * :mod:`~roommon.testing.collector`: a real MQTT subscriber keeping what it gets;
 * :mod:`~roommon.testing.capture`: a room output capturing alarms, events, state;
 * :mod:`~roommon.testing.pty`: a device on a real pseudo-terminal;

@@ -23,7 +23,14 @@ def free_port() -> int:
 
 
 class MosquittoBroker:
-    """A private mosquitto on 127.0.0.1:<free port> that tests can kill and restart."""
+    """A private mosquitto on 127.0.0.1:<free port> that tests can kill and restart.
+
+    By default an open test broker (anonymous, no persistence). A test may write
+    its own :attr:`conf` before :meth:`start` (listening on :attr:`port` on
+    loopback); files it names can live in :attr:`dir`, removed by :meth:`close`.
+    When that config logs to a file, set :attr:`log_file`: :meth:`start` then reports
+    its tail if mosquitto exits (it says little on stderr then).
+    """
 
     def __init__(self, *, port: int | None = None) -> None:
         binary = shutil.which("mosquitto") or (
@@ -43,7 +50,13 @@ class MosquittoBroker:
             "log_dest stderr\n"
             "log_type error\n"
         )
+        self.log_file: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dir(self) -> Path:
+        """A private folder for files the broker's config names (certificates, ACL)."""
+        return self._dir
 
     @property
     def url(self) -> str:
@@ -60,6 +73,8 @@ class MosquittoBroker:
         while clock.monotonic() < deadline:  # wait for a real resource: the listening socket
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                if self.log_file is not None and self.log_file.exists():
+                    err += self.log_file.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"mosquitto exited at start: {err}")
             with (
                 contextlib.suppress(OSError),

@@ -28,19 +28,26 @@ class Received:
 
 @dataclass(slots=True)
 class MqttCollector:
-    """Subscribes to topic filters on the test broker and keeps everything it gets."""
+    """Subscribes to topic filters on the test broker and keeps everything it gets.
+
+    ``endpoint``: how to connect (TLS, an account) instead of plain MQTT to
+    ``port`` on loopback.
+    """
 
     port: int
     filters: list[str]
     client_id: str = "roommon-test-collector"
+    endpoint: BrokerEndpoint | None = None
     messages: list[Received] = field(default_factory=list)
     _client: aiomqtt.Client | None = None
     _task: asyncio.Task[None] | None = None
     _changed: asyncio.Condition | None = None
+    _probes: set[str] = field(default_factory=set)
+    _syncs: int = 0
 
     async def __aenter__(self) -> Self:
         self._changed = asyncio.Condition()
-        endpoint = BrokerEndpoint(host=LOOPBACK, port=self.port)
+        endpoint = self.endpoint or BrokerEndpoint(host=LOOPBACK, port=self.port)
         self._client = endpoint.client(identifier=self.client_id, timeout=2)
         await self._client.__aenter__()
         for f in self.filters:
@@ -74,6 +81,23 @@ class MqttCollector:
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
         assert self._client is not None
         await self._client.publish(topic, payload, qos=qos)
+
+    async def sync(self, probe: str) -> None:
+        """Return once everything the broker routed to this subscriber so far has arrived.
+
+        Publishes a unique message on ``probe`` (a topic this client may write and
+        read, not one of its filters) and waits for it: the broker delivers to one
+        subscriber in order, so what it routed before is here by then.
+        """
+        assert self._client is not None
+        if probe not in self._probes:
+            await self._client.subscribe(probe, qos=1)
+            self._probes.add(probe)
+        self._syncs += 1
+        mark = f"sync-{self._syncs}".encode()
+        await self._client.publish(probe, mark, qos=1)
+        await self.wait_for(lambda ms: any(m.topic == probe and m.payload == mark for m in ms))
+        self.messages[:] = [m for m in self.messages if m.topic != probe]
 
     def on(self, topic: str) -> list[Received]:
         return [m for m in self.messages if m.topic == topic]

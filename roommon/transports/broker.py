@@ -5,12 +5,19 @@ Every MQTT connection roommon makes (the daemon's link, ``record``,
 :meth:`BrokerEndpoint.client`, from a :class:`BrokerConfig` and optionally a
 ``--broker`` URL parsed by :func:`parse_broker_url`. So TLS, credentials,
 protocol version, keepalive and reconnect pacing are decided once.
+
+TLS errors are put in words here too, naming the file concerned: the files'
+own problems (:func:`tls_file_problems`, also the preflight's check), a TLS
+context that cannot be built at connect (:class:`BrokerTlsError`), and a
+handshake the broker or roommon refused (:meth:`BrokerEndpoint.connect_failure`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -18,13 +25,18 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from roommon.core.errors import UsageError
+from roommon.core.errors import FeedError, UsageError
 from roommon.transports.backoff import Backoff
 
 if TYPE_CHECKING:
     import aiomqtt
 
 DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
+
+
+class BrokerTlsError(FeedError):
+    """The TLS context for the broker cannot be built (a file named in ``[broker]``
+    vanished, changed or does not load): the message names the field and the file."""
 
 
 class BrokerConfig(BaseModel):
@@ -140,13 +152,57 @@ class BrokerEndpoint:
         return Backoff(initial_s=initial, cap_s=self.reconnect_max_s)
 
     def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context, or :class:`BrokerTlsError` naming the file that does not load."""
         if not self.tls:
             return None
-        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-        if self.cert_file is not None:
-            key = str(self.key_file) if self.key_file else None
-            ctx.load_cert_chain(certfile=str(self.cert_file), keyfile=key)
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+            if self.cert_file is not None:
+                key = str(self.key_file) if self.key_file else None
+                ctx.load_cert_chain(
+                    certfile=str(self.cert_file), keyfile=key, password=_no_password
+                )
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            problems = tls_file_problems(
+                ca_file=self.ca_file, cert_file=self.cert_file, key_file=self.key_file
+            ) or [("broker", f"the TLS context does not load ({_reason(exc)})")]
+            raise BrokerTlsError("; ".join(f"{f}: {m}" for f, m in problems)) from exc
+        ctx.sslsocket_class = _ClosingSSLSocket
         return ctx
+
+    def connect_failure(self, errors: Sequence[BaseException], *, identifier: str) -> str:
+        """Why a connection failed, in one line; a TLS refusal in words naming the file.
+
+        With TLS 1.3 a broker refuses a client certificate after the handshake, so
+        the client only sees its CONNACK never come ("Operation timed out"): the
+        TLS alert behind it is what paho logged for the client ``identifier``.
+        """
+        text = "; ".join(str(e) or type(e).__name__ for e in errors)
+        if not self.tls:
+            return text
+        seen = _TLS_SEEN.get(identifier)
+        for message in (text, seen.last if seen is not None else None):
+            if message and "[SSL" in message:
+                return self._tls_words(message)
+        return text
+
+    def _tls_words(self, message: str) -> str:
+        detail = message.split("] ", 1)[-1].split(" (_ssl.c", 1)[0]
+        where = f"broker {self.host}:{self.port}"
+        if "CERTIFICATE_VERIFY_FAILED" in message:
+            trust = f"ca_file {self.ca_file}" if self.ca_file else "the system CAs (no ca_file)"
+            detail = detail.removeprefix("certificate verify failed: ")
+            return f"TLS: the certificate of {where} does not verify against {trust} ({detail})"
+        if "CERTIFICATE_REQUIRED" in message and self.cert_file is None:
+            return (
+                f"TLS: {where} requires a client certificate and none is configured "
+                f"(broker.cert_file, broker.key_file) ({detail})"
+            )
+        if "ALERT" in message and self.cert_file is not None:
+            return f"TLS: {where} refused the client certificate {self.cert_file} ({detail})"
+        if "WRONG_VERSION_NUMBER" in message:
+            return f"TLS: {where} does not answer in TLS (a plain MQTT port?) ({detail})"
+        return f"TLS with {where} failed ({detail})"
 
     def client(
         self,
@@ -173,6 +229,7 @@ class BrokerEndpoint:
 
         common: dict[str, Any] = {
             "identifier": identifier,
+            "logger": _paho_logger(identifier) if self.tls else None,
             "username": self.username,
             "password": self.password,
             "will": will,
@@ -197,6 +254,117 @@ class BrokerEndpoint:
             properties=props,
             **common,
         )
+
+
+# --------------------------------------------------------------------------- TLS files
+
+_LABELS = {"ca_file": "CA file", "cert_file": "client certificate", "key_file": "client key"}
+
+
+def _file_problem(path: Path, field: str) -> str | None:
+    what = _LABELS[field]
+    if not path.exists():
+        return f"{what} {path} does not exist"
+    if not path.is_file():
+        return f"{what} {path} is not a file"
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        return f"{what} {path} cannot be read ({exc.strerror or exc})"
+    marker = "PRIVATE KEY-----" if field == "key_file" else "-----BEGIN CERTIFICATE-----"
+    if marker not in text:
+        kind = "private key" if field == "key_file" else "certificate"
+        return f"{what} {path} is not a PEM {kind} (no {marker.strip('-')} block)"
+    return None
+
+
+class _EncryptedKeyError(ValueError):
+    """OpenSSL asked for the key's passphrase: roommon has none to give."""
+
+
+def _no_password() -> str:
+    raise _EncryptedKeyError("the key is encrypted")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    return str(exc)
+
+
+def tls_file_problems(
+    *, ca_file: Path | None, cert_file: Path | None, key_file: Path | None
+) -> list[tuple[str, str]]:
+    """The TLS files: present, readable, PEM that OpenSSL accepts, the key the
+    certificate's; one ``(broker.FIELD, message naming the file)`` per problem."""
+    problems: list[tuple[str, str]] = []
+    bad = set()
+    for field, path in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+        problem = None if path is None else _file_problem(path, field)
+        if problem:
+            problems.append((f"broker.{field}", problem))
+            bad.add(field)
+    if ca_file is not None and "ca_file" not in bad:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            ctx.load_verify_locations(cafile=str(ca_file))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            problems.append(("broker.ca_file", f"CA file {ca_file} does not load ({_reason(exc)})"))
+    if cert_file is not None and not bad & {"cert_file", "key_file"}:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        key = str(key_file) if key_file else None
+        try:
+            ctx.load_cert_chain(certfile=str(cert_file), keyfile=key, password=_no_password)
+        except _EncryptedKeyError:
+            field, path = ("key_file", key_file) if key_file else ("cert_file", cert_file)
+            why = "is encrypted; roommon needs an unencrypted key (openssl pkey -in KEY -out NEW)"
+            problems.append((f"broker.{field}", f"client key {path} {why}"))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            field = "broker.key_file" if key_file else "broker.cert_file"
+            pair = f"{cert_file} and key {key_file}" if key_file else f"{cert_file} and its key"
+            problems.append(
+                (field, f"client certificate {pair} do not load together ({_reason(exc)})")
+            )
+    return problems
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """A TLS socket closed when its handshake fails: paho leaves it open (only the
+    garbage collector frees it, with a ResourceWarning), once per refused attempt."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+class _TlsAlerts(logging.Handler):
+    """Keeps the last TLS error paho logged for one client."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "[SSL" in message:
+            self.last = message
+
+
+#: Client identifier -> the TLS alerts of its newest client (one entry per identifier).
+_TLS_SEEN: dict[str, _TlsAlerts] = {}
+
+
+def _paho_logger(identifier: str) -> logging.Logger:
+    """paho's logger for one TLS client: what it logs goes where it always went (the
+    ``mqtt`` logger), and its TLS errors are kept for :meth:`BrokerEndpoint.connect_failure`."""
+    seen = _TLS_SEEN[identifier] = _TlsAlerts()
+    logger = logging.Logger(f"mqtt.{identifier}")  # not registered: freed with its client
+    logger.parent = logging.getLogger("mqtt")
+    logger.addHandler(seen)
+    return logger
 
 
 #: MQTT 5 CONNACK reason codes that mean "try again later" rather than "no":

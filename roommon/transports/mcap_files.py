@@ -215,6 +215,7 @@ class RecordingFile:
     metadata: dict[str, dict[str, str]]
     start_ns: int | None
     _messages: list[RecordedMessage] | None = None
+    end_ns: int | None = None  # log time of the last message
 
     def site(self) -> str | None:
         """The site the file was recorded at (metadata, else the topics)."""
@@ -276,8 +277,10 @@ def _read_indexed(p: Path, f: IO[bytes]) -> RecordingFile:
         raise McapError("no summary section")
     channels = {c.topic: dict(c.metadata) for c in summary.channels.values()}
     metadata = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
-    start = summary.statistics.message_start_time if summary.statistics.message_count else None
-    return RecordingFile(p, True, channels, metadata, start)
+    stats = summary.statistics
+    start = stats.message_start_time if stats.message_count else None
+    end = stats.message_end_time if stats.message_count else None
+    return RecordingFile(p, True, channels, metadata, start, end_ns=end)
 
 
 def _read_linear(p: Path) -> RecordingFile:
@@ -310,4 +313,5 @@ def _read_linear(p: Path) -> RecordingFile:
         metadata,
         start,
         messages,
+        end_ns=messages[-1].log_ns if messages else None,
     )

@@ -25,7 +25,7 @@ import aiomqtt
 
 from roommon.core.clock import Clock
 from roommon.core.log import get_logger
-from roommon.transports.broker import BrokerEndpoint
+from roommon.transports.broker import BrokerEndpoint, BrokerTlsError
 
 log = get_logger(__name__)
 
@@ -161,7 +161,7 @@ class MqttLink:
                 client = self._endpoint.client(identifier=f"{self._client_id}-last-word")
                 async with client:
                     await client.publish(self._will.topic, payload, qos=1, retain=True)
-        except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+        except (aiomqtt.MqttError, TimeoutError, OSError, BrokerTlsError) as exc:
             log.error("mqtt_last_word_failed", broker=self._endpoint.url, error=str(exc))
             return False
         return True
@@ -200,7 +200,16 @@ class MqttLink:
                     self._lost_at = self._clock.monotonic()
                 if self.connected.is_set():
                     self.lost.set()
-                log.warning("mqtt_disconnected", error="; ".join(str(e) for e in eg.exceptions))
+                # The link was lost, or the broker refused or could not be reached
+                # (``connected`` False): either way the line names the broker.
+                log.warning(
+                    "mqtt_disconnected",
+                    broker=self._endpoint.url,
+                    connected=self._client is not None,
+                    error=self._endpoint.connect_failure(
+                        eg.exceptions, identifier=self._client_id
+                    ),
+                )
             finally:
                 self.connected.clear()
                 self._client = None

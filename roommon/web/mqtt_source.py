@@ -195,7 +195,9 @@ class MqttSource:
                         tg.create_task(self._follow_shown(client), name="display-mqtt-waves")
             except* aiomqtt.MqttError as eg:
                 log.warning(
-                    "display_mqtt_disconnected", error="; ".join(str(e) for e in eg.exceptions)
+                    "display_mqtt_disconnected",
+                    broker=t.url,
+                    error="; ".join(str(e) for e in eg.exceptions),
                 )
             finally:
                 self._client = None

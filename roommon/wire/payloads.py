@@ -326,11 +326,15 @@ class AlarmEventMessage(_Out):
     escalation_level: int = Field(ge=0, description="0: not escalated.")
     value: float | None = None
     limit: float | None = None
-    message: str = ""
+    message: str = Field(
+        default="",
+        description="For a person: the check's words, else the condition's description.",
+    )
     origin: Literal["live", "simulated", "replayed"]
     t: float = Field(description="UTC epoch seconds of the transition.")
     time: str = Field(description="Same instant, ISO 8601 UTC.")
     since: float = Field(description="UTC epoch seconds when the alarm was raised.")
+    since_time: str | None = Field(default=None, description="Same instant, ISO 8601 UTC.")
     actor: str | None = Field(default=None, description="Client id behind a command.")
 
 
@@ -393,6 +397,7 @@ class RoomStateMessage(_Out):
     seq: int = Field(ge=0, description="Last alarm event seq of this room.")
     phase: PhaseName = Field(description="Procedure phase; selects the alarm profile.")
     phase_since: float = Field(description="UTC epoch seconds when the phase began.")
+    phase_since_time: str | None = Field(default=None, description="Same instant, ISO 8601 UTC.")
     audio_paused_until: float | None
     alarm_paused: dict[str, float] = Field(
         description="Feed (or '*' for the room) -> UTC epoch when the pause ends."

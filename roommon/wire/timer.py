@@ -78,14 +78,20 @@ class TimerAlarm(_Out):
     code: str
     priority: Literal["low", "medium", "high"]
     since: float = Field(description="UTC epoch seconds when the alarm was raised.")
+    since_time: str | None = Field(default=None, description="Same instant, ISO 8601 UTC.")
+    feed: str = Field(default="", description="The feed the alarm is about.")
     message: str = ""
 
     @classmethod
     def from_summary(cls, summary: AlarmSummary) -> TimerAlarm:
+        from roommon.core.clock import iso
+
         return cls(
             code=summary.code,
             priority=summary.priority,
             since=summary.since,
+            since_time=iso(summary.since),
+            feed=summary.feed,
             message=summary.message,
         )
 
@@ -121,13 +127,16 @@ class TimerMessage(_Out):
     first_started: float | None = Field(
         default=None, description="End of the first injection of this recovery."
     )
+    first_started_time: str | None = None
     injections: int = Field(default=0, ge=0, description="Injections seen in this recovery.")
     restarts: int = Field(default=0, ge=0, description="Times a new injection restarted it.")
     confirmed: float | None = Field(default=None, description="UTC epoch of confirmation.")
+    confirmed_time: str | None = None
     confirmed_by: str | None = Field(default=None, description="Client id, or 'auto'.")
     auto_confirm_at: float | None = Field(
         default=None, description="When it confirms itself without a new injection."
     )
+    auto_confirm_at_time: str | None = None
     min_deadline: float | None = None
     min_deadline_time: str | None = None
     min_remaining_s: float | None = Field(default=None, ge=0)
@@ -161,7 +170,12 @@ class TimerEventMessage(_Out):
     t: float = Field(description="UTC epoch seconds when it happened or fell due.")
     time: str
     emitted: float = Field(description="UTC epoch seconds when the daemon noticed it.")
-    late: bool = Field(description="Noticed more than a tick after it fell due (daemon down).")
+    late: bool = Field(
+        description="A deadline (check due or overdue, minimum or target reached, automatic "
+        "confirmation) noticed more than 5 s after it fell due: the daemon was down or the "
+        "clock jumped. Never set for events stamped with their cause's time (a recovery "
+        "starts at the end of the last injection, known only when the end is detected)."
+    )
     check_no: int | None = None
     actor: str | None = Field(default=None, description="Client id behind a command.")
     reason: str = ""

@@ -21,7 +21,9 @@ class LimitRule(CheckSettings):
     below: float | None = Field(default=None, description="Condition when value < below.")
     above: float | None = Field(default=None, description="Condition when value > above.")
     hysteresis: float = Field(default=0.0, ge=0, description="Margin back past the limit to end.")
-    priority: Literal["low", "medium", "high"] = "medium"
+    priority: Literal["low", "medium", "high"] = Field(
+        default="medium", description="Priority of the limit alarm."
+    )
     delay_s: float = Field(default=0.0, ge=0, le=300, description="Condition delay.")
     name: str = Field(default="", description="Code suffix; default FIELD_low / FIELD_high.")
 
