@@ -171,6 +171,8 @@ class _FeedState:
     hf_next_t: float = -math.inf  # when the next value joins hf_hist
     hf_floor: float = 0.0  # HF feature floor, share of the QRS amplitude at this rate
     hf_level: float = 1.0  # HF feature over its own level (floored as the limit is)
+    hf_base: float = -1.0  # the HF feature's own level (negative: not known yet)
+    hf_count: int = 0  # values that joined hf_hist
     pacer: PacerFilter | None = None  # pacer-pulse blanking (None: the front end does it)
 
 
@@ -449,16 +451,22 @@ class EcgCheck(Check, declaration=ECG):
         hf = _percentile(np.abs(x[2:] - 2.0 * x[1:-1] + x[:-2]), 50.0)
         hist = st.hf_hist
         hf_noisy = False
+        st.hf_level = 1.0
         if math.isfinite(hf):
             amp = st.detector.qrs_amplitude_mv
-            if len(hist) >= HF_MIN_HISTORY and amp > 0:
-                base = _percentile(np.fromiter(hist, float, len(hist) - HF_RECENT), 10.0)
+            base = st.hf_base
+            if base >= 0 and amp > 0:
                 lim = max(self.cfg.noise_hf_ratio * base, st.hf_floor * amp)
                 hf_noisy = hf > lim * (2.0 / 3.0 if st.hf_noisy else 1.0)
                 st.hf_level = hf / max(base, st.hf_floor * amp / self.cfg.noise_hf_ratio)
             if st.t_end >= st.hf_next_t:  # one value per second, however chunked
                 hist.append(hf)
                 st.hf_next_t = st.t_end + 1.0 - 0.5 / st.fs
+                st.hf_count += 1
+                # The reference moves slowly: renewed every HF_RECENT seconds.
+                if len(hist) >= HF_MIN_HISTORY and st.hf_count % HF_RECENT == 0:
+                    n = len(hist) - HF_RECENT
+                    st.hf_base = _percentile(np.fromiter(hist, float, n), 10.0)
         st.hf_noisy = hf_noisy
         st.noisy = index > limit or hf_noisy
         return st.noisy

@@ -41,6 +41,7 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
 from roommon.core.model import FloatArray
 
@@ -64,9 +65,9 @@ class PacerFilter:
         "_hist",
         "_k",
         "_last_pulse",
-        "_marks",
         "_min_mv",
         "_out",
+        "_runs",
         "_w",
         "pulses",
     )
@@ -76,7 +77,7 @@ class PacerFilter:
         self._k = self._w + 1
         self._min_mv = min_mv
         self._hist: FloatArray = np.zeros(0)  # raw samples from absolute index _h0
-        self._marks = np.zeros(0, dtype=bool)  # samples to blank, same span
+        self._runs: list[tuple[int, int]] = []  # [start, end) to blank, absolute indices
         self._h0 = 0
         self._decided = 3 * self._k  # next sample index to test
         self._out = 0  # samples output so far
@@ -99,56 +100,74 @@ class PacerFilter:
         if np.count_nonzero(np.isfinite(x)) != x.shape[0]:
             x = np.where(np.isfinite(x), x, np.nan)  # inf - inf would warn; NaN tests False
         self._hist = h = np.concatenate((self._hist, x))
-        self._marks = marks = np.concatenate((self._marks, np.zeros(x.shape[0], dtype=bool)))
         end = self._h0 + h.shape[0]
         lo, hi = self._decided - self._h0, h.shape[0] - 3 * k  # test these (hist indices)
         if hi > lo:
             c = h[lo:hi]
-            left, right = h[lo - k : hi - k], h[lo + k : hi + k]
-            base = h[lo - 3 * k : hi - 3 * k]
-            up = c - base  # height over the signal before it
-            dev = np.abs(c - 0.5 * (left + right))
-            # Only the signal before a pulse is judged smooth: after it comes the
-            # pulse's recharge (up to a quarter of it, decaying over milliseconds).
-            side = np.maximum(np.abs(left - h[lo - 2 * k : hi - 2 * k]), np.abs(left - base))
-            # Narrow: k samples to either side it is back within a quarter of its height
-            # (an R wave, however narrow, is still half up), and it goes back down: a
-            # pulse, not a step of the baseline.
-            narrow = (up * (c - left) >= 0.75 * up * up) & (up * (c - right) >= 0.75 * up * up)
-            found = (
-                (dev >= self._min_mv) & (dev >= SHARPNESS * side) & narrow
-            ).nonzero()[0] + lo
-            if found.shape[0]:
-                # A pulse over two samples is found at both: count pulses, not samples.
-                at = found + self._h0
-                self.pulses += int(np.count_nonzero(np.diff(at, prepend=self._last_pulse) > k))
-                self._last_pulse = int(at[-1])
-                for i in found.tolist():
-                    marks[max(i - w, 0) : i + w + 1] = True
+            dev = np.abs(c - 0.5 * (h[lo - k : hi - k] + h[lo + k : hi + k]))
+            cand = (dev >= self._min_mv).nonzero()[0]  # few: R peaks, pulses, artefact
+            if cand.shape[0]:
+                i = cand + lo
+                ci, left, right, base = h[i], h[i - k], h[i + k], h[i - 3 * k]
+                up = ci - base  # height over the signal before it
+                # Only the signal before a pulse is judged smooth: after it comes the
+                # pulse's recharge (up to a quarter of it, decaying over milliseconds).
+                side = np.maximum(np.abs(left - h[i - 2 * k]), np.abs(left - base))
+                # Narrow: k samples to either side it is back within a quarter of its
+                # height (an R wave, however narrow, is still half up), and it goes
+                # back down: a pulse, not a step of the baseline.
+                up2 = 0.75 * up * up
+                ok = (
+                    (dev[cand] >= SHARPNESS * side)
+                    & (up * (ci - left) >= up2)
+                    & (up * (ci - right) >= up2)
+                )
+                found = i[ok] + self._h0
+                if found.shape[0]:
+                    self._mark(found)
             self._decided = end - 3 * k
         # Marks are final up to the last tested sample less the pulse half-width.
         seg = self._emit(min(max(self._out, self._decided - w), end))
         keep = min(self._decided - 3 * k, self._out) - self._h0
         if keep > 0:
             self._hist = self._hist[keep:]
-            self._marks = self._marks[keep:]
             self._h0 += keep
         return seg
 
+    def _mark(self, found: npt.NDArray[np.int64]) -> None:
+        """Blank ``w`` around each sample found (absolute indices, increasing)."""
+        k, w = self._k, self._w
+        # A pulse over two samples is found at both: count pulses, not samples.
+        self.pulses += int(np.count_nonzero(np.diff(found, prepend=self._last_pulse) > k))
+        self._last_pulse = int(found[-1])
+        runs = self._runs
+        for j in found.tolist():
+            a, b = max(j - w, 0), j + w + 1
+            if runs and a <= runs[-1][1]:
+                runs[-1] = (runs[-1][0], max(b, runs[-1][1]))
+            else:
+                runs.append((a, b))
+
     def _emit(self, out_end: int) -> FloatArray:
-        h, marks = self._hist, self._marks
-        a, b = self._out - self._h0, out_end - self._h0
-        seg, m = h[a:b], marks[a:b]
-        if m.any():
-            pos = np.where(m, -1, np.arange(seg.shape[0]))
-            np.maximum.accumulate(pos, out=pos)
-            held = np.where(pos >= 0, seg[np.maximum(pos, 0)], self._held)
-            seg = np.asarray(held, dtype=np.float64)
-        else:
+        start = self._out
+        seg = self._hist[start - self._h0 : out_end - self._h0]
+        runs = self._runs
+        if runs and runs[0][0] < out_end:
             seg = seg.copy()
+            rest: list[tuple[int, int]] = []
+            held = self._held
+            for a, b in runs:
+                if a >= out_end:
+                    rest.append((a, b))
+                    continue
+                lo, hi = max(a, start), min(b, out_end)
+                if lo > start:
+                    held = float(seg[lo - 1 - start])  # just before the run: not blanked
+                seg[lo - start : hi - start] = held
+                if b > out_end:
+                    rest.append((a, b))
+            self._runs = rest
         if seg.shape[0]:
-            unblanked = (~m).nonzero()[0]
-            if unblanked.shape[0]:
-                self._held = float(h[a + unblanked[-1]])
+            self._held = float(seg[-1])
         self._out = out_end
         return seg
