@@ -40,6 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/record_replay.py
 	$(BIN)/python bench/record_spo2.py
 	$(BIN)/python bench/ops_overhead.py
+	$(BIN)/python bench/input_cost.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

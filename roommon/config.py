@@ -56,6 +56,21 @@ class DaemonConfig(_Section):
     max_payload_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Feed payloads larger than this are rejected."
     )
+    inbound_queue_max: int = Field(
+        default=20_000,
+        ge=100,
+        description="Feed messages received and not yet processed, at most; when it is full "
+        "the oldest is shed (counted per feed in the status, alarm daemon.overloaded).",
+    )
+    overload_lag_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description="Input lag above which a room has the alarm daemon.overloaded: how much "
+        "later than its first data a feed's samples now arrive (now minus the sample time, "
+        "less the feed's smallest such offset, so a gateway clock off by a constant is not "
+        "lag), or how long a message waited in the inbound queue.",
+    )
     display_clients: list[Identifier] = Field(
         default_factory=list,
         description="MQTT client ids of `roommon display` services. Only commands on these "

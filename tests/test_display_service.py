@@ -3,11 +3,12 @@ the daemon's trust in a display's actor, the view's recall strips and health."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,15 @@ import pytest
 import pytest_asyncio
 
 from roommon.config import Config, parse_config
-from roommon.core.clock import VirtualClock
+from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.errors import ConfigError
 from roommon.runtime.daemon import Daemon
-from roommon.testing import CaptureOutput
+from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector
 from roommon.web.app import DisplayApp, DisplayServer
 from roommon.web.auth import MAX_FAILURES, Sessions, read_accounts, set_account, verify_password
 from roommon.web.local import DaemonCommands, DisplayOutput
 from roommon.web.mqtt_source import decode_wave
+from roommon.web.service import DisplayService
 from roommon.web.site import SiteView
 
 CONFIG = """
@@ -250,3 +252,40 @@ def test_display_commands_refuse_a_bad_accounts_file_and_a_short_password(
     monkeypatch.setattr("sys.stdin", io.StringIO("long enough\n"))
     assert main(["display-user", "--users", str(tmp_path / "u2"), "kim"]) == 0
     assert verify_password("long enough", read_accounts(tmp_path / "u2")["kim"])
+
+
+@pytest.mark.broker
+async def test_by_default_recall_covers_a_room_no_page_shows(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A central station recalls the strip of any bed's alarm, watched or not: the service
+    follows every room's waveforms by default (bench/display.py measures the cost)."""
+    text = CONFIG.format(state=tmp_path / "state") + f"[broker]\nport = {broker.port}\n"
+    cfg = parse_config(tomllib.loads(text), source="t.toml")
+    set_account(tmp_path / "users", "kim", "correct horse")
+    clock = RealClock()
+    service = DisplayService(config=cfg, users=tmp_path / "users", host="127.0.0.1", port=0,
+                             clock=clock)
+    base = "roommon/v1/s/r1"
+    pushed = asyncio.Event()  # the view tells its pages (and this test) what changed
+    service.view.listeners.append(lambda _message: pushed.set())
+
+    async def until(done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):  # a safety net: the wait is for the view's push
+            while not done():
+                pushed.clear()
+                await pushed.wait()
+
+    async with service, MqttCollector(broker.port, []) as c:
+        await until(lambda: service.view.link_connected)
+        onset = clock.now()
+        await c.publish(f"{base}/alarm", json.dumps(
+            {"room": "r1", "alarm_id": "a1", "code": "ecg.tachy", "priority": "medium",
+             "transition": "raised", "since": onset, "state": "active",
+             "origin": "live"}).encode())
+        for second in range(-12, 7):  # nobody watches r1: no page is open at all
+            chunk = {"v": 1, "kind": "ecg", "seq": second + 13, "t0": onset + second,
+                     "fs": 250, "unit": "mV", "n": 250, "samples": [0.1] * 250}
+            await c.publish(f"{base}/feed/ekg", json.dumps(chunk).encode())
+        await until(lambda: "a1" in service.view.recalls)
+    assert len(service.view.recalls["a1"]["feeds"]["ekg"]["samples"]) == 15 * 250

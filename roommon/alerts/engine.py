@@ -214,6 +214,45 @@ class RoomAlarms:
             tr.alarm.value, tr.alarm.limit, tr.alarm.message = r.value, r.limit, r.message
         return self._evaluate(r.key, tr, now)
 
+    def next_deadline(self) -> float | None:
+        """The earliest clock time (``now`` scale) at which a time-based rule may fire.
+
+        Condition delays, clear delays, escalation steps and the ends of audio and
+        alarm pauses: the daemon sleeps until this instant and calls :meth:`tick`,
+        so an alarm is raised at its deadline, not at the next periodic tick. The
+        rules in :meth:`_evaluate` compare ``now`` with exactly these sums, so a
+        tick at the deadline always fires what fell due.
+        """
+        times: list[float] = []
+        if self.audio_paused_until is not None:
+            times.append(self.audio_paused_until)
+        times.extend(self.alarm_paused.values())
+        for key, tr in self._tracked.items():
+            alarm, spec = tr.alarm, tr.spec
+            if alarm is None:
+                if tr.present:
+                    due = tr.present_since + spec.delay_s
+                    paused = [
+                        u for s, u in self.alarm_paused.items() if s in (key[1], WHOLE_ROOM)
+                    ]
+                    times.append(max(due, *paused) if paused else due)
+                continue
+            if not tr.present and alarm.state != "latched":
+                times.append(tr.absent_since + spec.clear_delay_s)
+            step = self._next_step(alarm)
+            if step is not None:
+                times.append(step)
+        return min(times, default=None)
+
+    def _next_step(self, alarm: Alarm) -> float | None:
+        """When ``alarm``'s next escalation step falls due (None: no further step)."""
+        if alarm.acknowledged or alarm.state == "latched" or not self._routed(alarm):
+            return None
+        chain = self._escalation.chain(alarm.priority)
+        if alarm.escalation_level >= len(chain):
+            return None
+        return alarm.since + chain[alarm.escalation_level].after_s
+
     def tick(self, now: float) -> list[Outgoing]:
         """Time-based rules: delays, clear delays, pauses ending, escalation."""
         out: list[Outgoing] = []
@@ -332,7 +371,7 @@ class RoomAlarms:
         if alarm is None:
             if (
                 tr.present
-                and now - tr.present_since >= spec.delay_s
+                and now >= tr.present_since + spec.delay_s
                 and not self._paused(key[1], now)
             ):
                 return self._raise(key, tr, now)
@@ -345,7 +384,7 @@ class RoomAlarms:
                 alarm.condition_present = True
                 return [self._emit(alarm, "raised", now)]
             return self._escalate(alarm, now)
-        if now - tr.absent_since < spec.clear_delay_s:
+        if now < tr.absent_since + spec.clear_delay_s:
             return self._escalate(alarm, now)
         if alarm.state == "latched":
             return []
@@ -391,7 +430,7 @@ class RoomAlarms:
         chain = self._escalation.chain(alarm.priority)
         while alarm.escalation_level < len(chain):
             step = chain[alarm.escalation_level]
-            if now - alarm.since < step.after_s:
+            if now < alarm.since + step.after_s:
                 break
             alarm.escalation_level += 1
             alarm.escalated_to.append(step.to)

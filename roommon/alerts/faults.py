@@ -18,3 +18,12 @@ STORE_UNWRITABLE = ConditionSpec(
     description="roommon cannot write its alarm store (disk full, read-only, I/O error): "
     "alarms are still published but not kept; a restart now would lose them",
 )
+
+DAEMON_OVERLOADED = ConditionSpec(
+    code="daemon.overloaded",
+    kind=AlarmKind.TECHNICAL,
+    priority=Priority.HIGH,
+    clear_delay_s=5.0,
+    description="roommon is behind real time with this room's input (or shed some of it): "
+    "its alarms come late",
+)

@@ -40,10 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--client-id", default=None, help="MQTT client id (daemon.display_clients)")
     p.add_argument(
         "--waves",
-        choices=["shown", "all"],
-        default="shown",
-        help="follow the waveforms of the rooms a page shows (default), or of every room "
-        "(alarm recall for every room, more CPU)",
+        choices=["all", "shown"],
+        default="all",
+        help="follow every room's waveforms (default: alarm recall for every room), or only "
+        "those of the rooms a page shows (less CPU on very large sites)",
     )
     p.add_argument(
         "--log-level",

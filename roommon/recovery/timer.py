@@ -300,6 +300,24 @@ class RecoveryTimer:
         out.update({f"check{c.no}": c.due_t for c in rec.checks})
         return out
 
+    def next_deadline(self) -> float | None:
+        """The earliest time-driven event still to fall due (what :meth:`advance` would
+        emit first), or None: the daemon sleeps until it instead of the next tick."""
+        rec = self._state.recovery
+        if rec is None or rec.ended is not None or rec.interrupted_t is not None:
+            return None
+        times = [c.due_t for c in rec.checks if not c.due_emitted]
+        times += [
+            rec.overdue_at(c) for c in rec.checks if not c.overdue_emitted and c.done_t is None
+        ]
+        if rec.auto_confirm_t is not None:
+            times.append(rec.auto_confirm_t)
+        if not rec.min_emitted:
+            times.append(rec.min_t)
+        if not rec.target_emitted:
+            times.append(rec.target_t)
+        return min(times, default=None)
+
     def overdue_outstanding(self) -> frozenset[int]:
         """Numbers of the checks that are overdue and not done (alarm conditions)."""
         rec = self._state.recovery

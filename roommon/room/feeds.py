@@ -63,6 +63,11 @@ class FeedRuntime:
     origin: DataOrigin = DataOrigin.LIVE  # of the newest data; technical alarms inherit it
     _last_problem: dict[str, float] = field(default_factory=dict)  # code -> monotonic time
     _active: dict[str, bool] = field(default_factory=dict)
+    # What the last evaluate() saw: a problem noted since, a condition present, or another
+    # phase means data arriving may change something (see needs_evaluation).
+    _noted: bool = True
+    _n_active: int = 0
+    _phase_seen: Phase | None = None
 
     @property
     def kind(self) -> SignalKind:
@@ -82,6 +87,17 @@ class FeedRuntime:
 
     def note_problem(self, code: str, mono: float) -> None:
         self._last_problem[code] = mono
+        self._noted = True
+
+    def needs_evaluation(self, phase: Phase) -> bool:
+        """Whether :meth:`evaluate` right after data arrived could report a change.
+
+        Data arriving only ends conditions (silent, never seen) or follows a noted
+        problem (bad samples, a gap): with no condition present, no problem noted and
+        the same phase as the last evaluation, it cannot change anything, and the
+        per-message cost of evaluating is saved. The tick still evaluates every feed.
+        """
+        return self._noted or self._n_active > 0 or phase is not self._phase_seen
 
     def split_good(self, samples: FloatArray) -> list[tuple[int, int]]:
         """Index ranges of samples that are finite and physically possible.
@@ -89,6 +105,8 @@ class FeedRuntime:
         Counts the bad ones; returns ``[(0, n)]`` for a clean chunk.
         """
         lo, hi = PHYSICAL_RANGE[self.kind]
+        if len(samples) and lo <= samples.min() and samples.max() <= hi:
+            return [(0, len(samples))]  # clean (a NaN makes min/max NaN: never in range)
         good = np.isfinite(samples) & (samples >= lo) & (samples <= hi)
         n_bad = len(samples) - int(np.count_nonzero(good))
         if n_bad == 0:
@@ -111,6 +129,7 @@ class FeedRuntime:
         the low-priority notice feed.silent_optional, or nothing where the config says
         ``off`` for that phase: never feed.silent's medium alarm (issue 11, defect 13).
         """
+        self._noted, self._phase_seen = False, phase
         stale = self.config.effective_stale_s
         silent = self.last_seen_mono is not None and mono - self.last_seen_mono > stale
         down = self.transport_up is False
@@ -154,4 +173,5 @@ class FeedRuntime:
                         origin=self.origin,
                     )
                 )
+        self._n_active = sum(self._active.values())
         return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Protocol
 
@@ -140,6 +140,11 @@ class RoomPipeline:
         #: Room entries that failed (room.failed); the last failure's monotonic time.
         self.failures = 0
         self._failed_mono: float | None = None
+        #: The earliest clock time (``now`` scale) at which a time-based rule of the
+        #: engine or the recovery timer falls due; ``on_deadline`` is told when it moves.
+        self.deadline: float | None = None
+        self.on_deadline: Callable[[RoomPipeline], None] | None = None
+        self._deadline_dirty = True
 
     # ------------------------------------------------------------------ the guard
 
@@ -160,6 +165,23 @@ class RoomPipeline:
                 raise CommandError(
                     "room_failed", f"roommon failed applying it ({type(exc).__name__})"
                 ) from exc
+        finally:
+            if self._deadline_dirty:
+                self.refresh_deadline()
+
+    def refresh_deadline(self) -> None:
+        """Recompute :attr:`deadline` and tell ``on_deadline`` when it moved."""
+        self._deadline_dirty = False
+        times = [
+            t
+            for t in (self.engine.next_deadline(), self.recovery.timer.next_deadline())
+            if t is not None
+        ]
+        deadline = min(times, default=None)
+        if deadline != self.deadline:
+            self.deadline = deadline
+            if self.on_deadline is not None:
+                self.on_deadline(self)
 
     def _room_failed(self, entry: str, exc: Exception) -> None:
         self.failures += 1
@@ -271,7 +293,8 @@ class RoomPipeline:
             feed.last_seen_t = sample.t
             self._record_reading(sample)
             self._run(sample.feed, lambda c, ctx: c.on_reading(sample, ctx))
-        self._feed_health(feed, mono)
+        if feed.needs_evaluation(self.workflow.phase):
+            self._feed_health(feed, mono)
 
     def _feed_health(self, feed: FeedRuntime, mono: float) -> None:
         """The feed's technical conditions, judged in the room's current phase."""
@@ -334,6 +357,19 @@ class RoomPipeline:
     def external_conditions(self, reports: Iterable[ConditionReport]) -> None:
         """Conditions found outside the checks (an output that cannot deliver) become alarms."""
         self._conditions(reports)
+        self.refresh_deadline()
+
+    def due(self) -> None:
+        """Run the time-based rules now: the daemon calls this at :attr:`deadline`, so a
+        condition delay, an escalation step, a pause's end or a recovery deadline acts at
+        its instant rather than at the next :meth:`tick`."""
+        with self.guard("deadline"):
+            now, mono = self._clock.now(), self._clock.monotonic()
+            self._deadline_dirty = True
+            self._publish_alarms(self.engine.tick(now))
+            self.recovery.note_alarms(self.engine.summaries(now))
+            self._timer(self.recovery.tick(now, mono))
+            self.publish_state()  # an audio pause's end changes what sounds: say it now
 
     def tick(self) -> None:
         with self.guard("tick"):
@@ -341,6 +377,7 @@ class RoomPipeline:
 
     def _tick(self) -> None:
         now, mono = self._clock.now(), self._clock.monotonic()
+        self._deadline_dirty = True
         for check in self.checks:
             self._call(check, lambda c, ctx: c.on_tick(now, ctx))
         for feed in self.feeds.values():
@@ -364,6 +401,7 @@ class RoomPipeline:
 
     def _recovery_command(self, cmd: NurseCommand, *, client: str) -> str:
         now = self._clock.now()
+        self._deadline_dirty = True
         log.info(
             "command",
             room=self.room,
@@ -381,6 +419,7 @@ class RoomPipeline:
         """Publish timer events (durably, first), persist, then the alarms and the snapshot."""
         now, mono = self._clock.now(), self._clock.monotonic()
         if events:
+            self._deadline_dirty = True
             self._output.timer_events(self.recovery.messages(events))
         self.recovery.commit(events, now)
         for e in events:
@@ -409,6 +448,7 @@ class RoomPipeline:
 
     def _command(self, cmd: CommandPayload, *, client: str) -> str:
         now = self._clock.now()
+        self._deadline_dirty = True
         log.info(
             "command",
             room=self.room,
@@ -532,9 +572,12 @@ class RoomPipeline:
                     self._call(check, lambda c, ctx, e=e: c.on_event(e, ctx))
 
     def _conditions(self, reports: Iterable[ConditionReport]) -> None:
-        now = self._clock.now()
         out: list[Outgoing] = []
-        for r in reports:
+        now = 0.0
+        for i, r in enumerate(reports):
+            if i == 0:
+                now = self._clock.now()
+                self._deadline_dirty = True
             out += self.engine.report(r, now)
         self._publish_alarms(out)
 

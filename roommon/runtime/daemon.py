@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import aiomqtt
-
 from roommon import __version__
 from roommon.alerts.engine import Outgoing
+from roommon.alerts.faults import DAEMON_OVERLOADED
 from roommon.alerts.guarded_store import STORE_UNWRITABLE, GuardedAlarmStore
 from roommon.alerts.store import STORE_FILE, AlarmStore
 from roommon.config import Config
@@ -33,10 +34,11 @@ from roommon.core.model import DataOrigin
 from roommon.core.work import WorkTime, work_clock
 from roommon.recovery.store import RecoveryStore
 from roommon.room.pipeline import RoomOutput, RoomPipeline
+from roommon.runtime.inbound import Inbound, InboundQueue, InputLag
 from roommon.runtime.ingest import FeedIngest
 from roommon.runtime.serial_bindings import SerialPortBinding, serial_bindings
 from roommon.transports.broker import BrokerEndpoint
-from roommon.transports.mqtt import MqttLink
+from roommon.transports.mqtt import InboundMessage, MqttLink
 from roommon.wire.commands import CommandReply, parse_command
 from roommon.wire.payloads import RoomEventMessage, RoomStateMessage, StatusMessage
 from roommon.wire.timer import (
@@ -48,6 +50,10 @@ from roommon.wire.timer import (
 from roommon.wire.topics import Topics
 
 log = get_logger(__name__)
+
+#: Feed messages processed between two yields to the event loop (the reader, the
+#: writer and the deadline task run in between).
+DRAIN_BATCH = 200
 
 
 class Dispatcher:
@@ -148,6 +154,20 @@ class Daemon:
         self.ingest: FeedIngest
         #: Why the daemon stopped, when shared infrastructure failed ("" otherwise).
         self.failure = ""
+        # Rooms' next deadlines: a heap of (time, n, room) with stale entries left in it
+        # (the current one is in _due_at), the time the deadline task sleeps until, and
+        # the event that wakes it when an earlier deadline appears.
+        self._due_heap: list[tuple[float, int, str]] = []
+        self._due_at: dict[str, float] = {}
+        self._due_n = itertools.count()
+        self._due_target = float("inf")
+        self._due_wake = asyncio.Event()
+        #: The live inbound path: the bounded queue between the MQTT reader and the
+        #: ingest, and the input lag per room (plain attributes, for metrics).
+        self.inbound = InboundQueue(capacity=config.daemon.inbound_queue_max)
+        self.lag = InputLag()
+        self.overloaded: set[str] = set()
+        self._shed_seen: Counter[tuple[str, str]] = Counter()
         #: Work time of the ticker's passes over every room, and the monotonic time the
         #: last pass ended: the health check and the systemd watchdog judge by it.
         self.tick_time = WorkTime()
@@ -182,6 +202,8 @@ class Daemon:
             stale = self.store.open_alarms(room_id)
             if stale:
                 output.alarms(pipeline.engine.close_stale(stale, self.clock.now()))
+            pipeline.on_deadline = self._deadline_moved
+            pipeline.refresh_deadline()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._stack = contextlib.AsyncExitStack()
@@ -197,10 +219,9 @@ class Daemon:
                 client_id=f"roommon-{cfg.site.id}-{cfg.daemon.instance}",
                 store=self.store,
                 clock=self.clock,
-                subscriptions=[
-                    *([self.topics.feed_filter()] if self.subscribe_feeds else []),
-                    self.topics.command_filter(),
-                ],
+                subscriptions=self.topics.daemon_filters(
+                    list(self.pipelines), feeds=self.subscribe_feeds
+                ),
                 on_message=self.handle_message,
                 will_topic=self.topics.status(cfg.daemon.instance),
                 will_payload=self.status_payload("offline", "connection lost"),
@@ -210,6 +231,8 @@ class Daemon:
         self._tasks = [
             self._tg.create_task(self._ticker(), name="roommon-ticker"),
             self._tg.create_task(self._heartbeat(), name="roommon-heartbeat"),
+            self._tg.create_task(self._deadlines(), name="roommon-deadlines"),
+            self._tg.create_task(self._drain(), name="roommon-inbound"),
         ]
         log.info("daemon_started", site=cfg.site.id, rooms=list(cfg.rooms), broker=self.use_broker)
         return self
@@ -300,6 +323,11 @@ class Daemon:
             durable=not self._store_failure(),
             store_error=self._store_failure(),
             counters=dict(self.counters),
+            input_lag_s=round(self.lag.lag_s, 3),
+            inbound_queued=self.inbound.queued,
+            inbound_high_water=self.inbound.high_water,
+            shed={f"{room}/{feed}": n for (room, feed), n in sorted(self.inbound.shed.items())},
+            overloaded=sorted(self.overloaded),
             serial={
                 f"{b.pipeline.room}:{b.port.port}": {
                     "connected": b.feed.connected,
@@ -365,14 +393,80 @@ class Daemon:
             for pipeline in self.pipelines.values():
                 pipeline.tick()
             self._store_health()
+            self._overload()
             self.tick_time.add(work_clock() - started)
             self.last_tick_mono = self.clock.monotonic()
             next_at += period
             await self.clock.sleep_until(next_at)
 
+    def _deadline_moved(self, pipeline: RoomPipeline) -> None:
+        t = pipeline.deadline
+        if t is None:
+            self._due_at.pop(pipeline.room, None)
+            return
+        self._due_at[pipeline.room] = t
+        heapq.heappush(self._due_heap, (t, next(self._due_n), pipeline.room))
+        if t < self._due_target:
+            self._due_wake.set()
+
+    def _next_due(self) -> float | None:
+        heap = self._due_heap
+        while heap and self._due_at.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)  # stale: that room's deadline moved since
+        return heap[0][0] if heap else None
+
+    async def _deadlines(self) -> None:
+        """Sleep on the clock until the earliest room deadline, run that room's time-based
+        rules at that instant (see :meth:`RoomPipeline.due`), repeat.
+
+        The 1 s ticker still runs everything else; this task is what makes a condition
+        delay end in an alarm at its deadline, not up to a tick later.
+        """
+        while True:
+            self._due_wake.clear()
+            t = self._next_due()
+            now = self.clock.now()
+            if t is not None and t <= now:
+                self._run_due(now)
+                await asyncio.sleep(0)  # let the reader and the writer in between
+                continue
+            self._due_target = float("inf") if t is None else t
+            sleeper = None
+            if t is not None:
+                assert self._tg is not None
+                mono = self.clock.monotonic() + (t - now)
+                sleeper = self._tg.create_task(
+                    self._sleep_then_wake(mono), name="roommon-deadline-sleep"
+                )
+            try:
+                await self._due_wake.wait()
+            finally:
+                if sleeper is not None:
+                    sleeper.cancel()
+
+    async def _sleep_then_wake(self, monotonic_deadline: float) -> None:
+        await self.clock.sleep_until(monotonic_deadline)
+        self._due_wake.set()
+
+    def _run_due(self, now: float) -> None:
+        """Every room whose deadline is at or before ``now``, once each."""
+        fired: list[RoomPipeline] = []
+        while (t := self._next_due()) is not None and t <= now:
+            _, _, room = heapq.heappop(self._due_heap)
+            del self._due_at[room]
+            pipeline = self.pipelines[room]
+            pipeline.due()
+            fired.append(pipeline)
+        for pipeline in fired:
+            if pipeline.deadline is not None and pipeline.deadline <= now:
+                # Nothing fell due although the deadline said so: leave it to the next tick
+                # rather than spin (the periodic tick evaluates every rule anyway).
+                log.warning("deadline_not_due", room=pipeline.room, deadline=pipeline.deadline)
+                self._due_at.pop(pipeline.room, None)
+
     # ------------------------------------------------------------------ inbound
 
-    def handle_message(self, message: aiomqtt.Message) -> None:
+    def handle_message(self, message: InboundMessage) -> None:
         """Route one inbound MQTT message to its room (each room entry is guarded)."""
         topic = str(message.topic)
         payload = message.payload if isinstance(message.payload, bytes) else b""
@@ -383,7 +477,7 @@ class Daemon:
         room_id, rest = parsed
         if len(rest) == 2 and rest[0] == "feed":
             if self.subscribe_feeds:
-                self.ingest.payload(room_id, rest[1], payload)
+                self.inbound.put(Inbound(room_id, rest[1], payload, self.clock.monotonic()))
             else:
                 self.counters["live_feed_ignored"] += 1
             return
@@ -396,6 +490,81 @@ class Daemon:
             self.handle_command(pipeline, rest[1], payload)
         else:
             self.counters["unroutable"] += 1
+
+    async def _drain(self) -> None:
+        """Feed messages from the bounded queue to their rooms, noting each one's input lag."""
+        queue, ingest, clock, lag = self.inbound, self.ingest, self.clock, self.lag
+        while True:
+            await queue.ready.wait()
+            for item in queue.take(DRAIN_BATCH):
+                if ingest.payload(item.room, item.feed, item.payload) == "accepted":
+                    now, mono = clock.now(), clock.monotonic()
+                    lag.sample(
+                        item.room,
+                        item.feed,
+                        offset=now - ingest.last_sample_t,
+                        waited=mono - item.received,
+                        mono=mono,
+                    )
+            await asyncio.sleep(0)
+
+    def _overload(self) -> None:
+        """Once a tick: each room whose input lag passed ``overload_lag_s``, or whose feed
+        messages were shed, has ``daemon.overloaded``; it clears when it has caught up."""
+        limit = self.config.daemon.overload_lag_s
+        by_room = self.lag.roll()
+        shed_now: Counter[str] = Counter()
+        for (room, _feed), n in self.inbound.shed.items():
+            new = n - self._shed_seen[(room, _feed)]
+            if new:
+                shed_now[room] += new
+        self._shed_seen = Counter(self.inbound.shed)
+        now = self.clock.now()
+        raised, cleared = [], []
+        for room, pipeline in self.pipelines.items():
+            behind = by_room.get(room, 0.0)
+            shed = shed_now.get(room, 0)
+            active = behind > limit or shed > 0
+            if not active and room not in self.overloaded:
+                continue
+            parts = [f"input {behind:.1f} s behind real time (limit {limit:g} s)"]
+            if shed:
+                parts.append(f"{shed} feed messages shed in the last tick")
+            report = ConditionReport(
+                room=room,
+                feed="",
+                check="daemon",
+                spec=DAEMON_OVERLOADED,
+                active=active,
+                t=now,
+                value=round(behind, 3),
+                limit=limit,
+                message="; ".join(parts) if active else "",
+                origin=DataOrigin.LIVE,
+            )
+            with pipeline.guard("overload"):
+                pipeline.external_conditions([report])
+            if active and room not in self.overloaded:
+                self.overloaded.add(room)
+                raised.append(room)
+            elif not active:
+                self.overloaded.discard(room)
+                cleared.append(room)
+        if raised:
+            log.warning(
+                "daemon_overloaded",
+                rooms=raised,
+                overloaded=len(self.overloaded),
+                lag_s=round(self.lag.lag_s, 3),
+                queued=self.inbound.queued,
+                shed=self.inbound.shed_total,
+            )
+        if cleared and not self.overloaded:
+            log.info("daemon_caught_up", lag_s=round(self.lag.lag_s, 3))
+        if (raised or cleared) and self.link is not None:  # the status says it at once
+            self.link.publish_retained(
+                self.topics.status(self.config.daemon.instance), self.status_payload("online")
+            )
 
     def handle_command(self, pipeline: RoomPipeline, client: str, payload: bytes) -> CommandReply:
         """Apply one command from ``client`` (the topic's client id), reply and return the reply.

@@ -28,7 +28,7 @@ Outcome = Literal["accepted", "rejected", "unknown_room", "unknown_feed"]
 class FeedIngest:
     """Decodes feed payloads for the rooms it serves and hands them to their pipelines."""
 
-    __slots__ = ("_counters", "_max_bytes", "_pipelines", "last_reason")
+    __slots__ = ("_counters", "_max_bytes", "_pipelines", "last_reason", "last_sample_t")
 
     def __init__(
         self,
@@ -42,6 +42,8 @@ class FeedIngest:
         self._counters = counters
         #: The rejection reason of the last ``rejected`` outcome.
         self.last_reason = ""
+        #: The sample time (a chunk's end, a reading's time) of the last ``accepted`` one.
+        self.last_sample_t = 0.0
 
     def payload(
         self,
@@ -116,6 +118,7 @@ class FeedIngest:
         origin: DataOrigin | None,
     ) -> Outcome:
         self._counters["feed_accepted"] += 1
+        self.last_sample_t = sample.t_end if isinstance(sample, WaveformChunk) else sample.t
         if origin is not None and sample.origin is not origin:
             sample = dataclasses.replace(sample, origin=origin)
         pipeline.ingest(sample)

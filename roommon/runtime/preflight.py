@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from roommon.alerts.faults import STORE_FILE, STORE_UNWRITABLE
+from roommon.alerts.faults import DAEMON_OVERLOADED, STORE_FILE, STORE_UNWRITABLE
 from roommon.config import Config, RoomConfig
 from roommon.recovery.conditions import RECOVERY_CONDITIONS
 from roommon.room.conditions import FEED_CONDITIONS, ROOM_CONDITIONS, declared_conditions
@@ -36,7 +36,13 @@ from roommon.transports.broker import BrokerConfig, tls_file_problems
 def room_condition_codes(room: RoomConfig, *, hl7: bool) -> set[str]:
     """Every condition code the room can report with this configuration."""
     specs = list(declared_conditions(room))
-    specs += [*FEED_CONDITIONS, *ROOM_CONDITIONS, *RECOVERY_CONDITIONS, STORE_UNWRITABLE]
+    specs += [
+        *FEED_CONDITIONS,
+        *ROOM_CONDITIONS,
+        *RECOVERY_CONDITIONS,
+        STORE_UNWRITABLE,
+        DAEMON_OVERLOADED,
+    ]
     if hl7:  # imported only then: check-config of a room without HL7 stays light
         from roommon.runtime.hl7_output import FAILED, REJECTED, UNDELIVERED
 

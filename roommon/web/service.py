@@ -43,7 +43,7 @@ class DisplayService:
         broker: str | None = None,
         client_id: str | None = None,
         session_idle_s: float = 900.0,
-        waves: Literal["shown", "all"] = "shown",
+        waves: Literal["shown", "all"] = "all",
     ) -> None:
         self.view = SiteView(site=config.site.id, clock=clock, config=config)
         self.source = MqttSource(

@@ -435,6 +435,23 @@ class StatusMessage(_Out):
     )
     store_error: str = Field(default="", description="Why the store cannot be written.")
     counters: dict[str, int] = Field(default_factory=dict)
+    input_lag_s: float = Field(
+        default=0.0,
+        description="Worst input lag of the last tick, seconds: now minus a feed sample's time "
+        "(or minus when it was received). Above daemon.overload_lag_s: daemon.overloaded.",
+    )
+    inbound_queued: int = Field(default=0, ge=0, description="Feed messages waiting now.")
+    inbound_high_water: int = Field(
+        default=0, ge=0, description="Most feed messages ever waiting at once (queue bound: "
+        "daemon.inbound_queue_max)."
+    )
+    shed: dict[str, int] = Field(
+        default_factory=dict,
+        description="Feed messages shed because the inbound queue was full, by ROOM/FEED.",
+    )
+    overloaded: list[str] = Field(
+        default_factory=list, description="Rooms with the alarm daemon.overloaded now."
+    )
     serial: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per serial port: connected, protocol, bytes and frames good/bad by "

@@ -21,8 +21,9 @@ class Topics:
     def feed(self, room: str, feed: str) -> str:
         return f"{PREFIX}/{self.site}/{room}/feed/{feed}"
 
-    def feed_filter(self) -> str:
-        return f"{PREFIX}/{self.site}/+/feed/+"
+    def feed_filter(self, room: str = "+") -> str:
+        """Every room's feeds, or (``room``) one room's: a daemon subscribes per room."""
+        return f"{PREFIX}/{self.site}/{room}/feed/+"
 
     def alarm(self, room: str) -> str:
         return f"{PREFIX}/{self.site}/{room}/alarm"
@@ -37,8 +38,19 @@ class Topics:
         """Commands are published under the sender's MQTT client id (see docs/topics.md)."""
         return f"{PREFIX}/{self.site}/{room}/command/{client}"
 
-    def command_filter(self) -> str:
-        return f"{PREFIX}/{self.site}/+/command/+"
+    def command_filter(self, room: str = "+") -> str:
+        return f"{PREFIX}/{self.site}/{room}/command/+"
+
+    def daemon_filters(self, rooms: Sequence[str], *, feeds: bool = True) -> list[str]:
+        """What a daemon serving ``rooms`` subscribes to: per room and topic kind, never
+        the whole site, so several daemons share a site without seeing each other's rooms
+        (docs/deployment.md, "Sharding")."""
+        out = []
+        for room in rooms:
+            if feeds:
+                out.append(self.feed_filter(room))
+            out.append(self.command_filter(room))
+        return out
 
     def reply(self, room: str, client: str) -> str:
         return f"{PREFIX}/{self.site}/{room}/reply/{client}"

@@ -1,0 +1,150 @@
+"""Exact deadlines: time-based alarm rules act at their instant on the clock, not at the next tick.
+
+The daemon's 1 s ticker alone would raise a condition with a 5 s delay up to a
+second late. These run the whole daemon (store, dispatcher, deadline task) on
+the virtual clock with readings arriving between ticks, and check that each
+time-based transition carries its own deadline as its time: condition delay,
+escalation step, clear delay, the end of an audio pause, a recovery check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from roommon.config import parse_config
+from roommon.core.clock import VirtualClock
+from roommon.core.events import InjectionEnded, InjectionStarted
+from roommon.core.model import NumericReading, SignalKind
+from roommon.runtime.daemon import Daemon
+from roommon.testing import CaptureOutput
+from roommon.wire.commands import parse_command
+
+
+def config(state_dir: Path, **room: Any) -> dict[str, Any]:
+    return {
+        "site": {"id": "s"},
+        "daemon": {"state_dir": str(state_dir), "tick_s": 1.0},
+        "rooms": {
+            "r1": {
+                "feeds": {"spo2": {"kind": "spo2"}},
+                "checks": {
+                    "numeric_limits": {
+                        "rules": [{"kind": "spo2", "field": "spo2", "below": 90, "delay_s": 5.0}]
+                    }
+                },
+                **room,
+            }
+        },
+    }
+
+
+def reading(clock: VirtualClock, seq: int, spo2: float) -> NumericReading:
+    return NumericReading(
+        room="r1", feed="spo2", kind=SignalKind.SPO2, t=clock.now(), values={"spo2": spo2}, seq=seq
+    )
+
+
+async def test_a_delayed_condition_alarms_at_its_deadline_not_at_the_next_tick(
+    tmp_path: Path,
+) -> None:
+    clock = VirtualClock()
+    t0 = clock.now()
+    cfg = parse_config(
+        config(
+            tmp_path,
+            escalation={"medium": [{"after_s": 2.5, "to": "charge"}]},
+        )
+    )
+    capture = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        room = d.pipelines["r1"]
+        await clock.advance(0.3)  # between two ticks (0.0, 1.0 ...)
+        room.ingest(reading(clock, 1, 82.0))  # present from 0.3: due at 5.3
+        await clock.advance(4.99)
+        assert capture.events == []
+        await clock.advance(0.01)
+        (raised,) = capture.events
+        assert raised.transition == "raised"
+        assert raised.t == pytest.approx(t0 + 5.3, abs=1e-6)  # a tick would say 6.0
+        await clock.advance(2.5)  # escalation step at since + 2.5 = 7.8 (tick: 8.0)
+        escalated = capture.events[-1]
+        assert escalated.transition == "escalated"
+        assert escalated.t == pytest.approx(t0 + 7.8, abs=1e-6)
+        await clock.advance(0.2)  # 8.0: a tick; then the condition ends at 8.4
+        await clock.advance(0.4)
+        room.ingest(reading(clock, 2, 97.0))
+        cleared_before = len(capture.events)
+        await clock.advance(3.0)  # no clear delay: cleared at once, no later event
+        assert capture.events[cleared_before - 1].state == "cleared"
+        assert capture.events[-1].state == "cleared"
+
+
+async def test_the_end_of_an_audio_pause_is_published_at_its_instant(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    t0 = clock.now()
+    capture = CaptureOutput()
+    cfg = parse_config(config(tmp_path))
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        room = d.pipelines["r1"]
+        room.ingest(reading(clock, 1, 82.0))
+        await clock.advance(5.2)  # alarm raised at 5.0 (exactly its delay)
+        assert [e.transition for e in capture.events] == ["raised"]
+        assert capture.events[0].t == pytest.approx(t0 + 5.0, abs=1e-6)
+        cmd = parse_command(
+            b'{"v": 1, "id": "c1", "room": "r1", "action": "audio_pause", "duration_s": 3.3}',
+            room="r1",
+        )
+        room.command(cmd, client="nurse")
+        assert capture.states[-1].audio_paused_until == pytest.approx(t0 + 8.5, abs=1e-6)
+        await clock.advance(3.29)
+        assert capture.states[-1].audio_paused_until is not None
+        await clock.advance(0.01)
+        state = capture.states[-1]
+        assert state.audio_paused_until is None
+        assert state.t == pytest.approx(t0 + 8.5, abs=1e-6)  # the tick would publish at 9.0
+        assert state.alarms[0].audible
+
+
+async def test_a_recovery_check_falls_due_at_its_deadline(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    t0 = clock.now()
+    capture = CaptureOutput()
+    cfg = parse_config(
+        config(
+            tmp_path,
+            recovery={
+                "default": {
+                    "min_bed_rest_s": 30,
+                    "target_s": 60,
+                    "checks": [{"every_s": 2.25, "until_s": 60}],
+                    "grace_s": 1,
+                }
+            },
+        )
+    )
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        room = d.pipelines["r1"]
+        await clock.advance(0.4)
+        room.event(InjectionStarted(t=clock.now(), injection=1))
+        await clock.advance(0.3)
+        end = clock.now()
+        room.event(
+            InjectionEnded(
+                t=end, injection=1, started_t=end - 0.3, last_injecting_t=end, peak_kpa=1500.0
+            )
+        )
+        assert [m.event for m in capture.timer_messages] == ["started"]
+        await clock.advance(2.25)  # check 1 due at 0.7 + 2.25 = 2.95 (a tick says 3.0)
+        due = [m for m in capture.timer_messages if m.event == "check_due"]
+        assert len(due) == 1
+        assert due[0].t == pytest.approx(t0 + 2.95, abs=1e-6)
+        assert due[0].emitted == pytest.approx(t0 + 2.95, abs=1e-6)  # noticed at that instant
+        # its message left at that instant, not a tick later
+        assert capture.timers[-1].t == pytest.approx(t0 + 2.95, abs=1e-6)
+        await clock.advance(1.0)  # overdue at due + grace = 3.95
+        overdue = [e for e in capture.events if e.code == "recovery.check_overdue"]
+        assert overdue
+        assert overdue[0].t == pytest.approx(t0 + 3.95, abs=1e-6)

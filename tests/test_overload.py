@@ -1,0 +1,173 @@
+"""Back-pressure that is an alarm: a daemon behind real time, or shedding input, says so.
+
+Through a real Mosquitto: feed data arriving seconds behind real time raises
+the high-priority technical alarm ``daemon.overloaded`` in that room (saying
+how far behind), the retained status carries the lag, and the alarm clears
+once the input is current again. The bounded inbound queue sheds the oldest
+message when full, counted per room and feed, in the status and the alarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import jsonschema
+import pytest
+
+from roommon.config import Config, parse_config
+from roommon.core.clock import RealClock, VirtualClock
+from roommon.runtime.daemon import Daemon
+from roommon.runtime.inbound import Inbound, InboundQueue, InputLag
+from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector, Received
+from roommon.wire.registry import SCHEMA_DIR
+
+SITE = "s"
+BASE = f"roommon/v1/{SITE}"
+
+
+def config(port: int, state_dir: Path, **daemon: Any) -> Config:
+    return parse_config(
+        {
+            "site": {"id": SITE},
+            "broker": {"host": "127.0.0.1", "port": port, "reconnect_initial_s": 0.05},
+            "daemon": {
+                "state_dir": str(state_dir),
+                "tick_s": 0.2,
+                "heartbeat_s": 0.5,
+                "overload_lag_s": 1.0,
+                **daemon,
+            },
+            "rooms": {
+                room: {
+                    "feeds": {"spo2": {"kind": "spo2", "stale_s": 60}},
+                    "alarms": {"daemon.overloaded": {"clear_delay_s": 0.4}},
+                }
+                for room in ("r1", "r2")
+            },
+        }
+    )
+
+
+def reading(seq: int, t: float) -> bytes:
+    body = {"v": 1, "kind": "spo2", "seq": seq, "t": t, "values": {"spo2": 97.0}}
+    return json.dumps(body).encode()
+
+
+def test_the_queue_is_bounded_and_sheds_the_oldest_counted_per_feed() -> None:
+    q = InboundQueue(capacity=100)
+    for i in range(250):
+        q.put(Inbound("r1" if i % 5 else "r2", "spo2" if i % 2 else "ekg", b"%d" % i, float(i)))
+    assert (q.queued, q.high_water, q.shed_total) == (100, 100, 150)
+    assert sum(q.shed.values()) == 150
+    assert q.shed[("r2", "ekg")] == sum(1 for i in range(150) if i % 5 == 0 and i % 2 == 0)
+    taken = q.take(1000)
+    assert [m.payload for m in taken] == [b"%d" % i for i in range(150, 250)]  # newest kept
+    assert not q.ready.is_set()
+
+
+def test_a_gateway_clock_off_by_a_constant_is_not_lag_but_data_arriving_later_is() -> None:
+    lag = InputLag()
+    for i in range(10):  # a gateway an hour behind, its data on time
+        assert lag.sample("r1", "spo2", offset=3600.0 + 0.01 * (i % 3), waited=0.0, mono=i) < 0.05
+    late = lag.sample("r1", "spo2", offset=3605.0, waited=0.0, mono=10.0)
+    assert late == pytest.approx(5.0, abs=0.05)
+    assert lag.sample("r2", "spo2", offset=0.0, waited=0.7, mono=10.0) == pytest.approx(0.7)
+    assert lag.roll() == {"r1": pytest.approx(5.0, abs=0.05), "r2": pytest.approx(0.7)}
+    assert lag.lag_s == pytest.approx(5.0, abs=0.05)
+    assert lag.roll() == {}
+
+
+@pytest.fixture
+async def daemon(broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[Daemon]:
+    async with Daemon(config=config(broker.port, tmp_path), clock=RealClock()) as d:
+        assert d.link is not None
+        async with asyncio.timeout(10):
+            await d.link.connected.wait()
+        yield d
+
+
+def overloaded(room: str, transition: str) -> Any:
+    def pred(ms: list[Received]) -> bool:
+        return any(
+            m.topic == f"{BASE}/{room}/alarm"
+            and m.json()["code"] == "daemon.overloaded"
+            and m.json()["transition"] == transition
+            for m in ms
+        )
+
+    return pred
+
+
+@pytest.mark.broker
+async def test_input_behind_real_time_raises_daemon_overloaded_and_it_clears(
+    broker: MosquittoBroker, daemon: Daemon
+) -> None:
+    async with MqttCollector(broker.port, [f"{BASE}/#"]) as c:
+        for seq in range(1, 3):  # both rooms current...
+            for room in ("r1", "r2"):
+                await c.publish(f"{BASE}/{room}/feed/spo2", reading(seq, time.time()), qos=0)
+        for seq in range(3, 6):  # ...then r1's data arrives 5 s late
+            await c.publish(f"{BASE}/r1/feed/spo2", reading(seq, time.time() - 5.0), qos=0)
+            await c.publish(f"{BASE}/r2/feed/spo2", reading(seq, time.time()), qos=0)
+        msgs = await c.wait_for(overloaded("r1", "raised"))
+        event = next(
+            m.json()
+            for m in msgs
+            if m.topic == f"{BASE}/r1/alarm" and m.json()["code"] == "daemon.overloaded"
+        )
+        jsonschema.validate(
+            event, json.loads((SCHEMA_DIR / "alarm_event.schema.json").read_text())
+        )
+        assert (event["priority"], event["kind"]) == ("high", "technical")
+        assert "s behind real time" in event["message"]
+        assert event["value"] >= 4.5  # how far behind, in seconds
+        assert event["value"] < 30
+
+        def lagging(ms: list[Received]) -> bool:
+            return any(
+                m.topic == f"{BASE}/status/main" and "r1" in m.json()["overloaded"] for m in ms
+            )
+
+        status = next(m.json() for m in reversed(await c.wait_for(lagging)) if lagging([m]))
+        jsonschema.validate(status, json.loads((SCHEMA_DIR / "status.schema.json").read_text()))
+        assert status["input_lag_s"] >= 4.5
+        assert status["overloaded"] == ["r1"]
+        assert not overloaded("r2", "raised")(c.messages)
+
+        for seq in range(6, 9):  # current again: the alarm ends
+            await c.publish(f"{BASE}/r1/feed/spo2", reading(seq, time.time()), qos=0)
+        await c.wait_for(overloaded("r1", "cleared"))
+        assert daemon.overloaded == set()
+        assert not overloaded("r2", "raised")(c.messages)
+
+
+async def test_shed_messages_are_counted_per_feed_and_alarm_the_room(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    cfg = config(1883, tmp_path, inbound_queue_max=100)  # no broker: use_broker=False
+    capture = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        # 300 messages reach the daemon before it gets to run: the queue keeps 100.
+        for seq in range(1, 301):
+            topic = f"{BASE}/r1/feed/spo2"
+            d.handle_message(aiomqtt.Message(topic, reading(seq, clock.now()), 0, False, 0, None))
+        assert d.inbound.queued == 100
+        await clock.advance(0.2)  # the queue drains, then a tick
+        assert d.inbound.shed == {("r1", "spo2"): 200}
+        status = json.loads(d.status_payload("online"))
+        assert status["shed"] == {"r1/spo2": 200}
+        assert status["inbound_high_water"] == 100
+        (raised,) = [e for e in capture.events if e.code == "daemon.overloaded"]
+        assert raised.room == "r1"
+        assert "200 feed messages shed" in raised.message
+        assert d.pipelines["r1"].feeds["spo2"].received == 100  # the newest 100
+        await clock.advance(1.0)  # nothing shed since and no lag: it clears
+        assert [e.transition for e in capture.events if e.code == "daemon.overloaded"] == [
+            "raised",
+            "cleared",
+        ]
