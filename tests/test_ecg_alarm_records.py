@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from roommon.ecg.heart_rate import HeartRate
 from roommon.ecg.offline import detect_samples, match_beats
 from roommon.ecg.reference import Reference, read_reference
 from roommon.records.physionet import read_channel
 from roommon.testing.ecg_replay import EcgRoomRun, replay_ecg_through_room
+from tests.ecg_signals import pacer_pulse
 from tests.physionet_fixtures import physionet_record
 
 pytestmark = pytest.mark.physionet
@@ -151,6 +153,82 @@ async def test_noise_holds_the_rate_and_its_alarms() -> None:
     assert None in run.shown_rate[65:]
     for code in ("ecg.vf", "ecg.vt", "ecg.asystole", "ecg.brady", "ecg.tachy_extreme"):
         assert not ever(run, code), code
+
+
+def _wrong_rate_seconds(run: EcgRoomRun, ref_beats: np.ndarray, fs: float, secs: range) -> int:
+    """Seconds in ``secs`` where the room showed a rate off the annotated one by > 10 %."""
+    hr = HeartRate()
+    times = (ref_beats / fs).tolist()
+    k, wrong = 0, 0
+    for s in range(1, secs.stop + 1):
+        now = s - 0.5  # as the bench: the annotated beats up to the detector's latency
+        while k < len(times) and times[k] <= now:
+            hr.add_beat(times[k])
+            k += 1
+        ref, shown = hr.rate(now), run.shown_rate[s - 1]
+        if s - 1 in secs and ref is not None and shown is not None:
+            wrong += abs(shown - ref) > max(5.0, 0.1 * ref)
+    return wrong
+
+
+@pytest.mark.parametrize(("record", "snr_db"), [("100", 6), ("100", 0), ("119", 6), ("119", 0)])
+async def test_muscle_noise_at_6_and_0_db_shows_no_wrong_rate(record: str, snr_db: int) -> None:
+    # 60 s clean, then the nstdb muscle-artefact record added at 6 or 0 dB SNR (nst's
+    # definition: noise power = QRS power pp^2/8 over 10^(SNR/10)) for 90 s. Muscle
+    # noise fills 15-50 Hz, where the ECG between its QRS complexes is quiet: the room
+    # must show "--" or the right rate, never a rate made of noise "beats" (119: PVCs
+    # in bigeminy, whose own shapes are no help in telling beats from noise).
+    x, fs, ref = excerpt("mitdb", record, 0.0, 150.0)
+    beats = ref.beats[ref.beats < x.shape[0]]
+    noise = read_channel(physionet_record("nstdb", "ma")).samples
+    noise = noise[round(300 * fs) : round(300 * fs) + x.shape[0]]
+    noise = noise - noise.mean()
+    half = round(0.05 * fs)
+    pp = np.median([np.ptp(x[b - half : b + half]) for b in beats[2:60].tolist()])
+    gain = np.sqrt(pp**2 / 8.0 / 10 ** (snr_db / 10) / np.mean(noise[round(60 * fs) :] ** 2))
+    ramp = np.clip(np.arange(x.shape[0]) / fs - 60.0, 0.0, 1.0)
+    run = await replay_ecg_through_room(x + ramp * gain * noise, fs=fs)
+    noisy = run.raised("ecg.noisy")
+    assert noisy
+    assert noisy[0] > 60.0  # the clean minute is not called noisy
+    secs = range(62, 149)
+    assert _wrong_rate_seconds(run, beats, fs, secs) <= 0.05 * len(secs)
+    assert None in run.shown_rate[62:149]
+    for code in ("ecg.vf", "ecg.vt", "ecg.asystole", "ecg.brady", "ecg.tachy"):
+        assert not ever(run, code), code
+
+
+async def test_pacing_without_capture_is_asystole_not_a_rate() -> None:
+    # mitdb 107 (paced throughout) for 40 s, then capture is lost: the pacemaker goes
+    # on firing at the patient's paced rate into a heart that no longer answers (a
+    # quiet baseline, as in the asystole test). Its pulses (4 mV x 0.5 ms with their
+    # recharge, as the sampler sees them) are not beats.
+    x, fs, ref = excerpt("mitdb", "107", 0.0, 39.5)
+    rng = np.random.default_rng(5)
+    quiet = x[-1] + np.round(rng.normal(0.0, 0.002, round(20 * fs)) / 0.005) * 0.005
+    beats = ref.beats[ref.beats < x.shape[0]]
+    paced_rr = float(np.median(np.diff(beats))) / fs
+    y = np.concatenate((x, quiet))
+    t = beats[-1] / fs + paced_rr
+    k = 0
+    while t < y.shape[0] / fs - 0.1:
+        i = round(t * fs)
+        p = pacer_pulse(fs, phase=(0.37 * k) % 1.0)
+        y[i : i + p.shape[0]] += p
+        t += paced_rr
+        k += 1
+    run = await replay_ecg_through_room(y, fs=fs)
+    raised = run.raised("ecg.asystole")
+    assert raised
+    assert 4.0 <= raised[0] - beats[-1] / fs <= 5.0
+    assert not any(c == "ecg.asystole" and tr == "cleared" for _, c, tr in run.events)
+    assert run.rhythm[-1] == "asystole"
+    assert run.shown_rate[-1] == 0.0
+    # Where the front end is said to remove pacer pulses and does not, they are beats:
+    # the setting is what makes the difference.
+    unfiltered = await replay_ecg_through_room(y, fs=fs, checks={"pacer_rejection": False})
+    assert unfiltered.shown_rate[-1] is not None
+    assert unfiltered.shown_rate[-1] > 30.0
 
 
 @pytest.mark.parametrize("record", ["102", "104", "107", "217"])

@@ -233,6 +233,24 @@ def test_noise_burst_withholds_rate_and_rate_alarms() -> None:
     assert all(abs(r - 75.0) <= 2.0 for r in run.rates(after=run.t - 3.0))
 
 
+def test_after_noise_the_rate_returns_only_with_four_intervals_behind_it() -> None:
+    # One or two intervals right after noise are as likely split by a last noise
+    # "beat" as not: the rate is shown again from the fifth beat (75 bpm: 0.8 s apart).
+    run = Run()
+    run.run(12.0)
+    run.sim.noise(True)
+    run.run(8.0)
+    run.sim.noise(False)
+    end = run.t
+    run.run(15.0)
+    cleared = run.first("ecg.noisy", active=False, after=end)
+    assert cleared is not None
+    back = [m for m in run.measurements if m.name == "heart_rate" and m.reliable]
+    back = [m for m in back if m.t >= cleared]
+    assert back[0].t - cleared >= 4 * 0.8 - 0.5  # four intervals, less the detector's latency
+    assert abs(back[0].value - 75.0) <= 2.0
+
+
 def test_saturation_at_the_rails() -> None:
     run = Run()
     run.run(10.0)

@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from scipy import signal
 
 from roommon.ecg.offline import detect_record, detect_samples, match_beats, reference_beats
+from roommon.ecg.pacer import PacerFilter
 from roommon.ecg.qrs import QrsDetector, _median_of_levels, _median_of_samples, filter_chunk
 from roommon.records.physionet import read_channel
 from simulators.ecg import EcgSimulator
+from tests.ecg_signals import pacer_pulse
 from tests.physionet_fixtures import physionet_record
 
 
@@ -200,3 +202,64 @@ def test_filter_chunk_is_lfilter(seed: int, fs: float) -> None:
         y_ref, zi_ref = signal.lfilter(b, a, x, zi=zi_ref)
         assert np.array_equal(y_ours, y_ref)
         assert np.array_equal(zi_ours, zi_ref)
+
+
+_PACED_FS = 360.0
+
+
+def _with_pulses(fs: float, seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Simulated EKG with a pacer pulse half a second after each R peak, where the
+    baseline is quiet (a pacemaker firing without capture), at varied sub-sample phases."""
+    sim = EcgSimulator(fs=fs, seed=seed)
+    clean = sim.generate(20.0)
+    x = clean.copy()
+    at = [r + round(0.5 * fs) for r in _truth(sim).tolist() if r + fs < x.shape[0]]
+    for k, i in enumerate(at):
+        p = pacer_pulse(fs, phase=(0.37 * k) % 1.0)
+        x[i : i + p.shape[0]] += p
+    return clean, x, at
+
+
+_, _PACED, _PULSES_AT = _with_pulses(_PACED_FS, 2)
+_PACED_WHOLE = PacerFilter(fs=_PACED_FS).process(_PACED)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=900), min_size=1, max_size=12))
+def test_pacer_blanking_does_not_depend_on_chunking(sizes: list[int]) -> None:
+    f = PacerFilter(fs=_PACED_FS)
+    parts, i, k = [], 0, 0
+    while i < _PACED.shape[0]:
+        n = sizes[k % len(sizes)]
+        parts.append(f.process(_PACED[i : i + n]))
+        i += n
+        k += 1
+    out = np.concatenate(parts)
+    assert np.array_equal(out, _PACED_WHOLE[: out.shape[0]])
+    assert out.shape[0] == _PACED.shape[0] - f.delay
+    assert f.pulses == len(_PULSES_AT)
+
+
+@pytest.mark.parametrize("fs", [360.0, 500.0, 1000.0])
+def test_pacer_pulses_are_blanked_and_qrs_complexes_left_alone(fs: float) -> None:
+    clean, x, at = _with_pulses(fs, 4)
+    f = PacerFilter(fs=fs)
+    out = np.concatenate((f.process(x), f.flush()))
+    assert f.pulses == len(at)
+    # What is left of each pulse is its recharge tail, a few percent of it ...
+    assert np.abs(out - clean).max() < 0.25
+    # ... and the QRS complexes are as they were: beats, one each, where they were.
+    beats = detect_samples(clean, fs=fs, pacer_rejection=False)
+    assert np.array_equal(detect_samples(x, fs=fs), beats)
+    # Then capture is lost: the pulses go on into a still baseline. Without the
+    # blanking the detector re-learns its thresholds and counts them as beats.
+    still = np.full(round(12 * fs), clean[-1])
+    for k, i in enumerate(range(round(0.3 * fs), still.shape[0] - round(0.1 * fs), round(fs))):
+        p = pacer_pulse(fs, phase=(0.29 * k) % 1.0)
+        still[i : i + p.shape[0]] += p
+    lost = np.concatenate((x, still))
+    assert detect_samples(lost, fs=fs).max() < x.shape[0]
+    assert detect_samples(lost, fs=fs, pacer_rejection=False).max() > x.shape[0] + 5 * fs
+    g = PacerFilter(fs=fs)
+    assert np.array_equal(g.process(clean), clean[: clean.shape[0] - g.delay])
+    assert g.pulses == 0

@@ -70,6 +70,28 @@ def test_heart_rate_rule() -> None:
     assert hr.last_beat == 9.5
 
 
+def test_robust_rate_is_not_moved_by_one_false_beat() -> None:
+    # 75 bpm, and one noise "beat" splitting an interval in two: the mean of the
+    # intervals in the 8 s span reads 10 % high; their interquartile mean (the rate in
+    # a doubtful signal) stays at 75. Bigeminy (0.5 s, 1.1 s, ...) reads the same.
+    hr = HeartRate()
+    for i in range(12):
+        hr.add_beat(i * 0.8)
+    hr.add_beat(8.8 + 0.3)
+    for i in range(12, 15):
+        hr.add_beat(i * 0.8)
+    mean = hr.rate()
+    assert mean is not None
+    assert mean >= 82.0
+    assert hr.rate(robust=True) == pytest.approx(75.0)
+    big = HeartRate()
+    t = 0.0
+    for i in range(20):
+        big.add_beat(t)
+        t += 0.5 if i % 2 else 1.1
+    assert big.rate(robust=True) == pytest.approx(big.rate() or 0.0)
+
+
 @pytest.mark.physionet
 def test_ecg_beats_cli(capsys: pytest.CaptureFixture[str]) -> None:
     path = physionet_record("mitdb", "100")

@@ -83,8 +83,16 @@ class HeartRate:
             total += x
         return chosen
 
-    def rate(self, now: float | None = None) -> float | None:
-        """Heart rate in bpm, or None before two beats."""
+    def rate(self, now: float | None = None, *, robust: bool = False) -> float | None:
+        """Heart rate in bpm, or None before two beats.
+
+        ``robust``: 60 over the interquartile mean of the same intervals (the
+        middle half, sorted) instead of their mean, for a signal of doubtful
+        quality: one false beat splits one interval into two short ones and moves
+        the mean of ten by about 10 %, the interquartile mean hardly. For a
+        regular rhythm, bigeminy (short, long, short, long) and the spread of
+        atrial fibrillation the two agree to a few percent.
+        """
         rr = self._intervals()
         if not rr:
             return None
@@ -94,4 +102,8 @@ class HeartRate:
             if open_rr > mean:
                 rr = [open_rr, *rr[: max(len(rr) - 1, 1)]]
                 mean = sum(rr) / len(rr)
+        if robust and len(rr) >= 4:
+            q = len(rr) // 4
+            mid = sorted(rr)[q : len(rr) - q]
+            return 60.0 * len(mid) / sum(mid)
         return 60.0 / mean

@@ -16,6 +16,8 @@ from typing import Final
 import numpy as np
 
 from roommon.core.model import FloatArray
+from roommon.ecg.pacer import MIN_FS as PACER_MIN_FS
+from roommon.ecg.pacer import PacerFilter
 from roommon.ecg.qrs import IntArray, QrsDetector
 from roommon.records.physionet import read_channel
 
@@ -24,11 +26,23 @@ BEAT_SYMBOLS: Final = frozenset("NLRBAaJSVrFejnE/fQ?")
 MATCH_WINDOW_S: Final = 0.150
 
 
-def detect_samples(samples: FloatArray, *, fs: float, chunk_seconds: float = 1.0) -> IntArray:
-    """Feed ``samples`` to a fresh detector in chunks of ``chunk_seconds``; all beats."""
+def detect_samples(
+    samples: FloatArray, *, fs: float, chunk_seconds: float = 1.0, pacer_rejection: bool = True
+) -> IntArray:
+    """Feed ``samples`` to a fresh detector in chunks of ``chunk_seconds``; all beats.
+
+    Pacer pulses are blanked first (:class:`~roommon.ecg.pacer.PacerFilter`), as the
+    EKG check does with its default ``pacer_rejection``.
+    """
     det = QrsDetector(fs=fs)
+    pacer = PacerFilter(fs=fs) if pacer_rejection and fs >= PACER_MIN_FS else None
     step = max(1, round(chunk_seconds * fs))
-    parts = [det.process(samples[i : i + step]) for i in range(0, samples.shape[0], step)]
+    parts = []
+    for i in range(0, samples.shape[0], step):
+        x = samples[i : i + step]
+        parts.append(det.process(x if pacer is None else pacer.process(x)))
+    if pacer is not None:
+        parts.append(det.process(pacer.flush()))
     parts.append(det.flush())
     return np.concatenate(parts).astype(np.int64)
 

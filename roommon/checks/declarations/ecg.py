@@ -55,6 +55,23 @@ class EcgSettings(CheckSettings):
         "exceeds this share of the clean QRS slope: a clean ECG is quiet between QRS "
         "complexes (the shared PhysioNet records stay below 0.095).",
     )
+    noise_hf_ratio: float = Field(
+        3.0,
+        gt=1,
+        description="Noise also when the high-frequency content (median absolute second "
+        "difference over 2 s) exceeds this many times its own 10th percentile over the "
+        "last 5 minutes (and 1 % of the QRS amplitude at 360 Hz): muscle artefact. Clean "
+        "MIT-BIH seconds pass 3 in about 0.4 % of seconds.",
+    )
+    pacer_rejection: bool = Field(
+        True,
+        description="Find pacemaker pulses in the EKG (one or two samples far off the line "
+        "through their neighbours, at most 4 ms wide) and blank them before QRS "
+        "detection, so that pacing without capture is asystole, not a rate, and a "
+        "pacemaker's pulse is never a beat of its own. Only at 300 Hz and above (below, "
+        "a pulse cannot be told from a sharp R wave: the front end must remove them); "
+        "turn off where the front end removes pacer pulses itself.",
+    )
     vt_beats: int = Field(
         6,
         ge=3,
