@@ -148,3 +148,36 @@ async def test_a_recovery_check_falls_due_at_its_deadline(tmp_path: Path) -> Non
         overdue = [e for e in capture.events if e.code == "recovery.check_overdue"]
         assert overdue
         assert overdue[0].t == pytest.approx(t0 + 3.95, abs=1e-6)
+
+
+@pytest.mark.parametrize("step_s", [3600.0, -3600.0], ids=["forward", "back"])
+async def test_a_wall_clock_step_neither_shortens_nor_stretches_a_delay_or_an_escalation(
+    tmp_path: Path, step_s: float
+) -> None:
+    """NTP or an operator steps the wall clock mid-delay: the delay and the escalation step
+    are measured in elapsed time (a step forward must not raise at once, a step back must
+    not hold the alarm for an hour); the events' times are on the new wall clock."""
+    clock = VirtualClock()
+    cfg = parse_config(config(tmp_path, escalation={"medium": [{"after_s": 10, "to": "charge"}]}))
+    capture = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        room = d.pipelines["r1"]
+        start_mono = clock.monotonic()
+
+        def limit_events() -> list[str]:  # (the recovery timer reports the step itself)
+            return [e.transition for e in capture.events if e.code == "limit.spo2_low"]
+
+        room.ingest(reading(clock, 1, 82.0))  # due 5 s from now
+        await clock.advance(2.0)
+        clock.jump_wall(step_s)
+        await clock.advance(2.9)  # 4.9 s elapsed
+        assert limit_events() == []
+        await clock.advance(0.2)  # 5.1 s elapsed
+        assert limit_events() == ["raised"]
+        raised = next(e for e in capture.events if e.code == "limit.spo2_low")
+        assert raised.t == pytest.approx(clock.now(), abs=1.01)  # on the new wall clock
+        await clock.advance(9.5)  # 14.6 s elapsed: the step comes 10 s after the raise
+        assert limit_events() == ["raised"]
+        await clock.advance(1.0)
+        assert limit_events() == ["raised", "escalated"]
+        assert clock.monotonic() - start_mono == pytest.approx(15.6)

@@ -214,6 +214,24 @@ class RoomAlarms:
             tr.alarm.value, tr.alarm.limit, tr.alarm.message = r.value, r.limit, r.message
         return self._evaluate(r.key, tr, now)
 
+    def clock_stepped(self, step_s: float) -> None:
+        """The wall clock stepped by ``step_s`` (NTP, an operator, a VM resumed): shift
+        every instant the time rules measure from by the same step, so a condition delay,
+        a clear delay, an escalation step and a pause last their elapsed time, neither cut
+        short by a step forward nor stretched by a step back. Times the events carry
+        afterwards (``t``, ``since``) are on the new wall clock."""
+        for tr in self._tracked.values():
+            tr.present_since += step_s
+            tr.absent_since += step_s
+            if tr.alarm is not None:
+                tr.alarm.since += step_s
+                if tr.alarm.acked_at is not None:
+                    tr.alarm.acked_at += step_s
+        if self.audio_paused_until is not None:
+            self.audio_paused_until += step_s
+        self.alarm_paused = {scope: until + step_s for scope, until in self.alarm_paused.items()}
+        log.warning("alarm_clock_stepped", room=self.room, step_s=round(step_s, 3))
+
     def next_deadline(self) -> float | None:
         """The earliest clock time (``now`` scale) at which a time-based rule may fire.
 

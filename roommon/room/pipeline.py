@@ -74,6 +74,10 @@ MAX_READING_HZ = 10.0
 #: A failed room's alarm ends this long after its last failure (it stays latched).
 ROOM_FAILED_CLEAR_S = 60.0
 
+#: A change of the wall clock against the monotonic one this large is a step (NTP, an
+#: operator): the alarm engine's delays are kept in elapsed time across it.
+CLOCK_STEP_S = 1.0
+
 
 class RoomOutput(Protocol):
     """Where a room's results go (the daemon's dispatcher, the demo's console...)."""
@@ -108,6 +112,7 @@ class RoomPipeline:
         self._clock = clock
         self._output = output
         self._started = clock.monotonic()
+        self._wall_offset = clock.now() - self._started  # see _wall()
         self.feeds: dict[str, FeedRuntime] = {}
         for name, fc in config.feeds.items():
             self.feeds[name] = FeedRuntime(room=room, name=name, config=fc)
@@ -169,6 +174,20 @@ class RoomPipeline:
             if self._deadline_dirty:
                 self.refresh_deadline()
 
+    def _wall(self) -> float:
+        """The wall-clock time, with a step of the wall clock against the monotonic one
+        handed to the alarm engine first (:meth:`RoomAlarms.clock_stepped`): every time the
+        room reads the wall clock goes through here, so no delay is measured across a step.
+        The recovery timer sees the step itself (``recovery.clock_jump``)."""
+        now = self._clock.now()
+        offset = now - self._clock.monotonic()
+        step = offset - self._wall_offset
+        if abs(step) >= CLOCK_STEP_S:
+            self.engine.clock_stepped(step)
+            self._deadline_dirty = True
+        self._wall_offset = offset  # slews below the threshold are followed, never summed
+        return now
+
     def refresh_deadline(self) -> None:
         """Recompute :attr:`deadline` and tell ``on_deadline`` when it moved."""
         self._deadline_dirty = False
@@ -193,7 +212,7 @@ class RoomPipeline:
             check="room",
             spec=ROOM_FAILED,
             active=True,
-            t=self._clock.now(),
+            t=self._wall(),
             message=f"{ROOM_FAILED.description} ({entry}: {type(exc).__name__}: {exc})",
             origin=self._origin,
         )
@@ -267,7 +286,7 @@ class RoomPipeline:
     ) -> None:
         feed.last_seen_mono = mono
         feed.origin = self._origin = sample.origin
-        self._phase(self.workflow.on_data(self._clock.now()))
+        self._phase(self.workflow.on_data(self._wall()))
         feed.received += 1
         if isinstance(sample, WaveformChunk):
             feed.last_seen_t = sample.t_end
@@ -298,7 +317,7 @@ class RoomPipeline:
 
     def _feed_health(self, feed: FeedRuntime, mono: float) -> None:
         """The feed's technical conditions, judged in the room's current phase."""
-        self._conditions(feed.evaluate(mono, self._started, self._clock.now(), self.workflow.phase))
+        self._conditions(feed.evaluate(mono, self._started, self._wall(), self.workflow.phase))
 
     def _record_reading(self, r: NumericReading) -> None:
         """A device's own numbers are measurements too, unless a check of the room publishes
@@ -364,7 +383,7 @@ class RoomPipeline:
         condition delay, an escalation step, a pause's end or a recovery deadline acts at
         its instant rather than at the next :meth:`tick`."""
         with self.guard("deadline"):
-            now, mono = self._clock.now(), self._clock.monotonic()
+            now, mono = self._wall(), self._clock.monotonic()
             self._deadline_dirty = True
             self._publish_alarms(self.engine.tick(now))
             self.recovery.note_alarms(self.engine.summaries(now))
@@ -376,7 +395,7 @@ class RoomPipeline:
             self._tick()
 
     def _tick(self) -> None:
-        now, mono = self._clock.now(), self._clock.monotonic()
+        now, mono = self._wall(), self._clock.monotonic()
         self._deadline_dirty = True
         for check in self.checks:
             self._call(check, lambda c, ctx: c.on_tick(now, ctx))
@@ -400,7 +419,7 @@ class RoomPipeline:
         raise AssertionError("unreachable")  # pragma: no cover - the guard raises
 
     def _recovery_command(self, cmd: NurseCommand, *, client: str) -> str:
-        now = self._clock.now()
+        now = self._wall()
         self._deadline_dirty = True
         log.info(
             "command",
@@ -417,7 +436,7 @@ class RoomPipeline:
 
     def _timer(self, events: list[TimerEvent], *, force: bool = False) -> None:
         """Publish timer events (durably, first), persist, then the alarms and the snapshot."""
-        now, mono = self._clock.now(), self._clock.monotonic()
+        now, mono = self._wall(), self._clock.monotonic()
         if events:
             self._deadline_dirty = True
             self._output.timer_events(self.recovery.messages(events))
@@ -447,7 +466,7 @@ class RoomPipeline:
         raise AssertionError("unreachable")  # pragma: no cover - the guard raises
 
     def _command(self, cmd: CommandPayload, *, client: str) -> str:
-        now = self._clock.now()
+        now = self._wall()
         self._deadline_dirty = True
         log.info(
             "command",
@@ -512,7 +531,7 @@ class RoomPipeline:
                         check=check.name,
                         spec=CHECK_FAILED,
                         active=True,
-                        t=self._clock.now(),
+                        t=self._wall(),
                         message=f"{type(exc).__name__}: {exc}",
                         origin=self._origin,
                     )
@@ -546,7 +565,7 @@ class RoomPipeline:
             data = e.data()
             self._phase(self.workflow.on_room_event(e))
             if isinstance(e, InjectionStarted | InjectionEnded):
-                self._timer(self.recovery.on_room_event(e, self._clock.now()))
+                self._timer(self.recovery.on_room_event(e, self._wall()))
             log.info(
                 "room_event",
                 room=self.room,
@@ -576,7 +595,7 @@ class RoomPipeline:
         now = 0.0
         for i, r in enumerate(reports):
             if i == 0:
-                now = self._clock.now()
+                now = self._wall()
                 self._deadline_dirty = True
             out += self.engine.report(r, now)
         self._publish_alarms(out)
@@ -587,7 +606,7 @@ class RoomPipeline:
             self.publish_state(force=True)
 
     def state_message(self) -> RoomStateMessage:
-        now, mono = self._clock.now(), self._clock.monotonic()
+        now, mono = self._wall(), self._clock.monotonic()
         alarms = self.engine.summaries(now)
         top = max(
             (a.priority for a in alarms if a.state != "cleared"),
