@@ -316,11 +316,14 @@ async def broker_ceiling(port: int, seconds: float) -> float:
 # ---------------------------------------------------------------------- daemon process
 
 
-def site_config(port: int, state: Path, rooms: int, lag_limit: float | None) -> str:
+def site_config(
+    port: int, state: Path, rooms: int, lag_limit: float | None, protocol: str = "5"
+) -> str:
     lag = "" if lag_limit is None else f"overload_lag_s = {lag_limit}\n"
     lines = [
         f'[site]\nid = "{SITE}"\n[broker]\nhost = "127.0.0.1"\nport = {port}\n'
-        f'[daemon]\nstate_dir = "{state}"\nheartbeat_s = 1.0\n{lag}'
+        + ("" if protocol == "5" else f'protocol = "{protocol}"\n')
+        + f'[daemon]\nstate_dir = "{state}"\nheartbeat_s = 1.0\n{lag}'
     ]
     for i in range(rooms):
         r = f"rooms.room{i:04d}"
@@ -403,7 +406,7 @@ async def trial(
     with tempfile.TemporaryDirectory(prefix="roommon-scale-") as tmp:
         cfg = Path(tmp) / "site.toml"
         lag = None if args.roommon_from else args.max_lag  # another checkout may lack it
-        cfg.write_text(site_config(port, Path(tmp) / "state", rooms, lag))
+        cfg.write_text(site_config(port, Path(tmp) / "state", rooms, lag, args.protocol))
         cmd = [sys.executable]
         if profile is not None:
             cmd += ["-m", "cProfile", "-o", str(profile)]
@@ -643,6 +646,9 @@ def cli() -> None:
             p.add_argument("--t0", type=float, required=True)
             p.add_argument("--steps", default="[]")
     ap.add_argument("--duration", type=float, default=10.0, help="Seconds per trial (60: issue).")
+    ap.add_argument(
+        "--protocol", choices=["5", "3.1.1"], default="5", help="the daemon's MQTT version"
+    )
     ap.add_argument("--start", type=int, default=25, help="First N.")
     ap.add_argument("--max-rooms", type=int, default=1600)
     ap.add_argument("--publishers", type=int, default=2)
