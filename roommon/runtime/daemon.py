@@ -38,7 +38,8 @@ from roommon.runtime.inbound import Inbound, InboundQueue, InputLag
 from roommon.runtime.ingest import FeedIngest
 from roommon.runtime.serial_bindings import SerialPortBinding, serial_bindings
 from roommon.transports.broker import BrokerEndpoint
-from roommon.transports.mqtt import InboundMessage, MqttLink
+from roommon.transports.mqtt import MqttLink
+from roommon.transports.receive import InboundMessage
 from roommon.wire.commands import CommandReply, parse_command
 from roommon.wire.payloads import RoomEventMessage, RoomStateMessage, StatusMessage
 from roommon.wire.timer import (

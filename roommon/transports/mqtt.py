@@ -42,21 +42,10 @@ import aiomqtt
 from roommon.core.clock import Clock
 from roommon.core.log import get_logger
 from roommon.transports.broker import BrokerEndpoint, BrokerTlsError
-from roommon.transports.read_buffer import ReadBuffer
+from roommon.transports.receive import InboundMessage, receive
 
 log = get_logger(__name__)
 
-
-
-class InboundMessage(Protocol):
-    """What the message handler is given: a topic (``str()`` of it is the topic name)
-    and a payload. paho's own message object on the live path (no aiomqtt copy of it
-    per message), an :class:`aiomqtt.Message` elsewhere."""
-
-    @property
-    def topic(self) -> object: ...
-    @property
-    def payload(self) -> object: ...
 
 
 MessageHandler = Callable[[InboundMessage], None]
@@ -315,37 +304,10 @@ class MqttLink:
         log.info("mqtt_connected", broker=self.url, outbox=self._store.pending_count())
 
     async def _read(self, client: aiomqtt.Client) -> None:
-        """Hand every inbound message to the handler from paho's own callback.
-
-        aiomqtt's message iterator costs a task and an ``asyncio.wait`` per message
-        plus a copy of each message, and lets its (unbounded) queue grow when messages
-        come faster than that (``bench/input_cost.py``: about 3x the CPU of this).
-        Here paho's ``on_message`` calls the handler directly, inside the socket
-        read; the handler only routes (the daemon's own queue is bounded and counts
-        what it sheds). paho's socket gets a :class:`ReadBuffer`, so a burst of
-        messages costs one ``recv`` and one wake of the loop, not three system calls
-        and a wake each. The reader then just waits for the connection to end.
-        """
-        paho = client._client
-        if paho._sock is not None and not isinstance(paho._sock, ReadBuffer):
-            paho._sock = ReadBuffer(paho._sock)
-        queue = client._queue
-        while not queue.empty():  # arrived before this reader started
-            self._on_message(queue.get_nowait())
-        on_message = self._on_message
-
-        def from_paho(_client: object, _userdata: object, message: InboundMessage) -> None:
-            on_message(message)
-
-        paho.on_message = from_paho
-        disconnected = client._disconnected
-        try:
-            await asyncio.shield(disconnected)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # whatever paho or aiomqtt failed with: a lost connection
-            raise aiomqtt.MqttError("Disconnected during message iteration") from exc
-        raise aiomqtt.MqttError("Disconnected")
+        """Hand every inbound message to the handler from paho's own callback, without a
+        task per message (:func:`roommon.transports.receive.receive`); the handler only
+        routes (the daemon's own queue is bounded and counts what it sheds)."""
+        await receive(client, self._on_message)
 
     async def _flush(self, client: aiomqtt.Client) -> None:
         """Send what is queued, alarms first.
