@@ -164,10 +164,15 @@ class RoomRecovery:
     def conditions(
         self, events: list[TimerEvent], *, now: float, origin: DataOrigin
     ) -> list[ConditionReport]:
-        """Overdue checks (on change) and clock jumps (a latching instant) as conditions."""
+        """Overdue checks (on change) and clock jumps (a latching instant) as conditions.
+
+        A clock jump is an alarm only while a recovery runs (its bed-rest times are what
+        the jump may have moved); in a room without one it is a timer event, not a
+        nuisance alarm (the alarm engine keeps its own delays across the step)."""
         out = self._escalation.reports(self.timer, t=now, origin=origin)
+        running = self.timer.state not in ("idle", "ended")
         for e in events:
-            if e.kind == "clock_jump":
+            if e.kind == "clock_jump" and running:
                 for active in (True, False):
                     out.append(
                         ConditionReport(
