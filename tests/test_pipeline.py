@@ -16,7 +16,7 @@ from roommon.core.errors import ConfigError, ProtocolError
 from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.room.pipeline import RoomPipeline
 from roommon.testing import CaptureOutput
-from roommon.testing.checks import ProbeCheck
+from roommon.testing.checks import ProbeCheck, ProbeSettings
 from roommon.wire.commands import CommandPayload
 
 
@@ -343,3 +343,24 @@ def test_phase_settings_of_a_feed_are_validated(feed: dict[str, Any], message: s
         room_config(feeds={"cement": {"kind": "cement_pressure", "fs": 50, **feed}})
     lines = [f"{path}: {msg}" for path, msg in err.value.problems]
     assert any(message in line for line in lines), lines
+
+
+async def test_a_check_that_stops_failing_ends_its_condition_and_the_alarm_stays_latched(
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check.failed is not forever: a minute of the check running cleanly ends the
+    condition; the alarm stays latched until a person resets it (like room.failed)."""
+    monkeypatch.setitem(CHECKS, ProbeCheck.name, ProbeCheck)
+    p, out = make(clock, checks={"probe": {"fail_on_chunk": True}})
+    probe = p.checks[0]
+    assert isinstance(probe, ProbeCheck)
+    p.ingest(ekg(clock, 0, np.zeros(250)))
+    assert ("check.failed", "raised") in out.transitions()
+    probe.cfg = ProbeSettings(fail_on_chunk=False)  # the fault is gone
+    for second in range(1, 62):
+        await clock.advance(1.0)
+        p.ingest(ekg(clock, second, np.zeros(250)))
+        p.tick()
+    assert ("check.failed", "latched") in out.transitions()
+    (alarm,) = [a for a in p.engine.alarms() if a.spec.code == "check.failed"]
+    assert not alarm.condition_present

@@ -77,10 +77,13 @@ ROOM_FAILED = ConditionSpec(
     description="roommon failed while processing this room: its alarms cannot be trusted",
 )
 
+#: A check raised an unexpected error. Latching like room.failed: the condition ends once
+#: the check has run a minute without failing, the alarm stays until a person resets it.
 CHECK_FAILED = ConditionSpec(
     code="check.failed",
     kind=AlarmKind.TECHNICAL,
     priority=Priority.HIGH,
+    latching=True,
     description="A check raised an unexpected error; its alarms cannot be trusted",
 )
 

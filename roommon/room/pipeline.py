@@ -113,6 +113,7 @@ class RoomPipeline:
         self._output = output
         self._started = clock.monotonic()
         self._wall_offset = clock.now() - self._started  # see _wall()
+        self._check_failed_mono: dict[str, float] = {}  # check -> its last failure
         self.feeds: dict[str, FeedRuntime] = {}
         for name, fc in config.feeds.items():
             self.feeds[name] = FeedRuntime(room=room, name=name, config=fc)
@@ -240,6 +241,27 @@ class RoomPipeline:
                 )
             ]
         )
+
+    def _clear_check_failed(self, mono: float, now: float) -> None:
+        """A failed check's condition ends once it has run ROOM_FAILED_CLEAR_S without
+        failing again (its alarm is latching: it stays until a person resets it)."""
+        for name, failed in list(self._check_failed_mono.items()):
+            if mono - failed < ROOM_FAILED_CLEAR_S:
+                continue
+            del self._check_failed_mono[name]
+            self._conditions(
+                [
+                    ConditionReport(
+                        room=self.room,
+                        feed=name,
+                        check=name,
+                        spec=CHECK_FAILED,
+                        active=False,
+                        t=now,
+                        origin=self._origin,
+                    )
+                ]
+            )
 
     # ------------------------------------------------------------------ inputs
 
@@ -403,6 +425,7 @@ class RoomPipeline:
             self._sequenced(feed, feed.seq.expire(mono), mono)
             self._feed_health(feed, mono)
         self._clear_room_failed(mono, now)
+        self._clear_check_failed(mono, now)
         self._publish_alarms(self.engine.tick(now))
         seen = [f.last_seen_mono for f in self.feeds.values() if f.last_seen_mono is not None]
         last_data = max(seen, default=-math.inf)
@@ -523,6 +546,7 @@ class RoomPipeline:
             fn(check, ctx)
         except Exception as exc:  # supervisor (STYLE rule 6): a check's bug becomes an alarm
             log.exception("check_failed", room=self.room, check=check.name)
+            self._check_failed_mono[check.name] = self._clock.monotonic()
             self._conditions(
                 [
                     ConditionReport(
