@@ -106,8 +106,7 @@ class AlarmStore:
             # Left in place they must not count as acknowledged by this process.
             rows = self._db.execute("SELECT id FROM outbox WHERE acked_at IS NOT NULL")
             self._stale = frozenset(i for (i,) in rows.fetchall())
-        reserved = self._db.execute("SELECT room, upto FROM seq_reserved").fetchall()
-        self._reserved: dict[str, int] = {room: int(upto) for room, upto in reserved}
+        self._reserved = self._load_reserved()
 
     def close(self, *, release_seqs: bool = False) -> None:
         """Close. The daemon's clean shutdown passes ``release_seqs=True``: it gives back the
@@ -127,10 +126,11 @@ class AlarmStore:
                 "UPDATE seq_reserved SET upto = COALESCE("
                 "(SELECT MAX(seq) FROM alarm_log WHERE room = seq_reserved.room), 0)"
             )
-        self._reserved = {
-            room: int(upto)
-            for room, upto in self._db.execute("SELECT room, upto FROM seq_reserved").fetchall()
-        }
+        self._reserved = self._load_reserved()
+
+    def _load_reserved(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT room, upto FROM seq_reserved").fetchall()
+        return {room: int(upto) for room, upto in rows}
 
     # ------------------------------------------------------------------ writing
 
@@ -237,8 +237,7 @@ class AlarmStore:
     def next_seq(self, room: str) -> int:
         """The room's next seq: after its last event logged and after its reservation (which
         a clean shutdown gave back, so only a crash leaves a gap)."""
-        row = self._db.execute("SELECT MAX(seq) FROM alarm_log WHERE room = ?", (room,)).fetchone()
-        return max(int(row[0] or 0), self._reserved.get(room, 0)) + 1
+        return max(self.last_logged_seq(room), self._reserved.get(room, 0)) + 1
 
     def last_logged_seq(self, room: str) -> int:
         row = self._db.execute("SELECT MAX(seq) FROM alarm_log WHERE room = ?", (room,)).fetchone()

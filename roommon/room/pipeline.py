@@ -71,8 +71,9 @@ log = get_logger(__name__)
 #: come at most about once a second; ten leaves room for bursts after a reconnect).
 MAX_READING_HZ = 10.0
 
-#: A failed room's alarm ends this long after its last failure (it stays latched).
-ROOM_FAILED_CLEAR_S = 60.0
+#: A failed room's or check's condition ends this long after its last failure (the
+#: alarm stays latched).
+FAILED_CLEAR_S = 60.0
 
 #: A change of the wall clock against the monotonic one this large is a step (NTP, an
 #: operator): the alarm engine's delays are kept in elapsed time across it.
@@ -113,7 +114,6 @@ class RoomPipeline:
         self._output = output
         self._started = clock.monotonic()
         self._wall_offset = clock.now() - self._started  # see _wall()
-        self._check_failed_mono: dict[str, float] = {}  # check -> its last failure
         self.feeds: dict[str, FeedRuntime] = {}
         for name, fc in config.feeds.items():
             self.feeds[name] = FeedRuntime(room=room, name=name, config=fc)
@@ -145,7 +145,8 @@ class RoomPipeline:
         self._last_state_mono = -1e18
         #: Room entries that failed (room.failed); the last failure's monotonic time.
         self.failures = 0
-        self._failed_mono: float | None = None
+        #: What failed ("": the room itself, else a check's name) -> its last failure (mono).
+        self._failed_mono: dict[str, float] = {}
         #: The earliest clock time (``now`` scale) at which a time-based rule of the
         #: engine or the recovery timer falls due; ``on_deadline`` is told when it moves.
         self.deadline: float | None = None
@@ -205,7 +206,7 @@ class RoomPipeline:
 
     def _room_failed(self, entry: str, exc: Exception) -> None:
         self.failures += 1
-        self._failed_mono = self._clock.monotonic()
+        self._failed_mono[""] = self._clock.monotonic()
         log.exception("room_failed", room=self.room, entry=entry, failures=self.failures)
         report = ConditionReport(
             room=self.room,
@@ -224,38 +225,22 @@ class RoomPipeline:
         except Exception:  # the alarm path itself is broken: say so in the log and status
             log.exception("room_failed_unreported", room=self.room, entry=entry)
 
-    def _clear_room_failed(self, mono: float, now: float) -> None:
-        if self._failed_mono is None or mono - self._failed_mono < ROOM_FAILED_CLEAR_S:
-            return
-        self._failed_mono = None
-        self._conditions(
-            [
-                ConditionReport(
-                    room=self.room,
-                    feed="",
-                    check="room",
-                    spec=ROOM_FAILED,
-                    active=False,
-                    t=now,
-                    origin=self._origin,
-                )
-            ]
-        )
-
-    def _clear_check_failed(self, mono: float, now: float) -> None:
-        """A failed check's condition ends once it has run ROOM_FAILED_CLEAR_S without
-        failing again (its alarm is latching: it stays until a person resets it)."""
-        for name, failed in list(self._check_failed_mono.items()):
-            if mono - failed < ROOM_FAILED_CLEAR_S:
+    def _clear_failures(self, mono: float, now: float) -> None:
+        """``room.failed`` (key "") or a check's ``check.failed`` (key: its name) ends once
+        that part has run FAILED_CLEAR_S without failing again; both alarms are latching,
+        so they stay until a person resets them."""
+        for name, failed in list(self._failed_mono.items()):
+            if mono - failed < FAILED_CLEAR_S:
                 continue
-            del self._check_failed_mono[name]
+            del self._failed_mono[name]
+            spec, check = (ROOM_FAILED, "room") if name == "" else (CHECK_FAILED, name)
             self._conditions(
                 [
                     ConditionReport(
                         room=self.room,
                         feed=name,
-                        check=name,
-                        spec=CHECK_FAILED,
+                        check=check,
+                        spec=spec,
                         active=False,
                         t=now,
                         origin=self._origin,
@@ -424,8 +409,7 @@ class RoomPipeline:
         for feed in self.feeds.values():
             self._sequenced(feed, feed.seq.expire(mono), mono)
             self._feed_health(feed, mono)
-        self._clear_room_failed(mono, now)
-        self._clear_check_failed(mono, now)
+        self._clear_failures(mono, now)
         self._publish_alarms(self.engine.tick(now))
         seen = [f.last_seen_mono for f in self.feeds.values() if f.last_seen_mono is not None]
         last_data = max(seen, default=-math.inf)
@@ -546,7 +530,7 @@ class RoomPipeline:
             fn(check, ctx)
         except Exception as exc:  # supervisor (STYLE rule 6): a check's bug becomes an alarm
             log.exception("check_failed", room=self.room, check=check.name)
-            self._check_failed_mono[check.name] = self._clock.monotonic()
+            self._failed_mono[check.name] = self._clock.monotonic()
             self._conditions(
                 [
                     ConditionReport(

@@ -327,6 +327,7 @@ class Daemon:
 
     def status_payload(self, status: str, reason: str = "") -> bytes:
         now = self.clock.now()
+        store_error = self._store_failure()
         msg = StatusMessage(
             site=self.config.site.id,
             instance=self.config.daemon.instance,
@@ -339,8 +340,8 @@ class Daemon:
             heartbeat_s=self.config.daemon.heartbeat_s,
             rooms=sorted(self.config.rooms),
             outbox_pending=self.store.pending_count(),
-            durable=not self._store_failure(),
-            store_error=self._store_failure(),
+            durable=not store_error,
+            store_error=store_error,
             counters=dict(self.counters),
             input_lag_s=round(self.lag.lag_s, 3),
             inbound_queued=self.inbound.queued,
