@@ -227,9 +227,12 @@ class Daemon:
                 client_id=f"roommon-{cfg.site.id}-{cfg.daemon.instance}",
                 store=self.store,
                 clock=self.clock,
-                subscriptions=self.topics.daemon_filters(
-                    list(self.pipelines), feeds=self.subscribe_feeds
-                ),
+                # Commands on the control connection, feeds on a connection of their own.
+                subscriptions=self.topics.daemon_filters(list(self.pipelines), feeds=False),
+                feed_subscriptions=[self.topics.feed_filter(r) for r in self.pipelines]
+                if self.subscribe_feeds
+                else [],
+                on_feed_state=self._feed_connection,
                 on_message=self.handle_message,
                 will_topic=self.topics.status(cfg.daemon.instance),
                 will_payload=self.status_payload("offline", "connection lost"),
@@ -291,7 +294,9 @@ class Daemon:
             except asyncio.CancelledError:
                 pass
         await self._stack.aclose()
-        errors = [leaf for e in errors for leaf in _leaves(e)]
+        # The same failure of both broker connections (a TLS file gone) is said once.
+        unique = {f"{type(leaf).__name__}: {leaf}": leaf for e in errors for leaf in _leaves(e)}
+        errors = list(unique.values())
         if errors:
             self.failure = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
             for e in errors:
@@ -318,6 +323,15 @@ class Daemon:
         for pipeline in self.pipelines.values():
             with contextlib.suppress(StoreError), pipeline.guard("refresh_state"):
                 pipeline.publish_state(force=True)
+
+    def _feed_connection(self, up: bool, reason: str) -> None:
+        """The feed connection was lost (or is back after a loss): every room's feeds that
+        come over MQTT (not a serial port) are disconnected, a technical alarm like any
+        lost feed transport (``feed.disconnected``)."""
+        for room_id, pipeline in self.pipelines.items():
+            for name, feed in self.config.rooms[room_id].feeds.items():
+                if feed.serial is None:
+                    pipeline.transport_state(name, up=up, reason=reason)
 
     def wake_writer(self) -> None:
         if self.link is not None:
