@@ -565,6 +565,17 @@ async def main(args: argparse.Namespace) -> None:
         )
         ceiling = await broker_ceiling(broker.port, 4.0)
         print(f"broker relay ceiling (Mosquitto -> 1 raw subscriber): {ceiling:.0f} msg/s")
+        if args.rooms:  # fixed N, no search (quick comparisons)
+            for n in (int(x) for x in args.rooms.split(",")):
+                t = await trial(broker.port, n, args.duration, args)
+                show(t)
+                if t.overloaded_after_s is not None:
+                    print(
+                        f"    daemon.overloaded after {t.overloaded_after_s:.1f} s, shed {t.shed}, "
+                        f"missing {t.missing} of {t.published}",
+                        flush=True,
+                    )
+            return
         results: dict[int, Trial] = {}
         n, best, worst = args.start, 0, 0
         while n <= args.max_rooms:
@@ -651,6 +662,7 @@ def cli() -> None:
     )
     ap.add_argument("--start", type=int, default=25, help="First N.")
     ap.add_argument("--max-rooms", type=int, default=1600)
+    ap.add_argument("--rooms", default="", help="Only trials at these N (comma-separated).")
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--max-lag", type=float, default=1.0, help="Input lag bound, seconds.")
     ap.add_argument("--max-p99", type=float, default=0.5, help="Alarm latency p99 bound, s.")

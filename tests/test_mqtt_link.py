@@ -82,3 +82,53 @@ async def test_a_refused_connection_is_logged_naming_the_broker(tmp_path: Path) 
     assert entry["broker"] == endpoint.url == f"mqtt://{LOOPBACK}:{endpoint.port}"
     assert entry["log_level"] == "warning"
     assert entry["connected"] is False  # refused at connect, not a lost link
+
+
+FLOOD = 5_000  # feed messages of ~1 kB: megabytes the feed connection has not read
+
+
+async def test_alarms_are_acknowledged_while_the_feed_connection_is_backlogged(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Feeds come on a connection of their own: a feed backlog (here: a feed connection
+    not read at all, megabytes waiting in its socket) cannot hold up an alarm's PUBACK,
+    which on a shared connection would queue behind the feed data."""
+    import asyncio
+
+    store = AlarmStore(tmp_path / "roommon.sqlite3")
+    received: list[str] = []
+    link = MqttLink(
+        endpoint=BrokerEndpoint(host=LOOPBACK, port=broker.port, keepalive_s=30),
+        client_id="roommon-t-main",
+        store=store,
+        clock=RealClock(),
+        subscriptions=["roommon/v1/t/+/command/+"],
+        feed_subscriptions=["roommon/v1/t/r1/feed/+"],
+        on_message=lambda m: received.append(str(m.topic)),
+        will_topic="roommon/v1/t/status/main",
+        will_payload=b'{"status":"offline"}',
+        online=lambda: b'{"status":"online"}',
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        async with MqttCollector(broker.port, ["roommon/v1/t/+/alarm"]) as c, link:
+            async with asyncio.timeout(10):
+                await link.connected.wait()
+            feeds = link.feed_client
+            assert feeds is not None
+            fd = feeds._client.socket().fileno()  # the feed connection stops being read
+            loop.remove_reader(fd)
+            chunk = b'{"samples":"' + b"0" * 1000 + b'"}'
+            for seq in range(FLOOD):
+                await c.publish("roommon/v1/t/r1/feed/ekg", chunk, qos=0)
+            await c.publish("roommon/v1/t/r1/feed/ekg", chunk, qos=1)  # all routed
+            store.enqueue("roommon/v1/t/r1/alarm", b'{"alarm":true}')
+            link.outbox_changed()
+            await c.wait_for(lambda ms: len(ms) >= 1, within=10)
+            async with asyncio.timeout(10):
+                while store.pending_count():  # the broker's PUBACK came back
+                    await asyncio.sleep(0.01)
+            assert len(received) < FLOOD  # the feed backlog was still there meanwhile
+            loop.add_reader(fd, feeds._client.loop_read)
+    finally:
+        store.close()

@@ -137,6 +137,8 @@ class MqttLink:
         self._feeds_reported_down = False
         self._wake = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+        #: The feed connection's client while it is connected (diagnostics and tests).
+        self.feed_client: aiomqtt.Client | None = None
         self._control_up = False
         # Without feed subscriptions there is no feed connection: it counts as up.
         self._feeds_up = not self._feed_subscriptions
@@ -360,6 +362,7 @@ class MqttLink:
                     fresh = True
                 async with self._feed_client_for(endpoint) as client:
                     self.feed_url = endpoint.url
+                    self.feed_client = client
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(receive(client, self._on_message), name="mqtt-feed-reader")
                         for topic in self._feed_subscriptions:
@@ -388,6 +391,7 @@ class MqttLink:
                 )
             finally:
                 self._set_up(feeds=False)
+                self.feed_client = None
             if self._closing:
                 if grace is not None:
                     grace.cancel()
