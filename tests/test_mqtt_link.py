@@ -9,6 +9,7 @@ import pytest
 from roommon.alerts.store import AlarmStore
 from roommon.core.clock import RealClock
 from roommon.testing import LOOPBACK, MosquittoBroker, MqttCollector
+from roommon.testing.flap import wait_until
 from roommon.transports.broker import BrokerEndpoint
 from roommon.transports.mqtt import MqttLink
 
@@ -116,18 +117,18 @@ async def test_alarms_are_acknowledged_while_the_feed_connection_is_backlogged(
                 await link.connected.wait()
             feeds = link.feed_client
             assert feeds is not None
-            fd = feeds._client.socket().fileno()  # the feed connection stops being read
+            sock = feeds._client.socket()
+            assert sock is not None
+            fd = sock.fileno()  # the feed connection stops being read
             loop.remove_reader(fd)
             chunk = b'{"samples":"' + b"0" * 1000 + b'"}'
-            for seq in range(FLOOD):
+            for _ in range(FLOOD):
                 await c.publish("roommon/v1/t/r1/feed/ekg", chunk, qos=0)
             await c.publish("roommon/v1/t/r1/feed/ekg", chunk, qos=1)  # all routed
             store.enqueue("roommon/v1/t/r1/alarm", b'{"alarm":true}')
             link.outbox_changed()
             await c.wait_for(lambda ms: len(ms) >= 1, within=10)
-            async with asyncio.timeout(10):
-                while store.pending_count():  # the broker's PUBACK came back
-                    await asyncio.sleep(0.01)
+            await wait_until(lambda: store.pending_count() == 0)  # the broker's PUBACK came back
             assert len(received) < FLOOD  # the feed backlog was still there meanwhile
             loop.add_reader(fd, feeds._client.loop_read)
     finally:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -135,7 +135,8 @@ class MqttLink:
         self._feed_id = f"{client_id}-feed"
         self._on_feed_state = on_feed_state
         self._feeds_reported_down = False
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the outbox has rows
+        self._wake_retained = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         #: The feed connection's client while it is connected (diagnostics and tests).
         self.feed_client: aiomqtt.Client | None = None
@@ -171,7 +172,7 @@ class MqttLink:
         """Latest-wins retained message; sent now or on the next connection."""
         self._retained[topic] = payload
         self._retained_latest[topic] = payload
-        self._wake.set()
+        self._wake_retained.set()
 
     def outbox_changed(self) -> None:
         """Tell the writer that the outbox has new rows."""
@@ -247,7 +248,7 @@ class MqttLink:
     # ------------------------------------------------------------------ loops
 
     def _client_for(self, endpoint: BrokerEndpoint) -> aiomqtt.Client:
-        return endpoint.client(
+        client = endpoint.client(
             identifier=self._client_id,
             will=self._will,
             clean_start=self._endpoint.session_expiry_s == 0,
@@ -255,6 +256,10 @@ class MqttLink:
             # A publish not acknowledged within the keepalive means the connection is gone.
             timeout=float(self._endpoint.keepalive_s),
         )
+        # Two loops with BATCH publishes in flight each are normal here: aiomqtt would log a
+        # warning for every publish beyond 10 in flight (hundreds of lines a second).
+        client.pending_calls_threshold = 4 * BATCH
+        return client
 
     def _set_up(self, *, control: bool | None = None, feeds: bool | None = None) -> None:
         if control is not None:
@@ -451,27 +456,25 @@ class MqttLink:
         await receive(client, self._on_message)
 
     async def _flush(self, client: aiomqtt.Client) -> None:
-        """Send what is queued, alarms first.
+        """Send everything queued, the outbox first (a graceful shutdown's last flush)."""
+        await self._flush_outbox(client)
+        await self._flush_retained(client)
 
-        The durable outbox (alarm events, notifications, command replies, room and
-        timer events) is drained before any retained message, and checked again
-        before each batch of retained messages, so an alarm never waits behind room
-        state. Retained topics are coalesced (only a topic's newest payload is
-        kept) and go out up to :data:`BATCH` at a time in flight, not one round
-        trip each.
-        """
-        while True:
-            rows = self._store.pending(BATCH)
-            if rows:
-                await asyncio.gather(
-                    *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
-                )
-                now = self._clock.monotonic()
-                self._store.acknowledged([r.id for r in rows], at=now)
-                self._store.forget_acknowledged(now - self._redeliver_s)
-                continue
-            if not self._retained:
-                return
+    async def _flush_outbox(self, client: aiomqtt.Client) -> None:
+        """Drain the durable outbox (alarm events, notifications, command replies, room and
+        timer events), :data:`BATCH` rows in flight at a time, oldest first."""
+        while rows := self._store.pending(BATCH):
+            await asyncio.gather(
+                *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
+            )
+            now = self._clock.monotonic()
+            self._store.acknowledged([r.id for r in rows], at=now)
+            self._store.forget_acknowledged(now - self._redeliver_s)
+
+    async def _flush_retained(self, client: aiomqtt.Client) -> None:
+        """Send the retained topics' newest payloads (coalesced: only a topic's newest is
+        kept), :data:`BATCH` in flight at a time, not one round trip each."""
+        while self._retained:
             batch = list(itertools.islice(self._retained.items(), BATCH))
             await asyncio.gather(
                 *(client.publish(topic, payload, qos=1, retain=True) for topic, payload in batch)
@@ -497,8 +500,23 @@ class MqttLink:
         self._lost_at = None
 
     async def _write(self, client: aiomqtt.Client) -> None:
+        """Alarms first: the outbox and the retained topics are sent by two loops of their
+        own, so an alarm never waits for a batch of room state to be acknowledged (nor
+        behind one: it is written to the socket as soon as it is queued)."""
         await self._redeliver(client)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._loop(client, self._wake, self._flush_outbox), name="mqtt-outbox")
+            tg.create_task(
+                self._loop(client, self._wake_retained, self._flush_retained), name="mqtt-retained"
+            )
+
+    @staticmethod
+    async def _loop(
+        client: aiomqtt.Client,
+        wake: asyncio.Event,
+        flush: Callable[[aiomqtt.Client], Awaitable[None]],
+    ) -> None:
         while True:
-            self._wake.clear()
-            await self._flush(client)
-            await self._wake.wait()
+            wake.clear()
+            await flush(client)
+            await wake.wait()
