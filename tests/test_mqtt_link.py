@@ -11,7 +11,7 @@ from roommon.core.clock import RealClock
 from roommon.testing import LOOPBACK, MosquittoBroker, MqttCollector
 from roommon.testing.flap import wait_until
 from roommon.transports.broker import BrokerEndpoint
-from roommon.transports.mqtt import MqttLink
+from roommon.transports.mqtt import BATCH, MqttLink
 
 pytestmark = pytest.mark.broker
 
@@ -132,4 +132,45 @@ async def test_alarms_are_acknowledged_while_the_feed_connection_is_backlogged(
             assert len(received) < FLOOD  # the feed backlog was still there meanwhile
             loop.add_reader(fd, feeds._client.loop_read)
     finally:
+        store.close()
+
+
+async def test_an_alarm_goes_out_while_a_batch_of_room_state_waits_for_its_acknowledgement(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The outbox has a loop of its own: an alarm queued while a batch of retained state
+    is in flight (here: a broker that stopped answering) is written at once, not after
+    that batch's PUBACKs."""
+    store = AlarmStore(tmp_path / "roommon.sqlite3")
+    link = MqttLink(
+        endpoint=BrokerEndpoint(host=LOOPBACK, port=broker.port, keepalive_s=60),
+        client_id="roommon-t-main",
+        store=store,
+        clock=RealClock(),
+        subscriptions=[],
+        on_message=lambda _m: None,
+        will_topic="roommon/v1/t/status/main",
+        will_payload=b'{"status":"offline"}',
+        online=lambda: b'{"status":"online"}',
+    )
+
+    def in_flight() -> set[int]:
+        client = link._client
+        return set() if client is None else set(client._pending_publishes)
+
+    try:
+        async with MqttCollector(broker.port, ["roommon/v1/t/+/alarm"]) as c, link:
+            await wait_until(lambda: link.connected.is_set() and not link.pending_retained)
+            broker.pause()  # no PUBACK from here on
+            for i in range(3 * BATCH):
+                link.publish_retained(f"roommon/v1/t/room{i}/state", b'{"n":1}')
+            await wait_until(lambda: len(in_flight()) == BATCH)  # one batch of state
+            store.enqueue("roommon/v1/t/r1/alarm", b'{"alarm":true}')
+            link.outbox_changed()
+            await wait_until(lambda: len(in_flight()) == BATCH + 1)  # the alarm went out too
+            broker.resume()
+            await c.wait_for(lambda ms: len(ms) >= 1)
+            await wait_until(lambda: store.pending_count() == 0 and not link.pending_retained)
+    finally:
+        broker.resume()
         store.close()
