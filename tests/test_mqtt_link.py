@@ -9,6 +9,7 @@ import pytest
 from roommon.alerts.store import AlarmStore
 from roommon.core.clock import RealClock
 from roommon.testing import LOOPBACK, MosquittoBroker, MqttCollector
+from roommon.testing.collector import stalled_reading
 from roommon.testing.flap import wait_until
 from roommon.transports.broker import BrokerEndpoint
 from roommon.transports.mqtt import BATCH, MqttLink
@@ -110,27 +111,21 @@ async def test_alarms_are_acknowledged_while_the_feed_connection_is_backlogged(
         will_payload=b'{"status":"offline"}',
         online=lambda: b'{"status":"online"}',
     )
-    loop = asyncio.get_running_loop()
+    chunk = b'{"samples":"' + b"0" * 1000 + b'"}'
     try:
         async with MqttCollector(broker.port, ["roommon/v1/t/+/alarm"]) as c, link:
             async with asyncio.timeout(10):
                 await link.connected.wait()
-            feeds = link.feed_client
-            assert feeds is not None
-            sock = feeds._client.socket()
-            assert sock is not None
-            fd = sock.fileno()  # the feed connection stops being read
-            loop.remove_reader(fd)
-            chunk = b'{"samples":"' + b"0" * 1000 + b'"}'
-            for _ in range(FLOOD):
-                await c.publish("roommon/v1/t/r1/feed/ekg", chunk, qos=0)
-            await c.publish("roommon/v1/t/r1/feed/ekg", chunk, qos=1)  # all routed
-            store.enqueue("roommon/v1/t/r1/alarm", b'{"alarm":true}')
-            link.outbox_changed()
-            await c.wait_for(lambda ms: len(ms) >= 1, within=10)
-            await wait_until(lambda: store.pending_count() == 0)  # the broker's PUBACK came back
-            assert len(received) < FLOOD  # the feed backlog was still there meanwhile
-            loop.add_reader(fd, feeds._client.loop_read)
+            with stalled_reading(link.feed_client):  # the feed connection is not read
+                for _ in range(FLOOD):
+                    await c.publish("roommon/v1/t/r1/feed/ekg", chunk, qos=0)
+                await c.publish("roommon/v1/t/r1/feed/ekg", chunk, qos=1)  # all routed
+                store.enqueue("roommon/v1/t/r1/alarm", b'{"alarm":true}')
+                link.outbox_changed()
+                await c.wait_for(lambda ms: len(ms) >= 1, within=10)
+                await wait_until(lambda: store.pending_count() == 0)  # its PUBACK came back
+                assert len(received) < FLOOD  # the feed backlog was still there meanwhile
+            await wait_until(lambda: len(received) == FLOOD + 1)  # read again: all of it
     finally:
         store.close()
 
