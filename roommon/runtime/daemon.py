@@ -57,8 +57,8 @@ log = get_logger(__name__)
 COMMANDS_REMEMBERED = 4096
 #: Feed messages processed between two yields to the event loop (the reader, the
 #: writer and the deadline task run in between): each yield costs little, and an alarm
-#: raised meanwhile waits for at most one slice (a few ms at 300 rooms) to go out.
-DRAIN_BATCH = 50
+#: raised meanwhile waits for at most one slice (about 10 ms at 300 rooms) to go out.
+DRAIN_BATCH = 100
 #: Rooms ticked between two yields to the event loop: a pass over 300 rooms takes a
 #: couple of hundred ms, which the writer and the reader must not wait for.
 TICK_SLICE = 20

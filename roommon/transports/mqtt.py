@@ -69,9 +69,11 @@ MessageHandler = Callable[[InboundMessage], None]
 #: reported; after it, every room's MQTT feeds are disconnected until it is back.
 FEED_LOSS_GRACE_S = 2.0
 
-#: Messages in flight per round trip (outbox rows, or retained topics); the broker
-#: acknowledges them in order.
+#: Retained topics in flight per round trip; the broker acknowledges them in order.
 BATCH = 50
+#: Outbox rows in flight per round trip: under overload a round trip waits for a turn of
+#: a busy event loop, and an alarm storm (thousands of feed alarms) must drain in seconds.
+OUTBOX_BATCH = 200
 
 
 class OutboxRow(Protocol):
@@ -155,6 +157,8 @@ class MqttLink:
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
         self._feed_task: asyncio.Task[None] | None = None
+        # Reports the feed connection lost once its grace has passed (cancelled if it is back).
+        self._feed_grace: asyncio.Task[None] | None = None
         self._closing = False
         # Monotonic time of the last unexpected disconnect not yet followed by a redelivery.
         self._lost_at: float | None = None
@@ -200,8 +204,9 @@ class MqttLink:
         assert self._task is not None
         self._closing = True
         self._task.cancel()
-        if self._feed_task is not None:
-            self._feed_task.cancel()
+        for task in (self._feed_task, self._feed_grace):
+            if task is not None:
+                task.cancel()
         await self._tg.__aexit__(exc_type, exc, tb)
 
     async def goodbye(self, payload: bytes) -> None:
@@ -256,9 +261,11 @@ class MqttLink:
             # A publish not acknowledged within the keepalive means the connection is gone.
             timeout=float(self._endpoint.keepalive_s),
         )
-        # Two loops with BATCH publishes in flight each are normal here: aiomqtt would log a
-        # warning for every publish beyond 10 in flight (hundreds of lines a second).
-        client.pending_calls_threshold = 4 * BATCH
+        # Both loops' publishes go on the wire at once: paho would hold all but 20 in its own
+        # queue (an alarm behind a batch of room state), and aiomqtt would log a warning for
+        # every publish beyond 10 in flight (hundreds of lines a second).
+        client._client.max_inflight_messages_set(OUTBOX_BATCH + BATCH)
+        client.pending_calls_threshold = OUTBOX_BATCH + BATCH
         return client
 
     def _set_up(self, *, control: bool | None = None, feeds: bool | None = None) -> None:
@@ -354,7 +361,6 @@ class MqttLink:
         feed data published while it reconnects is kept by the broker)."""
         failures = 0
         fresh = self._endpoint.session_expiry_s == 0
-        grace: asyncio.Task[None] | None = None
         while True:
             index = self._address
             endpoint = self._addresses[index]
@@ -381,9 +387,9 @@ class MqttLink:
                             broker=endpoint.url,
                             subscriptions=len(self._feed_subscriptions),
                         )
-                        if grace is not None:
-                            grace.cancel()
-                            grace = None
+                        if self._feed_grace is not None:
+                            self._feed_grace.cancel()
+                            self._feed_grace = None
                         if self._feeds_reported_down:
                             self._feeds_reported_down = False
                             if self._on_feed_state is not None:
@@ -398,12 +404,10 @@ class MqttLink:
                 self._set_up(feeds=False)
                 self.feed_client = None
             if self._closing:
-                if grace is not None:
-                    grace.cancel()
                 raise asyncio.CancelledError
-            if up and grace is None and not self._feeds_reported_down:
+            if up and self._feed_grace is None and not self._feeds_reported_down:
                 assert self._tg is not None
-                grace = self._tg.create_task(
+                self._feed_grace = self._tg.create_task(
                     self._report_feeds_down(f"feed connection to {endpoint.url} lost ({reason})"),
                     name="mqtt-feed-loss",
                 )
@@ -412,6 +416,7 @@ class MqttLink:
 
     async def _report_feeds_down(self, reason: str) -> None:
         await self._clock.sleep(FEED_LOSS_GRACE_S)
+        self._feed_grace = None
         self._feeds_reported_down = True
         log.warning("mqtt_feeds_lost", grace_s=FEED_LOSS_GRACE_S, reason=reason)
         if self._on_feed_state is not None:
@@ -462,8 +467,8 @@ class MqttLink:
 
     async def _flush_outbox(self, client: aiomqtt.Client) -> None:
         """Drain the durable outbox (alarm events, notifications, command replies, room and
-        timer events), :data:`BATCH` rows in flight at a time, oldest first."""
-        while rows := self._store.pending(BATCH):
+        timer events), :data:`OUTBOX_BATCH` rows in flight at a time, oldest first."""
+        while rows := self._store.pending(OUTBOX_BATCH):
             await asyncio.gather(
                 *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
             )
