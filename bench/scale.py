@@ -442,7 +442,8 @@ async def trial(
 
                 async with asyncio.TaskGroup() as tg:
                     watcher = tg.create_task(watch())
-                    async with asyncio.timeout(60):
+                    # a daemon starting under cProfile on a loaded machine takes its time
+                    async with asyncio.timeout(60 if profile is None else 240):
                         await online.wait()
                     await asyncio.sleep(1.0)
                     res.rss_idle_mb = proc_rss_mb(daemon.pid)

@@ -55,13 +55,12 @@ log = get_logger(__name__)
 #: Command ids remembered to answer a redelivered copy once (a persistent session and
 #: clients that re-send until they hear back deliver some commands twice).
 COMMANDS_REMEMBERED = 4096
-#: Feed messages processed between two yields to the event loop (the reader, the
-#: writer and the deadline task run in between): each yield costs little, and an alarm
-#: raised meanwhile waits for at most one slice (about 10 ms at 300 rooms) to go out.
-DRAIN_BATCH = 100
-#: Rooms ticked between two yields to the event loop: a pass over 300 rooms takes a
-#: couple of hundred ms, which the writer and the reader must not wait for.
-TICK_SLICE = 20
+#: Work done between two yields to the event loop, at most about this many seconds (the
+#: inbound drain and the ticker's pass over the rooms): the readers, the writer and the
+#: deadline task run in between, so an alarm raised meanwhile waits for at most one
+#: slice to go out, and a PUBACK round trip takes a few slices even when every message
+#: is expensive (an alarm storm under overload made count-sized slices take 100s of ms).
+SLICE_S = 0.005
 
 
 class Dispatcher:
@@ -430,13 +429,12 @@ class Daemon:
             work = 0.0
             for binding in self.serial:
                 binding.tick()
-            for i in range(0, len(pipelines), TICK_SLICE):
-                for pipeline in pipelines[i : i + TICK_SLICE]:
-                    pipeline.tick()
-                if i + TICK_SLICE < len(pipelines):  # let the writer and the reader in
+            for pipeline in pipelines:
+                if work_clock() - started > SLICE_S:  # let the writer and the readers in
                     work += work_clock() - started
                     await asyncio.sleep(0)
                     started = work_clock()
+                pipeline.tick()
             self._store_health()
             self._overload()
             self.tick_time.add(work + work_clock() - started)
@@ -541,7 +539,8 @@ class Daemon:
         queue, ingest, clock, lag = self.inbound, self.ingest, self.clock, self.lag
         while True:
             await queue.ready.wait()
-            for item in queue.take(DRAIN_BATCH):
+            until = work_clock() + SLICE_S
+            while work_clock() < until and (item := queue.pop()) is not None:
                 if ingest.payload(item.room, item.feed, item.payload) == "accepted":
                     now, mono = clock.now(), clock.monotonic()
                     lag.sample(

@@ -66,6 +66,17 @@ class InboundQueue:
         self.ready.set()
         return old
 
+    def pop(self) -> Inbound | None:
+        """The oldest message, or None when there is none."""
+        items = self._items
+        if not items:
+            self.ready.clear()
+            return None
+        item = items.popleft()
+        if not items:
+            self.ready.clear()
+        return item
+
     def take(self, limit: int) -> list[Inbound]:
         """Up to ``limit`` of the oldest messages, in order."""
         items = self._items
