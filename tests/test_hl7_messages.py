@@ -177,7 +177,9 @@ def test_pcd01_vitals_report_golden_and_field_by_field() -> None:
     ]
     assert hr[11] == "R"  # OBX-11 R for a valid, not validated value [SDPi-DEC]
     assert hr[14] == "20260101000059.000+0000"  # OBX-14 the value's own time [SDPi-DEC, RMN]
-    assert hr[17] == "AMEAS^auto-measurement^MDC"  # OBX-17 observation method [SDPi-DEC]
+    # OBX-17: the observation method [SDPi-DEC] and, repeated, periodic versus aperiodic data
+    # as the metric access code [TF-2 A.1: PCD-Vol2-005; codes SDPi-DEC]
+    assert hr[17] == "AMEAS^auto-measurement^MDC~69123^MDC_OBS_CTS^MDC"
     # OBX-18 EI: the equipment instance, its EUI-64 [SDPi-V2, EX]
     assert hr[18] == "0012AB34CD56EF78^^0012AB34CD56EF78^EUI-64"
     spo2 = obx[2]
@@ -190,13 +192,16 @@ def test_pcd01_vitals_report_golden_and_field_by_field() -> None:
     assert not spo2[17]
     by_code = {o[3].split("^")[1]: o for o in obx}
     assert by_code["MDC_PRESS_BLD_NONINV_MEAN"][5] == "92.333"
+    # NIBP is measured per cuff cycle: aperiodic [TF-2 A.1: PCD-Vol2-005]
+    assert by_code["MDC_PRESS_BLD_NONINV_SYS"][17].endswith("~69124^MDC_OBS_NONCTS^MDC")
     assert by_code["MDC_PRESS_BLD_NONINV_SYS"][6].startswith("266016^MDC_DIM_MMHG^MDC^mm[Hg]")
     cement = by_code["cement injection peak pressure"]
     # no MDC term: a local code in a 99zzz system [HL7 table 0396, RMN]
     assert cement[3] == "RMN_CEMENT_INJ_PRESS_PEAK^cement injection peak pressure^99RMN"
     assert cement[5] == "1712.25"
     assert cement[6].endswith("^kPa^kPa^UCUM")
-    assert cement[17] == "AMEAS^auto-measurement^MDC"  # measured by the pressure sensor
+    # measured by the pressure sensor, once per injection [SDPi-DEC, TF-2 A.1]
+    assert cement[17] == "AMEAS^auto-measurement^MDC~69124^MDC_OBS_NONCTS^MDC"
     phase = by_code["procedure phase"]
     assert phase[2] == "ST"
     assert phase[5] == "cement_injection"

@@ -39,6 +39,11 @@ class ObservationCode(BaseModel):
         description="OBX-17 observation method: AMEAS auto-measurement, ACALC "
         "auto-calculation, ... (coding system MDC); empty: not sent (workflow states).",
     )
+    availability: Literal["", "continuous", "episodic"] = Field(
+        default="",
+        description="OBX-17 repetition telling periodic from aperiodic data: continuous "
+        "69123 MDC_OBS_CTS, episodic 69124 MDC_OBS_NONCTS; empty: not sent.",
+    )
 
     @property
     def sub_id(self) -> str:
@@ -46,9 +51,19 @@ class ObservationCode(BaseModel):
 
     @property
     def observation_method(self) -> str:
-        """OBX-17 as a CWE (``AMEAS^auto-measurement^MDC``), or empty."""
-        return f"{self.method}^{METHODS[self.method]}^MDC" if self.method else ""
+        """OBX-17: the method (``AMEAS^auto-measurement^MDC``) and, repeated, whether the
+        measurement is continuous or episodic (``69123^MDC_OBS_CTS^MDC``); or empty."""
+        parts = [f"{self.method}^{METHODS[self.method]}^MDC"] if self.method else []
+        if self.availability:
+            parts.append(AVAILABILITY[self.availability])
+        return "~".join(parts)
 
+
+#: OBX-17 metric availability: periodic versus aperiodic data (docs/hl7.md: [TF-2 A.1]).
+AVAILABILITY: Final[Mapping[str, str]] = {
+    "continuous": "69123^MDC_OBS_CTS^MDC",
+    "episodic": "69124^MDC_OBS_NONCTS^MDC",
+}
 
 #: OBX-17 observation methods, coding system MDC (docs/hl7.md, "What was checked": [SDPi-DEC]).
 METHODS: Final[Mapping[str, str]] = {
@@ -62,7 +77,12 @@ METHODS: Final[Mapping[str, str]] = {
 
 
 def _mdc(
-    code: int, name: str, unit: tuple[int, str, str] | None, vmd: int, metric: int
+    code: int,
+    name: str,
+    unit: tuple[int, str, str] | None,
+    vmd: int,
+    metric: int,
+    availability: Literal["continuous", "episodic"] = "continuous",
 ) -> ObservationCode:
     unit_code, unit_name, ucum = unit if unit is not None else (0, "", "")
     return ObservationCode(
@@ -74,6 +94,7 @@ def _mdc(
         vmd=vmd,
         metric=metric,
         method="AMEAS",  # every MDC-coded vital is measured by the bedside device
+        availability=availability,
     )
 
 
@@ -84,6 +105,7 @@ def _local(
     vmd: int,
     metric: int,
     method: Literal["", "AMEAS", "ACALC"] = "",
+    availability: Literal["", "episodic"] = "",
 ) -> ObservationCode:
     unit_code, unit_name, ucum = unit if unit is not None else (0, "", "")
     return ObservationCode(
@@ -96,6 +118,7 @@ def _local(
         vmd=vmd,
         metric=metric,
         method=method,
+        availability=availability,
     )
 
 
@@ -105,6 +128,9 @@ PERCENT: Final = (262688, "MDC_DIM_PERCENT", "%")
 MMHG: Final = (266016, "MDC_DIM_MMHG", "mm[Hg]")
 KPA: Final = (265987, "MDC_DIM_KILO_PASCAL", "kPa")
 SECONDS: Final = (264320, "MDC_DIM_SEC", "s")
+
+#: Measured per reading (NIBP cycle, cement injection), not continuously.
+EPISODIC: Final = "episodic"
 
 # VMD ordinals of OBX-4: one per instrument group of the room.
 VMD_ECG, VMD_PULSOX, VMD_NIBP, VMD_ABP, VMD_CEMENT, VMD_PROCEDURE = 1, 2, 3, 4, 5, 6
@@ -125,16 +151,22 @@ DEFAULT_CODES: Final[Mapping[str, ObservationCode]] = {
     "spo2": _mdc(150456, "MDC_PULS_OXIM_SAT_O2", PERCENT, VMD_PULSOX, 1),
     "pulse_rate": _mdc(149530, "MDC_PULS_OXIM_PULS_RATE", BPM, VMD_PULSOX, 2),
     "perfusion_index": _mdc(150488, "MDC_PULS_OXIM_PERF_REL", PERCENT, VMD_PULSOX, 3),
-    "nibp_systolic": _mdc(150021, "MDC_PRESS_BLD_NONINV_SYS", MMHG, VMD_NIBP, 1),
-    "nibp_diastolic": _mdc(150022, "MDC_PRESS_BLD_NONINV_DIA", MMHG, VMD_NIBP, 2),
-    "nibp_mean": _mdc(150023, "MDC_PRESS_BLD_NONINV_MEAN", MMHG, VMD_NIBP, 3),
+    "nibp_systolic": _mdc(150021, "MDC_PRESS_BLD_NONINV_SYS", MMHG, VMD_NIBP, 1, EPISODIC),
+    "nibp_diastolic": _mdc(150022, "MDC_PRESS_BLD_NONINV_DIA", MMHG, VMD_NIBP, 2, EPISODIC),
+    "nibp_mean": _mdc(150023, "MDC_PRESS_BLD_NONINV_MEAN", MMHG, VMD_NIBP, 3, EPISODIC),
     "abp_systolic": _mdc(150033, "MDC_PRESS_BLD_ART_SYS", MMHG, VMD_ABP, 1),
     "abp_diastolic": _mdc(150034, "MDC_PRESS_BLD_ART_DIA", MMHG, VMD_ABP, 2),
     "abp_mean": _mdc(150035, "MDC_PRESS_BLD_ART_MEAN", MMHG, VMD_ABP, 3),
     "abp_pulse_rate": _mdc(149522, "MDC_BLD_PULS_RATE_INV", BPM, VMD_ABP, 4),
     # No MDC term describes the peak pressure of a bone-cement injection.
     "cement_peak_pressure": _local(
-        "RMN_CEMENT_INJ_PRESS_PEAK", "cement injection peak pressure", KPA, VMD_CEMENT, 1, "AMEAS"
+        "RMN_CEMENT_INJ_PRESS_PEAK",
+        "cement injection peak pressure",
+        KPA,
+        VMD_CEMENT,
+        1,
+        "AMEAS",
+        EPISODIC,
     ),
     "procedure_phase": _local("RMN_PROC_PHASE", "procedure phase", None, VMD_PROCEDURE, 1),
     "recovery_event": _local("RMN_RECOVERY_EVENT", "recovery timer event", None, VMD_PROCEDURE, 2),
@@ -143,7 +175,13 @@ DEFAULT_CODES: Final[Mapping[str, ObservationCode]] = {
         "RMN_CEMENT_INJ_NUMBER", "cement injection number", None, VMD_CEMENT, 2
     ),
     "cement_injection_duration": _local(
-        "RMN_CEMENT_INJ_DURATION", "cement injection duration", SECONDS, VMD_CEMENT, 3, "ACALC"
+        "RMN_CEMENT_INJ_DURATION",
+        "cement injection duration",
+        SECONDS,
+        VMD_CEMENT,
+        3,
+        "ACALC",
+        EPISODIC,
     ),
 }
 
