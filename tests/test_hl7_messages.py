@@ -312,7 +312,7 @@ def test_pcd04_threshold_alarm_terms() -> None:
     assert obx[1][8] == "H~PM~SP"
     assert obx[2][3].startswith("150021^MDC_PRESS_BLD_NONINV_SYS^")
     assert obx[2][7] == "<160"
-    for update in ({"code": "ecg.vf", "value": None, "limit": None}, {"code": "x.y"}):
+    for update in ({"code": "cement.x", "value": None, "limit": None}, {"code": "x.y"}):
         event = RAISED.model_copy(update=update)
         text = pcd04.build(ENV, event, CodesTable())
         validate_v26(text)
@@ -326,6 +326,9 @@ def test_pcd04_threshold_alarm_terms() -> None:
     [
         # a physiological alert's event term is facet 1's OBX-3 [SDPi-ACM]
         ("ecg.asystole", "physiological", "199684^MDC_EVT_ECG_ASYSTOLE^MDC"),  # MDC 3:3076
+        # 11073-10102 rhythm terms, MDC 10:10016 and 10:9984 [DICOM PS3.16 CID 3415]
+        ("ecg.vf", "physiological", "665376^Ventricular Fibrillation^MDC"),
+        ("ecg.vt", "physiological", "665344^Ventricular Tachycardia^MDC"),
         # a technical alert's event is facet 1's OBX-5 (CWE) under MDC_EVT_ALARM [SDPi-ACM]
         ("ecg.leads_off", "technical", "196882^MDC_EVT_LEADS_OFF^MDC"),  # MDC 3:274
         ("spo2.probe_off", "technical", "196630^MDC_EVT_DISCONN^MDC"),  # MDC 3:22
@@ -348,10 +351,14 @@ def test_pcd04_specific_mdc_event_terms(code: str, kind: str, term: str) -> None
     ident = next(o for o in text.split("\r") if o.startswith("OBX|2|")).split("|")
     if kind == "physiological":
         assert (ident[2], ident[3]) == ("ST", f"{term}^{code}^{code}^99RMN")
-        # its source metric, which has no value during asystole: OBX-11 X [SDPi-ACM, HL7 0085]
         source = next(o for o in text.split("\r") if o.startswith("OBX|3|")).split("|")
-        assert source[2:6] == ["", "147842^MDC_ECG_HEART_RATE^MDC", "1.1.1.1.2", ""]
-        assert source[11] == "X"
+        if code == "ecg.asystole":
+            # its source metric, which has no value during asystole: OBX-11 X [SDPi-ACM, HL7 0085]
+            assert source[2:6] == ["", "147842^MDC_ECG_HEART_RATE^MDC", "1.1.1.1.2", ""]
+            assert source[11] == "X"
+        else:
+            # a rhythm has no source metric: facet 2 names the source [SDPi-ACM]
+            assert source[2:4] == ["CWE", "68480^MDC_ATTR_ALERT_SOURCE^MDC"]
     else:
         assert (ident[2], ident[3]) == ("CWE", "196616^MDC_EVT_ALARM^MDC")
         assert ident[5] == f"{term}^{code}^{code}^99RMN^^^m"  # CWE-9: the alarm text [SDPi-ACM]

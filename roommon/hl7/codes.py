@@ -219,6 +219,11 @@ ALERT_CODES: Final[Mapping[str, ObservationCode]] = {
     "event_high": _facet(196650, "MDC_EVT_HI_GT_LIM"),
     # specific events (the codes of ALERT_EVENTS below)
     "event_asystole": _facet(199684, "MDC_EVT_ECG_ASYSTOLE"),  # 3:3076
+    # the ventricular rhythms have no event-partition term with a published number; they are
+    # sent with ISO/IEEE 11073-10102's ECG rhythm terms (partition 10, DICOM PS3.16 CID 3415),
+    # whose reference ids were not found either: CWE-2 carries the term's meaning
+    "event_vfib": _facet(665376, "Ventricular Fibrillation"),  # 10:10016
+    "event_vtach": _facet(665344, "Ventricular Tachycardia"),  # 10:9984
     "event_leads_off": _facet(196882, "MDC_EVT_LEADS_OFF"),  # 3:274
     "event_disconnected": _facet(196630, "MDC_EVT_DISCONN"),  # 3:22
     "event_artifact": _facet(197040, "MDC_EVT_WAVE_ARTIF_ERR"),  # 3:432
@@ -237,6 +242,8 @@ ALERT_CODES: Final[Mapping[str, ObservationCode]] = {
 #: value is past its limit) and roommon's condition code in the local system 99RMN.
 ALERT_EVENTS: Final[Mapping[str, str]] = {
     "ecg.asystole": "event_asystole",
+    "ecg.vf": "event_vfib",
+    "ecg.vt": "event_vtach",
     "ecg.leads_off": "event_leads_off",
     "spo2.probe_off": "event_disconnected",
     "abp.disconnected": "event_disconnected",
