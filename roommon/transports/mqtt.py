@@ -31,8 +31,9 @@ endpoint's :class:`~roommon.transports.backoff.Backoff` on the clock; repeat.
 * **Failover.** With several addresses (a broker cluster), a connection lost or
   refused moves to the next address at once; the backoff is waited after a
   whole round. Both connections share the address in use: the first to lose
-  a node moves it, the other follows when it reconnects, so they stay on one
-  node.
+  a node moves it on, and a connection that fails follows the other to the
+  node it is up on, so they stay together where they can (after a failover
+  they may end on two nodes of the cluster, which serves both alike).
 * **Nothing dropped while away.** QoS 1 messages wait in a durable
   :class:`Outbox` (the daemon's SQLite alarm store); retained messages (room
   state, timers, status) keep only their latest value, and every retained
@@ -165,6 +166,9 @@ class MqttLink:
         self._redeliver_s = redeliver_s
         self._addresses = endpoint.addresses()
         self._address = 0
+        # The address each connection is up on (None while it is down).
+        self._control_at: int | None = None
+        self._feeds_at: int | None = None
         self._session_fresh = False  # the old session (of a previous run) is dropped
         #: The broker address of the current (or last) connection, and the feed connection's.
         self.url = endpoint.url
@@ -283,9 +287,13 @@ class MqttLink:
 
     async def _next_address(self, failures: int, index: int, *, name: str) -> None:
         """After the ``failures``-th failure in a row of a connection to address ``index``:
-        move the shared address on (unless the other connection already did), and wait
-        the backoff after a whole round of the cluster."""
-        if index == self._address:
+        follow the other connection to the node it is up on, or else move the shared
+        address on (unless the other connection already did); wait the backoff after a
+        whole round of the cluster."""
+        other = self._feeds_at if name == "control" else self._control_at
+        if other is not None and other != index:
+            self._address = other  # follow the other connection to the node it is up on
+        elif index == self._address:  # (the other is down, or not yet aware that it is)
             self._address = (index + 1) % len(self._addresses)
         if failures % len(self._addresses):
             return  # another node of the cluster not yet tried in this round
@@ -313,6 +321,7 @@ class MqttLink:
                     # Known before anything is sent, so a shutdown from here on can
                     # still say goodbye (an "online" must never be the last word).
                     self._client = client
+                    self._control_at = index
                     self.url = endpoint.url
                     self.connacks += 1
                     async with asyncio.TaskGroup() as tg:
@@ -337,6 +346,7 @@ class MqttLink:
             finally:
                 self._set_up(control=False)
                 self._client = None
+                self._control_at = None
             if self._closing:
                 # aiomqtt may turn the CancelledError of a shutdown into an MqttError
                 # while disconnecting; never let that swallow the shutdown.
@@ -374,6 +384,7 @@ class MqttLink:
                 async with self._feed_client_for(endpoint) as client:
                     self.feed_url = endpoint.url
                     self.feed_client = client
+                    self._feeds_at = index
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(receive(client, self._on_message), name="mqtt-feed-reader")
                         for topic in self._feed_subscriptions:
@@ -403,6 +414,7 @@ class MqttLink:
             finally:
                 self._set_up(feeds=False)
                 self.feed_client = None
+                self._feeds_at = None
             if self._closing:
                 raise asyncio.CancelledError
             if up and self._feed_grace is None and not self._feeds_reported_down:
