@@ -209,3 +209,21 @@ async def test_a_feed_flood_sheds_counted_and_overloaded_reaches_a_subscriber(
             # nothing behind and nothing shed any more: it clears
             await c.wait_for(overloaded("r1", "cleared"), within=30)
         assert not overloaded("r2", "raised")(c.messages)
+
+
+async def test_a_stuck_drain_is_overload_by_what_waits_in_the_queue(tmp_path: Path) -> None:
+    """Nothing processed shows no lag: the time the oldest queued message has waited is
+    the input lag too, of every room, so a drain that is stuck (or far behind) alarms."""
+    clock = VirtualClock()
+    cfg = config(1883, tmp_path)  # overload_lag_s 1.0, tick 0.2 s
+    capture = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        (drain,) = [t for t in d._tasks if t.get_name() == "roommon-inbound"]
+        drain.cancel()  # the drain is stuck from here on
+        topic = f"{BASE}/r1/feed/spo2"
+        d.handle_message(aiomqtt.Message(topic, reading(1, clock.now()), 0, False, 0, None))
+        await clock.advance(1.5)
+        raised = [e for e in capture.events if e.code == "daemon.overloaded"]
+        assert sorted(e.room for e in raised) == ["r1", "r2"]
+        assert all("behind real time" in e.message for e in raised)
+        assert json.loads(d.status_payload("online"))["input_lag_s"] >= 1.0

@@ -362,7 +362,7 @@ class Daemon:
             durable=not store_error,
             store_error=store_error,
             counters=dict(self.counters),
-            input_lag_s=round(self.lag.lag_s, 3),
+            input_lag_s=round(max(self.lag.lag_s, self.inbound.waited(self.clock.monotonic())), 3),
             inbound_queued=self.inbound.queued,
             inbound_high_water=self.inbound.high_water,
             shed={f"{room}/{feed}": n for (room, feed), n in sorted(self.inbound.shed.items())},
@@ -431,6 +431,9 @@ class Daemon:
             work = 0.0
             for binding in self.serial:
                 binding.tick()
+            # First: a pass over many rooms of a busy daemon takes long, and the overload
+            # alarm must not wait for its end.
+            self._overload()
             for pipeline in pipelines:
                 if work_clock() - started > SLICE_S:  # let the writer and the readers in
                     work += work_clock() - started
@@ -438,7 +441,6 @@ class Daemon:
                     started = work_clock()
                 pipeline.tick()
             self._store_health()
-            self._overload()
             self.tick_time.add(work + work_clock() - started)
             self.last_tick_mono = self.clock.monotonic()
             next_at += period
@@ -559,6 +561,9 @@ class Daemon:
         messages were shed, has ``daemon.overloaded``; it clears when it has caught up."""
         limit = self.config.daemon.overload_lag_s
         by_room = self.lag.roll()
+        # What waits in the queue is behind too, in every room, processed or not (a drain
+        # that is stuck, or far behind, processes nothing that would show its lag).
+        queued = self.inbound.waited(self.clock.monotonic())
         shed_now: Counter[str] = Counter()
         for (room, _feed), n in self.inbound.shed.items():
             new = n - self._shed_seen[(room, _feed)]
@@ -568,7 +573,7 @@ class Daemon:
         now = self.clock.now()
         raised, cleared = [], []
         for room, pipeline in self.pipelines.items():
-            behind = by_room.get(room, 0.0)
+            behind = max(by_room.get(room, 0.0), queued)
             shed = shed_now.get(room, 0)
             active = behind > limit or shed > 0
             if not active and room not in self.overloaded:
