@@ -411,7 +411,10 @@ async def trial(
         if profile is not None:
             cmd += ["-m", "cProfile", "-o", str(profile)]
         if args.roommon_from:  # that checkout's roommon package, ahead of the installed one
-            cmd += ["-c", FROM_OTHER.format(path=args.roommon_from), "run", "--config", str(cfg)]
+            # a script file, not -c: cProfile runs a script (it has no -c)
+            launcher = Path(tmp) / "roommon_from.py"
+            launcher.write_text(FROM_OTHER.format(path=args.roommon_from).replace("; ", "\n"))
+            cmd += [str(launcher), "run", "--config", str(cfg)]
         else:
             cmd += ["-m", "roommon", "run", "--config", str(cfg)]
         daemon = spawn(cmd, out=subprocess.DEVNULL, err=daemon_log(args.daemon_log))
