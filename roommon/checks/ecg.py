@@ -101,7 +101,8 @@ log = get_logger(__name__)
 _RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
 STUCK_MIN_MV = 0.5
 VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
-VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
+VT_MAX_BPM = 250.0
+VT_HOLD_S = 2.0  # a VT run's condition lasts this long past its last fast ventricular beat  # faster "beats" are flutter waves: VF's business
 # After the beat history restarts (start, noise, a gap) the rate is shown again from
 # the fifth beat: four intervals, the least the heart-rate rule averages. One or two
 # intervals right after noise are as often split by a last noise "beat" as not.
@@ -266,7 +267,11 @@ class EcgCheck(Check, declaration=ECG):
 
     def _classify(self, st: _FeedState, b: int, t: float) -> None:
         """Beat shape, and the VT rule over the run of ventricular beats it ends or extends."""
-        ventricular = st.classifier.classify(st.vf.filtered, b - st.vf.filtered_start)
+        # While a VT run goes on its beats are not the patient's new normal beat.
+        in_vt = t - st.vt_since_beat < VT_HOLD_S
+        ventricular = st.classifier.classify(
+            st.vf.filtered, b - st.vf.filtered_start, adopt=not in_vt
+        )
         bt = st.beat_times
         bt.append(t)
         if (
@@ -475,7 +480,7 @@ class EcgCheck(Check, declaration=ECG):
         cfg, t = self.cfg, st.t_end
         readable = not math.isnan(st.readable_since)
         since_vt = t - st.vt_since_beat
-        vt = readable and since_vt < 2.0
+        vt = readable and since_vt < VT_HOLD_S
         # A run of one-shaped ventricular beats under 250 bpm is VT, even where the
         # VF analysis (4 s windows) also sees a sustained oscillation in it; faster,
         # or shapeless, is VF.

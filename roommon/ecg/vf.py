@@ -41,7 +41,7 @@ from roommon.core.model import FloatArray
 from roommon.ecg.qrs import _Scipy, filter_chunk
 
 BUSY_MIN: Final = 0.45
-HF_MAX: Final = 0.05
+HF_MAX: Final = 0.15
 LEAK_MAX: Final = 0.6
 DOMINANT_MIN_HZ: Final = 2.5
 AMPLITUDE_MIN_MV: Final = 0.15
