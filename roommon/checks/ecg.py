@@ -14,12 +14,15 @@ alarm engine applies each :class:`ConditionSpec`'s delay and latching.
 
 Ventricular alarms (high priority, latching: they stay up until reset):
 
-- ``ecg.vf``: the VF analyser's condition (about 4-6 s after onset), unless beats
+- ``ecg.vf``: the VF analyser's condition (about 3-6 s after onset), unless beats
   of the patient's own shape come through (two in a row), a regular rhythm of
-  them is running, or a VT run explains the oscillation (within 4 s of one).
+  beats of one shape is running (under 150 bpm), or a VT run explains the
+  oscillation (within 4 s of one).
 - ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats of one shape at a
   mean rate above ``vt_bpm`` (120) and below 250 bpm; present until 2 s after
-  the last beat of the run.
+  the last beat of the run. While it is present the beat classifier keeps its
+  template: sustained VT is not adopted as the patient's new normal beat (it
+  would end the condition after a dozen beats while the VT went on).
 
 The room state carries ``ecg_rhythm``: ``vf``, ``vt``, ``asystole``,
 ``bradycardia``, ``tachycardia``, ``normal_rate`` or ``unknown`` (signal unreadable).
@@ -101,8 +104,8 @@ log = get_logger(__name__)
 _RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
 STUCK_MIN_MV = 0.5
 VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
-VT_MAX_BPM = 250.0
-VT_HOLD_S = 2.0  # a VT run's condition lasts this long past its last fast ventricular beat  # faster "beats" are flutter waves: VF's business
+VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
+VT_HOLD_S = 2.0  # a VT run's condition lasts this long past its last fast ventricular beat
 # After the beat history restarts (start, noise, a gap) the rate is shown again from
 # the fifth beat: four intervals, the least the heart-rate rule averages. One or two
 # intervals right after noise are as often split by a last noise "beat" as not.
