@@ -16,8 +16,7 @@ Ventricular alarms (high priority, latching: they stay up until reset):
 
 - ``ecg.vf``: the VF analyser's condition (about 3-6 s after onset), unless beats
   of the patient's own shape come through (two in a row), a regular rhythm of
-  beats of one shape is running (under 150 bpm), or a VT run explains the
-  oscillation (within 4 s of one).
+  them is running, or a VT run explains the oscillation (within 4 s of one).
 - ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats of one shape at a
   mean rate above ``vt_bpm`` (120) and below 250 bpm; present until 2 s after
   the last beat of the run. While it is present the beat classifier keeps its
@@ -137,8 +136,7 @@ class _FeedState:
     classifier: BeatClassifier
     vent_run: list[float] = field(default_factory=list)  # times of consecutive V beats
     vt_since_beat: float = math.nan  # last beat of a VT run
-    organised_until: float = -math.inf  # a regular rhythm of one-shaped beats was seen
-    same_shape: int = 0  # consecutive beats like the template or like the beat before
+    organised_until: float = -math.inf  # a regular rhythm of normal-shaped beats was seen
     normal_beat_t: float = -math.inf  # the last of two beats in a row of the normal shape
     last_normal: bool = False  # the last beat had the normal shape
     vf_on: bool = False  # VF was reported present at the last evaluation
@@ -278,24 +276,15 @@ class EcgCheck(Check, declaration=ECG):
         )
         bt = st.beat_times
         bt.append(t)
-        cls = st.classifier
-        # The last beats were all of one shape: each like the template or like the one
-        # before it (a paced rhythm whose captured shape changed is still one shape).
-        st.same_shape = (
-            st.same_shape + 1
-            if cls.last_corr >= 0.9 or cls.last_like_previous >= VT_SIMILAR
-            else 0
-        )
         if (
             len(bt) == 4
-            and st.same_shape >= 4
+            and st.classifier.last_corr >= 0.9
             and min(bt[1] - bt[0], bt[2] - bt[1], bt[3] - bt[2]) > 0.4
             and max(bt[1] - bt[0], bt[2] - bt[1], bt[3] - bt[2])
             < 1.15 * min(bt[1] - bt[0], bt[2] - bt[1], bt[3] - bt[2])
         ):
-            # Regular beats of one shape under 150 bpm: an organised rhythm (a paced or
-            # bundle-branch rhythm can look "busy" to the VF analysis). VF's "beats" are
-            # neither regular nor of one shape.
+            # Regular beats of the patient's own shape under 150 bpm: an organised
+            # rhythm (a paced or bundle-branch rhythm can look "busy" to the VF analysis).
             st.organised_until = t + 2.0
         normal = not ventricular and st.classifier.last_corr >= 0.9
         if normal and st.last_normal:
@@ -362,7 +351,6 @@ class EcgCheck(Check, declaration=ECG):
         st.classifier = BeatClassifier(fs=st.fs)
         st.vent_run.clear()
         st.vt_since_beat = math.nan
-        st.same_shape = 0
         st.t_base = chunk.t0
         st.hr.reset()
         st.recent = np.zeros(0)

@@ -60,7 +60,7 @@ class BeatClassifier:
         "_template_ss",
         "_template_width",
         "last_corr",
-        "last_like_previous",  # correlation with the beat before
+        "last_like_previous",  # correlation with the beat before (ventricular beats only)
         "last_width",
     )
 
@@ -109,8 +109,7 @@ class BeatClassifier:
         ss: float = seg.dot(seg)  # energies are kept: a dot product is most of a correlation
         prev, prev_ss = self._previous, self._previous_ss
         self._previous, self._previous_ss = seg, ss
-        # One dot product: the check's organised-rhythm and VT-run rules use it.
-        self.last_like_previous = 1.0 if prev is None else _corr(seg, ss, prev, prev_ss)
+        self.last_like_previous = 1.0
         if self._template is None:
             self._learning.append(seg)
             if len(self._learning) >= LEARN_BEATS:
@@ -130,6 +129,8 @@ class BeatClassifier:
                 width > 1.5 * self._template_width
             )
             ventricular = wider or (corr < CORR_VERY_DIFFERENT and width >= self._template_width)
+            if ventricular and prev is not None:
+                self.last_like_previous = _corr(seg, ss, prev, prev_ss)
         if corr >= CORR_DIFFERENT:
             tmpl += (seg - tmpl) * 0.125
             self._template_ss = tmpl.dot(tmpl)
