@@ -302,3 +302,16 @@ async def test_clear_fibrillation_is_believed_after_two_windows() -> None:
     raised = [t for t in run.raised("ecg.vf") if t >= onset - 30.0]
     assert raised
     assert raised[0] - onset <= 4.5
+
+
+async def test_monitoring_that_starts_in_fibrillation() -> None:
+    # cudb cu21 begins in VF (to 13 s). The first "beats" the detector finds are
+    # fibrillation waves: they must not become the template of the patient's normal
+    # beat (which, matched by the next waves, would say "beats of the patient's own
+    # shape" and hold the VF alarm back). Alarmed within 10 s of the start.
+    x, fs, ref = excerpt("cudb", "cu21", 0.0, 40.0)
+    assert ref.vf[0][0] == 0.0
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = run.raised("ecg.vf")
+    assert raised
+    assert raised[0] <= 10.0

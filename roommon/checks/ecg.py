@@ -269,6 +269,15 @@ class EcgCheck(Check, declaration=ECG):
 
     def _classify(self, st: _FeedState, b: int, t: float) -> None:
         """Beat shape, and the VT rule over the run of ventricular beats it ends or extends."""
+        if st.classifier.learning and (st.vf.vf_like or st.vf.present):
+            # The template is the patient's own beat, never a fibrillation wave (a
+            # record or a restart in VF): the beats collected so far are dropped, and
+            # this one has no shape verdict (it is neither normal nor ventricular).
+            st.classifier.reset()
+            st.beat_times.append(t)
+            st.last_normal = False
+            st.vent_run.clear()
+            return
         # While a VT run goes on its beats are not the patient's new normal beat.
         in_vt = t - st.vt_since_beat < VT_HOLD_S
         ventricular = st.classifier.classify(

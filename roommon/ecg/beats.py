@@ -86,6 +86,11 @@ class BeatClassifier:
         """Samples needed before and after the R peak."""
         return self._pre, self._post
 
+    @property
+    def learning(self) -> bool:
+        """No template yet: the first beats are being collected."""
+        return self._template is None
+
     def reset(self) -> None:
         self._learning = []
         self._template = None
