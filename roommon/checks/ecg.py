@@ -47,6 +47,9 @@ Rules:
   signal, so it neither restarts nor clears asystole. The asystole clock counts
   from the last beat or from the moment the signal became readable again,
   whichever is later. VF supersedes asystole.
+- A rate alarm (brady, tachy and their extremes) needs the displayed 12-beat mean
+  and the interquartile mean of the same intervals to agree that the limit is
+  passed: one false or missed beat moves the first by ~8 %, not the second.
 - Time to alarm (defaults): asystole is reported once ``asystole_s`` (4 s) of
   signal past the last beat has arrived with no beat pending, so within one
   chunk of 4 s (delay 0). An 80 -> 180 bpm step lifts the 12-beat average over
@@ -521,8 +524,9 @@ class EcgCheck(Check, declaration=ECG):
             )
         # Beats are confirmed up to the detector's latency after the R peak: the
         # interval still open is only known to be that much shorter.
+        robust = st.hf_level > HF_DOUBTFUL
         rate = (
-            st.hr.rate(t - st.latency_s, robust=st.hf_level > HF_DOUBTFUL)
+            st.hr.rate(t - st.latency_s, robust=robust)
             if readable and not (asystole or vf) and st.hr.beat_count >= RATE_MIN_BEATS
             else None
         )
@@ -530,6 +534,15 @@ class EcgCheck(Check, declaration=ECG):
             rate = 0.0
         judged = rate is not None and not asystole
         r = rate if rate is not None else math.nan
+        if judged and not cfg.brady_bpm <= r <= cfg.tachy_bpm:
+            # A rate alarm needs the mean and the interquartile mean of the intervals
+            # to agree that the limit is passed: one false beat (a T wave, an
+            # artefact) splits an interval and lifts the mean of twelve by ~8 %, one
+            # missed beat merges two and lowers it; the interquartile mean moves
+            # with a real change of rate as soon as the mean does (sooner, after a step).
+            other = st.hr.rate(t - st.latency_s, robust=not robust)
+            if other is not None:
+                r = max(r, other) if r < cfg.brady_bpm else min(r, other)
         # These five are reported here only, and only on change: skip when none changed
         # (the values and limits below go with a change).
         rated = (
