@@ -322,7 +322,7 @@ async def test_one_false_beat_does_not_make_a_tachycardia() -> None:
     # under the 140 bpm limit. One extra detection splits an interval and lifts the
     # mean of twelve over the limit for a few seconds; the interquartile mean of the
     # same intervals does not move. The rate alarm needs both to agree.
-    x, fs, ref = excerpt("cudb", "cu09", 100.0, 200.0)
+    x, fs, _ = excerpt("cudb", "cu09", 100.0, 200.0)
     run = await replay_ecg_through_room(x, fs=fs)
     assert not ever(run, "ecg.tachy")
     assert not ever(run, "ecg.tachy_extreme")
