@@ -665,10 +665,24 @@ class RoomPipeline:
         msg = self.state_message()
         mono = self._clock.monotonic()
         last = self._last_state
-        same = last is not None and last.model_copy(update={"t": msg.t, "time": msg.time}) == msg
-        if force or not same or mono - self._last_state_mono >= every_s:
+        if (
+            force
+            or last is None
+            or mono - self._last_state_mono >= every_s
+            or not _same_but_time(last, msg)
+        ):
             self._last_state, self._last_state_mono = msg, mono
             self._output.state(msg)
+
+
+def _same_but_time(a: RoomStateMessage, b: RoomStateMessage) -> bool:
+    """Whether two room states differ only in their time (``t``, ``time``): the fields
+    compared as the model's ``==`` compares them, without copying one first."""
+    other = b.__dict__
+    return all(v == other[k] for k, v in a.__dict__.items() if k not in _STATE_TIME_FIELDS)
+
+
+_STATE_TIME_FIELDS = frozenset({"t", "time"})
 
 
 class _Guard:
