@@ -278,20 +278,18 @@ async def ingest_cost(msgs: list[tuple[str, str, bytes, float]], *, decode_only:
             )
         return (time.process_time() - cpu0) / len(msgs)
     ingest = FeedIngest(pipelines=pipelines, max_payload_bytes=262144, counters=Counter())
-    cpu = 0.0
     tick_at = 1.0
+    # The whole loop is timed (moving the virtual clock costs next to nothing): two
+    # process_time() calls per message cost about 1 µs, as much as some steps measured.
+    cpu0 = time.process_time()
     for room, feed, body, t in msgs:
         if t >= tick_at:  # the rooms' once-a-second tick, on the virtual clock
             await clock.advance(tick_at - clock.monotonic())
-            c0 = time.process_time()
             for p in pipelines.values():
                 p.tick()
-            cpu += time.process_time() - c0
             tick_at += 1.0
-        c0 = time.process_time()
         ingest.payload(room, feed, body)
-        cpu += time.process_time() - c0
-    return cpu / len(msgs)
+    return (time.process_time() - cpu0) / len(msgs)
 
 
 # ---------------------------------------------------------------------- main
