@@ -87,6 +87,22 @@ SEARCHBACK_SLOPE_FLOOR: Final = 0.2
 # standstill are smaller and flatter still, and must never become "beats".
 RELEARN_SLOPE_FLOOR: Final = 0.2
 MIN_AMPLITUDE_SHARE: Final = 0.15
+# Re-learning after a change of gain starts the floors over from a recent
+# candidate as sharp as the old QRS (slope per mV of height at least this share
+# of the old QRS's) and at least this share of its height: a gain change keeps
+# the QRS's shape, P and T waves are rounder, and P waves in a ventricular
+# standstill are also smaller than that (cudb cu31: a twentieth).
+RELEARN_SHARPNESS: Final = 0.7
+RELEARN_AMPLITUDE: Final = 0.1
+# A wide beat (aberrated premature beat, slurred PVC) is about half as tall as the
+# QRS around it and a fifth to a third as steep, so its integral falls just short
+# of the threshold and the slope floor rejects it; a P wave, or a T wave past the
+# T-wave window, is mostly under a quarter of the QRS height. A candidate past the
+# T-wave window, at least this share of the threshold and of the R amplitude, is a
+# beat with the search-back slope floor, without waiting 1.66 R-R for search-back
+# (aberrated APCs come in pairs inside one long interval, and search-back finds one).
+WIDE_VALUE: Final = 0.8
+WIDE_AMPLITUDE: Final = 0.35
 
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
@@ -184,6 +200,7 @@ class QrsDetector:
         "_rr",
         "_rr_mean_n",
         "_sb_done",
+        "_sharp_hist",
         "_slope_med",
         "_slopes",
         "_sq_tail",
@@ -243,6 +260,8 @@ class QrsDetector:
         self._amp_hist: deque[float] = deque(maxlen=8)
         self._rr: deque[int] = deque(maxlen=8)
         self._slopes: deque[float] = deque(maxlen=8)
+        # Slope per mV of the accepted beats: their shape, which no gain changes.
+        self._sharp_hist: deque[float] = deque(maxlen=8)
         # Derived from the levels above, None when stale (each is recomputed on demand).
         self._thr: float | None = None
         self._slope_med: float | None = None
@@ -522,7 +541,12 @@ class QrsDetector:
         if last is not None and c.r_idx - last.r_idx < self._refractory:
             return
         thr = self._threshold()
-        if c.value > thr and self._qrs_like(c):
+        if (c.value > thr and self._qrs_like(c)) or (
+            c.value > WIDE_VALUE * thr
+            and c.amplitude >= WIDE_AMPLITUDE * self.qrs_amplitude_mv
+            and (last is None or c.r_idx - last.r_idx >= self._t_wave)
+            and self._qrs_like(c, searchback=True)
+        ):
             self._search_gap(c, thr, out)
             self._accept(c, c.value, out)
         else:
@@ -575,6 +599,8 @@ class QrsDetector:
         self._last_slope = c.slope
         self._slopes.append(c.slope)
         self._slope_med = None
+        if c.amplitude > 0.0:
+            self._sharp_hist.append(c.slope / c.amplitude)
         self._sb_done = False
         self._noise_cands.clear()
         out.append(c.r_idx)
@@ -610,17 +636,58 @@ class QrsDetector:
         self._noise_cands = deque(c for c in self._noise_cands if c.idx > best.idx)
         self._accept(best, 0.25 * best.value + 0.75 * qrs, out)
 
+    def _same_shape_pair(self, old_amp: float) -> _Candidate | None:
+        """The largest candidate since the last QRS that has a twin of the old QRS's shape."""
+        sharp = _median_of_levels(self._sharp_hist)
+        if sharp <= 0.0:
+            return None
+        floor = max(self._min_qrs_mv, RELEARN_AMPLITUDE * old_amp)
+        same = [
+            c
+            for c in self._noise_cands
+            if c.amplitude >= floor and c.slope >= RELEARN_SHARPNESS * sharp * c.amplitude
+        ]
+        best: _Candidate | None = None
+        for c in same:
+            if best is not None and c.value <= best.value:
+                continue
+            if any(
+                abs(o.r_idx - c.r_idx) >= self._refractory
+                and 0.5 * c.amplitude <= o.amplitude <= 2.0 * c.amplitude
+                for o in same
+            ):
+                best = c
+        return best
+
     def _relearn_thresholds(self, deadline: int) -> None:
         """No QRS for a long time (amplitude change, lead swap): start the levels over."""
         recent = [c for c in self._noise_cands if c.idx > deadline - self._learn_end]
+        old = self._median_slope()
+        old_amp = self.qrs_amplitude_mv
         self._qrs_peaks.clear()
         self._noise_peaks.clear()
         if recent:
             self._qrs_peaks.append(0.5 * max(c.value for c in recent))
-            steepest = max(c.slope for c in recent)
-            old = self._median_slope()
-            if steepest < old:
+            # A change of gain keeps the QRS's shape: its slope per mV of height
+            # stays what it was. P and T waves are rounder (about half of it), so
+            # recent candidates as sharp as the old QRS are that QRS, smaller or
+            # larger, and the floors start over from them, however far it shrank.
+            # Two of them, of about one size, at least the refractory period
+            # apart: a lone artefact in an asystole must not become the new level.
+            # The shape reference is the accepted beats' own, never the levels
+            # re-learning lowered: else P waves in a long standstill would pass
+            # after a few rounds.
+            best = self._same_shape_pair(old_amp)
+            if best is not None:
+                self._amp_hist.clear()
+                self._amp_hist.append(best.amplitude)
                 self._slopes.clear()
-                self._slopes.append(max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old))
+                self._slopes.append(best.slope)
                 self._slope_med = None
+            else:
+                steepest = max(c.slope for c in recent)
+                if steepest < old:
+                    self._slopes.clear()
+                    self._slopes.append(max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old))
+                    self._slope_med = None
         self._thr = None
