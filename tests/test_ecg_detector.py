@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal
 
-from roommon.ecg.offline import detect_record, detect_samples, match_beats, reference_beats
+from roommon.ecg.offline import (
+    EC57_START_S,
+    detect_record,
+    detect_samples,
+    match_beats,
+    outside,
+    reference_beats,
+    reference_vf,
+)
 from roommon.ecg.pacer import PacerFilter
 from roommon.ecg.qrs import QrsDetector, _median_of_levels, _median_of_samples, filter_chunk
 from roommon.records.physionet import read_channel
@@ -32,6 +40,33 @@ def test_accuracy_floor_on_annotated_records(db: str, record: str) -> None:
     result = match_beats(reference_beats(path), detect_record(path), fs=fs)
     assert result.sensitivity >= 0.995
     assert result.positive_predictivity >= 0.995
+
+
+def test_scoring_leaves_out_the_learning_period_only_when_asked() -> None:
+    # bxb (EC57) pairs beats from the start but counts them from 5 minutes in.
+    fs = 100.0  # 15-sample match window; 5 minutes = 30000 samples
+    ref = np.array([100, 200, 300, 40_000, 40_100, 40_200], dtype=np.int64)
+    det = np.array([100, 205, 250, 40_000, 40_050, 40_200], dtype=np.int64)
+    whole = match_beats(ref, det, fs=fs)
+    assert (whole.true_pos, whole.false_neg, whole.false_pos) == (4, 2, 2)
+    ec57 = match_beats(ref, det, fs=fs, start_s=EC57_START_S)
+    assert (ec57.true_pos, ec57.false_neg, ec57.false_pos) == (2, 1, 1)
+
+
+@pytest.mark.physionet
+def test_detections_inside_annotated_flutter_are_not_scored() -> None:
+    # mitdb 207: six [ .. ] flutter episodes. Their flutter waves are no beats of the
+    # reference, and bxb does not count detections there as false either.
+    path = physionet_record("mitdb", "207")
+    spans = reference_vf(path)
+    assert len(spans) == 6
+    det = detect_record(path)
+    inside = det.shape[0] - outside(det, spans).shape[0]
+    assert inside > 100  # the detector does fire on flutter waves
+    fs = read_channel(path).fs
+    scored = match_beats(reference_beats(path), outside(det, spans), fs=fs)
+    assert scored.positive_predictivity >= 0.99
+    assert match_beats(reference_beats(path), det, fs=fs).positive_predictivity < 0.9
 
 
 @pytest.mark.physionet
