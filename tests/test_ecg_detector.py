@@ -298,3 +298,26 @@ def test_pacer_pulses_are_blanked_and_qrs_complexes_left_alone(fs: float) -> Non
     g = PacerFilter(fs=fs)
     assert np.array_equal(g.process(clean), clean[: clean.shape[0] - g.delay])
     assert g.pulses == 0
+
+
+@pytest.mark.physionet
+def test_tall_p_waves_are_not_beats() -> None:
+    # mitdb 108 (tall P waves): a P wave 200-250 ms before its
+    # QRS, too far for the two to merge into one candidate, is the QRS's P wave
+    # when the QRS that follows is clearly bigger and steeper.
+    path = physionet_record("mitdb", "108")
+    sig = read_channel(path)
+    fs = sig.fs
+    n = round(120.0 * fs)
+    ref = reference_beats(path)
+    ref = ref[ref < n - round(fs)]
+    det = detect_samples(sig.samples[:n], fs=fs)
+    ahead = [
+        int(d)
+        for d in det.tolist()
+        if np.any((ref - d >= round(0.12 * fs)) & (ref - d <= round(0.3 * fs)))
+        and np.min(np.abs(ref - d)) > round(0.15 * fs)
+    ]
+    assert ahead == []
+    m = match_beats(ref, det[det < n - round(fs)], fs=fs)
+    assert m.sensitivity == 1.0

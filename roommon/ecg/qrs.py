@@ -103,6 +103,13 @@ RELEARN_AMPLITUDE: Final = 0.1
 # (aberrated APCs come in pairs inside one long interval, and search-back finds one).
 WIDE_VALUE: Final = 0.8
 WIDE_AMPLITUDE: Final = 0.35
+# A P wave precedes its QRS by 120-250 ms; a tall one (mitdb 108) passes for a beat
+# when the integral's peaks are more than the merge distance apart. A candidate
+# followed within P_WAVE_S by one 1.3 times as tall and as steep or more is that
+# QRS's P wave (two QRS complexes so close are never that unequal: a fast
+# tachycardia's are alike, and an R-on-T beat comes later than 250 ms).
+P_WAVE_S: Final = 0.25
+P_WAVE_RATIO: Final = 1.3
 
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
@@ -190,6 +197,7 @@ class QrsDetector:
         "_n",
         "_noise_cands",
         "_noise_peaks",
+        "_p_wave",
         "_pending",
         "_qrs_peaks",
         "_queue",
@@ -238,6 +246,7 @@ class QrsDetector:
         self._merge = round(0.200 * self._fs)  # candidate spacing = look-ahead
         self._refractory = round(0.200 * self._fs)
         self._t_wave = round(0.360 * self._fs)
+        self._p_wave = round(P_WAVE_S * self._fs)
         self._learn_end = round(learn_s * self._fs)
         self._relearn = round(relearn_s * self._fs)
         self._max_rr = round(5.0 * self._fs)  # longer "intervals" are pauses, not rhythm
@@ -289,6 +298,9 @@ class QrsDetector:
     def latency_s(self) -> float:
         """Upper bound of the delay from an ordinary R peak to its confirmation."""
         # R peak -> integral peak (window + filter delay, wide QRS) -> merge look-ahead.
+        # (A small candidate, one that could be a P wave, may wait 50 ms longer for
+        # the next candidate: P_WAVE_S from its integral peak, the merge distance
+        # being 200 ms of it.)
         return (self._win + self._merge + 2) / self._fs + 0.100
 
     @property
@@ -376,7 +388,7 @@ class QrsDetector:
             self._confirm(self._pending)
             self._pending = None
         out: list[int] = []
-        self._decide(self._n - 1, out)
+        self._decide(self._n - 1, out, final=True)
         return np.asarray(out, dtype=np.int64)
 
     # --------------------------------------------------------------- internals
@@ -504,7 +516,30 @@ class QrsDetector:
             return self._ref + relearn
         return self._ref + min(round(1.66 * rr), relearn)
 
-    def _decide(self, complete: int, out: list[int]) -> None:
+    def _followed_by_its_qrs(self, c: _Candidate, complete: int, final: bool) -> bool | None:
+        """Whether ``c`` is a P wave: the next candidate, within P_WAVE_S, is far bigger.
+
+        None while that is not known yet (the next candidate is not confirmed and
+        could still fall inside the window): decided on confirmed candidates only,
+        so the answer does not depend on the chunking.
+        """
+        if P_WAVE_RATIO * c.amplitude > self.qrs_amplitude_mv:
+            return False  # as tall as the recent QRS: no bigger QRS can follow it so soon
+        nxt = self._queue[1] if len(self._queue) > 1 else None
+        if nxt is None:
+            p = self._pending
+            if final or (p is None and complete - c.idx > self._p_wave):
+                return False
+            if p is not None and p.idx - c.idx > self._p_wave:
+                return False
+            return None
+        if nxt.idx - c.idx > self._p_wave:
+            return False
+        return (
+            nxt.amplitude >= P_WAVE_RATIO * c.amplitude and nxt.slope >= P_WAVE_RATIO * c.slope
+        )
+
+    def _decide(self, complete: int, out: list[int], *, final: bool = False) -> None:
         if not self._learned:
             while self._queue:
                 self._learning.append(self._queue.popleft())
@@ -519,8 +554,11 @@ class QrsDetector:
                 continue
             if nxt is None:
                 return
+            p_wave = self._followed_by_its_qrs(nxt, complete, final)
+            if p_wave is None:
+                return
             self._queue.popleft()
-            self._classify(nxt, out)
+            self._classify(nxt, out, p_wave=p_wave)
 
     def _learn(self) -> None:
         """Initial threshold from the first seconds: half the largest candidate."""
@@ -536,16 +574,19 @@ class QrsDetector:
         # The learning candidates are decided like any other, in order.
         self._queue.extendleft(reversed(cands))
 
-    def _classify(self, c: _Candidate, out: list[int]) -> None:
+    def _classify(self, c: _Candidate, out: list[int], *, p_wave: bool = False) -> None:
         last = self._last_qrs
         if last is not None and c.r_idx - last.r_idx < self._refractory:
             return
         thr = self._threshold()
-        if (c.value > thr and self._qrs_like(c)) or (
-            c.value > WIDE_VALUE * thr
-            and c.amplitude >= WIDE_AMPLITUDE * self.qrs_amplitude_mv
-            and (last is None or c.r_idx - last.r_idx >= self._t_wave)
-            and self._qrs_like(c, searchback=True)
+        if not p_wave and (
+            (c.value > thr and self._qrs_like(c))
+            or (
+                c.value > WIDE_VALUE * thr
+                and c.amplitude >= WIDE_AMPLITUDE * self.qrs_amplitude_mv
+                and (last is None or c.r_idx - last.r_idx >= self._t_wave)
+                and self._qrs_like(c, searchback=True)
+            )
         ):
             self._search_gap(c, thr, out)
             self._accept(c, c.value, out)
