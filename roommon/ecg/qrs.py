@@ -17,7 +17,15 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    (within 360 ms of the previous QRS with less than half its steepest slope),
    and has a raw deflection of at least ``min_qrs_mv``. When no QRS has been
    found for 1.66 mean R-R intervals, the largest candidate since the last QRS
-   above half the threshold is taken (search-back).
+   above half the threshold is taken (search-back). A wide beat (aberrated or
+   ventricular premature beat: half as tall, a fifth as steep) past the T-wave
+   window is taken at 0.8 of the threshold without waiting for search-back; a
+   small candidate followed within 250 ms by a QRS 1.3 times as tall and steep is
+   that QRS's P wave. After ``relearn_s`` (2 s) without a QRS the levels are
+   learnt again, from two recent candidates of the old QRS's shape (slope per mV)
+   when there are such: a change of gain is then re-learnt down to a tenth of the
+   old height, while P waves in a ventricular standstill (rounder, smaller) stay
+   no beats.
 4. The reported point is the R peak: the sample of largest absolute deflection
    of the raw signal from its local baseline (median around the QRS) inside the
    window the integral says the QRS occupied. Wide (bundle-branch block, PVC)
