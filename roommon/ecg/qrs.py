@@ -20,8 +20,8 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    above half the threshold is taken (search-back). A wide beat (aberrated or
    ventricular premature beat: half as tall, a fifth as steep) past the T-wave
    window is taken at 0.8 of the threshold without waiting for search-back; a
-   small candidate followed within 250 ms by a QRS 1.3 times as tall and steep is
-   that QRS's P wave. After ``relearn_s`` (2 s) without a QRS the levels are
+   small candidate whose integral rises to 1.4 times its peak within 250 ms is the
+   P wave of the QRS that follows. After ``relearn_s`` (2 s) without a QRS the levels are
    learnt again, from two recent candidates of the old QRS's shape (slope per mV)
    when there are such: a change of gain is then re-learnt down to a tenth of the
    old height, while P waves in a ventricular standstill (rounder, smaller) stay
@@ -113,11 +113,12 @@ WIDE_VALUE: Final = 0.8
 WIDE_AMPLITUDE: Final = 0.35
 # A P wave precedes its QRS by 120-250 ms; a tall one (mitdb 108) passes for a beat
 # when the integral's peaks are more than the merge distance apart. A candidate
-# followed within P_WAVE_S by one 1.3 times as tall and as steep or more is that
-# QRS's P wave (two QRS complexes so close are never that unequal: a fast
-# tachycardia's are alike, and an R-on-T beat comes later than 250 ms).
+# under 1/1.3 of the recent R height whose integral, within P_WAVE_S, rises to 1.4
+# times its own peak is that QRS's P wave (two QRS complexes so close are never
+# that unequal: a fast tachycardia's are alike, and an R-on-T beat comes later).
 P_WAVE_S: Final = 0.25
 P_WAVE_RATIO: Final = 1.3
+P_WAVE_VALUE_RATIO: Final = 1.4
 
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
@@ -210,6 +211,7 @@ class QrsDetector:
         "_qrs_peaks",
         "_queue",
         "_raw_hist",
+        "_raw_peaks",
         "_ref",
         "_refractory",
         "_relearn",
@@ -270,6 +272,9 @@ class QrsDetector:
         self.last_deriv: FloatArray = np.zeros(0)  # filtered slope of the last chunk
         self._pending: _Candidate | None = None
         self._queue: deque[_Candidate] = deque()  # confirmed candidates awaiting decision
+        # Every local maximum of the integral (before merging) not older than the
+        # oldest undecided candidate: what the P-wave rule looks ahead at.
+        self._raw_peaks: deque[tuple[int, float]] = deque()
         self._learning: list[_Candidate] = []
         self._learned = False
         self._qrs_peaks: deque[float] = deque(maxlen=8)
@@ -306,9 +311,9 @@ class QrsDetector:
     def latency_s(self) -> float:
         """Upper bound of the delay from an ordinary R peak to its confirmation."""
         # R peak -> integral peak (window + filter delay, wide QRS) -> merge look-ahead.
-        # (A small candidate, one that could be a P wave, may wait 50 ms longer for
-        # the next candidate: P_WAVE_S from its integral peak, the merge distance
-        # being 200 ms of it.)
+        # (A small candidate, one that could be a P wave, waits 50 ms longer: the
+        # P-wave rule looks P_WAVE_S past its integral peak, the merge look-ahead
+        # 200 ms.)
         return (self._win + self._merge + 2) / self._fs + 0.100
 
     @property
@@ -378,7 +383,9 @@ class QrsDetector:
         abs_peaks = peaks + (start - 1)
         values = np.sqrt(mid[peaks])  # amplitude scale: thresholds are ratios of slopes
         out: list[int] = []
+        raw = self._raw_peaks
         for idx, val in zip(abs_peaks.tolist(), values.tolist(), strict=True):
+            raw.append((idx, val))
             self._merge_candidate(idx, val)
         complete = self._n - 2
         if self._pending is not None and complete - self._pending.idx >= self._merge:
@@ -386,6 +393,7 @@ class QrsDetector:
             self._pending = None
         self._trim_history()
         self._decide(self._complete_up_to(), out)
+        self._trim_raw_peaks()
         if not out:
             return _EMPTY_BEATS
         return np.asarray(out, dtype=np.int64)
@@ -422,6 +430,19 @@ class QrsDetector:
             self._raw_hist = self._raw_hist[drop:]
             self._der_hist = self._der_hist[drop:]
             self._base += drop
+
+    def _trim_raw_peaks(self) -> None:
+        raw = self._raw_peaks
+        if self._learning:
+            oldest = self._learning[0].idx
+        elif self._queue:
+            oldest = self._queue[0].idx
+        elif self._pending is not None:
+            oldest = self._pending.idx
+        else:
+            oldest = self._n - 2
+        while raw and raw[0][0] <= oldest - self._p_wave:
+            raw.popleft()
 
     def _complete_up_to(self) -> int:
         """Every candidate at or before this index is confirmed."""
@@ -524,28 +545,21 @@ class QrsDetector:
             return self._ref + relearn
         return self._ref + min(round(1.66 * rr), relearn)
 
-    def _followed_by_its_qrs(self, c: _Candidate, complete: int, final: bool) -> bool | None:
-        """Whether ``c`` is a P wave: the next candidate, within P_WAVE_S, is far bigger.
+    def _followed_by_its_qrs(self, c: _Candidate, final: bool) -> bool | None:
+        """Whether ``c`` is a P wave: the integral peaks within P_WAVE_S after it go far higher.
 
-        None while that is not known yet (the next candidate is not confirmed and
-        could still fall inside the window): decided on confirmed candidates only,
-        so the answer does not depend on the chunking.
+        None until the signal is known that far ahead. Decided on the integral's
+        local maxima, before any merging, so the answer does not depend on the
+        chunking; it waits 50 ms longer than an ordinary beat, and only for a
+        candidate small enough to be a P wave.
         """
         if P_WAVE_RATIO * c.amplitude > self.qrs_amplitude_mv:
             return False  # as tall as the recent QRS: no bigger QRS can follow it so soon
-        nxt = self._queue[1] if len(self._queue) > 1 else None
-        if nxt is None:
-            p = self._pending
-            if final or (p is None and complete - c.idx > self._p_wave):
-                return False
-            if p is not None and p.idx - c.idx > self._p_wave:
-                return False
+        end = c.idx + self._p_wave
+        if not final and self._n - 2 < end:
             return None
-        if nxt.idx - c.idx > self._p_wave:
-            return False
-        return (
-            nxt.amplitude >= P_WAVE_RATIO * c.amplitude and nxt.slope >= P_WAVE_RATIO * c.slope
-        )
+        bigger = P_WAVE_VALUE_RATIO * c.value
+        return any(c.idx < i <= end and v >= bigger for i, v in self._raw_peaks)
 
     def _decide(self, complete: int, out: list[int], *, final: bool = False) -> None:
         if not self._learned:
@@ -562,7 +576,7 @@ class QrsDetector:
                 continue
             if nxt is None:
                 return
-            p_wave = self._followed_by_its_qrs(nxt, complete, final)
+            p_wave = self._followed_by_its_qrs(nxt, final)
             if p_wave is None:
                 return
             self._queue.popleft()
