@@ -109,7 +109,7 @@ def bench_build(n: int = 20_000) -> None:
         pcd04.build(ENV, EVENT, codes)
     t2 = time.perf_counter()
     print(f"build PCD-01 vitals (10 OBX + phase): {n / (t1 - t0):10,.0f} messages/s")
-    print(f"build PCD-04 alarm (5 facets):        {n / (t2 - t1):10,.0f} messages/s")
+    print(f"build PCD-04 alarm (7 facets):        {n / (t2 - t1):10,.0f} messages/s")
 
 
 async def bench_deliver(n: int = 2_000) -> None:

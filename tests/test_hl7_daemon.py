@@ -235,8 +235,10 @@ async def test_simulated_room_reaches_a_real_hl7_peer(
     inact = [facet(t, "MDC_ATTR_ALARM_INACTIVATION_STATE") for t in mine]
     assert phases == ["start", "update"]
     assert inact == ["enabled", "alert-acknowledged"]
-    # priority and kind in facet 1's OBX-8 (not repeated as facets of their own)
+    # priority and kind in facet 1's OBX-8 and as the alert priority and type facets 6 and 7
     assert [segments(t, "OBX")[1][8] for t in mine] == ["L~PM~SP", "L~PM~SP"]
+    assert [facet(t, "MDC_ATTR_ALARM_PRIORITY") for t in mine] == ["PM", "PM"]
+    assert [facet(t, "MDC_ATTR_ALERT_TYPE") for t in mine] == ["SP", "SP"]
     source = next(o for o in segments(mine[0], "OBX") if o[3].startswith("150456^"))
     assert float(source[5]) == alarm.value
     assert source[7] == ">99.5"

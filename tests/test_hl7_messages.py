@@ -1,16 +1,22 @@
 """HL7 message builders against golden messages, field by field.
 
 The golden files (tests/golden/*.hl7, one segment per line) were reviewed
-field by field; the comment on each assertion says where the field's value
-comes from, with these tags (docs/hl7.md, "What was checked", says what each
-source is and what could not be read):
+field by field; the comment on each assertion names the source the field's
+value was checked against (docs/hl7.md, "What was checked", says what each
+source is, which sections were read and which could not be):
 
-- [ACM 3.Z.7]: the IHE PCD ACM supplement, Rev. 1.3 (2012-08-16), section
-  3.Z.7 (facets told apart by OBX-4; priority and source only in facet 1's
-  OBX-8; the event phase and alarm state facets).
-- [EX]: what the public IHE PCD example messages that could be read agree on
-  (vendor data-export guides, Connectathon-style examples); the Technical
-  Framework table itself could not be read here.
+- [TF-2 B.1]: IHE PCD TF-2 Rev. 5.0, appendix B.1 (MSH), as the IHE Gazelle
+  assertion manager states it (assertions DEC-Vol2-009, PCD-Vol2-011).
+- [TF-2 A]: TF-2 appendix A on OBX-4 (containment in dotted notation), as
+  quoted by the IHE PCD committee (F2F 2015-04-30, "OBX-4 Sub-Id").
+- [SDPi-V2], [SDPi-DEC], [SDPi-ACM]: the IHE Devices SDPi supplement, vol. 2
+  appendix B gateway mappings (general HL7 v2, DEC / PCD-01, ACM / PCD-04),
+  which state their field rules as those of PCD TF-2 appendix B (2019/2024).
+- [ACM 3.Z.7]: the IHE PCD ACM supplement, Rev. 1.3 (2012-08-16), 3.Z.7.
+- [MDC]: the MDC code numbers, checked against the HL7 terminology expansion
+  of ISO/IEEE 11073-10101 (FHIR ValueSet devicealert-condition, MDC
+  2024-12-05), DICOM PS3.16 CID 3038/3039, and the other sources in docs/hl7.md.
+- [EX]: what public PCD example messages agree on.
 - [HL7]: the HL7 v2.6 base standard, checked by hl7apy (validate_v26).
 - [RMN]: roommon's own choice where the sources leave it open.
 
@@ -128,60 +134,78 @@ def test_pcd01_vitals_report_golden_and_field_by_field() -> None:
     validate_v26(text)  # [HL7] structure, data types, required fields
     msh = fields(text, "MSH")
     assert msh[1] == "^~\\&"  # MSH-2 encoding characters [HL7]
-    assert msh[2] == "ROOMMON^0012AB34CD56EF78^EUI-64"  # MSH-3 HD: name^EUI-64^EUI-64 [EX]
+    # MSH-3 HD: name^EUI-64^EUI-64, the device identified by its EUI-64 [EX, HL7 table 0301]
+    assert msh[2] == "ROOMMON^0012AB34CD56EF78^EUI-64"
     assert msh[3] == "HOSP_A"  # MSH-4 sending facility [RMN: from the config]
-    assert msh[6] == "20260101000100.000+0000"  # MSH-7 with a time-zone offset [EX]
+    # MSH-7 shall include the time zone [TF-2 B.1]; observation times in UTC, +0000 [SDPi-V2]
+    assert msh[6] == "20260101000100.000+0000"
     assert msh[8] == "ORU^R01^ORU_R01"  # MSH-9 code^trigger^structure [EX, HL7]
     assert msh[9] == "main-41"  # MSH-10 control id, echoed in the ACK's MSA-2 [HL7]
-    assert (msh[10], msh[11]) == ("P", "2.6")  # MSH-11 processing id, MSH-12 version [EX]
+    assert (msh[10], msh[11]) == ("P", "2.6")  # MSH-11 P production [SDPi-V2], MSH-12 2.6 [EX]
     assert (msh[14], msh[15]) == ("AL", "NE")  # MSH-15/16 original-mode ACK [EX]
     assert msh[17] == "UNICODE UTF-8"  # MSH-18 character set [EX]
-    # MSH-21 DEC profile: every readable example carries this OID [EX]
+    # MSH-21 of PCD-01 shall be this OID [TF-2 B.1: DEC-Vol2-009]
     assert msh[20] == "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
     assert fields(text, "PID")[3] == "MRN-000123^^^HOSP_A^MR"  # PID-3 CX id^^^auth^type [HL7]
-    assert fields(text, "PID")[5] == "^^^^^^U"  # PID-5 name unknown to a monitor [EX]
+    assert fields(text, "PID")[5] == "^^^^^^U"  # PID-5 XPN-7 U: no name set [SDPi-V2, EX]
     assert fields(text, "PV1")[2] == "I"  # PV1-2 patient class [EX]
     assert fields(text, "PV1")[3] == "OR^KYPHO1^1^HOSP_A"  # PV1-3 PL poc^room^bed^fac. [HL7]
     obr = fields(text, "OBR")
     assert obr[1] == "1"  # one OBR per report [RMN]
-    # OBR-2/OBR-3 EI: id^application^EUI-64^EUI-64 [EX]
+    # OBR-2/OBR-3 EI: id^application^EUI-64^EUI-64, the reporter (DOR) as namespace [SDPi-DEC]
     assert obr[2] == obr[3] == "r1-1767225660000-1^ROOMMON^0012AB34CD56EF78^EUI-64"
     assert obr[4] == "182777000^monitoring of patient^SCT"  # OBR-4 [EX]
-    assert obr[7] == "20260101000100.000+0000"  # OBR-7 observation time [HL7]
+    assert obr[7] == "20260101000100.000+0000"  # OBR-7 the report's time [SDPi-DEC]
     obx = [s.split("|") for s in text.split("\r") if s.startswith("OBX|")]
     assert [o[1] for o in obx] == [str(i) for i in range(1, len(obx) + 1)]  # OBX-1 [HL7]
     mds = obx[0]
-    # the device (MDS) first, no value, OBX-11 X; 69965 in every example read [EX]
+    # the device (MDS) first; 69965 in every example read [EX]
     assert mds[3] == "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC"
-    assert mds[4] == "1.0.0.0"  # OBX-4 of the MDS itself [EX]
-    assert mds[11] == "X"
+    assert mds[4] == "1.0.0.0"  # OBX-4 of the MDS itself [TF-2 A]
+    assert mds[11] == "X"  # OBX-11 X for a device element [SDPi-DEC]
+    # no value type, value or method for a device element [SDPi-DEC]
     assert not mds[2]
+    assert not mds[5]
+    assert not mds[17]
     hr = obx[1]
     assert hr[2:7] == [
-        "NM",  # OBX-2 [HL7]
-        "147842^MDC_ECG_HEART_RATE^MDC",  # OBX-3 MDC code^reference id^MDC [EX]
-        "1.1.1.1",  # OBX-4 MDS.VMD.channel.metric [EX]; the ordinals are roommon's [RMN]
+        "NM",  # OBX-2 NM for a numeric [SDPi-DEC]
+        "147842^MDC_ECG_HEART_RATE^MDC",  # OBX-3 MDC code^reference id^MDC [SDPi-V2, MDC]
+        "1.1.1.1",  # OBX-4 <MDS>.<VMD>.<CHAN>.<METRIC> [TF-2 A]; the ordinals are roommon's
         "71.5",
         "264864^MDC_DIM_BEAT_PER_MIN^MDC^/min^/min^UCUM",  # OBX-6 MDC unit, UCUM alt. [EX]
     ]
-    assert hr[11] == "R"  # OBX-11 [HL7 table 0085]
-    assert hr[14] == "20260101000059.000+0000"  # OBX-14 the value's own time [RMN]
-    assert hr[18] == "0012AB34CD56EF78^^0012AB34CD56EF78^EUI-64"  # OBX-18 equipment [EX]
+    assert hr[11] == "R"  # OBX-11 R for a valid, not validated value [SDPi-DEC]
+    assert hr[14] == "20260101000059.000+0000"  # OBX-14 the value's own time [SDPi-DEC, RMN]
+    # OBX-17: the observation method [SDPi-DEC] and, repeated, periodic versus aperiodic data
+    # as the metric access code [TF-2 A.1: PCD-Vol2-005; codes SDPi-DEC]
+    assert hr[17] == "AMEAS^auto-measurement^MDC~69123^MDC_OBS_CTS^MDC"
+    # OBX-18 EI: the equipment instance, its EUI-64 [SDPi-V2, EX]
+    assert hr[18] == "0012AB34CD56EF78^^0012AB34CD56EF78^EUI-64"
     spo2 = obx[2]
     assert spo2[3].startswith("150456^")
-    assert spo2[5] == ""  # no trustworthy value: empty OBX-5, OBX-11 X [EX]
+    assert spo2[5] == ""  # no trustworthy value: empty OBX-5, OBX-11 X [HL7 table 0085, EX]
     assert spo2[11] == "X"
+    # nor a value type, unit or method [HL7]
+    assert not spo2[2]
+    assert not spo2[6]
+    assert not spo2[17]
     by_code = {o[3].split("^")[1]: o for o in obx}
     assert by_code["MDC_PRESS_BLD_NONINV_MEAN"][5] == "92.333"
+    # NIBP is measured per cuff cycle: aperiodic [TF-2 A.1: PCD-Vol2-005]
+    assert by_code["MDC_PRESS_BLD_NONINV_SYS"][17].endswith("~69124^MDC_OBS_NONCTS^MDC")
     assert by_code["MDC_PRESS_BLD_NONINV_SYS"][6].startswith("266016^MDC_DIM_MMHG^MDC^mm[Hg]")
     cement = by_code["cement injection peak pressure"]
     # no MDC term: a local code in a 99zzz system [HL7 table 0396, RMN]
     assert cement[3] == "RMN_CEMENT_INJ_PRESS_PEAK^cement injection peak pressure^99RMN"
     assert cement[5] == "1712.25"
     assert cement[6].endswith("^kPa^kPa^UCUM")
+    # measured by the pressure sensor, once per injection [SDPi-DEC, TF-2 A.1]
+    assert cement[17] == "AMEAS^auto-measurement^MDC~69124^MDC_OBS_NONCTS^MDC"
     phase = by_code["procedure phase"]
     assert phase[2] == "ST"
     assert phase[5] == "cement_injection"
+    assert phase[17] == ""  # a workflow state is no measurement: no OBX-17 [RMN]
     assert "cement_pressure" not in text  # only the vitals of the codes table
 
 
@@ -191,86 +215,153 @@ def test_pcd04_raised_alarm_golden_and_field_by_field() -> None:
     validate_v26(text)  # [HL7], against ORU_R01's groups (v2.6 has no ORU_R40 structure)
     msh = fields(text, "MSH")
     assert msh[8] == "ORU^R40^ORU_R40"  # MSH-9 Report Alert [EX]
-    # MSH-21 ACM profile; the examples read disagree on a trailing ".1" (docs/hl7.md) [EX]
+    assert (msh[14], msh[15]) == ("AL", "NE")  # MSH-15/16 original-mode ACK [EX]
+    # MSH-21 ACM profile: implementations disagree and TF-2's table was not readable (see
+    # test_acm_profile_oid_is_the_sites_choice) [EX]
     assert msh[20] == "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO"
     obr = fields(text, "OBR")
-    assert obr[2].startswith("ev-0001^")  # OBR-2: this event [RMN]
-    assert obr[3].startswith("al-0042^")  # OBR-3: the alarm, the same for all its events [RMN]
-    assert obr[4] == "196616^MDC_EVT_ALARM^MDC"  # OBR-4 [EX]
-    assert obr[7] == "20260101000101.000+0000"  # OBR-7 the alarm's start [RMN]
-    assert len(obr) == 8  # no OBR-8 while the alarm lasts [RMN]
+    assert obr[2].startswith("ev-0001^")  # OBR-2: this event [SDPi-ACM: the reporter's id]
+    assert obr[3].startswith("al-0042^")  # OBR-3: the alert, the same for all its events [SDPi-ACM]
+    assert obr[4] == "196616^MDC_EVT_ALARM^MDC"  # OBR-4 [SDPi-ACM, EX]
+    assert obr[7] == "20260101000101.000+0000"  # OBR-7 when this report was made [SDPi-ACM]
+    assert len(obr) == 8  # nothing after OBR-7 [RMN]
     obx = [s.split("|") for s in text.split("\r") if s.startswith("OBX|")]
-    subs = [o[4] for o in obx]
-    # OBX-4: the source's containment (the SpO2 metric 1.2.1.1), then the facet [ACM 3.Z.7]
-    assert subs == ["1.0.0.0"] + [f"1.2.1.1.{i}" for i in range(1, 6)]
+    # the device OBX, then the seven alert facets in TF-2's order [SDPi-ACM]
+    assert [o[1] for o in obx] == [str(i) for i in range(1, 9)]
+    mds = obx[0]
+    assert (mds[2], mds[3], mds[4], mds[11]) == (
+        "",
+        "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC",
+        "1.0.0.0",
+        "X",
+    )  # device-related OBX: no value type, X, with OBX-18 [SDPi-ACM]
+    assert mds[18] == "0012AB34CD56EF78^^0012AB34CD56EF78^EUI-64"
+    # OBX-4: <MDS>.<VMD>.<CHAN>.<METRIC> of the source (the SpO2 metric) then the facet number
+    # [SDPi-ACM, ACM 3.Z.7, TF-2 A]
+    assert [o[4] for o in obx[1:]] == [f"1.2.1.1.{i}" for i in range(1, 8)]
     ident = obx[1]
-    # facet 1: a value below its limit is MDC_EVT_LO_VAL_LT_LIM [EX]; roommon's code as the
-    # CWE alternate identifier [HL7 CWE.4-6, RMN]
-    assert ident[3] == "196674^MDC_EVT_LO_VAL_LT_LIM^MDC^spo2.desat^spo2.desat^99RMN"
+    # facet 1, event identification of a physiological alert: ST [SDPi-ACM]; OBX-3 the MDC event
+    # term, below its limit MDC_EVT_LO_VAL_LT_LIM [MDC, EX]; roommon's code as the CWE
+    # alternate identifier [HL7 CWE.4-6, RMN]
     assert ident[2] == "ST"
+    assert ident[3] == "196674^MDC_EVT_LO_VAL_LT_LIM^MDC^spo2.desat^spo2.desat^99RMN"
     assert ident[5] == "SpO2 86 % < 90 % \\F\\ 10 s"  # OBX-5 the alarm text, escaped [HL7]
-    # OBX-8 of facet 1 only: below its limit, priority medium, physiological [ACM 3.Z.7, EX]
+    # OBX-8: below its limit, priority medium, physiological [ACM 3.Z.7]; kept beside facets 6/7
+    # for receivers built to the ACM supplement [RMN]
     assert ident[8] == "L~PM~SP"
-    assert all(not o[8] for o in obx[2:])  # not repeated in the other facets [ACM 3.Z.7]
+    assert all(not o[8] for o in obx[2:])  # only on facet 1 [ACM 3.Z.7]
+    assert ident[14] == "20260101000101.000+0000"  # OBX-14 the status change [SDPi-ACM]
+    assert ident[18] == "0012AB34CD56EF78^^0012AB34CD56EF78^EUI-64"  # OBX-18 [SDPi-ACM]
     source = obx[2]
     assert source[2:8] == [
         "NM",
-        "150456^MDC_PULS_OXIM_SAT_O2^MDC",  # facet 2: the observation itself [EX]
+        "150456^MDC_PULS_OXIM_SAT_O2^MDC",  # facet 2: the source metric, as in DEC [SDPi-ACM]
         "1.2.1.1.2",
         "86",
         "262688^MDC_DIM_PERCENT^MDC^%^%^UCUM",
         ">90",  # OBX-7: the limit as the range the value should be in [EX]
     ]
+    assert all(o[11] == "R" for o in obx[1:])  # OBX-11 R on every facet [SDPi-ACM]
     facets = {o[3]: (o[2], o[5]) for o in obx[3:]}
-    assert facets == {  # facet codes as the examples read agree [EX]; values [ACM 3.Z.7]
+    assert facets == {  # facet codes [SDPi-ACM, EX, MDC], values [SDPi-ACM, ACM 3.Z.7]
         "68481^MDC_ATTR_EVENT_PHASE^MDC": ("ST", "start"),
         "68482^MDC_ATTR_ALARM_STATE^MDC": ("ST", "active"),
         "68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC": ("ST", "enabled"),
+        "68484^MDC_ATTR_ALARM_PRIORITY^MDC": ("ST", "PM"),
+        "68485^MDC_ATTR_ALERT_TYPE^MDC": ("ST", "SP"),
     }
 
 
 def test_acm_profile_oid_is_the_sites_choice() -> None:
-    """The examples read disagree on MSH-21.3 of PCD-04: a site sends what its engine wants."""
+    """Implementations send three MSH-21.3 forms for PCD-04: a site sends what its engine wants."""
     from roommon.config import parse_config
 
-    other = "1.3.6.1.4.1.19376.1.6.4.4.1"
-    env = dataclasses.replace(ENV, sender=dataclasses.replace(ENV.sender, acm_profile_oid=other))
-    text = pcd04.build(env, RAISED, CodesTable())
-    validate_v26(text)
-    assert fields(text, "MSH")[20] == f"IHE_PCD_ACM_001^IHE PCD^{other}^ISO"
-    base = {
-        "site": {"id": "s"},
-        "rooms": {"r1": {"feeds": {"spo2": {"kind": "spo2"}}}},
-        "hl7": {"receivers": {"eng": {"host": "127.0.0.1", "port": 2575}}},
-    }
-    assert parse_config(base, source="site.toml").hl7 is not None
-    base["hl7"]["acm_profile_oid"] = other  # type: ignore[index]
-    cfg = parse_config(base, source="site.toml").hl7
-    assert cfg is not None
-    assert cfg.acm_profile_oid == other
-    base["hl7"]["acm_profile_oid"] = "1.2.3"  # type: ignore[index]
-    with pytest.raises(ConfigError) as exc:
-        parse_config(base, source="site.toml")
-    assert exc.value.lines()[0].startswith("site.toml: hl7.acm_profile_oid:")
+    for other in ("1.3.6.1.4.1.19376.1.6.1.4.1", "1.3.6.1.4.1.19376.1.6.4.4.1"):
+        sender = dataclasses.replace(ENV.sender, acm_profile_oid=other)
+        text = pcd04.build(dataclasses.replace(ENV, sender=sender), RAISED, CodesTable())
+        validate_v26(text)
+        assert fields(text, "MSH")[20] == f"IHE_PCD_ACM_001^IHE PCD^{other}^ISO"
+        base = {
+            "site": {"id": "s"},
+            "rooms": {"r1": {"feeds": {"spo2": {"kind": "spo2"}}}},
+            "hl7": {"receivers": {"eng": {"host": "127.0.0.1", "port": 2575}}},
+        }
+        default = parse_config(base, source="site.toml").hl7
+        assert default is not None
+        assert default.acm_profile_oid == "1.3.6.1.4.1.19376.1.6.4.4"
+        base["hl7"]["acm_profile_oid"] = other  # type: ignore[index]
+        cfg = parse_config(base, source="site.toml").hl7
+        assert cfg is not None
+        assert cfg.acm_profile_oid == other
+        base["hl7"]["acm_profile_oid"] = "1.2.3"  # type: ignore[index]
+        with pytest.raises(ConfigError) as exc:
+            parse_config(base, source="site.toml")
+        assert exc.value.lines()[0].startswith("site.toml: hl7.acm_profile_oid:")
 
 
 def test_pcd04_threshold_alarm_terms() -> None:
-    """Above its limit: MDC_EVT_HI; no limit or no source observation: MDC_EVT_ALARM."""
+    """Above its limit: MDC_EVT_HI_GT_LIM; no limit and no specific term: MDC_EVT_ALARM."""
     high = RAISED.model_copy(
         update={"code": "nibp.hypertension", "check": "nibp", "value": 182.0, "limit": 160.0}
     )
     text = pcd04.build(ENV, high, CodesTable())
+    validate_v26(text)
     obx = [o.split("|") for o in text.split("\r") if o[:4] == "OBX|"]
-    assert obx[1][3] == "196648^MDC_EVT_HI^MDC^nibp.hypertension^nibp.hypertension^99RMN"
+    # 196650 MDC_EVT_HI_GT_LIM [MDC]
+    assert obx[1][3] == "196650^MDC_EVT_HI_GT_LIM^MDC^nibp.hypertension^nibp.hypertension^99RMN"
     assert obx[1][8] == "H~PM~SP"
     assert obx[2][3].startswith("150021^MDC_PRESS_BLD_NONINV_SYS^")
     assert obx[2][7] == "<160"
-    for update in ({"code": "ecg.asystole", "value": None, "limit": None}, {"code": "x.y"}):
+    for update in ({"code": "cement.x", "value": None, "limit": None}, {"code": "x.y"}):
         event = RAISED.model_copy(update=update)
         text = pcd04.build(ENV, event, CodesTable())
         validate_v26(text)
         ident = next(o for o in text.split("\r") if o.startswith("OBX|2|")).split("|")
-        assert ident[3].startswith("196616^MDC_EVT_ALARM^MDC^")
+        code = update["code"]
+        assert ident[3] == f"196616^MDC_EVT_ALARM^MDC^{code}^{code}^99RMN"  # no MDC term [MDC]
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "term"),
+    [
+        # a physiological alert's event term is facet 1's OBX-3 [SDPi-ACM]
+        ("ecg.asystole", "physiological", "199684^MDC_EVT_ECG_ASYSTOLE^MDC"),  # MDC 3:3076
+        # 11073-10102 rhythm terms, MDC 10:10016 and 10:9984 [DICOM PS3.16 CID 3415]
+        ("ecg.vf", "physiological", "665376^Ventricular Fibrillation^MDC"),
+        ("ecg.vt", "physiological", "665344^Ventricular Tachycardia^MDC"),
+        # a technical alert's event is facet 1's OBX-5 (CWE) under MDC_EVT_ALARM [SDPi-ACM]
+        ("ecg.leads_off", "technical", "196882^MDC_EVT_LEADS_OFF^MDC"),  # MDC 3:274
+        ("spo2.probe_off", "technical", "196630^MDC_EVT_DISCONN^MDC"),  # MDC 3:22
+        ("abp.disconnected", "technical", "196630^MDC_EVT_DISCONN^MDC"),
+        ("feed.disconnected", "technical", "196630^MDC_EVT_DISCONN^MDC"),
+        ("ecg.noisy", "technical", "197040^MDC_EVT_WAVE_ARTIF_ERR^MDC"),  # MDC 3:432
+        ("spo2.motion_artifact", "technical", "197040^MDC_EVT_WAVE_ARTIF_ERR^MDC"),
+        ("room.failed", "technical", "196646^MDC_EVT_FAIL^MDC"),  # MDC 3:38
+        ("check.failed", "technical", "196646^MDC_EVT_FAIL^MDC"),
+        ("hl7.failed", "technical", "196646^MDC_EVT_FAIL^MDC"),
+        ("store.unwritable", "technical", "196646^MDC_EVT_FAIL^MDC"),
+    ],
+)
+def test_pcd04_specific_mdc_event_terms(code: str, kind: str, term: str) -> None:
+    event = RAISED.model_copy(
+        update={"code": code, "kind": kind, "value": None, "limit": None, "message": "m"}
+    )
+    text = pcd04.build(ENV, event, CodesTable())
+    validate_v26(text)
+    ident = next(o for o in text.split("\r") if o.startswith("OBX|2|")).split("|")
+    if kind == "physiological":
+        assert (ident[2], ident[3]) == ("ST", f"{term}^{code}^{code}^99RMN")
+        source = next(o for o in text.split("\r") if o.startswith("OBX|3|")).split("|")
+        if code == "ecg.asystole":
+            # its source metric, which has no value during asystole: OBX-11 X [SDPi-ACM, HL7 0085]
+            assert source[2:6] == ["", "147842^MDC_ECG_HEART_RATE^MDC", "1.1.1.1.2", ""]
+            assert source[11] == "X"
+        else:
+            # a rhythm has no source metric: facet 2 names the source [SDPi-ACM]
+            assert source[2:4] == ["CWE", "68480^MDC_ATTR_ALERT_SOURCE^MDC"]
+    else:
+        assert (ident[2], ident[3]) == ("CWE", "196616^MDC_EVT_ALARM^MDC")
+        assert ident[5] == f"{term}^{code}^{code}^99RMN^^^m"  # CWE-9: the alarm text [SDPi-ACM]
 
 
 @pytest.mark.parametrize(
@@ -292,8 +383,15 @@ def test_pcd04_each_transition(
     alarm_state: str,
     inactivation: str,
 ) -> None:
+    later = RAISED.t + 29  # a later transition of the alarm raised at RAISED.since
     event = RAISED.model_copy(
-        update={"transition": transition, "state": state, "audible": audible, "actor": actor}
+        update={
+            "transition": transition,
+            "state": state,
+            "audible": audible,
+            "actor": actor,
+            "t": later,
+        }
     )
     text = pcd04.build(ENV, event, CodesTable())
     validate_v26(text)
@@ -302,9 +400,14 @@ def test_pcd04_each_transition(
     assert obx["MDC_ATTR_ALARM_STATE"][5] == alarm_state
     assert obx["MDC_ATTR_ALARM_INACTIVATION_STATE"][5] == inactivation
     assert obx["MDC_ATTR_ALARM_INACTIVATION_STATE"][16] == (actor or "")  # OBX-16: who
+    assert obx["MDC_ATTR_ALARM_PRIORITY"][5] == "PM"
+    # the event phase and time of each transition [SDPi-ACM]: OBR-7 when this report was made,
+    # OBX-14 of the event facet the status change; the alarm stays identified by OBR-3
     obr = fields(text, "OBR")
-    ended = transition in ("cleared", "reset")
-    assert (len(obr) > 8 and obr[8] == dtm(RAISED.t)) is ended  # OBR-8: the alarm's end
+    assert obr[7] == dtm(later) != dtm(RAISED.since)
+    assert len(obr) == 8
+    assert obx["MDC_EVT_LO_VAL_LT_LIM"][14] == dtm(later)
+    assert obr[3].startswith("al-0042^")
 
 
 def test_technical_alarm_names_its_feed_as_source() -> None:
@@ -320,13 +423,45 @@ def test_technical_alarm_names_its_feed_as_source() -> None:
         }
     )
     text = pcd04.build(ENV, event, CodesTable())
+    golden("pcd04_technical.hl7", text)
     validate_v26(text)
     obx = [o.split("|") for o in text.split("\r") if o.startswith("OBX|")]
-    assert [o[4] for o in obx[1:]] == [f"1.0.0.0.{i}" for i in range(1, 6)]
-    assert obx[1][3] == "196616^MDC_EVT_ALARM^MDC^feed.silent^feed.silent^99RMN"
-    assert obx[1][8] == "PH~ST"
-    assert obx[2][3] == "68480^MDC_ATTR_ALERT_SOURCE^MDC"
-    assert obx[2][5] == "ekg"
+    # no source metric: the facets hang off the MDS, 1.0.0.0 [TF-2 A, SDPi-ACM]
+    assert [o[4] for o in obx[1:]] == [f"1.0.0.0.{i}" for i in range(1, 8)]
+    # facet 1 of a technical alert: CWE, OBX-3 MDC_EVT_ALARM, the event in OBX-5 [SDPi-ACM];
+    # MDC has no term for a silent feed: roommon's code in 99RMN, the text as CWE-9 [RMN]
+    assert obx[1][2:4] == ["CWE", "196616^MDC_EVT_ALARM^MDC"]
+    assert obx[1][5] == "feed.silent^feed.silent^99RMN^^^^^^no data from ekg for 3 s"
+    assert obx[1][8] == "PH~ST"  # [ACM 3.Z.7]
+    # facet 2 of a technical alert: MDC_ATTR_ALERT_SOURCE, CWE naming the device element
+    # [SDPi-ACM]; the feed's name as CWE-9 [RMN]
+    assert obx[2][2:4] == ["CWE", "68480^MDC_ATTR_ALERT_SOURCE^MDC"]
+    assert obx[2][5] == "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC^^^^^^ekg"
+    assert (obx[6][5], obx[7][5]) == ("PH", "ST")  # facets 6, 7 [SDPi-ACM]
+
+
+def test_technical_alarm_about_a_sensor_names_its_measurement() -> None:
+    event = RAISED.model_copy(
+        update={
+            "code": "ecg.leads_off",
+            "kind": "technical",
+            "value": None,
+            "limit": None,
+            "feed": "ekg",
+            "message": "ECG leads off",
+        }
+    )
+    text = pcd04.build(ENV, event, CodesTable())
+    validate_v26(text)
+    obx = [o.split("|") for o in text.split("\r") if o.startswith("OBX|")]
+    assert [o[4] for o in obx[1:]] == [f"1.1.1.1.{i}" for i in range(1, 8)]  # the ECG metric
+    assert obx[1][5] == (
+        "196882^MDC_EVT_LEADS_OFF^MDC^ecg.leads_off^ecg.leads_off^99RMN^^^ECG leads off"
+    )
+    assert obx[2][5] == "147842^MDC_ECG_HEART_RATE^MDC^^^^^^ekg"
+    # a technical source carries no value [SDPi-ACM]
+    assert not obx[2][6]
+    assert not obx[2][7]
 
 
 def test_location_only_without_a_patient() -> None:
@@ -438,13 +573,20 @@ def test_replies_are_read_and_bad_ones_refused() -> None:
         "ERR|||207^Application internal error^HL70357|E||||unknown OBX-3 code\r"
     )
     assert (ae.ack_code, ae.accepted, ae.text) == ("AE", False, "unknown OBX-3 code")
+    # PCD-05 dissemination status: OBR-3 names the alert (PCD-04's OBR-3), PRT-4 the status
+    # [EX: the ORA^R41 of the ACM reference messages]
     status = parse_reply(
         "MSH|^~\\&|AM|H|||20260101||ORA^R41^ORA_R41|S1|P|2.6\rOBR|1||al-0042\rPRT|1|UC||Read\r"
     )
     assert (status.ack_code, status.alarm_id, status.status) == (None, "al-0042", "Read")
     reply = ack(status, application="ROOMMON", facility="HOSP_A", now=T, control_id="main-ack-1")
-    assert reply.split("\r")[1] == "MSA|AA|S1"
-    assert "|ACK^R41^ACK|main-ack-1|P|2.6" in reply
+    golden("pcd05_ack.hl7", reply)
+    validate_v26(reply)  # ACK structure, data types, required fields [HL7]
+    msh, msa = (r.split("|") for r in reply.split("\r")[:2])
+    assert msh[8] == "ACK^R41^ACK"  # MSH-9 ACK to the trigger it answers, structure ACK [HL7]
+    assert (msh[9], msh[10], msh[11]) == ("main-ack-1", "P", "2.6")  # MSH-10/11/12 [HL7]
+    assert msh[6] == "20260101000000.000+0000"  # MSH-7 with its time zone [TF-2 B.1]
+    assert msa[1:] == ["AA", "S1"]  # MSA-1 accepted, MSA-2 the ORA's MSH-10 [HL7 table 0008]
     for bad, reason in [
         ("hello", "not_hl7"),
         ("MSH|^~\\&|E|H|||20260101||ADT^A01|9|P|2.6\r", "unexpected_message"),

@@ -12,7 +12,7 @@ override or extend any entry from its configuration (``[hl7.codes.NAME]``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,14 +34,55 @@ class ObservationCode(BaseModel):
     vmd: int = Field(ge=0, le=99, description="OBX-4 VMD ordinal (the instrument group).")
     channel: int = Field(default=1, ge=0, le=99, description="OBX-4 channel ordinal.")
     metric: int = Field(ge=1, le=99, description="OBX-4 metric ordinal within the channel.")
+    method: Literal["", "AMEAS", "MMEAS", "ACALC", "MCALC", "ASET", "MSET"] = Field(
+        default="",
+        description="OBX-17 observation method: AMEAS auto-measurement, ACALC "
+        "auto-calculation, ... (coding system MDC); empty: not sent (workflow states).",
+    )
+    availability: Literal["", "continuous", "episodic"] = Field(
+        default="",
+        description="OBX-17 repetition telling periodic from aperiodic data: continuous "
+        "69123 MDC_OBS_CTS, episodic 69124 MDC_OBS_NONCTS; empty: not sent.",
+    )
 
     @property
     def sub_id(self) -> str:
         return f"1.{self.vmd}.{self.channel}.{self.metric}"
 
+    @property
+    def observation_method(self) -> str:
+        """OBX-17: the method (``AMEAS^auto-measurement^MDC``) and, repeated, whether the
+        measurement is continuous or episodic (``69123^MDC_OBS_CTS^MDC``); or empty."""
+        parts = [f"{self.method}^{METHODS[self.method]}^MDC"] if self.method else []
+        if self.availability:
+            parts.append(AVAILABILITY[self.availability])
+        return "~".join(parts)
+
+
+#: OBX-17 metric availability: periodic versus aperiodic data (docs/hl7.md: [TF-2 A.1]).
+AVAILABILITY: Final[Mapping[str, str]] = {
+    "continuous": "69123^MDC_OBS_CTS^MDC",
+    "episodic": "69124^MDC_OBS_NONCTS^MDC",
+}
+
+#: OBX-17 observation methods, coding system MDC (docs/hl7.md, "What was checked": [SDPi-DEC]).
+METHODS: Final[Mapping[str, str]] = {
+    "AMEAS": "auto-measurement",
+    "MMEAS": "manual-measurement",
+    "ACALC": "auto-calculation",
+    "MCALC": "manual-calculation",
+    "ASET": "auto-setting",
+    "MSET": "manual-setting",
+}
+
 
 def _mdc(
-    code: int, name: str, unit: tuple[int, str, str] | None, vmd: int, metric: int
+    code: int,
+    name: str,
+    unit: tuple[int, str, str] | None,
+    vmd: int,
+    metric: int,
+    availability: Literal["continuous", "episodic"] = "continuous",
 ) -> ObservationCode:
     unit_code, unit_name, ucum = unit if unit is not None else (0, "", "")
     return ObservationCode(
@@ -52,11 +93,19 @@ def _mdc(
         ucum=ucum,
         vmd=vmd,
         metric=metric,
+        method="AMEAS",  # every MDC-coded vital is measured by the bedside device
+        availability=availability,
     )
 
 
 def _local(
-    code: str, name: str, unit: tuple[int, str, str] | None, vmd: int, metric: int
+    code: str,
+    name: str,
+    unit: tuple[int, str, str] | None,
+    vmd: int,
+    metric: int,
+    method: Literal["", "AMEAS", "ACALC"] = "",
+    availability: Literal["", "episodic"] = "",
 ) -> ObservationCode:
     unit_code, unit_name, ucum = unit if unit is not None else (0, "", "")
     return ObservationCode(
@@ -68,6 +117,8 @@ def _local(
         ucum=ucum,
         vmd=vmd,
         metric=metric,
+        method=method,
+        availability=availability,
     )
 
 
@@ -77,6 +128,9 @@ PERCENT: Final = (262688, "MDC_DIM_PERCENT", "%")
 MMHG: Final = (266016, "MDC_DIM_MMHG", "mm[Hg]")
 KPA: Final = (265987, "MDC_DIM_KILO_PASCAL", "kPa")
 SECONDS: Final = (264320, "MDC_DIM_SEC", "s")
+
+#: Measured per reading (NIBP cycle, cement injection), not continuously.
+EPISODIC: Final = "episodic"
 
 # VMD ordinals of OBX-4: one per instrument group of the room.
 VMD_ECG, VMD_PULSOX, VMD_NIBP, VMD_ABP, VMD_CEMENT, VMD_PROCEDURE = 1, 2, 3, 4, 5, 6
@@ -97,16 +151,22 @@ DEFAULT_CODES: Final[Mapping[str, ObservationCode]] = {
     "spo2": _mdc(150456, "MDC_PULS_OXIM_SAT_O2", PERCENT, VMD_PULSOX, 1),
     "pulse_rate": _mdc(149530, "MDC_PULS_OXIM_PULS_RATE", BPM, VMD_PULSOX, 2),
     "perfusion_index": _mdc(150488, "MDC_PULS_OXIM_PERF_REL", PERCENT, VMD_PULSOX, 3),
-    "nibp_systolic": _mdc(150021, "MDC_PRESS_BLD_NONINV_SYS", MMHG, VMD_NIBP, 1),
-    "nibp_diastolic": _mdc(150022, "MDC_PRESS_BLD_NONINV_DIA", MMHG, VMD_NIBP, 2),
-    "nibp_mean": _mdc(150023, "MDC_PRESS_BLD_NONINV_MEAN", MMHG, VMD_NIBP, 3),
+    "nibp_systolic": _mdc(150021, "MDC_PRESS_BLD_NONINV_SYS", MMHG, VMD_NIBP, 1, EPISODIC),
+    "nibp_diastolic": _mdc(150022, "MDC_PRESS_BLD_NONINV_DIA", MMHG, VMD_NIBP, 2, EPISODIC),
+    "nibp_mean": _mdc(150023, "MDC_PRESS_BLD_NONINV_MEAN", MMHG, VMD_NIBP, 3, EPISODIC),
     "abp_systolic": _mdc(150033, "MDC_PRESS_BLD_ART_SYS", MMHG, VMD_ABP, 1),
     "abp_diastolic": _mdc(150034, "MDC_PRESS_BLD_ART_DIA", MMHG, VMD_ABP, 2),
     "abp_mean": _mdc(150035, "MDC_PRESS_BLD_ART_MEAN", MMHG, VMD_ABP, 3),
     "abp_pulse_rate": _mdc(149522, "MDC_BLD_PULS_RATE_INV", BPM, VMD_ABP, 4),
     # No MDC term describes the peak pressure of a bone-cement injection.
     "cement_peak_pressure": _local(
-        "RMN_CEMENT_INJ_PRESS_PEAK", "cement injection peak pressure", KPA, VMD_CEMENT, 1
+        "RMN_CEMENT_INJ_PRESS_PEAK",
+        "cement injection peak pressure",
+        KPA,
+        VMD_CEMENT,
+        1,
+        "AMEAS",
+        EPISODIC,
     ),
     "procedure_phase": _local("RMN_PROC_PHASE", "procedure phase", None, VMD_PROCEDURE, 1),
     "recovery_event": _local("RMN_RECOVERY_EVENT", "recovery timer event", None, VMD_PROCEDURE, 2),
@@ -115,7 +175,13 @@ DEFAULT_CODES: Final[Mapping[str, ObservationCode]] = {
         "RMN_CEMENT_INJ_NUMBER", "cement injection number", None, VMD_CEMENT, 2
     ),
     "cement_injection_duration": _local(
-        "RMN_CEMENT_INJ_DURATION", "cement injection duration", SECONDS, VMD_CEMENT, 3
+        "RMN_CEMENT_INJ_DURATION",
+        "cement injection duration",
+        SECONDS,
+        VMD_CEMENT,
+        3,
+        "ACALC",
+        EPISODIC,
     ),
 }
 
@@ -136,23 +202,58 @@ VITALS: Final = (
 )
 
 
-# PCD-04 (ACM) codes: OBX-3 of facet 1 (the alert) and of the facets 2-5; overridable like
-# the rest of the table. Where each number comes from, and which could not be checked against
-# the Technical Framework text, is in docs/hl7.md ("What was checked").
+# PCD-04 (ACM) codes: the event identification facet's event term and the OBX-3 of the other
+# facets; overridable like the rest of the table. Context-free MDC codes are partition * 65536 +
+# term code (partition 3 = events, 196608). Where each number was verified, and against what, is
+# in docs/hl7.md ("What was checked").
 def _facet(code: int, name: str) -> ObservationCode:
     return ObservationCode(code=str(code), name=name, vmd=0, channel=0, metric=1)
 
 
 ALERT_CODES: Final[Mapping[str, ObservationCode]] = {
-    # facet 1 when no specific MDC event term is known (roommon's code as the alternate)
+    # the alert as such: OBR-4 of every PCD-04, OBX-3 of a technical alert's event facet, and
+    # the event term of a physiological alert MDC has no specific term for
     "alarm": _facet(196616, "MDC_EVT_ALARM"),
-    # facet 1 of a threshold alarm: the value below / above its limit
+    # a physiological alert's value past its limit: below / above
     "event_low": _facet(196674, "MDC_EVT_LO_VAL_LT_LIM"),
-    "event_high": _facet(196648, "MDC_EVT_HI"),
+    "event_high": _facet(196650, "MDC_EVT_HI_GT_LIM"),
+    # specific events (the codes of ALERT_EVENTS below)
+    "event_asystole": _facet(199684, "MDC_EVT_ECG_ASYSTOLE"),  # 3:3076
+    # the ventricular rhythms have no event-partition term with a published number; they are
+    # sent with ISO/IEEE 11073-10102's ECG rhythm terms (partition 10, DICOM PS3.16 CID 3415),
+    # whose reference ids were not found either: CWE-2 carries the term's meaning
+    "event_vfib": _facet(665376, "Ventricular Fibrillation"),  # 10:10016
+    "event_vtach": _facet(665344, "Ventricular Tachycardia"),  # 10:9984
+    "event_leads_off": _facet(196882, "MDC_EVT_LEADS_OFF"),  # 3:274
+    "event_disconnected": _facet(196630, "MDC_EVT_DISCONN"),  # 3:22
+    "event_artifact": _facet(197040, "MDC_EVT_WAVE_ARTIF_ERR"),  # 3:432
+    "event_failure": _facet(196646, "MDC_EVT_FAIL"),  # 3:38
+    # facets 2-7
     "alert_source": _facet(68480, "MDC_ATTR_ALERT_SOURCE"),
     "event_phase": _facet(68481, "MDC_ATTR_EVENT_PHASE"),
     "alarm_state": _facet(68482, "MDC_ATTR_ALARM_STATE"),
     "inactivation_state": _facet(68483, "MDC_ATTR_ALARM_INACTIVATION_STATE"),
+    "alarm_priority": _facet(68484, "MDC_ATTR_ALARM_PRIORITY"),
+    "alert_type": _facet(68485, "MDC_ATTR_ALERT_TYPE"),
+}
+
+#: roommon condition code -> the codes-table name of its MDC event term. Conditions not listed
+#: have no specific MDC term: they are sent with MDC_EVT_ALARM (or the threshold term when the
+#: value is past its limit) and roommon's condition code in the local system 99RMN.
+ALERT_EVENTS: Final[Mapping[str, str]] = {
+    "ecg.asystole": "event_asystole",
+    "ecg.vf": "event_vfib",
+    "ecg.vt": "event_vtach",
+    "ecg.leads_off": "event_leads_off",
+    "spo2.probe_off": "event_disconnected",
+    "abp.disconnected": "event_disconnected",
+    "feed.disconnected": "event_disconnected",
+    "ecg.noisy": "event_artifact",
+    "spo2.motion_artifact": "event_artifact",
+    "room.failed": "event_failure",
+    "check.failed": "event_failure",
+    "hl7.failed": "event_failure",
+    "store.unwritable": "event_failure",
 }
 
 

@@ -88,10 +88,14 @@ class Hl7Config(_Section):
     processing_id: Literal["P", "T", "D"] = Field(
         default="P", description="MSH-11: production, training or debugging."
     )
-    acm_profile_oid: Literal["1.3.6.1.4.1.19376.1.6.4.4", "1.3.6.1.4.1.19376.1.6.4.4.1"] = Field(
+    acm_profile_oid: Literal[
+        "1.3.6.1.4.1.19376.1.6.4.4",
+        "1.3.6.1.4.1.19376.1.6.1.4.1",
+        "1.3.6.1.4.1.19376.1.6.4.4.1",
+    ] = Field(
         default="1.3.6.1.4.1.19376.1.6.4.4",
-        description="MSH-21.3 of PCD-04 (ACM) messages: public PCD example messages use both "
-        "forms and the Technical Framework's table could not be checked (docs/hl7.md); "
+        description="MSH-21.3 of PCD-04 (ACM) messages: PCD implementations send all three "
+        "forms and the Technical Framework's MSH-21 table could not be read (docs/hl7.md); "
         "send what the receiving engine expects.",
     )
     period_s: float = Field(

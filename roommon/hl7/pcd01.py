@@ -129,6 +129,7 @@ def observation_segments(
                 units=unit(code),
                 status=status,
                 observed=o.t,
+                method=code.observation_method if o.value is not None else "",
                 equipment_id=equipment(env.sender),
             )
         )

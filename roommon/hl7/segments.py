@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from roommon.hl7.codes import ObservationCode
+from roommon.hl7.codes import LOCAL_SYSTEM, ObservationCode
 from roommon.hl7.er7 import (
     REPEAT,
     components,
@@ -146,15 +146,27 @@ def obr_segment(
     return segment("OBR", fields_by_number(values))
 
 
-def coded(code: ObservationCode, *, alternate: tuple[str, str, str] | None = None) -> str:
-    """A CWE for OBX-3: code ^ name ^ system, optionally ^ alternate code ^ text ^ system."""
+def coded(
+    code: ObservationCode,
+    *,
+    alternate: tuple[str, str, str] | None = None,
+    original_text: str = "",
+) -> str:
+    """A CWE: code ^ name ^ system, optionally ^ alternate code ^ text ^ system, and CWE-9
+    (original text) after the two empty coding-system versions."""
     alt = alternate or ("", "", "")
-    return components(
-        escape(code.code),
-        escape(code.name),
-        escape(code.system),
-        *(escape(x) for x in alt),
-    )
+    parts = [code.code, code.name, code.system, *alt]
+    if original_text:
+        parts += ["", "", original_text]
+    return components(*(escape(x) for x in parts))
+
+
+def local_coded(code: str, original_text: str = "") -> str:
+    """A CWE in roommon's local coding system (99RMN): code ^ code ^ 99RMN [^...^ text]."""
+    parts = [code, code, LOCAL_SYSTEM]
+    if original_text:
+        parts += ["", "", "", "", "", original_text]
+    return components(*(escape(x) for x in parts))
 
 
 def unit(code: ObservationCode) -> str:
@@ -177,6 +189,7 @@ def obx_segment(
     status: str = "R",
     observed: float | None = None,
     observer: str = "",
+    method: str = "",
     equipment_id: str = "",
 ) -> str:
     values = {
@@ -191,6 +204,7 @@ def obx_segment(
         11: status,
         14: dtm(observed) if observed is not None else "",
         16: observer,
+        17: method,
         18: equipment_id,
     }
     return segment("OBX", fields_by_number(values))
