@@ -321,3 +321,15 @@ def test_tall_p_waves_are_not_beats() -> None:
     assert ahead == []
     m = match_beats(ref, det[det < n - round(fs)], fs=fs)
     assert m.sensitivity == 1.0
+
+
+@pytest.mark.physionet
+def test_multiform_pvcs_are_located_at_their_qrs() -> None:
+    # mitdb 203 (multiform PVCs, AF, noise): the R point is the largest deflection
+    # near the QRS's steepest slope, not a T wave or an artefact at the far end of the
+    # integral's window, 150-270 ms off (a miss and a false beat in one).
+    path = physionet_record("mitdb", "203")
+    fs = read_channel(path).fs
+    result = match_beats(reference_beats(path), detect_record(path), fs=fs)
+    assert result.sensitivity >= 0.99
+    assert result.positive_predictivity >= 0.99

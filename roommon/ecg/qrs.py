@@ -28,7 +28,8 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    no beats.
 4. The reported point is the R peak: the sample of largest absolute deflection
    of the raw signal from its local baseline (median around the QRS) inside the
-   window the integral says the QRS occupied. Wide (bundle-branch block, PVC)
+   window the integral says the QRS occupied, within 150 ms before and 80 ms
+   after the steepest filtered slope there. Wide (bundle-branch block, PVC)
    complexes widen the integral's peak, and the window covers them.
 
 Chunking independence: every decision is taken on absolute sample indices and
@@ -210,6 +211,8 @@ class QrsDetector:
         "_pending",
         "_qrs_peaks",
         "_queue",
+        "_r_after",
+        "_r_before",
         "_raw_hist",
         "_raw_peaks",
         "_ref",
@@ -257,6 +260,8 @@ class QrsDetector:
         self._refractory = round(0.200 * self._fs)
         self._t_wave = round(0.360 * self._fs)
         self._p_wave = round(P_WAVE_S * self._fs)
+        self._r_before = round(0.150 * self._fs)  # R peak search around the steepest slope
+        self._r_after = round(0.080 * self._fs)
         self._learn_end = round(learn_s * self._fs)
         self._relearn = round(relearn_s * self._fs)
         self._max_rr = round(5.0 * self._fs)  # longer "intervals" are pauses, not rhythm
@@ -478,11 +483,17 @@ class QrsDetector:
             pad = round(0.1 * fs)
             ctx = self._raw_hist[max(lo - pad, 0) : hi + pad]
             dev = np.abs(seg - _median_of_samples(ctx))
-            k = int(dev.argmax())
+            slopes = np.abs(self._der_hist[lo:hi])
+            ks = int(slopes.argmax())
+            c.slope = slopes.item(ks)
+            # The R peak is the largest deflection near the steepest slope (the
+            # filtered slope lags the signal): a T wave or an artefact at the far
+            # end of a wide window is not the QRS (mitdb 203's multiform PVCs).
+            i0 = max(ks - self._r_before, 0)
+            i1 = min(ks + self._r_after, dev.shape[0])
+            k = i0 + int(dev[i0:i1].argmax()) if i1 > i0 else int(dev.argmax())
             c.r_idx = self._base + lo + k
             c.amplitude = dev.item(k)
-            slopes = np.abs(self._der_hist[lo:hi])
-            c.slope = slopes.item(slopes.argmax())  # .max() without its ~1 µs wrapper
         self._queue.append(c)
 
     def _threshold(self) -> float:
