@@ -188,6 +188,7 @@ class QrsDetector:
     __slots__ = (
         "_a",
         "_amp_hist",
+        "_amp_med",
         "_b",
         "_base",
         "_der_hist",
@@ -279,12 +280,13 @@ class QrsDetector:
         self._queue: deque[_Candidate] = deque()  # confirmed candidates awaiting decision
         # Every local maximum of the integral (before merging) not older than the
         # oldest undecided candidate: what the P-wave rule looks ahead at.
-        self._raw_peaks: deque[tuple[int, float]] = deque()
+        self._raw_peaks: deque[tuple[IntArray, FloatArray]] = deque()  # one pair per chunk
         self._learning: list[_Candidate] = []
         self._learned = False
         self._qrs_peaks: deque[float] = deque(maxlen=8)
         self._noise_peaks: deque[float] = deque(maxlen=8)
         self._amp_hist: deque[float] = deque(maxlen=8)
+        self._amp_med: float | None = None  # its median, None when stale
         self._rr: deque[int] = deque(maxlen=8)
         self._slopes: deque[float] = deque(maxlen=8)
         # Slope per mV of the accepted beats: their shape, which no gain changes.
@@ -344,7 +346,10 @@ class QrsDetector:
     @property
     def qrs_amplitude_mv(self) -> float:
         """Median R deflection (mV) of the recent beats, 0 before the first."""
-        return _median_of_levels(self._amp_hist)
+        med = self._amp_med
+        if med is None:
+            self._amp_med = med = _median_of_levels(self._amp_hist)
+        return med
 
     @property
     def qrs_slope(self) -> float:
@@ -388,9 +393,9 @@ class QrsDetector:
         abs_peaks = peaks + (start - 1)
         values = np.sqrt(mid[peaks])  # amplitude scale: thresholds are ratios of slopes
         out: list[int] = []
-        raw = self._raw_peaks
+        if abs_peaks.shape[0]:
+            self._raw_peaks.append((abs_peaks, values))
         for idx, val in zip(abs_peaks.tolist(), values.tolist(), strict=True):
-            raw.append((idx, val))
             self._merge_candidate(idx, val)
         complete = self._n - 2
         if self._pending is not None and complete - self._pending.idx >= self._merge:
@@ -446,7 +451,7 @@ class QrsDetector:
             oldest = self._pending.idx
         else:
             oldest = self._n - 2
-        while raw and raw[0][0] <= oldest - self._p_wave:
+        while raw and raw[0][0].item(-1) <= oldest - self._p_wave:
             raw.popleft()
 
     def _complete_up_to(self) -> int:
@@ -570,7 +575,12 @@ class QrsDetector:
         if not final and self._n - 2 < end:
             return None
         bigger = P_WAVE_VALUE_RATIO * c.value
-        return any(c.idx < i <= end and v >= bigger for i, v in self._raw_peaks)
+        for idx, val in self._raw_peaks:
+            if idx.item(-1) <= c.idx or idx.item(0) > end:
+                continue
+            if bool(((idx > c.idx) & (idx <= end) & (val >= bigger)).any()):
+                return True
+        return False
 
     def _decide(self, complete: int, out: list[int], *, final: bool = False) -> None:
         if not self._learned:
@@ -669,6 +679,7 @@ class QrsDetector:
         self._qrs_peaks.append(peak)
         self._thr = None
         self._amp_hist.append(c.amplitude)
+        self._amp_med = None
         self._last_qrs = c
         self._last_slope = c.slope
         self._slopes.append(c.slope)
@@ -755,6 +766,7 @@ class QrsDetector:
             if best is not None:
                 self._amp_hist.clear()
                 self._amp_hist.append(best.amplitude)
+                self._amp_med = None
                 self._slopes.clear()
                 self._slopes.append(best.slope)
                 self._slope_med = None
