@@ -52,28 +52,15 @@ from roommon.core.model import FloatArray
 
 
 class _Scipy:
-    """scipy.signal, imported on first use (a command that runs no check never loads it).
-
-    ``linear_filter`` is lfilter's compiled core. lfilter spends ~8 µs per call
-    validating and converting its arguments, a tenth of the whole check's work per
-    1 s chunk at 128 Hz; the test suite checks this gives exactly lfilter's output
-    and state. None where a scipy moved it: then the public function is used.
-    """
+    """scipy.signal, imported on first use (a command that runs no check never loads it)."""
 
     signal: Any = None
-    linear_filter: Any = None
 
     @classmethod
     def load(cls) -> Any:
         if cls.signal is None:
             import scipy.signal
 
-            try:
-                from scipy.signal._sigtools import _linear_filter
-            except ImportError:  # pragma: no cover
-                cls.linear_filter = None
-            else:
-                cls.linear_filter = _linear_filter
             cls.signal = scipy.signal
         return cls.signal
 
@@ -154,15 +141,8 @@ def _median_of_samples(a: FloatArray) -> float:
 def filter_chunk(
     b: FloatArray, a: FloatArray, x: FloatArray, zi: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
-    """``scipy.signal.lfilter(b, a, x, zi=zi)`` for 1-D float64 arrays and ``len(a) > 1``."""
-    linear_filter = _Scipy.linear_filter
-    if linear_filter is None:
-        signal = _Scipy.load()
-        if _Scipy.linear_filter is None:  # pragma: no cover
-            y, zf = signal.lfilter(b, a, x, zi=zi)
-            return y, zf
-        linear_filter = _Scipy.linear_filter
-    y, zf = linear_filter(b, a, x, -1, zi)
+    """``scipy.signal.lfilter(b, a, x, zi=zi)``: one chunk, the filter state carried."""
+    y, zf = _Scipy.load().lfilter(b, a, x, zi=zi)
     return y, zf
 
 
