@@ -243,6 +243,67 @@ async def test_paced_records_count_each_beat_once_and_raise_nothing(record: str)
         assert not ever(run, code), code
 
 
+async def test_aberrated_premature_beats_are_counted() -> None:
+    # mitdb 201, 440-520 s: atrial fibrillation with aberrated atrial premature beats
+    # ("a": wide, notched, half the R height and a fifth to a third of its slope),
+    # often two inside one long interval. They are beats: counted, and the room's
+    # rate is the annotated one.
+    x, fs, ref = excerpt("mitdb", "201", 440.0, 520.0)
+    lo, hi = round(441.0 * fs), round(519.0 * fs)
+    sel = (ref.beats >= lo) & (ref.beats < hi)
+    aberrated = ref.beats[sel][np.asarray(ref.symbols)[sel] == "a"]
+    assert aberrated.shape[0] >= 10
+    beats = detect_samples(x, fs=fs) + round(440.0 * fs)
+    found = [bool(np.min(np.abs(beats - b)) <= 0.15 * fs) for b in aberrated.tolist()]
+    assert sum(found) >= aberrated.shape[0] - 1, found
+    m = match_beats(ref.beats[sel], beats[(beats >= lo) & (beats < hi)], fs=fs)
+    assert m.sensitivity >= 0.985
+    assert m.positive_predictivity >= 0.99
+    run = await replay_ecg_through_room(x, fs=fs)
+    local = ref.beats[(ref.beats >= round(440.0 * fs)) & (ref.beats < round(520.0 * fs))]
+    secs = range(15, 79)
+    assert _wrong_rate_seconds(run, local - round(440.0 * fs), fs, secs) <= 0.05 * len(secs)
+    # (The excerpt opens at a true 31 bpm, so a bradycardia alarm there is right.)
+    for code in ("ecg.asystole", "ecg.vt", "ecg.vf"):
+        assert not ever(run, code), code
+
+
+async def test_amplitude_drop_to_a_seventh_is_relearnt_before_asystole() -> None:
+    # The lead moves and the QRS shrinks to 0.15 of its size (mitdb 119, R about
+    # 1.5 mV -> 0.23 mV, still above the 0.15 mV no-response level): the detector
+    # starts its floors over from complexes of the old QRS's shape, so beats are
+    # found again within a few seconds and asystole is never declared.
+    x, fs, ref = excerpt("mitdb", "119", 0.0, 150.0)
+    y = x.copy()
+    y[round(60.3 * fs) :] *= 0.15
+    run = await replay_ecg_through_room(y, fs=fs)
+    assert not ever(run, "ecg.asystole")
+    assert not ever(run, "ecg.brady")
+    beats = detect_samples(y, fs=fs)
+    late = ref.beats[(ref.beats > 66.0 * fs) & (ref.beats < 148.0 * fs)]
+    m = match_beats(late, beats[(beats > 65.8 * fs) & (beats < 148.2 * fs)], fs=fs)
+    assert m.sensitivity >= 0.97
+
+
+async def test_p_waves_in_a_ventricular_standstill_are_not_beats() -> None:
+    # cudb cu31, 80-110 s: complete heart block. From about 89 s to 98.6 s the
+    # ventricles stand still while the P waves go on (about 0.3 mV, as sharp for their
+    # size as the 6 mV QRS, a twentieth of its height). Re-learning must not take
+    # them for a shrunken QRS: that is asystole, and the room says so.
+    x, fs, ref = excerpt("cudb", "cu31", 80.0, 110.0)
+    local = ref.beats[(ref.beats >= 80.0 * fs) & (ref.beats < 110.0 * fs)] / fs - 80.0
+    gaps = np.diff(local)
+    k = int(np.argmax(gaps))
+    still_from, still_to = float(local[k]), float(local[k + 1])
+    assert still_to - still_from > 6.0
+    beats = detect_samples(x, fs=fs) / fs
+    assert not [b for b in beats.tolist() if still_from + 0.3 < b < still_to - 0.3]
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = run.raised("ecg.asystole")
+    assert raised
+    assert 4.0 <= raised[0] - still_from <= 5.5
+
+
 def test_noise_label_continues_the_rhythm_under_it() -> None:
     # vfdb 419: three flutter episodes longer than 10 s, each with (NOISE labels in it.
     # The database's convention: the rhythm before a (NOISE goes on under the noise, so
