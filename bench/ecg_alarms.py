@@ -79,7 +79,7 @@ from roommon.ecg.offline import (
     outside,
     reference_vf,
 )
-from roommon.ecg.reference import Reference, Span, read_reference
+from roommon.ecg.reference import Reference, Span, read_reference, underlying_rhythms
 from roommon.records.physionet import SHARED_DIR, read_channel
 from roommon.testing.ecg_replay import EcgRoomRun, replay_ecg_through_room
 
@@ -163,9 +163,10 @@ def score_alarms(
     sc.hours = end / 3600.0
     t_beats = ref.beats / ref.fs
     ref_rate = _reference_rate(ref, len(run.shown_rate), 0.5)
+    rhythms = underlying_rhythms(ref.rhythms)  # (NOISE continues the rhythm under it
     asys_rhythm = [
-        (t0, ref.rhythms[k + 1][0] if k + 1 < len(ref.rhythms) else end)
-        for k, (t0, lab) in enumerate(ref.rhythms)
+        (t0, rhythms[k + 1][0] if k + 1 < len(rhythms) else end)
+        for k, (t0, lab) in enumerate(rhythms)
         if lab == "(ASYS"
     ]
     for t in run.raised("ecg.asystole"):
