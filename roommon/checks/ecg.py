@@ -393,17 +393,21 @@ class EcgCheck(Check, declaration=ECG):
             lo: float = second.item(second.argmin())
             n = second.shape[0]
             rail = 0.98 * cfg.rail_mv
-            at_rail = 0.0
-            if hi >= rail or lo <= -rail:  # else no sample can be at the rail
-                at_rail = np.count_nonzero(np.abs(second) >= rail) / n
-            stuck = 0.0
-            # Stuck at the extremes: a large signal clipped by limits other than the
-            # rail. A small quiet one, quantised to a few ADC steps, sits at its
-            # extremes all the time and is not clipped.
-            if hi - lo > STUCK_MIN_MV:
-                stuck = np.count_nonzero((second == hi) | (second == lo)) / n
-            saturated = max(at_rail, stuck) >= cfg.saturated_fraction
-            flat = not saturated and hi - lo < cfg.flat_mv
+            spread = hi - lo
+            clipped = 0.0
+            # Clipping pins samples at one value, the second's extreme. A signal
+            # that moves is never saturated for where its baseline sits: an offset
+            # beyond the nominal rail is not clipping. A small quiet signal, quantised
+            # to a few ADC steps, sits at its extremes all the time: it is clipped
+            # only where those extremes are at the rail.
+            at_rail = hi >= rail or lo <= -rail
+            if spread > STUCK_MIN_MV or at_rail:
+                at_extreme = (second == hi) | (second == lo)
+                if spread <= STUCK_MIN_MV:
+                    at_extreme &= np.abs(second) >= rail
+                clipped = np.count_nonzero(at_extreme) / n
+            saturated = clipped >= cfg.saturated_fraction
+            flat = not saturated and spread < cfg.flat_mv
         noisy = self._noise(st, full and not flat and not saturated)
         if full:
             # The baseline leaping by millivolts within a second is an electrode or
