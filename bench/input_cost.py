@@ -10,28 +10,43 @@ chunks, pleth and cement 100 Hz in 0.25 s chunks, SpO2 1 Hz, NIBP; JSON).
    iterator (a task and an ``asyncio.wait`` per message: what the daemon did)
    and with the iterator draining aiomqtt's queue after each wake (what
    ``MqttLink._read`` does now).
-2. **ingest**: the same payloads through ``FeedIngest.payload`` into real room
+2. **decode**: ``decode_feed`` alone over the profile's payloads, with the pydantic
+   models of the contract alone (before) and with the msgspec decoder in front of
+   them (now, ``roommon/wire/fast_feed.py``).
+3. **ingest**: the same payloads through ``FeedIngest.payload`` into real room
    pipelines with the scale bench's checks, on a virtual clock advanced at the
-   real rate (so the rooms tick): decode alone (``decode_feed``: the pydantic
-   models of the contract), and decode + checks + alarm engine + bookkeeping.
+   real rate (so the rooms tick): decode + checks + alarm engine + bookkeeping.
+   Each run is its own interpreter; the **reference** is the ingest of commit
+   ``--reference`` (main as this work began, exported with ``git archive``),
+   interleaved run by run with this tree's (and this tree's with the models
+   decoder), so the machine's load falls on them alike. ``--profile N`` prints
+   the top N cProfile entries of the reference's ingest and of this tree's.
 
-Each figure is the median of ``--repeat`` runs; ratios are within this run.
+The totals add a receive row and an ingest row; the reference path is MQTT 5
+with aiomqtt's iterator plus the reference ingest, and each total's ratio is
+against it, within this run.
+
+Each figure is the median of ``--repeat`` runs (CPU time of the process).
 The machine is shared with other sessions: absolute figures are noisy.
 
-Run: ``.venv/bin/python bench/input_cost.py [--count 20000] [--repeat 3]``.
+Run: ``.venv/bin/python bench/input_cost.py [--count 20000] [--repeat 3] [--profile 25]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scale import MSGS_PER_ROOM_S, connect_raw, payload, publish_packet, room_streams, site_config
 
@@ -40,6 +55,9 @@ from roommon.core.clock import RealClock, VirtualClock
 from roommon.core.logs import configure
 from roommon.runtime.ingest import FeedIngest
 from roommon.testing import MosquittoBroker
+
+if TYPE_CHECKING:
+    from roommon.wire.fast_feed import FastReading, FastWaveform
 
 ROOMS = 20
 
@@ -146,6 +164,88 @@ async def receive(
 
 # ---------------------------------------------------------------------- ingest
 
+#: The reference ingest: main as this work began (issue 12 item 3's "before" figures were
+#: measured on it), run from ``git archive`` of that commit in its own interpreter.
+REFERENCE_REV = "693569d"
+
+#: A fresh interpreter measuring one ingest: roommon from TREE (or this tree), then the
+#: figure (µs per message) on the last line of its output.
+INGEST_RUN = """\
+import importlib.machinery, sys
+tree = {tree!r}
+if tree:
+    sys.path.insert(0, tree)
+    sys.meta_path.insert(0, importlib.machinery.PathFinder)  # before the editable install
+sys.path.insert(0, {bench!r})
+import asyncio, input_cost
+print(asyncio.run(input_cost.ingest_once({seconds!r}, decoder={decoder!r}, profile={profile!r})))
+"""
+
+
+def ingest_in_process(
+    tree: Path | None, seconds: float, *, decoder: str = "now", profile: int = 0
+) -> tuple[float, str]:
+    """µs per message of one ingest run in a fresh interpreter (roommon from ``tree``, else
+    this tree), and whatever it printed before the figure (a profile)."""
+    code = INGEST_RUN.format(
+        tree=str(tree or ""),
+        bench=str(Path(__file__).resolve().parent),
+        seconds=seconds,
+        decoder=decoder,
+        profile=profile,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=600
+    )
+    if done.returncode:
+        raise RuntimeError(f"ingest run failed:\n{done.stderr[-3000:]}")
+    *before, figure = done.stdout.strip().splitlines()
+    return float(figure), "\n".join(before)
+
+
+def reference_tree(rev: str, into: Path) -> Path | None:
+    """``roommon/`` of commit ``rev``, exported under ``into``; None without git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", rev, "roommon"], capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+async def ingest_once(seconds: float, *, decoder: str, profile: int) -> float:
+    """One ingest measurement after a warm-up; ``decoder="models"``: the contract's pydantic
+    models alone, as before the msgspec decoder; ``profile``: print the top entries."""
+    configure(clock=RealClock(), level="info", json=True)  # as `roommon run` logs
+    if decoder == "models":
+        from roommon.wire import fast_feed
+
+        fast_feed.waveform = _no_waveform
+        fast_feed.reading = _no_reading
+    msgs = mix(ROOMS, seconds)
+    await ingest_cost(msgs[: len(msgs) // 4], decode_only=False)  # warm-up: lazy imports, caches
+    if not profile:
+        return 1e6 * await ingest_cost(msgs, decode_only=False)
+    prof = cProfile.Profile()
+    prof.enable()
+    figure = await ingest_cost(msgs, decode_only=False)
+    prof.disable()
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(profile)
+    return 1e6 * figure
+
+
+def _no_waveform(payload: bytes) -> FastWaveform | None:
+    """A fast decoder that takes nothing: every payload goes to the pydantic models."""
+    return None
+
+
+def _no_reading(payload: bytes) -> FastReading | None:
+    """A fast decoder that takes nothing: every payload goes to the pydantic models."""
+    return None
+
 
 async def ingest_cost(msgs: list[tuple[str, str, bytes, float]], *, decode_only: bool) -> float:
     """CPU seconds per message through the ingest (and the rooms, unless ``decode_only``)."""
@@ -154,7 +254,7 @@ async def ingest_cost(msgs: list[tuple[str, str, bytes, float]], *, decode_only:
     from roommon.testing import CaptureOutput
     from roommon.wire.payloads import decode_feed
 
-    raw = tomllib.loads(site_config(1883, Path("/tmp/roommon-bench-unused"), ROOMS, 2.0))
+    raw = tomllib.loads(site_config(1883, Path("/tmp/roommon-bench-unused"), ROOMS, None))
     cfg = parse_config(raw)
     clock = VirtualClock()
     out = CaptureOutput()
@@ -178,20 +278,18 @@ async def ingest_cost(msgs: list[tuple[str, str, bytes, float]], *, decode_only:
             )
         return (time.process_time() - cpu0) / len(msgs)
     ingest = FeedIngest(pipelines=pipelines, max_payload_bytes=262144, counters=Counter())
-    cpu = 0.0
     tick_at = 1.0
+    # The whole loop is timed (moving the virtual clock costs next to nothing): two
+    # process_time() calls per message cost about 1 µs, as much as some steps measured.
+    cpu0 = time.process_time()
     for room, feed, body, t in msgs:
         if t >= tick_at:  # the rooms' once-a-second tick, on the virtual clock
             await clock.advance(tick_at - clock.monotonic())
-            c0 = time.process_time()
             for p in pipelines.values():
                 p.tick()
-            cpu += time.process_time() - c0
             tick_at += 1.0
-        c0 = time.process_time()
         ingest.payload(room, feed, body)
-        cpu += time.process_time() - c0
-    return cpu / len(msgs)
+    return (time.process_time() - cpu0) / len(msgs)
 
 
 # ---------------------------------------------------------------------- main
@@ -233,24 +331,71 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  {name:48s} {1e6 * rows[name]:7.1f} us/message", flush=True)
     finally:
         broker.close()
+    from roommon.wire import fast_feed  # not at the top: a reference tree may have none
+
     msgs = mix(ROOMS, args.seconds)
-    await ingest_cost(msgs[: len(msgs) // 4], decode_only=False)  # warm-up: lazy imports, caches
-    for name, decode_only in (
-        ("decode (pydantic, the contract)", True),
-        ("ingest: decode + rooms", False),
+    await ingest_cost(msgs[: len(msgs) // 4], decode_only=True)  # warm-up
+    for name, decoder in (
+        ("decode: pydantic models alone (before)", "models"),
+        ("decode: msgspec, models for the rest (now)", "now"),
     ):
-        runs = [await ingest_cost(msgs, decode_only=decode_only) for _ in range(args.repeat)]
+        runs = []
+        for _ in range(args.repeat):
+            saved = fast_feed.waveform, fast_feed.reading
+            if decoder == "models":
+                fast_feed.waveform, fast_feed.reading = _no_waveform, _no_reading
+            try:
+                runs.append(await ingest_cost(msgs, decode_only=True))
+            finally:
+                fast_feed.waveform, fast_feed.reading = saved
         rows[name] = statistics.median(runs)
         print(f"  {name:48s} {1e6 * rows[name]:7.1f} us/message", flush=True)
-    before = rows["receive MQTT 5, aiomqtt iterator (before)"] + rows["ingest: decode + rooms"]
-    for label, recv in (
-        ("MQTT 5, callback + buffer", "receive MQTT 5, paho callback + read buffer (now)"),
-        ("MQTT 3.1.1, callback + buffer", "receive MQTT 3.1.1, paho callback + read buffer"),
+    with tempfile.TemporaryDirectory(prefix="roommon-ref-") as tmp:
+        ref = reference_tree(args.reference, Path(tmp))
+        ingests: list[tuple[str, Path | None, str]] = [
+            ("ingest: this tree, models decoder", None, "models"),
+            ("ingest: this tree (now)", None, "now"),
+        ]
+        if ref is None:
+            print(f"  (no git: the reference ingest of {args.reference} is not measured)")
+        else:
+            ingests.insert(0, (f"ingest: {args.reference} (reference)", ref, "now"))
+        runs_of: dict[str, list[float]] = {name: [] for name, _, _ in ingests}
+        for _ in range(args.repeat):  # interleaved: the machine's load falls on all alike
+            for name, tree, decoder in ingests:
+                runs_of[name].append(ingest_in_process(tree, args.seconds, decoder=decoder)[0])
+        for name, _, _ in ingests:
+            rows[name] = statistics.median(runs_of[name]) / 1e6
+            print(f"  {name:48s} {1e6 * rows[name]:7.1f} us/message", flush=True)
+        if args.profile:
+            for name, tree, decoder in ingests[:: len(ingests) - 1]:
+                _, text = ingest_in_process(
+                    tree, args.seconds, decoder=decoder, profile=args.profile
+                )
+                print(f"\nprofile of {name} (cProfile, top {args.profile} by own time):\n{text}")
+    ref_ingest = rows.get(f"ingest: {args.reference} (reference)")
+    if ref_ingest is None:
+        return
+    reference = rows["receive MQTT 5, aiomqtt iterator (before)"] + ref_ingest
+    print(
+        f"  {'reference: MQTT 5 iterator + ' + args.reference + ' ingest':48s} "
+        f"{1e6 * reference:7.1f} us/message",
+        flush=True,
+    )
+    recv5 = "receive MQTT 5, paho callback + read buffer (now)"
+    recv311 = "receive MQTT 3.1.1, paho callback + read buffer"
+    for label, recv, ingest in (
+        ("MQTT 5, callback + buffer", recv5, "now"),
+        ("MQTT 3.1.1, callback + buffer", recv311, "now"),
+        ("MQTT 5, callback + buffer", recv5, "models"),
+        ("MQTT 3.1.1, callback + buffer", recv311, "models"),
     ):
-        total = rows[recv] + rows["ingest: decode + rooms"]
+        row = "ingest: this tree (now)" if ingest == "now" else "ingest: this tree, models decoder"
+        total = rows[recv] + rows[row]
+        decoder = "" if ingest == "now" else ", models decoder"
         print(
-            f"  total with {label:20s} {1e6 * total:7.1f} us/message vs "
-            f"{1e6 * before:.1f} with MQTT 5 + iterator: x{before / total:.2f}",
+            f"  total {label + decoder:42s} {1e6 * total:7.1f} us/message: "
+            f"x{reference / total:.2f} against the reference",
             flush=True,
         )
 
@@ -264,6 +409,12 @@ def cli() -> None:
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=20.0, help="Profile seconds to ingest.")
+    ap.add_argument(
+        "--reference", default=REFERENCE_REV, help="Commit whose ingest is the reference."
+    )
+    ap.add_argument(
+        "--profile", type=int, default=0, help="Print this many top cProfile entries of ingest."
+    )
     args = ap.parse_args()
     if args.role == "blast":
         run_blast(args)

@@ -264,6 +264,27 @@ def test_saturation_at_the_rails() -> None:
     assert not run.active("ecg.saturated")
 
 
+def test_a_dc_offset_beyond_the_rail_is_not_saturation() -> None:
+    # A moving signal sitting past the nominal rail (a record with a baseline offset,
+    # a front end with a wider range) is not clipped: it is read, not held.
+    run = Run()
+    step = round(run.chunk_s * run.fs)
+    for _ in range(round(20.0 * run.fs / step)):
+        run.feed(run.sim.next_chunk(step) + 6.5)
+    assert not run.ever("ecg.saturated")
+    assert all(abs(r - 75.0) <= 2.0 for r in run.rates(after=T0 + 12.0))
+    assert run.rates(after=T0 + 12.0)
+
+
+def test_a_clipped_moving_signal_is_saturation() -> None:
+    # Beats whose peaks are cut off at the front end's limit: pinned at one value.
+    run = Run()
+    step = round(run.chunk_s * run.fs)
+    for _ in range(round(15.0 * run.fs / step)):
+        run.feed(np.clip(run.sim.next_chunk(step) * 8.0, -0.3, 0.3))
+    assert run.active("ecg.saturated")
+
+
 def test_wide_qrs_and_pvcs_keep_the_rate() -> None:
     run = Run()
     run.sim.wide_qrs(True)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from roommon.checks import CHECKS
+from roommon.checks.base import CheckContext, Measurement
 from roommon.config import Config, parse_config
 from roommon.core.clock import VirtualClock
 from roommon.core.errors import ConfigError, ProtocolError
 from roommon.core.model import DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.room.pipeline import RoomPipeline
+from roommon.room.sequence import SeqDecision, SeqGate
 from roommon.testing import CaptureOutput
 from roommon.testing.checks import ProbeCheck, ProbeSettings
 from roommon.wire.commands import CommandPayload
@@ -364,3 +368,85 @@ async def test_a_check_that_stops_failing_ends_its_condition_and_the_alarm_stays
     assert ("check.failed", "latched") in out.transitions()
     (alarm,) = [a for a in p.engine.alarms() if a.spec.code == "check.failed"]
     assert not alarm.condition_present
+
+
+class _ReportThenFailCheck(ProbeCheck):
+    """Measures, then fails, on every chunk while ``fail_on_chunk`` is set."""
+
+    name: ClassVar[str] = "report_then_fail"
+
+    def on_chunk(self, chunk: WaveformChunk, ctx: CheckContext) -> None:
+        if self.cfg.fail_on_chunk:
+            ctx.measure(Measurement(name="half_done", value=1.0, unit="", t=chunk.t0, feed="ekg"))
+            raise RuntimeError("failed after measuring")
+
+
+async def test_what_a_failing_check_reported_before_it_failed_is_dropped(
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check's context is kept from call to call; what a failed call put in it is not
+    to be trusted and must never come out with the next call's results."""
+    monkeypatch.setitem(CHECKS, _ReportThenFailCheck.name, _ReportThenFailCheck)
+    p, out = make(clock, checks={"report_then_fail": {"fail_on_chunk": True}})
+    check = p.checks[0]
+    assert isinstance(check, _ReportThenFailCheck)
+    p.ingest(ekg(clock, 0, np.zeros(250)))
+    assert ("check.failed", "raised") in out.transitions()
+    check.cfg = ProbeSettings(fail_on_chunk=False)
+    p.ingest(ekg(clock, 1, np.zeros(250)))
+    assert "half_done" not in p.measurements
+
+
+def plain(d: SeqDecision[int]) -> tuple[Any, ...]:
+    return d.accepted, [(i, e.reason, e.detail) for i, e in d.rejected], d.gap, d.held
+
+
+#: A device's next seq: its count goes on, skips, repeats or goes back a little, jumps
+#: anywhere, or the gate's own count goes on (after a jump it refused or holds).
+SEQ_MOVES = st.one_of(
+    st.tuples(st.just("by"), st.integers(-3, 3) | st.integers(-40, 40)),
+    st.tuples(st.just("to"), st.integers(0, 3) | st.integers(0, 10**6)),
+    st.tuples(st.just("gate"), st.integers(-3, 1)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(SEQ_MOVES, st.floats(0, 20)), max_size=30))
+# a run behind the count, broken by the next seq, then behind again: the break must end it
+@example(
+    [
+        (("to", 10), 1.0),
+        (("by", -2), 1.0),
+        (("gate", 1), 1.0),
+        (("gate", -2), 1.0),
+        (("by", 1), 1.0),
+    ]
+)
+def test_the_next_seq_shortcut_decides_as_the_full_gate(
+    steps: list[tuple[tuple[str, int], float]],
+) -> None:
+    """``SeqGate.take_next`` (the pipeline's common case) accepts exactly what ``offer``
+    accepts at once and leaves the gate as ``offer`` would: same decisions for any run."""
+    full: SeqGate[int] = SeqGate()
+    quick: SeqGate[int] = SeqGate()
+    mono, seq = 0.0, 0
+    for i, ((how, k), dt) in enumerate(steps):
+        if how == "by":
+            seq = max(0, seq + k)
+        elif how == "to":
+            seq = k
+        else:
+            seq = max(0, (full.last or 0) + k)
+        mono += dt
+        want = full.offer(seq, i, mono=mono, rate_hz=5.0)
+        got = (
+            SeqDecision[int](accepted=[i])
+            if quick.take_next(seq, mono)
+            else quick.offer(seq, i, mono=mono, rate_hz=5.0)
+        )
+        assert plain(got) == plain(want)
+        assert (quick.last, quick.last_mono, quick.holding) == (
+            full.last,
+            full.last_mono,
+            full.holding,
+        )

@@ -14,12 +14,14 @@ alarm engine applies each :class:`ConditionSpec`'s delay and latching.
 
 Ventricular alarms (high priority, latching: they stay up until reset):
 
-- ``ecg.vf``: the VF analyser's condition (about 4-6 s after onset), unless beats
+- ``ecg.vf``: the VF analyser's condition (about 3-6 s after onset), unless beats
   of the patient's own shape come through (two in a row), a regular rhythm of
   them is running, or a VT run explains the oscillation (within 4 s of one).
 - ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats of one shape at a
   mean rate above ``vt_bpm`` (120) and below 250 bpm; present until 2 s after
-  the last beat of the run.
+  the last beat of the run. While it is present the beat classifier keeps its
+  template: sustained VT is not adopted as the patient's new normal beat (it
+  would end the condition after a dozen beats while the VT went on).
 
 The room state carries ``ecg_rhythm``: ``vf``, ``vt``, ``asystole``,
 ``bradycardia``, ``tachycardia``, ``normal_rate`` or ``unknown`` (signal unreadable).
@@ -45,6 +47,9 @@ Rules:
   signal, so it neither restarts nor clears asystole. The asystole clock counts
   from the last beat or from the moment the signal became readable again,
   whichever is later. VF supersedes asystole.
+- A rate alarm (brady, tachy and their extremes) needs the displayed 12-beat mean
+  and the interquartile mean of the same intervals to agree that the limit is
+  passed: one false or missed beat moves the first by ~8 %, not the second.
 - Time to alarm (defaults): asystole is reported once ``asystole_s`` (4 s) of
   signal past the last beat has arrived with no beat pending, so within one
   chunk of 4 s (delay 0). An 80 -> 180 bpm step lifts the 12-beat average over
@@ -102,6 +107,7 @@ _RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
 STUCK_MIN_MV = 0.5
 VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
 VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
+VT_HOLD_S = 2.0  # a VT run's condition lasts this long past its last fast ventricular beat
 # After the beat history restarts (start, noise, a gap) the rate is shown again from
 # the fifth beat: four intervals, the least the heart-rate rule averages. One or two
 # intervals right after noise are as often split by a last noise "beat" as not.
@@ -266,7 +272,20 @@ class EcgCheck(Check, declaration=ECG):
 
     def _classify(self, st: _FeedState, b: int, t: float) -> None:
         """Beat shape, and the VT rule over the run of ventricular beats it ends or extends."""
-        ventricular = st.classifier.classify(st.vf.filtered, b - st.vf.filtered_start)
+        if st.classifier.learning and (st.vf.vf_like or st.vf.present):
+            # The template is the patient's own beat, never a fibrillation wave (a
+            # record or a restart in VF): the beats collected so far are dropped, and
+            # this one has no shape verdict (it is neither normal nor ventricular).
+            st.classifier.reset()
+            st.beat_times.append(t)
+            st.last_normal = False
+            st.vent_run.clear()
+            return
+        # While a VT run goes on its beats are not the patient's new normal beat.
+        in_vt = t - st.vt_since_beat < VT_HOLD_S
+        ventricular = st.classifier.classify(
+            st.vf.filtered, b - st.vf.filtered_start, adopt=not in_vt
+        )
         bt = st.beat_times
         bt.append(t)
         if (
@@ -374,17 +393,21 @@ class EcgCheck(Check, declaration=ECG):
             lo: float = second.item(second.argmin())
             n = second.shape[0]
             rail = 0.98 * cfg.rail_mv
-            at_rail = 0.0
-            if hi >= rail or lo <= -rail:  # else no sample can be at the rail
-                at_rail = np.count_nonzero(np.abs(second) >= rail) / n
-            stuck = 0.0
-            # Stuck at the extremes: a large signal clipped by limits other than the
-            # rail. A small quiet one, quantised to a few ADC steps, sits at its
-            # extremes all the time and is not clipped.
-            if hi - lo > STUCK_MIN_MV:
-                stuck = np.count_nonzero((second == hi) | (second == lo)) / n
-            saturated = max(at_rail, stuck) >= cfg.saturated_fraction
-            flat = not saturated and hi - lo < cfg.flat_mv
+            spread = hi - lo
+            clipped = 0.0
+            # Clipping pins samples at one value, the second's extreme. A signal
+            # that moves is never saturated for where its baseline sits: an offset
+            # beyond the nominal rail is not clipping. A small quiet signal, quantised
+            # to a few ADC steps, sits at its extremes all the time: it is clipped
+            # only where those extremes are at the rail.
+            at_rail = hi >= rail or lo <= -rail
+            if spread > STUCK_MIN_MV or at_rail:
+                at_extreme = (second == hi) | (second == lo)
+                if spread <= STUCK_MIN_MV:
+                    at_extreme &= np.abs(second) >= rail
+                clipped = np.count_nonzero(at_extreme) / n
+            saturated = clipped >= cfg.saturated_fraction
+            flat = not saturated and spread < cfg.flat_mv
         noisy = self._noise(st, full and not flat and not saturated)
         if full:
             # The baseline leaping by millivolts within a second is an electrode or
@@ -475,7 +498,7 @@ class EcgCheck(Check, declaration=ECG):
         cfg, t = self.cfg, st.t_end
         readable = not math.isnan(st.readable_since)
         since_vt = t - st.vt_since_beat
-        vt = readable and since_vt < 2.0
+        vt = readable and since_vt < VT_HOLD_S
         # A run of one-shaped ventricular beats under 250 bpm is VT, even where the
         # VF analysis (4 s windows) also sees a sustained oscillation in it; faster,
         # or shapeless, is VF.
@@ -505,8 +528,9 @@ class EcgCheck(Check, declaration=ECG):
             )
         # Beats are confirmed up to the detector's latency after the R peak: the
         # interval still open is only known to be that much shorter.
+        robust = st.hf_level > HF_DOUBTFUL
         rate = (
-            st.hr.rate(t - st.latency_s, robust=st.hf_level > HF_DOUBTFUL)
+            st.hr.rate(t - st.latency_s, robust=robust)
             if readable and not (asystole or vf) and st.hr.beat_count >= RATE_MIN_BEATS
             else None
         )
@@ -514,6 +538,15 @@ class EcgCheck(Check, declaration=ECG):
             rate = 0.0
         judged = rate is not None and not asystole
         r = rate if rate is not None else math.nan
+        if judged and not cfg.brady_bpm <= r <= cfg.tachy_bpm:
+            # A rate alarm needs the mean and the interquartile mean of the intervals
+            # to agree that the limit is passed: one false beat (a T wave, an
+            # artefact) splits an interval and lifts the mean of twelve by ~8 %, one
+            # missed beat merges two and lowers it; the interquartile mean moves
+            # with a real change of rate as soon as the mean does (sooner, after a step).
+            other = st.hr.rate(t - st.latency_s, robust=not robust)
+            if other is not None:
+                r = max(r, other) if r < cfg.brady_bpm else min(r, other)
         # These five are reported here only, and only on change: skip when none changed
         # (the values and limits below go with a change).
         rated = (

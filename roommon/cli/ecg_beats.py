@@ -70,7 +70,13 @@ def run_ecg_beats(args: argparse.Namespace, *, out: TextIO | None = None) -> int
     import numpy as np
 
     from roommon.core import units
-    from roommon.ecg.offline import detect_samples, match_beats, reference_beats
+    from roommon.ecg.offline import (
+        detect_samples,
+        match_beats,
+        outside,
+        reference_beats,
+        reference_vf,
+    )
     from roommon.records.physionet import read_channel
 
     base = record_base(args.record)
@@ -103,7 +109,9 @@ def run_ecg_beats(args: argparse.Namespace, *, out: TextIO | None = None) -> int
     annotations = base.with_name(f"{base.name}.{args.annotator}")
     if annotations.is_file():
         reference = reference_beats(base, annotator=args.annotator)
-        m = match_beats(reference, beats, fs=sig.fs)
+        # As bxb: detections inside the reference's flutter episodes are not scored.
+        vf = reference_vf(base, annotator=args.annotator)
+        m = match_beats(reference, outside(np.asarray(beats, dtype=np.int64), vf), fs=sig.fs)
         stream.write(
             f"against {annotations.name} ({reference.shape[0]} reference beats, ±150 ms): "
             f"Se {100 * m.sensitivity:.2f} % (TP {m.true_pos}, FN {m.false_neg}), "

@@ -20,7 +20,8 @@ is the element-wise median of the first five beats (so a PVC among them does
 not become the template), then follows matching beats with weight 1/8. When
 ``adopt_after`` (12) consecutive beats all differ from the template but match
 each other, the rhythm has changed (a bundle-branch block appeared, a lead
-moved): their shape becomes the template. This stays cheap: a
+moved): their shape becomes the template, except while the check reports a VT
+run (fast ventricular beats are VT, not the patient's new normal). This stays cheap: a
 few numpy operations on ~100 samples per beat.
 """
 
@@ -85,6 +86,11 @@ class BeatClassifier:
         """Samples needed before and after the R peak."""
         return self._pre, self._post
 
+    @property
+    def learning(self) -> bool:
+        """No template yet: the first beats are being collected."""
+        return self._template is None
+
     def reset(self) -> None:
         self._learning = []
         self._template = None
@@ -92,8 +98,14 @@ class BeatClassifier:
         self._candidate = None
         self._different_run = 0
 
-    def classify(self, y: FloatArray, r: int) -> bool | None:
-        """Verdict for the beat at index ``r`` of ``y``: True ventricular, None unknown."""
+    def classify(self, y: FloatArray, r: int, *, adopt: bool = True) -> bool | None:
+        """Verdict for the beat at index ``r`` of ``y``: True ventricular, None unknown.
+
+        ``adopt=False`` holds the template: a run of differing beats does not become
+        the new normal (the check passes it while a VT run is going on: sustained VT
+        is one shape beat after beat, and adopting it would end the alarm's condition
+        after ``adopt_after`` beats while the VT goes on).
+        """
         lo, hi = r - self._pre, r + self._post
         if lo < 0 or hi > y.shape[0]:
             return None
@@ -129,8 +141,11 @@ class BeatClassifier:
             self._template_ss = tmpl.dot(tmpl)
             self._different_run = 0
             self._candidate = None
-        else:
+        elif adopt:
             self._track_new_rhythm(seg)
+        else:
+            self._different_run = 0
+            self._candidate = None
         return ventricular
 
     def _track_new_rhythm(self, seg: FloatArray) -> None:

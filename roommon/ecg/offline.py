@@ -61,19 +61,50 @@ def reference_beats(record_path: pathlib.Path | str, *, annotator: str = "atr") 
     Flutter waves have no QRS complexes to detect; the EC57 convention excludes
     the ``[`` ... ``]`` episodes from beat-by-beat scoring.
     """
+    return _read_reference(record_path, annotator)[0]
+
+
+def reference_vf(
+    record_path: pathlib.Path | str, *, annotator: str = "atr"
+) -> list[tuple[int, int]]:
+    """Sample spans of the annotated ventricular flutter / fibrillation episodes (``[`` .. ``]``).
+
+    A ``[`` without ``]`` lasts to the end of the record (the span ends at the
+    largest int64). As WFDB's ``bxb`` does, detections inside these spans are not
+    scored (:func:`outside`): there is no QRS there to be right or wrong about.
+    """
+    return _read_reference(record_path, annotator)[1]
+
+
+def _read_reference(
+    record_path: pathlib.Path | str, annotator: str
+) -> tuple[IntArray, list[tuple[int, int]]]:
     import wfdb  # optional extra
 
     ann = wfdb.rdann(str(record_path), annotator)
     keep: list[int] = []
-    in_flutter = False
+    spans: list[tuple[int, int]] = []
+    vf_start: int | None = None
     for sample, symbol in zip(ann.sample.tolist(), ann.symbol, strict=True):
         if symbol == "[":
-            in_flutter = True
+            vf_start = int(sample) if vf_start is None else vf_start
         elif symbol == "]":
-            in_flutter = False
-        elif symbol in BEAT_SYMBOLS and not in_flutter:
+            if vf_start is not None:
+                spans.append((vf_start, int(sample)))
+            vf_start = None
+        elif symbol in BEAT_SYMBOLS and vf_start is None:
             keep.append(int(sample))
-    return np.asarray(keep, dtype=np.int64)
+    if vf_start is not None:
+        spans.append((vf_start, int(np.iinfo(np.int64).max)))
+    return np.asarray(keep, dtype=np.int64), spans
+
+
+def outside(detected: IntArray, spans: list[tuple[int, int]]) -> IntArray:
+    """The detections outside the given sample spans (reference VF episodes)."""
+    keep = np.ones(detected.shape[0], dtype=bool)
+    for a, b in spans:
+        keep &= (detected < a) | (detected > b)
+    return detected[keep]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,19 +131,31 @@ class MatchResult:
         )
 
 
+#: EC57's learning period: ``bxb`` compares beats from 5 minutes into a record.
+EC57_START_S: Final = 300.0
+
+
 def match_beats(
-    reference: IntArray, detected: IntArray, *, fs: float, window_s: float = MATCH_WINDOW_S
+    reference: IntArray,
+    detected: IntArray,
+    *,
+    fs: float,
+    window_s: float = MATCH_WINDOW_S,
+    start_s: float = 0.0,
 ) -> MatchResult:
     """One-to-one matching of detections to reference beats within ``window_s``.
 
     Each reference beat takes the nearest unused detection within the window,
-    in time order (the usual EC57-style pairing, one loop per beat).
+    in time order (the usual EC57-style pairing, one loop per beat). With
+    ``start_s`` (EC57: :data:`EC57_START_S`), beats and detections before it are
+    paired but not counted: the first minutes are the detector's learning period.
     """
     window = window_s * fs
     det = np.sort(detected)
     used = np.zeros(det.shape[0], dtype=bool)
     pos = np.searchsorted(det, reference)
-    tp = 0
+    start = start_s * fs
+    tp = fn = 0
     for r, p in zip(reference.tolist(), pos.tolist(), strict=True):
         best = -1
         best_d = window + 1.0
@@ -123,5 +166,10 @@ def match_beats(
                     best, best_d = j, dist
         if best >= 0:
             used[best] = True
-            tp += 1
-    return MatchResult(tp, reference.shape[0] - tp, det.shape[0] - tp)
+        if r >= start:
+            if best >= 0:
+                tp += 1
+            else:
+                fn += 1
+    fp = int(np.count_nonzero(~used & (det >= start)))
+    return MatchResult(tp, fn, fp)

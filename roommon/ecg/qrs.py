@@ -17,10 +17,19 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    (within 360 ms of the previous QRS with less than half its steepest slope),
    and has a raw deflection of at least ``min_qrs_mv``. When no QRS has been
    found for 1.66 mean R-R intervals, the largest candidate since the last QRS
-   above half the threshold is taken (search-back).
+   above half the threshold is taken (search-back). A wide beat (aberrated or
+   ventricular premature beat: half as tall, a fifth as steep) past the T-wave
+   window is taken at 0.8 of the threshold without waiting for search-back; a
+   small candidate whose integral rises to 1.4 times its peak within 250 ms is the
+   P wave of the QRS that follows. After ``relearn_s`` (2 s) without a QRS the levels are
+   learnt again, from two recent candidates of the old QRS's shape (slope per mV)
+   when there are such: a change of gain is then re-learnt down to a tenth of the
+   old height, while P waves in a ventricular standstill (rounder, smaller) stay
+   no beats.
 4. The reported point is the R peak: the sample of largest absolute deflection
    of the raw signal from its local baseline (median around the QRS) inside the
-   window the integral says the QRS occupied. Wide (bundle-branch block, PVC)
+   window the integral says the QRS occupied, within 150 ms before and 80 ms
+   after the steepest filtered slope there. Wide (bundle-branch block, PVC)
    complexes widen the integral's peak, and the window covers them.
 
 Chunking independence: every decision is taken on absolute sample indices and
@@ -43,28 +52,15 @@ from roommon.core.model import FloatArray
 
 
 class _Scipy:
-    """scipy.signal, imported on first use (a command that runs no check never loads it).
-
-    ``linear_filter`` is lfilter's compiled core. lfilter spends ~8 µs per call
-    validating and converting its arguments, a tenth of the whole check's work per
-    1 s chunk at 128 Hz; the test suite checks this gives exactly lfilter's output
-    and state. None where a scipy moved it: then the public function is used.
-    """
+    """scipy.signal, imported on first use (a command that runs no check never loads it)."""
 
     signal: Any = None
-    linear_filter: Any = None
 
     @classmethod
     def load(cls) -> Any:
         if cls.signal is None:
             import scipy.signal
 
-            try:
-                from scipy.signal._sigtools import _linear_filter
-            except ImportError:  # pragma: no cover
-                cls.linear_filter = None
-            else:
-                cls.linear_filter = _linear_filter
             cls.signal = scipy.signal
         return cls.signal
 
@@ -87,6 +83,30 @@ SEARCHBACK_SLOPE_FLOOR: Final = 0.2
 # standstill are smaller and flatter still, and must never become "beats".
 RELEARN_SLOPE_FLOOR: Final = 0.2
 MIN_AMPLITUDE_SHARE: Final = 0.15
+# Re-learning after a change of gain starts the floors over from a recent
+# candidate as sharp as the old QRS (slope per mV of height at least this share
+# of the old QRS's) and at least this share of its height: a gain change keeps
+# the QRS's shape, P and T waves are rounder, and P waves in a ventricular
+# standstill are also smaller than that (cudb cu31: a twentieth).
+RELEARN_SHARPNESS: Final = 0.7
+RELEARN_AMPLITUDE: Final = 0.1
+# A wide beat (aberrated premature beat, slurred PVC) is about half as tall as the
+# QRS around it and a fifth to a third as steep, so its integral falls just short
+# of the threshold and the slope floor rejects it; a P wave, or a T wave past the
+# T-wave window, is mostly under a quarter of the QRS height. A candidate past the
+# T-wave window, at least this share of the threshold and of the R amplitude, is a
+# beat with the search-back slope floor, without waiting 1.66 R-R for search-back
+# (aberrated APCs come in pairs inside one long interval, and search-back finds one).
+WIDE_VALUE: Final = 0.8
+WIDE_AMPLITUDE: Final = 0.35
+# A P wave precedes its QRS by 120-250 ms; a tall one (mitdb 108) passes for a beat
+# when the integral's peaks are more than the merge distance apart. A candidate
+# under 1/1.3 of the recent R height whose integral, within P_WAVE_S, rises to 1.4
+# times its own peak is that QRS's P wave (two QRS complexes so close are never
+# that unequal: a fast tachycardia's are alike, and an R-on-T beat comes later).
+P_WAVE_S: Final = 0.25
+P_WAVE_RATIO: Final = 1.3
+P_WAVE_VALUE_RATIO: Final = 1.4
 
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
@@ -121,15 +141,8 @@ def _median_of_samples(a: FloatArray) -> float:
 def filter_chunk(
     b: FloatArray, a: FloatArray, x: FloatArray, zi: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
-    """``scipy.signal.lfilter(b, a, x, zi=zi)`` for 1-D float64 arrays and ``len(a) > 1``."""
-    linear_filter = _Scipy.linear_filter
-    if linear_filter is None:
-        signal = _Scipy.load()
-        if _Scipy.linear_filter is None:  # pragma: no cover
-            y, zf = signal.lfilter(b, a, x, zi=zi)
-            return y, zf
-        linear_filter = _Scipy.linear_filter
-    y, zf = linear_filter(b, a, x, -1, zi)
+    """``scipy.signal.lfilter(b, a, x, zi=zi)``: one chunk, the filter state carried."""
+    y, zf = _Scipy.load().lfilter(b, a, x, zi=zi)
     return y, zf
 
 
@@ -155,6 +168,7 @@ class QrsDetector:
     __slots__ = (
         "_a",
         "_amp_hist",
+        "_amp_med",
         "_b",
         "_base",
         "_der_hist",
@@ -174,16 +188,21 @@ class QrsDetector:
         "_n",
         "_noise_cands",
         "_noise_peaks",
+        "_p_wave",
         "_pending",
         "_qrs_peaks",
         "_queue",
+        "_r_after",
+        "_r_before",
         "_raw_hist",
+        "_raw_peaks",
         "_ref",
         "_refractory",
         "_relearn",
         "_rr",
         "_rr_mean_n",
         "_sb_done",
+        "_sharp_hist",
         "_slope_med",
         "_slopes",
         "_sq_tail",
@@ -221,6 +240,9 @@ class QrsDetector:
         self._merge = round(0.200 * self._fs)  # candidate spacing = look-ahead
         self._refractory = round(0.200 * self._fs)
         self._t_wave = round(0.360 * self._fs)
+        self._p_wave = round(P_WAVE_S * self._fs)
+        self._r_before = round(0.150 * self._fs)  # R peak search around the steepest slope
+        self._r_after = round(0.080 * self._fs)
         self._learn_end = round(learn_s * self._fs)
         self._relearn = round(relearn_s * self._fs)
         self._max_rr = round(5.0 * self._fs)  # longer "intervals" are pauses, not rhythm
@@ -236,13 +258,19 @@ class QrsDetector:
         self.last_deriv: FloatArray = np.zeros(0)  # filtered slope of the last chunk
         self._pending: _Candidate | None = None
         self._queue: deque[_Candidate] = deque()  # confirmed candidates awaiting decision
+        # Every local maximum of the integral (before merging) not older than the
+        # oldest undecided candidate: what the P-wave rule looks ahead at.
+        self._raw_peaks: deque[tuple[IntArray, FloatArray]] = deque()  # one pair per chunk
         self._learning: list[_Candidate] = []
         self._learned = False
         self._qrs_peaks: deque[float] = deque(maxlen=8)
         self._noise_peaks: deque[float] = deque(maxlen=8)
         self._amp_hist: deque[float] = deque(maxlen=8)
+        self._amp_med: float | None = None  # its median, None when stale
         self._rr: deque[int] = deque(maxlen=8)
         self._slopes: deque[float] = deque(maxlen=8)
+        # Slope per mV of the accepted beats: their shape, which no gain changes.
+        self._sharp_hist: deque[float] = deque(maxlen=8)
         # Derived from the levels above, None when stale (each is recomputed on demand).
         self._thr: float | None = None
         self._slope_med: float | None = None
@@ -270,6 +298,9 @@ class QrsDetector:
     def latency_s(self) -> float:
         """Upper bound of the delay from an ordinary R peak to its confirmation."""
         # R peak -> integral peak (window + filter delay, wide QRS) -> merge look-ahead.
+        # (A small candidate, one that could be a P wave, waits 50 ms longer: the
+        # P-wave rule looks P_WAVE_S past its integral peak, the merge look-ahead
+        # 200 ms.)
         return (self._win + self._merge + 2) / self._fs + 0.100
 
     @property
@@ -295,7 +326,10 @@ class QrsDetector:
     @property
     def qrs_amplitude_mv(self) -> float:
         """Median R deflection (mV) of the recent beats, 0 before the first."""
-        return _median_of_levels(self._amp_hist)
+        med = self._amp_med
+        if med is None:
+            self._amp_med = med = _median_of_levels(self._amp_hist)
+        return med
 
     @property
     def qrs_slope(self) -> float:
@@ -339,6 +373,8 @@ class QrsDetector:
         abs_peaks = peaks + (start - 1)
         values = np.sqrt(mid[peaks])  # amplitude scale: thresholds are ratios of slopes
         out: list[int] = []
+        if abs_peaks.shape[0]:
+            self._raw_peaks.append((abs_peaks, values))
         for idx, val in zip(abs_peaks.tolist(), values.tolist(), strict=True):
             self._merge_candidate(idx, val)
         complete = self._n - 2
@@ -347,6 +383,7 @@ class QrsDetector:
             self._pending = None
         self._trim_history()
         self._decide(self._complete_up_to(), out)
+        self._trim_raw_peaks()
         if not out:
             return _EMPTY_BEATS
         return np.asarray(out, dtype=np.int64)
@@ -357,7 +394,7 @@ class QrsDetector:
             self._confirm(self._pending)
             self._pending = None
         out: list[int] = []
-        self._decide(self._n - 1, out)
+        self._decide(self._n - 1, out, final=True)
         return np.asarray(out, dtype=np.int64)
 
     # --------------------------------------------------------------- internals
@@ -383,6 +420,19 @@ class QrsDetector:
             self._raw_hist = self._raw_hist[drop:]
             self._der_hist = self._der_hist[drop:]
             self._base += drop
+
+    def _trim_raw_peaks(self) -> None:
+        raw = self._raw_peaks
+        if self._learning:
+            oldest = self._learning[0].idx
+        elif self._queue:
+            oldest = self._queue[0].idx
+        elif self._pending is not None:
+            oldest = self._pending.idx
+        else:
+            oldest = self._n - 2
+        while raw and raw[0][0].item(-1) <= oldest - self._p_wave:
+            raw.popleft()
 
     def _complete_up_to(self) -> int:
         """Every candidate at or before this index is confirmed."""
@@ -418,11 +468,17 @@ class QrsDetector:
             pad = round(0.1 * fs)
             ctx = self._raw_hist[max(lo - pad, 0) : hi + pad]
             dev = np.abs(seg - _median_of_samples(ctx))
-            k = int(dev.argmax())
+            slopes = np.abs(self._der_hist[lo:hi])
+            ks = int(slopes.argmax())
+            c.slope = slopes.item(ks)
+            # The R peak is the largest deflection near the steepest slope (the
+            # filtered slope lags the signal): a T wave or an artefact at the far
+            # end of a wide window is not the QRS (mitdb 203's multiform PVCs).
+            i0 = max(ks - self._r_before, 0)
+            i1 = min(ks + self._r_after, dev.shape[0])
+            k = i0 + int(dev[i0:i1].argmax()) if i1 > i0 else int(dev.argmax())
             c.r_idx = self._base + lo + k
             c.amplitude = dev.item(k)
-            slopes = np.abs(self._der_hist[lo:hi])
-            c.slope = slopes.item(slopes.argmax())  # .max() without its ~1 µs wrapper
         self._queue.append(c)
 
     def _threshold(self) -> float:
@@ -485,7 +541,28 @@ class QrsDetector:
             return self._ref + relearn
         return self._ref + min(round(1.66 * rr), relearn)
 
-    def _decide(self, complete: int, out: list[int]) -> None:
+    def _followed_by_its_qrs(self, c: _Candidate, final: bool) -> bool | None:
+        """Whether ``c`` is a P wave: the integral peaks within P_WAVE_S after it go far higher.
+
+        None until the signal is known that far ahead. Decided on the integral's
+        local maxima, before any merging, so the answer does not depend on the
+        chunking; it waits 50 ms longer than an ordinary beat, and only for a
+        candidate small enough to be a P wave.
+        """
+        if P_WAVE_RATIO * c.amplitude > self.qrs_amplitude_mv:
+            return False  # as tall as the recent QRS: no bigger QRS can follow it so soon
+        end = c.idx + self._p_wave
+        if not final and self._n - 2 < end:
+            return None
+        bigger = P_WAVE_VALUE_RATIO * c.value
+        for idx, val in self._raw_peaks:
+            if idx.item(-1) <= c.idx or idx.item(0) > end:
+                continue
+            if bool(((idx > c.idx) & (idx <= end) & (val >= bigger)).any()):
+                return True
+        return False
+
+    def _decide(self, complete: int, out: list[int], *, final: bool = False) -> None:
         if not self._learned:
             while self._queue:
                 self._learning.append(self._queue.popleft())
@@ -500,8 +577,11 @@ class QrsDetector:
                 continue
             if nxt is None:
                 return
+            p_wave = self._followed_by_its_qrs(nxt, final)
+            if p_wave is None:
+                return
             self._queue.popleft()
-            self._classify(nxt, out)
+            self._classify(nxt, out, p_wave=p_wave)
 
     def _learn(self) -> None:
         """Initial threshold from the first seconds: half the largest candidate."""
@@ -517,12 +597,20 @@ class QrsDetector:
         # The learning candidates are decided like any other, in order.
         self._queue.extendleft(reversed(cands))
 
-    def _classify(self, c: _Candidate, out: list[int]) -> None:
+    def _classify(self, c: _Candidate, out: list[int], *, p_wave: bool = False) -> None:
         last = self._last_qrs
         if last is not None and c.r_idx - last.r_idx < self._refractory:
             return
         thr = self._threshold()
-        if c.value > thr and self._qrs_like(c):
+        if not p_wave and (
+            (c.value > thr and self._qrs_like(c))
+            or (
+                c.value > WIDE_VALUE * thr
+                and c.amplitude >= WIDE_AMPLITUDE * self.qrs_amplitude_mv
+                and (last is None or c.r_idx - last.r_idx >= self._t_wave)
+                and self._qrs_like(c, searchback=True)
+            )
+        ):
             self._search_gap(c, thr, out)
             self._accept(c, c.value, out)
         else:
@@ -571,10 +659,13 @@ class QrsDetector:
         self._qrs_peaks.append(peak)
         self._thr = None
         self._amp_hist.append(c.amplitude)
+        self._amp_med = None
         self._last_qrs = c
         self._last_slope = c.slope
         self._slopes.append(c.slope)
         self._slope_med = None
+        if c.amplitude > 0.0:
+            self._sharp_hist.append(c.slope / c.amplitude)
         self._sb_done = False
         self._noise_cands.clear()
         out.append(c.r_idx)
@@ -610,17 +701,59 @@ class QrsDetector:
         self._noise_cands = deque(c for c in self._noise_cands if c.idx > best.idx)
         self._accept(best, 0.25 * best.value + 0.75 * qrs, out)
 
+    def _same_shape_pair(self, old_amp: float) -> _Candidate | None:
+        """The largest candidate since the last QRS that has a twin of the old QRS's shape."""
+        sharp = _median_of_levels(self._sharp_hist)
+        if sharp <= 0.0:
+            return None
+        floor = max(self._min_qrs_mv, RELEARN_AMPLITUDE * old_amp)
+        same = [
+            c
+            for c in self._noise_cands
+            if c.amplitude >= floor and c.slope >= RELEARN_SHARPNESS * sharp * c.amplitude
+        ]
+        best: _Candidate | None = None
+        for c in same:
+            if best is not None and c.value <= best.value:
+                continue
+            if any(
+                abs(o.r_idx - c.r_idx) >= self._refractory
+                and 0.5 * c.amplitude <= o.amplitude <= 2.0 * c.amplitude
+                for o in same
+            ):
+                best = c
+        return best
+
     def _relearn_thresholds(self, deadline: int) -> None:
         """No QRS for a long time (amplitude change, lead swap): start the levels over."""
         recent = [c for c in self._noise_cands if c.idx > deadline - self._learn_end]
+        old = self._median_slope()
+        old_amp = self.qrs_amplitude_mv
         self._qrs_peaks.clear()
         self._noise_peaks.clear()
         if recent:
             self._qrs_peaks.append(0.5 * max(c.value for c in recent))
-            steepest = max(c.slope for c in recent)
-            old = self._median_slope()
-            if steepest < old:
+            # A change of gain keeps the QRS's shape: its slope per mV of height
+            # stays what it was. P and T waves are rounder (about half of it), so
+            # recent candidates as sharp as the old QRS are that QRS, smaller or
+            # larger, and the floors start over from them, however far it shrank.
+            # Two of them, of about one size, at least the refractory period
+            # apart: a lone artefact in an asystole must not become the new level.
+            # The shape reference is the accepted beats' own, never the levels
+            # re-learning lowered: else P waves in a long standstill would pass
+            # after a few rounds.
+            best = self._same_shape_pair(old_amp)
+            if best is not None:
+                self._amp_hist.clear()
+                self._amp_hist.append(best.amplitude)
+                self._amp_med = None
                 self._slopes.clear()
-                self._slopes.append(max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old))
+                self._slopes.append(best.slope)
                 self._slope_med = None
+            else:
+                steepest = max(c.slope for c in recent)
+                if steepest < old:
+                    self._slopes.clear()
+                    self._slopes.append(max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old))
+                    self._slope_med = None
         self._thr = None

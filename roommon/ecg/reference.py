@@ -13,6 +13,11 @@ What counts (README of the shared PhysioNet folder):
   ventricular beats (``V``, ``r``, ``E``) from the beat labels;
 - noise on channel 0: ``~`` annotations whose subtype flags signal 0 as noisy
   or unreadable (bits 0 and 4), and the rhythm label ``(NOISE``.
+
+A rhythm label lasts to the next one, except that the rhythm before a ``(NOISE``
+label continues through it (vfdb's convention: the noise ends at the next label,
+the rhythm does not change under it), so a VF episode with noise in it is one
+episode, and VF alarms during its noisy part are not false.
 """
 
 from __future__ import annotations
@@ -79,10 +84,28 @@ def _spans_from_rhythms(
     rhythms: list[tuple[float, str]], labels: frozenset[str], end: float
 ) -> list[Span]:
     out: list[Span] = []
+    if labels is not NOISE_RHYTHMS:
+        rhythms = underlying_rhythms(rhythms)
     for k, (t0, label) in enumerate(rhythms):
         if label in labels:
             t1 = rhythms[k + 1][0] if k + 1 < len(rhythms) else end
             out.append((t0, t1))
+    return out
+
+
+def underlying_rhythms(rhythms: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    """The rhythm labels with each ``(NOISE`` replaced by the rhythm it interrupts.
+
+    A ``(NOISE`` before any other label stays (the rhythm under it is unknown);
+    consecutive equal labels are merged into the first.
+    """
+    out: list[tuple[float, str]] = []
+    for t, label in rhythms:
+        if label in NOISE_RHYTHMS and out:
+            continue  # the previous rhythm goes on
+        if out and out[-1][1] == label:
+            continue
+        out.append((t, label))
     return out
 
 

@@ -10,19 +10,29 @@ spectral analysis):
   its baseline by more than a fifth of its (robust) peak. A QRS rhythm spends
   most of its time near the baseline; VF and flutter never do.
 - **high-frequency share**: VF's energy lies below 12 Hz; a QRS, muscle
-  artefact and most noise carry much of theirs above.
+  artefact and most noise carry much of theirs above (limit 15 % of the 1-30 Hz
+  power: the non-VF windows that pass the other tests carry 1-2 %, so the
+  leakage, not this, is what keeps them out; VF at its onset often carries 5-15 %).
 - **dominant frequency**: the spectral peak in 1.5-10 Hz; VF and flutter
   oscillate at 2.5-10 Hz (150-600 per minute).
+- **fundamental**: the peak must be the oscillation's own frequency, not a
+  harmonic: power at half the peak frequency under 0.3 of the peak's. A train of
+  beats (and alternating or bigeminal patterns) shows its fundamental there; VF's
+  spectrum has one hump. On the shared records this halves the VF-like windows
+  far from any annotated ventricular event and keeps 90 % of those in VF.
 - **leakage**: how far the signal is from a sinusoid of its own mean period
   (the VF filter): low for flutter and coarse VF, high for spiky QRS rhythms.
 - **amplitude**: a robust peak of at least 0.15 mV (fine VF below that is not
   told apart from a quiet baseline here: that is asystole's business).
 
 Each window of ``window_s`` (4 s), every ``step_s`` (1 s) of signal, is VF-like
-when all five agree; ``persist`` (3) consecutive VF-like windows make the
-condition present, so VF is reported about 4-6 s after its onset, and it stays
-present until ``release`` (4) consecutive windows are not VF-like (VF changes
-its form from second to second; one window that does not fit is not its end). Thresholds were
+when all six agree. ``persist`` (3) consecutive VF-like windows make the
+condition present, or ``persist_strong`` (2) when both have a leakage under
+``LEAK_STRONG`` (0.5; the median of annotated VF is 0.47, of QRS rhythms that
+pass the other tests about 0.6): the clearer the oscillation, the sooner it is
+believed, so VF is reported about 3-6 s after its onset. It stays present until
+``release`` (4) consecutive windows are not VF-like (VF changes its form from
+second to second; one window that does not fit is not its end). Thresholds were
 set from the distributions of these features over the shared records' annotated
 VF / flutter against all other seconds, never fitted to one record.
 
@@ -41,7 +51,9 @@ from roommon.core.model import FloatArray
 from roommon.ecg.qrs import _Scipy, filter_chunk
 
 BUSY_MIN: Final = 0.45
-HF_MAX: Final = 0.05
+HF_MAX: Final = 0.15
+SUBHARMONIC_MAX: Final = 0.3
+LEAK_STRONG: Final = 0.5
 LEAK_MAX: Final = 0.6
 DOMINANT_MIN_HZ: Final = 2.5
 AMPLITUDE_MIN_MV: Final = 0.15
@@ -64,11 +76,13 @@ class VfAnalyser:
         "_next_at",
         "_off",
         "_persist",
+        "_persist_strong",
         "_present",
         "_release",
         "_run",
         "_step",
         "_stride",
+        "_strong_run",
         "_taper",
         "_win",
         "_zi",
@@ -84,6 +98,7 @@ class VfAnalyser:
         window_s: float = 4.0,
         step_s: float = 1.0,
         persist: int = 3,
+        persist_strong: int = 2,
         release: int = 4,
     ) -> None:
         self._fs = fs
@@ -97,6 +112,8 @@ class VfAnalyser:
         self._win = round(window_s * fs)
         self._step = max(1, round(step_s * fs))
         self._persist = persist
+        self._persist_strong = persist_strong
+        self._strong_run = 0
         self._release = release
         self._off = 0
         self._present = False
@@ -153,7 +170,7 @@ class VfAnalyser:
             self._buf_start += drop
 
     def reset(self) -> None:
-        self._run = self._off = 0
+        self._run = self._off = self._strong_run = 0
         self._present = self.vf_like = False
 
     def _analyse(self, seg: FloatArray) -> None:
@@ -165,11 +182,11 @@ class VfAnalyser:
         part.partition(k)
         top = part.item(k)
         if top < AMPLITUDE_MIN_MV:
-            self._verdict(False, (0.0, 0.0, 0.0, 1.0, top))
+            self._verdict(False, (0.0, 0.0, 0.0, 1.0, top, 0.0))
             return
         busy = np.count_nonzero(dev > 0.2 * top) / n
         if busy < BUSY_MIN:  # most windows end here: no spectrum needed
-            self._verdict(False, (busy, 0.0, 0.0, 1.0, top))
+            self._verdict(False, (busy, 0.0, 0.0, 1.0, top, 0.0))
             return
         power = np.abs(np.fft.rfft(seg * self._taper)) ** 2
         total = power[self._band].sum() + 1e-12
@@ -184,18 +201,25 @@ class VfAnalyser:
             a, b = xx[period:], xx[:-period]
             leak = float(np.abs(a + b).sum() / max((np.abs(a) + np.abs(b)).sum(), 1e-12))
         like = hf < HF_MAX and f0 >= DOMINANT_MIN_HZ and leak < LEAK_MAX
-        self._verdict(like, (busy, float(hf), f0, leak, top))
+        sub = 0.0
+        if like:
+            i0 = int(dom.argmax())
+            h = i0 // 2
+            sub = float(power[max(h - 1, 0) : h + 2].max() / max(power.item(i0), 1e-12))
+            like = sub < SUBHARMONIC_MAX
+        self._verdict(like, (busy, float(hf), f0, leak, top, sub))
 
     def _verdict(self, like: bool, features: tuple[float, ...]) -> None:
         self.vf_like = like
         self.features = features
         if like:
             self._run += 1
+            self._strong_run = self._strong_run + 1 if features[3] < LEAK_STRONG else 0
             self._off = 0
-            if self._run >= self._persist:
+            if self._run >= self._persist or self._strong_run >= self._persist_strong:
                 self._present = True
         else:
-            self._run = 0
+            self._run = self._strong_run = 0
             self._off += 1
             if self._off >= self._release:
                 self._present = False

@@ -597,6 +597,10 @@ class RecoveryTimer:
                     jump = (wall_dt - mono_dt, wall_dt, mono_dt)
             self._last_clock = (now, monotonic)
 
+        rec = self._state.recovery
+        if jump is None and (rec is None or rec.ended is not None) and math.isfinite(now):
+            return []  # nothing can fall due: no copy of the state (every room, every tick)
+
         def op(s: _State, out: _Emitter) -> None:
             if jump is not None:
                 out.emit(

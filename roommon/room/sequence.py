@@ -76,6 +76,16 @@ class SeqGate(Generic[T]):
         elapsed = 0.0 if self.last_mono is None else max(0.0, mono - self.last_mono)
         return JUMP_SLACK + math.ceil(RATE_MARGIN * rate_hz * elapsed)
 
+    def take_next(self, seq: int, mono: float) -> bool:
+        """Accept ``seq`` at once when it simply continues the count and nothing is held
+        (True), as :meth:`offer` would; else (False) nothing changed and :meth:`offer`
+        judges it. The common case, decided without building a :class:`SeqDecision`."""
+        if self._pending is None and (self.last is None or seq == self.last + 1):
+            self.last, self.last_mono = seq, mono
+            self._behind = None
+            return True
+        return False
+
     def offer(self, seq: int, item: T, *, mono: float, rate_hz: float) -> SeqDecision[T]:
         """Judge one payload of sequence number ``seq`` arriving at monotonic ``mono``.
 

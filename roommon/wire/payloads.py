@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import math
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
@@ -28,6 +28,8 @@ from roommon.core.model import (
     WaveformChunk,
 )
 from roommon.core.phases import PhaseName
+from roommon.wire import fast_feed
+from roommon.wire.fast_feed import FastReading, FastWaveform
 
 #: A feed's declared sample rate may differ from the configured one by this
 #: fraction (device crystal tolerance) before the payload is refused.
@@ -104,6 +106,9 @@ class ReadingPayload(_Strict):
     )
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 def _validation_reason(exc: ValidationError) -> ProtocolError:
     errs = exc.errors(include_url=False)
     first = errs[0]
@@ -140,7 +145,7 @@ def _json_type(value: object) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def _samples(p: WaveformPayload) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _samples(p: WaveformPayload | FastWaveform) -> np.ndarray[Any, np.dtype[np.float64]]:
     import numpy as np
 
     if p.encoding == "json":
@@ -190,6 +195,14 @@ def check_waveform_fits(
         raise ProtocolError("wrong_rate", f"fs: feed is {fs:g} Hz, {source} says {got_fs:g} Hz")
 
 
+def _validated(model: type[_M], payload: bytes) -> _M:
+    """``payload`` validated by the contract's ``model``, or the ProtocolError saying why not."""
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        raise _validation_reason(exc) from exc
+
+
 def decode_feed(
     payload: bytes,
     *,
@@ -200,17 +213,17 @@ def decode_feed(
     fs: float,
     max_bytes: int,
 ) -> WaveformChunk | NumericReading:
-    """Decode one feed payload for a configured feed, or raise ProtocolError."""
+    """Decode one feed payload for a configured feed, or raise ProtocolError.
+
+    The fast decoder (:mod:`roommon.wire.fast_feed`) takes what the contract surely
+    accepts; whatever it does not take, the contract's models judge (and name the reason).
+    """
     if len(payload) > max_bytes:
         raise ProtocolError("oversized", f"{len(payload)} bytes exceeds the {max_bytes} limit")
-    try:
-        if kind.is_waveform:
-            wp = WaveformPayload.model_validate_json(payload)
-        else:
-            rp = ReadingPayload.model_validate_json(payload)
-    except ValidationError as exc:
-        raise _validation_reason(exc) from exc
     if kind.is_waveform:
+        wp: WaveformPayload | FastWaveform | None = fast_feed.waveform(payload)
+        if wp is None:
+            wp = _validated(WaveformPayload, payload)
         check_waveform_fits(wp.kind, wp.unit, wp.fs, kind=kind, unit=unit, fs=fs)
         return WaveformChunk(
             room=room,
@@ -223,6 +236,9 @@ def decode_feed(
             seq=wp.seq,
             origin=wp.origin,
         )
+    rp: ReadingPayload | FastReading | None = fast_feed.reading(payload)
+    if rp is None:
+        rp = _validated(ReadingPayload, payload)
     if rp.kind != kind:
         raise ProtocolError("wrong_kind", f"kind: feed carries {kind}, payload says {rp.kind}")
     fields = NUMERIC_FIELDS[kind]

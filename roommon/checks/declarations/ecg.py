@@ -38,15 +38,17 @@ class EcgSettings(CheckSettings):
     rail_mv: float = Field(
         5.0,
         gt=0,
-        description="Front-end rail: |sample| at 98 % of this or more is saturation. "
+        description="Front-end rail: a quiet signal pinned at 98 % of this or more is "
+        "saturated (a moving signal is saturated only when clipped: samples pinned at "
+        "its extreme value; a DC offset alone is not saturation). "
         "Default: the ±5 mV input range IEC 60601-2-27 asks of monitors.",
     )
     saturated_fraction: float = Field(
         0.2,
         gt=0,
         le=1,
-        description="Share of the last second at the rail (or stuck at its extreme "
-        "value) that makes the signal saturated.",
+        description="Share of the last second clipped (pinned at its extreme value, "
+        "or at the rail) that makes the signal saturated.",
     )
     noise_index: float = Field(
         0.12,
