@@ -378,18 +378,3 @@ async def test_a_lost_feed_connection_is_a_feed_alarm_sent_on_the_control_connec
                 within=10,
             )
 
-
-async def test_a_daemon_stops_at_once_while_its_feed_connection_is_in_its_grace(
-    broker: MosquittoBroker, tmp_path: Path
-) -> None:
-    """The task that would report the feed connection lost is cancelled with the link:
-    the stop does not wait out the grace (on a virtual clock it would wait forever)."""
-    clock = VirtualClock()
-    cfg = config(broker.port, tmp_path, reconnect_initial_s=30.0, reconnect_max_s=30.0)
-    async with asyncio.timeout(10):
-        async with Daemon(config=cfg, clock=clock) as daemon:
-            link = daemon.link
-            assert link is not None
-            await link.connected.wait()
-            async with MqttCollector(broker.port, [], client_id="roommon-s-main-feed"):
-                await wait_until(lambda: link.feed_disconnects == 1)
