@@ -411,7 +411,10 @@ async def trial(
         if profile is not None:
             cmd += ["-m", "cProfile", "-o", str(profile)]
         if args.roommon_from:  # that checkout's roommon package, ahead of the installed one
-            cmd += ["-c", FROM_OTHER.format(path=args.roommon_from), "run", "--config", str(cfg)]
+            # a script file, not -c: cProfile runs a script (it has no -c)
+            launcher = Path(tmp) / "roommon_from.py"
+            launcher.write_text(FROM_OTHER.format(path=args.roommon_from).replace("; ", "\n"))
+            cmd += [str(launcher), "run", "--config", str(cfg)]
         else:
             cmd += ["-m", "roommon", "run", "--config", str(cfg)]
         daemon = spawn(cmd, out=subprocess.DEVNULL, err=daemon_log(args.daemon_log))
@@ -442,7 +445,8 @@ async def trial(
 
                 async with asyncio.TaskGroup() as tg:
                     watcher = tg.create_task(watch())
-                    async with asyncio.timeout(60):
+                    # a daemon starting under cProfile on a loaded machine takes its time
+                    async with asyncio.timeout(60 if profile is None else 240):
                         await online.wait()
                     await asyncio.sleep(1.0)
                     res.rss_idle_mb = proc_rss_mb(daemon.pid)
@@ -565,6 +569,25 @@ async def main(args: argparse.Namespace) -> None:
         )
         ceiling = await broker_ceiling(broker.port, 4.0)
         print(f"broker relay ceiling (Mosquitto -> 1 raw subscriber): {ceiling:.0f} msg/s")
+        if args.rooms:  # fixed N, no search (quick comparisons)
+            for n in (int(x) for x in args.rooms.split(",")):
+                prof = None
+                if args.profile_fixed:
+                    prof = Path(tempfile.mkdtemp(prefix="roommon-scale-prof-")) / "daemon.prof"
+                t = await trial(broker.port, n, args.duration, args, profile=prof)
+                show(t)
+                if prof is not None:
+                    pstats.Stats(str(prof)).sort_stats("tottime").print_stats(
+                        r"^(?!.*(select.epoll|marshal|_imp\.|builtins.compile|_docscrape|importlib))",
+                        args.profile,
+                    )
+                if t.overloaded_after_s is not None:
+                    print(
+                        f"    daemon.overloaded after {t.overloaded_after_s:.1f} s, shed {t.shed}, "
+                        f"missing {t.missing} of {t.published}",
+                        flush=True,
+                    )
+            return
         results: dict[int, Trial] = {}
         n, best, worst = args.start, 0, 0
         while n <= args.max_rooms:
@@ -651,6 +674,10 @@ def cli() -> None:
     )
     ap.add_argument("--start", type=int, default=25, help="First N.")
     ap.add_argument("--max-rooms", type=int, default=1600)
+    ap.add_argument("--rooms", default="", help="Only trials at these N (comma-separated).")
+    ap.add_argument(
+        "--profile-fixed", action="store_true", help="With --rooms: profile each of them."
+    )
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--max-lag", type=float, default=1.0, help="Input lag bound, seconds.")
     ap.add_argument("--max-p99", type=float, default=0.5, help="Alarm latency p99 bound, s.")

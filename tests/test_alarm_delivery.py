@@ -116,7 +116,10 @@ async def test_every_event_arrives_in_order_across_a_broker_crash(
 
             await second.wait_for(complete, within=60)
         logged = {e.event_id for e in daemon.store.events()}
-    assert sum(expected.values()) == TOTAL_EVENTS
+        # Besides the limit alarms, the spo2 feeds may have alarmed as disconnected: the
+        # feed connection was lost too (whether past its grace depends on the reconnect).
+        limits = [e for e in daemon.store.events() if e.code != "feed.disconnected"]
+    assert len(limits) == TOTAL_EVENTS
     got = first.messages + second.messages
     for room in ROOMS:
         events = unique_in_order(got, room)

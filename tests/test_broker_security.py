@@ -179,6 +179,8 @@ def site_config(secured: SecuredBroker, state_dir: Path, **tls: Path) -> Config:
                 **{k: str(v) for k, v in files.items()},
                 "username_env": "ROOMMON_MQTT_USERNAME",
                 "password_env": "ROOMMON_MQTT_PASSWORD",
+                "feed_username_env": "ROOMMON_MQTT_FEED_USERNAME",
+                "feed_password_env": "ROOMMON_MQTT_FEED_PASSWORD",
             },
             "daemon": {"state_dir": str(state_dir), "display_clients": [f"roommon-display-{SITE}"]},
             "rooms": {"proc1": room(), "proc2": room()},
@@ -190,6 +192,8 @@ def site_config(secured: SecuredBroker, state_dir: Path, **tls: Path) -> Config:
 def daemon_account(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROOMMON_MQTT_USERNAME", DAEMON)
     monkeypatch.setenv("ROOMMON_MQTT_PASSWORD", password(DAEMON))
+    monkeypatch.setenv("ROOMMON_MQTT_FEED_USERNAME", f"{DAEMON}-feed")
+    monkeypatch.setenv("ROOMMON_MQTT_FEED_PASSWORD", password(f"{DAEMON}-feed"))
 
 
 @pytest.fixture

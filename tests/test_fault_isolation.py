@@ -217,7 +217,7 @@ def test_an_exception_escaping_the_broker_link_ends_offline_with_its_reason(
     async def broken_flush(self: MqttLink, client: object) -> None:
         raise RuntimeError("injected failure in the broker link")
 
-    monkeypatch.setattr(MqttLink, "_flush", broken_flush)
+    monkeypatch.setattr(MqttLink, "_flush_outbox", broken_flush)
     err = _run_daemon(tmp_path, broker, capsys)
     assert "injected failure in the broker link" in err
     status = asyncio.run(retained_status(broker.port))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,17 +187,26 @@ async def test_retained_state_and_status_are_fresh_after_a_broker_crash(
     assert status.json()["status"] == "online"
 
 
-def link_for(port: int, store: AlarmStore, clock: Any, **endpoint: Any) -> MqttLink:
+def link_for(
+    port: int,
+    store: AlarmStore,
+    clock: Any,
+    *,
+    feeds: Sequence[str] = (),
+    on_message: Callable[[Any], None] | None = None,
+    **endpoint: Any,
+) -> MqttLink:
     return MqttLink(
         endpoint=BrokerEndpoint(host=LOOPBACK, port=port, **endpoint),
         client_id="roommon-t-main",
         store=store,
         clock=clock,
         subscriptions=[],
-        on_message=lambda _m: None,
+        on_message=on_message or (lambda _m: None),
         will_topic="roommon/v1/t/status/main",
         will_payload=b'{"status":"offline"}',
         online=lambda: b'{"status":"online"}',
+        feed_subscriptions=feeds,
     )
 
 
@@ -265,10 +274,13 @@ async def test_the_link_fails_over_to_the_next_broker_address(
     other = MosquittoBroker()
     other.start()
     store = AlarmStore(tmp_path / "roommon.sqlite3")
+    feeds: list[str] = []
     link = link_for(
         broker.port,
         store,
         RealClock(),
+        feeds=["roommon/v1/t/r1/feed/+"],
+        on_message=lambda m: feeds.append(str(m.topic)),
         failover=((LOOPBACK, other.port),),
         reconnect_initial_s=5.0,
         reconnect_max_s=5.0,
@@ -277,15 +289,19 @@ async def test_the_link_fails_over_to_the_next_broker_address(
         async with link:
             async with asyncio.timeout(10):
                 await link.connected.wait()
-            assert link.url == broker.url
+            assert link.url == link.feed_url == broker.url
             async with MqttCollector(other.port, ["roommon/v1/t/+/alarm"]) as c:
                 broker.kill()
-                # at once to the next address: no 5 s backoff between the nodes of a round
+                # at once to the next address: no 5 s backoff between the nodes of a round;
+                # both connections, the control one and the feed one
                 await wait_until(lambda: link.connects == 2, within=4)
-                assert link.url == other.url
+                await wait_until(lambda: link.feed_connects == 2, within=4)
+                assert link.url == link.feed_url == other.url
                 store.enqueue("roommon/v1/t/r1/alarm", b'{"after":"failover"}')
                 link.outbox_changed()
                 await c.wait_for(lambda ms: len(ms) >= 1)
+                await c.publish("roommon/v1/t/r1/feed/spo2", b"{}", qos=1)
+                await wait_until(lambda: feeds == ["roommon/v1/t/r1/feed/spo2"])
     finally:
         store.close()
         other.close()
@@ -322,3 +338,43 @@ async def test_a_subscriber_keeps_its_session_across_a_broker_restart(
         async with asyncio.timeout(10):
             await recorder.wait_for(lambda r: r.received >= 1)
     assert got == [b'{"while":"away"}']
+
+
+async def test_a_lost_feed_connection_is_a_feed_alarm_sent_on_the_control_connection(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The feed connection alone is lost (another client takes its id) and stays down past
+    its grace: the room's MQTT feed alarms as disconnected, which the control connection
+    (still up) delivers at once; back, the alarm clears."""
+    clock = VirtualClock()
+    # a reconnect backoff far beyond the grace: the feed connection stays down meanwhile
+    cfg = config(broker.port, tmp_path, reconnect_initial_s=30.0, reconnect_max_s=30.0)
+    async with Daemon(config=cfg, clock=clock) as daemon:
+        link = daemon.link
+        assert link is not None
+        async with asyncio.timeout(10):
+            await link.connected.wait()
+        async with MqttCollector(broker.port, [f"{BASE}/+/alarm"]) as c:
+            intruder = MqttCollector(broker.port, [], client_id="roommon-s-main-feed")
+            async with intruder:  # takes over the feed connection's client id
+                await wait_until(lambda: link.feed_disconnects == 1)
+                await clock.advance(2.5)  # past the grace (2 s), not the backoff
+                got = await c.wait_for(
+                    lambda ms: any(m.json()["code"] == "feed.disconnected" for m in ms)
+                )
+            raised = next(m.json() for m in got if m.json()["code"] == "feed.disconnected")
+            assert (raised["room"], raised["feed"], raised["transition"]) == (
+                "r1",
+                "spo2",
+                "raised",
+            )
+            assert link.disconnects == 0  # the control connection was never lost
+            await clock.advance(30.0)  # the backoff ends: the feed connection is back
+            await c.wait_for(
+                lambda ms: (
+                    [m.json()["transition"] for m in ms if m.json()["code"] == "feed.disconnected"]
+                    == ["raised", "cleared"]
+                ),
+                within=10,
+            )
+

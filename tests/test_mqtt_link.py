@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from paho.mqtt import client as paho_client
 
 from roommon.alerts.store import AlarmStore
 from roommon.core.clock import RealClock
 from roommon.testing import LOOPBACK, MosquittoBroker, MqttCollector
+from roommon.testing.collector import stalled_reading
+from roommon.testing.flap import wait_until
 from roommon.transports.broker import BrokerEndpoint
-from roommon.transports.mqtt import MqttLink
+from roommon.transports.mqtt import BATCH, MqttLink
 
 pytestmark = pytest.mark.broker
 
@@ -82,3 +85,96 @@ async def test_a_refused_connection_is_logged_naming_the_broker(tmp_path: Path) 
     assert entry["broker"] == endpoint.url == f"mqtt://{LOOPBACK}:{endpoint.port}"
     assert entry["log_level"] == "warning"
     assert entry["connected"] is False  # refused at connect, not a lost link
+
+
+FLOOD = 5_000  # feed messages of ~1 kB: megabytes the feed connection has not read
+
+
+async def test_alarms_are_acknowledged_while_the_feed_connection_is_backlogged(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Feeds come on a connection of their own: a feed backlog (here: a feed connection
+    not read at all, megabytes waiting in its socket) cannot hold up an alarm's PUBACK,
+    which on a shared connection would queue behind the feed data."""
+    import asyncio
+
+    store = AlarmStore(tmp_path / "roommon.sqlite3")
+    received: list[str] = []
+    link = MqttLink(
+        endpoint=BrokerEndpoint(host=LOOPBACK, port=broker.port, keepalive_s=30),
+        client_id="roommon-t-main",
+        store=store,
+        clock=RealClock(),
+        subscriptions=["roommon/v1/t/+/command/+"],
+        feed_subscriptions=["roommon/v1/t/r1/feed/+"],
+        on_message=lambda m: received.append(str(m.topic)),
+        will_topic="roommon/v1/t/status/main",
+        will_payload=b'{"status":"offline"}',
+        online=lambda: b'{"status":"online"}',
+    )
+    chunk = b'{"samples":"' + b"0" * 1000 + b'"}'
+    try:
+        async with MqttCollector(broker.port, ["roommon/v1/t/+/alarm"]) as c, link:
+            async with asyncio.timeout(10):
+                await link.connected.wait()
+            with stalled_reading(link.feed_client):  # the feed connection is not read
+                for _ in range(FLOOD):
+                    await c.publish("roommon/v1/t/r1/feed/ekg", chunk, qos=0)
+                await c.publish("roommon/v1/t/r1/feed/ekg", chunk, qos=1)  # all routed
+                store.enqueue("roommon/v1/t/r1/alarm", b'{"alarm":true}')
+                link.outbox_changed()
+                await c.wait_for(lambda ms: len(ms) >= 1, within=10)
+                await wait_until(lambda: store.pending_count() == 0)  # its PUBACK came back
+                assert len(received) < FLOOD  # the feed backlog was still there meanwhile
+            await wait_until(lambda: len(received) == FLOOD + 1)  # read again: all of it
+    finally:
+        store.close()
+
+
+async def test_an_alarm_goes_out_while_a_batch_of_room_state_waits_for_its_acknowledgement(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The outbox has a loop of its own: an alarm queued while a batch of retained state
+    is in flight (here: a broker that stopped answering) is written at once, not after
+    that batch's PUBACKs."""
+    store = AlarmStore(tmp_path / "roommon.sqlite3")
+    link = MqttLink(
+        endpoint=BrokerEndpoint(host=LOOPBACK, port=broker.port, keepalive_s=60),
+        client_id="roommon-t-main",
+        store=store,
+        clock=RealClock(),
+        subscriptions=[],
+        on_message=lambda _m: None,
+        will_topic="roommon/v1/t/status/main",
+        will_payload=b'{"status":"offline"}',
+        online=lambda: b'{"status":"online"}',
+    )
+
+    def on_the_wire() -> list[str]:
+        """Topics of the publishes paho has written and not had acknowledged (not those
+        it still holds in its own queue)."""
+        client = link._client
+        if client is None:
+            return []
+        return [
+            m.topic
+            for m in client._client._out_messages.values()
+            if m.state == paho_client.mqtt_ms_wait_for_puback
+        ]
+
+    try:
+        async with MqttCollector(broker.port, ["roommon/v1/t/+/alarm"]) as c, link:
+            await wait_until(lambda: link.connected.is_set() and not link.pending_retained)
+            broker.pause()  # no PUBACK from here on
+            for i in range(3 * BATCH):
+                link.publish_retained(f"roommon/v1/t/room{i}/state", b'{"n":1}')
+            await wait_until(lambda: len(on_the_wire()) == BATCH)  # one batch of state
+            store.enqueue("roommon/v1/t/r1/alarm", b'{"alarm":true}')
+            link.outbox_changed()
+            await wait_until(lambda: "roommon/v1/t/r1/alarm" in on_the_wire())  # the alarm too
+            broker.resume()
+            await c.wait_for(lambda ms: len(ms) >= 1)
+            await wait_until(lambda: store.pending_count() == 0 and not link.pending_retained)
+    finally:
+        broker.resume()
+        store.close()

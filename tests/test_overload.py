@@ -25,6 +25,8 @@ from roommon.core.clock import RealClock, VirtualClock
 from roommon.runtime.daemon import Daemon
 from roommon.runtime.inbound import Inbound, InboundQueue, InputLag
 from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector, Received
+from roommon.testing.collector import stalled_reading
+from roommon.testing.flap import wait_until
 from roommon.wire.registry import SCHEMA_DIR
 
 SITE = "s"
@@ -171,3 +173,57 @@ async def test_shed_messages_are_counted_per_feed_and_alarm_the_room(tmp_path: P
             "raised",
             "cleared",
         ]
+
+
+FLOOD = 10_000  # spo2 readings arriving at once
+
+
+@pytest.mark.broker
+async def test_a_feed_flood_sheds_counted_and_overloaded_reaches_a_subscriber(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Feeds flood the feed connection (a backlog arriving at once, as when the daemon
+    was too busy to read): the bounded queue sheds, each message counted, and
+    ``daemon.overloaded`` reaches an outside subscriber over the control connection;
+    it clears once the daemon has caught up."""
+    cfg = config(broker.port, tmp_path, inbound_queue_max=100)
+    async with Daemon(config=cfg, clock=RealClock()) as d:
+        assert d.link is not None
+        async with asyncio.timeout(10):
+            await d.link.connected.wait()
+        async with MqttCollector(broker.port, [f"{BASE}/+/alarm"]) as c:
+            with stalled_reading(d.link.feed_client):  # the backlog builds up unread...
+                now = time.time()
+                for seq in range(1, FLOOD + 1):
+                    await c.publish(f"{BASE}/r1/feed/spo2", reading(seq, now), qos=0)
+                await c.publish(f"{BASE}/r2/feed/spo2", reading(1, now), qos=1)  # all routed
+            # ...and arrives at once
+            await c.wait_for(overloaded("r1", "raised"), within=30)
+            feed = d.pipelines["r1"].feeds["spo2"]
+            await wait_until(lambda: feed.received + d.inbound.shed_total >= FLOOD, within=30)
+            shed = d.inbound.shed[("r1", "spo2")]
+            assert shed > 0
+            assert feed.received + shed == FLOOD  # every message accepted or counted as shed
+            status = json.loads(d.status_payload("online"))
+            assert status["shed"] == {"r1/spo2": shed}
+            # nothing behind and nothing shed any more: it clears
+            await c.wait_for(overloaded("r1", "cleared"), within=30)
+        assert not overloaded("r2", "raised")(c.messages)
+
+
+async def test_a_stuck_drain_is_overload_by_what_waits_in_the_queue(tmp_path: Path) -> None:
+    """Nothing processed shows no lag: the time the oldest queued message has waited is
+    the input lag too, of every room, so a drain that is stuck (or far behind) alarms."""
+    clock = VirtualClock()
+    cfg = config(1883, tmp_path)  # overload_lag_s 1.0, tick 0.2 s
+    capture = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        (drain,) = [t for t in d._tasks if t.get_name() == "roommon-inbound"]
+        drain.cancel()  # the drain is stuck from here on
+        topic = f"{BASE}/r1/feed/spo2"
+        d.handle_message(aiomqtt.Message(topic, reading(1, clock.now()), 0, False, 0, None))
+        await clock.advance(1.5)
+        raised = [e for e in capture.events if e.code == "daemon.overloaded"]
+        assert sorted(e.room for e in raised) == ["r1", "r2"]
+        assert all("behind real time" in e.message for e in raised)
+        assert json.loads(d.status_payload("online"))["input_lag_s"] >= 1.0

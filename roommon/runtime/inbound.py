@@ -66,6 +66,22 @@ class InboundQueue:
         self.ready.set()
         return old
 
+    def waited(self, mono: float) -> float:
+        """How long the oldest queued message has waited at ``mono`` (0 when empty): the
+        input is at least that far behind, for every room, even if nothing is processed."""
+        return mono - self._items[0].received if self._items else 0.0
+
+    def pop(self) -> Inbound | None:
+        """The oldest message, or None when there is none."""
+        items = self._items
+        if not items:
+            self.ready.clear()
+            return None
+        item = items.popleft()
+        if not items:
+            self.ready.clear()
+        return item
+
     def take(self, limit: int) -> list[Inbound]:
         """Up to ``limit`` of the oldest messages, in order."""
         items = self._items

@@ -101,7 +101,7 @@ def tls_problems(broker: BrokerConfig) -> list[tuple[str, str]]:
 
 def credential_problems(broker: BrokerConfig) -> list[tuple[str, str]]:
     problems = []
-    for field in ("username_env", "password_env"):
+    for field in ("username_env", "password_env", "feed_username_env", "feed_password_env"):
         var: str | None = getattr(broker, field)
         if var is not None and os.environ.get(var) in (None, ""):
             problems.append((f"broker.{field}", f"environment variable {var} is not set"))

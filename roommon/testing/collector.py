@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -110,3 +110,21 @@ class MqttCollector:
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: predicate(self.messages))
         return self.messages
+
+
+@contextlib.contextmanager
+def stalled_reading(client: aiomqtt.Client | None) -> Iterator[None]:
+    """The event loop stops reading ``client``'s socket for the block (a client too busy to
+    read: what the broker sends piles up in the socket), then reads it again with the
+    callback it had (aiomqtt's, which also drains the read buffer)."""
+    assert client is not None
+    sock = client._client.socket()
+    assert sock is not None
+    loop = asyncio.get_running_loop()
+    handle = loop._selector.get_key(sock.fileno()).data[0]  # type: ignore[attr-defined]
+    callback, args = handle._callback, handle._args  # (removing the reader cancels it)
+    loop.remove_reader(sock.fileno())
+    try:
+        yield
+    finally:
+        loop.add_reader(sock.fileno(), callback, *args)

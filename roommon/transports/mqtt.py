@@ -1,9 +1,22 @@
-"""The daemon's one supervised MQTT connection (aiomqtt; MQTT 5 or 3.1.1).
+"""The daemon's supervised MQTT connections (aiomqtt; MQTT 5 or 3.1.1): control and feeds.
 
 aiomqtt has no auto-reconnect, so :class:`MqttLink` runs a supervisor loop:
 connect (with a last will marking the daemon offline), and from that moment
 run a reader and a writer as named tasks until the connection fails; wait the
 endpoint's :class:`~roommon.transports.backoff.Backoff` on the clock; repeat.
+
+* **Two connections.** The *control* connection carries commands in and
+  everything the daemon publishes (alarm outbox, notifications, replies,
+  retained state, status). Feed data comes on a second, *feed-only*
+  connection with its own client id, session and subscriptions (in
+  ``broker.feed_protocol``, 3.1.1 by default: half paho's receive cost). The
+  broker writes a connection's packets in order, so on one shared connection
+  the PUBACK of an alarm queued behind a feed backlog: at twice the
+  sustainable load no acknowledgement came within the keepalive, the link
+  counted the connection lost and the output stalled. Apart, a feed backlog
+  can never delay an alarm. ``connected`` is set while both are up; a lost
+  feed connection is reported (``on_feed_state``) so every room's MQTT feeds
+  alarm as disconnected, and it reconnects with the same backoff.
 
 * **A persistent session.** The link resumes its broker-side session on every
   reconnect (MQTT 5 clean start false with the endpoint's session expiry;
@@ -17,7 +30,10 @@ endpoint's :class:`~roommon.transports.backoff.Backoff` on the clock; repeat.
   A publish not acknowledged within the keepalive is a lost connection too.
 * **Failover.** With several addresses (a broker cluster), a connection lost or
   refused moves to the next address at once; the backoff is waited after a
-  whole round.
+  whole round. Both connections share the address in use: the first to lose
+  a node moves it on, and a connection that fails follows the other to the
+  node it is up on, so they stay together where they can (after a failover
+  they may end on two nodes of the cluster, which serves both alike).
 * **Nothing dropped while away.** QoS 1 messages wait in a durable
   :class:`Outbox` (the daemon's SQLite alarm store); retained messages (room
   state, timers, status) keep only their latest value, and every retained
@@ -33,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -50,9 +66,15 @@ log = get_logger(__name__)
 
 MessageHandler = Callable[[InboundMessage], None]
 
-#: Messages in flight per round trip (outbox rows, or retained topics); the broker
-#: acknowledges them in order.
+#: A lost feed connection that is back (or failed over) within this many seconds is not
+#: reported; after it, every room's MQTT feeds are disconnected until it is back.
+FEED_LOSS_GRACE_S = 2.0
+
+#: Retained topics in flight per round trip; the broker acknowledges them in order.
 BATCH = 50
+#: Outbox rows in flight per round trip: under overload a round trip waits for a turn of
+#: a busy event loop, and an alarm storm (thousands of feed alarms) must drain in seconds.
+OUTBOX_BATCH = 200
 
 
 class OutboxRow(Protocol):
@@ -96,6 +118,8 @@ class MqttLink:
         rng: random.Random | None = None,
         redeliver_s: float = 30.0,
         on_connected: Callable[[], None] | None = None,
+        feed_subscriptions: Sequence[str] = (),
+        on_feed_state: Callable[[bool, str], None] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._backoff = endpoint.backoff()
@@ -110,24 +134,45 @@ class MqttLink:
         self._retained: dict[str, bytes] = {}  # waiting to be sent
         self._retained_latest: dict[str, bytes] = {}  # every retained topic's newest payload
         self._on_connected = on_connected
-        self._wake = asyncio.Event()
+        self._feed_subscriptions = list(feed_subscriptions)
+        self._feed_id = f"{client_id}-feed"
+        self._on_feed_state = on_feed_state
+        self._feeds_reported_down = False
+        self._wake = asyncio.Event()  # the outbox has rows
+        self._wake_retained = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+        #: The feed connection's client while it is connected (diagnostics and tests).
+        self.feed_client: aiomqtt.Client | None = None
+        self._control_up = False
+        # Without feed subscriptions there is no feed connection: it counts as up.
+        self._feeds_up = not self._feed_subscriptions
+        #: Set while the daemon is connected: control session up and, if there are feed
+        #: subscriptions, the feed connection subscribed.
         self.connected = asyncio.Event()
         self.lost = asyncio.Event()  # set while the connection is down after having been up
         self.connects = 0  # sessions up (subscribed, online said)
         self.connacks = 0  # connections the broker accepted (CONNACK), up or not
         self.disconnects = 0
+        self.feed_connects = 0  # feed connections up (subscribed)
+        self.feed_disconnects = 0
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
+        self._feed_task: asyncio.Task[None] | None = None
+        # Reports the feed connection lost once its grace has passed (cancelled if it is back).
+        self._feed_grace: asyncio.Task[None] | None = None
         self._closing = False
         # Monotonic time of the last unexpected disconnect not yet followed by a redelivery.
         self._lost_at: float | None = None
         self._redeliver_s = redeliver_s
         self._addresses = endpoint.addresses()
         self._address = 0
+        # The address each connection is up on (None while it is down).
+        self._control_at: int | None = None
+        self._feeds_at: int | None = None
         self._session_fresh = False  # the old session (of a previous run) is dropped
-        #: The broker address of the current (or last) connection.
+        #: The broker address of the current (or last) connection, and the feed connection's.
         self.url = endpoint.url
+        self.feed_url = endpoint.url
 
     # ------------------------------------------------------------------ API
 
@@ -135,7 +180,7 @@ class MqttLink:
         """Latest-wins retained message; sent now or on the next connection."""
         self._retained[topic] = payload
         self._retained_latest[topic] = payload
-        self._wake.set()
+        self._wake_retained.set()
 
     def outbox_changed(self) -> None:
         """Tell the writer that the outbox has new rows."""
@@ -147,6 +192,10 @@ class MqttLink:
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._task = self._tg.create_task(self._supervise(), name="mqtt-supervisor")
+        if self._feed_subscriptions:
+            self._feed_task = self._tg.create_task(
+                self._supervise_feeds(), name="mqtt-feed-supervisor"
+            )
         return self
 
     async def __aexit__(
@@ -159,6 +208,9 @@ class MqttLink:
         assert self._task is not None
         self._closing = True
         self._task.cancel()
+        for task in (self._feed_task, self._feed_grace):
+            if task is not None:
+                task.cancel()
         await self._tg.__aexit__(exc_type, exc, tb)
 
     async def goodbye(self, payload: bytes) -> None:
@@ -180,8 +232,9 @@ class MqttLink:
 
     @property
     def healthy(self) -> bool:
-        """The supervisor is running (connected or reconnecting), not dead of an error."""
-        return self._task is not None and not self._task.done()
+        """The supervisors are running (connected or reconnecting), not dead of an error."""
+        tasks = [t for t in (self._task, self._feed_task) if t is not None]
+        return bool(tasks) and not any(t.done() for t in tasks)
 
     async def last_word(self, payload: bytes, *, timeout_s: float = 5.0) -> bool:
         """Publish the retained status ``payload`` after the link itself has died.
@@ -204,7 +257,7 @@ class MqttLink:
     # ------------------------------------------------------------------ loops
 
     def _client_for(self, endpoint: BrokerEndpoint) -> aiomqtt.Client:
-        return endpoint.client(
+        client = endpoint.client(
             identifier=self._client_id,
             will=self._will,
             clean_start=self._endpoint.session_expiry_s == 0,
@@ -212,18 +265,63 @@ class MqttLink:
             # A publish not acknowledged within the keepalive means the connection is gone.
             timeout=float(self._endpoint.keepalive_s),
         )
+        # Both loops' publishes go on the wire at once: paho would hold all but 20 in its own
+        # queue (an alarm behind a batch of room state), and aiomqtt would log a warning for
+        # every publish beyond 10 in flight (hundreds of lines a second).
+        client._client.max_inflight_messages_set(OUTBOX_BATCH + BATCH)
+        client.pending_calls_threshold = OUTBOX_BATCH + BATCH
+        return client
+
+    def _set_up(self, *, control: bool | None = None, feeds: bool | None = None) -> None:
+        if control is not None:
+            self._control_up = control
+        if feeds is not None:
+            self._feeds_up = feeds
+        if self._control_up and self._feeds_up:
+            self.lost.clear()
+            self.connected.set()
+        else:
+            if self.connected.is_set():
+                self.lost.set()
+            self.connected.clear()
+
+    async def _next_address(self, failures: int, index: int, *, name: str) -> None:
+        """After the ``failures``-th failure in a row of a connection to address ``index``:
+        follow the other connection to the node it is up on, or else move the shared
+        address on (unless the other connection already did); wait the backoff after a
+        whole round of the cluster."""
+        other = self._feeds_at if name == "control" else self._control_at
+        if other is not None and other != index:
+            self._address = other  # follow the other connection to the node it is up on
+        elif index == self._address:  # (the other is down, or not yet aware that it is)
+            self._address = (index + 1) % len(self._addresses)
+        if failures % len(self._addresses):
+            return  # another node of the cluster not yet tried in this round
+        attempt = failures // len(self._addresses) - 1
+        delay = self._backoff.delay(attempt, self._rng)
+        log.info(
+            "mqtt_reconnect_wait",
+            connection=name,
+            broker=self._addresses[self._address].url,
+            seconds=round(delay, 3),
+            attempt=attempt + 1,
+        )
+        await self._clock.sleep(delay)
 
     async def _supervise(self) -> None:
         failures = 0
         while True:
-            endpoint = self._addresses[self._address]
+            index = self._address
+            endpoint = self._addresses[index]
             try:
                 if not self._session_fresh:
-                    await self._drop_old_session(endpoint)
+                    await self._drop_old_session(endpoint, self._client_id)
+                    self._session_fresh = True
                 async with self._client_for(endpoint) as client:
                     # Known before anything is sent, so a shutdown from here on can
                     # still say goodbye (an "online" must never be the last word).
                     self._client = client
+                    self._control_at = index
                     self.url = endpoint.url
                     self.connacks += 1
                     async with asyncio.TaskGroup() as tg:
@@ -237,8 +335,6 @@ class MqttLink:
                 self.disconnects += 1
                 if self._lost_at is None:
                     self._lost_at = self._clock.monotonic()
-                if self.connected.is_set():
-                    self.lost.set()
                 # The link was lost, or the broker refused or could not be reached
                 # (``connected`` False): either way the line names the broker.
                 log.warning(
@@ -248,27 +344,97 @@ class MqttLink:
                     error=endpoint.connect_failure(eg.exceptions, identifier=self._client_id),
                 )
             finally:
-                self.connected.clear()
+                self._set_up(control=False)
                 self._client = None
+                self._control_at = None
             if self._closing:
                 # aiomqtt may turn the CancelledError of a shutdown into an MqttError
                 # while disconnecting; never let that swallow the shutdown.
                 raise asyncio.CancelledError
             failures += 1
-            self._address = (self._address + 1) % len(self._addresses)
-            if failures % len(self._addresses):
-                continue  # another node of the cluster not yet tried in this round
-            attempt = failures // len(self._addresses) - 1
-            delay = self._backoff.delay(attempt, self._rng)
-            log.info(
-                "mqtt_reconnect_wait",
-                broker=self._addresses[self._address].url,
-                seconds=round(delay, 3),
-                attempt=attempt + 1,
-            )
-            await self._clock.sleep(delay)
+            await self._next_address(failures, index, name="control")
 
-    async def _drop_old_session(self, endpoint: BrokerEndpoint) -> None:
+    def _feed_client_for(self, endpoint: BrokerEndpoint, *, clean: bool = False) -> aiomqtt.Client:
+        expiry = self._endpoint.session_expiry_s
+        return endpoint.for_feeds().client(
+            identifier=self._feed_id,
+            clean_start=clean or expiry == 0,
+            session_expiry_s=None if clean else expiry or None,
+            timeout=float(self._endpoint.keepalive_s),
+            mqtt311=self._endpoint.feed_protocol == "3.1.1",
+        )
+
+    async def _supervise_feeds(self) -> None:
+        """The feed-only connection: subscribe to the rooms' feeds and hand what comes to
+        the handler, until the connection fails; then the same failover and backoff as
+        the control connection. Its session is persistent like the control one's (QoS 1
+        feed data published while it reconnects is kept by the broker)."""
+        failures = 0
+        fresh = self._endpoint.session_expiry_s == 0
+        while True:
+            index = self._address
+            endpoint = self._addresses[index]
+            up = False
+            reason = ""
+            try:
+                if not fresh:
+                    async with self._feed_client_for(endpoint, clean=True):
+                        pass  # end the session a previous run left (see _drop_old_session)
+                    fresh = True
+                async with self._feed_client_for(endpoint) as client:
+                    self.feed_url = endpoint.url
+                    self.feed_client = client
+                    self._feeds_at = index
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(receive(client, self._on_message), name="mqtt-feed-reader")
+                        for topic in self._feed_subscriptions:
+                            await client.subscribe(topic, qos=1)
+                        up = True
+                        failures = 0
+                        self.feed_connects += 1
+                        self._set_up(feeds=True)
+                        log.info(
+                            "mqtt_feeds_connected",
+                            broker=endpoint.url,
+                            subscriptions=len(self._feed_subscriptions),
+                        )
+                        if self._feed_grace is not None:
+                            self._feed_grace.cancel()
+                            self._feed_grace = None
+                        if self._feeds_reported_down:
+                            self._feeds_reported_down = False
+                            if self._on_feed_state is not None:
+                                self._on_feed_state(True, "")
+            except* aiomqtt.MqttError as eg:
+                self.feed_disconnects += 1
+                reason = endpoint.connect_failure(eg.exceptions, identifier=self._feed_id)
+                log.warning(
+                    "mqtt_feeds_disconnected", broker=endpoint.url, connected=up, error=reason
+                )
+            finally:
+                self._set_up(feeds=False)
+                self.feed_client = None
+                self._feeds_at = None
+            if self._closing:
+                raise asyncio.CancelledError
+            if up and self._feed_grace is None and not self._feeds_reported_down:
+                assert self._tg is not None
+                self._feed_grace = self._tg.create_task(
+                    self._report_feeds_down(f"feed connection to {endpoint.url} lost ({reason})"),
+                    name="mqtt-feed-loss",
+                )
+            failures += 1
+            await self._next_address(failures, index, name="feeds")
+
+    async def _report_feeds_down(self, reason: str) -> None:
+        await self._clock.sleep(FEED_LOSS_GRACE_S)
+        self._feed_grace = None
+        self._feeds_reported_down = True
+        log.warning("mqtt_feeds_lost", grace_s=FEED_LOSS_GRACE_S, reason=reason)
+        if self._on_feed_state is not None:
+            self._on_feed_state(False, reason)
+
+    async def _drop_old_session(self, endpoint: BrokerEndpoint, identifier: str) -> None:
         """Once per run, before the first session: end what a previous run left.
 
         The session is resumed on every reconnect of this run, but not from a
@@ -279,13 +445,11 @@ class MqttLink:
         kind Mosquitto 2.0 keeps across its own restart.
         """
         if self._endpoint.session_expiry_s == 0:
-            self._session_fresh = True
             return
         async with endpoint.client(
-            identifier=self._client_id, clean_start=True, timeout=float(endpoint.keepalive_s)
+            identifier=identifier, clean_start=True, timeout=float(endpoint.keepalive_s)
         ):
             pass
-        self._session_fresh = True
 
     async def _start_session(self, client: aiomqtt.Client) -> None:
         """Subscribe, say online, queue every retained topic again: the link is up."""
@@ -298,8 +462,7 @@ class MqttLink:
             self._retained.setdefault(topic, payload)
         if self._on_connected is not None:
             self._on_connected()
-        self.lost.clear()
-        self.connected.set()
+        self._set_up(control=True)
         self.connects += 1
         log.info("mqtt_connected", broker=self.url, outbox=self._store.pending_count())
 
@@ -310,27 +473,25 @@ class MqttLink:
         await receive(client, self._on_message)
 
     async def _flush(self, client: aiomqtt.Client) -> None:
-        """Send what is queued, alarms first.
+        """Send everything queued, the outbox first (a graceful shutdown's last flush)."""
+        await self._flush_outbox(client)
+        await self._flush_retained(client)
 
-        The durable outbox (alarm events, notifications, command replies, room and
-        timer events) is drained before any retained message, and checked again
-        before each batch of retained messages, so an alarm never waits behind room
-        state. Retained topics are coalesced (only a topic's newest payload is
-        kept) and go out up to :data:`BATCH` at a time in flight, not one round
-        trip each.
-        """
-        while True:
-            rows = self._store.pending(BATCH)
-            if rows:
-                await asyncio.gather(
-                    *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
-                )
-                now = self._clock.monotonic()
-                self._store.acknowledged([r.id for r in rows], at=now)
-                self._store.forget_acknowledged(now - self._redeliver_s)
-                continue
-            if not self._retained:
-                return
+    async def _flush_outbox(self, client: aiomqtt.Client) -> None:
+        """Drain the durable outbox (alarm events, notifications, command replies, room and
+        timer events), :data:`OUTBOX_BATCH` rows in flight at a time, oldest first."""
+        while rows := self._store.pending(OUTBOX_BATCH):
+            await asyncio.gather(
+                *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
+            )
+            now = self._clock.monotonic()
+            self._store.acknowledged([r.id for r in rows], at=now)
+            self._store.forget_acknowledged(now - self._redeliver_s)
+
+    async def _flush_retained(self, client: aiomqtt.Client) -> None:
+        """Send the retained topics' newest payloads (coalesced: only a topic's newest is
+        kept), :data:`BATCH` in flight at a time, not one round trip each."""
+        while self._retained:
             batch = list(itertools.islice(self._retained.items(), BATCH))
             await asyncio.gather(
                 *(client.publish(topic, payload, qos=1, retain=True) for topic, payload in batch)
@@ -356,8 +517,23 @@ class MqttLink:
         self._lost_at = None
 
     async def _write(self, client: aiomqtt.Client) -> None:
+        """Alarms first: the outbox and the retained topics are sent by two loops of their
+        own, so an alarm never waits for a batch of room state to be acknowledged (nor
+        behind one: it is written to the socket as soon as it is queued)."""
         await self._redeliver(client)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._loop(client, self._wake, self._flush_outbox), name="mqtt-outbox")
+            tg.create_task(
+                self._loop(client, self._wake_retained, self._flush_retained), name="mqtt-retained"
+            )
+
+    @staticmethod
+    async def _loop(
+        client: aiomqtt.Client,
+        wake: asyncio.Event,
+        flush: Callable[[aiomqtt.Client], Awaitable[None]],
+    ) -> None:
         while True:
-            self._wake.clear()
-            await self._flush(client)
-            await self._wake.wait()
+            wake.clear()
+            await flush(client)
+            await wake.wait()
