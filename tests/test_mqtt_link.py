@@ -53,6 +53,39 @@ async def test_alarms_go_out_ahead_of_a_backlog_of_retained_state(
     assert next(m.payload for m in states if m.topic == "roommon/v1/t/room0/state") == b'{"n":2}'
 
 
+async def test_the_status_goes_out_ahead_of_a_backlog_of_room_state(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    # An overloaded daemon's status ("overloaded", its lag) updated while hundreds of
+    # room states wait: it is sent first, not where an update re-enters the queue.
+    store = AlarmStore(tmp_path / "roommon.sqlite3")
+    link = MqttLink(
+        endpoint=BrokerEndpoint(host=LOOPBACK, port=broker.port),
+        client_id="roommon-t-main",
+        store=store,
+        clock=RealClock(),
+        subscriptions=[],
+        on_message=lambda _m: None,
+        will_topic="roommon/v1/t/status/main",
+        will_payload=b'{"status":"offline"}',
+        online=lambda: b'{"status":"online"}',
+    )
+    status = "roommon/v1/t/status/main"
+    for i in range(BACKLOG):  # the status was sent before these: it re-enters behind them
+        link.publish_retained(f"roommon/v1/t/room{i}/state", b'{"n":1}')
+    link.publish_retained(status, b'{"status":"online","overloaded":true}', first=True)
+    filters = ["roommon/v1/t/+/state", status]
+    try:
+        async with MqttCollector(broker.port, filters) as c, link:
+            got = await c.wait_for(lambda ms: len(ms) >= BACKLOG + 1, within=30)
+    finally:
+        store.close()
+    newest = b'{"status":"online","overloaded":true}'
+    at = next(i for i, m in enumerate(got) if m.payload == newest)
+    # ahead of every room state: only the link's own "online" on connecting precedes it
+    assert {m.topic for m in got[:at]} <= {status}
+
+
 async def test_a_refused_connection_is_logged_naming_the_broker(tmp_path: Path) -> None:
     import asyncio
 

@@ -412,14 +412,16 @@ class Daemon:
                 pipeline.external_conditions([report])
         if self.link is not None:  # the status says it at once, not at the next heartbeat
             self.link.publish_retained(
-                self.topics.status(self.config.daemon.instance), self.status_payload("online")
+                self.topics.status(self.config.daemon.instance),
+                self.status_payload("online"),
+                first=True,
             )
 
     async def _heartbeat(self) -> None:
         topic = self.topics.status(self.config.daemon.instance)
         while True:
             if self.link is not None:
-                self.link.publish_retained(topic, self.status_payload("online"))
+                self.link.publish_retained(topic, self.status_payload("online"), first=True)
             await self.clock.sleep(self.config.daemon.heartbeat_s)
 
     async def _ticker(self) -> None:
@@ -614,7 +616,9 @@ class Daemon:
             log.info("daemon_caught_up", lag_s=round(self.lag.lag_s, 3))
         if (raised or cleared) and self.link is not None:  # the status says it at once
             self.link.publish_retained(
-                self.topics.status(self.config.daemon.instance), self.status_payload("online")
+                self.topics.status(self.config.daemon.instance),
+                self.status_payload("online"),
+                first=True,
             )
 
     def handle_command(self, pipeline: RoomPipeline, client: str, payload: bytes) -> CommandReply:

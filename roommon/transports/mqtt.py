@@ -133,6 +133,7 @@ class MqttLink:
         self._rng = rng or random.Random()
         self._retained: dict[str, bytes] = {}  # waiting to be sent
         self._retained_latest: dict[str, bytes] = {}  # every retained topic's newest payload
+        self._retained_first: set[str] = set()  # topics sent ahead of the others
         self._on_connected = on_connected
         self._feed_subscriptions = list(feed_subscriptions)
         self._feed_id = f"{client_id}-feed"
@@ -176,10 +177,17 @@ class MqttLink:
 
     # ------------------------------------------------------------------ API
 
-    def publish_retained(self, topic: str, payload: bytes) -> None:
-        """Latest-wins retained message; sent now or on the next connection."""
+    def publish_retained(self, topic: str, payload: bytes, *, first: bool = False) -> None:
+        """Latest-wins retained message; sent now or on the next connection.
+
+        ``first``: the topic goes out ahead of every other waiting retained topic
+        (the daemon's status, which must say "overloaded" while hundreds of room
+        states wait), not at the end of the queue where an update re-enters it.
+        """
         self._retained[topic] = payload
         self._retained_latest[topic] = payload
+        if first:
+            self._retained_first.add(topic)
         self._wake_retained.set()
 
     def outbox_changed(self) -> None:
@@ -492,13 +500,23 @@ class MqttLink:
         """Send the retained topics' newest payloads (coalesced: only a topic's newest is
         kept), :data:`BATCH` in flight at a time, not one round trip each."""
         while self._retained:
-            batch = list(itertools.islice(self._retained.items(), BATCH))
+            batch = self._retained_batch()
             await asyncio.gather(
                 *(client.publish(topic, payload, qos=1, retain=True) for topic, payload in batch)
             )
             for topic, payload in batch:
                 if self._retained.get(topic) is payload:  # not replaced meanwhile
                     del self._retained[topic]
+
+    def _retained_batch(self) -> list[tuple[str, bytes]]:
+        """The next :data:`BATCH` retained topics to send: the ``first`` ones, then in order."""
+        waiting = self._retained
+        first = [(t, waiting[t]) for t in self._retained_first if t in waiting]
+        if not first:
+            return list(itertools.islice(waiting.items(), BATCH))
+        ahead = {t for t, _ in first}
+        rest = ((t, p) for t, p in waiting.items() if t not in ahead)
+        return first + list(itertools.islice(rest, max(BATCH - len(first), 0)))
 
     async def _redeliver(self, client: aiomqtt.Client) -> None:
         """After an unexpected disconnect, resend what the broker may have lost."""
