@@ -175,6 +175,24 @@ async def test_shed_messages_are_counted_per_feed_and_alarm_the_room(tmp_path: P
         ]
 
 
+async def test_the_first_shed_message_raises_overloaded_before_the_next_tick(
+    tmp_path: Path,
+) -> None:
+    # An overloaded daemon reaches its next tick late: the onset is judged by the drain.
+    clock = VirtualClock()
+    cfg = config(1883, tmp_path, inbound_queue_max=100)  # tick 0.2 s
+    capture = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        await clock.advance(0.05)  # between ticks
+        for seq in range(1, 301):
+            topic = f"{BASE}/r1/feed/spo2"
+            d.handle_message(aiomqtt.Message(topic, reading(seq, clock.now()), 0, False, 0, None))
+        await clock.advance(0.01)  # the drain runs; the next tick is 0.14 s away
+        raised = [e for e in capture.events if e.code == "daemon.overloaded"]
+        assert [e.room for e in raised] == ["r1"]
+        assert "200 feed messages shed" in raised[0].message
+
+
 FLOOD = 10_000  # spo2 readings arriving at once
 
 

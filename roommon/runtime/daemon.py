@@ -181,6 +181,7 @@ class Daemon:
         self.lag = InputLag()
         self.overloaded: set[str] = set()
         self._shed_seen: Counter[tuple[str, str]] = Counter()
+        self._shed_total_judged = 0  # shed_total when the overload was last judged
         #: Work time of the ticker's passes over every room, and the monotonic time the
         #: last pass ended: the health check and the systemd watchdog judge by it.
         self.tick_time = WorkTime()
@@ -543,6 +544,7 @@ class Daemon:
     async def _drain(self) -> None:
         """Feed messages from the bounded queue to their rooms, noting each one's input lag."""
         queue, ingest, clock, lag = self.inbound, self.ingest, self.clock, self.lag
+        limit = self.config.daemon.overload_lag_s
         while True:
             await queue.ready.wait()
             until = work_clock() + SLICE_S
@@ -556,11 +558,20 @@ class Daemon:
                         waited=mono - item.received,
                         mono=mono,
                     )
+            # The onset of an overload is not left to the next tick, which an overloaded
+            # daemon reaches late: the first shed message, or a queue wait past the limit,
+            # raises daemon.overloaded now (the tick judges it from then on).
+            if not self.overloaded and (
+                queue.shed_total != self._shed_total_judged
+                or queue.waited(clock.monotonic()) > limit
+            ):
+                self._overload()
             await asyncio.sleep(0)
 
     def _overload(self) -> None:
-        """Once a tick: each room whose input lag passed ``overload_lag_s``, or whose feed
-        messages were shed, has ``daemon.overloaded``; it clears when it has caught up."""
+        """Once a tick (and at an overload's onset, from the drain): each room whose input
+        lag passed ``overload_lag_s``, or whose feed messages were shed, has
+        ``daemon.overloaded``; it clears when it has caught up."""
         limit = self.config.daemon.overload_lag_s
         by_room = self.lag.roll()
         # What waits in the queue is behind too, in every room, processed or not (a drain
@@ -572,6 +583,7 @@ class Daemon:
             if new:
                 shed_now[room] += new
         self._shed_seen = Counter(self.inbound.shed)
+        self._shed_total_judged = self.inbound.shed_total
         now = self.clock.now()
         raised, cleared = [], []
         for room, pipeline in self.pipelines.items():
