@@ -140,6 +140,7 @@ class MqttLink:
         self._on_feed_state = on_feed_state
         self._feeds_reported_down = False
         self._wake = asyncio.Event()  # the outbox has rows
+        self._outbox_lock = asyncio.Lock()
         self._wake_retained = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         #: The feed connection's client while it is connected (diagnostics and tests).
@@ -488,13 +489,16 @@ class MqttLink:
     async def _flush_outbox(self, client: aiomqtt.Client) -> None:
         """Drain the durable outbox (alarm events, notifications, command replies, room and
         timer events), :data:`OUTBOX_BATCH` rows in flight at a time, oldest first."""
-        while rows := self._store.pending(OUTBOX_BATCH):
-            await asyncio.gather(
-                *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
-            )
-            now = self._clock.monotonic()
-            self._store.acknowledged([r.id for r in rows], at=now)
-            self._store.forget_acknowledged(now - self._redeliver_s)
+        # One flush at a time: the shutdown's last flush must not take the rows the
+        # outbox loop has in flight, not yet acknowledged, and send them a second time.
+        async with self._outbox_lock:
+            while rows := self._store.pending(OUTBOX_BATCH):
+                await asyncio.gather(
+                    *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
+                )
+                now = self._clock.monotonic()
+                self._store.acknowledged([r.id for r in rows], at=now)
+                self._store.forget_acknowledged(now - self._redeliver_s)
 
     async def _flush_retained(self, client: aiomqtt.Client) -> None:
         """Send the retained topics' newest payloads (coalesced: only a topic's newest is
