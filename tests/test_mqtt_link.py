@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from paho.mqtt import client as paho_client
@@ -20,21 +21,24 @@ pytestmark = pytest.mark.broker
 BACKLOG = 600  # rooms' worth of retained state waiting when the connection comes up
 
 
+def make_link(endpoint: BrokerEndpoint, store: AlarmStore, **kw: Any) -> MqttLink:
+    """The daemon's link as these tests use it: the parts they vary given by keyword."""
+    args: dict[str, Any] = {
+        "client_id": "roommon-t-main",
+        "subscriptions": [],
+        "on_message": lambda _m: None,
+        "will_topic": "roommon/v1/t/status/main",
+        "will_payload": b'{"status":"offline"}',
+        "online": lambda: b'{"status":"online"}',
+    }
+    return MqttLink(endpoint=endpoint, store=store, clock=RealClock(), **(args | kw))
+
+
 async def test_alarms_go_out_ahead_of_a_backlog_of_retained_state(
     broker: MosquittoBroker, tmp_path: Path
 ) -> None:
     store = AlarmStore(tmp_path / "roommon.sqlite3")
-    link = MqttLink(
-        endpoint=BrokerEndpoint(host=LOOPBACK, port=broker.port),
-        client_id="roommon-t-main",
-        store=store,
-        clock=RealClock(),
-        subscriptions=[],
-        on_message=lambda _m: None,
-        will_topic="roommon/v1/t/status/main",
-        will_payload=b'{"status":"offline"}',
-        online=lambda: b'{"status":"online"}',
-    )
+    link = make_link(BrokerEndpoint(host=LOOPBACK, port=broker.port), store)
     # Queued while not connected: a backlog of room states (one updated twice), then an alarm.
     for i in range(BACKLOG):
         link.publish_retained(f"roommon/v1/t/room{i}/state", b'{"n":1}')
@@ -59,17 +63,7 @@ async def test_the_status_goes_out_ahead_of_a_backlog_of_room_state(
     # An overloaded daemon's status ("overloaded", its lag) updated while hundreds of
     # room states wait: it is sent first, not where an update re-enters the queue.
     store = AlarmStore(tmp_path / "roommon.sqlite3")
-    link = MqttLink(
-        endpoint=BrokerEndpoint(host=LOOPBACK, port=broker.port),
-        client_id="roommon-t-main",
-        store=store,
-        clock=RealClock(),
-        subscriptions=[],
-        on_message=lambda _m: None,
-        will_topic="roommon/v1/t/status/main",
-        will_payload=b'{"status":"offline"}',
-        online=lambda: b'{"status":"online"}',
-    )
+    link = make_link(BrokerEndpoint(host=LOOPBACK, port=broker.port), store)
     status = "roommon/v1/t/status/main"
     for i in range(BACKLOG):  # the status was sent before these: it re-enters behind them
         link.publish_retained(f"roommon/v1/t/room{i}/state", b'{"n":1}')
@@ -94,17 +88,7 @@ async def test_a_refused_connection_is_logged_naming_the_broker(tmp_path: Path) 
 
     endpoint = BrokerEndpoint(host=LOOPBACK, port=free_port())  # nothing listens there
     store = AlarmStore(tmp_path / "roommon.sqlite3")
-    link = MqttLink(
-        endpoint=endpoint,
-        client_id="roommon-t-refused",
-        store=store,
-        clock=RealClock(),
-        subscriptions=[],
-        on_message=lambda _m: None,
-        will_topic="roommon/v1/t/status/main",
-        will_payload=b'{"status":"offline"}',
-        online=lambda: b'{"status":"online"}',
-    )
+    link = make_link(endpoint, store, client_id="roommon-t-refused")
     try:
         with capture_logs() as logs:
             async with link:
@@ -133,17 +117,12 @@ async def test_alarms_are_acknowledged_while_the_feed_connection_is_backlogged(
 
     store = AlarmStore(tmp_path / "roommon.sqlite3")
     received: list[str] = []
-    link = MqttLink(
-        endpoint=BrokerEndpoint(host=LOOPBACK, port=broker.port, keepalive_s=30),
-        client_id="roommon-t-main",
-        store=store,
-        clock=RealClock(),
+    link = make_link(
+        BrokerEndpoint(host=LOOPBACK, port=broker.port, keepalive_s=30),
+        store,
         subscriptions=["roommon/v1/t/+/command/+"],
         feed_subscriptions=["roommon/v1/t/r1/feed/+"],
         on_message=lambda m: received.append(str(m.topic)),
-        will_topic="roommon/v1/t/status/main",
-        will_payload=b'{"status":"offline"}',
-        online=lambda: b'{"status":"online"}',
     )
     chunk = b'{"samples":"' + b"0" * 1000 + b'"}'
     try:
@@ -171,17 +150,7 @@ async def test_an_alarm_goes_out_while_a_batch_of_room_state_waits_for_its_ackno
     is in flight (here: a broker that stopped answering) is written at once, not after
     that batch's PUBACKs."""
     store = AlarmStore(tmp_path / "roommon.sqlite3")
-    link = MqttLink(
-        endpoint=BrokerEndpoint(host=LOOPBACK, port=broker.port, keepalive_s=60),
-        client_id="roommon-t-main",
-        store=store,
-        clock=RealClock(),
-        subscriptions=[],
-        on_message=lambda _m: None,
-        will_topic="roommon/v1/t/status/main",
-        will_payload=b'{"status":"offline"}',
-        online=lambda: b'{"status":"online"}',
-    )
+    link = make_link(BrokerEndpoint(host=LOOPBACK, port=broker.port, keepalive_s=60), store)
 
     def on_the_wire() -> list[str]:
         """Topics of the publishes paho has written and not had acknowledged (not those
