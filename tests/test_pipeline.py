@@ -22,7 +22,6 @@ from roommon.room.sequence import SeqDecision, SeqGate
 from roommon.testing import CaptureOutput
 from roommon.testing.checks import ProbeCheck, ProbeSettings
 from roommon.wire.commands import CommandPayload
-from roommon.wire.payloads import RoomStateMessage
 
 
 def room_config(**overrides: Any) -> Config:
@@ -176,27 +175,6 @@ async def test_rejected_payloads_are_counted_and_the_feed_goes_on(clock: Virtual
     assert ("feed.bad_payload", "raised") in out.transitions()
     state = p.state_message()
     assert state.feeds["spo2"].rejected == {"bad_json": 1, "non_finite": 1}
-
-
-async def test_the_state_built_without_validation_is_what_the_contracts_model_takes(
-    clock: VirtualClock,
-) -> None:
-    """state_message builds the state with model_construct (no second validation per
-    tick): the contract's model, validating the published JSON, must give it back as it is
-    (feeds, a reading's measurement, an alarm)."""
-    p, _ = make(clock)
-    p.reject("spo2", ProtocolError("bad_json", "Expecting value"))
-    for seq in range(20):
-        p.ingest(spo2(clock, seq, 97 if seq < 2 else 85))
-        await clock.advance(1)
-        p.tick()
-    state = p.state_message()
-    assert state.measurements["spo2"].value == 85
-    assert {a.code for a in state.alarms} >= {"limit.spo2_low", "feed.never_seen"}
-    assert RoomStateMessage.model_validate_json(state.model_dump_json()) == state
-    assert RoomStateMessage.model_validate(state.model_dump()).model_dump_json() == (
-        state.model_dump_json()
-    )
 
 
 async def test_sequence_gap_duplicate_and_reorder(clock: VirtualClock) -> None:

@@ -343,7 +343,7 @@ class RoomPipeline:
         for name, value in r.values.items():
             if prefix + name in self._checked:
                 continue
-            self.measurements[prefix + name] = MeasurementValue.model_construct(  # see below
+            self.measurements[prefix + name] = MeasurementValue(
                 value=None if math.isnan(value) else value,
                 unit=fields[name][0],
                 t=r.t,
@@ -564,7 +564,7 @@ class RoomPipeline:
         self._conditions(conditions)
         for m in measurements:
             self._checked.add(m.name)
-            self.measurements[m.name] = MeasurementValue.model_construct(  # see state_message
+            self.measurements[m.name] = MeasurementValue(
                 value=m.value if m.reliable else None,
                 unit=m.unit,
                 t=m.t,
@@ -626,10 +626,6 @@ class RoomPipeline:
             self.publish_state(force=True)
 
     def state_message(self) -> RoomStateMessage:
-        """The room's state, built every tick: with ``model_construct``, not validated a
-        second time (every field is typed here, from the room's own state; validating
-        cost about a third of a tick). tests/test_pipeline.py checks that the contract's
-        model takes it unchanged."""
         now, mono = self._wall(), self._clock.monotonic()
         alarms = self.engine.summaries(now)
         top = max(
@@ -637,7 +633,7 @@ class RoomPipeline:
             default="none",
             key=lambda p: ["none", "low", "medium", "high"].index(p),
         )
-        return RoomStateMessage.model_construct(
+        return RoomStateMessage(
             site=self.site,
             room=self.room,
             name=self.config.name,
@@ -652,7 +648,7 @@ class RoomPipeline:
             highest_priority=top,
             alarms=alarms,
             feeds={
-                n: FeedStatus.model_construct(
+                n: FeedStatus(
                     status=f.status(mono),
                     last_seen=f.last_seen_t,
                     received=f.received,
