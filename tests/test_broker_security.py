@@ -501,7 +501,7 @@ async def feed_refusal(endpoint: BrokerEndpoint, identifier: str) -> str:
             endpoint, client_id=identifier, on_messages=lambda _m: None, connect_timeout_s=5
         ):
             pass
-    return endpoint.connect_failure([caught.value], identifier=identifier)
+    return endpoint.connect_failure([caught.value], identifier=None)
 
 
 async def test_the_feed_connection_names_a_refused_certificate_or_password_as_the_control_one(

@@ -105,7 +105,9 @@ def test_what_is_not_mqtt_is_a_malformed_packet_saying_what_is_wrong(
 
 def parsed(v5: bool, *reads: bytes) -> tuple[Messages, list[int], bool]:
     """The messages and acks of ``reads`` fed in turn, and whether it ended malformed."""
-    parser, messages, acks = PacketParser(v5=v5), [], []
+    parser = PacketParser(v5=v5)
+    messages: Messages = []
+    acks: list[int] = []
     for data in reads:
         try:
             m, a, _ = parser.feed(data)

@@ -445,7 +445,7 @@ class MqttLink:
                 self.feed_disconnects += 1
                 if isinstance(exc, MalformedPacketError):
                     self.feed_malformed += 1
-                reason = endpoint.connect_failure([exc], identifier=self._feed_id)
+                reason = endpoint.connect_failure([exc], identifier=None)  # (not paho)
                 log.warning(
                     "mqtt_feeds_disconnected",
                     broker=endpoint.url,
