@@ -52,6 +52,55 @@ def test_scoring_leaves_out_the_learning_period_only_when_asked() -> None:
     assert (ec57.true_pos, ec57.false_neg, ec57.false_pos) == (2, 1, 1)
 
 
+def test_scoring_pairs_as_bxb_at_the_learning_period_boundary() -> None:
+    # bxb: of the detections before the start only the last may pair with the first
+    # reference beat after it; a detection within the window after the start that
+    # the next reference beat matches better is dropped, not counted as false.
+    fs = 100.0  # 15-sample window, start at 30000
+    last_of_learning = match_beats(
+        np.array([29_000, 30_005], dtype=np.int64),
+        np.array([29_000, 29_995], dtype=np.int64),
+        fs=fs,
+        start_s=EC57_START_S,
+    )
+    assert (last_of_learning.true_pos, last_of_learning.false_neg) == (1, 0)
+    dropped = match_beats(
+        np.array([29_990, 30_200], dtype=np.int64),
+        np.array([29_992, 30_004, 30_200], dtype=np.int64),
+        fs=fs,
+        start_s=EC57_START_S,
+    )
+    assert (dropped.true_pos, dropped.false_neg, dropped.false_pos) == (1, 0, 0)
+
+
+def test_scoring_uses_bxbs_better_next_match_rule() -> None:
+    # bxb.c's own example (its 2002 revision, window 37 samples): ref 96 and test 128
+    # are 32 apart, as are test 128 and ref 160, but test 185 matches ref 160 better,
+    # so 96/128 pair and nothing is missed.
+    m = match_beats(
+        np.array([96, 160], dtype=np.int64),
+        np.array([128, 185], dtype=np.int64),
+        fs=250.0,
+        window_s=0.148,
+    )
+    assert (m.true_pos, m.false_neg, m.false_pos) == (2, 0, 0)
+
+
+def test_a_detection_inside_flutter_still_pairs_with_a_beat_just_outside() -> None:
+    # bxb reads the detections inside a reference [ .. ] episode like any other and
+    # only leaves them uncounted when unpaired: one 10 samples into the episode is
+    # the match of the beat 20 samples before it (dropping the detections inside
+    # first would miss that beat).
+    fs = 250.0
+    ref = np.array([500, 1000], dtype=np.int64)
+    det = np.array([500, 1020, 1500, 2500], dtype=np.int64)
+    m = match_beats(ref, det, fs=fs, vf=[(1010, 3000)])
+    assert (m.true_pos, m.false_neg, m.false_pos) == (2, 0, 0)
+    no_end = match_beats(ref, det, fs=fs, vf=[(1010, int(np.iinfo(np.int64).max))])
+    assert (no_end.true_pos, no_end.false_neg, no_end.false_pos) == (2, 0, 0)
+    assert match_beats(ref, det, fs=fs).false_pos == 2
+
+
 @pytest.mark.physionet
 def test_detections_inside_annotated_flutter_are_not_scored() -> None:
     # mitdb 207: six [ .. ] flutter episodes. Their flutter waves are no beats of the
@@ -63,7 +112,7 @@ def test_detections_inside_annotated_flutter_are_not_scored() -> None:
     inside = det.shape[0] - outside(det, spans).shape[0]
     assert inside > 100  # the detector does fire on flutter waves
     fs = read_channel(path).fs
-    scored = match_beats(reference_beats(path), outside(det, spans), fs=fs)
+    scored = match_beats(reference_beats(path), det, fs=fs, vf=spans)
     assert scored.positive_predictivity >= 0.99
     assert match_beats(reference_beats(path), det, fs=fs).positive_predictivity < 0.9
 
