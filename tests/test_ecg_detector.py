@@ -364,3 +364,39 @@ def test_multiform_pvcs_are_located_at_their_qrs() -> None:
     result = match_beats(reference_beats(path), detect_record(path), fs=fs)
     assert result.sensitivity >= 0.99
     assert result.positive_predictivity >= 0.99
+
+
+@pytest.mark.physionet
+def test_early_pvcs_on_the_t_wave_are_beats_at_a_fast_rate() -> None:
+    # mitdb 203 (atrial fibrillation about 100 bpm): PVCs coupled at 350-390 ms fall
+    # inside the fixed 360 ms T-wave window, smaller and less steep than the beat
+    # before them, but as sharp for their height as a QRS; the T wave is round.
+    path = physionet_record("mitdb", "203")
+    sig = read_channel(path)
+    fs = sig.fs
+    det = detect_samples(sig.samples[: round(400.0 * fs)], fs=fs)
+    for t in (357.92, 380.04, 386.59):  # annotated V beats
+        assert np.min(np.abs(det - round(t * fs))) <= round(0.15 * fs), t
+    ref = reference_beats(path)
+    m = match_beats(ref[ref < round(399.0 * fs)], det[det < round(399.0 * fs)], fs=fs)
+    assert m.positive_predictivity >= 0.99
+
+
+@pytest.mark.physionet
+def test_beats_of_a_fast_ventricular_tachycardia_are_not_lost_to_refractoriness() -> None:
+    # cudb cu13, 383-424 s: VT at about 225 bpm (R-R 270 ms). The R point of a wide
+    # complex, taken near its steepest slope, can land within 200 ms of the previous
+    # R point though the complex is a full period later.
+    path = physionet_record("cudb", "cu13")
+    sig = read_channel(path)
+    fs = sig.fs
+    det = detect_samples(sig.samples, fs=fs)
+    ref = reference_beats(path)
+    lo, hi = round(383.0 * fs), round(424.0 * fs)
+    m = match_beats(
+        ref[(ref >= lo) & (ref < hi)],
+        det[(det >= lo - round(0.15 * fs)) & (det < hi + round(0.15 * fs))],
+        fs=fs,
+    )
+    assert m.sensitivity >= 0.83
+    assert m.positive_predictivity >= 0.95
