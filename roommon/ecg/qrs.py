@@ -14,7 +14,9 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
 3. Each candidate, in sample order, is a QRS when it is above the adaptive
    threshold ``noise + 0.3125 * (qrs - noise)`` (medians/means of the last eight
    QRS and noise peaks), is past the 200 ms refractory period, is not a T wave
-   (within 360 ms of the previous QRS with less than half its steepest slope),
+   (within 360 ms of the previous QRS with less than half its steepest slope;
+   for a candidate as sharp, slope per mV, as the recent QRS complexes, the
+   window shrinks with the rate as the QT interval does),
    and has a raw deflection of at least ``min_qrs_mv``. When no QRS has been
    found for 1.66 mean R-R intervals, the largest candidate since the last QRS
    above half the threshold is taken (search-back). A wide beat (aberrated or
@@ -30,7 +32,9 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    of the raw signal from its local baseline (median around the QRS) inside the
    window the integral says the QRS occupied, within 150 ms before and 80 ms
    after the steepest filtered slope there. Wide (bundle-branch block, PVC)
-   complexes widen the integral's peak, and the window covers them.
+   complexes widen the integral's peak, and the window covers them. In a rhythm
+   over 150 bpm, a point that falls in the refractory period of the previous R
+   gives way to the largest deflection after the steepest slope.
 
 Chunking independence: every decision is taken on absolute sample indices and
 only once the signal is known far enough ahead of the index it concerns (a
