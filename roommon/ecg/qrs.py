@@ -129,6 +129,12 @@ T_WAVE_SHARPNESS: Final = 0.9
 # the largest deflection after its steepest slope is then taken, if that is past
 # the refractory period (cudb cu13's 225 bpm VT lost one beat in four).
 FAST_RR_S: Final = 0.400
+# Defibrillation, a lead moving to the ADC's limits, a gap held at its last
+# value: the signal sits still, far from its baseline. No QRS holds one level for
+# RAIL_S (a clipped R peak does for a few samples): a candidate whose window has
+# that long a run of identical samples at half its deflection or more is neither
+# a beat nor a level to learn from (cudb's shocks: cu17, cu21, cu23, cu27).
+RAIL_S: Final = 0.060
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
 
@@ -176,6 +182,7 @@ class _Candidate:
     slope: float = 0.0  # steepest filtered slope in the QRS window
     r_late: int = -1  # largest deflection from the steepest slope on (FAST_RR_S)
     amp_late: float = 0.0  # |deflection| there
+    railed: bool = False  # the window holds a long flat stretch away from baseline
 
 
 class QrsDetector:
@@ -218,6 +225,7 @@ class QrsDetector:
         "_queue",
         "_r_after",
         "_r_before",
+        "_rail",
         "_raw_hist",
         "_raw_peaks",
         "_ref",
@@ -266,6 +274,7 @@ class QrsDetector:
         self._refractory = round(0.200 * self._fs)
         self._t_wave = round(T_WAVE_S * self._fs)
         self._fast_rr = round(FAST_RR_S * self._fs)
+        self._rail = round(RAIL_S * self._fs)
         self._p_wave = round(P_WAVE_S * self._fs)
         self._r_before = round(0.150 * self._fs)  # R peak search around the steepest slope
         self._r_after = round(0.080 * self._fs)
@@ -509,7 +518,18 @@ class QrsDetector:
             kl = ks + int(dev[ks:].argmax())
             c.r_late = self._base + lo + kl
             c.amp_late = dev.item(kl)
+            c.railed = self._railed(seg, dev, c.amplitude)
         self._queue.append(c)
+
+    def _railed(self, seg: FloatArray, dev: FloatArray, amplitude: float) -> bool:
+        """A stretch of RAIL_S of identical samples, half the deflection or more off baseline."""
+        flat = (seg[1:] == seg[:-1]) & (dev[1:] >= 0.5 * amplitude)
+        n = self._rail
+        if amplitude <= 0.0 or flat.shape[0] < n or np.count_nonzero(flat) < n:
+            return False
+        run = np.concatenate(([0], flat.view(np.int8), [0]))
+        edges = np.flatnonzero(np.diff(run))
+        return bool((edges[1::2] - edges[::2]).max() >= n)
 
     def _threshold(self) -> float:
         # Read per candidate, and by beat_pending; the levels change per decision.
@@ -647,6 +667,8 @@ class QrsDetector:
         self._queue.extendleft(reversed(cands))
 
     def _classify(self, c: _Candidate, out: list[int], *, p_wave: bool = False) -> None:
+        if c.railed:
+            return  # ADC limits or a gap: no QRS there, and no level to learn from
         last = self._last_qrs
         if last is not None and c.r_idx - last.r_idx < self._refractory:
             rr = self._rr_mean()
