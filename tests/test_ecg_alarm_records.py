@@ -388,3 +388,23 @@ async def test_one_false_beat_does_not_make_a_tachycardia() -> None:
     assert not ever(run, "ecg.tachy")
     assert not ever(run, "ecg.tachy_extreme")
     assert max(r for r in run.shown_rate[20:] if r is not None) > 140.0  # the mean did pass
+
+
+async def test_fibrillation_across_the_gaps_a_defibrillator_leaves() -> None:
+    # cudb cu19: VF from 491.4 s, after shocks. The recording has runs of missing
+    # samples (NaN: 1 ms to 70 ms) at 488.1, 495.7 and 496.0-496.1 s, the pipeline
+    # cuts them out, and the check sees gaps. The VF analysis must go on across them:
+    # restarted at each, it waited a whole window of new signal and alarmed 10.6 s in.
+    # Nor does the QRS detector's recovery from a gap (3 s of ecg.gap) hold VF back.
+    x, fs, ref = excerpt("cudb", "cu19", 440.0, 508.0)
+    onset = next(a for a, _ in ref.vf if 490.0 < a < 492.0) - 440.0
+    gaps = np.flatnonzero(~np.isfinite(x[round((onset - 4.0) * fs) : round((onset + 5.0) * fs)]))
+    assert gaps.shape[0] > 0
+    run = await replay_ecg_through_room(x, fs=fs)
+    assert ever(run, "ecg.gap")
+    raised = [t for t in run.raised("ecg.vf") if t >= onset - 1.0]
+    assert raised
+    assert raised[0] - onset <= 10.0
+    assert any(a <= raised[0] < b for a, b in run.on_spans("ecg.gap", 68.0))
+    assert not [t for t in run.raised("ecg.asystole") if t >= onset]
+

@@ -14,7 +14,9 @@ alarm engine applies each :class:`ConditionSpec`'s delay and latching.
 
 Ventricular alarms (high priority, latching: they stay up until reset):
 
-- ``ecg.vf``: the VF analyser's condition (about 3-6 s after onset), unless beats
+- ``ecg.vf``: the VF analyser's condition (about 3-6 s after onset; its analysis
+  bridges gaps of up to 1 s, and is judged through the QRS detector's recovery
+  from a gap, not only while the signal is readable), unless beats
   of the patient's own shape come through (two in a row), a regular rhythm of
   them is running, or a VT run explains the oscillation (within 4 s of one).
 - ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats of one shape at a
@@ -108,6 +110,9 @@ STUCK_MIN_MV = 0.5
 VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
 VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
 VT_HOLD_S = 2.0  # a VT run's condition lasts this long past its last fast ventricular beat
+# Missing signal up to this long is bridged in the VF analysis (see VfAnalyser.bridge):
+# a quarter of its 4 s window. Longer, the analysis starts over.
+VF_BRIDGE_S = 1.0
 # After the beat history restarts (start, noise, a gap) the rate is shown again from
 # the fifth beat: four intervals, the least the heart-rate rule averages. One or two
 # intervals right after noise are as often split by a last noise "beat" as not.
@@ -143,6 +148,8 @@ class _FeedState:
     normal_beat_t: float = -math.inf  # the last of two beats in a row of the normal shape
     last_normal: bool = False  # the last beat had the normal shape
     vf_on: bool = False  # VF was reported present at the last evaluation
+    vf_offset: int = 0  # the VF analysis's sample index of the detector's sample 0
+    vf_judgeable: bool = True  # not flat (leads off), saturated or noisy
     beat_times: deque[float] = field(default_factory=lambda: deque(maxlen=4))
     hr: HeartRate = field(default_factory=HeartRate)
     t_base: float = math.nan  # time of the detector's sample 0
@@ -284,7 +291,7 @@ class EcgCheck(Check, declaration=ECG):
         # While a VT run goes on its beats are not the patient's new normal beat.
         in_vt = t - st.vt_since_beat < VT_HOLD_S
         ventricular = st.classifier.classify(
-            st.vf.filtered, b - st.vf.filtered_start, adopt=not in_vt
+            st.vf.filtered, b + st.vf_offset - st.vf.filtered_start, adopt=not in_vt
         )
         bt = st.beat_times
         bt.append(t)
@@ -359,7 +366,16 @@ class EcgCheck(Check, declaration=ECG):
         )
         st.detector = QrsDetector(fs=st.fs)
         st.pacer = self._pacer(st.fs)
-        st.vf = VfAnalyser(fs=st.fs)
+        # The VF analysis bridges a short gap rather than wait a whole window of new
+        # signal: a defibrillator's shock leaves a few missing samples in a VF that
+        # goes on (cudb cu19), and its alarm must not wait 6 s more for each.
+        missing = chunk.t0 - st.t_end
+        finite = np.flatnonzero(np.isfinite(chunk.samples))
+        if 0.0 <= missing <= VF_BRIDGE_S and finite.shape[0]:
+            st.vf.bridge(round(missing * st.fs), chunk.samples.item(finite.item(0)))
+        else:
+            st.vf = VfAnalyser(fs=st.fs)
+        st.vf_offset = st.vf.samples_seen
         st.classifier = BeatClassifier(fs=st.fs)
         st.vent_run.clear()
         st.vt_since_beat = math.nan
@@ -432,6 +448,7 @@ class EcgCheck(Check, declaration=ECG):
             self._report(ctx, st, feed, NOISY, noisy, t)
             self._report(ctx, st, feed, GAP, judged[3], t)
             self._report(ctx, st, feed, BAD_SAMPLES, judged[4], t)
+        st.vf_judgeable = not (flat or saturated or noisy)
         readable = not (flat or saturated or noisy or t < st.trouble_until)
         if not readable:
             if not math.isnan(st.readable_since):
@@ -505,8 +522,10 @@ class EcgCheck(Check, declaration=ECG):
         # VF begins on a VF-like window and holds between VF-like windows (VF changes
         # its form from second to second), but never while beats of the patient's own
         # shape come through: in VF there are none.
+        # VF is judged through the recovery from a gap or bad samples too: its
+        # analysis goes on across them (see _restart), the QRS detector's does not.
         vf = (
-            readable
+            st.vf_judgeable
             and st.vf.present
             and (st.vf.vf_like or st.vf_on)
             and not t - st.normal_beat_t < 1.5
