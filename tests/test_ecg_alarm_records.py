@@ -408,3 +408,32 @@ async def test_fibrillation_across_the_gaps_a_defibrillator_leaves() -> None:
     assert any(a <= raised[0] < b for a, b in run.on_spans("ecg.gap", 68.0))
     assert not [t for t in run.raised("ecg.asystole") if t >= onset]
 
+
+async def test_multiform_vt_whose_beats_change_shape_is_vt() -> None:
+    # vfdb 423: an annotated (VT from 898.5 s, near 190 bpm, whose wide beats change
+    # their shape from one to the next (correlation with the beat before often under
+    # 0.7). Counted only as a run of one shape, it raised nothing until the VF analysis
+    # called it fibrillation 11.5 s in. Wide beats in a row, fast, are VT however they
+    # are shaped.
+    x, fs, ref = excerpt("vfdb", "423", 860.0, 940.0)
+    onset = next(a for a, _ in ref.vt_rhythm if 895.0 < a < 900.0) - 860.0
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = [t for t in run.raised("ecg.vt") if t >= onset - 1.0]
+    assert raised
+    assert raised[0] - onset <= 10.0
+    assert "vt" in run.rhythm[round(onset) : round(onset) + 10]
+    assert not ever(run, "ecg.asystole")
+
+
+@pytest.mark.parametrize(
+    ("db", "record", "start_s"), [("vfdb", "425", 1250.0), ("cudb", "cu35", 0.0)]
+)
+async def test_noise_beats_are_not_multiform_vt(db: str, record: str, start_s: float) -> None:
+    # Artefact found as fast "beats" of ever-changing shape, with no ventricular event
+    # annotated: vfdb 425 near 1450 s (muscle noise on a wandering baseline) and cudb
+    # cu35 near 65 s. The steep slope of each "beat" fills the whole 250 ms cut: no QRS
+    # is that wide, noise is steep everywhere. Not multiform VT.
+    x, fs, ref = excerpt(db, record, start_s, start_s + 250.0)
+    assert not [s for s in ref.vf + ref.vt_rhythm if s[1] > start_s and s[0] < start_s + 260.0]
+    run = await replay_ecg_through_room(x, fs=fs)
+    assert not ever(run, "ecg.vt")

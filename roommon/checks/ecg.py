@@ -19,9 +19,11 @@ Ventricular alarms (high priority, latching: they stay up until reset):
   from a gap, not only while the signal is readable), unless beats
   of the patient's own shape come through (two in a row), a regular rhythm of
   them is running, or a VT run explains the oscillation (within 4 s of one).
-- ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats of one shape at a
-  mean rate above ``vt_bpm`` (120) and below 250 bpm; present until 2 s after
-  the last beat of the run. While it is present the beat classifier keeps its
+- ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats at a mean rate
+  above ``vt_bpm`` (120) and below 250 bpm, either of one shape (each like the
+  one before) or, multiform, wide (their median steep-slope width 120-200 ms and
+  1.5 times the normal beat's, in a signal the VF analysis does not call VF-like); present
+  until 2 s after the last beat of the run. While it is present the beat classifier keeps its
   template: sustained VT is not adopted as the patient's new normal beat (it
   would end the condition after a dozen beats while the VT went on).
 
@@ -108,6 +110,13 @@ log = get_logger(__name__)
 _RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
 STUCK_MIN_MV = 0.5
 VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
+# A run of differently shaped ventricular beats is VT too where they are wide: their
+# median steep-slope width at least VT_WIDE_S (a QRS of 120 ms or more is the
+# classic mark of a ventricular origin) and VT_WIDER times the normal beat's, at most
+# VT_WIDE_MAX_S (the cut is 250 ms: a steep slope across all of it is noise).
+VT_WIDE_S = 0.12
+VT_WIDE_MAX_S = 0.2
+VT_WIDER = 1.5
 VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
 VT_HOLD_S = 2.0  # a VT run's condition lasts this long past its last fast ventricular beat
 # Missing signal up to this long is bridged in the VF analysis (see VfAnalyser.bridge):
@@ -143,6 +152,8 @@ class _FeedState:
     vf: VfAnalyser
     classifier: BeatClassifier
     vent_run: list[float] = field(default_factory=list)  # times of consecutive V beats
+    vent_width: list[float] = field(default_factory=list)  # their widths (s)
+    vent_alike: int = 0  # beats at the run's end each shaped like the one before
     vt_since_beat: float = math.nan  # last beat of a VT run
     organised_until: float = -math.inf  # a regular rhythm of normal-shaped beats was seen
     normal_beat_t: float = -math.inf  # the last of two beats in a row of the normal shape
@@ -265,7 +276,7 @@ class EcgCheck(Check, declaration=ECG):
                 # found in noise are as steep as the noise, and would hide it.
                 st.ref_slope = st.detector.qrs_slope
         else:
-            st.vent_run.clear()
+            self._end_run(st)
         self._evaluate(st, chunk.feed, ctx, publish=bool(beats.shape[0]))
 
     def on_tick(self, now: float, ctx: CheckContext) -> None:
@@ -286,7 +297,7 @@ class EcgCheck(Check, declaration=ECG):
             st.classifier.reset()
             st.beat_times.append(t)
             st.last_normal = False
-            st.vent_run.clear()
+            self._end_run(st)
             return
         # While a VT run goes on its beats are not the patient's new normal beat.
         in_vt = t - st.vt_since_beat < VT_HOLD_S
@@ -310,21 +321,36 @@ class EcgCheck(Check, declaration=ECG):
             st.normal_beat_t = t  # two in a row: one can match by chance in VF
         st.last_normal = normal
         if not ventricular:
-            st.vent_run.clear()
+            self._end_run(st)
             return
-        run = st.vent_run
-        if run and st.classifier.last_like_previous < VT_SIMILAR:
-            # A run of VT is one shape again and again; "beats" of noise, each shaped
-            # differently, are not a run.
-            run.clear()
+        run, widths, cl = st.vent_run, st.vent_width, st.classifier
+        # A run of monomorphic VT is one shape again and again; "beats" of noise, each
+        # shaped differently, are not a run, unless they are wide as ventricular
+        # beats are: multiform VT changes its shape from beat to beat (vfdb 423).
+        st.vent_alike = st.vent_alike + 1 if run and cl.last_like_previous >= VT_SIMILAR else 1
         run.append(t)
+        widths.append(cl.last_width)
         k = self.cfg.vt_beats
         if len(run) > k:
-            del run[0]
+            del run[0], widths[0]
         if len(run) == k:
             rate = 60.0 * (k - 1) / max(run[-1] - run[0], 1e-6)
-            if self.cfg.vt_bpm < rate < VT_MAX_BPM:
+            one_shape = st.vent_alike >= k
+            # Where the VF analysis sees fibrillation, differently shaped waves are VF;
+            # where the steep slope fills the whole cut (no QRS is that wide: it is
+            # noise, whose slope is steep everywhere), they are not beats to count.
+            mid_width = sorted(widths)[(k - 1) // 2]
+            wide_from = max(VT_WIDE_S, VT_WIDER * cl.template_width)
+            fibrillating = st.vf.vf_like or st.vf.present
+            wide = wide_from <= mid_width <= VT_WIDE_MAX_S and not fibrillating
+            if self.cfg.vt_bpm < rate < VT_MAX_BPM and (one_shape or wide):
                 st.vt_since_beat = t
+
+    @staticmethod
+    def _end_run(st: _FeedState) -> None:
+        st.vent_run.clear()
+        st.vent_width.clear()
+        st.vent_alike = 0
 
     def _pacer(self, fs: float) -> PacerFilter | None:
         return PacerFilter(fs=fs) if self.cfg.pacer_rejection and fs >= PACER_MIN_FS else None
@@ -377,7 +403,7 @@ class EcgCheck(Check, declaration=ECG):
             st.vf = VfAnalyser(fs=st.fs)
         st.vf_offset = st.vf.samples_seen
         st.classifier = BeatClassifier(fs=st.fs)
-        st.vent_run.clear()
+        self._end_run(st)
         st.vt_since_beat = math.nan
         st.t_base = chunk.t0
         st.hr.reset()

@@ -91,6 +91,11 @@ class BeatClassifier:
         """No template yet: the first beats are being collected."""
         return self._template is None
 
+    @property
+    def template_width(self) -> float:
+        """Steep-slope width (s) of the normal beat's template (0 while learning)."""
+        return self._template_width
+
     def reset(self) -> None:
         self._learning = []
         self._template = None
