@@ -437,3 +437,19 @@ async def test_noise_beats_are_not_multiform_vt(db: str, record: str, start_s: f
     assert not [s for s in ref.vf + ref.vt_rhythm if s[1] > start_s and s[0] < start_s + 260.0]
     run = await replay_ecg_through_room(x, fs=fs)
     assert not ever(run, "ecg.vt")
+
+
+async def test_the_normal_beats_width_follows_its_template() -> None:
+    # mitdb 203 opens with 10 s of noise: the template learnt from its first five beats
+    # measured 156 ms of steep slope, twice the QRS's, and its width was never taken
+    # again while its shape followed the beats. The VT run at 1605.6 s (one shape, about
+    # 175 bpm, 80-240 ms of steep slope) was then "not wider than normal": not alarmed.
+    x, fs, ref = excerpt("mitdb", "203", 0.0, 1620.0)
+    runs = [a for a, _ in ref.ventricular_runs(min_beats=6, min_bpm=120) if 1600 < a < 1610]
+    assert runs
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = [t for t in run.raised("ecg.vt") if t >= runs[0] - 1.0]
+    assert raised
+    assert raised[0] - runs[0] <= 10.0
+    assert not ever(run, "ecg.vf")
+    assert not ever(run, "ecg.asystole")
