@@ -453,3 +453,16 @@ async def test_the_normal_beats_width_follows_its_template() -> None:
     assert raised[0] - runs[0] <= 10.0
     assert not ever(run, "ecg.vf")
     assert not ever(run, "ecg.asystole")
+
+
+async def test_an_interval_split_by_an_extra_detection_is_no_tachycardia() -> None:
+    # cudb cu19, 362-378 s: an irregular rhythm rising to 130-138 bpm (annotated beats),
+    # just under the 140 bpm limit. One extra detection at 371.5 s, between two beats
+    # 0.46 s apart, splits that interval into two of 0.23 s: both the mean and the
+    # interquartile mean of the twelve intervals rise to about 148 bpm. Joined again
+    # (two intervals under 60 % of the median adding up to about one), it is 135.
+    x, fs, _ = excerpt("cudb", "cu19", 300.0, 400.0)
+    run = await replay_ecg_through_room(x, fs=fs)
+    assert max(r for r in run.shown_rate[70:78] if r is not None) > 140.0  # the mean did pass
+    assert not ever(run, "ecg.tachy")
+    assert not ever(run, "ecg.tachy_extreme")

@@ -592,6 +592,11 @@ class EcgCheck(Check, declaration=ECG):
             other = st.hr.rate(t - st.latency_s, robust=not robust)
             if other is not None:
                 r = max(r, other) if r < cfg.brady_bpm else min(r, other)
+            if r > cfg.tachy_bpm:
+                # ... and with an interval split by an extra detection joined again.
+                unsplit = st.hr.unsplit_rate(t - st.latency_s)
+                if unsplit is not None:
+                    r = min(r, unsplit)
         # These five are reported here only, and only on change: skip when none changed
         # (the values and limits below go with a change).
         rated = (
