@@ -7,18 +7,20 @@ predictivity (+P) with a 150 ms match window, beat annotations only, ventricular
 flutter episodes excluded; per record and gross, next to
 ``wfdb.processing.xqrs_detect`` on the same signals in the same run.
 
-Scored as WFDB's ``bxb`` (the ANSI/AAMI EC57 comparator) does: the 19 beat
-labels are QRS complexes; inside the reference's ventricular flutter /
-fibrillation episodes (``[`` .. ``]``) neither reference beats nor detections
-count; segments the reference marks unreadable (``~``) are scored like any other
-(bxb counts them too, and reports its "shutdown" apart). Records without beat
-annotations (vfdb: rhythm labels only) have nothing to score and are skipped.
-bxb's default start, 5 minutes in (EC57's learning period), is the ``EC57``
-columns; the others score the whole record, start-up included, which is what a
-monitor switched on at the bedside faces. Gross figures are given per database
-group: MIT-BIH (mitdb, svdb) is what EC57 scores QRS detection on; cudb's beat
-annotations leave stretches unannotated (all beats are labelled N), so its
-figures are a weaker reference. Then
+Scored by :func:`roommon.ecg.offline.match_beats`, a port of WFDB's ``bxb``
+(the reference implementation EC57 requires): its pairing rules and 150 ms
+window; the 19 beat labels are QRS complexes; reference beats inside the
+ventricular flutter / fibrillation episodes (``[`` .. ``]``) are skipped and an
+unpaired detection there is not counted; segments the reference marks unreadable
+(``~``, bxb's "shutdown") are scored like any other (bxb counts a detection there
+as false, in its ``X`` row). Records without beat annotations (vfdb: rhythm
+labels only) have nothing to score and are skipped. bxb's default start, 5
+minutes in (EC57's learning period), is the ``EC57`` columns; the others score
+the whole record, start-up included, which is what a monitor switched on at the
+bedside faces. Gross figures are given per database group: MIT-BIH (mitdb,
+svdb) is what EC57 scores QRS detection on; cudb's beat annotations are a weaker
+reference (all beats are labelled N, and cu35 leaves stretches of the same small
+complexes it labels elsewhere unlabelled), so its figures are too. Then
 throughput in samples per second when fed in 0.1 s and 1 s chunks, next to
 xqrs's batch throughput. Channel 0 of each record is used (MLII on mitdb).
 
@@ -42,7 +44,6 @@ from roommon.ecg.offline import (
     MatchResult,
     detect_samples,
     match_beats,
-    outside,
     reference_beats,
     reference_vf,
 )
@@ -108,10 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         xq, tx = _xqrs(x, sig.fs)
         xqrs_samples += x.shape[0]
         xqrs_time += tx
-        ours = outside(ours, vf)
-        m_ours = match_beats(ref, ours, fs=sig.fs)
-        m_ec57 = match_beats(ref, ours, fs=sig.fs, start_s=EC57_START_S)
-        m_xq = match_beats(ref, outside(xq, vf), fs=sig.fs)
+        m_ours = match_beats(ref, ours, fs=sig.fs, vf=vf)
+        m_ec57 = match_beats(ref, ours, fs=sig.fs, start_s=EC57_START_S, vf=vf)
+        m_xq = match_beats(ref, xq, fs=sig.fs, vf=vf)
         db = name.split("/")[0]
         group = "mitdb+svdb" if db in ("mitdb", "svdb") else "cudb" if db == "cudb" else "other"
         for g in (group, "all"):

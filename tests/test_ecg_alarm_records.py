@@ -388,3 +388,81 @@ async def test_one_false_beat_does_not_make_a_tachycardia() -> None:
     assert not ever(run, "ecg.tachy")
     assert not ever(run, "ecg.tachy_extreme")
     assert max(r for r in run.shown_rate[20:] if r is not None) > 140.0  # the mean did pass
+
+
+async def test_fibrillation_across_the_gaps_a_defibrillator_leaves() -> None:
+    # cudb cu19: VF from 491.4 s, after shocks. The recording has runs of missing
+    # samples (NaN: 1 ms to 70 ms) at 488.1, 495.7 and 496.0-496.1 s, the pipeline
+    # cuts them out, and the check sees gaps. The VF analysis must go on across them:
+    # restarted at each, it waited a whole window of new signal and alarmed 10.6 s in.
+    # Nor does the QRS detector's recovery from a gap (3 s of ecg.gap) hold VF back.
+    x, fs, ref = excerpt("cudb", "cu19", 440.0, 508.0)
+    onset = next(a for a, _ in ref.vf if 490.0 < a < 492.0) - 440.0
+    gaps = np.flatnonzero(~np.isfinite(x[round((onset - 4.0) * fs) : round((onset + 5.0) * fs)]))
+    assert gaps.shape[0] > 0
+    run = await replay_ecg_through_room(x, fs=fs)
+    assert ever(run, "ecg.gap")
+    raised = [t for t in run.raised("ecg.vf") if t >= onset - 1.0]
+    assert raised
+    assert raised[0] - onset <= 10.0
+    assert any(a <= raised[0] < b for a, b in run.on_spans("ecg.gap", 68.0))
+    assert not [t for t in run.raised("ecg.asystole") if t >= onset]
+
+
+async def test_multiform_vt_whose_beats_change_shape_is_vt() -> None:
+    # vfdb 423: an annotated (VT from 898.5 s, near 190 bpm, whose wide beats change
+    # their shape from one to the next (correlation with the beat before often under
+    # 0.7). Counted only as a run of one shape, it raised nothing until the VF analysis
+    # called it fibrillation 11.5 s in. Wide beats in a row, fast, are VT however they
+    # are shaped.
+    x, fs, ref = excerpt("vfdb", "423", 860.0, 940.0)
+    onset = next(a for a, _ in ref.vt_rhythm if 895.0 < a < 900.0) - 860.0
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = [t for t in run.raised("ecg.vt") if t >= onset - 1.0]
+    assert raised
+    assert raised[0] - onset <= 10.0
+    assert "vt" in run.rhythm[round(onset) : round(onset) + 10]
+    assert not ever(run, "ecg.asystole")
+
+
+@pytest.mark.parametrize(
+    ("db", "record", "start_s"), [("vfdb", "425", 1250.0), ("cudb", "cu35", 0.0)]
+)
+async def test_noise_beats_are_not_multiform_vt(db: str, record: str, start_s: float) -> None:
+    # Artefact found as fast "beats" of ever-changing shape, with no ventricular event
+    # annotated: vfdb 425 near 1450 s (muscle noise on a wandering baseline) and cudb
+    # cu35 near 65 s. The steep slope of each "beat" fills the whole 250 ms cut: no QRS
+    # is that wide, noise is steep everywhere. Not multiform VT.
+    x, fs, ref = excerpt(db, record, start_s, start_s + 250.0)
+    assert not [s for s in ref.vf + ref.vt_rhythm if s[1] > start_s and s[0] < start_s + 260.0]
+    run = await replay_ecg_through_room(x, fs=fs)
+    assert not ever(run, "ecg.vt")
+
+
+async def test_the_normal_beats_width_follows_its_template() -> None:
+    # mitdb 203 opens with 10 s of noise: the template learnt from its first five beats
+    # measured 156 ms of steep slope, twice the QRS's, and its width was never taken
+    # again while its shape followed the beats. The VT run at 1605.6 s (one shape, about
+    # 175 bpm, 80-240 ms of steep slope) was then "not wider than normal": not alarmed.
+    x, fs, ref = excerpt("mitdb", "203", 0.0, 1620.0)
+    runs = [a for a, _ in ref.ventricular_runs(min_beats=6, min_bpm=120) if 1600 < a < 1610]
+    assert runs
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = [t for t in run.raised("ecg.vt") if t >= runs[0] - 1.0]
+    assert raised
+    assert raised[0] - runs[0] <= 10.0
+    assert not ever(run, "ecg.vf")
+    assert not ever(run, "ecg.asystole")
+
+
+async def test_an_interval_split_by_an_extra_detection_is_no_tachycardia() -> None:
+    # cudb cu19, 362-378 s: an irregular rhythm rising to 130-138 bpm (annotated beats),
+    # just under the 140 bpm limit. One extra detection at 371.5 s, between two beats
+    # 0.46 s apart, splits that interval into two of 0.23 s: both the mean and the
+    # interquartile mean of the twelve intervals rise to about 148 bpm. Joined again
+    # (two intervals under 60 % of the median adding up to about one), it is 135.
+    x, fs, _ = excerpt("cudb", "cu19", 300.0, 400.0)
+    run = await replay_ecg_through_room(x, fs=fs)
+    assert max(r for r in run.shown_rate[70:78] if r is not None) > 140.0  # the mean did pass
+    assert not ever(run, "ecg.tachy")
+    assert not ever(run, "ecg.tachy_extreme")

@@ -14,12 +14,16 @@ alarm engine applies each :class:`ConditionSpec`'s delay and latching.
 
 Ventricular alarms (high priority, latching: they stay up until reset):
 
-- ``ecg.vf``: the VF analyser's condition (about 3-6 s after onset), unless beats
+- ``ecg.vf``: the VF analyser's condition (about 3-6 s after onset; its analysis
+  bridges gaps of up to 1 s, and is judged through the QRS detector's recovery
+  from a gap, not only while the signal is readable), unless beats
   of the patient's own shape come through (two in a row), a regular rhythm of
   them is running, or a VT run explains the oscillation (within 4 s of one).
-- ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats of one shape at a
-  mean rate above ``vt_bpm`` (120) and below 250 bpm; present until 2 s after
-  the last beat of the run. While it is present the beat classifier keeps its
+- ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats at a mean rate
+  above ``vt_bpm`` (120) and below 250 bpm, either of one shape (each like the
+  one before) or, multiform, wide (their median steep-slope width 120-200 ms and
+  1.5 times the normal beat's, in a signal the VF analysis does not call VF-like); present
+  until 2 s after the last beat of the run. While it is present the beat classifier keeps its
   template: sustained VT is not adopted as the patient's new normal beat (it
   would end the condition after a dozen beats while the VT went on).
 
@@ -106,8 +110,18 @@ log = get_logger(__name__)
 _RATE_SPECS = (BRADY, TACHY, BRADY_EXTREME, TACHY_EXTREME)
 STUCK_MIN_MV = 0.5
 VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
+# A run of differently shaped ventricular beats is VT too where they are wide: their
+# median steep-slope width at least VT_WIDE_S (a QRS of 120 ms or more is the
+# classic mark of a ventricular origin) and VT_WIDER times the normal beat's, at most
+# VT_WIDE_MAX_S (the cut is 250 ms: a steep slope across all of it is noise).
+VT_WIDE_S = 0.12
+VT_WIDE_MAX_S = 0.2
+VT_WIDER = 1.5
 VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
 VT_HOLD_S = 2.0  # a VT run's condition lasts this long past its last fast ventricular beat
+# Missing signal up to this long is bridged in the VF analysis (see VfAnalyser.bridge):
+# a quarter of its 4 s window. Longer, the analysis starts over.
+VF_BRIDGE_S = 1.0
 # After the beat history restarts (start, noise, a gap) the rate is shown again from
 # the fifth beat: four intervals, the least the heart-rate rule averages. One or two
 # intervals right after noise are as often split by a last noise "beat" as not.
@@ -138,11 +152,15 @@ class _FeedState:
     vf: VfAnalyser
     classifier: BeatClassifier
     vent_run: list[float] = field(default_factory=list)  # times of consecutive V beats
+    vent_width: list[float] = field(default_factory=list)  # their widths (s)
+    vent_alike: int = 0  # beats at the run's end each shaped like the one before
     vt_since_beat: float = math.nan  # last beat of a VT run
     organised_until: float = -math.inf  # a regular rhythm of normal-shaped beats was seen
     normal_beat_t: float = -math.inf  # the last of two beats in a row of the normal shape
     last_normal: bool = False  # the last beat had the normal shape
     vf_on: bool = False  # VF was reported present at the last evaluation
+    vf_offset: int = 0  # the VF analysis's sample index of the detector's sample 0
+    vf_judgeable: bool = True  # not flat (leads off), saturated or noisy
     beat_times: deque[float] = field(default_factory=lambda: deque(maxlen=4))
     hr: HeartRate = field(default_factory=HeartRate)
     t_base: float = math.nan  # time of the detector's sample 0
@@ -258,7 +276,7 @@ class EcgCheck(Check, declaration=ECG):
                 # found in noise are as steep as the noise, and would hide it.
                 st.ref_slope = st.detector.qrs_slope
         else:
-            st.vent_run.clear()
+            self._end_run(st)
         self._evaluate(st, chunk.feed, ctx, publish=bool(beats.shape[0]))
 
     def on_tick(self, now: float, ctx: CheckContext) -> None:
@@ -279,12 +297,12 @@ class EcgCheck(Check, declaration=ECG):
             st.classifier.reset()
             st.beat_times.append(t)
             st.last_normal = False
-            st.vent_run.clear()
+            self._end_run(st)
             return
         # While a VT run goes on its beats are not the patient's new normal beat.
         in_vt = t - st.vt_since_beat < VT_HOLD_S
         ventricular = st.classifier.classify(
-            st.vf.filtered, b - st.vf.filtered_start, adopt=not in_vt
+            st.vf.filtered, b + st.vf_offset - st.vf.filtered_start, adopt=not in_vt
         )
         bt = st.beat_times
         bt.append(t)
@@ -303,21 +321,36 @@ class EcgCheck(Check, declaration=ECG):
             st.normal_beat_t = t  # two in a row: one can match by chance in VF
         st.last_normal = normal
         if not ventricular:
-            st.vent_run.clear()
+            self._end_run(st)
             return
-        run = st.vent_run
-        if run and st.classifier.last_like_previous < VT_SIMILAR:
-            # A run of VT is one shape again and again; "beats" of noise, each shaped
-            # differently, are not a run.
-            run.clear()
+        run, widths, cl = st.vent_run, st.vent_width, st.classifier
+        # A run of monomorphic VT is one shape again and again; "beats" of noise, each
+        # shaped differently, are not a run, unless they are wide as ventricular
+        # beats are: multiform VT changes its shape from beat to beat (vfdb 423).
+        st.vent_alike = st.vent_alike + 1 if run and cl.last_like_previous >= VT_SIMILAR else 1
         run.append(t)
+        widths.append(cl.last_width)
         k = self.cfg.vt_beats
         if len(run) > k:
-            del run[0]
+            del run[0], widths[0]
         if len(run) == k:
             rate = 60.0 * (k - 1) / max(run[-1] - run[0], 1e-6)
-            if self.cfg.vt_bpm < rate < VT_MAX_BPM:
+            one_shape = st.vent_alike >= k
+            # Where the VF analysis sees fibrillation, differently shaped waves are VF;
+            # where the steep slope fills the whole cut (no QRS is that wide: it is
+            # noise, whose slope is steep everywhere), they are not beats to count.
+            mid_width = sorted(widths)[(k - 1) // 2]
+            wide_from = max(VT_WIDE_S, VT_WIDER * cl.template_width)
+            fibrillating = st.vf.vf_like or st.vf.present
+            wide = wide_from <= mid_width <= VT_WIDE_MAX_S and not fibrillating
+            if self.cfg.vt_bpm < rate < VT_MAX_BPM and (one_shape or wide):
                 st.vt_since_beat = t
+
+    @staticmethod
+    def _end_run(st: _FeedState) -> None:
+        st.vent_run.clear()
+        st.vent_width.clear()
+        st.vent_alike = 0
 
     def _pacer(self, fs: float) -> PacerFilter | None:
         return PacerFilter(fs=fs) if self.cfg.pacer_rejection and fs >= PACER_MIN_FS else None
@@ -359,9 +392,18 @@ class EcgCheck(Check, declaration=ECG):
         )
         st.detector = QrsDetector(fs=st.fs)
         st.pacer = self._pacer(st.fs)
-        st.vf = VfAnalyser(fs=st.fs)
+        # The VF analysis bridges a short gap rather than wait a whole window of new
+        # signal: a defibrillator's shock leaves a few missing samples in a VF that
+        # goes on (cudb cu19), and its alarm must not wait 6 s more for each.
+        missing = chunk.t0 - st.t_end
+        finite = np.flatnonzero(np.isfinite(chunk.samples))
+        if 0.0 <= missing <= VF_BRIDGE_S and finite.shape[0]:
+            st.vf.bridge(round(missing * st.fs), chunk.samples.item(finite.item(0)))
+        else:
+            st.vf = VfAnalyser(fs=st.fs)
+        st.vf_offset = st.vf.samples_seen
         st.classifier = BeatClassifier(fs=st.fs)
-        st.vent_run.clear()
+        self._end_run(st)
         st.vt_since_beat = math.nan
         st.t_base = chunk.t0
         st.hr.reset()
@@ -432,6 +474,7 @@ class EcgCheck(Check, declaration=ECG):
             self._report(ctx, st, feed, NOISY, noisy, t)
             self._report(ctx, st, feed, GAP, judged[3], t)
             self._report(ctx, st, feed, BAD_SAMPLES, judged[4], t)
+        st.vf_judgeable = not (flat or saturated or noisy)
         readable = not (flat or saturated or noisy or t < st.trouble_until)
         if not readable:
             if not math.isnan(st.readable_since):
@@ -505,8 +548,10 @@ class EcgCheck(Check, declaration=ECG):
         # VF begins on a VF-like window and holds between VF-like windows (VF changes
         # its form from second to second), but never while beats of the patient's own
         # shape come through: in VF there are none.
+        # VF is judged through the recovery from a gap or bad samples too: its
+        # analysis goes on across them (see _restart), the QRS detector's does not.
         vf = (
-            readable
+            st.vf_judgeable
             and st.vf.present
             and (st.vf.vf_like or st.vf_on)
             and not t - st.normal_beat_t < 1.5
@@ -547,6 +592,11 @@ class EcgCheck(Check, declaration=ECG):
             other = st.hr.rate(t - st.latency_s, robust=not robust)
             if other is not None:
                 r = max(r, other) if r < cfg.brady_bpm else min(r, other)
+            if r > cfg.tachy_bpm:
+                # ... and with an interval split by an extra detection joined again.
+                unsplit = st.hr.unsplit_rate(t - st.latency_s)
+                if unsplit is not None:
+                    r = min(r, unsplit)
         # These five are reported here only, and only on change: skip when none changed
         # (the values and limits below go with a change).
         rated = (

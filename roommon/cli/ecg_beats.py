@@ -73,7 +73,6 @@ def run_ecg_beats(args: argparse.Namespace, *, out: TextIO | None = None) -> int
     from roommon.ecg.offline import (
         detect_samples,
         match_beats,
-        outside,
         reference_beats,
         reference_vf,
     )
@@ -111,7 +110,7 @@ def run_ecg_beats(args: argparse.Namespace, *, out: TextIO | None = None) -> int
         reference = reference_beats(base, annotator=args.annotator)
         # As bxb: detections inside the reference's flutter episodes are not scored.
         vf = reference_vf(base, annotator=args.annotator)
-        m = match_beats(reference, outside(np.asarray(beats, dtype=np.int64), vf), fs=sig.fs)
+        m = match_beats(reference, np.asarray(beats, dtype=np.int64), fs=sig.fs, vf=vf)
         stream.write(
             f"against {annotations.name} ({reference.shape[0]} reference beats, ±150 ms): "
             f"Se {100 * m.sensitivity:.2f} % (TP {m.true_pos}, FN {m.false_neg}), "

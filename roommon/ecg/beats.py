@@ -17,7 +17,8 @@ wider, or when it is very different (correlation < 0.6) and not narrower. On
 the shared MIT-BIH records this finds about 70 % of single PVCs and calls about
 2 % of normal beats ventricular; a VT run needs six in a row, fast. The template
 is the element-wise median of the first five beats (so a PVC among them does
-not become the template), then follows matching beats with weight 1/8. When
+not become the template), then follows matching beats with weight 1/8; its
+width is taken again after every ``WIDTH_EVERY`` (8) of them. When
 ``adopt_after`` (12) consecutive beats all differ from the template but match
 each other, the rhythm has changed (a bundle-branch block appeared, a lead
 moved): their shape becomes the template, except while the check reports a VT
@@ -41,6 +42,7 @@ CORR_VERY_DIFFERENT: Final = 0.6
 WIDE_S: Final = 0.060
 WIDER_S: Final = 0.0
 LEARN_BEATS: Final = 5
+WIDTH_EVERY: Final = 8  # the template's width is taken again after this many updates
 
 
 class BeatClassifier:
@@ -59,6 +61,7 @@ class BeatClassifier:
         "_template",
         "_template_ss",
         "_template_width",
+        "_tracked",
         "last_corr",
         "last_like_previous",  # correlation with the beat before (ventricular beats only)
         "last_width",
@@ -72,6 +75,7 @@ class BeatClassifier:
         self._learning: list[FloatArray] = []
         self._template: FloatArray | None = None
         self._template_width = 0.0
+        self._tracked = 0  # matching beats folded into the template since its width was taken
         self._candidate: FloatArray | None = None
         self._different_run = 0
         self._previous: FloatArray | None = None
@@ -90,6 +94,11 @@ class BeatClassifier:
     def learning(self) -> bool:
         """No template yet: the first beats are being collected."""
         return self._template is None
+
+    @property
+    def template_width(self) -> float:
+        """Steep-slope width (s) of the normal beat's template (0 while learning)."""
+        return self._template_width
 
     def reset(self) -> None:
         self._learning = []
@@ -139,6 +148,12 @@ class BeatClassifier:
         if corr >= CORR_DIFFERENT:
             tmpl += (seg - tmpl) * 0.125
             self._template_ss = tmpl.dot(tmpl)
+            self._tracked += 1
+            if self._tracked >= WIDTH_EVERY:
+                # The template follows the beats; its width must too (one learnt from
+                # the first beats of a noisy start stayed twice the QRS's: mitdb 203).
+                self._template_width = self._width(tmpl)
+                self._tracked = 0
             self._different_run = 0
             self._candidate = None
         elif adopt:

@@ -14,7 +14,9 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
 3. Each candidate, in sample order, is a QRS when it is above the adaptive
    threshold ``noise + 0.3125 * (qrs - noise)`` (medians/means of the last eight
    QRS and noise peaks), is past the 200 ms refractory period, is not a T wave
-   (within 360 ms of the previous QRS with less than half its steepest slope),
+   (within 360 ms of the previous QRS with less than half its steepest slope;
+   for a candidate as sharp, slope per mV, as the recent QRS complexes, the
+   window shrinks with the rate as the QT interval does),
    and has a raw deflection of at least ``min_qrs_mv``. When no QRS has been
    found for 1.66 mean R-R intervals, the largest candidate since the last QRS
    above half the threshold is taken (search-back). A wide beat (aberrated or
@@ -30,7 +32,9 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    of the raw signal from its local baseline (median around the QRS) inside the
    window the integral says the QRS occupied, within 150 ms before and 80 ms
    after the steepest filtered slope there. Wide (bundle-branch block, PVC)
-   complexes widen the integral's peak, and the window covers them.
+   complexes widen the integral's peak, and the window covers them. In a rhythm
+   over 150 bpm, a point that falls in the refractory period of the previous R
+   gives way to the largest deflection after the steepest slope.
 
 Chunking independence: every decision is taken on absolute sample indices and
 only once the signal is known far enough ahead of the index it concerns (a
@@ -41,6 +45,7 @@ beat by at most one sample at an exact tie).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
@@ -108,6 +113,28 @@ P_WAVE_S: Final = 0.25
 P_WAVE_RATIO: Final = 1.3
 P_WAVE_VALUE_RATIO: Final = 1.4
 
+# The T wave peaks earlier as the heart rate rises (the QT interval shortens about
+# as the square root of the R-R interval, Bazett): T_WAVE_S is its window at
+# 60 bpm, and at faster rates the window shrinks so, down to the refractory
+# period. A candidate between that shrunk window and T_WAVE_S is still a T wave
+# unless it is as sharp as the recent QRS complexes (slope per mV of height at
+# least T_WAVE_SHARPNESS of theirs): the T wave is round, an early PVC landing on
+# it (mitdb 203, coupled at 340-390 ms in a 100 bpm atrial fibrillation) is not.
+T_WAVE_S: Final = 0.360
+T_WAVE_SHARPNESS: Final = 0.9
+# In a fast rhythm (mean R-R under FAST_RR_S, 150 bpm and over: ventricular
+# tachycardia) the complexes are so close that the R point of a wide one, the
+# largest deflection around its steepest slope, can fall within the refractory
+# period of the previous R point though its energy peak is a full period away;
+# the largest deflection after its steepest slope is then taken, if that is past
+# the refractory period (cudb cu13's 225 bpm VT lost one beat in four).
+FAST_RR_S: Final = 0.400
+# Defibrillation, a lead moving to the ADC's limits, a gap held at its last
+# value: the signal sits still, far from its baseline. No QRS holds one level for
+# RAIL_S (a clipped R peak does for a few samples): a candidate whose window has
+# that long a run of identical samples at half its deflection or more is neither
+# a beat nor a level to learn from (cudb's shocks: cu17, cu21, cu23, cu27).
+RAIL_S: Final = 0.060
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
 
@@ -153,6 +180,9 @@ class _Candidate:
     r_idx: int = -1  # R peak (largest raw deflection) belonging to this candidate
     amplitude: float = 0.0  # |deflection| of the R peak from the local baseline
     slope: float = 0.0  # steepest filtered slope in the QRS window
+    r_late: int = -1  # largest deflection from the steepest slope on (FAST_RR_S)
+    amp_late: float = 0.0  # |deflection| there
+    railed: bool = False  # the window holds a long flat stretch away from baseline
 
 
 class QrsDetector:
@@ -172,6 +202,7 @@ class QrsDetector:
         "_b",
         "_base",
         "_der_hist",
+        "_fast_rr",
         "_fs",
         "_hist_len",
         "_last_mwi",
@@ -194,6 +225,7 @@ class QrsDetector:
         "_queue",
         "_r_after",
         "_r_before",
+        "_rail",
         "_raw_hist",
         "_raw_peaks",
         "_ref",
@@ -203,6 +235,7 @@ class QrsDetector:
         "_rr_mean_n",
         "_sb_done",
         "_sharp_hist",
+        "_sharp_med",
         "_slope_med",
         "_slopes",
         "_sq_tail",
@@ -239,7 +272,9 @@ class QrsDetector:
         self._win = max(2, round(0.150 * self._fs))  # integration window
         self._merge = round(0.200 * self._fs)  # candidate spacing = look-ahead
         self._refractory = round(0.200 * self._fs)
-        self._t_wave = round(0.360 * self._fs)
+        self._t_wave = round(T_WAVE_S * self._fs)
+        self._fast_rr = round(FAST_RR_S * self._fs)
+        self._rail = round(RAIL_S * self._fs)
         self._p_wave = round(P_WAVE_S * self._fs)
         self._r_before = round(0.150 * self._fs)  # R peak search around the steepest slope
         self._r_after = round(0.080 * self._fs)
@@ -271,6 +306,7 @@ class QrsDetector:
         self._slopes: deque[float] = deque(maxlen=8)
         # Slope per mV of the accepted beats: their shape, which no gain changes.
         self._sharp_hist: deque[float] = deque(maxlen=8)
+        self._sharp_med: float | None = None  # its median, None when stale
         # Derived from the levels above, None when stale (each is recomputed on demand).
         self._thr: float | None = None
         self._slope_med: float | None = None
@@ -479,7 +515,21 @@ class QrsDetector:
             k = i0 + int(dev[i0:i1].argmax()) if i1 > i0 else int(dev.argmax())
             c.r_idx = self._base + lo + k
             c.amplitude = dev.item(k)
+            kl = ks + int(dev[ks:].argmax())
+            c.r_late = self._base + lo + kl
+            c.amp_late = dev.item(kl)
+            c.railed = self._railed(seg, dev, c.amplitude)
         self._queue.append(c)
+
+    def _railed(self, seg: FloatArray, dev: FloatArray, amplitude: float) -> bool:
+        """A stretch of RAIL_S of identical samples, half the deflection or more off baseline."""
+        flat = (seg[1:] == seg[:-1]) & (dev[1:] >= 0.5 * amplitude)
+        n = self._rail
+        if amplitude <= 0.0 or flat.shape[0] < n or np.count_nonzero(flat) < n:
+            return False
+        run = np.concatenate(([0], flat.view(np.int8), [0]))
+        edges = np.flatnonzero(np.diff(run))
+        return bool((edges[1::2] - edges[::2]).max() >= n)
 
     def _threshold(self) -> float:
         # Read per candidate, and by beat_pending; the levels change per decision.
@@ -505,9 +555,28 @@ class QrsDetector:
         return (
             last is None
             or c.idx - last.idx >= self._t_wave
+            or (
+                c.idx - last.idx >= self._t_wave_at_rate()
+                and c.slope >= T_WAVE_SHARPNESS * self._qrs_sharpness() * c.amplitude
+            )
             or c.slope >= 0.5 * last.slope
             or c.amplitude >= 0.8 * last.amplitude
         )
+
+    def _t_wave_at_rate(self) -> int:
+        """The T-wave window shrunk with the rate: T_WAVE_S x sqrt(R-R / 1 s), capped."""
+        rr = self._rr_mean()
+        if rr is None:
+            return self._t_wave
+        at_rate = round(T_WAVE_S * math.sqrt(rr / self._fs) * self._fs)
+        return max(self._refractory, min(self._t_wave, at_rate))
+
+    def _qrs_sharpness(self) -> float:
+        """Median slope per mV of the recent beats (0 before the first)."""
+        sharp = self._sharp_med
+        if sharp is None:
+            self._sharp_med = sharp = _median_of_levels(self._sharp_hist)
+        return sharp
 
     def _median_slope(self) -> float:
         med = self._slope_med
@@ -598,9 +667,14 @@ class QrsDetector:
         self._queue.extendleft(reversed(cands))
 
     def _classify(self, c: _Candidate, out: list[int], *, p_wave: bool = False) -> None:
+        if c.railed:
+            return  # ADC limits or a gap: no QRS there, and no level to learn from
         last = self._last_qrs
         if last is not None and c.r_idx - last.r_idx < self._refractory:
-            return
+            rr = self._rr_mean()
+            if rr is None or rr >= self._fast_rr or c.r_late - last.r_idx < self._refractory:
+                return
+            c.r_idx, c.amplitude = c.r_late, c.amp_late
         thr = self._threshold()
         if not p_wave and (
             (c.value > thr and self._qrs_like(c))
@@ -666,6 +740,7 @@ class QrsDetector:
         self._slope_med = None
         if c.amplitude > 0.0:
             self._sharp_hist.append(c.slope / c.amplitude)
+            self._sharp_med = None
         self._sb_done = False
         self._noise_cands.clear()
         out.append(c.r_idx)
@@ -703,7 +778,7 @@ class QrsDetector:
 
     def _same_shape_pair(self, old_amp: float) -> _Candidate | None:
         """The largest candidate since the last QRS that has a twin of the old QRS's shape."""
-        sharp = _median_of_levels(self._sharp_hist)
+        sharp = self._qrs_sharpness()
         if sharp <= 0.0:
             return None
         floor = max(self._min_qrs_mv, RELEARN_AMPLITUDE * old_amp)
