@@ -168,6 +168,8 @@ async def test_feed_data_arrives_in_order_many_messages_a_read_and_qos_1_is_ackn
             with stalled_reading(persistent):  # they pile up in the socket: read in bulk
                 for i in range(n):
                     await pub.publish(f"roommon/v1/t/r{i % 3}/feed/ekg", b"%d" % i, qos=0)
+                # Acknowledged once the broker has routed all of the above (in order).
+                await pub.publish("roommon/v1/t/sync", b"", qos=1)
             await wait_until(lambda: len(got) == n)
             assert len(reads) < n / 10  # many messages per read, not one read (and wake) each
             for i in range(n, n + 50):  # QoS 1 (Mosquitto keeps the order within a QoS)
