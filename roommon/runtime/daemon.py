@@ -540,7 +540,9 @@ class Daemon:
         room_id, rest = parsed
         if len(rest) == 2 and rest[0] == "feed":
             if self.subscribe_feeds:
-                self.inbound.put(Inbound(room_id, rest[1], payload, self.clock.monotonic()))
+                old = self.inbound.put(Inbound(room_id, rest[1], payload, self.clock.monotonic()))
+                if old is not None and (shed_in := self.pipelines.get(old.room)) is not None:
+                    shed_in.shed(old.feed)
             else:
                 self.counters["live_feed_ignored"] += 1
             return
