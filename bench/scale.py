@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,6 +384,8 @@ class Trial:
     steps: int = 0
     publisher_late: float = 0.0
     overloaded_after_s: float | None = None
+    #: Alarm events seen at the subscriber during the trial, by code (all transitions).
+    events: dict[str, int] = field(default_factory=dict)
     why: list[str] = field(default_factory=list)
 
     def p(self, q: float, delivery: bool = False) -> float:
@@ -423,6 +426,7 @@ async def trial(
         alarms: dict[str, float] = {}
         raised_at: dict[str, float] = {}  # the alarm event's own t: when the daemon raised it
         overloaded: list[float] = []
+        events: Counter[str] = Counter()
         try:
             async with aiomqtt.Client("127.0.0.1", port, identifier="bench-watch") as sub:
                 await sub.subscribe(f"{BASE}/+/alarm", qos=1)
@@ -433,6 +437,7 @@ async def trial(
                         got = time.time()
                         body = json.loads(m.payload if isinstance(m.payload, bytes) else b"{}")
                         if str(m.topic).endswith("/alarm"):
+                            events[body["code"]] += 1
                             step = body["code"] == "limit.bench_step"
                             if step and body["transition"] == "raised":
                                 alarms.setdefault(body["room"], got)
@@ -508,6 +513,7 @@ async def trial(
             res.missing = res.published - last["counters"].get("feed_accepted", 0)
             if overloaded:
                 res.overloaded_after_s = overloaded[0] - start
+            res.events = dict(events.most_common())
         finally:
             daemon.send_signal(signal.SIGTERM)
             try:
@@ -584,7 +590,8 @@ async def main(args: argparse.Namespace) -> None:
                 if t.overloaded_after_s is not None:
                     print(
                         f"    daemon.overloaded after {t.overloaded_after_s:.1f} s, shed {t.shed}, "
-                        f"missing {t.missing} of {t.published}",
+                        f"missing {t.missing} of {t.published}, {sum(t.events.values())} alarm "
+                        f"events {t.events}",
                         flush=True,
                     )
             return
@@ -638,7 +645,8 @@ async def main(args: argparse.Namespace) -> None:
                     else "NOT raised"
                 )
                 + f", RSS max {o.rss_mb:.0f} MB, shed {o.shed}, missing {o.missing} of "
-                f"{o.published}, lag max {o.lag_max:.1f} s",
+                f"{o.published}, lag max {o.lag_max:.1f} s, {sum(o.events.values())} alarm "
+                f"events {o.events}",
                 flush=True,
             )
         if args.profile:
