@@ -304,3 +304,22 @@ async def test_a_feed_whose_messages_the_daemon_shed_is_neither_silent_nor_never
         assert ("r2", "feed.seq_gap") not in codes
         # each round's skip in r2's count is what was shed (not the first: 1..49 never seen)
         assert d.pipelines["r2"].feeds["spo2"].gaps_shed == 29
+
+
+async def test_data_processed_late_raises_overloaded_before_the_next_tick(tmp_path: Path) -> None:
+    """A daemon whose reading falls behind keeps its backlog in the socket and the broker,
+    not in its queue (no queue wait, nothing shed): the lag of the data it processes is
+    the onset, judged by the drain, not left to a tick an overloaded daemon reaches late."""
+    clock = VirtualClock()
+    cfg = config(1883, tmp_path)  # overload_lag_s 1.0, tick 0.2 s
+    capture = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        flood(d, "r1", range(1, 2), clock.now())  # current: the feed's clock baseline
+        await clock.advance(0.25)  # a tick, then between ticks
+        topic = f"{BASE}/r1/feed/spo2"
+        late = reading(2, clock.now() - 1.5)  # sampled 1.5 s ago, processed now
+        d.handle_message(aiomqtt.Message(topic, late, 0, False, 0, None))
+        await clock.advance(0.01)  # the drain runs; the next tick is 0.14 s away
+        raised = [e for e in capture.events if e.code == "daemon.overloaded"]
+        assert [e.room for e in raised] == ["r1"]
+        assert "1.5 s behind" in raised[0].message

@@ -563,21 +563,27 @@ class Daemon:
         while True:
             await queue.ready.wait()
             until = work_clock() + SLICE_S
+            worst = 0.0
             while work_clock() < until and (item := queue.pop()) is not None:
                 if ingest.payload(item.room, item.feed, item.payload) == "accepted":
                     now, mono = clock.now(), clock.monotonic()
-                    lag.sample(
+                    behind = lag.sample(
                         item.room,
                         item.feed,
                         offset=now - ingest.last_sample_t,
                         waited=mono - item.received,
                         mono=mono,
                     )
+                    if behind > worst:
+                        worst = behind
             # The onset of an overload is not left to the next tick, which an overloaded
-            # daemon reaches late: the first shed message, or a queue wait past the limit,
-            # raises daemon.overloaded now (the tick judges it from then on).
+            # daemon reaches late: the first shed message, a queue wait past the limit, or
+            # data processed later than the limit (a daemon whose reading falls behind
+            # keeps the backlog in the socket and the broker, not in its queue) raises
+            # daemon.overloaded now (the tick judges it from then on).
             if not self.overloaded and (
                 queue.shed_total != self._shed_total_judged
+                or worst > limit
                 or queue.waited(clock.monotonic()) > limit
             ):
                 self._overload()
@@ -587,6 +593,7 @@ class Daemon:
         """Once a tick (and at an overload's onset, from the drain): each room whose input
         lag passed ``overload_lag_s``, or whose feed messages were shed, has
         ``daemon.overloaded``; it clears when it has caught up."""
+        started = work_clock()
         limit = self.config.daemon.overload_lag_s
         by_room = self.lag.roll()
         # What waits in the queue is behind too, in every room, processed or not (a drain
@@ -638,6 +645,7 @@ class Daemon:
                 lag_s=round(self.lag.lag_s, 3),
                 queued=self.inbound.queued,
                 shed=self.inbound.shed_total,
+                work_ms=round(1000 * (work_clock() - started), 1),
             )
         if cleared and not self.overloaded:
             log.info("daemon_caught_up", lag_s=round(self.lag.lag_s, 3))
