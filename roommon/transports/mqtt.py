@@ -109,6 +109,11 @@ class Outbox(Protocol):
     """The durable queue of QoS 1 messages the link drains (see AlarmStore)."""
 
     def pending(self, limit: int = ..., *, after_id: int = ...) -> Sequence[OutboxRow]: ...
+    @property
+    def renumbered(self) -> int:
+        """Changes when pending rows took new ids (lower than some ids given before)."""
+        ...
+
     def pending_count(self) -> int: ...
     def acknowledged(self, ids: list[int], *, at: float) -> None: ...
     def recently_acknowledged(self, since: float) -> Sequence[OutboxRow]: ...
@@ -162,6 +167,7 @@ class MqttLink:
         # acknowledged and not yet recorded in the store; ``_acks`` is set by each PUBACK.
         self._sending: aiomqtt.Client | None = None  # the client the outbox loop writes to
         self._sent_upto = 0
+        self._renumbered = 0  # the store's renumbered when _sent_upto was last reset
         self._inflight: dict[int, int] = {}
         self._acked: list[int] = []
         self._acks = asyncio.Event()
@@ -537,6 +543,7 @@ class MqttLink:
         self._record_acks()
         self._inflight.clear()
         self._sent_upto = 0
+        self._renumbered = self._store.renumbered
         self._sending = client
 
     def _send_rows(self, client: aiomqtt.Client) -> bool:
@@ -553,14 +560,21 @@ class MqttLink:
         room = OUTBOX_BATCH - len(self._inflight)
         if room <= 0:
             return True
+        busy: set[int] = set()
+        if self._store.renumbered != self._renumbered:  # rows moved: from the oldest again,
+            self._renumbered = self._store.renumbered  # not the ones on the wire already
+            self._sent_upto = 0
+            busy = {*self._inflight.values(), *self._acked}
         paho = client._client
         pending = client._pending_publishes
         sent = False
-        for r in self._store.pending(room, after_id=self._sent_upto):
+        for r in self._store.pending(room + len(busy), after_id=self._sent_upto):
+            if r.id in busy:
+                continue
             info = paho.publish(r.topic, r.payload, r.qos, r.retain)
             if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
                 return False
-            self._sent_upto = r.id
+            self._sent_upto = max(self._sent_upto, r.id)
             self.rows_written += 1
             sent = True
             if info.is_published():  # QoS 0, or already acknowledged
