@@ -408,7 +408,8 @@ async def trial(
     res = Trial(rooms=rooms, duration=duration)
     with tempfile.TemporaryDirectory(prefix="roommon-scale-") as tmp:
         cfg = Path(tmp) / "site.toml"
-        lag = None if args.roommon_from else args.max_lag  # another checkout may lack it
+        # a checkout from before overload_lag_s existed: --old-checkout
+        lag = None if args.old_checkout else args.max_lag
         cfg.write_text(site_config(port, Path(tmp) / "state", rooms, lag, args.protocol))
         cmd = [sys.executable]
         if profile is not None:
@@ -697,6 +698,11 @@ def cli() -> None:
         default="",
         help="Run the daemon from another checkout's folder holding roommon/ (a before/after "
         "comparison: e.g. `git archive main roommon | tar -x -C /tmp/before`).",
+    )
+    ap.add_argument(
+        "--old-checkout",
+        action="store_true",
+        help="With --roommon-from: that checkout predates daemon.overload_lag_s (not set).",
     )
     args = ap.parse_args()
     if args.role == "publish":
