@@ -10,11 +10,14 @@ escalation step, clear delay, the end of an audio pause, a recovery check.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
+from roommon.alerts.engine import Outgoing
 from roommon.config import parse_config
 from roommon.core.clock import VirtualClock
 from roommon.core.events import InjectionEnded, InjectionStarted
@@ -217,3 +220,34 @@ async def test_an_alarm_at_its_deadline_is_on_the_wire_within_a_turn_of_the_even
         assert link.rows_written == written + 1
         (event,) = await c.wait_for(lambda ms: len(ms) >= 1)
         assert event.json()["transition"] == "raised"
+
+
+async def test_a_deadline_passed_in_the_middle_of_a_slice_of_input_alarms_there(
+    tmp_path: Path,
+) -> None:
+    """The event loop runs a due timer only after what became ready before it: a slice of
+    input, a slice of the ticker. The drain runs a deadline it passes itself, between two
+    messages, so the alarm does not wait for the rest of the slice (nor the next one)."""
+    clock = VirtualClock()
+    raw = config(tmp_path)
+    raw["rooms"]["r2"] = {"feeds": {"spo2": {"kind": "spo2", "stale_s": 60}}}
+    raw["daemon"]["tick_s"] = 5.0  # ticks at 5.0 and 10.0: none at the deadline
+    cfg = parse_config(raw)
+    received_then: list[int] = []
+
+    class Watch(CaptureOutput):
+        def alarms(self, outgoing: list[Outgoing]) -> None:
+            received_then.append(d.pipelines["r2"].feeds["spo2"].received)
+            super().alarms(outgoing)
+
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[Watch()]) as d:
+        await clock.advance(0.3)
+        d.pipelines["r1"].ingest(reading(clock, 1, 82.0))  # due at 5.3
+        await clock.advance(4.99)
+        for seq in range(1, 201):  # a backlog of r2's input: the drain is woken for it...
+            body = {"v": 1, "kind": "spo2", "seq": seq, "t": clock.now(), "values": {"spo2": 97}}
+            topic = "roommon/v1/s/r2/feed/spo2"
+            d.handle_message(aiomqtt.Message(topic, json.dumps(body).encode(), 0, False, 0, None))
+        await clock.advance(0.02, rounds=0)  # ...before the deadline's timer fires
+        await asyncio.sleep(0)  # one turn: the drain's slice, then the timer
+        assert received_then == [1]  # raised at the first message past the deadline

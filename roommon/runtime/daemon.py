@@ -95,15 +95,21 @@ class Dispatcher:
         if self._held is not None:  # nested: the outer block records
             yield
             return
-        held: _Held = ([], [])
-        self._held = held
+        self._held = ([], [])
         try:
             yield
         finally:
+            self.release()
             self._held = None
-            if held[0] or held[1]:
-                self._d.store.record(*held)
-                self._d.wake_writer()
+
+    def release(self) -> None:
+        """Record and send what :meth:`held` holds so far, now (an alarm at its deadline,
+        raised in the middle of a held pass, does not wait for the pass)."""
+        held = self._held
+        if held is not None and (held[0] or held[1]):
+            self._held = ([], [])
+            self._d.store.record(*held)
+            self._d.wake_writer()
 
     def alarms(self, outgoing: list[Outgoing]) -> None:
         d = self._d
@@ -214,6 +220,9 @@ class Daemon:
         self._due_at: dict[str, float] = {}
         self._due_n = itertools.count()
         self._due_target = float("inf")
+        #: The monotonic time the deadline timer is armed for: the drain and the ticker run
+        #: the due rooms themselves when they pass it mid-slice (see _due_now).
+        self.due_mono = float("inf")
         self._due_wake = asyncio.Event()
         self._due_error: Exception | None = None
         #: The live inbound path: the bounded queue between the MQTT reader and the
@@ -485,6 +494,8 @@ class Daemon:
                     while i < len(pipelines) and work_clock() - started <= SLICE_S:
                         pipelines[i].tick()
                         i += 1
+                        if self.clock.monotonic() >= self.due_mono:  # see _due_now
+                            self._due_now()
                 if i < len(pipelines):  # let the writer and the readers in
                     work += work_clock() - started
                     await asyncio.sleep(0)
@@ -541,6 +552,7 @@ class Daemon:
                 self._due_target = float("inf") if t is None else t
                 if t is not None:
                     mono = self.clock.monotonic() + (t - now)
+                    self.due_mono = mono
                     timer = self.clock.call_at(mono, self._due_now)
                 await self._due_wake.wait()
         finally:
@@ -548,10 +560,16 @@ class Daemon:
                 timer.cancel()
 
     def _due_now(self) -> None:
-        """The timer of the earliest deadline: run the rooms that are due, in this turn."""
-        self._due_target = float("inf")
+        """The timer of the earliest deadline: run the rooms that are due, in this turn.
+
+        Also called by the drain and the ticker when they pass :attr:`due_mono` in the
+        middle of a slice: the loop runs a due timer only after everything that became
+        ready before it (a slice of input, a slice of the ticker, the readers), which
+        made an alarm at its deadline wait up to two such turns."""
+        self._due_target = self.due_mono = float("inf")
         try:
             self._run_due(self.clock.now())
+            self.output.release()
         except Exception as exc:  # noqa: BLE001 (a supervisor: the deadline task raises it)
             self._due_error = exc
         self._due_wake.set()
@@ -621,6 +639,8 @@ class Daemon:
                     )
                     if behind > worst:
                         worst = behind
+                    if mono >= self.due_mono:  # a deadline passed meanwhile: its alarm now
+                        self._due_now()
             # The onset of an overload is not left to the next tick, which an overloaded
             # daemon reaches late: the first shed message, a queue wait past the limit, or
             # data processed later than the limit (a daemon whose reading falls behind
