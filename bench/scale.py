@@ -386,6 +386,9 @@ class Trial:
     overloaded_after_s: float | None = None
     #: Alarm events seen at the subscriber during the trial, by code (all transitions).
     events: dict[str, int] = field(default_factory=dict)
+    #: Of those, alarms raised once the publishers had started (not the start-up's
+    #: feed.never_seen of feeds whose publisher was not running yet), by code.
+    raised_loaded: dict[str, int] = field(default_factory=dict)
     why: list[str] = field(default_factory=list)
 
     def p(self, q: float, delivery: bool = False) -> float:
@@ -428,6 +431,8 @@ async def trial(
         raised_at: dict[str, float] = {}  # the alarm event's own t: when the daemon raised it
         overloaded: list[float] = []
         events: Counter[str] = Counter()
+        raised_loaded: Counter[str] = Counter()
+        start_at = [float("inf")]  # the publishers' start, once known
         try:
             async with aiomqtt.Client("127.0.0.1", port, identifier="bench-watch") as sub:
                 await sub.subscribe(f"{BASE}/+/alarm", qos=1)
@@ -439,6 +444,8 @@ async def trial(
                         body = json.loads(m.payload if isinstance(m.payload, bytes) else b"{}")
                         if str(m.topic).endswith("/alarm"):
                             events[body["code"]] += 1
+                            if body["transition"] == "raised" and body["t"] >= start_at[0]:
+                                raised_loaded[body["code"]] += 1
                             step = body["code"] == "limit.bench_step"
                             if step and body["transition"] == "raised":
                                 alarms.setdefault(body["room"], got)
@@ -457,6 +464,7 @@ async def trial(
                     await asyncio.sleep(1.0)
                     res.rss_idle_mb = proc_rss_mb(daemon.pid)
                     start = time.time() + 2.0  # the publishers' processes start meanwhile
+                    start_at[0] = start
                     run_s = WARMUP_S + duration
                     every = max(1, rooms // STEP_ROOMS)
                     step_rooms = [f"room{i:04d}" for i in range(0, rooms, every)][:STEP_ROOMS]
@@ -515,6 +523,7 @@ async def trial(
             if overloaded:
                 res.overloaded_after_s = overloaded[0] - start
             res.events = dict(events.most_common())
+            res.raised_loaded = dict(raised_loaded.most_common())
         finally:
             daemon.send_signal(signal.SIGTERM)
             try:
@@ -592,7 +601,8 @@ async def main(args: argparse.Namespace) -> None:
                     print(
                         f"    daemon.overloaded after {t.overloaded_after_s:.1f} s, shed {t.shed}, "
                         f"missing {t.missing} of {t.published}, {sum(t.events.values())} alarm "
-                        f"events {t.events}",
+                        f"events {t.events}; raised under load: {sum(t.raised_loaded.values())} "
+                        f"{t.raised_loaded}",
                         flush=True,
                     )
             return
@@ -647,7 +657,8 @@ async def main(args: argparse.Namespace) -> None:
                 )
                 + f", RSS max {o.rss_mb:.0f} MB, shed {o.shed}, missing {o.missing} of "
                 f"{o.published}, lag max {o.lag_max:.1f} s, {sum(o.events.values())} alarm "
-                f"events {o.events}",
+                f"events {o.events}; raised under load: {sum(o.raised_loaded.values())} "
+                f"{o.raised_loaded}",
                 flush=True,
             )
         if args.profile:
