@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,6 +384,11 @@ class Trial:
     steps: int = 0
     publisher_late: float = 0.0
     overloaded_after_s: float | None = None
+    #: Alarm events seen at the subscriber during the trial, by code (all transitions).
+    events: dict[str, int] = field(default_factory=dict)
+    #: Of those, alarms raised once the publishers had started (not the start-up's
+    #: feed.never_seen of feeds whose publisher was not running yet), by code.
+    raised_loaded: dict[str, int] = field(default_factory=dict)
     why: list[str] = field(default_factory=list)
 
     def p(self, q: float, delivery: bool = False) -> float:
@@ -405,7 +411,8 @@ async def trial(
     res = Trial(rooms=rooms, duration=duration)
     with tempfile.TemporaryDirectory(prefix="roommon-scale-") as tmp:
         cfg = Path(tmp) / "site.toml"
-        lag = None if args.roommon_from else args.max_lag  # another checkout may lack it
+        # a checkout from before overload_lag_s existed: --old-checkout
+        lag = None if args.old_checkout else args.max_lag
         cfg.write_text(site_config(port, Path(tmp) / "state", rooms, lag, args.protocol))
         cmd = [sys.executable]
         if profile is not None:
@@ -423,6 +430,9 @@ async def trial(
         alarms: dict[str, float] = {}
         raised_at: dict[str, float] = {}  # the alarm event's own t: when the daemon raised it
         overloaded: list[float] = []
+        events: Counter[str] = Counter()
+        raised_loaded: Counter[str] = Counter()
+        start_at = [float("inf")]  # the publishers' start, once known
         try:
             async with aiomqtt.Client("127.0.0.1", port, identifier="bench-watch") as sub:
                 await sub.subscribe(f"{BASE}/+/alarm", qos=1)
@@ -433,6 +443,9 @@ async def trial(
                         got = time.time()
                         body = json.loads(m.payload if isinstance(m.payload, bytes) else b"{}")
                         if str(m.topic).endswith("/alarm"):
+                            events[body["code"]] += 1
+                            if body["transition"] == "raised" and body["t"] >= start_at[0]:
+                                raised_loaded[body["code"]] += 1
                             step = body["code"] == "limit.bench_step"
                             if step and body["transition"] == "raised":
                                 alarms.setdefault(body["room"], got)
@@ -451,6 +464,7 @@ async def trial(
                     await asyncio.sleep(1.0)
                     res.rss_idle_mb = proc_rss_mb(daemon.pid)
                     start = time.time() + 2.0  # the publishers' processes start meanwhile
+                    start_at[0] = start
                     run_s = WARMUP_S + duration
                     every = max(1, rooms // STEP_ROOMS)
                     step_rooms = [f"room{i:04d}" for i in range(0, rooms, every)][:STEP_ROOMS]
@@ -508,6 +522,8 @@ async def trial(
             res.missing = res.published - last["counters"].get("feed_accepted", 0)
             if overloaded:
                 res.overloaded_after_s = overloaded[0] - start
+            res.events = dict(events.most_common())
+            res.raised_loaded = dict(raised_loaded.most_common())
         finally:
             daemon.send_signal(signal.SIGTERM)
             try:
@@ -584,7 +600,9 @@ async def main(args: argparse.Namespace) -> None:
                 if t.overloaded_after_s is not None:
                     print(
                         f"    daemon.overloaded after {t.overloaded_after_s:.1f} s, shed {t.shed}, "
-                        f"missing {t.missing} of {t.published}",
+                        f"missing {t.missing} of {t.published}, {sum(t.events.values())} alarm "
+                        f"events {t.events}; raised under load: {sum(t.raised_loaded.values())} "
+                        f"{t.raised_loaded}",
                         flush=True,
                     )
             return
@@ -638,7 +656,9 @@ async def main(args: argparse.Namespace) -> None:
                     else "NOT raised"
                 )
                 + f", RSS max {o.rss_mb:.0f} MB, shed {o.shed}, missing {o.missing} of "
-                f"{o.published}, lag max {o.lag_max:.1f} s",
+                f"{o.published}, lag max {o.lag_max:.1f} s, {sum(o.events.values())} alarm "
+                f"events {o.events}; raised under load: {sum(o.raised_loaded.values())} "
+                f"{o.raised_loaded}",
                 flush=True,
             )
         if args.profile:
@@ -689,6 +709,11 @@ def cli() -> None:
         default="",
         help="Run the daemon from another checkout's folder holding roommon/ (a before/after "
         "comparison: e.g. `git archive main roommon | tar -x -C /tmp/before`).",
+    )
+    ap.add_argument(
+        "--old-checkout",
+        action="store_true",
+        help="With --roommon-from: that checkout predates daemon.overload_lag_s (not set).",
     )
     args = ap.parse_args()
     if args.role == "publish":

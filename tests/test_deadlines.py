@@ -9,17 +9,22 @@ escalation step, clear delay, the end of an audio pause, a recovery check.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
+from roommon.alerts.engine import Outgoing
 from roommon.config import parse_config
 from roommon.core.clock import VirtualClock
 from roommon.core.events import InjectionEnded, InjectionStarted
 from roommon.core.model import NumericReading, SignalKind
 from roommon.runtime.daemon import Daemon
-from roommon.testing import CaptureOutput
+from roommon.testing import CaptureOutput, MosquittoBroker, MqttCollector
+from roommon.testing.flap import wait_until
 from roommon.wire.commands import parse_command
 
 
@@ -183,3 +188,66 @@ async def test_a_wall_clock_step_neither_shortens_nor_stretches_a_delay_or_an_es
         assert clock.monotonic() - start_mono == pytest.approx(15.6)
         # no recovery runs in this room: the step is no recovery.clock_jump alarm here
         assert not [e for e in capture.events if e.code == "recovery.clock_jump"]
+
+
+@pytest.mark.broker
+async def test_an_alarm_at_its_deadline_is_on_the_wire_within_a_turn_of_the_event_loop(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The deadline's timer raises the alarm and writes it to the broker connection in its
+    own callback: no task woken in between, each a turn later (on a busy daemon a turn
+    is a slice of input; at 300 rooms the alarm waited several). The broker is real,
+    the clock virtual; the loop is given one turn after the timer fires."""
+    clock = VirtualClock()
+    raw = config(tmp_path, escalation={})
+    raw["broker"] = {"host": "127.0.0.1", "port": broker.port}
+    raw["daemon"]["tick_s"] = 5.0  # ticks at 5.0 and 10.0: none at the deadline
+    cfg = parse_config(raw)
+    async with (
+        MqttCollector(broker.port, ["roommon/v1/s/+/alarm"]) as c,
+        Daemon(config=cfg, clock=clock) as d,
+    ):
+        link = d.link
+        assert link is not None
+        await wait_until(lambda: link.connected.is_set() and link.writing)
+        await clock.advance(0.3)
+        d.pipelines["r1"].ingest(reading(clock, 1, 82.0))  # due at 5.3
+        await clock.advance(4.99)
+        await wait_until(lambda: d.store.pending_count() == 0)  # nothing else in the outbox
+        written = link.rows_written
+        await clock.advance(0.02, rounds=0)  # the timer fires; nothing has run yet
+        await asyncio.sleep(0)  # one turn of the loop: the timer's callback, then this test
+        assert link.rows_written == written + 1
+        (event,) = await c.wait_for(lambda ms: len(ms) >= 1)
+        assert event.json()["transition"] == "raised"
+
+
+async def test_a_deadline_passed_in_the_middle_of_a_slice_of_input_alarms_there(
+    tmp_path: Path,
+) -> None:
+    """The event loop runs a due timer only after what became ready before it: a slice of
+    input, a slice of the ticker. The drain runs a deadline it passes itself, between two
+    messages, so the alarm does not wait for the rest of the slice (nor the next one)."""
+    clock = VirtualClock()
+    raw = config(tmp_path)
+    raw["rooms"]["r2"] = {"feeds": {"spo2": {"kind": "spo2", "stale_s": 60}}}
+    raw["daemon"]["tick_s"] = 5.0  # ticks at 5.0 and 10.0: none at the deadline
+    cfg = parse_config(raw)
+    received_then: list[int] = []
+
+    class Watch(CaptureOutput):
+        def alarms(self, outgoing: list[Outgoing]) -> None:
+            received_then.append(d.pipelines["r2"].feeds["spo2"].received)
+            super().alarms(outgoing)
+
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[Watch()]) as d:
+        await clock.advance(0.3)
+        d.pipelines["r1"].ingest(reading(clock, 1, 82.0))  # due at 5.3
+        await clock.advance(4.99)
+        for seq in range(1, 201):  # a backlog of r2's input: the drain is woken for it...
+            body = {"v": 1, "kind": "spo2", "seq": seq, "t": clock.now(), "values": {"spo2": 97}}
+            topic = "roommon/v1/s/r2/feed/spo2"
+            d.handle_message(aiomqtt.Message(topic, json.dumps(body).encode(), 0, False, 0, None))
+        await clock.advance(0.02, rounds=0)  # ...before the deadline's timer fires
+        await asyncio.sleep(0)  # one turn: the drain's slice, then the timer
+        assert received_then == [1]  # raised at the first message past the deadline

@@ -180,3 +180,37 @@ async def test_an_alarm_goes_out_while_a_batch_of_room_state_waits_for_its_ackno
     finally:
         broker.resume()
         store.close()
+
+
+async def test_an_alarm_is_written_to_the_socket_before_outbox_changed_returns(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """No turn of the event loop between an alarm's outbox row and the wire (a busy daemon's
+    turns are slices of input work: at 300 rooms each added tens of ms), and still one
+    copy per row: the outbox loop records the PUBACK and does not send it again."""
+    store = AlarmStore(tmp_path / "roommon.sqlite3")
+    link = make_link(BrokerEndpoint(host=LOOPBACK, port=broker.port), store)
+    topic = "roommon/v1/t/r1/alarm"
+    try:
+        async with MqttCollector(broker.port, ["roommon/v1/t/+/alarm"]) as c, link:
+            await wait_until(lambda: link.connected.is_set() and link.writing)
+            assert link._client is not None
+            paho = link._client._client
+            store.enqueue(topic, b'{"alarm":1}')
+            link.outbox_changed()
+            # no await since: the PUBLISH is on the socket, waiting for its PUBACK
+            assert not paho._out_packet
+            assert [m.topic for m in paho._out_messages.values()] == [topic]
+            link.outbox_changed()  # again, before the PUBACK: nothing sent twice
+            store.enqueue(topic, b'{"alarm":2}')
+            link.outbox_changed()
+            assert not paho._out_packet
+            await wait_until(lambda: store.pending_count() == 0)
+            link.outbox_changed()  # after the PUBACKs: nothing sent again either
+            store.enqueue(topic, b'{"alarm":3}')  # the last: a copy sent before it came first
+            link.outbox_changed()
+            await c.wait_for(lambda ms: len(ms) >= 3)
+            await wait_until(lambda: store.pending_count() == 0 and not paho._out_messages)
+        assert [m.payload for m in c.messages] == [b'{"alarm":1}', b'{"alarm":2}', b'{"alarm":3}']
+    finally:
+        store.close()

@@ -33,7 +33,7 @@ SITE = "s"
 BASE = f"roommon/v1/{SITE}"
 
 
-def config(port: int, state_dir: Path, **daemon: Any) -> Config:
+def config(port: int, state_dir: Path, *, stale_s: float = 60, **daemon: Any) -> Config:
     return parse_config(
         {
             "site": {"id": SITE},
@@ -47,7 +47,7 @@ def config(port: int, state_dir: Path, **daemon: Any) -> Config:
             },
             "rooms": {
                 room: {
-                    "feeds": {"spo2": {"kind": "spo2", "stale_s": 60}},
+                    "feeds": {"spo2": {"kind": "spo2", "stale_s": stale_s}},
                     "alarms": {"daemon.overloaded": {"clear_delay_s": 0.4}},
                 }
                 for room in ("r1", "r2")
@@ -245,3 +245,81 @@ async def test_a_stuck_drain_is_overload_by_what_waits_in_the_queue(tmp_path: Pa
         assert sorted(e.room for e in raised) == ["r1", "r2"]
         assert all("behind real time" in e.message for e in raised)
         assert json.loads(d.status_payload("online"))["input_lag_s"] >= 1.0
+
+
+def flood(d: Daemon, room: str, seqs: range, t: float) -> None:
+    for seq in seqs:
+        topic = f"{BASE}/{room}/feed/spo2"
+        d.handle_message(aiomqtt.Message(topic, reading(seq, t), 0, False, 0, None))
+
+
+async def test_a_skip_made_of_messages_the_daemon_shed_is_not_a_seq_gap(tmp_path: Path) -> None:
+    """The daemon's own shedding is counted as shed (and is daemon.overloaded), not blamed on
+    the feed: at twice the sustainable load, feed.seq_gap of every feed was an alarm storm.
+    A skip longer than what was shed lost data upstream too: that is still a gap."""
+    clock = VirtualClock()
+    cfg = config(1883, tmp_path, inbound_queue_max=100)
+    capture = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        flood(d, "r1", range(1, 11), clock.now())
+        await clock.advance(0.05)
+        flood(d, "r1", range(11, 311), clock.now())  # 11..210 are shed
+        await clock.advance(0.05)
+        feed = d.pipelines["r1"].feeds["spo2"]
+        assert (feed.received, feed.shed) == (110, 200)
+        assert feed.gaps == 0
+        assert feed.gaps_shed == 1
+        await clock.advance(0.5)
+        assert not [e for e in capture.events if e.code == "feed.seq_gap"]
+        assert [e.room for e in capture.events if e.code == "daemon.overloaded"] == ["r1"]
+        flood(d, "r1", range(321, 322), clock.now())  # 311..320 never came: lost upstream
+        await clock.advance(0.05)
+        assert feed.gaps == 1
+        await clock.advance(0.2)
+        assert [e.transition for e in capture.events if e.code == "feed.seq_gap"] == ["raised"]
+
+
+async def test_a_feed_whose_messages_the_daemon_shed_is_neither_silent_nor_never_seen(
+    tmp_path: Path,
+) -> None:
+    """Every message of r1 is shed (a flood of r2 behind it fills the queue each time): r1's
+    feed was sending all along, so no feed.never_seen or feed.silent; daemon.overloaded
+    says what happened to its data."""
+    clock = VirtualClock()
+    cfg = config(1883, tmp_path, inbound_queue_max=100, stale_s=1.0)
+    capture = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        seq2 = 1
+        for seq in range(1, 31):  # 3 s, at 10 Hz
+            flood(d, "r1", range(seq, seq + 1), clock.now())
+            flood(d, "r2", range(seq2, seq2 + 150), clock.now())  # sheds r1's, and 49 of r2's
+            seq2 += 150
+            await clock.advance(0.1)
+        feed = d.pipelines["r1"].feeds["spo2"]
+        assert (feed.received, feed.shed) == (0, 30)
+        codes = {(e.room, e.code) for e in capture.events}
+        assert ("r1", "daemon.overloaded") in codes
+        assert ("r1", "feed.never_seen") not in codes
+        assert ("r1", "feed.silent") not in codes
+        assert ("r2", "feed.seq_gap") not in codes
+        # each round's skip in r2's count is what was shed (not the first: 1..49 never seen)
+        assert d.pipelines["r2"].feeds["spo2"].gaps_shed == 29
+
+
+async def test_data_processed_late_raises_overloaded_before_the_next_tick(tmp_path: Path) -> None:
+    """A daemon whose reading falls behind keeps its backlog in the socket and the broker,
+    not in its queue (no queue wait, nothing shed): the lag of the data it processes is
+    the onset, judged by the drain, not left to a tick an overloaded daemon reaches late."""
+    clock = VirtualClock()
+    cfg = config(1883, tmp_path)  # overload_lag_s 1.0, tick 0.2 s
+    capture = CaptureOutput()
+    async with Daemon(config=cfg, clock=clock, use_broker=False, extra_outputs=[capture]) as d:
+        flood(d, "r1", range(1, 2), clock.now())  # current: the feed's clock baseline
+        await clock.advance(0.25)  # a tick, then between ticks
+        topic = f"{BASE}/r1/feed/spo2"
+        late = reading(2, clock.now() - 1.5)  # sampled 1.5 s ago, processed now
+        d.handle_message(aiomqtt.Message(topic, late, 0, False, 0, None))
+        await clock.advance(0.01)  # the drain runs; the next tick is 0.14 s away
+        raised = [e for e in capture.events if e.code == "daemon.overloaded"]
+        assert [e.room for e in raised] == ["r1"]
+        assert "1.5 s behind" in raised[0].message

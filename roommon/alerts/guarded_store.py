@@ -72,6 +72,10 @@ class GuardedAlarmStore:
         self._next_id = MEMORY_IDS
         self._acked: dict[int, float] = {}  # SQLite rows acknowledged, not yet recorded
         self.failures = 0  # writes that failed, in total
+        #: How often rows held in memory moved to SQLite (:meth:`retry`), taking new, lower
+        #: ids: a reader of the outbox that goes on "after the last id it sent" must start
+        #: again from the oldest pending row.
+        self.renumbered = 0
         if store.open_write_error:  # opened on a full (or read-only) disk: start not durable
             self._degrade(StoreError(store.open_write_error))
 
@@ -135,6 +139,7 @@ class GuardedAlarmStore:
         )
         self._log.clear()
         self._rows.clear()
+        self.renumbered += 1
         self.failure = ""
         return True
 

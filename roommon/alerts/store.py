@@ -91,6 +91,9 @@ class OutboxRow:
 class AlarmStore:
     """Outbox + alarm log. Open with :meth:`open`, close with :meth:`close`."""
 
+    #: Outbox rows keep their ids here (see :attr:`GuardedAlarmStore.renumbered`).
+    renumbered = 0
+
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._db = connect(path, _SCHEMA)

@@ -17,6 +17,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -44,6 +45,19 @@ class Clock(Protocol):
         """Wait until ``monotonic()`` reaches ``monotonic_deadline``."""
         ...
 
+    def call_at(self, monotonic_deadline: float, callback: Callable[[], None]) -> Cancellable:
+        """Call ``callback`` from the event loop when ``monotonic()`` reaches the deadline.
+
+        Where a sleeping task would resume a turn of the loop after its timer, and wake
+        another task a turn after that, a callback runs in the timer's own turn: on a
+        busy daemon each turn is a slice of input work (the deadline task's alarms).
+        """
+        ...
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> object: ...
+
 
 class RealClock:
     """The system clock."""
@@ -61,6 +75,11 @@ class RealClock:
 
     async def sleep_until(self, monotonic_deadline: float) -> None:
         await asyncio.sleep(max(0.0, monotonic_deadline - time.monotonic()))
+
+    def call_at(self, monotonic_deadline: float, callback: Callable[[], None]) -> Cancellable:
+        loop = asyncio.get_running_loop()
+        # The loop's own clock is monotonic too, but not necessarily time.monotonic().
+        return loop.call_at(loop.time() + (monotonic_deadline - time.monotonic()), callback)
 
 
 class VirtualClock:
@@ -101,6 +120,15 @@ class VirtualClock:
         heapq.heappush(self._sleepers, (monotonic_deadline, next(self._seq), fut))
         await fut
 
+    def call_at(self, monotonic_deadline: float, callback: Callable[[], None]) -> Cancellable:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: None if f.cancelled() else callback())
+        if monotonic_deadline <= self._t:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._sleepers, (monotonic_deadline, next(self._seq), fut))
+        return fut
+
     @property
     def pending(self) -> int:
         return sum(1 for _, _, f in self._sleepers if not f.done())
@@ -110,19 +138,24 @@ class VirtualClock:
         for _ in range(rounds):
             await asyncio.sleep(0)
 
-    async def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``, firing timers in deadline order."""
+    async def advance(self, seconds: float, *, rounds: int = 20) -> None:
+        """Move time forward by ``seconds``, firing timers in deadline order.
+
+        After each timer the event loop turns ``rounds`` times before time moves on: a
+        test can ask for none and turn the loop itself, to show that what a timer starts
+        is done within so many turns (each turn of a busy daemon is a slice of work).
+        """
         target = self._t + seconds
-        await self.settle()
+        await self.settle(rounds)
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, fut = heapq.heappop(self._sleepers)
             if fut.done():  # the sleeper was cancelled
                 continue
             self._t = max(self._t, deadline)
             fut.set_result(None)
-            await self.settle()
+            await self.settle(rounds)
         self._t = target
-        await self.settle()
+        await self.settle(rounds)
 
     async def run_for(self, seconds: float, *, step: float = 1.0) -> None:
         """Advance in steps of ``step`` (lets periodic producers interleave)."""

@@ -59,6 +59,14 @@ class FeedRuntime:
     bad_samples: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     gaps: int = 0
+    #: Messages of this feed the daemon itself shed (its inbound queue was full): in all,
+    #: and since the last accepted payload (what a skip in the count may be made of).
+    shed: int = 0
+    shed_since_accepted: int = 0
+    #: When the daemon last shed one: the feed was sending then, whatever reached the room.
+    last_shed_mono: float | None = None
+    #: Skips in the count made only of messages the daemon shed (not feed.seq_gap).
+    gaps_shed: int = 0
     transport_up: bool | None = None  # None: the transport does not report connection state
     origin: DataOrigin = DataOrigin.LIVE  # of the newest data; technical alarms inherit it
     _last_problem: dict[str, float] = field(default_factory=dict)  # code -> monotonic time
@@ -78,12 +86,43 @@ class FeedRuntime:
         """Seq of the last accepted payload."""
         return self.seq.last
 
+    @property
+    def last_arrived_mono(self) -> float | None:
+        """When data of this feed last arrived: accepted by the room, or shed by the daemon.
+
+        An overloaded daemon that sheds a feed's messages has the alarm daemon.overloaded
+        for that room, saying so; the feed itself is not silent (nor never seen), and a
+        feed.silent or feed.never_seen of every feed of every room (at twice the load a
+        daemon sustains, thousands of alarms in 30 s) would say something untrue.
+        """
+        seen, shed = self.last_seen_mono, self.last_shed_mono
+        if seen is None or shed is None:
+            return shed if seen is None else seen
+        return max(seen, shed)
+
     def status(self, mono: float) -> str:
-        if self.last_seen_mono is None:
+        arrived = self.last_arrived_mono
+        if arrived is None:
             return "never_seen"
-        if mono - self.last_seen_mono > self.config.effective_stale_s:
+        if mono - arrived > self.config.effective_stale_s:
             return "silent"
         return "ok"
+
+    def note_shed(self, mono: float) -> None:
+        """The daemon shed a message of this feed (counted; no evaluation: it is cheap)."""
+        self.shed += 1
+        self.shed_since_accepted += 1
+        self.last_shed_mono = mono
+
+    def skip_is_shed(self, skipped: int) -> bool:
+        """Whether a skip of ``skipped`` seqs is wholly made of messages the daemon shed
+        since the last accepted payload (the queue sheds its oldest message, so those are
+        the ones between the last accepted payload and this one). Only a whole match
+        counts: a skip longer than what was shed lost data upstream too."""
+        if 0 < skipped <= self.shed_since_accepted:
+            self.gaps_shed += 1
+            return True
+        return False
 
     def note_problem(self, code: str, mono: float) -> None:
         self._last_problem[code] = mono
@@ -137,14 +176,15 @@ class FeedRuntime:
         """
         self._noted, self._phase_seen = False, phase
         stale = self.config.effective_stale_s
-        silent = self.last_seen_mono is not None and mono - self.last_seen_mono > stale
+        arrived = self.last_arrived_mono
+        silent = arrived is not None and mono - arrived > stale
         down = self.transport_up is False
         needed = self.config.needs_feed_in(phase)
         notice = self.config.silent_outside.get(phase, "low") == "low"
         present = {
             SILENT.code: silent and needed,
             NEVER_SEEN.code: self.config.required
-            and self.last_seen_mono is None
+            and arrived is None
             and mono - started_mono > stale,
             DISCONNECTED.code: down and needed,
             SILENT_OPTIONAL.code: (silent or down) and not needed and notice,

@@ -268,7 +268,10 @@ class RoomPipeline:
             if isinstance(sample, WaveformChunk) and len(sample.samples)
             else MAX_READING_HZ
         )
-        self._sequenced(feed, feed.seq.offer(sample.seq, sample, mono=mono, rate_hz=rate), mono)
+        d = feed.seq.offer(
+            sample.seq, sample, mono=mono, rate_hz=rate, shed=feed.shed_since_accepted
+        )
+        self._sequenced(feed, d, mono)
 
     def _sequenced(
         self, feed: FeedRuntime, d: SeqDecision[WaveformChunk | NumericReading], mono: float
@@ -284,7 +287,11 @@ class RoomPipeline:
                 seq=feed.seq.holding,
                 last=feed.last_seq,
             )
-        if d.gap:
+        if d.gap and feed.skip_is_shed(d.skipped):
+            log.info(
+                "feed_seq_gap_shed", room=self.room, feed=feed.name, detail=d.gap, shed=feed.shed
+            )
+        elif d.gap:
             feed.gaps += 1
             feed.note_problem(SEQ_GAP.code, mono)
             log.warning("feed_seq_gap", room=self.room, feed=feed.name, detail=d.gap)
@@ -295,6 +302,7 @@ class RoomPipeline:
         self, feed: FeedRuntime, sample: WaveformChunk | NumericReading, mono: float
     ) -> None:
         feed.last_seen_mono = mono
+        feed.shed_since_accepted = 0
         feed.origin = self._origin = sample.origin
         if self.workflow.phase is Phase.IDLE:  # the first data: the patient is connected
             self._phase(self.workflow.on_data(self._wall()))
@@ -387,6 +395,13 @@ class RoomPipeline:
         """A room event from outside the checks (an operator command)."""
         with self.guard("event"):
             self._events([event], source=None)
+
+    def shed(self, feed_name: str) -> None:
+        """The daemon shed a message of this room's feed ``feed_name`` (its inbound queue was
+        full): counted per feed, and neither a gap in the feed's count nor its silence."""
+        feed = self.feeds.get(feed_name)
+        if feed is not None:
+            feed.note_shed(self._clock.monotonic())
 
     def external_conditions(self, reports: Iterable[ConditionReport]) -> None:
         """Conditions found outside the checks (an output that cannot deliver) become alarms."""

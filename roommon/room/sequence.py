@@ -53,6 +53,8 @@ class SeqDecision(Generic[T]):
     rejected: list[tuple[T, ProtocolError]] = field(default_factory=list)
     #: Data was lost or the count moved: a ``feed.seq_gap``; the string says how.
     gap: str = ""
+    #: Of a gap that skipped forward, how many seqs are missing (0 for any other gap).
+    skipped: int = 0
     #: The item is held, waiting for the next payload to confirm its jump.
     held: bool = False
 
@@ -86,10 +88,14 @@ class SeqGate(Generic[T]):
             return True
         return False
 
-    def offer(self, seq: int, item: T, *, mono: float, rate_hz: float) -> SeqDecision[T]:
+    def offer(
+        self, seq: int, item: T, *, mono: float, rate_hz: float, shed: int = 0
+    ) -> SeqDecision[T]:
         """Judge one payload of sequence number ``seq`` arriving at monotonic ``mono``.
 
-        ``rate_hz`` is the device's nominal payload rate (chunks or readings per second).
+        ``rate_hz`` is the device's nominal payload rate (chunks or readings per second);
+        ``shed``: payloads of this feed the daemon itself shed since the last accepted
+        one, which a skip forward may be made of (plausible whatever the rate says).
         """
         d: SeqDecision[T] = SeqDecision()
         if self.last is None or seq == self.last + 1:
@@ -100,6 +106,7 @@ class SeqGate(Generic[T]):
             held_seq, held, _ = self._pending
             self._pending = None
             d.gap = f"jump from {self.last} to {held_seq}, confirmed by {seq}"
+            d.skipped = held_seq - self.last - 1
             self._accept(d, held_seq, held, mono)
             self._accept(d, seq, item, mono)
             return d
@@ -126,7 +133,7 @@ class SeqGate(Generic[T]):
             d.gap = f"restart at 0 after {self.last}"
             self._accept(d, seq, item, mono)
             return d
-        allowed = self.allowance(mono, rate_hz)
+        allowed = self.allowance(mono, rate_hz) + shed
         if seq - self.last > allowed:
             self._refute_pending(d, f"another jump, to {seq}, came instead")
             self._pending = (seq, item, mono)
@@ -134,6 +141,7 @@ class SeqGate(Generic[T]):
             return d
         self._refute_pending(d, f"the count went on at {seq}")
         d.gap = f"skip from {self.last} to {seq}"
+        d.skipped = seq - self.last - 1
         self._accept(d, seq, item, mono)
         return d
 

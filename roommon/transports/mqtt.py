@@ -58,6 +58,7 @@ from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
 import aiomqtt
+import paho.mqtt.client as paho_mqtt
 
 from roommon.core.clock import Clock, RealClock
 from roommon.core.log import get_logger
@@ -94,6 +95,20 @@ BATCH = 50
 OUTBOX_BATCH = 200
 
 
+class _Ack:
+    """Stands in aiomqtt's ``_pending_publishes`` for the Event its own ``publish`` waits
+    on: aiomqtt's ``on_publish`` calls :meth:`set` when the PUBACK of ``mid`` arrives."""
+
+    __slots__ = ("_link", "_mid")
+
+    def __init__(self, link: MqttLink, mid: int) -> None:
+        self._link = link
+        self._mid = mid
+
+    def set(self) -> None:
+        self._link._acknowledged(self._mid)
+
+
 class OutboxRow(Protocol):
     @property
     def id(self) -> int: ...
@@ -111,6 +126,11 @@ class Outbox(Protocol):
     """The durable queue of QoS 1 messages the link drains (see AlarmStore)."""
 
     def pending(self, limit: int = ..., *, after_id: int = ...) -> Sequence[OutboxRow]: ...
+    @property
+    def renumbered(self) -> int:
+        """Changes when pending rows took new ids (lower than some ids given before)."""
+        ...
+
     def pending_count(self) -> int: ...
     def acknowledged(self, ids: list[int], *, at: float) -> None: ...
     def recently_acknowledged(self, since: float) -> Sequence[OutboxRow]: ...
@@ -159,6 +179,19 @@ class MqttLink:
         self._feeds_reported_down = False
         self._wake = asyncio.Event()  # the outbox has rows
         self._outbox_lock = asyncio.Lock()
+        # Outbox rows on the current control connection: every row up to ``_sent_upto``
+        # was written to it (rows go out in id order, once per connection), ``_inflight``
+        # (paho message id -> row id) still waits for its PUBACK, ``_acked`` were
+        # acknowledged and not yet recorded in the store; ``_acks`` is set by each PUBACK.
+        self._sending: aiomqtt.Client | None = None  # the client the outbox loop writes to
+        self._sent_upto = 0
+        self._renumbered = 0  # the store's renumbered when _sent_upto was last reset
+        self._inflight: dict[int, int] = {}
+        self._acked: list[int] = []
+        self._acks = asyncio.Event()
+        #: Outbox rows written to a control connection, in all (a row sent again after a
+        #: reconnect counts again).
+        self.rows_written = 0
         self._wake_retained = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         #: The feed connection while it is connected (diagnostics and tests).
@@ -213,7 +246,19 @@ class MqttLink:
         self._wake_retained.set()
 
     def outbox_changed(self) -> None:
-        """Tell the writer that the outbox has new rows."""
+        """The outbox has new rows: write them to the connection now, in this turn of the
+        event loop (see :meth:`_send_rows`), and wake the outbox loop, which records their
+        acknowledgements and sends what the window did not take.
+
+        An alarm raised by a busy daemon would otherwise wait for several turns of its
+        loop (the outbox loop's wake, its publish tasks, aiomqtt's writer registration),
+        each as long as a slice of input: at 300 rooms that was most of the alarm's
+        latency. Rows still go out once per connection and in the outbox's order, and
+        the outbox stays the durable record: a row is done when its PUBACK is recorded.
+        """
+        if self.writing:
+            assert self._sending is not None
+            self._send_rows(self._sending)
         self._wake.set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -254,6 +299,12 @@ class MqttLink:
                 await client.publish(self._will.topic, payload, qos=1, retain=True)
         except (aiomqtt.MqttError, TimeoutError) as exc:
             log.warning("mqtt_goodbye_failed", error=str(exc))
+
+    @property
+    def writing(self) -> bool:
+        """The outbox loop runs on the current control connection: :meth:`outbox_changed`
+        writes new rows to it at once."""
+        return self._sending is not None and self._sending is self._client
 
     @property
     def pending_retained(self) -> int:
@@ -519,19 +570,97 @@ class MqttLink:
         await self._flush_outbox(client)
         await self._flush_retained(client)
 
+    def _start_sending(self, client: aiomqtt.Client) -> None:
+        """A new control connection: nothing of the outbox is on it yet. Rows in flight on
+        the one before are still pending in the store, so they go out again here."""
+        self._record_acks()
+        self._inflight.clear()
+        self._sent_upto = 0
+        self._renumbered = self._store.renumbered
+        self._sending = client
+
+    def _send_rows(self, client: aiomqtt.Client) -> bool:
+        """Write the oldest outbox rows not yet on this connection, as many as the window
+        (:data:`OUTBOX_BATCH` in flight) takes, to the socket at once.
+
+        Synchronous: paho queues each PUBLISH and ``loop_write`` sends them now, where
+        aiomqtt's ``publish`` would wait a turn of the event loop for its task and
+        another for its writer callback. Each PUBACK comes back through aiomqtt's
+        ``on_publish`` (its ``_pending_publishes``; aiomqtt is pinned for this, see
+        :mod:`roommon.transports.receive`) into :class:`_Ack`. False when paho refused a
+        row (the connection is going: the reader reports it; the rows stay pending).
+        """
+        room = OUTBOX_BATCH - len(self._inflight)
+        if room <= 0:
+            return True
+        busy: set[int] = set()
+        if self._store.renumbered != self._renumbered:  # rows moved: from the oldest again,
+            self._renumbered = self._store.renumbered  # not the ones on the wire already
+            self._sent_upto = 0
+            busy = {*self._inflight.values(), *self._acked}
+        paho = client._client
+        pending = client._pending_publishes
+        sent = False
+        for r in self._store.pending(room + len(busy), after_id=self._sent_upto):
+            if r.id in busy:
+                continue
+            info = paho.publish(r.topic, r.payload, r.qos, r.retain)
+            if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
+                return False
+            self._sent_upto = max(self._sent_upto, r.id)
+            self.rows_written += 1
+            sent = True
+            if info.is_published():  # QoS 0, or already acknowledged
+                self._acked.append(r.id)
+                self._acks.set()
+            else:
+                self._inflight[info.mid] = r.id
+                pending[info.mid] = _Ack(self, info.mid)  # type: ignore[assignment]
+        if sent:
+            try:
+                paho.loop_write()
+            except OSError as exc:  # as aiomqtt's writer callback: the connection broke
+                if not client._disconnected.done():
+                    client._disconnected.set_exception(exc)
+                return False
+        return True
+
+    def _acknowledged(self, mid: int) -> None:
+        row = self._inflight.pop(mid, None)
+        if row is not None:
+            self._acked.append(row)
+            self._acks.set()
+
+    def _record_acks(self) -> None:
+        if self._acked:
+            ids, self._acked = self._acked, []
+            now = self._clock.monotonic()
+            self._store.acknowledged(ids, at=now)
+            self._store.forget_acknowledged(now - self._redeliver_s)
+
     async def _flush_outbox(self, client: aiomqtt.Client) -> None:
         """Drain the durable outbox (alarm events, notifications, command replies, room and
-        timer events), :data:`OUTBOX_BATCH` rows in flight at a time, oldest first."""
-        # One flush at a time: the shutdown's last flush must not take the rows the
-        # outbox loop has in flight, not yet acknowledged, and send them a second time.
+        timer events), :data:`OUTBOX_BATCH` rows in flight at a time, oldest first, until
+        every row is acknowledged (and recorded so). No acknowledgement for a keepalive
+        while rows are in flight means the connection is gone."""
+        # One flush at a time (the shutdown's last flush and the outbox loop).
         async with self._outbox_lock:
-            while rows := self._store.pending(OUTBOX_BATCH):
-                await asyncio.gather(
-                    *(client.publish(r.topic, r.payload, qos=r.qos, retain=r.retain) for r in rows)
-                )
-                now = self._clock.monotonic()
-                self._store.acknowledged([r.id for r in rows], at=now)
-                self._store.forget_acknowledged(now - self._redeliver_s)
+            if self._sending is not client:
+                self._start_sending(client)
+            while True:
+                self._acks.clear()
+                self._record_acks()
+                if not self._send_rows(client):
+                    raise aiomqtt.MqttError("outbox publish refused: the connection is going")
+                if not self._inflight and not self._acked:
+                    if not self._store.pending(1, after_id=self._sent_upto):
+                        return
+                    continue
+                try:
+                    async with asyncio.timeout(float(self._endpoint.keepalive_s)):
+                        await self._acks.wait()
+                except TimeoutError:
+                    raise aiomqtt.MqttError("outbox publish not acknowledged in time") from None
 
     async def _flush_retained(self, client: aiomqtt.Client) -> None:
         """Send the retained topics' newest payloads (coalesced: only a topic's newest is
