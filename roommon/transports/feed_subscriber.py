@@ -341,6 +341,26 @@ class _FeedProtocol(asyncio.Protocol):
                 fut.cancel()
 
 
+async def _open(proto: _FeedProtocol, ep: BrokerEndpoint, tls: ssl.SSLContext | None) -> None:
+    """Connect ``proto`` to the broker, then start TLS over it if ``tls``: in two steps so
+    that a connection cancelled or refused during the handshake is closed here at once
+    (asyncio's one-step TLS connect can leave its socket to the garbage collector)."""
+    loop = asyncio.get_running_loop()
+    raw, _ = await loop.create_connection(lambda: proto, ep.host, ep.port)
+    if tls is None:
+        return
+    try:
+        secured = await loop.start_tls(raw, proto, tls, server_hostname=ep.host)
+    except BaseException:
+        raw.abort()
+        raise
+    if secured is None:  # (the connection closed meanwhile)
+        raw.abort()
+        raise ConnectionResetError("the connection closed during the TLS handshake")
+    assert isinstance(secured, asyncio.Transport)
+    proto.transport = secured
+
+
 class FeedSubscriber:
     """One feed connection (see module doc): ``async with`` connects and receives until
     the block ends; :meth:`subscribe`, then :meth:`wait_closed` until it fails.
@@ -394,18 +414,12 @@ class FeedSubscriber:
     async def __aenter__(self) -> Self:
         ep = self._endpoint
         tls = ep.tls_context()  # BrokerTlsError (a file that does not load) goes on up
-        loop = asyncio.get_running_loop()
         where = f"{ep.url}"
         try:
             async with asyncio.timeout(self._timeout):
-                _, proto = await loop.create_connection(
-                    lambda: _FeedProtocol(v5=self._v5, on_messages=self._on_messages),
-                    ep.host,
-                    ep.port,
-                    ssl=tls,
-                    server_hostname=ep.host if tls is not None else None,
-                )
+                proto = _FeedProtocol(v5=self._v5, on_messages=self._on_messages)
                 self._protocol = proto
+                await _open(proto, ep, tls)
                 assert proto.transport is not None
                 proto.transport.write(
                     connect_packet(
@@ -460,6 +474,11 @@ class FeedSubscriber:
             proto.leaving = True
             proto.transport.write(_DISCONNECT)
             proto.transport.close()
+            # TLS closes with a shutdown exchange: wait for it (briefly), never leave the
+            # socket to the garbage collector.
+            await asyncio.wait((proto.closed,), timeout=1.0)
+            if not proto.closed.done():
+                proto.transport.abort()
         if proto is not None and proto.closed.done() and not proto.closed.cancelled():
             proto.closed.exception()  # retrieved: no "exception never retrieved" warning
 
@@ -469,13 +488,10 @@ class FeedSubscriber:
         reset can overtake (the CONNECT was sent at once): a second connection that sends
         nothing reads the broker's verdict, an alert or silence (then: None)."""
         ep = self._endpoint
-        loop = asyncio.get_running_loop()
         proto = _FeedProtocol(v5=self._v5, on_messages=lambda _m: None)
         try:
             async with asyncio.timeout(min(self._timeout, 2.0)):
-                await loop.create_connection(
-                    lambda: proto, ep.host, ep.port, ssl=tls, server_hostname=ep.host
-                )
+                await _open(proto, ep, tls)
                 await asyncio.wait((proto.closed,))
         except (OSError, TimeoutError):
             return None
