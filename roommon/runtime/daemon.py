@@ -606,9 +606,7 @@ class Daemon:
         room_id, rest = parsed
         if len(rest) == 2 and rest[0] == "feed":
             if self.subscribe_feeds:
-                old = self.inbound.put(Inbound(room_id, rest[1], payload, self.clock.monotonic()))
-                if old is not None and (shed_in := self.pipelines.get(old.room)) is not None:
-                    shed_in.shed(old.feed)
+                self._queue_feed(Inbound(room_id, rest[1], payload, self.clock.monotonic()))
             else:
                 self.counters["live_feed_ignored"] += 1
             return
@@ -626,11 +624,18 @@ class Daemon:
         """One read of the feed connection: each message into the bounded queue for its
         room and feed (routed by the topics seen before), all with the read's time."""
         mono = self.clock.monotonic()
-        routes, put = self._feed_routes, self.inbound.put
+        routes, queue = self._feed_routes, self._queue_feed
         for topic, payload in messages:
             route = routes.get(topic) or self._feed_route(topic)
             if route is not None:
-                put(Inbound(route[0], route[1], payload, mono))
+                queue(Inbound(route[0], route[1], payload, mono))
+
+    def _queue_feed(self, item: Inbound) -> None:
+        """Into the bounded queue; a message shed to make room is counted against its feed,
+        so the skip it leaves in the feed's count is known as the daemon's, not a seq gap."""
+        old = self.inbound.put(item)
+        if old is not None and (shed_in := self.pipelines.get(old.room)) is not None:
+            shed_in.shed(old.feed)
 
     def _feed_route(self, topic: bytes) -> tuple[str, str] | None:
         """(room, feed) of a feed topic not routed before, remembered if both are this
