@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import selectors
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +83,6 @@ async def test_the_status_goes_out_ahead_of_a_backlog_of_room_state(
 
 
 async def test_a_refused_connection_is_logged_naming_the_broker(tmp_path: Path) -> None:
-    import asyncio
 
     from roommon.testing import free_port
     from roommon.testing.logs import capture_logs
@@ -212,5 +213,41 @@ async def test_an_alarm_is_written_to_the_socket_before_outbox_changed_returns(
             await c.wait_for(lambda ms: len(ms) >= 3)
             await wait_until(lambda: store.pending_count() == 0 and not paho._out_messages)
         assert [m.payload for m in c.messages] == [b'{"alarm":1}', b'{"alarm":2}', b'{"alarm":3}']
+    finally:
+        store.close()
+
+
+async def test_a_directly_written_alarm_leaves_no_writer_spinning_on_the_socket(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """paho's request to watch the socket for writing reaches the loop (aiomqtt's
+    call_soon_threadsafe) after the direct write emptied paho's queue: nothing may stay
+    registered, or a writable socket runs its callback on every turn (a full core idle)."""
+    store = AlarmStore(tmp_path / "roommon.sqlite3")
+    link = make_link(BrokerEndpoint(host=LOOPBACK, port=broker.port), store)
+    loop = asyncio.get_running_loop()
+    selector: selectors.BaseSelector = loop._selector  # type: ignore[attr-defined]
+
+    def watched_for_writing(fd: int) -> bool:
+        try:
+            return bool(selector.get_key(fd).events & selectors.EVENT_WRITE)
+        except KeyError:
+            return False
+
+    try:
+        async with link:
+            await wait_until(lambda: link.connected.is_set() and link.writing)
+            assert link._client is not None
+            paho = link._client._client
+            sock = paho.socket()
+            assert sock is not None
+            for i in range(3):
+                store.enqueue("roommon/v1/t/r1/alarm", b'{"alarm":%d}' % i)
+                link.outbox_changed()
+            await wait_until(lambda: store.pending_count() == 0)
+            for _ in range(5):  # a few turns of the loop, for the scheduled callbacks
+                await asyncio.sleep(0)
+            assert not paho.want_write()
+            assert not watched_for_writing(sock.fileno())
     finally:
         store.close()

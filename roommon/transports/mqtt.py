@@ -623,7 +623,22 @@ class MqttLink:
                 if not client._disconnected.done():
                     client._disconnected.set_exception(exc)
                 return False
+            # paho asked aiomqtt to watch the socket for writing when the first PUBLISH
+            # was queued; aiomqtt adds that writer with call_soon_threadsafe, so it is
+            # registered only after the loop_write above emptied the queue and paho's
+            # "unregister" found nothing to remove. Left there, a writable socket calls
+            # it on every turn of the loop: the daemon spun at a full core with 10 rooms.
+            # This runs after that add_writer (the ready queue is FIFO) and removes it
+            # unless paho still has bytes to write (then paho itself removes it later).
+            asyncio.get_running_loop().call_soon(self._drop_idle_writer, client)
         return True
+
+    @staticmethod
+    def _drop_idle_writer(client: aiomqtt.Client) -> None:
+        paho = client._client
+        sock = paho.socket()
+        if sock is not None and not paho.want_write():
+            asyncio.get_running_loop().remove_writer(sock.fileno())
 
     def _acknowledged(self, mid: int) -> None:
         row = self._inflight.pop(mid, None)
