@@ -442,3 +442,21 @@ def test_a_slow_rhythm_after_a_shock_keeps_its_levels_against_slow_artefact() ->
     false = [int(d) for d in seg.tolist() if np.min(np.abs(ref - d)) > round(0.15 * fs)]
     beats = np.count_nonzero((ref >= a) & (ref < b))
     assert len(false) < 0.8 * beats, (len(false), beats)  # 68 of 27 before, 19 now
+
+
+@pytest.mark.physionet
+def test_a_shock_at_the_adc_limit_is_no_beat_and_no_level() -> None:
+    # cudb cu23, 437-441.5 s: a defibrillation holds the signal at the ADC's limit
+    # with swings to the other limit. The window's median sits at the limit, so the
+    # flat stretch is "baseline" and the swings, twice the QRS, looked like beats;
+    # as beats they set the QRS level, and the small beats after the shock
+    # (453-464 s) were all missed.
+    path = physionet_record("cudb", "cu23")
+    sig = read_channel(path)
+    fs = sig.fs
+    det = detect_samples(sig.samples[: round(470.0 * fs)], fs=fs)
+    assert np.count_nonzero((det >= round(437.0 * fs)) & (det < round(441.5 * fs))) == 0
+    a, b = round(452.8 * fs), round(464.0 * fs)
+    ref = reference_beats(path)
+    m = match_beats(ref[(ref >= a) & (ref < b)], det[(det >= a) & (det < b)], fs=fs)
+    assert m.sensitivity >= 0.7, m  # 0 of 12 before, 9 now

@@ -137,6 +137,11 @@ FAST_RR_S: Final = 0.400
 # that long a run of identical samples at half its deflection or more is neither
 # a beat nor a level to learn from (cudb's shocks: cu17, cu21, cu23, cu27).
 RAIL_S: Final = 0.060
+# A signal held at the ADC's limit for most of the window has its baseline (the
+# median) there; a swing off the limit much taller than the recent QRS is then a
+# shock's or a lead's (cudb cu17, cu23: rail to rail, twice the QRS), while a QRS
+# rising out of a lead drifted to the limit (mitdb 116) keeps the QRS's height.
+RAIL_SWING: Final = 1.5
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
 
@@ -185,6 +190,7 @@ class _Candidate:
     r_late: int = -1  # largest deflection from the steepest slope on (FAST_RR_S)
     amp_late: float = 0.0  # |deflection| there
     railed: bool = False  # the window holds a long flat stretch away from baseline
+    rail_edge: bool = False  # ... or at the window's highest or lowest value
 
 
 @dataclass(slots=True, frozen=True)
@@ -535,14 +541,30 @@ class QrsDetector:
             kl = ks + int(dev[ks:].argmax())
             c.r_late = self._base + lo + kl
             c.amp_late = dev.item(kl)
-            c.railed = self._railed(seg, dev, c.amplitude)
+            c.railed, c.rail_edge = self._railed(seg, dev, c.amplitude)
         self._queue.append(c)
 
-    def _railed(self, seg: FloatArray, dev: FloatArray, amplitude: float) -> bool:
-        """A stretch of RAIL_S of identical samples, half the deflection or more off baseline."""
-        flat = (seg[1:] == seg[:-1]) & (dev[1:] >= 0.5 * amplitude)
+    def _railed(self, seg: FloatArray, dev: FloatArray, amplitude: float) -> tuple[bool, bool]:
+        """Whether the window holds a run of RAIL_S identical samples.
+
+        First: half the deflection or more off baseline. Second: at the window's
+        extreme (a signal that sits at the ADC's limit for most of the window, as
+        in a shock, has its median there, and its swings off the limit are then
+        the "deflection"; so has a beat rising out of a lead drifted to the limit).
+        """
         n = self._rail
-        if amplitude <= 0.0 or flat.shape[0] < n or np.count_nonzero(flat) < n:
+        if amplitude <= 0.0 or seg.shape[0] <= n:
+            return False, False
+        after = seg[1:]
+        same = after == seg[:-1]
+        return (
+            self._has_run(same & (dev[1:] >= 0.5 * amplitude)),
+            self._has_run(same & ((after == seg.max()) | (after == seg.min()))),
+        )
+
+    def _has_run(self, flat: npt.NDArray[np.bool_]) -> bool:
+        n = self._rail
+        if np.count_nonzero(flat) < n:
             return False
         run = np.concatenate(([0], flat.view(np.int8), [0]))
         edges = np.flatnonzero(np.diff(run))
@@ -684,7 +706,7 @@ class QrsDetector:
         self._queue.extendleft(reversed(cands))
 
     def _classify(self, c: _Candidate, out: list[int], *, p_wave: bool = False) -> None:
-        if c.railed:
+        if c.railed or (c.rail_edge and c.amplitude >= RAIL_SWING * self.qrs_amplitude_mv > 0.0):
             return  # ADC limits or a gap: no QRS there, and no level to learn from
         last = self._last_qrs
         if last is not None and c.r_idx - last.r_idx < self._refractory:
