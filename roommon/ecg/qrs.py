@@ -14,7 +14,8 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
 3. Each candidate, in sample order, is a QRS when it is above the adaptive
    threshold ``noise + 0.3125 * (qrs - noise)`` (medians/means of the last eight
    QRS and noise peaks), is past the 200 ms refractory period, is not a T wave
-   (within 360 ms of the previous QRS with less than half its steepest slope;
+   (within 360 ms of the previous QRS, from its R point or its integral peak,
+   whichever is closer, with less than half its steepest slope;
    for a candidate as sharp, slope per mV, as the recent QRS complexes, the
    window shrinks with the rate as the QT interval does),
    and has a raw deflection of at least ``min_qrs_mv``. When no QRS has been
@@ -589,13 +590,15 @@ class QrsDetector:
         if c.slope < floor * self._median_slope():
             return False
         last = self._last_qrs
+        if last is None:
+            return True
+        gap = min(c.idx - last.idx, c.r_idx - last.r_idx)
         # A T wave: close behind a QRS, much less steep and smaller than it (an early
         # PVC in atrial fibrillation is as big as the QRS before it).
         return (
-            last is None
-            or c.idx - last.idx >= self._t_wave
+            gap >= self._t_wave
             or (
-                c.idx - last.idx >= self._t_wave_at_rate()
+                gap >= self._t_wave_at_rate()
                 and c.slope >= T_WAVE_SHARPNESS * self._qrs_sharpness() * c.amplitude
             )
             or c.slope >= 0.5 * last.slope
