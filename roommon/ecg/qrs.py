@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -151,8 +152,8 @@ _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 # eight levels, where that overhead was most of the detector's time.
 
 
-def _median_of_levels(levels: deque[float]) -> float:
-    """Median of a short deque of floats (0 if empty); equals ``np.median``."""
+def _median_of_levels(levels: Iterable[float]) -> float:
+    """Median of a few floats (0 if none); equals ``np.median``."""
     s = sorted(levels)
     n = len(s)
     if n == 0:
