@@ -475,3 +475,25 @@ def test_a_t_wave_is_timed_from_the_r_point_of_its_qrs(qrs_s: float, t_s: float)
     det = detect_samples(sig.samples[a : round((t_s + 5.0) * fs)], fs=fs) + a
     assert np.min(np.abs(det - round(qrs_s * fs))) <= round(0.05 * fs)
     assert np.min(np.abs(det - round(t_s * fs))) > round(0.15 * fs)
+
+
+@pytest.mark.physionet
+def test_merging_does_not_swallow_every_other_complex_of_a_fast_tachycardia() -> None:
+    # cudb cu13, 383-424 s: VT at about 225 bpm whose integral never falls between
+    # complexes. The larger of two peaks within 200 ms wins, and the distance then
+    # counted from the winner, so the chain of peaks ran on into the next complex
+    # (Se 118 of 141). In a fast run of alike candidates the distance counts from
+    # the group's first peak; decided on the candidates only, so chunk-independent.
+    path = physionet_record("cudb", "cu13")
+    sig = read_channel(path)
+    fs = sig.fs
+    x = sig.samples[round(370.0 * fs) : round(430.0 * fs)]
+    det = detect_samples(x, fs=fs) + round(370.0 * fs)
+    ref = reference_beats(path)
+    lo, hi = round(383.0 * fs), round(424.0 * fs)
+    m = match_beats(ref[(ref >= lo) & (ref < hi)], det[(det >= lo) & (det < hi)], fs=fs)
+    assert m.sensitivity >= 0.92, m
+    assert m.positive_predictivity >= 0.95, m
+    other = detect_samples(x, fs=fs, chunk_seconds=0.37) + round(370.0 * fs)
+    assert other.shape == det.shape
+    assert np.max(np.abs(other - det)) <= 1

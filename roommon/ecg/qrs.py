@@ -10,7 +10,9 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    (``zi``) is carried from chunk to chunk; squared; moving-window integral
    (150 ms) from a running sum over the chunk plus a carried tail.
 2. Candidate peaks: local maxima of the integral, merged greedily so that no two
-   candidates are closer than 200 ms (the larger wins).
+   candidates are closer than 200 ms (the larger wins); in a fast run of alike
+   candidates (a tachycardia) a group of merged peaks spans at most 200 ms, so
+   that a chain of peaks does not run on into the next complex.
 3. Each candidate, in sample order, is a QRS when it is above the adaptive
    threshold ``noise + 0.3125 * (qrs - noise)`` (medians/means of the last eight
    QRS and noise peaks), is past the 200 ms refractory period, is not a T wave
@@ -48,6 +50,7 @@ beat by at most one sample at an exact tie).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterable
@@ -133,6 +136,15 @@ T_WAVE_SHARPNESS: Final = 0.9
 # the largest deflection after its steepest slope is then taken, if that is past
 # the refractory period (cudb cu13's 225 bpm VT lost one beat in four).
 FAST_RR_S: Final = 0.400
+# Merging chains: a larger integral peak within the merge distance replaces the
+# pending candidate and the distance then counts from it, so in a tachycardia whose
+# integral never falls between complexes (cudb cu13's 225 bpm VT, mitdb 205) the
+# chain swallows every other complex. In a run of FAST_RUN candidates under
+# FAST_RR_S apart whose integral peaks are alike (within FAST_RUN_ALIKE of each
+# other: one monomorphic rhythm, not QRS and T waves) the merge distance counts
+# from the first peak of the group instead.
+FAST_RUN: Final = 4
+FAST_RUN_ALIKE: Final = 1.5
 # Defibrillation, a lead moving to the ADC's limits, a gap held at its last
 # value: the signal sits still, far from its baseline. No QRS holds one level for
 # RAIL_S (a clipped R peak does for a few samples): a candidate whose window has
@@ -225,6 +237,7 @@ class QrsDetector:
         "_der_hist",
         "_fast_rr",
         "_fs",
+        "_group",
         "_hist_len",
         "_last_mwi",
         "_last_qrs",
@@ -250,6 +263,7 @@ class QrsDetector:
         "_rail",
         "_raw_hist",
         "_raw_peaks",
+        "_recent_cands",
         "_ref",
         "_refractory",
         "_relearn",
@@ -307,6 +321,8 @@ class QrsDetector:
         self._mwi_tail: FloatArray = np.zeros(2)  # integral at n-2, n-1
         self._n = 0  # samples consumed
         self._last_x = 0.0  # last finite sample, held over NaN/inf
+        self._group = 0  # first integral peak merged into the pending candidate
+        self._recent_cands: deque[tuple[int, float]] = deque(maxlen=FAST_RUN)
         # History of raw and derivative signals for R localisation (1.5 s).
         self._hist_len = round(1.5 * self._fs)
         self._raw_hist: FloatArray = np.zeros(0)
@@ -505,15 +521,34 @@ class QrsDetector:
         p = self._pending
         if p is None:
             self._pending = _Candidate(idx, val)
-        elif idx - p.idx <= self._merge:
+            self._group = idx
+        elif idx - p.idx <= self._merge and (
+            idx - self._group <= self._merge or not self._fast_run()
+        ):
             if val > p.value:
                 self._pending = _Candidate(idx, val)
         else:
             self._confirm(p)
             self._pending = _Candidate(idx, val)
+            self._group = idx
+
+    def _fast_run(self) -> bool:
+        """The last candidates are a fast run of alike complexes (FAST_RUN).
+
+        Decided on the candidates alone, before any decision, so that merging does
+        not depend on the chunking.
+        """
+        r = self._recent_cands
+        if len(r) < FAST_RUN:
+            return False
+        if any(b[0] - a[0] >= self._fast_rr for a, b in itertools.pairwise(r)):
+            return False
+        values = [v for _, v in r]
+        return max(values) <= FAST_RUN_ALIKE * min(values)
 
     def _confirm(self, c: _Candidate) -> None:
         """Locate the R peak and slope of a candidate while its samples are in history."""
+        self._recent_cands.append((c.idx, c.value))
         fs = self._fs
         # The integral peaks at the end of the QRS energy, delayed by the filter.
         end = c.idx - round(0.030 * fs)
@@ -921,3 +956,4 @@ class QrsDetector:
                     self._slopes.append(max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old))
                     self._slope_med = None
         self._thr = None
+
