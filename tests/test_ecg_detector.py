@@ -497,23 +497,3 @@ def test_merging_does_not_swallow_every_other_complex_of_a_fast_tachycardia() ->
     other = detect_samples(x, fs=fs, chunk_seconds=0.37) + round(370.0 * fs)
     assert other.shape == det.shape
     assert np.max(np.abs(other - det)) <= 1
-
-
-def test_repeated_relearning_in_a_standstill_does_not_ratchet_the_slope_floor_down() -> None:
-    # A ventricular standstill: 1.5 mV QRS complexes stop, P waves (0.25 mV, about
-    # 120 ms long) go on at 75/min. Each re-learning that finds nothing of the QRS's
-    # shape may halve the slope floor, but from the last beats' slope level, not from
-    # the floor the previous round left: else after four rounds every P wave was a beat.
-    fs = 250.0
-    t = np.arange(round(60.0 * fs)) / fs
-    x = np.zeros_like(t)
-    for tb in np.arange(1.0, 20.0, 1.0):
-        x += 1.5 * np.exp(-0.5 * ((t - tb) / 0.012) ** 2)
-        x -= 0.3 * np.exp(-0.5 * ((t - tb - 0.03) / 0.01) ** 2)
-        x += 0.3 * np.exp(-0.5 * ((t - tb - 0.3) / 0.05) ** 2)
-    for tp in np.arange(20.4, 60.0, 0.8):
-        x += 0.25 * np.exp(-0.5 * ((t - tp) / 0.03) ** 2)
-    x += 0.01 * np.random.default_rng(1).standard_normal(t.shape)
-    det = detect_samples(x, fs=fs) / fs
-    assert np.count_nonzero(det < 20.2) == 19
-    assert det[det >= 20.2].tolist() == []

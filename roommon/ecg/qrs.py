@@ -928,10 +928,6 @@ class QrsDetector:
                 tuple(self._slopes),
                 self._qrs_peaks.maxlen or 8,
             )
-        # Slope and height re-learnt since then came from what was there, not from
-        # beats: the floors count from the last beats' own, or a long standstill's
-        # baseline wiggles pass after a few rounds, each halving the slope floor.
-        old = max(old, _median_of_levels(self._pre_relearn.slopes)) if self._pre_relearn else old
         self._qrs_peaks.clear()
         self._noise_peaks.clear()
         if recent:
