@@ -30,9 +30,7 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    learnt again, from two recent candidates of the old QRS's shape (slope per mV)
    when there are such: a change of gain is then re-learnt down to a tenth of the
    old height, while P waves in a ventricular standstill (rounder, smaller) stay
-   no beats. When the next beat has the old QRS's size and shape, the interval was
-   only long: the old QRS height levels come back (slow artefact between the beats
-   of a slow rhythm would otherwise become the new level).
+   no beats.
 4. The reported point is the R peak: the sample of largest absolute deflection
    of the raw signal from its local baseline (median around the QRS) inside the
    window the integral says the QRS occupied, within 150 ms before and 80 ms
@@ -207,17 +205,6 @@ class _Candidate:
     rail_edge: bool = False  # ... or at the window's highest or lowest value
 
 
-@dataclass(slots=True, frozen=True)
-class _Levels:
-    """The detector's running levels, kept across a re-learning that may be undone."""
-
-    qrs: tuple[float, ...]
-    noise: tuple[float, ...]
-    amps: tuple[float, ...]
-    slopes: tuple[float, ...]
-    beats_left: int  # beats to come that may still bring them back
-
-
 class QrsDetector:
     """Streaming QRS detector for one ECG channel in mV.
 
@@ -255,7 +242,6 @@ class QrsDetector:
         "_noise_peaks",
         "_p_wave",
         "_pending",
-        "_pre_relearn",
         "_qrs_peaks",
         "_queue",
         "_r_after",
@@ -357,9 +343,6 @@ class QrsDetector:
         self._last_slope = 0.0
         self._sb_done = False
         self._last_mwi = 0.0
-        # The levels as they were before the last re-learning, until a beat decides
-        # whether it was needed (see _old_levels_back).
-        self._pre_relearn: _Levels | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -763,7 +746,6 @@ class QrsDetector:
                 and self._qrs_like(c, searchback=True)
             )
         ):
-            self._old_levels_back(c)
             self._search_gap(c, thr, out)
             self._accept(c, c.value, out)
         else:
@@ -878,56 +860,11 @@ class QrsDetector:
                 best = c
         return best
 
-    def _old_levels_back(self, c: _Candidate) -> None:
-        """Undo the last re-learning when a beat of the old QRS's size comes after it.
-
-        Re-learning guesses, from 2 s without a QRS, that the QRS shrank; the levels
-        it sets come from whatever was there (P and T waves, slow artefact). When the
-        next beat is as big and as steep as the QRS before the re-learning, the QRS
-        did not shrink: the interval was only long (a slow rhythm after a shock or
-        in CPR, cudb cu21), and the lowered levels would let the artefact between
-        beats in as beats until they filled the QRS level (a stream of them). The
-        old QRS height levels come back; a real drop (a lead moving) never brings
-        such a beat. The beat must also have the old QRS's shape (slope per mV): a
-        shock's edges are as big but not QRS-like. The slope level and the noise
-        level stay re-learnt (restoring the slope level too lost one MIT-BIH beat).
-        """
-        old = self._pre_relearn
-        if old is None:
-            return
-        if old.beats_left <= 1:
-            self._pre_relearn = None  # the levels are all new beats' by now
-            return
-        self._pre_relearn = _Levels(old.qrs, old.noise, old.amps, old.slopes, old.beats_left - 1)
-        qrs = _median_of_levels(old.qrs)
-        noise = sum(old.noise) / len(old.noise) if old.noise else 0.0
-        if (
-            c.value <= noise + 0.3125 * (qrs - noise)
-            or c.slope < SLOPE_FLOOR * _median_of_levels(old.slopes)
-            or c.amplitude < 0.5 * _median_of_levels(old.amps)
-            or c.slope < RELEARN_SHARPNESS * self._qrs_sharpness() * c.amplitude
-        ):
-            return
-        self._pre_relearn = None
-        self._qrs_peaks = deque(old.qrs, maxlen=8)
-        self._amp_hist = deque(old.amps, maxlen=8)
-        self._thr = self._amp_med = None
-
     def _relearn_thresholds(self, deadline: int) -> None:
         """No QRS for a long time (amplitude change, lead swap): start the levels over."""
         recent = [c for c in self._noise_cands if c.idx > deadline - self._learn_end]
         old = self._median_slope()
         old_amp = self.qrs_amplitude_mv
-        # A re-learning after another that no beat has decided keeps the first one's
-        # levels: the ones in between came from what was there, not from beats.
-        if self._pre_relearn is None and self._qrs_peaks and self._slopes and self._amp_hist:
-            self._pre_relearn = _Levels(
-                tuple(self._qrs_peaks),
-                tuple(self._noise_peaks),
-                tuple(self._amp_hist),
-                tuple(self._slopes),
-                self._qrs_peaks.maxlen or 8,
-            )
         self._qrs_peaks.clear()
         self._noise_peaks.clear()
         if recent:
