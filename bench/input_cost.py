@@ -7,9 +7,13 @@ chunks, pleth and cement 100 Hz in 0.25 s chunks, SpO2 1 Hz, NIBP; JSON).
    messages; this process receives them with aiomqtt and hands each to a
    callback that does nothing. CPU time of this process (``time.process_time``)
    per message, for MQTT 5 and MQTT 3.1.1, each with aiomqtt's message
-   iterator (a task and an ``asyncio.wait`` per message: what the daemon did)
-   and with the iterator draining aiomqtt's queue after each wake (what
-   ``MqttLink._read`` does now).
+   iterator (a task and an ``asyncio.wait`` per message: what the daemon did),
+   with the iterator draining aiomqtt's queue after each wake, from paho's
+   callback, and from it with a read buffer under paho's socket (what
+   ``MqttLink._read`` does for the control connection); and with roommon's own
+   feed subscriber (``roommon/transports/feed_subscriber.py``: every packet of
+   a socket read parsed at once, one handler call per read; what the daemon's
+   feed connection uses now).
 2. **decode**: ``decode_feed`` alone over the profile's payloads, with the pydantic
    models of the contract alone (before) and with the msgspec decoder in front of
    them (now, ``roommon/wire/fast_feed.py``).
@@ -162,6 +166,40 @@ async def receive(
     return (time.process_time() - cpu0) / max(1, count - 1)
 
 
+async def receive_feed_subscriber(port: int, count: int, *, mqtt311: bool) -> float:
+    """CPU seconds per message for receiving ``count`` messages with roommon's own feed
+    subscriber (what the daemon's feed connection uses now): a read's messages at once."""
+    from roommon.transports.broker import BrokerEndpoint
+    from roommon.transports.feed_subscriber import FeedSubscriber, Messages
+
+    endpoint = BrokerEndpoint(
+        host="127.0.0.1", port=port, feed_protocol="3.1.1" if mqtt311 else "5"
+    )
+    got = 0
+    done = asyncio.Event()
+    cpu0 = 0.0
+
+    def handle(messages: Messages) -> None:
+        nonlocal got, cpu0
+        if got == 0:
+            cpu0 = time.process_time()
+        got += len(messages)
+        if got >= count:
+            done.set()
+
+    async with FeedSubscriber(endpoint, client_id="bench-input-recv", on_messages=handle) as sub:
+        await sub.subscribe(["roommon/v1/bench/+/feed/+"], qos=0)
+        blaster = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "blast", "--port", str(port), "--count", str(count)
+        )
+        try:
+            async with asyncio.timeout(120):
+                await done.wait()
+        finally:
+            await blaster.wait()
+    return (time.process_time() - cpu0) / max(1, count - 1)
+
+
 # ---------------------------------------------------------------------- ingest
 
 #: The reference ingest: main as this work began (issue 12 item 3's "before" figures were
@@ -310,7 +348,7 @@ async def main(args: argparse.Namespace) -> None:
             ("receive MQTT 5, aiomqtt iterator (before)", False, "iterator"),
             ("receive MQTT 5, iterator + drain", False, "drain"),
             ("receive MQTT 5, paho callback", False, "direct"),
-            ("receive MQTT 5, paho callback + read buffer (now)", False, "buffered"),
+            ("receive MQTT 5, paho callback + read buffer", False, "buffered"),
             ("receive MQTT 3.1.1, aiomqtt iterator", True, "iterator"),
             ("receive MQTT 3.1.1, iterator + drain", True, "drain"),
             ("receive MQTT 3.1.1, paho callback", True, "direct"),
@@ -325,6 +363,16 @@ async def main(args: argparse.Namespace) -> None:
                     direct=how in ("direct", "buffered"),
                     buffered=how == "buffered",
                 )
+                for _ in range(args.repeat)
+            ]
+            rows[name] = statistics.median(runs)
+            print(f"  {name:48s} {1e6 * rows[name]:7.1f} us/message", flush=True)
+        for name, v311 in (
+            ("receive MQTT 5, roommon feed subscriber", False),
+            ("receive MQTT 3.1.1, roommon feed subscriber (now)", True),
+        ):
+            runs = [
+                await receive_feed_subscriber(broker.port, args.count, mqtt311=v311)
                 for _ in range(args.repeat)
             ]
             rows[name] = statistics.median(runs)
@@ -382,19 +430,22 @@ async def main(args: argparse.Namespace) -> None:
         f"{1e6 * reference:7.1f} us/message",
         flush=True,
     )
-    recv5 = "receive MQTT 5, paho callback + read buffer (now)"
-    recv311 = "receive MQTT 3.1.1, paho callback + read buffer"
+    paho5 = "receive MQTT 5, paho callback + read buffer"
+    paho311 = "receive MQTT 3.1.1, paho callback + read buffer"
+    own5 = "receive MQTT 5, roommon feed subscriber"
+    own311 = "receive MQTT 3.1.1, roommon feed subscriber (now)"
     for label, recv, ingest in (
-        ("MQTT 5, callback + buffer", recv5, "now"),
-        ("MQTT 3.1.1, callback + buffer", recv311, "now"),
-        ("MQTT 5, callback + buffer", recv5, "models"),
-        ("MQTT 3.1.1, callback + buffer", recv311, "models"),
+        ("MQTT 5, paho callback + buffer", paho5, "now"),
+        ("MQTT 3.1.1, paho callback + buffer", paho311, "now"),
+        ("MQTT 5, feed subscriber", own5, "now"),
+        ("MQTT 3.1.1, feed subscriber (now)", own311, "now"),
+        ("MQTT 3.1.1, feed subscriber", own311, "models"),
     ):
         row = "ingest: this tree (now)" if ingest == "now" else "ingest: this tree, models decoder"
         total = rows[recv] + rows[row]
         decoder = "" if ingest == "now" else ", models decoder"
         print(
-            f"  total {label + decoder:42s} {1e6 * total:7.1f} us/message: "
+            f"  total {label + decoder:46s} {1e6 * total:7.1f} us/message: "
             f"x{reference / total:.2f} against the reference",
             flush=True,
         )

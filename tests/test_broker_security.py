@@ -35,6 +35,7 @@ from roommon.testing import LOOPBACK, MosquittoBroker, MqttCollector
 from roommon.testing.logs import capture_logs
 from roommon.testing.pki import CertPair, issue, make_ca, openssl
 from roommon.transports.broker import BrokerEndpoint
+from roommon.transports.feed_subscriber import FeedConnectionError, FeedSubscriber
 
 pytestmark = pytest.mark.broker
 
@@ -491,6 +492,44 @@ async def test_a_missing_or_refused_client_certificate_is_named(
     why = await refusal(endpoint, "nurse1")
     assert why.startswith(f"TLS: {where} refused the client certificate {foreign.cert} (")
     assert "unknown ca" in why
+
+
+async def feed_refusal(endpoint: BrokerEndpoint, identifier: str) -> str:
+    """Why the daemon's feed connection (its own subscriber, not aiomqtt) was refused."""
+    with pytest.raises(FeedConnectionError) as caught:
+        async with FeedSubscriber(
+            endpoint, client_id=identifier, on_messages=lambda _m: None, connect_timeout_s=5
+        ):
+            pass
+    return endpoint.connect_failure([caught.value], identifier=None)
+
+
+async def test_the_feed_connection_names_a_refused_certificate_or_password_as_the_control_one(
+    secured: SecuredBroker, foreign: CertPair
+) -> None:
+    where = f"broker {LOOPBACK}:{secured.broker.port}"
+    other_ca = secured.broker.dir / "foreign-ca.pem"
+    why = await feed_refusal(replace(secured.endpoint("nurse1"), ca_file=other_ca), "nurse1")
+    assert why == (
+        f"TLS: the certificate of {where} does not verify against ca_file {other_ca} "
+        "(self-signed certificate in certificate chain)"
+    )
+    why = await feed_refusal(secured.endpoint("nurse1", cert=False), "nurse1")
+    assert why.startswith(
+        f"TLS: {where} requires a client certificate and none is configured "
+        "(broker.cert_file, broker.key_file) ("
+    )
+    endpoint = replace(secured.endpoint("nurse1"), cert_file=foreign.cert, key_file=foreign.key)
+    why = await feed_refusal(endpoint, "nurse1")
+    assert why.startswith(f"TLS: {where} refused the client certificate {foreign.cert} (")
+    why = await feed_refusal(secured.endpoint("nurse1", secret="wrong"), "nurse1")
+    assert why == (
+        f"mqtts://{LOOPBACK}:{secured.broker.port} refused the connection: not authorized (code 5)"
+    )
+    async with FeedSubscriber(  # and with the right ones it is up
+        secured.endpoint("nurse1"), client_id="nurse1", on_messages=lambda _m: None
+    ):
+        pass
 
 
 async def test_the_daemon_logs_a_refused_handshake_in_one_line_naming_the_ca_file(

@@ -156,7 +156,12 @@ async def test_a_daemon_fails_over_when_its_nats_node_is_killed_and_no_event_is_
 
         await wait_until(complete, within=60)
     print(f"failed over after {failover_s:.2f} s")
-    assert failover_s <= RECONNECT_MAX_S, f"failed over after {failover_s:.2f} s"
+    # The documented bound (docs/deployment.md), as in the broker-flap test: the backoff's
+    # cap plus one connection attempt, which waits up to the keepalive for a node still
+    # electing (usually 8-10 s here; 20.6 s once, when the first node tried was electing
+    # and the second's CONNACK came only after the keepalive).
+    bound = RECONNECT_MAX_S + KEEPALIVE_S
+    assert failover_s <= bound, f"failed over after {failover_s:.2f} s (bound {bound} s)"
     # Daemon a's feed connection was down for the failover: if for longer than its grace
     # (NATS may take seconds), a1's feed alarmed as disconnected and cleared since; b1's
     # node was never lost.

@@ -248,9 +248,9 @@ async def test_a_stuck_drain_is_overload_by_what_waits_in_the_queue(tmp_path: Pa
 
 
 def flood(d: Daemon, room: str, seqs: range, t: float) -> None:
-    for seq in seqs:
-        topic = f"{BASE}/{room}/feed/spo2"
-        d.handle_message(aiomqtt.Message(topic, reading(seq, t), 0, False, 0, None))
+    """The messages of one read of the feed connection (the daemon's own subscriber's path)."""
+    topic = f"{BASE}/{room}/feed/spo2".encode()
+    d.handle_feed_messages([(topic, reading(seq, t)) for seq in seqs])
 
 
 async def test_a_skip_made_of_messages_the_daemon_shed_is_not_a_seq_gap(tmp_path: Path) -> None:

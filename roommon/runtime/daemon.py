@@ -229,6 +229,8 @@ class Daemon:
         #: ingest, and the input lag per room (plain attributes, for metrics).
         self.inbound = InboundQueue(capacity=config.daemon.inbound_queue_max)
         self.lag = InputLag()
+        #: Feed topics seen -> (room, feed), for this daemon's rooms and feeds only.
+        self._feed_routes: dict[bytes, tuple[str, str]] = {}
         self.overloaded: set[str] = set()
         self._shed_seen: Counter[tuple[str, str]] = Counter()
         self._shed_total_judged = 0  # shed_total when the overload was last judged
@@ -290,6 +292,7 @@ class Daemon:
                 else [],
                 on_feed_state=self._feed_connection,
                 on_message=self.handle_message,
+                on_feed_messages=self.handle_feed_messages,
                 will_topic=self.topics.status(cfg.daemon.instance),
                 will_payload=self.status_payload("offline", "connection lost"),
                 online=lambda: self.status_payload("online"),
@@ -603,9 +606,7 @@ class Daemon:
         room_id, rest = parsed
         if len(rest) == 2 and rest[0] == "feed":
             if self.subscribe_feeds:
-                old = self.inbound.put(Inbound(room_id, rest[1], payload, self.clock.monotonic()))
-                if old is not None and (shed_in := self.pipelines.get(old.room)) is not None:
-                    shed_in.shed(old.feed)
+                self._queue_feed(Inbound(room_id, rest[1], payload, self.clock.monotonic()))
             else:
                 self.counters["live_feed_ignored"] += 1
             return
@@ -618,6 +619,37 @@ class Daemon:
             self.handle_command(pipeline, rest[1], payload)
         else:
             self.counters["unroutable"] += 1
+
+    def handle_feed_messages(self, messages: list[tuple[bytes, bytes]]) -> None:
+        """One read of the feed connection: each message into the bounded queue for its
+        room and feed (routed by the topics seen before), all with the read's time."""
+        mono = self.clock.monotonic()
+        routes, queue = self._feed_routes, self._queue_feed
+        for topic, payload in messages:
+            route = routes.get(topic) or self._feed_route(topic)
+            if route is not None:
+                queue(Inbound(route[0], route[1], payload, mono))
+
+    def _queue_feed(self, item: Inbound) -> None:
+        """Into the bounded queue; a message shed to make room is counted against its feed,
+        so the skip it leaves in the feed's count is known as the daemon's, not a seq gap."""
+        old = self.inbound.put(item)
+        if old is not None and (shed_in := self.pipelines.get(old.room)) is not None:
+            shed_in.shed(old.feed)
+
+    def _feed_route(self, topic: bytes) -> tuple[str, str] | None:
+        """(room, feed) of a feed topic not routed before, remembered if both are this
+        daemon's (the cache holds no more than its rooms' feeds); None (counted) if it is
+        no feed topic of the site."""
+        parsed = self.topics.parse_room_topic(topic.decode(errors="replace"))
+        if parsed is None or len(parsed[1]) != 2 or parsed[1][0] != "feed":
+            self.counters["unroutable"] += 1
+            return None
+        room, (_, feed) = parsed
+        pipeline = self.pipelines.get(room)
+        if pipeline is not None and feed in pipeline.config.feeds:
+            self._feed_routes[topic] = (room, feed)
+        return room, feed
 
     async def _drain(self) -> None:
         """Feed messages from the bounded queue to their rooms, noting each one's input lag."""

@@ -12,23 +12,40 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from roommon.core.errors import ProtocolError
 from roommon.core.log import get_logger
-from roommon.core.model import DataOrigin, NumericReading, WaveformChunk
+from roommon.core.model import WAVEFORM_KINDS, DataOrigin, NumericReading, SignalKind, WaveformChunk
 from roommon.room.pipeline import RoomPipeline
-from roommon.wire.payloads import check_waveform_fits, decode_feed
+from roommon.wire.payloads import check_waveform_fits, decode_reading, decode_waveform
 
 log = get_logger(__name__)
 
 Outcome = Literal["accepted", "rejected", "unknown_room", "unknown_feed"]
 
 
+class _Route(NamedTuple):
+    """What decoding one room's feed needs, looked up once (not per message)."""
+
+    pipeline: RoomPipeline
+    kind: SignalKind
+    unit: str
+    fs: float
+    waveform: bool
+
+
 class FeedIngest:
     """Decodes feed payloads for the rooms it serves and hands them to their pipelines."""
 
-    __slots__ = ("_counters", "_max_bytes", "_pipelines", "last_reason", "last_sample_t")
+    __slots__ = (
+        "_counters",
+        "_max_bytes",
+        "_pipelines",
+        "_routes",
+        "last_reason",
+        "last_sample_t",
+    )
 
     def __init__(
         self,
@@ -40,6 +57,9 @@ class FeedIngest:
         self._pipelines = pipelines
         self._max_bytes = max_payload_bytes
         self._counters = counters
+        # (room, feed) -> its route, for the configured feeds of the rooms served: the
+        # pipelines and their configs do not change while the ingest lives.
+        self._routes: dict[tuple[str, str], _Route] = {}
         #: The rejection reason of the last ``rejected`` outcome.
         self.last_reason = ""
         #: The sample time (a chunk's end, a reading's time) of the last ``accepted`` one.
@@ -55,26 +75,34 @@ class FeedIngest:
     ) -> Outcome:
         """One payload of ``room_id``'s feed ``feed_name``; ``origin`` overrides the
         payload's own (replay marks everything ``replayed``)."""
-        pipeline = self._pipelines.get(room_id)
-        if pipeline is None:
-            self._counters["unknown_room"] += 1
-            log.warning("message_unknown_room", room=room_id, feed=feed_name)
-            return "unknown_room"
-        feed = pipeline.config.feeds.get(feed_name)
-        if feed is None:
-            self._counters["unknown_feed"] += 1
-            log.warning("feed_unknown", room=room_id, feed=feed_name, bytes=len(payload))
-            return "unknown_feed"
-        try:
-            sample = decode_feed(
-                payload,
-                room=room_id,
-                feed=feed_name,
-                kind=feed.kind,
-                unit=feed.effective_unit,
-                fs=feed.fs,
-                max_bytes=self._max_bytes,
+        route = self._routes.get((room_id, feed_name))
+        if route is None:
+            pipeline = self._pipelines.get(room_id)
+            if pipeline is None:
+                self._counters["unknown_room"] += 1
+                log.warning("message_unknown_room", room=room_id, feed=feed_name)
+                return "unknown_room"
+            feed = pipeline.config.feeds.get(feed_name)
+            if feed is None:
+                self._counters["unknown_feed"] += 1
+                log.warning("feed_unknown", room=room_id, feed=feed_name, bytes=len(payload))
+                return "unknown_feed"
+            route = self._routes[(room_id, feed_name)] = _Route(
+                pipeline, feed.kind, feed.effective_unit, feed.fs, feed.kind in WAVEFORM_KINDS
             )
+        pipeline = route.pipeline
+        sample: WaveformChunk | NumericReading
+        try:
+            if len(payload) > self._max_bytes:
+                raise ProtocolError(
+                    "oversized", f"{len(payload)} bytes exceeds the {self._max_bytes} limit"
+                )
+            if route.waveform:
+                sample = decode_waveform(
+                    payload, room_id, feed_name, route.kind, route.unit, route.fs
+                )
+            else:
+                sample = decode_reading(payload, room_id, feed_name, route.kind)
         except ProtocolError as err:
             self._counters["feed_rejected"] += 1
             self.last_reason = err.reason

@@ -14,6 +14,7 @@ import aiomqtt
 
 from roommon.testing.broker import LOOPBACK
 from roommon.transports.broker import BrokerEndpoint
+from roommon.transports.feed_subscriber import FeedSubscriber
 
 
 @dataclass(slots=True)
@@ -113,11 +114,21 @@ class MqttCollector:
 
 
 @contextlib.contextmanager
-def stalled_reading(client: aiomqtt.Client | None) -> Iterator[None]:
+def stalled_reading(client: aiomqtt.Client | FeedSubscriber | None) -> Iterator[None]:
     """The event loop stops reading ``client``'s socket for the block (a client too busy to
     read: what the broker sends piles up in the socket), then reads it again with the
-    callback it had (aiomqtt's, which also drains the read buffer)."""
+    callback it had (aiomqtt's, which also drains the read buffer); a feed connection's
+    transport pauses its reading."""
     assert client is not None
+    if isinstance(client, FeedSubscriber):
+        transport = client.transport
+        assert transport is not None
+        transport.pause_reading()
+        try:
+            yield
+        finally:
+            transport.resume_reading()
+        return
     sock = client._client.socket()
     assert sock is not None
     loop = asyncio.get_running_loop()
