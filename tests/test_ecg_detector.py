@@ -423,3 +423,58 @@ def test_a_signal_at_the_adc_limit_is_no_beat() -> None:
     window = round(0.15 * fs)
     false = [d for d in det[near_shock].tolist() if np.min(np.abs(truth - d)) > window]
     assert false == []
+
+
+@pytest.mark.physionet
+def test_a_shock_at_the_adc_limit_is_no_beat_and_no_level() -> None:
+    # cudb cu23, 437-441.5 s: a defibrillation holds the signal at the ADC's limit
+    # with swings to the other limit. The window's median sits at the limit, so the
+    # flat stretch is "baseline" and the swings, twice the QRS, looked like beats;
+    # as beats they set the QRS level, and the small beats after the shock
+    # (453-464 s) were all missed.
+    path = physionet_record("cudb", "cu23")
+    sig = read_channel(path)
+    fs = sig.fs
+    det = detect_samples(sig.samples[: round(470.0 * fs)], fs=fs)
+    assert np.count_nonzero((det >= round(437.0 * fs)) & (det < round(441.5 * fs))) == 0
+    a, b = round(452.8 * fs), round(464.0 * fs)
+    ref = reference_beats(path)
+    m = match_beats(ref[(ref >= a) & (ref < b)], det[(det >= a) & (det < b)], fs=fs)
+    assert m.sensitivity >= 0.7, m  # 0 of 12 before, 9 now
+
+
+@pytest.mark.physionet
+@pytest.mark.parametrize(("qrs_s", "t_s"), [(30.21, 30.49), (907.17, 907.51)])
+def test_a_t_wave_is_timed_from_the_r_point_of_its_qrs(qrs_s: float, t_s: float) -> None:
+    # A wide QRS's integral peaks late, so its T wave's integral peak can be 360 ms
+    # after the QRS's while the T wave is only 280-340 ms after the R point: it is
+    # still inside the T-wave window (mitdb 108, a beat followed by a false one).
+    path = physionet_record("mitdb", "108")
+    sig = read_channel(path)
+    fs = sig.fs
+    a = round((qrs_s - 20.0) * fs)
+    det = detect_samples(sig.samples[a : round((t_s + 5.0) * fs)], fs=fs) + a
+    assert np.min(np.abs(det - round(qrs_s * fs))) <= round(0.05 * fs)
+    assert np.min(np.abs(det - round(t_s * fs))) > round(0.15 * fs)
+
+
+@pytest.mark.physionet
+def test_merging_does_not_swallow_every_other_complex_of_a_fast_tachycardia() -> None:
+    # cudb cu13, 383-424 s: VT at about 225 bpm whose integral never falls between
+    # complexes. The larger of two peaks within 200 ms wins, and the distance then
+    # counted from the winner, so the chain of peaks ran on into the next complex
+    # (Se 118 of 141). In a fast run of alike candidates the distance counts from
+    # the group's first peak; decided on the candidates only, so chunk-independent.
+    path = physionet_record("cudb", "cu13")
+    sig = read_channel(path)
+    fs = sig.fs
+    x = sig.samples[round(370.0 * fs) : round(430.0 * fs)]
+    det = detect_samples(x, fs=fs) + round(370.0 * fs)
+    ref = reference_beats(path)
+    lo, hi = round(383.0 * fs), round(424.0 * fs)
+    m = match_beats(ref[(ref >= lo) & (ref < hi)], det[(det >= lo) & (det < hi)], fs=fs)
+    assert m.sensitivity >= 0.92, m
+    assert m.positive_predictivity >= 0.95, m
+    other = detect_samples(x, fs=fs, chunk_seconds=0.37) + round(370.0 * fs)
+    assert other.shape == det.shape
+    assert np.max(np.abs(other - det)) <= 1

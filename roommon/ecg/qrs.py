@@ -10,11 +10,14 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    (``zi``) is carried from chunk to chunk; squared; moving-window integral
    (150 ms) from a running sum over the chunk plus a carried tail.
 2. Candidate peaks: local maxima of the integral, merged greedily so that no two
-   candidates are closer than 200 ms (the larger wins).
+   candidates are closer than 200 ms (the larger wins); in a fast run of alike
+   candidates (a tachycardia) a group of merged peaks spans at most 200 ms, so
+   that a chain of peaks does not run on into the next complex.
 3. Each candidate, in sample order, is a QRS when it is above the adaptive
    threshold ``noise + 0.3125 * (qrs - noise)`` (medians/means of the last eight
    QRS and noise peaks), is past the 200 ms refractory period, is not a T wave
-   (within 360 ms of the previous QRS with less than half its steepest slope;
+   (within 360 ms of the previous QRS, from its R point or its integral peak,
+   whichever is closer, with less than half its steepest slope;
    for a candidate as sharp, slope per mV, as the recent QRS complexes, the
    window shrinks with the rate as the QT interval does),
    and has a raw deflection of at least ``min_qrs_mv``. When no QRS has been
@@ -45,8 +48,10 @@ beat by at most one sample at an exact tie).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -129,12 +134,26 @@ T_WAVE_SHARPNESS: Final = 0.9
 # the largest deflection after its steepest slope is then taken, if that is past
 # the refractory period (cudb cu13's 225 bpm VT lost one beat in four).
 FAST_RR_S: Final = 0.400
+# Merging chains: a larger integral peak within the merge distance replaces the
+# pending candidate and the distance then counts from it, so in a tachycardia whose
+# integral never falls between complexes (cudb cu13's 225 bpm VT, mitdb 205) the
+# chain swallows every other complex. In a run of FAST_RUN candidates under
+# FAST_RR_S apart whose integral peaks are alike (within FAST_RUN_ALIKE of each
+# other: one monomorphic rhythm, not QRS and T waves) the merge distance counts
+# from the first peak of the group instead.
+FAST_RUN: Final = 4
+FAST_RUN_ALIKE: Final = 1.5
 # Defibrillation, a lead moving to the ADC's limits, a gap held at its last
 # value: the signal sits still, far from its baseline. No QRS holds one level for
 # RAIL_S (a clipped R peak does for a few samples): a candidate whose window has
 # that long a run of identical samples at half its deflection or more is neither
 # a beat nor a level to learn from (cudb's shocks: cu17, cu21, cu23, cu27).
 RAIL_S: Final = 0.060
+# A signal held at the ADC's limit for most of the window has its baseline (the
+# median) there; a swing off the limit much taller than the recent QRS is then a
+# shock's or a lead's (cudb cu17, cu23: rail to rail, twice the QRS), while a QRS
+# rising out of a lead drifted to the limit (mitdb 116) keeps the QRS's height.
+RAIL_SWING: Final = 1.5
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
 
@@ -143,8 +162,8 @@ _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 # eight levels, where that overhead was most of the detector's time.
 
 
-def _median_of_levels(levels: deque[float]) -> float:
-    """Median of a short deque of floats (0 if empty); equals ``np.median``."""
+def _median_of_levels(levels: Iterable[float]) -> float:
+    """Median of a few floats (0 if none); equals ``np.median``."""
     s = sorted(levels)
     n = len(s)
     if n == 0:
@@ -183,6 +202,7 @@ class _Candidate:
     r_late: int = -1  # largest deflection from the steepest slope on (FAST_RR_S)
     amp_late: float = 0.0  # |deflection| there
     railed: bool = False  # the window holds a long flat stretch away from baseline
+    rail_edge: bool = False  # ... or at the window's highest or lowest value
 
 
 class QrsDetector:
@@ -204,6 +224,7 @@ class QrsDetector:
         "_der_hist",
         "_fast_rr",
         "_fs",
+        "_group",
         "_hist_len",
         "_last_mwi",
         "_last_qrs",
@@ -228,6 +249,7 @@ class QrsDetector:
         "_rail",
         "_raw_hist",
         "_raw_peaks",
+        "_recent_cands",
         "_ref",
         "_refractory",
         "_relearn",
@@ -285,6 +307,8 @@ class QrsDetector:
         self._mwi_tail: FloatArray = np.zeros(2)  # integral at n-2, n-1
         self._n = 0  # samples consumed
         self._last_x = 0.0  # last finite sample, held over NaN/inf
+        self._group = 0  # first integral peak merged into the pending candidate
+        self._recent_cands: deque[tuple[int, float]] = deque(maxlen=FAST_RUN)
         # History of raw and derivative signals for R localisation (1.5 s).
         self._hist_len = round(1.5 * self._fs)
         self._raw_hist: FloatArray = np.zeros(0)
@@ -480,15 +504,34 @@ class QrsDetector:
         p = self._pending
         if p is None:
             self._pending = _Candidate(idx, val)
-        elif idx - p.idx <= self._merge:
+            self._group = idx
+        elif idx - p.idx <= self._merge and (
+            idx - self._group <= self._merge or not self._fast_run()
+        ):
             if val > p.value:
                 self._pending = _Candidate(idx, val)
         else:
             self._confirm(p)
             self._pending = _Candidate(idx, val)
+            self._group = idx
+
+    def _fast_run(self) -> bool:
+        """The last candidates are a fast run of alike complexes (FAST_RUN).
+
+        Decided on the candidates alone, before any decision, so that merging does
+        not depend on the chunking.
+        """
+        r = self._recent_cands
+        if len(r) < FAST_RUN:
+            return False
+        if any(b[0] - a[0] >= self._fast_rr for a, b in itertools.pairwise(r)):
+            return False
+        values = [v for _, v in r]
+        return max(values) <= FAST_RUN_ALIKE * min(values)
 
     def _confirm(self, c: _Candidate) -> None:
         """Locate the R peak and slope of a candidate while its samples are in history."""
+        self._recent_cands.append((c.idx, c.value))
         fs = self._fs
         # The integral peaks at the end of the QRS energy, delayed by the filter.
         end = c.idx - round(0.030 * fs)
@@ -518,14 +561,30 @@ class QrsDetector:
             kl = ks + int(dev[ks:].argmax())
             c.r_late = self._base + lo + kl
             c.amp_late = dev.item(kl)
-            c.railed = self._railed(seg, dev, c.amplitude)
+            c.railed, c.rail_edge = self._railed(seg, dev, c.amplitude)
         self._queue.append(c)
 
-    def _railed(self, seg: FloatArray, dev: FloatArray, amplitude: float) -> bool:
-        """A stretch of RAIL_S of identical samples, half the deflection or more off baseline."""
-        flat = (seg[1:] == seg[:-1]) & (dev[1:] >= 0.5 * amplitude)
+    def _railed(self, seg: FloatArray, dev: FloatArray, amplitude: float) -> tuple[bool, bool]:
+        """Whether the window holds a run of RAIL_S identical samples.
+
+        First: half the deflection or more off baseline. Second: at the window's
+        extreme (a signal that sits at the ADC's limit for most of the window, as
+        in a shock, has its median there, and its swings off the limit are then
+        the "deflection"; so has a beat rising out of a lead drifted to the limit).
+        """
         n = self._rail
-        if amplitude <= 0.0 or flat.shape[0] < n or np.count_nonzero(flat) < n:
+        if amplitude <= 0.0 or seg.shape[0] <= n:
+            return False, False
+        after = seg[1:]
+        same = after == seg[:-1]
+        return (
+            self._has_run(same & (dev[1:] >= 0.5 * amplitude)),
+            self._has_run(same & ((after == seg.max()) | (after == seg.min()))),
+        )
+
+    def _has_run(self, flat: npt.NDArray[np.bool_]) -> bool:
+        n = self._rail
+        if np.count_nonzero(flat) < n:
             return False
         run = np.concatenate(([0], flat.view(np.int8), [0]))
         edges = np.flatnonzero(np.diff(run))
@@ -550,13 +609,15 @@ class QrsDetector:
         if c.slope < floor * self._median_slope():
             return False
         last = self._last_qrs
+        if last is None:
+            return True
+        gap = min(c.idx - last.idx, c.r_idx - last.r_idx)
         # A T wave: close behind a QRS, much less steep and smaller than it (an early
         # PVC in atrial fibrillation is as big as the QRS before it).
         return (
-            last is None
-            or c.idx - last.idx >= self._t_wave
+            gap >= self._t_wave
             or (
-                c.idx - last.idx >= self._t_wave_at_rate()
+                gap >= self._t_wave_at_rate()
                 and c.slope >= T_WAVE_SHARPNESS * self._qrs_sharpness() * c.amplitude
             )
             or c.slope >= 0.5 * last.slope
@@ -667,7 +728,7 @@ class QrsDetector:
         self._queue.extendleft(reversed(cands))
 
     def _classify(self, c: _Candidate, out: list[int], *, p_wave: bool = False) -> None:
-        if c.railed:
+        if c.railed or (c.rail_edge and c.amplitude >= RAIL_SWING * self.qrs_amplitude_mv > 0.0):
             return  # ADC limits or a gap: no QRS there, and no level to learn from
         last = self._last_qrs
         if last is not None and c.r_idx - last.r_idx < self._refractory:
@@ -832,3 +893,4 @@ class QrsDetector:
                     self._slopes.append(max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old))
                     self._slope_med = None
         self._thr = None
+
