@@ -464,7 +464,7 @@ async def refusal(endpoint: BrokerEndpoint, identifier: str) -> str:
     with pytest.raises(aiomqtt.MqttError) as caught:
         async with endpoint.client(identifier=identifier, timeout=2):
             pass
-    return endpoint.connect_failure([caught.value], identifier=identifier)
+    return await endpoint.explain_failure([caught.value], identifier=identifier)
 
 
 async def test_a_broker_certificate_not_from_the_ca_file_is_named_with_the_file(
@@ -610,3 +610,24 @@ async def test_roommon_timers_once_gets_its_probe_back_under_the_shipped_acl(
         assert await watch(source, clock=RealClock(), out=out, once=True, wait_s=10) == 0
     assert logs.named("timers_probe_not_returned") == []
     assert out.getvalue()
+
+
+async def test_a_refusal_that_paho_saw_only_as_a_timeout_is_still_named(
+    secured: SecuredBroker, foreign: CertPair
+) -> None:
+    """TLS 1.3: the broker's alert refusing the client certificate can be overtaken by a
+    reset, so paho logs no TLS error and the connect just times out (once in a loaded CI
+    run). The endpoint then reads the broker's verdict on a second connection."""
+    where = f"broker {LOOPBACK}:{secured.broker.port}"
+    timed_out = [aiomqtt.MqttError("Operation timed out")]
+    no_cert = secured.endpoint("nurse1", cert=False)
+    assert no_cert.connect_failure(timed_out, identifier=None) == "Operation timed out"
+    why = await no_cert.explain_failure(timed_out, identifier=None)
+    assert why.startswith(f"TLS: {where} requires a client certificate and none is configured")
+    wrong = replace(secured.endpoint("nurse1"), cert_file=foreign.cert, key_file=foreign.key)
+    why = await wrong.explain_failure(timed_out, identifier=None)
+    assert why.startswith(f"TLS: {where} refused the client certificate {foreign.cert} (")
+    # the right certificate: the broker has no verdict to give, the timeout stays as it was
+    assert await secured.endpoint("nurse1").explain_failure(timed_out, identifier=None) == (
+        "Operation timed out"
+    )

@@ -14,6 +14,7 @@ handshake the broker or roommon refused (:meth:`BrokerEndpoint.connect_failure`)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
@@ -294,6 +295,47 @@ class BrokerEndpoint:
             if message and "[SSL" in message:
                 return self._tls_words(message)
         return text
+
+    async def explain_failure(
+        self, errors: Sequence[BaseException], *, identifier: str | None
+    ) -> str:
+        """:meth:`connect_failure`, and where that found no TLS verdict on a TLS
+        connection, the broker's verdict read by a second connection that sends nothing.
+
+        In TLS 1.3 a refused client certificate is an alert sent after the handshake,
+        and a reset can overtake it (paho then logs only "Connection reset by peer" and
+        the connect times out): the refusal would go unnamed about once in a loaded run.
+        """
+        text = self.connect_failure(errors, identifier=identifier)
+        if not self.tls or text.startswith("TLS"):
+            return text
+        verdict = await self.tls_verdict()
+        return self._tls_words(verdict) if verdict is not None else text
+
+    async def tls_verdict(self, timeout_s: float = 1.0) -> str | None:
+        """The TLS error a connection that sends nothing gets from the broker (its alert
+        refusing the client certificate, or a failed verification), or None."""
+        try:
+            ctx = self.tls_context()
+        except BrokerTlsError:
+            return None
+        if ctx is None:
+            return None
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                reader, writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=ctx, server_hostname=self.host
+                )
+                await reader.read(1)
+        except ssl.SSLError as exc:
+            return str(exc)
+        except (OSError, TimeoutError):
+            return None
+        finally:
+            if writer is not None:
+                writer.transport.abort()
+        return None
 
     def _tls_words(self, message: str) -> str:
         detail = message.split("] ", 1)[-1].split(" (_ssl.c", 1)[0]

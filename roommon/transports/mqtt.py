@@ -418,11 +418,14 @@ class MqttLink:
                     self._lost_at = self._clock.monotonic()
                 # The link was lost, or the broker refused or could not be reached
                 # (``connected`` False): either way the line names the broker.
+                connected = self._client is not None
+                why = (
+                    endpoint.connect_failure(eg.exceptions, identifier=self._client_id)
+                    if connected
+                    else await endpoint.explain_failure(eg.exceptions, identifier=self._client_id)
+                )
                 log.warning(
-                    "mqtt_disconnected",
-                    broker=endpoint.url,
-                    connected=self._client is not None,
-                    error=endpoint.connect_failure(eg.exceptions, identifier=self._client_id),
+                    "mqtt_disconnected", broker=endpoint.url, connected=connected, error=why
                 )
             finally:
                 self._set_up(control=False)
