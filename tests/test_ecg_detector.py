@@ -478,3 +478,13 @@ def test_merging_does_not_swallow_every_other_complex_of_a_fast_tachycardia() ->
     other = detect_samples(x, fs=fs, chunk_seconds=0.37) + round(370.0 * fs)
     assert other.shape == det.shape
     assert np.max(np.abs(other - det)) <= 1
+
+
+def test_a_restarted_detector_does_not_design_its_filter_again() -> None:
+    """A check restarts its detector after every gap; an overloaded daemon shedding chunks
+    restarted thousands a minute and spent a fifth of its time in scipy's filter design
+    (bench/scale.py's profile at 2N). Detectors at one rate share one design, read-only."""
+    first, again, other = QrsDetector(fs=250.0), QrsDetector(fs=250.0), QrsDetector(fs=360.0)
+    assert first._b is again._b and first._a is again._a and first._zi_unit is again._zi_unit
+    assert other._b is not first._b
+    assert not first._b.flags.writeable

@@ -205,6 +205,26 @@ class _Candidate:
     rail_edge: bool = False  # ... or at the window's highest or lowest value
 
 
+
+_BAND_FILTERS: dict[float, tuple[FloatArray, FloatArray, FloatArray]] = {}
+
+
+def _band_filter(fs: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(b, a, zi_unit) of the detector's band-pass for ``fs``, designed once per rate
+    (read-only arrays: every detector at that rate shares them)."""
+    found = _BAND_FILTERS.get(fs)
+    if found is None:
+        scipy_signal = _Scipy.load()
+        b0, a0 = scipy_signal.butter(2, [5.0, 15.0], btype="bandpass", fs=fs)
+        b = np.convolve(b0, [1.0, 0.0, -1.0]) * (fs / 2.0)
+        a = np.asarray(a0, dtype=np.float64)
+        zi_unit = np.asarray(scipy_signal.lfilter_zi(b, a), dtype=np.float64)
+        for arr in (b, a, zi_unit):
+            arr.setflags(write=False)
+        found = _BAND_FILTERS[fs] = (b, a, zi_unit)
+    return found
+
+
 class QrsDetector:
     """Streaming QRS detector for one ECG channel in mV.
 
@@ -283,14 +303,13 @@ class QrsDetector:
         self._min_qrs_mv = min_qrs_mv
         # Band-pass 5-15 Hz (QRS energy, above P/T waves and baseline, below EMG)
         # convolved with a centred difference: one small IIR, cheap per chunk.
-        b, a = _Scipy.load().butter(2, [5.0, 15.0], btype="bandpass", fs=self._fs)
-        self._b: FloatArray = np.convolve(b, [1.0, 0.0, -1.0]) * (self._fs / 2.0)
-        self._a: FloatArray = np.asarray(a, dtype=np.float64)
+        # Filter state of a signal that has been at 1 mV for ever (``zi_unit``): scaled by
+        # the first sample, a record starting at a DC offset gives no start-up transient
+        # (no false "beat" in its first 50 ms). Designed once per sample rate: a check
+        # restarts its detector after every gap, and an overloaded daemon that sheds
+        # chunks spent a fifth of its time redesigning this filter.
+        self._b, self._a, self._zi_unit = _band_filter(self._fs)
         self._zi: FloatArray = np.zeros(max(len(self._a), len(self._b)) - 1)
-        # Filter state of a signal that has been at 1 mV for ever: scaled by the first
-        # sample, a record starting at a DC offset gives no start-up transient (no
-        # false "beat" in its first 50 ms).
-        self._zi_unit: FloatArray = _Scipy.load().lfilter_zi(self._b, self._a)
         self._win = max(2, round(0.150 * self._fs))  # integration window
         self._merge = round(0.200 * self._fs)  # candidate spacing = look-ahead
         self._refractory = round(0.200 * self._fs)
