@@ -485,6 +485,8 @@ def test_a_restarted_detector_does_not_design_its_filter_again() -> None:
     restarted thousands a minute and spent a fifth of its time in scipy's filter design
     (bench/scale.py's profile at 2N). Detectors at one rate share one design, read-only."""
     first, again, other = QrsDetector(fs=250.0), QrsDetector(fs=250.0), QrsDetector(fs=360.0)
-    assert first._b is again._b and first._a is again._a and first._zi_unit is again._zi_unit
+    assert first._b is again._b
+    assert first._a is again._a
+    assert first._zi_unit is again._zi_unit
     assert other._b is not first._b
     assert not first._b.flags.writeable
