@@ -186,6 +186,17 @@ def parse_broker_urls(text: str, *, option: str = "--broker") -> list[tuple[str,
     return parsed
 
 
+
+class _VerdictProtocol(asyncio.Protocol):
+    """Receives nothing; :attr:`lost` is the error the connection ended with, or None."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.lost: asyncio.Future[BaseException | None] = loop.create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerEndpoint:
     """Where and how to connect: a broker config with any ``--broker`` override applied."""
@@ -312,30 +323,44 @@ class BrokerEndpoint:
         verdict = await self.tls_verdict()
         return self._tls_words(verdict) if verdict is not None else text
 
-    async def tls_verdict(self, timeout_s: float = 1.0) -> str | None:
+    async def tls_verdict(
+        self, timeout_s: float = 1.0, *, ctx: ssl.SSLContext | None = None
+    ) -> str | None:
         """The TLS error a connection that sends nothing gets from the broker (its alert
-        refusing the client certificate, or a failed verification), or None."""
-        try:
-            ctx = self.tls_context()
-        except BrokerTlsError:
-            return None
+        refusing the client certificate, or a failed verification), or None (silence).
+
+        ``ctx``: the TLS context to connect with (default: this endpoint's). The connect
+        is made in two steps, TCP then TLS over it, so that a connection cancelled or
+        refused during the handshake is closed here at once (asyncio's one-step TLS
+        connect can leave its socket to the garbage collector).
+        """
         if ctx is None:
-            return None
-        writer: asyncio.StreamWriter | None = None
+            try:
+                ctx = self.tls_context()
+            except BrokerTlsError:
+                return None
+            if ctx is None:
+                return None
+        loop = asyncio.get_running_loop()
+        proto = _VerdictProtocol(loop)
+        raw: asyncio.Transport | None = None
+        secured: asyncio.Transport | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    self.host, self.port, ssl=ctx, server_hostname=self.host
-                )
-                await reader.read(1)
+                raw, _ = await loop.create_connection(lambda: proto, self.host, self.port)
+                secured = await loop.start_tls(raw, proto, ctx, server_hostname=self.host)
+                if secured is None:  # (closed during the handshake, without a TLS error)
+                    return None
+                lost = await proto.lost
         except ssl.SSLError as exc:
             return str(exc)
         except (OSError, TimeoutError):
             return None
         finally:
-            if writer is not None:
-                writer.transport.abort()
-        return None
+            for transport in (secured, raw):
+                if transport is not None:
+                    transport.abort()
+        return str(lost) if lost is not None and "[SSL" in str(lost) else None
 
     def _tls_words(self, message: str) -> str:
         detail = message.split("] ", 1)[-1].split(" (_ssl.c", 1)[0]

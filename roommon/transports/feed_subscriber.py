@@ -445,7 +445,9 @@ class FeedSubscriber:
             self._abort()
             if tls is None or "[SSL" in str(exc):
                 raise
-            verdict = await self._tls_verdict(tls)
+            # In TLS 1.3 a refused client certificate is an alert after the handshake
+            # that a reset can overtake: a second connection reads the broker's verdict.
+            verdict = await ep.tls_verdict(min(self._timeout, 2.0), ctx=tls)
             if verdict is None:
                 raise
             raise FeedConnectionError(f"{exc} ({verdict})") from exc
@@ -481,28 +483,6 @@ class FeedSubscriber:
                 proto.transport.abort()
         if proto is not None and proto.closed.done() and not proto.closed.cancelled():
             proto.closed.exception()  # retrieved: no "exception never retrieved" warning
-
-    async def _tls_verdict(self, tls: ssl.SSLContext) -> str | None:
-        """Why a TLS connection closed before its CONNACK, if the broker refused the client
-        certificate. In TLS 1.3 that refusal comes after the handshake, as an alert that a
-        reset can overtake (the CONNECT was sent at once): a second connection that sends
-        nothing reads the broker's verdict, an alert or silence (then: None)."""
-        ep = self._endpoint
-        proto = _FeedProtocol(v5=self._v5, on_messages=lambda _m: None)
-        try:
-            async with asyncio.timeout(min(self._timeout, 2.0)):
-                await _open(proto, ep, tls)
-                await asyncio.wait((proto.closed,))
-        except (OSError, TimeoutError):
-            return None
-        finally:
-            proto.leaving = True
-            if proto.transport is not None:
-                proto.transport.abort()
-        if proto.closed.cancelled() or proto.closed.exception() is None:
-            return None
-        cause = proto.closed.exception().__cause__  # type: ignore[union-attr]
-        return str(cause) if cause is not None and "[SSL" in str(cause) else None
 
     def _abort(self) -> None:
         proto = self._protocol
