@@ -13,8 +13,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import json
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -28,20 +27,20 @@ from roommon.alerts.store import STORE_FILE, AlarmStore
 from roommon.config import Config
 from roommon.core.clock import Cancellable, Clock, iso
 from roommon.core.conditions import ConditionReport
-from roommon.core.errors import CommandError, DaemonFailedError, StoreError
-from roommon.core.ids import validate_identifier
+from roommon.core.errors import DaemonFailedError, StoreError
 from roommon.core.log import get_logger
 from roommon.core.model import DataOrigin
 from roommon.core.work import WorkTime, work_clock
 from roommon.recovery.store import RecoveryStore
 from roommon.room.pipeline import RoomOutput, RoomPipeline
+from roommon.runtime.commands import CommandDesk
 from roommon.runtime.inbound import Inbound, InboundQueue, InputLag
 from roommon.runtime.ingest import FeedIngest
 from roommon.runtime.serial_bindings import SerialPortBinding, serial_bindings
 from roommon.transports.broker import BrokerEndpoint
 from roommon.transports.mqtt import MqttLink
 from roommon.transports.receive import InboundMessage
-from roommon.wire.commands import CommandReply, parse_command
+from roommon.wire.commands import CommandReply
 from roommon.wire.payloads import (
     AlarmEventMessage,
     RoomEventMessage,
@@ -49,18 +48,13 @@ from roommon.wire.payloads import (
     StatusMessage,
 )
 from roommon.wire.timer import (
-    RECOVERY_ACTIONS,
     TimerEventMessage,
     TimerMessage,
-    parse_nurse_command,
 )
 from roommon.wire.topics import Topics
 
 log = get_logger(__name__)
 
-#: Command ids remembered to answer a redelivered copy once (a persistent session and
-#: clients that re-send until they hear back deliver some commands twice).
-COMMANDS_REMEMBERED = 4096
 #: Work done between two yields to the event loop, at most about this many seconds (the
 #: inbound drain and the ticker's pass over the rooms): the readers, the writer and the
 #: deadline task run in between, so an alarm raised meanwhile waits for at most one
@@ -209,9 +203,11 @@ class Daemon:
         self.ingest: FeedIngest
         #: Why the daemon stopped, when shared infrastructure failed ("" otherwise).
         self.failure = ""
-        #: (room, client, command id) -> the command's payload and its reply, newest last.
-        self._commands_seen: OrderedDict[tuple[str, str, str], tuple[bytes, CommandReply]] = (
-            OrderedDict()
+        self.commands = CommandDesk(
+            clock=clock,
+            reply=self._send_reply,
+            display_clients=config.daemon.display_clients,
+            counters=self.counters,
         )
         # Rooms' next deadlines: a heap of (time, n, room) with stale entries left in it
         # (the current one is in _due_at), the time the deadline task sleeps until, and
@@ -765,118 +761,15 @@ class Daemon:
         return ""
 
     def handle_command(self, pipeline: RoomPipeline, client: str, payload: bytes) -> CommandReply:
-        """Apply one command from ``client`` (the topic's client id), reply and return the reply.
+        """Apply one command from ``client`` and reply (see :class:`CommandDesk`)."""
+        return self.commands.handle(pipeline, client, payload)
 
-        A display service named in ``daemon.display_clients`` acts for a signed-in
-        user: its commands must carry ``actor`` (that user), which becomes the actor
-        recorded in the alarm log and recovery history. Any other client naming an
-        actor is refused: the topic level is the broker's word, a payload field is not.
-        """
-        cmd_id: str | None = None
-        action: str | None = None
-        actor = client
-        raw: object = None
-        try:
-            raw = json.loads(payload)
-            if isinstance(raw, dict):
-                cmd_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-                action = raw.get("action") if isinstance(raw.get("action"), str) else None
-        except ValueError:
-            pass
-        key = None if cmd_id is None else (pipeline.room, client, cmd_id)
-        if key is not None and (answered := self._answered(key, payload)) is not None:
-            self._send_reply(answered)  # the same bytes again: the sender did not hear it
-            return answered
-        received = payload
-        try:
-            if isinstance(raw, dict):
-                actor, payload = self._actor(client, raw, payload)
-            if action in RECOVERY_ACTIONS:
-                nurse = parse_nurse_command(payload, room=pipeline.room)
-                detail = pipeline.recovery_command(nurse, client=actor)
-            else:
-                cmd = parse_command(payload, room=pipeline.room)
-                detail = pipeline.command(cmd, client=actor)
-            ok, reason = True, "ok"
-        except CommandError as err:
-            ok, reason, detail = False, err.reason, err.detail
-            log.warning(
-                "command_refused",
-                room=pipeline.room,
-                client=client,
-                actor=actor,
-                id=cmd_id,
-                action=action,
-                reason=reason,
-                detail=detail,
-            )
-        self.counters["commands_ok" if ok else "commands_refused"] += 1
-        reply = CommandReply(
-            id=cmd_id,
-            room=pipeline.room,
-            client=client,
-            action=action,
-            ok=ok,
-            reason=reason,
-            detail=detail,
-            t=self.clock.now(),
-        )
-        if key is not None:
-            self._remember(key, received, reply)
-        self._send_reply(reply)
-        return reply
+    def command_seen(self, room: str, client: str, cmd_id: str) -> bool:
+        """The daemon has applied (and answered) the command ``cmd_id`` of ``client``."""
+        return self.commands.seen(room, client, cmd_id)
 
     def _send_reply(self, reply: CommandReply) -> None:
         if self.link is not None:
             topic = self.topics.reply(reply.room, reply.client)
             self.store.enqueue(topic, reply.model_dump_json().encode())
             self.wake_writer()
-
-    def command_seen(self, room: str, client: str, cmd_id: str) -> bool:
-        """The daemon has applied (and answered) the command ``cmd_id`` of ``client``."""
-        return (room, client, cmd_id) in self._commands_seen
-
-    def _answered(self, key: tuple[str, str, str], payload: bytes) -> CommandReply | None:
-        """The reply already given to this command, if ``payload`` is a copy of it.
-
-        The same id with the same bytes from the same client is the same command
-        (a QoS 1 redelivery of the daemon's persistent session, or a client
-        re-sending until it hears back): it is applied and decided once. A copy
-        gets that same reply again, byte for byte (a client that re-sends has
-        not heard it), which a client dedupes on the command id like an alarm
-        event on its ``event_id``.
-        """
-        seen = self._commands_seen.get(key)
-        if seen is None or seen[0] != payload:
-            return None
-        self.counters["commands_duplicate"] += 1
-        log.info("command_duplicate", room=key[0], client=key[1], id=key[2])
-        return seen[1]
-
-    def _remember(self, key: tuple[str, str, str], payload: bytes, reply: CommandReply) -> None:
-        self._commands_seen[key] = (payload, reply)
-        self._commands_seen.move_to_end(key)
-        while len(self._commands_seen) > COMMANDS_REMEMBERED:
-            self._commands_seen.popitem(last=False)
-
-    def _actor(self, client: str, raw: dict[str, object], payload: bytes) -> tuple[str, bytes]:
-        """The actor of a command and the payload without its ``actor`` field."""
-        trusted = client in self.config.daemon.display_clients
-        if "actor" not in raw:
-            if trusted:
-                raise CommandError("not_allowed", "actor: a display service must name its user")
-            return client, payload
-        if not trusted:
-            raise CommandError(
-                "not_allowed",
-                f"actor: only a display service client (daemon.display_clients) may name an "
-                f"actor; client {client!r} is not one",
-            )
-        actor = raw.pop("actor")
-        try:
-            if not isinstance(actor, str):
-                raise ValueError("must be a string")
-            validate_identifier(actor)
-        except ValueError as exc:
-            raise CommandError("malformed", f"actor: {exc}") from exc
-        return actor, json.dumps(raw).encode()
