@@ -304,6 +304,26 @@ async def test_p_waves_in_a_ventricular_standstill_are_not_beats() -> None:
     assert 4.0 <= raised[0] - still_from <= 5.5
 
 
+async def test_p_waves_seen_between_the_beats_are_not_relearnt_as_a_shrunken_qrs() -> None:
+    # cudb cu35, 100-160 s: complete heart block, wide escape beats of 1-5 mV, P waves
+    # of 0.2-0.45 mV marching through at about 55 per minute, as sharp for their size
+    # as the escape beats, and over a tenth of their height. From 135.1 s to 158.2 s
+    # the ventricles stand still (23 s). Re-learning must not take the P waves for the
+    # old QRS shrunk by a gain change: they were there between the beats before it.
+    x, fs, ref = excerpt("cudb", "cu35", 100.0, 160.0)
+    local = ref.beats[(ref.beats >= 100.0 * fs) & (ref.beats < 160.0 * fs)] / fs - 100.0
+    gaps = np.diff(local)
+    k = int(np.argmax(gaps))
+    still_from, still_to = float(local[k]), float(local[k + 1])
+    assert still_to - still_from > 20.0
+    beats = detect_samples(x, fs=fs) / fs
+    # About 20 P waves in the standstill; a stray artefact or two may pass, no rhythm.
+    assert len([b for b in beats.tolist() if still_from + 0.3 < b < still_to - 0.3]) <= 3
+    run = await replay_ecg_through_room(x, fs=fs)
+    assert [t for t in run.raised("ecg.asystole") if 4.0 <= t - still_from <= 5.5]
+    assert not ever(run, "ecg.vt")
+
+
 def test_noise_label_continues_the_rhythm_under_it() -> None:
     # vfdb 419: three flutter episodes longer than 10 s, each with (NOISE labels in it.
     # The database's convention: the rhythm before a (NOISE goes on under the noise, so

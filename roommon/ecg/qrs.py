@@ -100,6 +100,14 @@ MIN_AMPLITUDE_SHARE: Final = 0.15
 # standstill are also smaller than that (cudb cu31: a twentieth).
 RELEARN_SHARPNESS: Final = 0.7
 RELEARN_AMPLITUDE: Final = 0.1
+# ... unless waves of that size and shape went along with the old QRS complexes
+# (BESIDE_MATCHES of the last BESIDE_N candidates rejected between two beats): a
+# change of gain shrinks the P and T waves with the QRS, so such waves were not
+# there before; the P waves of a complete heart block were, and go on through a
+# ventricular standstill (cudb cu35: a tenth of the wide escape beats' height, and
+# as sharp for their size).
+BESIDE_N: Final = 24
+BESIDE_MATCHES: Final = 2
 # A wide beat (aberrated premature beat, slurred PVC) is about half as tall as the
 # QRS around it and a fifth to a third as steep, so its integral falls just short
 # of the threshold and the slope floor rejects it; a P wave, or a T wave past the
@@ -241,6 +249,7 @@ class QrsDetector:
         "_amp_med",
         "_b",
         "_base",
+        "_beside",
         "_der_hist",
         "_fast_rr",
         "_fs",
@@ -355,6 +364,9 @@ class QrsDetector:
         self._slope_med: float | None = None
         self._rr_mean_n: int | None = None
         self._noise_cands: deque[_Candidate] = deque()
+        # Candidates rejected inside ordinary R-R intervals (both ends beats, no
+        # re-learning between): the P and T waves that went along with the QRS.
+        self._beside: deque[_Candidate] = deque(maxlen=BESIDE_N)
         self._last_qrs: _Candidate | None = None
         # Index search-back and re-learning count from: the last QRS, or the end
         # of the last (re-)learning when there has been none since.
@@ -822,6 +834,8 @@ class QrsDetector:
             self._sharp_hist.append(c.slope / c.amplitude)
             self._sharp_med = None
         self._sb_done = False
+        if last is not None and c.idx - last.idx < self._relearn_period():
+            self._beside.extend(n for n in self._noise_cands if n.idx > last.idx)
         self._noise_cands.clear()
         out.append(c.r_idx)
 
@@ -871,6 +885,8 @@ class QrsDetector:
         for c in same:
             if best is not None and c.value <= best.value:
                 continue
+            if self._seen_beside(c, sharp):
+                continue
             if any(
                 abs(o.r_idx - c.r_idx) >= self._refractory
                 and 0.5 * c.amplitude <= o.amplitude <= 2.0 * c.amplitude
@@ -878,6 +894,24 @@ class QrsDetector:
             ):
                 best = c
         return best
+
+    def _seen_beside(self, c: _Candidate, sharp: float) -> bool:
+        """Waves of ``c``'s size and shape were there between the old QRS complexes.
+
+        Then ``c`` is one of them (the P waves of a heart block going on through a
+        ventricular standstill, cudb cu35), not the old QRS shrunk by a change of gain:
+        a gain change shrinks the P and T waves with it.
+        """
+        n = 0
+        for o in self._beside:
+            if (
+                0.5 * c.amplitude <= o.amplitude <= 2.0 * c.amplitude
+                and o.slope >= RELEARN_SHARPNESS * sharp * o.amplitude
+            ):
+                n += 1
+                if n >= BESIDE_MATCHES:
+                    return True
+        return False
 
     def _relearn_thresholds(self, deadline: int) -> None:
         """No QRS for a long time (amplitude change, lead swap): start the levels over."""
