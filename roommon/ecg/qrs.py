@@ -135,6 +135,13 @@ P_WAVE_VALUE_RATIO: Final = 1.4
 # it (mitdb 203, coupled at 340-390 ms in a 100 bpm atrial fibrillation) is not.
 T_WAVE_S: Final = 0.360
 T_WAVE_SHARPNESS: Final = 0.9
+# A wide escape or paced beat can be a sharp notch and then a tall slow hump
+# 230-450 ms later (cudb cu35), which passes that test on its height. A candidate in
+# the T-wave window under TAIL_DULL of the last QRS's slope per mV, with the integral
+# never falling between the two below TAIL_VALLEY of its own peak, is that QRS's end
+# (an early PVC is as dull, but the ST segment before it is a valley).
+TAIL_DULL: Final = 0.5
+TAIL_VALLEY: Final = 0.75
 # In a fast rhythm (mean R-R under FAST_RR_S, 150 bpm and over: ventricular
 # tachycardia) the complexes are so close that the R point of a wide one, the
 # largest deflection around its steepest slope, can fall within the refractory
@@ -211,6 +218,9 @@ class _Candidate:
     amp_late: float = 0.0  # |deflection| there
     railed: bool = False  # the window holds a long flat stretch away from baseline
     rail_edge: bool = False  # ... or at the window's highest or lowest value
+    # Lowest integral (amplitude scale) from j samples before the peak up to it, j up
+    # to the T-wave window: whether the integral fell between this and an earlier peak.
+    valley: FloatArray | None = None
 
 
 
@@ -572,6 +582,13 @@ class QrsDetector:
         if hi - lo < 2:
             lo, hi = max(hi - 2, 0), max(hi, min(2, self._raw_hist.shape[0]))
         seg = self._raw_hist[lo:hi]
+        w = self._win
+        i0 = c.idx - self._t_wave - w + 1 - self._base
+        i1 = c.idx + 1 - self._base
+        if i0 >= 0 and i1 <= self._der_hist.shape[0]:
+            d = self._der_hist[i0:i1]
+            cs = np.concatenate(([0.0], (d * d).cumsum()))
+            c.valley = np.sqrt(np.minimum.accumulate((cs[w:] - cs[:-w])[::-1] * (1.0 / w)))
         if seg.shape[0] == 0:
             c.r_idx, c.amplitude, c.slope = c.idx, 0.0, 0.0
         else:
@@ -643,6 +660,8 @@ class QrsDetector:
         if last is None:
             return True
         gap = min(c.idx - last.idx, c.r_idx - last.r_idx)
+        if gap < self._t_wave and self._tail_of(c, last):
+            return False
         # A T wave: close behind a QRS, much less steep and smaller than it (an early
         # PVC in atrial fibrillation is as big as the QRS before it).
         return (
@@ -653,6 +672,24 @@ class QrsDetector:
             )
             or c.slope >= 0.5 * last.slope
             or c.amplitude >= 0.8 * last.amplitude
+        )
+
+    def _tail_of(self, c: _Candidate, last: _Candidate) -> bool:
+        """``c`` is the slurred end of the QRS ``last``, not a beat of its own.
+
+        Much duller for its height than ``last`` (slope per mV under TAIL_DULL of its),
+        with the integral never falling between them below TAIL_VALLEY of ``c``'s peak:
+        one wide complex (cudb cu35's escape beats: a notch, then a tall slow hump that
+        peaks 230-450 ms later). An early PVC after a narrow beat is as dull, but an ST
+        segment lies between them.
+        """
+        v = c.valley
+        j = c.idx - last.idx
+        if v is None or not 0 < j < v.shape[0]:
+            return False
+        return (
+            c.slope * last.amplitude < TAIL_DULL * last.slope * c.amplitude
+            and v.item(j) >= TAIL_VALLEY * c.value
         )
 
     def _t_wave_at_rate(self) -> int:
