@@ -19,7 +19,8 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    (within 360 ms of the previous QRS, from its R point or its integral peak,
    whichever is closer, with less than half its steepest slope;
    for a candidate as sharp, slope per mV, as the recent QRS complexes, the
-   window shrinks with the rate as the QT interval does),
+   window shrinks with the rate as the QT interval does; nor the slow end of a
+   wide QRS: much duller for its height, no valley in the integral between them),
    and has a raw deflection of at least ``min_qrs_mv``. When no QRS has been
    found for 1.66 mean R-R intervals, the largest candidate since the last QRS
    above half the threshold is taken (search-back). A wide beat (aberrated or
@@ -29,7 +30,8 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    P wave of the QRS that follows. After ``relearn_s`` (2 s) without a QRS the levels are
    learnt again, from two recent candidates of the old QRS's shape (slope per mV)
    when there are such: a change of gain is then re-learnt down to a tenth of the
-   old height, while P waves in a ventricular standstill (rounder, smaller) stay
+   old height, while P waves in a ventricular standstill (rounder, smaller, or
+   seen between the old beats already: a gain change shrinks those too) stay
    no beats.
 4. The reported point is the R peak: the sample of largest absolute deflection
    of the raw signal from its local baseline (median around the QRS) inside the
