@@ -342,6 +342,19 @@ def test_the_slow_end_of_a_wide_escape_beat_is_not_a_second_beat() -> None:
     assert len(twice) <= 6
 
 
+def test_waves_far_smaller_than_the_beat_before_them_are_not_beats() -> None:
+    # cudb cu21, 100-160 s, after a shock: tall narrow beats (2-4 mV) about 0.6 s
+    # apart with slow chest-compression-like waves of a few mV between them, whose
+    # small wiggles reach the threshold. No beat is under a seventh of the one
+    # before it; 64 false detections here before that rule, 52 with it.
+    x, fs, ref = excerpt("cudb", "cu21", 100.0, 160.0)
+    a, b = round(100.0 * fs), round(160.0 * fs)
+    local = ref.beats[(ref.beats >= a) & (ref.beats < b)] - a
+    m = match_beats(local, detect_samples(x, fs=fs), fs=fs)
+    assert m.sensitivity >= 30 / 32
+    assert m.false_pos <= 55
+
+
 def test_noise_label_continues_the_rhythm_under_it() -> None:
     # vfdb 419: three flutter episodes longer than 10 s, each with (NOISE labels in it.
     # The database's convention: the rhythm before a (NOISE goes on under the noise, so

@@ -110,6 +110,13 @@ RELEARN_AMPLITUDE: Final = 0.1
 # as sharp for their size).
 BESIDE_N: Final = 24
 BESIDE_MATCHES: Final = 2
+# Two QRS complexes in a row in one lead differ less than sevenfold in height (over
+# the shared records, of the detections under 0.15 of the detection before them
+# none was an annotated beat, a tall PVC's small successor included; 28 were false):
+# a candidate under this share of the last QRS, with no re-learning since, is a
+# wave beside it (cudb cu21's slow waves after a shock between tall narrow beats),
+# however far the median height has drifted.
+LAST_AMPLITUDE_SHARE: Final = 0.15
 # A wide beat (aberrated premature beat, slurred PVC) is about half as tall as the
 # QRS around it and a fifth to a third as steep, so its integral falls just short
 # of the threshold and the slope floor rejects it; a P wave, or a T wave past the
@@ -294,6 +301,7 @@ class QrsDetector:
         "_ref",
         "_refractory",
         "_relearn",
+        "_relearnt",
         "_rr",
         "_rr_mean_n",
         "_sb_done",
@@ -379,6 +387,7 @@ class QrsDetector:
         # Candidates rejected inside ordinary R-R intervals (both ends beats, no
         # re-learning between): the P and T waves that went along with the QRS.
         self._beside: deque[_Candidate] = deque(maxlen=BESIDE_N)
+        self._relearnt = False  # the levels were learnt again since the last QRS
         self._last_qrs: _Candidate | None = None
         # Index search-back and re-learning count from: the last QRS, or the end
         # of the last (re-)learning when there has been none since.
@@ -661,6 +670,8 @@ class QrsDetector:
         last = self._last_qrs
         if last is None:
             return True
+        if not self._relearnt and c.amplitude < LAST_AMPLITUDE_SHARE * last.amplitude:
+            return False
         gap = min(c.idx - last.idx, c.r_idx - last.r_idx)
         if gap < self._t_wave and self._tail_of(c, last):
             return False
@@ -873,6 +884,7 @@ class QrsDetector:
             self._sharp_hist.append(c.slope / c.amplitude)
             self._sharp_med = None
         self._sb_done = False
+        self._relearnt = False
         if last is not None and c.idx - last.idx < self._relearn_period():
             self._beside.extend(n for n in self._noise_cands if n.idx > last.idx)
         self._noise_cands.clear()
@@ -957,6 +969,7 @@ class QrsDetector:
         recent = [c for c in self._noise_cands if c.idx > deadline - self._learn_end]
         old = self._median_slope()
         old_amp = self.qrs_amplitude_mv
+        self._relearnt = True
         self._qrs_peaks.clear()
         self._noise_peaks.clear()
         if recent:
