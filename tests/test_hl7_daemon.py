@@ -41,7 +41,7 @@ VITAL_CODES = {
     "MDC_ECG_HEART_RATE": "heart_rate",
     "MDC_PULS_OXIM_SAT_O2": "spo2",
     "MDC_PULS_OXIM_PULS_RATE": "pulse_rate",
-    "MDC_PULS_OXIM_PERF_REL": "perfusion_index",
+    "MDC_BLD_PERF_INDEX": "perfusion_index",
     "MDC_PRESS_BLD_NONINV_SYS": "nibp_systolic",
     "MDC_PRESS_BLD_NONINV_DIA": "nibp_diastolic",
     "MDC_PRESS_BLD_NONINV_MEAN": "nibp_mean",

@@ -13,9 +13,11 @@ source is, which sections were read and which could not be):
   appendix B gateway mappings (general HL7 v2, DEC / PCD-01, ACM / PCD-04),
   which state their field rules as those of PCD TF-2 appendix B (2019/2024).
 - [ACM 3.Z.7]: the IHE PCD ACM supplement, Rev. 1.3 (2012-08-16), 3.Z.7.
-- [MDC]: the MDC code numbers, checked against the HL7 terminology expansion
-  of ISO/IEEE 11073-10101 (FHIR ValueSet devicealert-condition, MDC
-  2024-12-05), DICOM PS3.16 CID 3038/3039, and the other sources in docs/hl7.md.
+- [GZ]: the IHE Gazelle HL7 message profile of PCD-01 (1.3.6.1.4.12559.11.1.1.129,
+  usage R/RE/X per field and component); test_pcd01_follows_the_gazelle_profile_usage.
+- [MDC]: the MDC code numbers, checked against HL7's FHIR value sets
+  (devicemetric-type, devicealert-condition), DICOM PS3.16 CID 3038/3039 and the
+  other sources in docs/hl7.md; VERIFIED_MDC below lists each term and its sources.
 - [EX]: what public PCD example messages agree on.
 - [HL7]: the HL7 v2.6 base standard, checked by hl7apy (validate_v26).
 - [RMN]: roommon's own choice where the sources leave it open.
@@ -34,7 +36,7 @@ import pytest
 from roommon.core.errors import ConfigError, ProtocolError
 from roommon.hl7 import pcd01, pcd04
 from roommon.hl7.ack import ack, parse_reply
-from roommon.hl7.codes import CodesTable, ObservationCode
+from roommon.hl7.codes import ALERT_CODES, DEFAULT_CODES, MDS, CodesTable, ObservationCode
 from roommon.hl7.er7 import dtm, escape, nm
 from roommon.hl7.segments import Destination, Envelope, Location, Patient, Sender
 from roommon.wire.payloads import AlarmEventMessage, MeasurementValue, RoomStateMessage
@@ -326,9 +328,9 @@ def test_pcd04_threshold_alarm_terms() -> None:
     [
         # a physiological alert's event term is facet 1's OBX-3 [SDPi-ACM]
         ("ecg.asystole", "physiological", "199684^MDC_EVT_ECG_ASYSTOLE^MDC"),  # MDC 3:3076
-        # 11073-10102 rhythm terms, MDC 10:10016 and 10:9984 [DICOM PS3.16 CID 3415]
-        ("ecg.vf", "physiological", "665376^Ventricular Fibrillation^MDC"),
-        ("ecg.vt", "physiological", "665344^Ventricular Tachycardia^MDC"),
+        # ECG rhythm terms, MDC 2:16960 and 2:17088 [MDC: FHIR ValueSet devicemetric-type]
+        ("ecg.vf", "physiological", "148032^MDC_ECG_V_FIB^MDC"),
+        ("ecg.vt", "physiological", "148160^MDC_ECG_V_TACHY^MDC"),
         # a technical alert's event is facet 1's OBX-5 (CWE) under MDC_EVT_ALARM [SDPi-ACM]
         ("ecg.leads_off", "technical", "196882^MDC_EVT_LEADS_OFF^MDC"),  # MDC 3:274
         ("spo2.probe_off", "technical", "196630^MDC_EVT_DISCONN^MDC"),  # MDC 3:22
@@ -533,6 +535,157 @@ def test_cement_injection_end_reports_its_peak() -> None:
         ("cement_injection_duration", 45.0),
     ]
     assert pcd01.room_event(event.model_copy(update={"name": "cement.phase"})) is None
+
+
+#: Every MDC term of the codes table: (partition, term code, reference id) and the sources it was
+#: checked against (docs/hl7.md, "What was checked", [MDC]): DMT = HL7 FHIR ValueSet
+#: devicemetric-type (R4B), THO = HL7 terminology expansion devicealert-condition, DK = HL7
+#: Denmark DK-core IEEE basic observations, DICOM = PS3.16 CID 3038/3039, PHI = Philips
+#: IntelliVue Data Export nomenclature (same term codes), PHD = 11073-20601 nomenclature
+#: constants, SDPI = the SDPi ACM gateway example, EX = public PCD example messages only.
+VERIFIED_MDC: dict[str, tuple[int, int, str, str]] = {
+    "heart_rate": (2, 16770, "MDC_ECG_HEART_RATE", "DMT DK PHI"),
+    "spo2": (2, 19384, "MDC_PULS_OXIM_SAT_O2", "DMT DK PHI PHD"),
+    "pulse_rate": (2, 18458, "MDC_PULS_OXIM_PULS_RATE", "DMT DK PHD"),
+    "perfusion_index": (2, 19416, "MDC_BLD_PERF_INDEX", "DMT EX"),
+    "nibp_systolic": (2, 18949, "MDC_PRESS_BLD_NONINV_SYS", "DMT DK PHI PHD"),
+    "nibp_diastolic": (2, 18950, "MDC_PRESS_BLD_NONINV_DIA", "DMT DK PHI PHD"),
+    "nibp_mean": (2, 18951, "MDC_PRESS_BLD_NONINV_MEAN", "DMT DK PHI PHD"),
+    "abp_systolic": (2, 18961, "MDC_PRESS_BLD_ART_SYS", "DMT PHI"),
+    "abp_diastolic": (2, 18962, "MDC_PRESS_BLD_ART_DIA", "DMT PHI"),
+    "abp_mean": (2, 18963, "MDC_PRESS_BLD_ART_MEAN", "DMT PHI"),
+    "abp_pulse_rate": (2, 18450, "MDC_BLD_PULS_RATE_INV", "DMT DK"),
+    "mds": (1, 4429, "MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS", "PHI EX"),
+    "alarm": (3, 8, "MDC_EVT_ALARM", "THO"),
+    "event_low": (3, 66, "MDC_EVT_LO_VAL_LT_LIM", "EX"),
+    "event_high": (3, 42, "MDC_EVT_HI_GT_LIM", "THO"),
+    "event_asystole": (3, 3076, "MDC_EVT_ECG_ASYSTOLE", "DICOM PHI"),
+    "event_vfib": (2, 16960, "MDC_ECG_V_FIB", "DMT"),
+    "event_vtach": (2, 17088, "MDC_ECG_V_TACHY", "DMT"),
+    "event_leads_off": (3, 274, "MDC_EVT_LEADS_OFF", "SDPI PHI"),
+    "event_disconnected": (3, 22, "MDC_EVT_DISCONN", "THO PHI"),
+    "event_artifact": (3, 432, "MDC_EVT_WAVE_ARTIF_ERR", "DICOM PHI"),
+    "event_failure": (3, 38, "MDC_EVT_FAIL", "THO"),
+    "alert_source": (1, 2944, "MDC_ATTR_ALERT_SOURCE", "SDPI"),
+    "event_phase": (1, 2945, "MDC_ATTR_EVENT_PHASE", "SDPI"),
+    "alarm_state": (1, 2946, "MDC_ATTR_ALARM_STATE", "SDPI"),
+    "inactivation_state": (1, 2947, "MDC_ATTR_ALARM_INACTIVATION_STATE", "SDPI"),
+    "alarm_priority": (1, 2948, "MDC_ATTR_ALARM_PRIORITY", "SDPI"),
+    "alert_type": (1, 2949, "MDC_ATTR_ALERT_TYPE", "SDPI"),
+}
+
+#: The MDC units (partition 4), checked against PHD and the Philips/OpenICE dimension tables.
+VERIFIED_UNITS = {
+    "264864": (2720, "MDC_DIM_BEAT_PER_MIN"),
+    "262688": (544, "MDC_DIM_PERCENT"),
+    "266016": (3872, "MDC_DIM_MMHG"),
+    "265987": (3843, "MDC_DIM_KILO_PASCAL"),
+    "264320": (2176, "MDC_DIM_SEC"),
+}
+
+
+def test_codes_table_matches_the_verified_mdc_terms() -> None:
+    """Each MDC code of the table is the term its reference id names (code and id agree)."""
+    table = {**DEFAULT_CODES, **ALERT_CODES, "mds": MDS}
+    mdc = {name: code for name, code in table.items() if code.system == "MDC"}
+    assert set(mdc) == set(VERIFIED_MDC)
+    for name, code in mdc.items():
+        partition, term, ref_id, _sources = VERIFIED_MDC[name]
+        assert (code.code, code.name) == (str(partition * 65536 + term), ref_id), name
+        if code.unit_code:
+            unit_term, unit_id = VERIFIED_UNITS[code.unit_code]
+            assert (code.unit_code, code.unit_name) == (str(4 * 65536 + unit_term), unit_id)
+    state = STATE.model_copy(update={"measurements": {"perfusion_index": m(2.4, T + 59, "%")}})
+    text = pcd01.build(
+        ENV, report_id="x", observations=pcd01.vitals(state), codes=CodesTable(), start=T
+    )
+    assert "|150488^MDC_BLD_PERF_INDEX^MDC|1.2.1.3|2.4|262688^MDC_DIM_PERCENT^MDC^%^%^UCUM|" in text
+
+
+#: PCD-01 as the IHE Gazelle HL7 message profile 1.3.6.1.4.12559.11.1.1.129 (PCD-01, Device
+#: Observation Reporter, ORU^R01, HL7 v2.6; oehf/ipf-gazelle) constrains it: per segment, the
+#: fields of usage R and X, and the components of usage R within a field that is sent.
+GAZELLE_PCD01_R = {
+    "MSH": {1, 2, 3, 7, 9, 10, 11, 12, 15, 16, 21},
+    "PID": {3, 5},
+    "PV1": {2},
+    "OBR": {1, 2, 3, 4},
+    "OBX": {1, 3, 4, 11},
+}
+GAZELLE_PCD01_X = {
+    "MSH": {8, 14, 20},
+    "PID": {1, 2, 4},
+    "PV1": {1, 4, 5},
+    "OBR": {5, 6},
+    "OBX": {9, 12, 13},
+}
+GAZELLE_PCD01_R_COMPONENTS = {
+    ("MSH", 3): {1},
+    ("MSH", 9): {1, 2, 3},
+    ("MSH", 21): {3, 4},
+    ("PID", 3): {1, 4, 5},
+    ("PID", 5): {7},
+    ("OBR", 2): {1},
+    ("OBR", 3): {1},
+    ("OBR", 4): {2},
+    ("OBX", 3): {2},
+    ("OBX", 6): {2},
+    ("OBX", 17): {2},
+    ("OBX", 18): {1},
+}
+
+
+def gazelle_pcd01_violations(text: str) -> list[str]:
+    """Where a PCD-01 message breaks the Gazelle profile's R / X usage (fields, components)."""
+    found = []
+    for seg in text.rstrip("\r").split("\r"):
+        name, *rest = seg.split("|")
+        # MSH-1 is the separator itself: field n of MSH is rest[n-2], of others rest[n-1]
+        values = (
+            {1: "|", **{i + 2: v for i, v in enumerate(rest)}}
+            if name == "MSH"
+            else {i + 1: v for i, v in enumerate(rest)}
+        )
+        if name == "OBX" and not values.get(5):
+            values[6] = values.get(6, "")  # OBX-6 is C: only with a value
+        for n in GAZELLE_PCD01_R.get(name, set()):
+            if not values.get(n):
+                found.append(f"{name}-{n} R is empty")
+        for n in GAZELLE_PCD01_X.get(name, set()):
+            if values.get(n):
+                found.append(f"{name}-{n} X is sent")
+        for (seg_name, n), comps in GAZELLE_PCD01_R_COMPONENTS.items():
+            if seg_name != name or not values.get(n):
+                continue
+            for rep in values[n].split("~"):
+                parts = rep.split("^")
+                for c in comps:
+                    if len(parts) < c or not parts[c - 1]:
+                        found.append(f"{name}-{n}.{c} R is empty")
+    return found
+
+
+def test_pcd01_follows_the_gazelle_profile_usage() -> None:
+    """R fields and components present, X fields absent; the one known deviation: no PID-3."""
+    text = pcd01.build(
+        ENV,
+        report_id="r1-1767225660000-1",
+        observations=pcd01.vitals(STATE),
+        codes=CodesTable(),
+        start=T + 60,
+    )
+    assert gazelle_pcd01_violations(text) == []
+    # the check itself sees a missing profile id and a sent X field
+    assert gazelle_pcd01_violations(
+        text.replace("|IHE_PCD_001^IHE PCD^", "|IHE_PCD_001^IHE PCD^^")
+    ) == ["MSH-21.3 R is empty"]
+    assert gazelle_pcd01_violations(text.replace("PV1||I|", "PV1|1|I|", 1)) == ["PV1-1 X is sent"]
+    # location only (no patient): the profile, like the HL7 base standard, wants PID-3
+    env = dataclasses.replace(ENV, patient=None)
+    text = pcd01.build(
+        env, report_id="x", observations=pcd01.vitals(STATE), codes=CodesTable(), start=T
+    )
+    assert gazelle_pcd01_violations(text) == ["PID-3 R is empty"]
 
 
 def test_codes_table_override_from_the_site() -> None:

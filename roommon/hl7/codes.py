@@ -150,7 +150,9 @@ DEFAULT_CODES: Final[Mapping[str, ObservationCode]] = {
     "heart_rate": _mdc(147842, "MDC_ECG_HEART_RATE", BPM, VMD_ECG, 1),
     "spo2": _mdc(150456, "MDC_PULS_OXIM_SAT_O2", PERCENT, VMD_PULSOX, 1),
     "pulse_rate": _mdc(149530, "MDC_PULS_OXIM_PULS_RATE", BPM, VMD_PULSOX, 2),
-    "perfusion_index": _mdc(150488, "MDC_PULS_OXIM_PERF_REL", PERCENT, VMD_PULSOX, 3),
+    # 150488 is MDC_BLD_PERF_INDEX (the perfusion index in %, as pulse oximeters send it in
+    # PCD-01); MDC_PULS_OXIM_PERF_REL is another term, 150448 (docs/hl7.md, "What was checked")
+    "perfusion_index": _mdc(150488, "MDC_BLD_PERF_INDEX", PERCENT, VMD_PULSOX, 3),
     "nibp_systolic": _mdc(150021, "MDC_PRESS_BLD_NONINV_SYS", MMHG, VMD_NIBP, 1, EPISODIC),
     "nibp_diastolic": _mdc(150022, "MDC_PRESS_BLD_NONINV_DIA", MMHG, VMD_NIBP, 2, EPISODIC),
     "nibp_mean": _mdc(150023, "MDC_PRESS_BLD_NONINV_MEAN", MMHG, VMD_NIBP, 3, EPISODIC),
@@ -219,11 +221,11 @@ ALERT_CODES: Final[Mapping[str, ObservationCode]] = {
     "event_high": _facet(196650, "MDC_EVT_HI_GT_LIM"),
     # specific events (the codes of ALERT_EVENTS below)
     "event_asystole": _facet(199684, "MDC_EVT_ECG_ASYSTOLE"),  # 3:3076
-    # the ventricular rhythms have no event-partition term with a published number; they are
-    # sent with ISO/IEEE 11073-10102's ECG rhythm terms (partition 10, DICOM PS3.16 CID 3415),
-    # whose reference ids were not found either: CWE-2 carries the term's meaning
-    "event_vfib": _facet(665376, "Ventricular Fibrillation"),  # 10:10016
-    "event_vtach": _facet(665344, "Ventricular Tachycardia"),  # 10:9984
+    # the ventricular rhythms: no event-partition (3) term for VF was found in any source read;
+    # both are sent with their ECG rhythm terms of partition 2 (2:16960, 2:17088), as the HL7
+    # FHIR ValueSet devicemetric-type lists them (docs/hl7.md, "What was checked")
+    "event_vfib": _facet(148032, "MDC_ECG_V_FIB"),
+    "event_vtach": _facet(148160, "MDC_ECG_V_TACHY"),
     "event_leads_off": _facet(196882, "MDC_EVT_LEADS_OFF"),  # 3:274
     "event_disconnected": _facet(196630, "MDC_EVT_DISCONN"),  # 3:22
     "event_artifact": _facet(197040, "MDC_EVT_WAVE_ARTIF_ERR"),  # 3:432
