@@ -227,9 +227,10 @@ class _Candidate:
     amp_late: float = 0.0  # |deflection| there
     railed: bool = False  # the window holds a long flat stretch away from baseline
     rail_edge: bool = False  # ... or at the window's highest or lowest value
-    # Lowest integral (amplitude scale) from j samples before the peak up to it, j up
-    # to the T-wave window: whether the integral fell between this and an earlier peak.
-    valley: FloatArray | None = None
+    # Filtered slope from a T-wave window and an integration window before the
+    # integral's peak up to it (a view of the history): whether the integral fell
+    # between this and an earlier peak, worked out only when that is asked.
+    before: FloatArray | None = None
 
 
 
@@ -593,13 +594,9 @@ class QrsDetector:
         if hi - lo < 2:
             lo, hi = max(hi - 2, 0), max(hi, min(2, self._raw_hist.shape[0]))
         seg = self._raw_hist[lo:hi]
-        w = self._win
-        i0 = c.idx - self._t_wave - w + 1 - self._base
-        i1 = c.idx + 1 - self._base
-        if i0 >= 0 and i1 <= self._der_hist.shape[0]:
-            d = self._der_hist[i0:i1]
-            cs = np.concatenate(([0.0], (d * d).cumsum()))
-            c.valley = np.sqrt(np.minimum.accumulate((cs[w:] - cs[:-w])[::-1] * (1.0 / w)))
+        i0 = c.idx - self._t_wave - self._win + 1 - self._base
+        if i0 >= 0:
+            c.before = self._der_hist[i0 : c.idx + 1 - self._base]
         if seg.shape[0] == 0:
             c.r_idx, c.amplitude, c.slope = c.idx, 0.0, 0.0
         else:
@@ -673,8 +670,6 @@ class QrsDetector:
         if not self._relearnt and c.amplitude < LAST_AMPLITUDE_SHARE * last.amplitude:
             return False
         gap = min(c.idx - last.idx, c.r_idx - last.r_idx)
-        if gap < self._t_wave and self._tail_of(c, last):
-            return False
         # A T wave: close behind a QRS, much less steep and smaller than it (an early
         # PVC in atrial fibrillation is as big as the QRS before it).
         return (
@@ -683,8 +678,10 @@ class QrsDetector:
                 gap >= self._t_wave_at_rate()
                 and c.slope >= T_WAVE_SHARPNESS * self._qrs_sharpness() * c.amplitude
             )
-            or c.slope >= 0.5 * last.slope
-            or c.amplitude >= 0.8 * last.amplitude
+            or (
+                (c.slope >= 0.5 * last.slope or c.amplitude >= 0.8 * last.amplitude)
+                and not self._tail_of(c, last)
+            )
         )
 
     def _tail_of(self, c: _Candidate, last: _Candidate) -> bool:
@@ -696,14 +693,19 @@ class QrsDetector:
         peaks 230-450 ms later). An early PVC after a narrow beat is as dull, but an ST
         segment lies between them.
         """
-        v = c.valley
+        d = c.before
         j = c.idx - last.idx
-        if v is None or not 0 < j < v.shape[0]:
+        if (
+            d is None
+            or not 0 < j <= self._t_wave
+            or c.slope * last.amplitude >= TAIL_DULL * last.slope * c.amplitude
+        ):
             return False
-        return (
-            c.slope * last.amplitude < TAIL_DULL * last.slope * c.amplitude
-            and v.item(j) >= TAIL_VALLEY * c.value
-        )
+        d = d[self._t_wave - j :]
+        w = self._win
+        cs = np.concatenate(([0.0], (d * d).cumsum()))
+        lowest = float((cs[w:] - cs[:-w]).min()) / w  # the integral from last's peak to c's
+        return math.sqrt(max(lowest, 0.0)) >= TAIL_VALLEY * c.value
 
     def _t_wave_at_rate(self) -> int:
         """The T-wave window shrunk with the rate: T_WAVE_S x sqrt(R-R / 1 s), capped."""
