@@ -19,7 +19,8 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    (within 360 ms of the previous QRS, from its R point or its integral peak,
    whichever is closer, with less than half its steepest slope;
    for a candidate as sharp, slope per mV, as the recent QRS complexes, the
-   window shrinks with the rate as the QT interval does),
+   window shrinks with the rate as the QT interval does; nor the slow end of a
+   wide QRS: much duller for its height, no valley in the integral between them),
    and has a raw deflection of at least ``min_qrs_mv``. When no QRS has been
    found for 1.66 mean R-R intervals, the largest candidate since the last QRS
    above half the threshold is taken (search-back). A wide beat (aberrated or
@@ -29,7 +30,8 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    P wave of the QRS that follows. After ``relearn_s`` (2 s) without a QRS the levels are
    learnt again, from two recent candidates of the old QRS's shape (slope per mV)
    when there are such: a change of gain is then re-learnt down to a tenth of the
-   old height, while P waves in a ventricular standstill (rounder, smaller) stay
+   old height, while P waves in a ventricular standstill (rounder, smaller, or
+   seen between the old beats already: a gain change shrinks those too) stay
    no beats.
 4. The reported point is the R peak: the sample of largest absolute deflection
    of the raw signal from its local baseline (median around the QRS) inside the
@@ -100,6 +102,21 @@ MIN_AMPLITUDE_SHARE: Final = 0.15
 # standstill are also smaller than that (cudb cu31: a twentieth).
 RELEARN_SHARPNESS: Final = 0.7
 RELEARN_AMPLITUDE: Final = 0.1
+# ... unless waves of that size and shape went along with the old QRS complexes
+# (BESIDE_MATCHES of the last BESIDE_N candidates rejected between two beats): a
+# change of gain shrinks the P and T waves with the QRS, so such waves were not
+# there before; the P waves of a complete heart block were, and go on through a
+# ventricular standstill (cudb cu35: a tenth of the wide escape beats' height, and
+# as sharp for their size).
+BESIDE_N: Final = 24
+BESIDE_MATCHES: Final = 2
+# Two QRS complexes in a row in one lead differ less than sevenfold in height (over
+# the shared records, of the detections under 0.15 of the detection before them
+# none was an annotated beat, a tall PVC's small successor included; 28 were false):
+# a candidate under this share of the last QRS, with no re-learning since, is a
+# wave beside it (cudb cu21's slow waves after a shock between tall narrow beats),
+# however far the median height has drifted.
+LAST_AMPLITUDE_SHARE: Final = 0.15
 # A wide beat (aberrated premature beat, slurred PVC) is about half as tall as the
 # QRS around it and a fifth to a third as steep, so its integral falls just short
 # of the threshold and the slope floor rejects it; a P wave, or a T wave past the
@@ -127,6 +144,13 @@ P_WAVE_VALUE_RATIO: Final = 1.4
 # it (mitdb 203, coupled at 340-390 ms in a 100 bpm atrial fibrillation) is not.
 T_WAVE_S: Final = 0.360
 T_WAVE_SHARPNESS: Final = 0.9
+# A wide escape or paced beat can be a sharp notch and then a tall slow hump
+# 230-450 ms later (cudb cu35), which passes that test on its height. A candidate in
+# the T-wave window under TAIL_DULL of the last QRS's slope per mV, with the integral
+# never falling between the two below TAIL_VALLEY of its own peak, is that QRS's end
+# (an early PVC is as dull, but the ST segment before it is a valley).
+TAIL_DULL: Final = 0.5
+TAIL_VALLEY: Final = 0.75
 # In a fast rhythm (mean R-R under FAST_RR_S, 150 bpm and over: ventricular
 # tachycardia) the complexes are so close that the R point of a wide one, the
 # largest deflection around its steepest slope, can fall within the refractory
@@ -203,6 +227,10 @@ class _Candidate:
     amp_late: float = 0.0  # |deflection| there
     railed: bool = False  # the window holds a long flat stretch away from baseline
     rail_edge: bool = False  # ... or at the window's highest or lowest value
+    # Filtered slope from a T-wave window and an integration window before the
+    # integral's peak up to it (a view of the history): whether the integral fell
+    # between this and an earlier peak, worked out only when that is asked.
+    before: FloatArray | None = None
 
 
 
@@ -241,6 +269,7 @@ class QrsDetector:
         "_amp_med",
         "_b",
         "_base",
+        "_beside",
         "_der_hist",
         "_fast_rr",
         "_fs",
@@ -273,6 +302,7 @@ class QrsDetector:
         "_ref",
         "_refractory",
         "_relearn",
+        "_relearnt",
         "_rr",
         "_rr_mean_n",
         "_sb_done",
@@ -355,6 +385,10 @@ class QrsDetector:
         self._slope_med: float | None = None
         self._rr_mean_n: int | None = None
         self._noise_cands: deque[_Candidate] = deque()
+        # Candidates rejected inside ordinary R-R intervals (both ends beats, no
+        # re-learning between): the P and T waves that went along with the QRS.
+        self._beside: deque[_Candidate] = deque(maxlen=BESIDE_N)
+        self._relearnt = False  # the levels were learnt again since the last QRS
         self._last_qrs: _Candidate | None = None
         # Index search-back and re-learning count from: the last QRS, or the end
         # of the last (re-)learning when there has been none since.
@@ -560,6 +594,9 @@ class QrsDetector:
         if hi - lo < 2:
             lo, hi = max(hi - 2, 0), max(hi, min(2, self._raw_hist.shape[0]))
         seg = self._raw_hist[lo:hi]
+        i0 = c.idx - self._t_wave - self._win + 1 - self._base
+        if i0 >= 0:
+            c.before = self._der_hist[i0 : c.idx + 1 - self._base]
         if seg.shape[0] == 0:
             c.r_idx, c.amplitude, c.slope = c.idx, 0.0, 0.0
         else:
@@ -630,6 +667,8 @@ class QrsDetector:
         last = self._last_qrs
         if last is None:
             return True
+        if not self._relearnt and c.amplitude < LAST_AMPLITUDE_SHARE * last.amplitude:
+            return False
         gap = min(c.idx - last.idx, c.r_idx - last.r_idx)
         # A T wave: close behind a QRS, much less steep and smaller than it (an early
         # PVC in atrial fibrillation is as big as the QRS before it).
@@ -639,9 +678,34 @@ class QrsDetector:
                 gap >= self._t_wave_at_rate()
                 and c.slope >= T_WAVE_SHARPNESS * self._qrs_sharpness() * c.amplitude
             )
-            or c.slope >= 0.5 * last.slope
-            or c.amplitude >= 0.8 * last.amplitude
+            or (
+                (c.slope >= 0.5 * last.slope or c.amplitude >= 0.8 * last.amplitude)
+                and not self._tail_of(c, last)
+            )
         )
+
+    def _tail_of(self, c: _Candidate, last: _Candidate) -> bool:
+        """``c`` is the slurred end of the QRS ``last``, not a beat of its own.
+
+        Much duller for its height than ``last`` (slope per mV under TAIL_DULL of its),
+        with the integral never falling between them below TAIL_VALLEY of ``c``'s peak:
+        one wide complex (cudb cu35's escape beats: a notch, then a tall slow hump that
+        peaks 230-450 ms later). An early PVC after a narrow beat is as dull, but an ST
+        segment lies between them.
+        """
+        d = c.before
+        j = c.idx - last.idx
+        if (
+            d is None
+            or not 0 < j <= self._t_wave
+            or c.slope * last.amplitude >= TAIL_DULL * last.slope * c.amplitude
+        ):
+            return False
+        d = d[self._t_wave - j :]
+        w = self._win
+        cs = np.concatenate(([0.0], (d * d).cumsum()))
+        lowest = float((cs[w:] - cs[:-w]).min()) / w  # the integral from last's peak to c's
+        return math.sqrt(max(lowest, 0.0)) >= TAIL_VALLEY * c.value
 
     def _t_wave_at_rate(self) -> int:
         """The T-wave window shrunk with the rate: T_WAVE_S x sqrt(R-R / 1 s), capped."""
@@ -822,6 +886,9 @@ class QrsDetector:
             self._sharp_hist.append(c.slope / c.amplitude)
             self._sharp_med = None
         self._sb_done = False
+        self._relearnt = False
+        if last is not None and c.idx - last.idx < self._relearn_period():
+            self._beside.extend(n for n in self._noise_cands if n.idx > last.idx)
         self._noise_cands.clear()
         out.append(c.r_idx)
 
@@ -871,6 +938,8 @@ class QrsDetector:
         for c in same:
             if best is not None and c.value <= best.value:
                 continue
+            if self._seen_beside(c, sharp):
+                continue
             if any(
                 abs(o.r_idx - c.r_idx) >= self._refractory
                 and 0.5 * c.amplitude <= o.amplitude <= 2.0 * c.amplitude
@@ -879,11 +948,30 @@ class QrsDetector:
                 best = c
         return best
 
+    def _seen_beside(self, c: _Candidate, sharp: float) -> bool:
+        """Waves of ``c``'s size and shape were there between the old QRS complexes.
+
+        Then ``c`` is one of them (the P waves of a heart block going on through a
+        ventricular standstill, cudb cu35), not the old QRS shrunk by a change of gain:
+        a gain change shrinks the P and T waves with it.
+        """
+        n = 0
+        for o in self._beside:
+            if (
+                0.5 * c.amplitude <= o.amplitude <= 2.0 * c.amplitude
+                and o.slope >= RELEARN_SHARPNESS * sharp * o.amplitude
+            ):
+                n += 1
+                if n >= BESIDE_MATCHES:
+                    return True
+        return False
+
     def _relearn_thresholds(self, deadline: int) -> None:
         """No QRS for a long time (amplitude change, lead swap): start the levels over."""
         recent = [c for c in self._noise_cands if c.idx > deadline - self._learn_end]
         old = self._median_slope()
         old_amp = self.qrs_amplitude_mv
+        self._relearnt = True
         self._qrs_peaks.clear()
         self._noise_peaks.clear()
         if recent:
