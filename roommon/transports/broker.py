@@ -186,6 +186,27 @@ def parse_broker_urls(text: str, *, option: str = "--broker") -> list[tuple[str,
     return parsed
 
 
+async def connect(
+    protocol: asyncio.Protocol, host: str, port: int, tls: ssl.SSLContext | None
+) -> asyncio.Transport:
+    """Connect ``protocol`` to ``host:port``, then start TLS over it if ``tls``: in two
+    steps so that a connection cancelled or refused during the handshake is closed here
+    at once (asyncio's one-step TLS connect can leave its socket to the garbage
+    collector). Returns the transport to use (the TLS one with ``tls``)."""
+    loop = asyncio.get_running_loop()
+    raw, _ = await loop.create_connection(lambda: protocol, host, port)
+    if tls is None:
+        return raw
+    try:
+        secured = await loop.start_tls(raw, protocol, tls, server_hostname=host)
+    except BaseException:
+        raw.abort()
+        raise
+    if secured is None:  # (the connection closed meanwhile)
+        raw.abort()
+        raise ConnectionResetError("the connection closed during the TLS handshake")
+    return secured
+
 
 class _VerdictProtocol(asyncio.Protocol):
     """Receives nothing; :attr:`lost` is the error the connection ended with, or None."""
@@ -196,6 +217,7 @@ class _VerdictProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
             self.lost.set_result(exc)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerEndpoint:
@@ -329,10 +351,8 @@ class BrokerEndpoint:
         """The TLS error a connection that sends nothing gets from the broker (its alert
         refusing the client certificate, or a failed verification), or None (silence).
 
-        ``ctx``: the TLS context to connect with (default: this endpoint's). The connect
-        is made in two steps, TCP then TLS over it, so that a connection cancelled or
-        refused during the handshake is closed here at once (asyncio's one-step TLS
-        connect can leave its socket to the garbage collector).
+        ``ctx``: the TLS context to connect with (default: this endpoint's); the
+        connection is made by :func:`connect`.
         """
         if ctx is None:
             try:
@@ -341,25 +361,19 @@ class BrokerEndpoint:
                 return None
             if ctx is None:
                 return None
-        loop = asyncio.get_running_loop()
-        proto = _VerdictProtocol(loop)
-        raw: asyncio.Transport | None = None
-        secured: asyncio.Transport | None = None
+        proto = _VerdictProtocol(asyncio.get_running_loop())
+        transport: asyncio.Transport | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                raw, _ = await loop.create_connection(lambda: proto, self.host, self.port)
-                secured = await loop.start_tls(raw, proto, ctx, server_hostname=self.host)
-                if secured is None:  # (closed during the handshake, without a TLS error)
-                    return None
+                transport = await connect(proto, self.host, self.port, ctx)
                 lost = await proto.lost
         except ssl.SSLError as exc:
             return str(exc)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError):  # refused, unreachable, closed, or silence
             return None
         finally:
-            for transport in (secured, raw):
-                if transport is not None:
-                    transport.abort()
+            if transport is not None:
+                transport.abort()
         return str(lost) if lost is not None and "[SSL" in str(lost) else None
 
     def _tls_words(self, message: str) -> str:

@@ -47,7 +47,7 @@ from typing import Final, Self, TypeVar
 from roommon.core.clock import Clock, RealClock
 from roommon.core.errors import FeedError
 from roommon.core.log import get_logger
-from roommon.transports.broker import BrokerEndpoint
+from roommon.transports.broker import BrokerEndpoint, connect
 
 log = get_logger(__name__)
 
@@ -341,26 +341,6 @@ class _FeedProtocol(asyncio.Protocol):
                 fut.cancel()
 
 
-async def _open(proto: _FeedProtocol, ep: BrokerEndpoint, tls: ssl.SSLContext | None) -> None:
-    """Connect ``proto`` to the broker, then start TLS over it if ``tls``: in two steps so
-    that a connection cancelled or refused during the handshake is closed here at once
-    (asyncio's one-step TLS connect can leave its socket to the garbage collector)."""
-    loop = asyncio.get_running_loop()
-    raw, _ = await loop.create_connection(lambda: proto, ep.host, ep.port)
-    if tls is None:
-        return
-    try:
-        secured = await loop.start_tls(raw, proto, tls, server_hostname=ep.host)
-    except BaseException:
-        raw.abort()
-        raise
-    if secured is None:  # (the connection closed meanwhile)
-        raw.abort()
-        raise ConnectionResetError("the connection closed during the TLS handshake")
-    assert isinstance(secured, asyncio.Transport)
-    proto.transport = secured
-
-
 class FeedSubscriber:
     """One feed connection (see module doc): ``async with`` connects and receives until
     the block ends; :meth:`subscribe`, then :meth:`wait_closed` until it fails.
@@ -419,7 +399,7 @@ class FeedSubscriber:
             async with asyncio.timeout(self._timeout):
                 proto = _FeedProtocol(v5=self._v5, on_messages=self._on_messages)
                 self._protocol = proto
-                await _open(proto, ep, tls)
+                proto.transport = await connect(proto, ep.host, ep.port, tls)
                 assert proto.transport is not None
                 proto.transport.write(
                     connect_packet(
