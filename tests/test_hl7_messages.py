@@ -124,14 +124,19 @@ def fields(text: str, segment: str, n: int = 0) -> list[str]:
     return [s for s in text.split("\r") if s.startswith(segment + "|")][n].split("|")
 
 
-def test_pcd01_vitals_report_golden_and_field_by_field() -> None:
-    text = pcd01.build(
+def vitals_report() -> str:
+    """The golden PCD-01 vitals report (tests/golden/pcd01_vitals.hl7)."""
+    return pcd01.build(
         ENV,
         report_id="r1-1767225660000-1",
         observations=pcd01.vitals(STATE),
         codes=CodesTable(),
         start=T + 60,
     )
+
+
+def test_pcd01_vitals_report_golden_and_field_by_field() -> None:
+    text = vitals_report()
     golden("pcd01_vitals.hl7", text)
     validate_v26(text)  # [HL7] structure, data types, required fields
     msh = fields(text, "MSH")
@@ -667,13 +672,7 @@ def gazelle_pcd01_violations(text: str) -> list[str]:
 
 def test_pcd01_follows_the_gazelle_profile_usage() -> None:
     """R fields and components present, X fields absent; the one known deviation: no PID-3."""
-    text = pcd01.build(
-        ENV,
-        report_id="r1-1767225660000-1",
-        observations=pcd01.vitals(STATE),
-        codes=CodesTable(),
-        start=T + 60,
-    )
+    text = vitals_report()
     assert gazelle_pcd01_violations(text) == []
     # the check itself sees a missing profile id and a sent X field
     assert gazelle_pcd01_violations(
