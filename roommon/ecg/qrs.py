@@ -117,6 +117,13 @@ BESIDE_MATCHES: Final = 2
 # wave beside it (cudb cu21's slow waves after a shock between tall narrow beats),
 # however far the median height has drifted.
 LAST_AMPLITUDE_SHARE: Final = 0.15
+# For the same reason a QRS more than fivefold the median height of the recent
+# beats means those were not QRS complexes but the waves beside them (the P waves
+# of a complete heart block between wide escape beats, cudb cu35; slow waves after
+# a shock): over the shared records no annotated beat was, but where the detector
+# had taken such waves for beats. The R amplitude then starts over from that QRS,
+# so that the floors above reject those waves again.
+HISTORY_AMPLITUDE_SHARE: Final = 0.2
 # A wide beat (aberrated premature beat, slurred PVC) is about half as tall as the
 # QRS around it and a fifth to a third as steep, so its integral falls just short
 # of the threshold and the slope floor rejects it; a P wave, or a T wave past the
@@ -874,6 +881,10 @@ class QrsDetector:
                 self._rr.append(rr)
                 self._rr_mean_n = None
         self._ref = c.idx
+        if c.amplitude * HISTORY_AMPLITUDE_SHARE > self.qrs_amplitude_mv > 0.0:
+            # The recent "beats" were waves beside the QRS (LAST_AMPLITUDE_SHARE):
+            # the R amplitude starts over from this one.
+            self._amp_hist.clear()
         self._qrs_peaks.append(peak)
         self._thr = None
         self._amp_hist.append(c.amplitude)
