@@ -118,12 +118,17 @@ BESIDE_MATCHES: Final = 2
 # however far the median height has drifted.
 LAST_AMPLITUDE_SHARE: Final = 0.15
 # For the same reason a QRS more than fivefold the median height of the recent
-# beats means those were not QRS complexes but the waves beside them (the P waves
-# of a complete heart block between wide escape beats, cudb cu35; slow waves after
-# a shock): over the shared records no annotated beat was, but where the detector
-# had taken such waves for beats. The R amplitude then starts over from that QRS,
-# so that the floors above reject those waves again.
+# beats, with a beat of about its size (half to twice) TALL_RHYTHM_S before it,
+# means those recent "beats" were not QRS complexes but the waves beside a slow
+# rhythm of tall ones (the P waves of a complete heart block between wide escape
+# beats every 2 s, cudb cu35, taken for beats once one slipped in): over the shared
+# records no annotated beat was fivefold the median but there. The R amplitude then
+# starts over from that QRS, so the floors above (MIN_AMPLITUDE_SHARE,
+# LAST_AMPLITUDE_SHARE) reject those waves again. A burst of tall artefacts among
+# small beats has no such predecessor, and must not raise the floors over the beats
+# (vfdb 423's noise: the beats after it were lost).
 HISTORY_AMPLITUDE_SHARE: Final = 0.2
+TALL_RHYTHM_S: Final = (1.5, 10.0)
 # A wide beat (aberrated premature beat, slurred PVC) is about half as tall as the
 # QRS around it and a fifth to a third as steep, so its integral falls just short
 # of the threshold and the slope floor rejects it; a P wave, or a T wave past the
@@ -276,6 +281,7 @@ class QrsDetector:
         "_amp_med",
         "_b",
         "_base",
+        "_beat_heights",
         "_beside",
         "_der_hist",
         "_fast_rr",
@@ -319,6 +325,7 @@ class QrsDetector:
         "_slopes",
         "_sq_tail",
         "_t_wave",
+        "_tall_rhythm",
         "_thr",
         "_win",
         "_zi",
@@ -351,6 +358,7 @@ class QrsDetector:
         self._merge = round(0.200 * self._fs)  # candidate spacing = look-ahead
         self._refractory = round(0.200 * self._fs)
         self._t_wave = round(T_WAVE_S * self._fs)
+        self._tall_rhythm = (round(TALL_RHYTHM_S[0] * self._fs), round(TALL_RHYTHM_S[1] * self._fs))
         self._fast_rr = round(FAST_RR_S * self._fs)
         self._rail = round(RAIL_S * self._fs)
         self._p_wave = round(P_WAVE_S * self._fs)
@@ -382,6 +390,8 @@ class QrsDetector:
         self._noise_peaks: deque[float] = deque(maxlen=8)
         self._amp_hist: deque[float] = deque(maxlen=8)
         self._amp_med: float | None = None  # its median, None when stale
+        # (integral peak, R amplitude) of the accepted beats (HISTORY_AMPLITUDE_SHARE).
+        self._beat_heights: deque[tuple[int, float]] = deque(maxlen=32)
         self._rr: deque[int] = deque(maxlen=8)
         self._slopes: deque[float] = deque(maxlen=8)
         # Slope per mV of the accepted beats: their shape, which no gain changes.
@@ -881,7 +891,11 @@ class QrsDetector:
                 self._rr.append(rr)
                 self._rr_mean_n = None
         self._ref = c.idx
-        if c.amplitude * HISTORY_AMPLITUDE_SHARE > self.qrs_amplitude_mv > 0.0:
+        if c.amplitude * HISTORY_AMPLITUDE_SHARE > self.qrs_amplitude_mv > 0.0 and any(
+            self._tall_rhythm[0] <= c.idx - i <= self._tall_rhythm[1]
+            and 0.5 * c.amplitude <= a <= 2.0 * c.amplitude
+            for i, a in self._beat_heights
+        ):
             # The recent "beats" were waves beside the QRS (LAST_AMPLITUDE_SHARE):
             # the R amplitude starts over from this one.
             self._amp_hist.clear()
@@ -889,6 +903,7 @@ class QrsDetector:
         self._thr = None
         self._amp_hist.append(c.amplitude)
         self._amp_med = None
+        self._beat_heights.append((c.idx, c.amplitude))
         self._last_qrs = c
         self._last_slope = c.slope
         self._slopes.append(c.slope)
