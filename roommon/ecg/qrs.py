@@ -190,6 +190,15 @@ RAIL_S: Final = 0.060
 # shock's or a lead's (cudb cu17, cu23: rail to rail, twice the QRS), while a QRS
 # rising out of a lead drifted to the limit (mitdb 116) keeps the QRS's height.
 RAIL_SWING: Final = 1.5
+# An amplifier coming out of saturation (after a shock, a lead reconnected, a gap
+# in the data) drifts back to its baseline along a smooth curve over about a
+# second, and the band-pass sees its bends. A QRS keeps its shape (slope per mV of
+# height) through that; the curve is much duller for its height. So for
+# RECOVERY_S after a railed candidate or a non-finite sample, a candidate needs at
+# least RECOVERY_SHARPNESS of the recent QRS's slope per mV (cudb's shocks: cu17,
+# cu23, cu25, cu27).
+RECOVERY_S: Final = 1.0
+RECOVERY_SHARPNESS: Final = 0.4
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
 
@@ -286,10 +295,12 @@ class QrsDetector:
         "_der_hist",
         "_fast_rr",
         "_fs",
+        "_gaps",
         "_group",
         "_hist_len",
         "_last_mwi",
         "_last_qrs",
+        "_last_rail",
         "_last_slope",
         "_last_x",
         "_learn_end",
@@ -309,6 +320,7 @@ class QrsDetector:
         "_r_after",
         "_r_before",
         "_rail",
+        "_recovery",
         "_raw_hist",
         "_raw_peaks",
         "_recent_cands",
@@ -361,6 +373,10 @@ class QrsDetector:
         self._tall_rhythm = (round(TALL_RHYTHM_S[0] * self._fs), round(TALL_RHYTHM_S[1] * self._fs))
         self._fast_rr = round(FAST_RR_S * self._fs)
         self._rail = round(RAIL_S * self._fs)
+        self._recovery = round(RECOVERY_S * self._fs)
+        # (first, last) absolute index of the recent runs of non-finite samples.
+        self._gaps: deque[tuple[int, int]] = deque(maxlen=16)
+        self._last_rail = -self._recovery - 1  # integral peak of the last railed candidate
         self._p_wave = round(P_WAVE_S * self._fs)
         self._r_before = round(0.150 * self._fs)  # R peak search around the steepest slope
         self._r_after = round(0.080 * self._fs)
@@ -474,6 +490,7 @@ class QrsDetector:
             return _EMPTY_BEATS
         finite = np.isfinite(x)
         if np.count_nonzero(finite) != n:
+            self._note_gaps(finite)
             x = self._hold_last_finite(x, finite)
         if self._n == 0:
             self._zi = self._zi_unit * x.item(0)
@@ -539,6 +556,18 @@ class QrsDetector:
         np.maximum.accumulate(pos, out=pos)
         held = np.where(pos >= 0, x[np.maximum(pos, 0)], self._last_x)
         return np.asarray(held, dtype=np.float64)
+
+    def _note_gaps(self, finite: npt.NDArray[np.bool_]) -> None:
+        edges = np.flatnonzero(np.diff(np.concatenate(([1], finite.view(np.int8), [1]))))
+        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+            self._gaps.append((self._n + a, self._n + b - 1))
+
+    def _recovering(self, c: _Candidate) -> bool:
+        """``c`` is within RECOVERY_S after a railed candidate or a non-finite sample."""
+        if 0 < c.idx - self._last_rail <= self._recovery:
+            return True
+        r = c.r_idx
+        return any(a <= r and r - min(b, r) <= self._recovery for a, b in self._gaps)
 
     def _trim_history(self) -> None:
         # Keep what the open candidate still needs, however large the chunk was.
@@ -680,6 +709,11 @@ class QrsDetector:
         if searchback and c.amplitude >= SEARCHBACK_AMPLITUDE * self.qrs_amplitude_mv:
             floor = SEARCHBACK_SLOPE_FLOOR
         if c.slope < floor * self._median_slope():
+            return False
+        if (
+            c.slope < RECOVERY_SHARPNESS * self._qrs_sharpness() * c.amplitude
+            and self._recovering(c)
+        ):
             return False
         last = self._last_qrs
         if last is None:
@@ -829,6 +863,7 @@ class QrsDetector:
 
     def _classify(self, c: _Candidate, out: list[int], *, p_wave: bool = False) -> None:
         if c.railed or (c.rail_edge and c.amplitude >= RAIL_SWING * self.qrs_amplitude_mv > 0.0):
+            self._last_rail = c.idx
             return  # ADC limits or a gap: no QRS there, and no level to learn from
         last = self._last_qrs
         if last is not None and c.r_idx - last.r_idx < self._refractory:
