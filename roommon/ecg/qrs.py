@@ -254,7 +254,6 @@ class _Candidate:
     before: FloatArray | None = None
 
 
-
 _BAND_FILTERS: dict[float, tuple[FloatArray, FloatArray, FloatArray]] = {}
 
 
@@ -320,10 +319,10 @@ class QrsDetector:
         "_r_after",
         "_r_before",
         "_rail",
-        "_recovery",
         "_raw_hist",
         "_raw_peaks",
         "_recent_cands",
+        "_recovery",
         "_ref",
         "_refractory",
         "_relearn",
@@ -710,9 +709,8 @@ class QrsDetector:
             floor = SEARCHBACK_SLOPE_FLOOR
         if c.slope < floor * self._median_slope():
             return False
-        if (
-            c.slope < RECOVERY_SHARPNESS * self._qrs_sharpness() * c.amplitude
-            and self._recovering(c)
+        if c.slope < RECOVERY_SHARPNESS * self._qrs_sharpness() * c.amplitude and self._recovering(
+            c
         ):
             return False
         last = self._last_qrs
@@ -1061,4 +1059,3 @@ class QrsDetector:
                     self._slopes.append(max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old))
                     self._slope_med = None
         self._thr = None
-
