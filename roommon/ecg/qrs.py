@@ -32,7 +32,11 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    when there are such: a change of gain is then re-learnt down to a tenth of the
    old height, while P waves in a ventricular standstill (rounder, smaller, or
    seen between the old beats already: a gain change shrinks those too) stay
-   no beats.
+   no beats. A beat over five times the median height of the recent ones, with
+   one of its size 1.5-10 s before it, starts the height over (the recent
+   "beats" were waves beside a slow rhythm of tall ones); for 1 s after a railed
+   stretch or a gap a candidate must be at least 0.4 times as sharp (slope per
+   mV) as the recent QRS (an amplifier's recovery curve is not a beat).
 4. The reported point is the R peak: the sample of largest absolute deflection
    of the raw signal from its local baseline (median around the QRS) inside the
    window the integral says the QRS occupied, within 150 ms before and 80 ms
