@@ -568,3 +568,30 @@ async def test_an_interval_split_by_an_extra_detection_is_no_tachycardia() -> No
     assert max(r for r in run.shown_rate[70:78] if r is not None) > 140.0  # the mean did pass
     assert not ever(run, "ecg.tachy")
     assert not ever(run, "ecg.tachy_extreme")
+
+
+async def test_vt_of_beats_shaped_like_the_normal_beat_but_larger() -> None:
+    # mitdb 203 (atrial fibrillation, multiform PVCs), 303.8-306.8 s: nine ventricular
+    # beats at about 160 bpm, four beats after a run of four slow, wide ones. In this
+    # lead (MLII) they keep the normal beat's shape (correlation 0.89-0.97 with its
+    # template) but not its size: 1.35-1.75 times its RMS, twice the beats before them.
+    # Two things hid the run: the wide, dull PVCs before it had lowered the reference
+    # QRS slope of the noise index (the median of all recent beats), so the fast run's
+    # busy second read as noisy (0.120) and two of its beats were dropped; and beats of
+    # the normal shape were never ventricular. Now the reference is the normal beats'
+    # slope, and a sudden run of fast beats of one shape, much larger than normal, is VT.
+    x, fs, ref = excerpt("mitdb", "203", 240.0, 330.0)
+    runs = [
+        (a - 240.0, b - 240.0)
+        for a, b in ref.ventricular_runs(min_beats=6, min_bpm=120)
+        if 300 < a < 310
+    ]
+    assert runs
+    onset, end = runs[0]
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = [t for t in run.raised("ecg.vt") if t >= onset - 1.0]
+    assert raised
+    assert raised[0] - onset <= 10.0
+    assert not [t for t in run.raised("ecg.noisy") if onset <= t <= end + 1.0]
+    assert not ever(run, "ecg.vf")
+    assert not ever(run, "ecg.asystole")

@@ -22,9 +22,12 @@ Ventricular alarms (high priority, latching: they stay up until reset):
 - ``ecg.vt``: ``vt_beats`` (6) consecutive ventricular beats at a mean rate
   above ``vt_bpm`` (120) and below 250 bpm, either of one shape (each like the
   one before) or, multiform, wide (their median steep-slope width 120-200 ms and
-  1.5 times the normal beat's, in a signal the VF analysis does not call VF-like); present
-  until 2 s after the last beat of the run. While it is present the beat classifier keeps its
-  template: sustained VT is not adopted as the patient's new normal beat (it
+  1.5 times the normal beat's, in a signal the VF analysis does not call VF-like), or,
+  shaped like the normal beat, of one shape and suddenly much larger than it (each at
+  least 1.3 times the normal template's size, together 1.5 times the five beats before:
+  a ventricular rhythm can keep the normal beat's shape in one lead, not its size);
+  present until 2 s after the last beat of the run. While it is present the beat
+  classifier keeps its template: sustained VT is not adopted as the patient's new normal beat (it
   would end the condition after a dozen beats while the VT went on).
 
 The room state carries ``ecg_rhythm``: ``vf``, ``vt``, ``asystole``,
@@ -42,9 +45,10 @@ Rules:
   after the history restarted (four intervals).
 - Noise is judged every chunk from two features of the last 2 s (see
   ``_noise``): the QRS-band slope between complexes against the clean QRS
-  slope (``noise_index``), and the high-frequency content (15-50 Hz, where muscle
-  artefact lives and an ECG between its QRS complexes has next to nothing)
-  against the patient's own level over the last 5 minutes (``noise_hf_ratio``).
+  slope (``noise_index``; wide, dull ventricular beats do not lower it), and the
+  high-frequency content (15-50 Hz, where muscle artefact lives and an ECG between
+  its QRS complexes has next to nothing) against the patient's own level over the
+  last 5 minutes (``noise_hf_ratio``).
 - Asystole needs a readable signal: a flat line is "leads off", never asystole,
   and a noisy signal is never asystole. Leads off is a flat-line signature (under
   ``flat_mv``, 5 µV peak to peak) or the rails; a quiet but clean baseline is
@@ -117,6 +121,16 @@ VT_SIMILAR = 0.7  # correlation of consecutive beats of one VT run
 VT_WIDE_S = 0.12
 VT_WIDE_MAX_S = 0.2
 VT_WIDER = 1.5
+# A run of beats of the normal beat's shape can be VT too: a ventricular rhythm whose
+# complexes, in this lead, keep the shape of the normal beat but not its size (a new
+# QRS axis). Six fast beats of one shape (each like the one before, VT_SIMILAR), each
+# at least VT_LARGER times the normal template's size (RMS of the 1-30 Hz cut) and,
+# together, VT_ONSET times the size of the VT_BEFORE beats before them (a sudden
+# change, as a ventricular focus taking over is; a rate-related change, or a template
+# learnt on small beats, is gradual or lasting). The correlation is blind to size.
+VT_LARGER = 1.3
+VT_ONSET = 1.5
+VT_BEFORE = 5
 VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
 VT_HOLD_S = 2.0  # a VT run's condition lasts this long past its last fast ventricular beat
 # Missing signal up to this long is bridged in the VF analysis (see VfAnalyser.bridge):
@@ -132,6 +146,12 @@ RATE_MIN_BEATS = 5
 # HF_FLOOR_FS. The second difference of the ECG's own (band-limited) content shrinks
 # with the square of the sample rate, so the floor is scaled by (HF_FLOOR_FS / fs)^2:
 # at 128 Hz a quiet but quantised clean ECG reads as high as muscle noise does at 360.
+# Wide, dull ventricular beats among the detector's last eight pull its median QRS slope
+# down, and with it the noise index's reference: a fast run after them read as noise
+# (mitdb 203). While the last eight beats include ventricular ones, noise is judged
+# against at least the median slope of the normal-shaped beats of the last NORMAL_REF_S
+# seconds.
+NORMAL_REF_S = 5.0
 HF_HISTORY = 300
 HF_RECENT = 5
 HF_MIN_HISTORY = 30
@@ -155,6 +175,7 @@ class _FeedState:
     vent_width: list[float] = field(default_factory=list)  # their widths (s)
     vent_alike: int = 0  # beats at the run's end each shaped like the one before
     vt_since_beat: float = math.nan  # last beat of a VT run
+    sized: deque[tuple[float, float, float]] = field(default_factory=deque)  # (t, size, like)
     organised_until: float = -math.inf  # a regular rhythm of normal-shaped beats was seen
     normal_beat_t: float = -math.inf  # the last of two beats in a row of the normal shape
     last_normal: bool = False  # the last beat had the normal shape
@@ -169,6 +190,8 @@ class _FeedState:
     recent: FloatArray = field(default_factory=lambda: np.zeros(0))
     deriv: FloatArray = field(default_factory=lambda: np.zeros(0))
     ref_slope: float = 0.0  # QRS slope seen on clean signal
+    normal_slopes: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=8))
+    vent_recent: deque[bool] = field(default_factory=lambda: deque(maxlen=8))  # V verdicts
     readable_since: float = math.nan  # start of the current readable stretch
     last_beat: float = math.nan
     trouble_until: float = -math.inf  # recovery after a gap / bad samples
@@ -277,6 +300,7 @@ class EcgCheck(Check, declaration=ECG):
                 st.ref_slope = st.detector.qrs_slope
         else:
             self._end_run(st)
+            st.sized.clear()
         self._evaluate(st, chunk.feed, ctx, publish=bool(beats.shape[0]))
 
     def on_tick(self, now: float, ctx: CheckContext) -> None:
@@ -298,6 +322,7 @@ class EcgCheck(Check, declaration=ECG):
             st.beat_times.append(t)
             st.last_normal = False
             self._end_run(st)
+            st.sized.clear()
             return
         # While a VT run goes on its beats are not the patient's new normal beat.
         in_vt = t - st.vt_since_beat < VT_HOLD_S
@@ -316,7 +341,17 @@ class EcgCheck(Check, declaration=ECG):
             # Regular beats of the patient's own shape under 150 bpm: an organised
             # rhythm (a paced or bundle-branch rhythm can look "busy" to the VF analysis).
             st.organised_until = t + 2.0
+        if ventricular is None:
+            st.sized.clear()
+        else:
+            self._larger_run(st, t)
+        st.vent_recent.append(bool(ventricular))
         normal = not ventricular and st.classifier.last_corr >= 0.9
+        if normal and st.noise_level < 0.5 * self.cfg.noise_index:
+            i = b - (st.detector.samples_seen - st.deriv.shape[0])
+            h = st.second_n // 12
+            if h <= i < st.deriv.shape[0] - h:
+                st.normal_slopes.append((t, float(st.deriv[i - h : i + h + 1].max())))
         if normal and st.last_normal:
             st.normal_beat_t = t  # two in a row: one can match by chance in VF
         st.last_normal = normal
@@ -345,6 +380,28 @@ class EcgCheck(Check, declaration=ECG):
             wide = wide_from <= mid_width <= VT_WIDE_MAX_S and not fibrillating
             if self.cfg.vt_bpm < rate < VT_MAX_BPM and (one_shape or wide):
                 st.vt_since_beat = t
+
+    def _larger_run(self, st: _FeedState, t: float) -> None:
+        """VT as a sudden run of fast beats of one shape, much larger than normal."""
+        cl, sized, k = st.classifier, st.sized, self.cfg.vt_beats
+        sized.append((t, cl.last_size, cl.last_like_previous))
+        if len(sized) > k + VT_BEFORE:
+            sized.popleft()
+        if len(sized) < k + VT_BEFORE:
+            return
+        beats = list(sized)
+        run, before = beats[VT_BEFORE:], beats[:VT_BEFORE]
+        rate = 60.0 * (k - 1) / max(run[-1][0] - run[0][0], 1e-6)
+        if not self.cfg.vt_bpm < rate < VT_MAX_BPM:
+            return
+        if any(size < VT_LARGER for _, size, _ in run):
+            return
+        if any(like < VT_SIMILAR for _, _, like in run[1:]):
+            return
+        sizes = sorted(size for _, size, _ in run)
+        earlier = sorted(size for _, size, _ in before)
+        if sizes[(k - 1) // 2] >= VT_ONSET * earlier[(VT_BEFORE - 1) // 2]:
+            st.vt_since_beat = t
 
     @staticmethod
     def _end_run(st: _FeedState) -> None:
@@ -403,6 +460,9 @@ class EcgCheck(Check, declaration=ECG):
             st.vf = VfAnalyser(fs=st.fs)
         st.vf_offset = st.vf.samples_seen
         st.classifier = BeatClassifier(fs=st.fs)
+        st.sized.clear()
+        st.normal_slopes.clear()
+        st.vent_recent.clear()
         self._end_run(st)
         st.vt_since_beat = math.nan
         st.t_base = chunk.t0
@@ -509,8 +569,16 @@ class EcgCheck(Check, declaration=ECG):
         ref = st.ref_slope if st.ref_slope > 0 else st.detector.qrs_slope
         if ref <= 0:
             return st.noisy
-        index = _percentile(st.deriv, 20.0) / ref
+        p20 = _percentile(st.deriv, 20.0)
+        index = p20 / ref
         st.noise_level = index
+        if any(st.vent_recent):
+            # Not lowered by wide, dull ventricular beats (see NORMAL_REF_S). The
+            # reference itself, and the noise level that gates its updates, stay as
+            # they are: only the verdict is taken against the normal beats' slope.
+            ns = [v for tb, v in st.normal_slopes if tb > st.t_end - NORMAL_REF_S]
+            if len(ns) >= 2:
+                index = p20 / max(ref, sorted(ns)[len(ns) // 2])
         # Hysteresis: enter above the limit, leave below two thirds of it.
         limit = self.cfg.noise_index * (2.0 / 3.0 if st.noisy else 1.0)
         x = st.recent

@@ -22,8 +22,11 @@ width is taken again after every ``WIDTH_EVERY`` (8) of them. When
 ``adopt_after`` (12) consecutive beats all differ from the template but match
 each other, the rhythm has changed (a bundle-branch block appeared, a lead
 moved): their shape becomes the template, except while the check reports a VT
-run (fast ventricular beats are VT, not the patient's new normal). This stays cheap: a
-few numpy operations on ~100 samples per beat.
+run (fast ventricular beats are VT, not the patient's new normal). Each verdict also
+leaves the beat's correlation with the beat before (``last_like_previous``) and its size
+against the template (``last_size``, the RMS ratio of the cuts; the correlation is blind
+to size), which the check's VT rule uses. This stays cheap: a few numpy operations on
+~100 samples per beat.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class BeatClassifier:
         "_template_width",
         "_tracked",
         "last_corr",
-        "last_like_previous",  # correlation with the beat before (ventricular beats only)
+        "last_like_previous",  # correlation with the beat before
+        "last_size",  # RMS of the beat's cut over the template's
         "last_width",
     )
 
@@ -83,6 +87,7 @@ class BeatClassifier:
         self._template_ss = 0.0
         self.last_corr = 1.0
         self.last_like_previous = 1.0  # correlation with the beat before
+        self.last_size = 1.0
         self.last_width = 0.0
 
     @property
@@ -123,7 +128,8 @@ class BeatClassifier:
         ss: float = seg.dot(seg)  # energies are kept: a dot product is most of a correlation
         prev, prev_ss = self._previous, self._previous_ss
         self._previous, self._previous_ss = seg, ss
-        self.last_like_previous = 1.0
+        self.last_like_previous = 1.0 if prev is None else _corr(seg, ss, prev, prev_ss)
+        self.last_size = 1.0
         if self._template is None:
             self._learning.append(seg)
             if len(self._learning) >= LEARN_BEATS:
@@ -135,6 +141,8 @@ class BeatClassifier:
         tmpl = self._template
         corr = _corr(seg, ss, tmpl, self._template_ss)
         self.last_corr = corr
+        if self._template_ss > 0:
+            self.last_size = math.sqrt(ss / self._template_ss)
         ventricular = False
         if corr < CORR_DIFFERENT:  # only then can it be ventricular: width costs time
             width = self._width(seg)
@@ -143,8 +151,6 @@ class BeatClassifier:
                 width > 1.5 * self._template_width
             )
             ventricular = wider or (corr < CORR_VERY_DIFFERENT and width >= self._template_width)
-            if ventricular and prev is not None:
-                self.last_like_previous = _corr(seg, ss, prev, prev_ss)
         if corr >= CORR_DIFFERENT:
             tmpl += (seg - tmpl) * 0.125
             self._template_ss = tmpl.dot(tmpl)
