@@ -355,6 +355,50 @@ def test_waves_far_smaller_than_the_beat_before_them_are_not_beats() -> None:
     assert m.false_pos <= 55
 
 
+def test_heart_block_p_waves_do_not_take_over_the_beat_history() -> None:
+    # cudb cu35, 270-330 s: complete heart block, wide escape beats of 1.5-4.5 mV
+    # every 1-2 s, P waves of 0.15-0.45 mV between them, as sharp for their size. Once
+    # a few P waves passed for beats, the median R height fell to theirs and every P
+    # wave after was a "beat" (49 false detections here). A beat over fivefold that
+    # median, of the size of one 1.5-10 s before it, starts the height over.
+    x, fs, ref = excerpt("cudb", "cu35", 270.0, 330.0)
+    a, b = round(270.0 * fs), round(330.0 * fs)
+    local = ref.beats[(ref.beats >= a) & (ref.beats < b)] - a
+    m = match_beats(local, detect_samples(x, fs=fs), fs=fs)
+    assert m.false_neg == 0
+    assert m.false_pos <= 20
+
+
+def test_a_burst_of_tall_artefacts_does_not_raise_the_floor_over_the_beats() -> None:
+    # vfdb 423, 1740-1770 s (annotated noise): 0.3-0.6 mV beats about 0.4 s apart,
+    # then at 1748.9-1750.3 s a burst of 3-5 mV artefacts. No beat of that size came
+    # before it, so it does not start the R height over: the 37 beats of 1755-1770 s
+    # are all found (26 when it did).
+    x, fs, _ = excerpt("vfdb", "423", 1740.0, 1770.0)
+    beats = detect_samples(x, fs=fs) / fs + 1740.0
+    assert int(((beats >= 1755.0) & (beats < 1770.0)).sum()) >= 35
+
+
+@pytest.mark.parametrize(
+    ("record", "start_s", "end_s", "max_fp", "min_tp"),
+    [("cu21", 430.0, 460.0, 3, 67), ("cu23", 430.0, 490.0, 22, 19)],
+)
+def test_an_amplifier_recovering_from_saturation_is_not_a_beat(
+    record: str, start_s: float, end_s: float, max_fp: int, min_tp: int
+) -> None:
+    # cudb cu21 and cu23 after shocks: the signal at the ADC's limits or missing,
+    # then drifting back to baseline along a smooth curve whose bends reach the
+    # threshold (cu21: 5 false detections, cu23: 24). Within 1 s of a railed stretch
+    # or a gap a candidate must be at least 0.4 times as sharp (slope per mV) as
+    # the recent QRS complexes; the beats themselves are all still found.
+    x, fs, ref = excerpt("cudb", record, start_s, end_s)
+    a, b = round(start_s * fs), round(end_s * fs)
+    local = ref.beats[(ref.beats >= a) & (ref.beats < b)] - a
+    m = match_beats(local, detect_samples(x, fs=fs), fs=fs)
+    assert m.true_pos >= min_tp
+    assert m.false_pos <= max_fp
+
+
 def test_noise_label_continues_the_rhythm_under_it() -> None:
     # vfdb 419: three flutter episodes longer than 10 s, each with (NOISE labels in it.
     # The database's convention: the rhythm before a (NOISE goes on under the noise, so

@@ -32,7 +32,11 @@ Method (Pan & Tompkins 1985, with the decision rules of Hamilton & Tompkins 1986
    when there are such: a change of gain is then re-learnt down to a tenth of the
    old height, while P waves in a ventricular standstill (rounder, smaller, or
    seen between the old beats already: a gain change shrinks those too) stay
-   no beats.
+   no beats. A beat over five times the median height of the recent ones, with
+   one of its size 1.5-10 s before it, starts the height over (the recent
+   "beats" were waves beside a slow rhythm of tall ones); for 1 s after a railed
+   stretch or a gap a candidate must be at least 0.4 times as sharp (slope per
+   mV) as the recent QRS (an amplifier's recovery curve is not a beat).
 4. The reported point is the R peak: the sample of largest absolute deflection
    of the raw signal from its local baseline (median around the QRS) inside the
    window the integral says the QRS occupied, within 150 ms before and 80 ms
@@ -117,6 +121,18 @@ BESIDE_MATCHES: Final = 2
 # wave beside it (cudb cu21's slow waves after a shock between tall narrow beats),
 # however far the median height has drifted.
 LAST_AMPLITUDE_SHARE: Final = 0.15
+# For the same reason a QRS more than fivefold the median height of the recent
+# beats, with a beat of about its size (half to twice) TALL_RHYTHM_S before it,
+# means those recent "beats" were not QRS complexes but the waves beside a slow
+# rhythm of tall ones (the P waves of a complete heart block between wide escape
+# beats every 2 s, cudb cu35, taken for beats once one slipped in): over the shared
+# records no annotated beat was fivefold the median but there. The R amplitude then
+# starts over from that QRS, so the floors above (MIN_AMPLITUDE_SHARE,
+# LAST_AMPLITUDE_SHARE) reject those waves again. A burst of tall artefacts among
+# small beats has no such predecessor, and must not raise the floors over the beats
+# (vfdb 423's noise: the beats after it were lost).
+HISTORY_AMPLITUDE_SHARE: Final = 0.2
+TALL_RHYTHM_S: Final = (1.5, 10.0)
 # A wide beat (aberrated premature beat, slurred PVC) is about half as tall as the
 # QRS around it and a fifth to a third as steep, so its integral falls just short
 # of the threshold and the slope floor rejects it; a P wave, or a T wave past the
@@ -178,6 +194,15 @@ RAIL_S: Final = 0.060
 # shock's or a lead's (cudb cu17, cu23: rail to rail, twice the QRS), while a QRS
 # rising out of a lead drifted to the limit (mitdb 116) keeps the QRS's height.
 RAIL_SWING: Final = 1.5
+# An amplifier coming out of saturation (after a shock, a lead reconnected, a gap
+# in the data) drifts back to its baseline along a smooth curve over about a
+# second, and the band-pass sees its bends. A QRS keeps its shape (slope per mV of
+# height) through that; the curve is much duller for its height. So for
+# RECOVERY_S after a railed candidate or a non-finite sample, a candidate needs at
+# least RECOVERY_SHARPNESS of the recent QRS's slope per mV (cudb's shocks: cu17,
+# cu23, cu25, cu27).
+RECOVERY_S: Final = 1.0
+RECOVERY_SHARPNESS: Final = 0.4
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
 
@@ -233,7 +258,6 @@ class _Candidate:
     before: FloatArray | None = None
 
 
-
 _BAND_FILTERS: dict[float, tuple[FloatArray, FloatArray, FloatArray]] = {}
 
 
@@ -269,14 +293,17 @@ class QrsDetector:
         "_amp_med",
         "_b",
         "_base",
+        "_beat_heights",
         "_beside",
         "_der_hist",
         "_fast_rr",
         "_fs",
+        "_gaps",
         "_group",
         "_hist_len",
         "_last_mwi",
         "_last_qrs",
+        "_last_rail",
         "_last_slope",
         "_last_x",
         "_learn_end",
@@ -299,6 +326,7 @@ class QrsDetector:
         "_raw_hist",
         "_raw_peaks",
         "_recent_cands",
+        "_recovery",
         "_ref",
         "_refractory",
         "_relearn",
@@ -312,6 +340,7 @@ class QrsDetector:
         "_slopes",
         "_sq_tail",
         "_t_wave",
+        "_tall_rhythm",
         "_thr",
         "_win",
         "_zi",
@@ -344,8 +373,13 @@ class QrsDetector:
         self._merge = round(0.200 * self._fs)  # candidate spacing = look-ahead
         self._refractory = round(0.200 * self._fs)
         self._t_wave = round(T_WAVE_S * self._fs)
+        self._tall_rhythm = (round(TALL_RHYTHM_S[0] * self._fs), round(TALL_RHYTHM_S[1] * self._fs))
         self._fast_rr = round(FAST_RR_S * self._fs)
         self._rail = round(RAIL_S * self._fs)
+        self._recovery = round(RECOVERY_S * self._fs)
+        # (first, last) absolute index of the recent runs of non-finite samples.
+        self._gaps: deque[tuple[int, int]] = deque(maxlen=16)
+        self._last_rail = -self._recovery - 1  # integral peak of the last railed candidate
         self._p_wave = round(P_WAVE_S * self._fs)
         self._r_before = round(0.150 * self._fs)  # R peak search around the steepest slope
         self._r_after = round(0.080 * self._fs)
@@ -375,6 +409,8 @@ class QrsDetector:
         self._noise_peaks: deque[float] = deque(maxlen=8)
         self._amp_hist: deque[float] = deque(maxlen=8)
         self._amp_med: float | None = None  # its median, None when stale
+        # (integral peak, R amplitude) of the accepted beats (HISTORY_AMPLITUDE_SHARE).
+        self._beat_heights: deque[tuple[int, float]] = deque(maxlen=32)
         self._rr: deque[int] = deque(maxlen=8)
         self._slopes: deque[float] = deque(maxlen=8)
         # Slope per mV of the accepted beats: their shape, which no gain changes.
@@ -457,6 +493,7 @@ class QrsDetector:
             return _EMPTY_BEATS
         finite = np.isfinite(x)
         if np.count_nonzero(finite) != n:
+            self._note_gaps(finite)
             x = self._hold_last_finite(x, finite)
         if self._n == 0:
             self._zi = self._zi_unit * x.item(0)
@@ -522,6 +559,18 @@ class QrsDetector:
         np.maximum.accumulate(pos, out=pos)
         held = np.where(pos >= 0, x[np.maximum(pos, 0)], self._last_x)
         return np.asarray(held, dtype=np.float64)
+
+    def _note_gaps(self, finite: npt.NDArray[np.bool_]) -> None:
+        edges = np.flatnonzero(np.diff(np.concatenate(([1], finite.view(np.int8), [1]))))
+        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+            self._gaps.append((self._n + a, self._n + b - 1))
+
+    def _recovering(self, c: _Candidate) -> bool:
+        """``c`` is within RECOVERY_S after a railed candidate or a non-finite sample."""
+        if 0 < c.idx - self._last_rail <= self._recovery:
+            return True
+        r = c.r_idx
+        return any(a <= r and r - min(b, r) <= self._recovery for a, b in self._gaps)
 
     def _trim_history(self) -> None:
         # Keep what the open candidate still needs, however large the chunk was.
@@ -663,6 +712,10 @@ class QrsDetector:
         if searchback and c.amplitude >= SEARCHBACK_AMPLITUDE * self.qrs_amplitude_mv:
             floor = SEARCHBACK_SLOPE_FLOOR
         if c.slope < floor * self._median_slope():
+            return False
+        if c.slope < RECOVERY_SHARPNESS * self._qrs_sharpness() * c.amplitude and self._recovering(
+            c
+        ):
             return False
         last = self._last_qrs
         if last is None:
@@ -812,6 +865,7 @@ class QrsDetector:
 
     def _classify(self, c: _Candidate, out: list[int], *, p_wave: bool = False) -> None:
         if c.railed or (c.rail_edge and c.amplitude >= RAIL_SWING * self.qrs_amplitude_mv > 0.0):
+            self._last_rail = c.idx
             return  # ADC limits or a gap: no QRS there, and no level to learn from
         last = self._last_qrs
         if last is not None and c.r_idx - last.r_idx < self._refractory:
@@ -874,10 +928,19 @@ class QrsDetector:
                 self._rr.append(rr)
                 self._rr_mean_n = None
         self._ref = c.idx
+        if c.amplitude * HISTORY_AMPLITUDE_SHARE > self.qrs_amplitude_mv > 0.0 and any(
+            self._tall_rhythm[0] <= c.idx - i <= self._tall_rhythm[1]
+            and 0.5 * c.amplitude <= a <= 2.0 * c.amplitude
+            for i, a in self._beat_heights
+        ):
+            # The recent "beats" were waves beside the QRS (LAST_AMPLITUDE_SHARE):
+            # the R amplitude starts over from this one.
+            self._amp_hist.clear()
         self._qrs_peaks.append(peak)
         self._thr = None
         self._amp_hist.append(c.amplitude)
         self._amp_med = None
+        self._beat_heights.append((c.idx, c.amplitude))
         self._last_qrs = c
         self._last_slope = c.slope
         self._slopes.append(c.slope)
@@ -1000,4 +1063,3 @@ class QrsDetector:
                     self._slopes.append(max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old))
                     self._slope_med = None
         self._thr = None
-
