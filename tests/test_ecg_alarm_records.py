@@ -437,6 +437,20 @@ async def test_fibrillation_carrying_high_frequencies_at_its_onset() -> None:
     assert min(raised) - onset <= 10.0
 
 
+async def test_coarse_disorganised_fibrillation_after_vt_is_alarmed_within_10_s() -> None:
+    # cudb cu27, VF from 451.6 s: a fast VT degenerates into large (2-3 mV),
+    # irregular fibrillation. For its first seconds it is no sinusoid (VF filter
+    # leakage 0.6-0.7) and its spectrum has more than one hump, so the organised-VF
+    # tests fail it; it is fragmented, never repeats at a heartbeat's lag and fills
+    # the phase plane, which is coarse VF. Alarmed within 10 s of the onset.
+    x, fs, ref = excerpt("cudb", "cu27", 420.0, 480.0)
+    onset = next(a for a, _ in ref.vf if 450.0 < a < 453.0) - 420.0
+    run = await replay_ecg_through_room(x, fs=fs)
+    raised = [t for t in run.raised("ecg.vf") + run.raised("ecg.vt") if t >= onset - 1.0]
+    assert raised
+    assert min(raised) - onset <= 10.0
+
+
 async def test_no_fibrillation_alarm_on_a_regular_rhythm_with_premature_beats() -> None:
     # cudb cu11 before its VF (371 s): a regular rhythm near 80 bpm with premature
     # beats (annotated throughout). Its spectrum peaks at a harmonic of the heart rate,

@@ -25,6 +25,30 @@ spectral analysis):
 - **amplitude**: a robust peak of at least 0.15 mV (fine VF below that is not
   told apart from a quiet baseline here: that is asystole's business).
 
+Coarse VF is a second way in. Large, irregular fibrillation (often the first
+seconds after VT degenerates, or after a shock) is no sinusoid: its leakage is
+0.6-0.7 and its spectrum has more than one hump, so the last two tests fail it.
+Where the robust peak is at least ``COARSE_AMPLITUDE_MV`` (0.5 mV, about 1 mV
+peak to peak: in a smaller signal irregularity is as likely noise riding on a
+rhythm), a window with leakage under ``COARSE_LEAK_MAX`` (0.7) is VF-like when
+three time-domain measures of disorganisation, independent of the spectrum,
+all agree:
+
+- **crossings**: at least ``COARSE_CROSSINGS_HZ`` (8.5) crossings of the
+  window's median per second: fragmented activity, not a train of beats (the
+  crossing count is what drives Zhang's complexity measure, r = 0.93 with it here);
+- **no repetition**: the autocorrelation at any lag of 0.35-1.5 s (a heartbeat)
+  under ``COARSE_REPEAT_MAX`` (0.4): a rhythm of beats under noise or tremor
+  repeats itself at its beat interval, fibrillation does not (Chen's
+  autocorrelation method). Among the windows this tier would otherwise admit far
+  from any ventricular event (regular beats with tremor or noise) the median is
+  0.82; in annotated VF, 0.37;
+- **phase-space fill**: the share of a 40 x 40 grid that the 0.5 s time-delay
+  trajectory visits (Amann's TD method) at least ``PHASE_FILL_MIN`` (0.15): VF
+  wanders over the plane, a QRS rhythm stays near its baseline.
+
+Such a window counts towards ``persist``, never towards ``persist_strong``.
+
 Each window of ``window_s`` (4 s), every ``step_s`` (1 s) of signal, is VF-like
 when all six agree. ``persist`` (3) consecutive VF-like windows make the
 condition present, or ``persist_strong`` (2) when both have a leakage under
@@ -57,6 +81,14 @@ LEAK_STRONG: Final = 0.5
 LEAK_MAX: Final = 0.6
 DOMINANT_MIN_HZ: Final = 2.5
 AMPLITUDE_MIN_MV: Final = 0.15
+COARSE_AMPLITUDE_MV: Final = 0.5
+COARSE_LEAK_MAX: Final = 0.7
+COARSE_CROSSINGS_HZ: Final = 8.5
+COARSE_REPEAT_MAX: Final = 0.4
+PHASE_FILL_MIN: Final = 0.15
+PHASE_GRID: Final = 40  # cells per axis of the time-delay plane
+PHASE_DELAY_S: Final = 0.5
+REPEAT_LAGS_S: Final = (0.35, 1.5)  # heartbeat intervals (40-170 bpm)
 
 
 class VfAnalyser:
@@ -221,21 +253,48 @@ class VfAnalyser:
         else:
             a, b = xx[period:], xx[:-period]
             leak = float(np.abs(a + b).sum() / max((np.abs(a) + np.abs(b)).sum(), 1e-12))
-        like = hf < HF_MAX and f0 >= DOMINANT_MIN_HZ and leak < LEAK_MAX
+        spectral = hf < HF_MAX and f0 >= DOMINANT_MIN_HZ
+        coarse = spectral and top >= COARSE_AMPLITUDE_MV and leak < COARSE_LEAK_MAX
+        like = False
         sub = 0.0
-        if like:
+        if spectral and (leak < LEAK_MAX or coarse):
             i0 = int(dom.argmax())
             h = i0 // 2
             sub = float(power[max(h - 1, 0) : h + 2].max() / max(power.item(i0), 1e-12))
-            like = sub < SUBHARMONIC_MAX
-        self._verdict(like, (busy, float(hf), f0, leak, top, sub))
+            like = leak < LEAK_MAX and sub < SUBHARMONIC_MAX
+        # Coarse VF: large and disorganised, though neither sinusoidal nor one-humped.
+        coarse = coarse and not like and self._disorganised(xx)
+        self._verdict(like or coarse, (busy, float(hf), f0, leak, top, sub), strong=like)
 
-    def _verdict(self, like: bool, features: tuple[float, ...]) -> None:
+    def _disorganised(self, xx: FloatArray) -> bool:
+        """Fragmented, never repeating at a heartbeat's lag, filling the phase plane."""
+        n = xx.shape[0]
+        rate = self._fs / self._stride
+        above = xx > np.median(xx)
+        crossings = np.count_nonzero(above[1:] != above[:-1]) * rate / n
+        if crossings < COARSE_CROSSINGS_HZ:
+            return False
+        g = PHASE_GRID
+        d = round(PHASE_DELAY_S * rate)
+        cell = np.clip(((xx / np.abs(xx).max() + 1.0) * (0.5 * g)).astype(np.intp), 0, g - 1)
+        seen = np.zeros(g * g, dtype=bool)
+        seen[cell[d:] * g + cell[:-d]] = True
+        if np.count_nonzero(seen) < PHASE_FILL_MIN * g * g:
+            return False
+        # Linear autocorrelation (zero-padded FFT), each lag over its own overlap.
+        spec = np.fft.rfft(xx, 2 * n)
+        ac = np.fft.irfft(spec.real**2 + spec.imag**2)[:n]
+        lo, hi = int(REPEAT_LAGS_S[0] * rate), int(REPEAT_LAGS_S[1] * rate)
+        lags = ac[lo:hi] * (n / np.arange(n - lo, n - hi, -1))
+        return bool(lags.max() < COARSE_REPEAT_MAX * ac.item(0))
+
+    def _verdict(self, like: bool, features: tuple[float, ...], *, strong: bool = False) -> None:
         self.vf_like = like
         self.features = features
         if like:
             self._run += 1
-            self._strong_run = self._strong_run + 1 if features[3] < LEAK_STRONG else 0
+            strong = strong and features[3] < LEAK_STRONG
+            self._strong_run = self._strong_run + 1 if strong else 0
             self._off = 0
             if self._run >= self._persist or self._strong_run >= self._persist_strong:
                 self._present = True
