@@ -78,7 +78,9 @@ class EcgSettings(CheckSettings):
         6,
         ge=3,
         description="Ventricular tachycardia: at least this many consecutive ventricular "
-        "beats (wide, or shaped unlike the patient's normal beat) ...",
+        "beats (wide, or shaped unlike the patient's normal beat, or of one shape and "
+        "suddenly much larger than the normal beat, as when a ventricular focus near "
+        "the conduction system takes over) ...",
     )
     vt_bpm: float = Field(
         120.0,
