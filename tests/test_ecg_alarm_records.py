@@ -438,6 +438,26 @@ async def test_sustained_vt_is_vt_while_it_lasts() -> None:
     assert not ever(run, "ecg.asystole")
 
 
+async def test_vt_hands_over_to_vf_without_a_rate_shown_between() -> None:
+    # mitdb 207's flutter (the excerpt of the first test) comes and goes as runs of
+    # fast wide beats (VT) and stretches without beats (VF). VF is not declared until
+    # the 4 s VF windows are clear of the run's beats: in those seconds the room used
+    # to show a rate ("tachycardia", even "normal_rate") between VT and VF.
+    x, fs, ref = excerpt("mitdb", "207", 1480.0, 1700.0)
+    onset, end = max(ref.vf, key=lambda s: s[1] - s[0])
+    run = await replay_ecg_through_room(x, fs=fs)
+    rhythm = run.rhythm[round(onset - 1480.0) : round(end - 1480.0)]
+    handovers = 0
+    for k, label in enumerate(rhythm):
+        if label != "vf" or k == 0 or rhythm[k - 1] == "vf":
+            continue
+        last_vt = max((j for j in range(max(k - 6, 0), k) if rhythm[j] == "vt"), default=None)
+        if last_vt is not None:
+            handovers += 1
+            assert rhythm[last_vt:k] == ["vt"] * (k - last_vt), rhythm[last_vt : k + 1]
+    assert handovers >= 2
+
+
 async def test_fibrillation_carrying_high_frequencies_at_its_onset() -> None:
     # cudb cu21, the VF episode from 246 s: in its first seconds the fibrillation
     # carries 5-15 % of its power above 12 Hz (more than the 5 % once allowed), and

@@ -26,9 +26,11 @@ Ventricular alarms (high priority, latching: they stay up until reset):
   shaped like the normal beat, of one shape and suddenly much larger than it (each at
   least 1.3 times the normal template's size, together 1.5 times the five beats before:
   a ventricular rhythm can keep the normal beat's shape in one lead, not its size);
-  present until 2 s after the last beat of the run. While it is present the beat
-  classifier keeps its template: sustained VT is not adopted as the patient's new normal beat (it
-  would end the condition after a dozen beats while the VT went on).
+  present until 2 s after the last beat of the run (where the VF analysis sees
+  fibrillation, until VF takes over 4 s after it: no rate is shown between the
+  two). While it is present the beat classifier keeps its template: sustained VT
+  is not adopted as the patient's new normal beat (it would end the condition
+  after a dozen beats while the VT went on).
 
 The room state carries ``ecg_rhythm``: ``vf``, ``vt``, ``asystole``,
 ``bradycardia``, ``tachycardia``, ``normal_rate`` or ``unknown`` (signal unreadable).
@@ -133,6 +135,9 @@ VT_ONSET = 1.5
 VT_BEFORE = 5
 VT_MAX_BPM = 250.0  # faster "beats" are flutter waves: VF's business
 VT_HOLD_S = 2.0  # a VT run's condition lasts this long past its last fast ventricular beat
+# ... and VF is not declared sooner than this after it (the 4 s VF windows still hold
+# the run's beats); where the VF analysis sees fibrillation, VT lasts until then.
+VF_AFTER_VT_S = 4.0
 # Missing signal up to this long is bridged in the VF analysis (see VfAnalyser.bridge):
 # a quarter of its 4 s window. Longer, the analysis starts over.
 VF_BRIDGE_S = 1.0
@@ -609,7 +614,6 @@ class EcgCheck(Check, declaration=ECG):
         cfg, t = self.cfg, st.t_end
         readable = not math.isnan(st.readable_since)
         since_vt = t - st.vt_since_beat
-        vt = readable and since_vt < VT_HOLD_S
         # A run of one-shaped ventricular beats under 250 bpm is VT, even where the
         # VF analysis (4 s windows) also sees a sustained oscillation in it; faster,
         # or shapeless, is VF.
@@ -618,15 +622,18 @@ class EcgCheck(Check, declaration=ECG):
         # shape come through: in VF there are none.
         # VF is judged through the recovery from a gap or bad samples too: its
         # analysis goes on across them (see _restart), the QRS detector's does not.
-        vf = (
+        fibrillation = (
             st.vf_judgeable
             and st.vf.present
             and (st.vf.vf_like or st.vf_on)
             and not t - st.normal_beat_t < 1.5
             and t > st.organised_until
-            and not since_vt <= 4.0
         )
+        vf = fibrillation and not since_vt <= VF_AFTER_VT_S  # NaN: no VT yet
         st.vf_on = vf
+        # VT gives way to VF once the VF windows no longer hold its beats; until then
+        # it stays VT, so that no rate is shown between the two (mitdb 207's flutter).
+        vt = readable and (since_vt < VT_HOLD_S or (fibrillation and since_vt <= VF_AFTER_VT_S))
         asystole = False
         if readable and not vf:
             since = (
