@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+import scipy.signal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -249,6 +250,34 @@ def test_after_noise_the_rate_returns_only_with_four_intervals_behind_it() -> No
     back = [m for m in back if m.t >= cleared]
     assert back[0].t - cleared >= 4 * 0.8 - 0.5  # four intervals, less the detector's latency
     assert abs(back[0].value - 75.0) <= 2.0
+
+
+def test_each_noise_feature_leaves_at_its_own_limit() -> None:
+    # A fast wide rhythm (165 bpm, wide QRS) never rests between its complexes: its
+    # in-band noise index reads about 0.09-0.11, under the 0.12 that makes noise but
+    # over the two thirds of it that ends noise. Muscle artefact (over 50 Hz) for 4 s
+    # makes the HF feature say noisy; once it stops the signal is as clean as before.
+    # The in-band feature never entered, so it has no hysteresis to hold: noise ends
+    # with the artefact (it used to stay, held by the HF feature's verdict).
+    run = Run(fs=250.0)
+    run.sim.wide_qrs(True)
+    run.sim.set_rate(165.0)
+    run.run(60.0)
+    assert not run.ever("ecg.noisy")
+    rng = np.random.default_rng(3)
+    b, a = scipy.signal.butter(2, 50.0, btype="highpass", fs=250.0)
+    step = round(run.chunk_s * run.fs)
+    for _ in range(40):
+        run.feed(
+            run.sim.next_chunk(step) + 0.5 * scipy.signal.lfilter(b, a, rng.standard_normal(step))
+        )
+    end = run.t
+    assert run.active("ecg.noisy")
+    run.run(20.0)
+    cleared = run.first("ecg.noisy", active=False, after=end - 4.0)
+    assert cleared is not None, "noise held on after the artefact ended"
+    assert cleared - end <= 3.0
+    assert not run.active("ecg.noisy")
 
 
 def test_saturation_at_the_rails() -> None:

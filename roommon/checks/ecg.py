@@ -220,6 +220,7 @@ class _FeedState:
     rhythm: str = ""  # the last ecg_rhythm published
     hf_hist: deque[float] = field(default_factory=lambda: deque(maxlen=HF_HISTORY))
     hf_noisy: bool = False  # the high-frequency feature alone says noisy
+    band_noisy: bool = False  # the in-band feature alone says noisy
     hf_next_t: float = -math.inf  # when the next value joins hf_hist
     hf_floor: float = 0.0  # HF feature floor, share of the QRS amplitude at this rate
     hf_level: float = 1.0  # HF feature over its own level (floored as the limit is)
@@ -529,7 +530,7 @@ class EcgCheck(Check, declaration=ECG):
         if noisy and (st.vf.vf_like or st.vf.present):
             # VF and flutter are busy everywhere, as noise is; the VF analysis tells
             # them apart (noise is broadband, VF a 2.5-10 Hz oscillation).
-            noisy = st.noisy = False
+            noisy = st.noisy = st.band_noisy = False
         # These five are reported here only, and only on change: skip when none changed.
         judged = (flat, saturated, noisy, t < st.gap_until, t < st.bad_until)
         if judged != st.judged:
@@ -584,8 +585,10 @@ class EcgCheck(Check, declaration=ECG):
             ns = [v for tb, v in st.normal_slopes if tb > st.t_end - NORMAL_REF_S]
             if len(ns) >= 2:
                 index = p20 / max(ref, sorted(ns)[len(ns) // 2])
-        # Hysteresis: enter above the limit, leave below two thirds of it.
-        limit = self.cfg.noise_index * (2.0 / 3.0 if st.noisy else 1.0)
+        # Hysteresis, each feature on its own: enter above the limit, leave below two
+        # thirds of it. (After an artefact the HF feature saw, the in-band one is not
+        # held at two thirds, where a fast wide rhythm that never rests reads.)
+        limit = self.cfg.noise_index * (2.0 / 3.0 if st.band_noisy else 1.0)
         x = st.recent
         hf = _percentile(np.abs(x[2:] - 2.0 * x[1:-1] + x[:-2]), 50.0)
         hist = st.hf_hist
@@ -607,7 +610,8 @@ class EcgCheck(Check, declaration=ECG):
                     n = len(hist) - HF_RECENT
                     st.hf_base = _percentile(np.fromiter(hist, float, n), 10.0)
         st.hf_noisy = hf_noisy
-        st.noisy = index > limit or hf_noisy
+        st.band_noisy = index > limit
+        st.noisy = st.band_noisy or hf_noisy
         return st.noisy
 
     def _evaluate(self, st: _FeedState, feed: str, ctx: CheckContext, *, publish: bool) -> None:
