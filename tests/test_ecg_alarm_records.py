@@ -36,6 +36,14 @@ def ever(run: EcgRoomRun, code: str) -> bool:
     return bool(run.raised(code))
 
 
+def longest_pause(ref: Reference, fs: float, start_s: float, end_s: float) -> tuple[float, float]:
+    """The longest interval between annotated beats in ``start_s``..``end_s``, in
+    seconds from ``start_s`` (a ventricular standstill)."""
+    beats = ref.beats[(ref.beats >= start_s * fs) & (ref.beats < end_s * fs)] / fs - start_s
+    k = int(np.argmax(np.diff(beats)))
+    return float(beats[k]), float(beats[k + 1])
+
+
 async def ventricular_alarm_delay(
     db: str, record: str, start_s: float, end_s: float, *, onset_in: tuple[float, float]
 ) -> float:
@@ -304,10 +312,7 @@ async def test_p_waves_in_a_ventricular_standstill_are_not_beats() -> None:
     # size as the 6 mV QRS, a twentieth of its height). Re-learning must not take
     # them for a shrunken QRS: that is asystole, and the room says so.
     x, fs, ref = excerpt("cudb", "cu31", 80.0, 110.0)
-    local = ref.beats[(ref.beats >= 80.0 * fs) & (ref.beats < 110.0 * fs)] / fs - 80.0
-    gaps = np.diff(local)
-    k = int(np.argmax(gaps))
-    still_from, still_to = float(local[k]), float(local[k + 1])
+    still_from, still_to = longest_pause(ref, fs, 80.0, 110.0)
     assert still_to - still_from > 6.0
     beats = detect_samples(x, fs=fs) / fs
     assert not [b for b in beats.tolist() if still_from + 0.3 < b < still_to - 0.3]
@@ -324,10 +329,7 @@ async def test_p_waves_seen_between_the_beats_are_not_relearnt_as_a_shrunken_qrs
     # the ventricles stand still (23 s). Re-learning must not take the P waves for the
     # old QRS shrunk by a gain change: they were there between the beats before it.
     x, fs, ref = excerpt("cudb", "cu35", 100.0, 160.0)
-    local = ref.beats[(ref.beats >= 100.0 * fs) & (ref.beats < 160.0 * fs)] / fs - 100.0
-    gaps = np.diff(local)
-    k = int(np.argmax(gaps))
-    still_from, still_to = float(local[k]), float(local[k + 1])
+    still_from, still_to = longest_pause(ref, fs, 100.0, 160.0)
     assert still_to - still_from > 20.0
     beats = detect_samples(x, fs=fs) / fs
     # About 20 P waves in the standstill; a stray artefact or two may pass, no rhythm.
