@@ -203,6 +203,19 @@ RAIL_SWING: Final = 1.5
 # cu23, cu25, cu27).
 RECOVERY_S: Final = 1.0
 RECOVERY_SHARPNESS: Final = 0.4
+# Search-back takes the largest candidate under the threshold, with lowered floors
+# (half the threshold, a fifth of the slope for a tall one): a guess, right for a
+# missed wide beat, wrong where the signal between the beats is artefact (the slow
+# waves and their ripple after a shock, cudb cu21: true R-R 2-3 s, each search-back
+# "beat" a ripple). So a guessed beat tells where a beat was, not what a QRS looks
+# like: its slope, R amplitude and slope per mV stay out of the references the
+# floors are taken from, else each such guess lowers the floors for the next until
+# the ripple passes for the rhythm. After re-learning they do enter:
+# the levels are to follow the new QRS there; and so they do for a guess at least
+# GUESS_ALIKE as steep as the last beat that entered them: a rhythm changing beat by
+# beat (a ventricular tachycardia's complexes shrinking and slurring, vfdb 425),
+# which the floors must follow, not a ripple a tenth as steep as the QRS.
+GUESS_ALIKE: Final = 0.5
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
 
@@ -334,6 +347,7 @@ class QrsDetector:
         "_rr",
         "_rr_mean_n",
         "_sb_done",
+        "_shape_slope",
         "_sharp_hist",
         "_sharp_med",
         "_slope_med",
@@ -430,6 +444,7 @@ class QrsDetector:
         # of the last (re-)learning when there has been none since.
         self._ref = self._learn_end
         self._last_slope = 0.0
+        self._shape_slope = 0.0  # slope of the last beat whose shape entered the references
         self._sb_done = False
         self._last_mwi = 0.0
 
@@ -918,9 +933,15 @@ class QrsDetector:
         if best is None:
             return
         qrs = _median_of_levels(self._qrs_peaks) if self._qrs_peaks else best.value
-        self._accept(best, 0.25 * best.value + 0.75 * qrs, out)
+        self._accept(best, 0.25 * best.value + 0.75 * qrs, out, guessed=True)
 
-    def _accept(self, c: _Candidate, peak: float, out: list[int]) -> None:
+    def _accept(self, c: _Candidate, peak: float, out: list[int], *, guessed: bool = False) -> None:
+        """``c`` is a QRS; ``guessed``: found by search-back, under the threshold.
+
+        A guessed beat's shape (slope, R amplitude, slope per mV) enters the references
+        the floors are taken from only after re-learning or when it is about as steep
+        as the last beat that entered them (GUESS_ALIKE).
+        """
         last = self._last_qrs
         if last is not None:
             rr = c.idx - last.idx
@@ -938,16 +959,18 @@ class QrsDetector:
             self._amp_hist.clear()
         self._qrs_peaks.append(peak)
         self._thr = None
-        self._amp_hist.append(c.amplitude)
-        self._amp_med = None
         self._beat_heights.append((c.idx, c.amplitude))
         self._last_qrs = c
         self._last_slope = c.slope
-        self._slopes.append(c.slope)
-        self._slope_med = None
-        if c.amplitude > 0.0:
-            self._sharp_hist.append(c.slope / c.amplitude)
-            self._sharp_med = None
+        if not guessed or self._relearnt or c.slope >= GUESS_ALIKE * self._shape_slope:
+            self._shape_slope = c.slope
+            self._amp_hist.append(c.amplitude)
+            self._amp_med = None
+            self._slopes.append(c.slope)
+            self._slope_med = None
+            if c.amplitude > 0.0:
+                self._sharp_hist.append(c.slope / c.amplitude)
+                self._sharp_med = None
         self._sb_done = False
         self._relearnt = False
         if last is not None and c.idx - last.idx < self._relearn_period():
@@ -984,7 +1007,7 @@ class QrsDetector:
         # Search-back peaks count less towards the QRS level (Pan-Tompkins).
         qrs = _median_of_levels(self._qrs_peaks) if self._qrs_peaks else best.value
         self._noise_cands = deque(c for c in self._noise_cands if c.idx > best.idx)
-        self._accept(best, 0.25 * best.value + 0.75 * qrs, out)
+        self._accept(best, 0.25 * best.value + 0.75 * qrs, out, guessed=True)
 
     def _same_shape_pair(self, old_amp: float) -> _Candidate | None:
         """The largest candidate since the last QRS that has a twin of the old QRS's shape."""
