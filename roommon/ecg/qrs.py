@@ -203,6 +203,19 @@ RAIL_SWING: Final = 1.5
 # cu23, cu25, cu27).
 RECOVERY_S: Final = 1.0
 RECOVERY_SHARPNESS: Final = 0.4
+# Search-back takes the largest candidate under the threshold, with lowered floors
+# (half the threshold, a fifth of the slope for a tall one): a guess, right for a
+# missed wide beat, wrong where the signal between the beats is artefact (the slow
+# waves and their ripple after a shock, cudb cu21: true R-R 2-3 s, each search-back
+# "beat" a ripple). So a guessed beat tells where a beat was, not what a QRS looks
+# like: its slope, R amplitude and slope per mV stay out of the references the
+# floors are taken from, else each such guess lowers the floors for the next until
+# the ripple passes for the rhythm. After re-learning they do enter:
+# the levels are to follow the new QRS there; and so they do for a guess at least
+# GUESS_ALIKE as steep as the last beat that entered them: a rhythm changing beat by
+# beat (a ventricular tachycardia's complexes shrinking and slurring, vfdb 425),
+# which the floors must follow, not a ripple a tenth as steep as the QRS.
+GUESS_ALIKE: Final = 0.5
 _EMPTY_BEATS: Final[IntArray] = np.empty(0, dtype=np.int64)
 
 
@@ -334,6 +347,11 @@ class QrsDetector:
         "_rr",
         "_rr_mean_n",
         "_sb_done",
+        "_seen_amp",
+        "_seen_amp_med",
+        "_seen_slope_med",
+        "_seen_slopes",
+        "_shape_slope",
         "_sharp_hist",
         "_sharp_med",
         "_slope_med",
@@ -409,6 +427,12 @@ class QrsDetector:
         self._noise_peaks: deque[float] = deque(maxlen=8)
         self._amp_hist: deque[float] = deque(maxlen=8)
         self._amp_med: float | None = None  # its median, None when stale
+        # The same two of every beat, search-back guesses included: what the EKG check
+        # reads (qrs_amplitude_mv, qrs_slope) for its noise reference.
+        self._seen_amp: deque[float] = deque(maxlen=8)
+        self._seen_amp_med: float | None = None
+        self._seen_slopes: deque[float] = deque(maxlen=8)
+        self._seen_slope_med: float | None = None
         # (integral peak, R amplitude) of the accepted beats (HISTORY_AMPLITUDE_SHARE).
         self._beat_heights: deque[tuple[int, float]] = deque(maxlen=32)
         self._rr: deque[int] = deque(maxlen=8)
@@ -430,6 +454,7 @@ class QrsDetector:
         # of the last (re-)learning when there has been none since.
         self._ref = self._learn_end
         self._last_slope = 0.0
+        self._shape_slope = 0.0  # slope of the last beat whose shape entered the references
         self._sb_done = False
         self._last_mwi = 0.0
 
@@ -474,16 +499,31 @@ class QrsDetector:
 
     @property
     def qrs_amplitude_mv(self) -> float:
-        """Median R deflection (mV) of the recent beats, 0 before the first."""
-        med = self._amp_med
+        """Median R deflection (mV) of the recent beats, 0 before the first.
+
+        Of every beat, search-back guesses included (the floors' own reference leaves
+        most guesses out, GUESS_ALIKE).
+        """
+        med = self._seen_amp_med
         if med is None:
-            self._amp_med = med = _median_of_levels(self._amp_hist)
+            self._seen_amp_med = med = _median_of_levels(self._seen_amp)
         return med
 
     @property
     def qrs_slope(self) -> float:
-        """Median steepest filtered slope of the recent beats (mV/s), 0 before the first."""
-        return self._median_slope()
+        """Median steepest filtered slope of the recent beats (mV/s), 0 before the first
+        (of every beat, as ``qrs_amplitude_mv``)."""
+        med = self._seen_slope_med
+        if med is None:
+            self._seen_slope_med = med = _median_of_levels(self._seen_slopes)
+        return med
+
+    def _amplitude(self) -> float:
+        """Median R deflection of the beats whose shape the floors follow."""
+        med = self._amp_med
+        if med is None:
+            self._amp_med = med = _median_of_levels(self._amp_hist)
+        return med
 
     def process(self, samples: npt.ArrayLike) -> IntArray:
         """Feed consecutive samples (mV); return the R peaks this call confirmed."""
@@ -706,10 +746,10 @@ class QrsDetector:
 
     def _qrs_like(self, c: _Candidate, *, searchback: bool = False) -> bool:
         """Shape tests besides size: large enough in mV, steep enough, not a T wave."""
-        if c.amplitude < max(self._min_qrs_mv, MIN_AMPLITUDE_SHARE * self.qrs_amplitude_mv):
+        if c.amplitude < max(self._min_qrs_mv, MIN_AMPLITUDE_SHARE * self._amplitude()):
             return False
         floor = SLOPE_FLOOR
-        if searchback and c.amplitude >= SEARCHBACK_AMPLITUDE * self.qrs_amplitude_mv:
+        if searchback and c.amplitude >= SEARCHBACK_AMPLITUDE * self._amplitude():
             floor = SEARCHBACK_SLOPE_FLOOR
         if c.slope < floor * self._median_slope():
             return False
@@ -815,7 +855,7 @@ class QrsDetector:
         chunking; it waits 50 ms longer than an ordinary beat, and only for a
         candidate small enough to be a P wave.
         """
-        if P_WAVE_RATIO * c.amplitude > self.qrs_amplitude_mv:
+        if P_WAVE_RATIO * c.amplitude > self._amplitude():
             return False  # as tall as the recent QRS: no bigger QRS can follow it so soon
         end = c.idx + self._p_wave
         if not final and self._n - 2 < end:
@@ -864,7 +904,7 @@ class QrsDetector:
         self._queue.extendleft(reversed(cands))
 
     def _classify(self, c: _Candidate, out: list[int], *, p_wave: bool = False) -> None:
-        if c.railed or (c.rail_edge and c.amplitude >= RAIL_SWING * self.qrs_amplitude_mv > 0.0):
+        if c.railed or (c.rail_edge and c.amplitude >= RAIL_SWING * self._amplitude() > 0.0):
             self._last_rail = c.idx
             return  # ADC limits or a gap: no QRS there, and no level to learn from
         last = self._last_qrs
@@ -878,7 +918,7 @@ class QrsDetector:
             (c.value > thr and self._qrs_like(c))
             or (
                 c.value > WIDE_VALUE * thr
-                and c.amplitude >= WIDE_AMPLITUDE * self.qrs_amplitude_mv
+                and c.amplitude >= WIDE_AMPLITUDE * self._amplitude()
                 and (last is None or c.r_idx - last.r_idx >= self._t_wave)
                 and self._qrs_like(c, searchback=True)
             )
@@ -918,9 +958,15 @@ class QrsDetector:
         if best is None:
             return
         qrs = _median_of_levels(self._qrs_peaks) if self._qrs_peaks else best.value
-        self._accept(best, 0.25 * best.value + 0.75 * qrs, out)
+        self._accept(best, 0.25 * best.value + 0.75 * qrs, out, guessed=True)
 
-    def _accept(self, c: _Candidate, peak: float, out: list[int]) -> None:
+    def _accept(self, c: _Candidate, peak: float, out: list[int], *, guessed: bool = False) -> None:
+        """``c`` is a QRS; ``guessed``: found by search-back, under the threshold.
+
+        A guessed beat's shape (slope, R amplitude, slope per mV) enters the references
+        the floors are taken from only after re-learning or when it is about as steep
+        as the last beat that entered them (GUESS_ALIKE).
+        """
         last = self._last_qrs
         if last is not None:
             rr = c.idx - last.idx
@@ -928,7 +974,7 @@ class QrsDetector:
                 self._rr.append(rr)
                 self._rr_mean_n = None
         self._ref = c.idx
-        if c.amplitude * HISTORY_AMPLITUDE_SHARE > self.qrs_amplitude_mv > 0.0 and any(
+        if c.amplitude * HISTORY_AMPLITUDE_SHARE > self._amplitude() > 0.0 and any(
             self._tall_rhythm[0] <= c.idx - i <= self._tall_rhythm[1]
             and 0.5 * c.amplitude <= a <= 2.0 * c.amplitude
             for i, a in self._beat_heights
@@ -936,18 +982,25 @@ class QrsDetector:
             # The recent "beats" were waves beside the QRS (LAST_AMPLITUDE_SHARE):
             # the R amplitude starts over from this one.
             self._amp_hist.clear()
+            self._seen_amp.clear()
         self._qrs_peaks.append(peak)
         self._thr = None
-        self._amp_hist.append(c.amplitude)
-        self._amp_med = None
         self._beat_heights.append((c.idx, c.amplitude))
         self._last_qrs = c
         self._last_slope = c.slope
-        self._slopes.append(c.slope)
-        self._slope_med = None
-        if c.amplitude > 0.0:
-            self._sharp_hist.append(c.slope / c.amplitude)
-            self._sharp_med = None
+        if not guessed or self._relearnt or c.slope >= GUESS_ALIKE * self._shape_slope:
+            self._shape_slope = c.slope
+            self._amp_hist.append(c.amplitude)
+            self._amp_med = None
+            self._slopes.append(c.slope)
+            self._slope_med = None
+            if c.amplitude > 0.0:
+                self._sharp_hist.append(c.slope / c.amplitude)
+                self._sharp_med = None
+        self._seen_amp.append(c.amplitude)
+        self._seen_amp_med = None
+        self._seen_slopes.append(c.slope)
+        self._seen_slope_med = None
         self._sb_done = False
         self._relearnt = False
         if last is not None and c.idx - last.idx < self._relearn_period():
@@ -984,7 +1037,7 @@ class QrsDetector:
         # Search-back peaks count less towards the QRS level (Pan-Tompkins).
         qrs = _median_of_levels(self._qrs_peaks) if self._qrs_peaks else best.value
         self._noise_cands = deque(c for c in self._noise_cands if c.idx > best.idx)
-        self._accept(best, 0.25 * best.value + 0.75 * qrs, out)
+        self._accept(best, 0.25 * best.value + 0.75 * qrs, out, guessed=True)
 
     def _same_shape_pair(self, old_amp: float) -> _Candidate | None:
         """The largest candidate since the last QRS that has a twin of the old QRS's shape."""
@@ -1033,7 +1086,7 @@ class QrsDetector:
         """No QRS for a long time (amplitude change, lead swap): start the levels over."""
         recent = [c for c in self._noise_cands if c.idx > deadline - self._learn_end]
         old = self._median_slope()
-        old_amp = self.qrs_amplitude_mv
+        old_amp = self._amplitude()
         self._relearnt = True
         self._qrs_peaks.clear()
         self._noise_peaks.clear()
@@ -1056,10 +1109,22 @@ class QrsDetector:
                 self._slopes.clear()
                 self._slopes.append(best.slope)
                 self._slope_med = None
+                self._seen_amp.clear()
+                self._seen_amp.append(best.amplitude)
+                self._seen_amp_med = None
+                self._seen_slopes.clear()
+                self._seen_slopes.append(best.slope)
+                self._seen_slope_med = None
             else:
                 steepest = max(c.slope for c in recent)
                 if steepest < old:
+                    level = max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old)
                     self._slopes.clear()
-                    self._slopes.append(max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * old))
+                    self._slopes.append(level)
                     self._slope_med = None
+                if steepest < self.qrs_slope:
+                    level = max(steepest, RELEARN_SLOPE_FLOOR / SLOPE_FLOOR * self.qrs_slope)
+                    self._seen_slopes.clear()
+                    self._seen_slopes.append(level)
+                    self._seen_slope_med = None
         self._thr = None
