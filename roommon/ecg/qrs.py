@@ -54,6 +54,7 @@ beat by at most one sample at an exact tie).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import deque
@@ -68,15 +69,29 @@ from roommon.core.model import FloatArray
 
 
 class _Scipy:
-    """scipy.signal, imported on first use (a command that runs no check never loads it)."""
+    """scipy.signal, imported on first use (a command that runs no check never loads it).
+
+    ``linear_filter`` is lfilter's own compiled step. lfilter spends ~6 µs per call
+    checking and converting its arguments, as much as the filtering of a 1 s chunk
+    at 360 Hz, twice per chunk (the detector's filter and the VF analyser's); the
+    test suite checks that the step gives exactly lfilter's answer. None where a
+    scipy moved it: then the public function is used.
+    """
 
     signal: Any = None
+    linear_filter: Any = None
 
     @classmethod
     def load(cls) -> Any:
         if cls.signal is None:
             import scipy.signal
 
+            try:
+                from scipy.signal import _sigtools
+            except ImportError:  # pragma: no cover
+                cls.linear_filter = None
+            else:
+                cls.linear_filter = getattr(_sigtools, "_linear_filter", None)
             cls.signal = scipy.signal
         return cls.signal
 
@@ -236,8 +251,16 @@ def _median_of_samples(a: FloatArray) -> float:
 def filter_chunk(
     b: FloatArray, a: FloatArray, x: FloatArray, zi: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
-    """``scipy.signal.lfilter(b, a, x, zi=zi)``: one chunk, the filter state carried."""
-    y, zf = _Scipy.load().lfilter(b, a, x, zi=zi)
+    """``scipy.signal.lfilter(b, a, x, zi=zi)``: one chunk, the filter state carried.
+
+    ``b``, ``a``, ``x`` and ``zi`` are 1-D float64 arrays, ``len(a) > 1`` and
+    ``len(zi) == max(len(a), len(b)) - 1`` (what lfilter would check and convert).
+    """
+    step = _Scipy.linear_filter
+    if step is None:  # scipy not loaded yet, or without the step
+        y, zf = _Scipy.load().lfilter(b, a, x, zi=zi)
+        return y, zf
+    y, zf = step(b, a, x, -1, zi)
     return y, zf
 
 
@@ -296,6 +319,7 @@ class QrsDetector:
         "_beat_heights",
         "_beside",
         "_der_hist",
+        "_fast",
         "_fast_rr",
         "_fs",
         "_gaps",
@@ -392,6 +416,7 @@ class QrsDetector:
         self._last_x = 0.0  # last finite sample, held over NaN/inf
         self._group = 0  # first integral peak merged into the pending candidate
         self._recent_cands: deque[tuple[int, float]] = deque(maxlen=FAST_RUN)
+        self._fast: bool | None = None  # _fast_run() of _recent_cands, None when stale
         # History of raw and derivative signals for R localisation (1.5 s).
         self._hist_len = round(1.5 * self._fs)
         self._raw_hist: FloatArray = np.zeros(0)
@@ -402,7 +427,8 @@ class QrsDetector:
         self._queue: deque[_Candidate] = deque()  # confirmed candidates awaiting decision
         # Every local maximum of the integral (before merging) not older than the
         # oldest undecided candidate: what the P-wave rule looks ahead at.
-        self._raw_peaks: deque[tuple[IntArray, FloatArray]] = deque()  # one pair per chunk
+        # One pair of lists (indices, values) per chunk, indices increasing.
+        self._raw_peaks: deque[tuple[list[int], list[float]]] = deque()
         self._learning: list[_Candidate] = []
         self._learned = False
         self._qrs_peaks: deque[float] = deque(maxlen=8)
@@ -519,14 +545,14 @@ class QrsDetector:
         self._raw_hist = np.concatenate((self._raw_hist, x))
         self._der_hist = np.concatenate((self._der_hist, d))
         self._n += n
-        # m[k] is the integral at absolute index start - 2 + k; mid[j] = m[j+1].
-        abs_peaks = peaks + (start - 1)
-        values = np.sqrt(mid[peaks])  # amplitude scale: thresholds are ratios of slopes
         out: list[int] = []
-        if abs_peaks.shape[0]:
-            self._raw_peaks.append((abs_peaks, values))
-        for idx, val in zip(abs_peaks.tolist(), values.tolist(), strict=True):
-            self._merge_candidate(idx, val)
+        if peaks.shape[0]:
+            # m[k] is the integral at absolute index start - 2 + k; mid[j] = m[j+1].
+            idxs: list[int] = (peaks + (start - 1)).tolist()
+            # amplitude scale: thresholds are ratios of slopes
+            values: list[float] = np.sqrt(mid[peaks]).tolist()
+            self._raw_peaks.append((idxs, values))
+            self._merge_peaks(idxs, values)
         complete = self._n - 2
         if self._pending is not None and complete - self._pending.idx >= self._merge:
             self._confirm(self._pending)
@@ -593,7 +619,7 @@ class QrsDetector:
             oldest = self._pending.idx
         else:
             oldest = self._n - 2
-        while raw and raw[0][0].item(-1) <= oldest - self._p_wave:
+        while raw and raw[0][0][-1] <= oldest - self._p_wave:
             raw.popleft()
 
     def _complete_up_to(self) -> int:
@@ -602,20 +628,29 @@ class QrsDetector:
             return self._pending.idx - 1
         return self._n - 2
 
-    def _merge_candidate(self, idx: int, val: float) -> None:
+    def _merge_peaks(self, idxs: list[int], values: list[float]) -> None:
+        """Merge the integral's local maxima, in order, into candidates (see _fast_run).
+
+        The pending candidate holds only its peak until it is confirmed: a larger
+        peak within the merge distance takes its place (its fields are overwritten,
+        as a new candidate's would be).
+        """
         p = self._pending
-        if p is None:
-            self._pending = _Candidate(idx, val)
-            self._group = idx
-        elif idx - p.idx <= self._merge and (
-            idx - self._group <= self._merge or not self._fast_run()
-        ):
-            if val > p.value:
-                self._pending = _Candidate(idx, val)
-        else:
-            self._confirm(p)
-            self._pending = _Candidate(idx, val)
-            self._group = idx
+        group = self._group
+        merge = self._merge
+        for idx, val in zip(idxs, values, strict=True):
+            if p is None:
+                p = _Candidate(idx, val)
+                group = idx
+            elif idx - p.idx <= merge and (idx - group <= merge or not self._fast_run()):
+                if val > p.value:
+                    p.idx, p.value = idx, val
+            else:
+                self._confirm(p)
+                p = _Candidate(idx, val)
+                group = idx
+        self._pending = p
+        self._group = group
 
     def _fast_run(self) -> bool:
         """The last candidates are a fast run of alike complexes (FAST_RUN).
@@ -623,6 +658,12 @@ class QrsDetector:
         Decided on the candidates alone, before any decision, so that merging does
         not depend on the chunking.
         """
+        fast = self._fast
+        if fast is None:
+            self._fast = fast = self._is_fast_run()
+        return fast
+
+    def _is_fast_run(self) -> bool:
         r = self._recent_cands
         if len(r) < FAST_RUN:
             return False
@@ -634,6 +675,7 @@ class QrsDetector:
     def _confirm(self, c: _Candidate) -> None:
         """Locate the R peak and slope of a candidate while its samples are in history."""
         self._recent_cands.append((c.idx, c.value))
+        self._fast = None
         fs = self._fs
         # The integral peaks at the end of the QRS energy, delayed by the filter.
         end = c.idx - round(0.030 * fs)
@@ -682,6 +724,8 @@ class QrsDetector:
             return False, False
         after = seg[1:]
         same = after == seg[:-1]
+        if np.count_nonzero(same) < n:
+            return False, False  # both runs are runs of ``same``: none is long enough
         return (
             self._has_run(same & (dev[1:] >= 0.5 * amplitude)),
             self._has_run(same & ((after == seg.max()) | (after == seg.min()))),
@@ -822,9 +866,11 @@ class QrsDetector:
             return None
         bigger = P_WAVE_VALUE_RATIO * c.value
         for idx, val in self._raw_peaks:
-            if idx.item(-1) <= c.idx or idx.item(0) > end:
+            if idx[-1] <= c.idx or idx[0] > end:
                 continue
-            if bool(((idx > c.idx) & (idx <= end) & (val >= bigger)).any()):
+            # the peaks in (c.idx, end]: indices increase
+            lo, hi = bisect.bisect_right(idx, c.idx), bisect.bisect_right(idx, end)
+            if any(v >= bigger for v in val[lo:hi]):
                 return True
         return False
 
