@@ -275,7 +275,7 @@ class _Candidate:
     amp_late: float = 0.0  # |deflection| there
     railed: bool = False  # the window holds a long flat stretch away from baseline
     rail_edge: bool = False  # ... or at the window's highest or lowest value
-    # Filtered slope from a T-wave window and an integration window before the
+    # Absolute filtered slope from a T-wave window and an integration window before the
     # integral's peak up to it (a view of the history): whether the integral fell
     # between this and an earlier peak, worked out only when that is asked.
     before: FloatArray | None = None
@@ -316,6 +316,7 @@ class QrsDetector:
         "_amp_med",
         "_b",
         "_base",
+        "_baseline_pad",
         "_beat_heights",
         "_beside",
         "_der_hist",
@@ -342,7 +343,9 @@ class QrsDetector:
         "_noise_peaks",
         "_p_wave",
         "_pending",
+        "_qrs_end",
         "_qrs_peaks",
+        "_qrs_span",
         "_queue",
         "_r_after",
         "_r_before",
@@ -370,6 +373,7 @@ class QrsDetector:
         "_zi",
         "_zi_unit",
         "last_deriv",
+        "last_slope",
     )
 
     def __init__(
@@ -407,6 +411,11 @@ class QrsDetector:
         self._p_wave = round(P_WAVE_S * self._fs)
         self._r_before = round(0.150 * self._fs)  # R peak search around the steepest slope
         self._r_after = round(0.080 * self._fs)
+        # The QRS window ends this long before the integral's peak and spans this long;
+        # its baseline is the median of it and this much either side.
+        self._qrs_end = round(0.030 * self._fs)
+        self._qrs_span = self._win + round(0.060 * self._fs)
+        self._baseline_pad = round(0.1 * self._fs)
         self._learn_end = round(learn_s * self._fs)
         self._relearn = round(relearn_s * self._fs)
         self._max_rr = round(5.0 * self._fs)  # longer "intervals" are pauses, not rhythm
@@ -423,6 +432,7 @@ class QrsDetector:
         self._der_hist: FloatArray = np.zeros(0)
         self._base = 0  # absolute index of _raw_hist[0]
         self.last_deriv: FloatArray = np.zeros(0)  # filtered slope of the last chunk
+        self.last_slope: FloatArray = np.zeros(0)  # its absolute value
         self._pending: _Candidate | None = None
         self._queue: deque[_Candidate] = deque()  # confirmed candidates awaiting decision
         # Every local maximum of the integral (before merging) not older than the
@@ -527,6 +537,9 @@ class QrsDetector:
         start = self._n
         d, self._zi = filter_chunk(self._b, self._a, x, self._zi)
         self.last_deriv = d
+        # The history keeps the absolute slope: the R peak search wants it, and the
+        # T-wave tail test squares it (the same squares as the signed slope's).
+        self.last_slope = ad = np.abs(d)
         sq = d * d
         ext = np.concatenate((self._sq_tail, sq))
         csum = ext.cumsum()
@@ -543,7 +556,7 @@ class QrsDetector:
         self._mwi_tail = m[-2:]
         self._last_mwi = float(m[-1])
         self._raw_hist = np.concatenate((self._raw_hist, x))
-        self._der_hist = np.concatenate((self._der_hist, d))
+        self._der_hist = np.concatenate((self._der_hist, ad))
         self._n += n
         out: list[int] = []
         if peaks.shape[0]:
@@ -667,19 +680,26 @@ class QrsDetector:
         r = self._recent_cands
         if len(r) < FAST_RUN:
             return False
-        if any(b[0] - a[0] >= self._fast_rr for a, b in itertools.pairwise(r)):
-            return False
-        values = [v for _, v in r]
-        return max(values) <= FAST_RUN_ALIKE * min(values)
+        fast_rr = self._fast_rr
+        prev, lo = r[0]
+        hi = lo
+        for i, v in itertools.islice(r, 1, None):
+            if i - prev >= fast_rr:
+                return False
+            prev = i
+            if v < lo:
+                lo = v
+            elif v > hi:
+                hi = v
+        return hi <= FAST_RUN_ALIKE * lo
 
     def _confirm(self, c: _Candidate) -> None:
         """Locate the R peak and slope of a candidate while its samples are in history."""
         self._recent_cands.append((c.idx, c.value))
         self._fast = None
-        fs = self._fs
         # The integral peaks at the end of the QRS energy, delayed by the filter.
-        end = c.idx - round(0.030 * fs)
-        begin = end - self._win - round(0.060 * fs)
+        end = c.idx - self._qrs_end
+        begin = end - self._qrs_span
         lo = max(begin - self._base, 0)
         hi = min(end - self._base, self._raw_hist.shape[0])
         if hi - lo < 2:
@@ -691,10 +711,10 @@ class QrsDetector:
         if seg.shape[0] == 0:
             c.r_idx, c.amplitude, c.slope = c.idx, 0.0, 0.0
         else:
-            pad = round(0.1 * fs)
+            pad = self._baseline_pad
             ctx = self._raw_hist[max(lo - pad, 0) : hi + pad]
             dev = np.abs(seg - _median_of_samples(ctx))
-            slopes = np.abs(self._der_hist[lo:hi])
+            slopes = self._der_hist[lo:hi]
             ks = int(slopes.argmax())
             c.slope = slopes.item(ks)
             # The R peak is the largest deflection near the steepest slope (the
@@ -844,9 +864,12 @@ class QrsDetector:
         return max(self._relearn, round(1.8 * rr))
 
     def _searchback_deadline(self) -> int:
-        rr = self._rr_mean()
-        relearn = self._relearn_period()
-        if rr is None or self._sb_done or self._last_qrs is None:
+        # Read in every pass of _decide's loop: _rr_mean and _relearn_period inlined.
+        rr = self._rr_mean_n if self._rr_mean_n is not None else self._rr_mean()
+        if rr is None:
+            return self._ref + self._relearn
+        relearn = max(self._relearn, round(1.8 * rr))
+        if self._sb_done or self._last_qrs is None:
             # No rhythm yet, or search-back already failed: only re-learning remains.
             return self._ref + relearn
         return self._ref + min(round(1.66 * rr), relearn)
