@@ -554,7 +554,7 @@ class QrsDetector:
         mid = m[1:-1]
         peaks = ((mid > m[:-2]) & (mid >= m[2:])).nonzero()[0]
         self._mwi_tail = m[-2:]
-        self._last_mwi = float(m[-1])
+        self._last_mwi = m.item(-1)
         self._raw_hist = np.concatenate((self._raw_hist, x))
         self._der_hist = np.concatenate((self._der_hist, ad))
         self._n += n

@@ -233,9 +233,8 @@ class VfAnalyser:
         xx = seg - _sum(seg) / n  # .mean() costs ~5 µs more per call
         dev = np.abs(xx)
         k = int(0.99 * (n - 1))
-        part = dev.copy()
-        part.partition(k)
-        top = part.item(k)
+        dev.partition(k)  # in place: only its count above a level is used below
+        top = dev.item(k)
         if top < AMPLITUDE_MIN_MV:
             self._verdict(False, (0.0, 0.0, 0.0, 1.0, top, 0.0))
             return
