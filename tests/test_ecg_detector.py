@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.signal import lfilter
 
 from roommon.ecg.offline import (
     EC57_START_S,
@@ -20,7 +21,14 @@ from roommon.ecg.offline import (
     reference_vf,
 )
 from roommon.ecg.pacer import PacerFilter
-from roommon.ecg.qrs import QrsDetector, _median_of_levels, _median_of_samples
+from roommon.ecg.qrs import (
+    QrsDetector,
+    _band_filter,
+    _median_of_levels,
+    _median_of_samples,
+    filter_chunk,
+)
+from roommon.ecg.vf import VfAnalyser
 from roommon.records.physionet import read_channel
 from simulators.ecg import EcgSimulator
 from tests.ecg_signals import pacer_pulse
@@ -509,3 +517,20 @@ def test_a_restarted_detector_does_not_design_its_filter_again() -> None:
     assert first._zi_unit is again._zi_unit
     assert other._b is not first._b
     assert not first._b.flags.writeable
+
+
+@pytest.mark.parametrize("fs", [128.0, 250.0, 360.0])
+def test_filter_chunk_is_lfilter(fs: float) -> None:
+    # filter_chunk calls lfilter's compiled step directly; it must agree exactly, chunk
+    # by chunk with the state carried, for the detector's filter and the VF analyser's.
+    rng = np.random.default_rng(11)
+    x = np.cumsum(rng.normal(0.0, 0.05, 3 * round(fs)))
+    vf = VfAnalyser(fs=fs)
+    for b, a in ((*_band_filter(fs)[:2],), (vf._b, vf._a)):
+        zi = np.zeros(max(len(a), len(b)) - 1)
+        zr = zi.copy()
+        for part in np.array_split(x, [1, 7, round(fs), 2 * round(fs) + 3]):
+            y, zi = filter_chunk(b, a, part, zi)
+            yr, zr = lfilter(b, a, part, zi=zr)
+            assert np.array_equal(y, yr)
+            assert np.array_equal(zi, zr)

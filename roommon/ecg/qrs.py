@@ -54,6 +54,7 @@ beat by at most one sample at an exact tie).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import deque
@@ -68,9 +69,14 @@ from roommon.core.model import FloatArray
 
 
 class _Scipy:
-    """scipy.signal, imported on first use (a command that runs no check never loads it)."""
+    """scipy.signal, imported on first use (a command that runs no check never loads it).
+
+    ``linear_filter`` stays None: only the public ``lfilter`` is used (scipy.signal's
+    private modules are not relied on).
+    """
 
     signal: Any = None
+    linear_filter: Any = None
 
     @classmethod
     def load(cls) -> Any:
@@ -249,8 +255,16 @@ def _median_of_samples(a: FloatArray) -> float:
 def filter_chunk(
     b: FloatArray, a: FloatArray, x: FloatArray, zi: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
-    """``scipy.signal.lfilter(b, a, x, zi=zi)``: one chunk, the filter state carried."""
-    y, zf = _Scipy.load().lfilter(b, a, x, zi=zi)
+    """``scipy.signal.lfilter(b, a, x, zi=zi)``: one chunk, the filter state carried.
+
+    ``b``, ``a``, ``x`` and ``zi`` are 1-D float64 arrays, ``len(a) > 1`` and
+    ``len(zi) == max(len(a), len(b)) - 1`` (what lfilter would check and convert).
+    """
+    step = _Scipy.linear_filter
+    if step is None:  # scipy not loaded yet, or without the step
+        y, zf = _Scipy.load().lfilter(b, a, x, zi=zi)
+        return y, zf
+    y, zf = step(b, a, x, -1, zi)
     return y, zf
 
 
@@ -265,7 +279,7 @@ class _Candidate:
     amp_late: float = 0.0  # |deflection| there
     railed: bool = False  # the window holds a long flat stretch away from baseline
     rail_edge: bool = False  # ... or at the window's highest or lowest value
-    # Filtered slope from a T-wave window and an integration window before the
+    # Absolute filtered slope from a T-wave window and an integration window before the
     # integral's peak up to it (a view of the history): whether the integral fell
     # between this and an earlier peak, worked out only when that is asked.
     before: FloatArray | None = None
@@ -306,9 +320,11 @@ class QrsDetector:
         "_amp_med",
         "_b",
         "_base",
+        "_baseline_pad",
         "_beat_heights",
         "_beside",
         "_der_hist",
+        "_fast",
         "_fast_rr",
         "_fs",
         "_gaps",
@@ -331,7 +347,9 @@ class QrsDetector:
         "_noise_peaks",
         "_p_wave",
         "_pending",
+        "_qrs_end",
         "_qrs_peaks",
+        "_qrs_span",
         "_queue",
         "_r_after",
         "_r_before",
@@ -364,6 +382,7 @@ class QrsDetector:
         "_zi",
         "_zi_unit",
         "last_deriv",
+        "last_slope",
     )
 
     def __init__(
@@ -401,6 +420,11 @@ class QrsDetector:
         self._p_wave = round(P_WAVE_S * self._fs)
         self._r_before = round(0.150 * self._fs)  # R peak search around the steepest slope
         self._r_after = round(0.080 * self._fs)
+        # The QRS window ends this long before the integral's peak and spans this long;
+        # its baseline is the median of it and this much either side.
+        self._qrs_end = round(0.030 * self._fs)
+        self._qrs_span = self._win + round(0.060 * self._fs)
+        self._baseline_pad = round(0.1 * self._fs)
         self._learn_end = round(learn_s * self._fs)
         self._relearn = round(relearn_s * self._fs)
         self._max_rr = round(5.0 * self._fs)  # longer "intervals" are pauses, not rhythm
@@ -410,17 +434,20 @@ class QrsDetector:
         self._last_x = 0.0  # last finite sample, held over NaN/inf
         self._group = 0  # first integral peak merged into the pending candidate
         self._recent_cands: deque[tuple[int, float]] = deque(maxlen=FAST_RUN)
+        self._fast: bool | None = None  # _fast_run() of _recent_cands, None when stale
         # History of raw and derivative signals for R localisation (1.5 s).
         self._hist_len = round(1.5 * self._fs)
         self._raw_hist: FloatArray = np.zeros(0)
         self._der_hist: FloatArray = np.zeros(0)
         self._base = 0  # absolute index of _raw_hist[0]
         self.last_deriv: FloatArray = np.zeros(0)  # filtered slope of the last chunk
+        self.last_slope: FloatArray = np.zeros(0)  # its absolute value
         self._pending: _Candidate | None = None
         self._queue: deque[_Candidate] = deque()  # confirmed candidates awaiting decision
         # Every local maximum of the integral (before merging) not older than the
         # oldest undecided candidate: what the P-wave rule looks ahead at.
-        self._raw_peaks: deque[tuple[IntArray, FloatArray]] = deque()  # one pair per chunk
+        # One pair of lists (indices, values) per chunk, indices increasing.
+        self._raw_peaks: deque[tuple[list[int], list[float]]] = deque()
         self._learning: list[_Candidate] = []
         self._learned = False
         self._qrs_peaks: deque[float] = deque(maxlen=8)
@@ -541,6 +568,9 @@ class QrsDetector:
         start = self._n
         d, self._zi = filter_chunk(self._b, self._a, x, self._zi)
         self.last_deriv = d
+        # The history keeps the absolute slope: the R peak search wants it, and the
+        # T-wave tail test squares it (the same squares as the signed slope's).
+        self.last_slope = ad = np.abs(d)
         sq = d * d
         ext = np.concatenate((self._sq_tail, sq))
         csum = ext.cumsum()
@@ -555,18 +585,18 @@ class QrsDetector:
         mid = m[1:-1]
         peaks = ((mid > m[:-2]) & (mid >= m[2:])).nonzero()[0]
         self._mwi_tail = m[-2:]
-        self._last_mwi = float(m[-1])
+        self._last_mwi = m.item(-1)
         self._raw_hist = np.concatenate((self._raw_hist, x))
-        self._der_hist = np.concatenate((self._der_hist, d))
+        self._der_hist = np.concatenate((self._der_hist, ad))
         self._n += n
-        # m[k] is the integral at absolute index start - 2 + k; mid[j] = m[j+1].
-        abs_peaks = peaks + (start - 1)
-        values = np.sqrt(mid[peaks])  # amplitude scale: thresholds are ratios of slopes
         out: list[int] = []
-        if abs_peaks.shape[0]:
-            self._raw_peaks.append((abs_peaks, values))
-        for idx, val in zip(abs_peaks.tolist(), values.tolist(), strict=True):
-            self._merge_candidate(idx, val)
+        if peaks.shape[0]:
+            # m[k] is the integral at absolute index start - 2 + k; mid[j] = m[j+1].
+            idxs: list[int] = (peaks + (start - 1)).tolist()
+            # amplitude scale: thresholds are ratios of slopes
+            values: list[float] = np.sqrt(mid[peaks]).tolist()
+            self._raw_peaks.append((idxs, values))
+            self._merge_peaks(idxs, values)
         complete = self._n - 2
         if self._pending is not None and complete - self._pending.idx >= self._merge:
             self._confirm(self._pending)
@@ -633,7 +663,7 @@ class QrsDetector:
             oldest = self._pending.idx
         else:
             oldest = self._n - 2
-        while raw and raw[0][0].item(-1) <= oldest - self._p_wave:
+        while raw and raw[0][0][-1] <= oldest - self._p_wave:
             raw.popleft()
 
     def _complete_up_to(self) -> int:
@@ -642,20 +672,29 @@ class QrsDetector:
             return self._pending.idx - 1
         return self._n - 2
 
-    def _merge_candidate(self, idx: int, val: float) -> None:
+    def _merge_peaks(self, idxs: list[int], values: list[float]) -> None:
+        """Merge the integral's local maxima, in order, into candidates (see _fast_run).
+
+        The pending candidate holds only its peak until it is confirmed: a larger
+        peak within the merge distance takes its place (its fields are overwritten,
+        as a new candidate's would be).
+        """
         p = self._pending
-        if p is None:
-            self._pending = _Candidate(idx, val)
-            self._group = idx
-        elif idx - p.idx <= self._merge and (
-            idx - self._group <= self._merge or not self._fast_run()
-        ):
-            if val > p.value:
-                self._pending = _Candidate(idx, val)
-        else:
-            self._confirm(p)
-            self._pending = _Candidate(idx, val)
-            self._group = idx
+        group = self._group
+        merge = self._merge
+        for idx, val in zip(idxs, values, strict=True):
+            if p is None:
+                p = _Candidate(idx, val)
+                group = idx
+            elif idx - p.idx <= merge and (idx - group <= merge or not self._fast_run()):
+                if val > p.value:
+                    p.idx, p.value = idx, val
+            else:
+                self._confirm(p)
+                p = _Candidate(idx, val)
+                group = idx
+        self._pending = p
+        self._group = group
 
     def _fast_run(self) -> bool:
         """The last candidates are a fast run of alike complexes (FAST_RUN).
@@ -663,21 +702,35 @@ class QrsDetector:
         Decided on the candidates alone, before any decision, so that merging does
         not depend on the chunking.
         """
+        fast = self._fast
+        if fast is None:
+            self._fast = fast = self._is_fast_run()
+        return fast
+
+    def _is_fast_run(self) -> bool:
         r = self._recent_cands
         if len(r) < FAST_RUN:
             return False
-        if any(b[0] - a[0] >= self._fast_rr for a, b in itertools.pairwise(r)):
-            return False
-        values = [v for _, v in r]
-        return max(values) <= FAST_RUN_ALIKE * min(values)
+        fast_rr = self._fast_rr
+        prev, lo = r[0]
+        hi = lo
+        for i, v in itertools.islice(r, 1, None):
+            if i - prev >= fast_rr:
+                return False
+            prev = i
+            if v < lo:
+                lo = v
+            elif v > hi:
+                hi = v
+        return hi <= FAST_RUN_ALIKE * lo
 
     def _confirm(self, c: _Candidate) -> None:
         """Locate the R peak and slope of a candidate while its samples are in history."""
         self._recent_cands.append((c.idx, c.value))
-        fs = self._fs
+        self._fast = None
         # The integral peaks at the end of the QRS energy, delayed by the filter.
-        end = c.idx - round(0.030 * fs)
-        begin = end - self._win - round(0.060 * fs)
+        end = c.idx - self._qrs_end
+        begin = end - self._qrs_span
         lo = max(begin - self._base, 0)
         hi = min(end - self._base, self._raw_hist.shape[0])
         if hi - lo < 2:
@@ -689,10 +742,10 @@ class QrsDetector:
         if seg.shape[0] == 0:
             c.r_idx, c.amplitude, c.slope = c.idx, 0.0, 0.0
         else:
-            pad = round(0.1 * fs)
+            pad = self._baseline_pad
             ctx = self._raw_hist[max(lo - pad, 0) : hi + pad]
             dev = np.abs(seg - _median_of_samples(ctx))
-            slopes = np.abs(self._der_hist[lo:hi])
+            slopes = self._der_hist[lo:hi]
             ks = int(slopes.argmax())
             c.slope = slopes.item(ks)
             # The R peak is the largest deflection near the steepest slope (the
@@ -722,6 +775,8 @@ class QrsDetector:
             return False, False
         after = seg[1:]
         same = after == seg[:-1]
+        if np.count_nonzero(same) < n:
+            return False, False  # both runs are runs of ``same``: none is long enough
         return (
             self._has_run(same & (dev[1:] >= 0.5 * amplitude)),
             self._has_run(same & ((after == seg.max()) | (after == seg.min()))),
@@ -840,9 +895,12 @@ class QrsDetector:
         return max(self._relearn, round(1.8 * rr))
 
     def _searchback_deadline(self) -> int:
-        rr = self._rr_mean()
-        relearn = self._relearn_period()
-        if rr is None or self._sb_done or self._last_qrs is None:
+        # Read in every pass of _decide's loop: _rr_mean and _relearn_period inlined.
+        rr = self._rr_mean_n if self._rr_mean_n is not None else self._rr_mean()
+        if rr is None:
+            return self._ref + self._relearn
+        relearn = max(self._relearn, round(1.8 * rr))
+        if self._sb_done or self._last_qrs is None:
             # No rhythm yet, or search-back already failed: only re-learning remains.
             return self._ref + relearn
         return self._ref + min(round(1.66 * rr), relearn)
@@ -862,9 +920,11 @@ class QrsDetector:
             return None
         bigger = P_WAVE_VALUE_RATIO * c.value
         for idx, val in self._raw_peaks:
-            if idx.item(-1) <= c.idx or idx.item(0) > end:
+            if idx[-1] <= c.idx or idx[0] > end:
                 continue
-            if bool(((idx > c.idx) & (idx <= end) & (val >= bigger)).any()):
+            # the peaks in (c.idx, end]: indices increase
+            lo, hi = bisect.bisect_right(idx, c.idx), bisect.bisect_right(idx, end)
+            if any(v >= bigger for v in val[lo:hi]):
                 return True
         return False
 

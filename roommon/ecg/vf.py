@@ -89,6 +89,8 @@ PHASE_FILL_MIN: Final = 0.15
 PHASE_GRID: Final = 40  # cells per axis of the time-delay plane
 PHASE_DELAY_S: Final = 0.5
 REPEAT_LAGS_S: Final = (0.35, 1.5)  # heartbeat intervals (40-170 bpm)
+# ndarray.sum() is this, behind a Python wrapper that costs ~0.4 µs a call.
+_sum = np.add.reduce
 
 
 class VfAnalyser:
@@ -228,12 +230,11 @@ class VfAnalyser:
 
     def _analyse(self, seg: FloatArray) -> None:
         n = seg.shape[0]
-        xx = seg - seg.sum() / n  # .mean() costs ~5 µs more per call
+        xx = seg - _sum(seg) / n  # .mean() costs ~5 µs more per call
         dev = np.abs(xx)
         k = int(0.99 * (n - 1))
-        part = dev.copy()
-        part.partition(k)
-        top = part.item(k)
+        dev.partition(k)  # in place: only its count above a level is used below
+        top = dev.item(k)
         if top < AMPLITUDE_MIN_MV:
             self._verdict(False, (0.0, 0.0, 0.0, 1.0, top, 0.0))
             return
