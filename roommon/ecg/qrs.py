@@ -69,14 +69,9 @@ from roommon.core.model import FloatArray
 
 
 class _Scipy:
-    """scipy.signal, imported on first use (a command that runs no check never loads it).
-
-    ``linear_filter`` stays None: only the public ``lfilter`` is used (scipy.signal's
-    private modules are not relied on).
-    """
+    """scipy.signal, imported on first use (a command that runs no check never loads it)."""
 
     signal: Any = None
-    linear_filter: Any = None
 
     @classmethod
     def load(cls) -> Any:
@@ -260,11 +255,7 @@ def filter_chunk(
     ``b``, ``a``, ``x`` and ``zi`` are 1-D float64 arrays, ``len(a) > 1`` and
     ``len(zi) == max(len(a), len(b)) - 1`` (what lfilter would check and convert).
     """
-    step = _Scipy.linear_filter
-    if step is None:  # scipy not loaded yet, or without the step
-        y, zf = _Scipy.load().lfilter(b, a, x, zi=zi)
-        return y, zf
-    y, zf = step(b, a, x, -1, zi)
+    y, zf = _Scipy.load().lfilter(b, a, x, zi=zi)
     return y, zf
 
 
